@@ -1,0 +1,1 @@
+"""serving: the FastAPI scoring service, its storage, auth and the qualification policy."""

@@ -1,0 +1,1 @@
+"""training: datasets, candidate models, evaluation, MLflow tracking and registry."""
