@@ -20,9 +20,10 @@ app = typer.Typer(
 def _mount() -> None:
     from features import cli as features_cli
     from serving import cli as serving_cli
+    from serving import policy_cli
     from training import cli as training_cli
 
-    for module in (features_cli, training_cli, serving_cli):
+    for module in (features_cli, training_cli, serving_cli, policy_cli):
         module.register(app)
 
 
