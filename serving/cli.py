@@ -1,9 +1,161 @@
-"""Commands of this package, mounted on the `leadscore` app by `leadscore.cli`."""
+"""`leadscore serve` and `leadscore keys ...`, mounted on the `leadscore` app by `leadscore.cli`."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys (stored hashed; a key is shown once).",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _engine(database_url: str | None):
+    from serving.config import Settings
+    from serving.db import make_engine, upgrade_database
+
+    url = database_url or Settings().database_url
+    try:
+        upgrade_database(url)
+    except Exception as error:
+        err_console.print(
+            f"[red]error:[/red] cannot open the database {url!r}: {type(error).__name__}: {error}\n"
+            "Check LEADSCORE_DATABASE_URL (or --database-url) and that the database server is running."
+        )
+        raise typer.Exit(2) from None
+    return make_engine(url)
+
+
+DatabaseOption = typer.Option(
+    None, "--database-url", help="SQLAlchemy URL (default: LEADSCORE_DATABASE_URL or sqlite:///leadscore.db)."
+)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Who uses the key, e.g. `hubspot`."),
+    role: str = typer.Option("scorer", "--role", "-r", help="scorer, ops or admin."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from serving.auth import KeyCommandError, create_key
+
+    engine = _engine(database_url)
+    try:
+        key = create_key(engine, name, role)
+    except KeyCommandError as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    err_console.print(f"Created key [bold]{name}[/bold] with role {role}. Store it now; it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    show_revoked: bool = typer.Option(True, "--revoked/--active-only", help="Include revoked keys."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """List keys: name, role, first characters, created and revoked times."""
+    from serving.auth import list_keys
+
+    engine = _engine(database_url)
+    records = list_keys(engine, include_revoked=show_revoked)
+    engine.dispose()
+    table = Table("name", "role", "key starts", "created (UTC)", "revoked (UTC)")
+    for r in records:
+        table.add_row(
+            r.name, r.role, r.key_prefix + "...", f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "",
+        )
+    if not records:
+        err_console.print("No keys yet: create one with `leadscore keys create NAME --role scorer`.")
+        return
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: str = typer.Argument(..., help="Name of the key to revoke."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Revoke a key; running services refuse it within about a second."""
+    from serving.auth import KeyCommandError, revoke_key
+
+    engine = _engine(database_url)
+    try:
+        record = revoke_key(engine, name)
+    except KeyCommandError as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    err_console.print(f"Revoked key [bold]{record.name}[/bold] ({record.role}) at {record.revoked_at:%Y-%m-%d %H:%M:%S} UTC.")
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface to bind (default LEADSCORE_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default LEADSCORE_PORT or 8000)."),
+    workers: int | None = typer.Option(None, help="Worker processes (default LEADSCORE_WORKERS or 1)."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request line."),
+) -> None:
+    """Serve the scoring API (uvicorn with uvloop and httptools)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from serving.auth import ensure_keys
+    from serving.config import Settings
+    from serving.db import upgrade_database
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        err_console.print(f"[red]error:[/red] invalid LEADSCORE_* settings:\n{error}")
+        raise typer.Exit(2) from None
+    workers = workers or settings.workers
+    if workers > 1:
+        # Migrate and bootstrap keys once here, not racing in every worker.
+        engine = _engine(settings.database_url)
+        if settings.bootstrap_keys():
+            ensure_keys(engine, settings.bootstrap_keys())
+        engine.dispose()
+        os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
+        os.environ["LEADSCORE_API_KEYS_BOOTSTRAP"] = ""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="leadscore-metrics-")
+    else:
+        try:
+            upgrade_database(settings.database_url)
+        except Exception as error:
+            err_console.print(
+                f"[red]error:[/red] cannot open the database {settings.database_url!r}: {error}\n"
+                "Check LEADSCORE_DATABASE_URL and that the database server is running."
+            )
+            raise typer.Exit(2) from None
+        os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
+    uvicorn.run(
+        "serving.app:create_app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the top-level app."""
+    """Add `serve` and `keys` to the top-level app."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")

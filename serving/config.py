@@ -1,0 +1,103 @@
+"""Service settings, read once from the environment (prefix `LEADSCORE_`, plus `MLFLOW_TRACKING_URI`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("scorer", "ops", "admin")
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start; each field is `LEADSCORE_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore", populate_by_name=True)
+
+    model_uri: str = Field(
+        "models:/lead-scoring@champion",
+        description="MLflow model URI to serve; an alias URI is re-resolved on reload and polling.",
+    )
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlflow.db",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LEADSCORE_MLFLOW_TRACKING_URI"),
+        description="Where the MLflow registry lives.",
+    )
+    database_url: str = Field(
+        "sqlite:///leadscore.db",
+        description="SQLAlchemy URL of the score log, outcomes, keys and policies "
+        "(PostgreSQL in production: postgresql+psycopg://user@host/db).",
+    )
+    api_keys_bootstrap: str = Field(
+        "",
+        description="Keys to ensure at start, `name:role:key` separated by commas "
+        "(e.g. for containers); the key is stored hashed.",
+    )
+    auto_migrate: bool = Field(True, description="Run the alembic migrations at start.")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    max_body_bytes: int = Field(
+        8_000_000, description="Requests with a larger body get 413 (1,000 leads with 20 touchpoints "
+        "each are about 3 MB)."
+    )
+    max_leads_per_request: int = 1000
+
+    score_log_batch_size: int = Field(500, ge=1, description="Rows per INSERT of the score log.")
+    score_log_flush_seconds: float = Field(
+        0.2, gt=0, description="Longest time a score waits in memory before it is written."
+    )
+    key_cache_seconds: float = Field(
+        0.5, gt=0, description="How often the API key cache is refreshed (revocations apply within it)."
+    )
+    model_retry_seconds: float = Field(
+        5.0, gt=0, description="Retry interval while the model cannot be loaded at start."
+    )
+    model_poll_seconds: float = Field(
+        0.0, ge=0, description="Check the alias for a new champion this often (0 = only on reload)."
+    )
+
+    @field_validator("api_keys_bootstrap")
+    @classmethod
+    def _bootstrap_is_well_formed(cls, value: str) -> str:
+        parse_bootstrap_keys(value)
+        return value
+
+    def bootstrap_keys(self) -> list[tuple[str, str, str]]:
+        return parse_bootstrap_keys(self.api_keys_bootstrap)
+
+
+def parse_bootstrap_keys(value: str) -> list[tuple[str, str, str]]:
+    """`name:role:key,...` -> [(name, role, key)], with a message naming the bad entry."""
+    keys = []
+    for position, entry in enumerate(item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(
+                f"LEADSCORE_API_KEYS_BOOTSTRAP entry {position + 1} must be name:role:key "
+                f"(got {len(parts)} part(s)); separate several keys with commas"
+            )
+        name, role, key = parts
+        if role not in ROLES:
+            raise ValueError(
+                f"LEADSCORE_API_KEYS_BOOTSTRAP entry {position + 1} ({name!r}) has role {role!r}; "
+                f"expected one of {', '.join(ROLES)}"
+            )
+        if len(key) < 16:
+            raise ValueError(
+                f"LEADSCORE_API_KEYS_BOOTSTRAP entry {position + 1} ({name!r}) has a key shorter "
+                "than 16 characters; use a long random key (e.g. `leadscore keys create`)"
+            )
+        keys.append((name, role, key))
+    return keys
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process (cached; tests build their own `Settings(...)` instead)."""
+    return Settings()

@@ -1,0 +1,222 @@
+"""Error answers: every 4xx/5xx is JSON `{"detail": "...", "errors": [...]}`, never a stack trace.
+
+`errors` (validation problems only) lists each problem with the lead index (when inside a lead),
+the field path inside that lead, what was wrong and what is expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.responses import OrjsonResponse
+
+log = logging.getLogger("serving")
+
+MAX_LISTED_ERRORS = 50
+
+
+class RequestProblem(Exception):
+    """A request the service understood but cannot accept (e.g. duplicate lead ids)."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+def problem(
+    message: str, expected: str | None = None, lead_index: int | None = None,
+    field: str | None = None, lead_id: Any = None,
+) -> dict:
+    entry: dict[str, Any] = {}
+    if lead_index is not None:
+        entry["lead_index"] = lead_index
+    if lead_id is not None:
+        entry["lead_id"] = lead_id
+    if field is not None:
+        entry["field"] = field
+    entry["message"] = message
+    if expected is not None:
+        entry["expected"] = expected
+    return entry
+
+
+def summarise(errors: list[dict]) -> str:
+    """One line naming the first problem (and how many more)."""
+    first = errors[0]
+    where = []
+    if "lead_index" in first:
+        where.append(f"lead {first['lead_index']}")
+    if "field" in first:
+        where.append(first["field"])
+    head = (" ".join(where) + ": " if where else "") + first["message"]
+    if "expected" in first:
+        head += f" (expected {first['expected']})"
+    more = len(errors) - 1
+    return head + (f"; and {more} more problem{'s' * (more > 1)}" if more > 0 else "")
+
+
+def _path(parts: list[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_TYPE_EXPECTATIONS = {
+    "string_type": "a string",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a JSON array",
+    "dict_type": "a JSON object",
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+    "datetime_type": "an ISO 8601 timestamp with a zone, e.g. 2026-11-23T09:30:00Z",
+    "datetime_parsing": "an ISO 8601 timestamp with a zone, e.g. 2026-11-23T09:30:00Z",
+    "datetime_from_date_parsing": "an ISO 8601 timestamp with a zone, e.g. 2026-11-23T09:30:00Z",
+    "timezone_aware": "a timestamp with a zone: add Z or an offset such as +02:00",
+    "string_too_short": "a non-empty string",
+}
+
+
+def _describe_input(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _lead_id(body: Any, index: int) -> Any:
+    try:
+        value = body["leads"][index]["lead_id"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def describe_validation_errors(raw_errors: list[dict], body: Any, list_field: str = "leads") -> list[dict]:
+    """Turn pydantic/FastAPI errors into problems naming the lead index, field and expectation."""
+    errors = []
+    for error in raw_errors:
+        loc = list(error.get("loc", ()))
+        kind = error.get("type", "")
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        if kind == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            position = f" at character {loc[0]}" if loc and isinstance(loc[0], int) else ""
+            errors.append(problem(
+                f"malformed JSON{position}: {reason}",
+                expected=f'a JSON object such as {{"{list_field}": [...]}}',
+            ))
+            continue
+        lead_index = None
+        if len(loc) >= 2 and loc[0] == list_field and isinstance(loc[1], int):
+            lead_index, field_parts = loc[1], loc[2:]
+        else:
+            field_parts = loc
+        # Drop pydantic's union/function tags (e.g. 'str', 'function-after[...]').
+        field_parts = [p for p in field_parts if isinstance(p, int) or not _is_tag(p)]
+        field = _path(field_parts) if field_parts else None
+        if kind == "missing":
+            message, expected = "is required but missing", None
+            name = field_parts[-1] if field_parts else "body"
+            if not field_parts:
+                message = "the request body is empty"
+                expected = f'a JSON object such as {{"{list_field}": [...]}}'
+            else:
+                message = f"{name} is required but missing"
+        elif kind == "timezone_aware":
+            message = f"timestamp {error.get('input')!r} has no time zone"
+            expected = _TYPE_EXPECTATIONS[kind]
+        elif kind == "too_long" and field == list_field:
+            count = (error.get("ctx") or {}).get("actual_length")
+            limit = (error.get("ctx") or {}).get("max_length")
+            message = f"too many {list_field}: got {count}, the limit is {limit} per request"
+            expected = f"at most {limit} {list_field}; split the batch into several requests"
+        elif kind == "too_short" and field == list_field:
+            message = f"no {list_field} given"
+            expected = f"between 1 and 1000 {list_field}"
+        elif kind in ("value_error", "assertion_error"):
+            ctx_error = (error.get("ctx") or {}).get("error")
+            text = str(ctx_error) if ctx_error is not None else error.get("msg", "")
+            message, _, expected = text.partition("; expected ")
+            expected = expected or None
+        elif kind == "extra_forbidden":
+            message, expected = f"unknown field {field_parts[-1]!r}", "only the documented fields"
+        else:
+            expected = _TYPE_EXPECTATIONS.get(kind)
+            if expected is not None:
+                message = f"got {_describe_input(error.get('input'))}"
+            else:
+                message = error.get("msg", "invalid value")
+        if not field_parts and kind in ("model_attributes_type", "dict_type", "model_type"):
+            message = f"the body must be a JSON object, got {_describe_input(error.get('input'))}"
+            expected = f'a JSON object such as {{"{list_field}": [...]}}'
+        errors.append(problem(
+            message, expected=expected, lead_index=lead_index, field=field,
+            lead_id=_lead_id(body, lead_index) if lead_index is not None else None,
+        ))
+    return errors
+
+
+def _is_tag(part: Any) -> bool:
+    text = str(part)
+    return "[" in text or text in {"str", "int", "float", "bool", "none", "list", "dict"} or text.startswith(
+        ("function-", "union", "nullable", "lax-", "json-or-python")
+    )
+
+
+def _answer(status: int, detail: str, errors: list[dict] | None = None, headers=None) -> OrjsonResponse:
+    content: dict[str, Any] = {"detail": detail}
+    if errors:
+        content["errors"] = errors[:MAX_LISTED_ERRORS]
+        if len(errors) > MAX_LISTED_ERRORS:
+            content["errors_omitted"] = len(errors) - MAX_LISTED_ERRORS
+    return OrjsonResponse(content, status_code=status, headers=headers)
+
+
+async def validation_exception_handler(request: Request, exc: RequestValidationError) -> OrjsonResponse:
+    errors = describe_validation_errors(list(exc.errors()), getattr(exc, "body", None))
+    if not errors:
+        errors = [problem("invalid request")]
+    return _answer(422, summarise(errors), errors)
+
+
+async def request_problem_handler(request: Request, exc: RequestProblem) -> OrjsonResponse:
+    return _answer(exc.status, exc.detail, exc.errors)
+
+
+async def http_exception_handler(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+    detail = exc.detail
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+    return _answer(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def unhandled_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+    # Logged with the path only: headers (and so API keys) never reach the logs.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _answer(500, "internal error while handling the request; it has been logged")

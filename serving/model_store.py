@@ -1,0 +1,203 @@
+"""The model being served: loaded from the MLflow registry, swapped atomically on reload.
+
+Requests take one reference to the current `LoadedModel` and use it to the end, so a reload never
+mixes two models in one response and never drops a request. A failed load keeps the last good
+model; the error is logged, counted in `leadscore_model_load_failures_total` and shown by /readyz.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from serving import metrics
+from serving.db import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model at the configured URI could not be loaded; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    scorer: Any  # features.scoring.LeadScorer
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    loaded_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def metadata(self) -> dict:
+        return dict(getattr(self.scorer, "metadata", None) or {})
+
+
+def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """`models:/name@alias` -> (name, alias, None); `models:/name/3` -> (name, None, "3")."""
+    if not uri.startswith("models:/"):
+        return "", None, None
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        name, alias = rest.rsplit("@", 1)
+        return name, alias, None
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, None, version
+    return rest, None, None
+
+
+def _find_scorer(python_model: Any) -> Any:
+    """The LeadScorer inside the pyfunc wrapper (models-from-code keeps it on the python model)."""
+    if hasattr(python_model, "score_records"):
+        return python_model
+    for attribute in ("scorer", "lead_scorer", "_scorer", "model"):
+        candidate = getattr(python_model, attribute, None)
+        if candidate is not None and hasattr(candidate, "score_records"):
+            return candidate
+    for candidate in vars(python_model).values():
+        if hasattr(candidate, "score_records"):
+            return candidate
+    raise ModelLoadError(
+        f"the MLflow model's python model ({type(python_model).__name__}) holds no LeadScorer; "
+        "register a model trained with `leadscore train`"
+    )
+
+
+def load_from_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
+    """Resolve `uri` (alias -> version) in the registry and load that exact version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    name, alias, version = parse_registry_uri(uri)
+    try:
+        if alias is not None:
+            version = MlflowClient().get_model_version_by_alias(name, alias).version
+            load_uri = f"models:/{name}/{version}"
+        else:
+            load_uri = uri
+        pyfunc = mlflow.pyfunc.load_model(load_uri)
+    except Exception as error:
+        raise ModelLoadError(
+            f"cannot load {uri} from the MLflow registry at {tracking_uri}: {error}. "
+            "Check MLFLOW_TRACKING_URI and that a model is registered with that alias "
+            "(`leadscore train` then `leadscore promote`)"
+        ) from error
+    scorer = _find_scorer(pyfunc.unwrap_python_model())
+    meta = dict(getattr(scorer, "metadata", None) or {})
+    return LoadedModel(
+        scorer=scorer,
+        name=name or str(meta.get("name", "lead-scoring")),
+        version=str(version or meta.get("version") or "local"),
+        alias=alias,
+        uri=uri,
+    )
+
+
+def current_registry_version(uri: str, tracking_uri: str) -> str | None:
+    """The version an alias URI points at now (None for URIs without an alias)."""
+    name, alias, _ = parse_registry_uri(uri)
+    if alias is None:
+        return None
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+
+
+class ModelStore:
+    """Holds the current model; loads it at start (retrying), on reload and on alias polling."""
+
+    def __init__(
+        self,
+        uri: str,
+        tracking_uri: str,
+        retry_seconds: float = 5.0,
+        poll_seconds: float = 0.0,
+        loader: Callable[[str, str], LoadedModel] = load_from_mlflow,
+        version_probe: Callable[[str, str], str | None] = current_registry_version,
+    ) -> None:
+        self.uri = uri
+        self.tracking_uri = tracking_uri
+        self._retry_seconds = retry_seconds
+        self._poll_seconds = poll_seconds
+        self._loader = loader
+        self._version_probe = version_probe
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    def load(self, stage: str = "reload") -> LoadedModel:
+        """Load the model at the URI and swap it in; on failure keep the current one and raise."""
+        with self._load_lock:
+            try:
+                loaded = self._loader(self.uri, self.tracking_uri)
+            except Exception as error:
+                message = str(error) if isinstance(error, ModelLoadError) else (
+                    f"cannot load {self.uri}: {type(error).__name__}: {error}"
+                )
+                self.last_error, self.last_error_at = message, utcnow()
+                metrics.MODEL_LOAD_FAILURES.labels(stage).inc()
+                if self.current is not None:
+                    log.error("model %s failed, still serving version %s: %s",
+                              stage, self.current.version, message)
+                else:
+                    log.error("model %s failed (no model loaded yet): %s", stage, message)
+                raise ModelLoadError(message) from error
+            previous = self.current
+            self.current = loaded
+            self.last_error = None
+            metrics.record_model(loaded.name, loaded.version)
+            log.info(
+                "serving model %s version %s (was %s)",
+                loaded.name, loaded.version, previous.version if previous else "none",
+            )
+            return loaded
+
+    def start(self) -> None:
+        """Try to load now; if that fails, keep retrying in the background (readiness stays false)."""
+        try:
+            self.load("start")
+        except ModelLoadError:
+            pass
+        if self.current is None or self._poll_seconds > 0:
+            self._thread = threading.Thread(target=self._run, name="leadscore-model", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while self.current is None:
+            if self._stop.wait(self._retry_seconds):
+                return
+            try:
+                self.load("start")
+            except ModelLoadError:
+                continue
+        while self._poll_seconds > 0 and not self._stop.wait(self._poll_seconds):
+            try:
+                version = self._version_probe(self.uri, self.tracking_uri)
+                if version is not None and self.current is not None and version != self.current.version:
+                    self.load("poll")
+            except Exception as error:  # logged and counted by load(); probe errors logged here
+                if not isinstance(error, ModelLoadError):
+                    metrics.MODEL_LOAD_FAILURES.labels("poll").inc()
+                    log.error("model poll failed: %s", error)

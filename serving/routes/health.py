@@ -1,0 +1,59 @@
+"""Liveness, readiness and Prometheus metrics (no key needed: probes and scrapers call these)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from serving import metrics
+from serving.db import ping
+from serving.responses import OrjsonResponse
+from serving.schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> OrjsonResponse:
+    return OrjsonResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Ready to score: a model is loaded and the database answers",
+    responses={503: {"model": Readiness, "description": "Not ready; `checks` says what is missing"}},
+)
+async def readyz(request: Request) -> OrjsonResponse:
+    store = request.app.state.model_store
+    current = store.current
+    model_check = (
+        {"ok": True, "name": current.name, "version": current.version}
+        if current is not None
+        else {"ok": False, "error": store.last_error or "the model is still loading"}
+    )
+    if current is not None and store.last_error:
+        model_check["last_reload_error"] = store.last_error
+    try:
+        await run_in_threadpool(ping, request.app.state.engine)
+        database_check = {"ok": True}
+    except Exception as error:
+        database_check = {"ok": False, "error": f"database unreachable: {type(error).__name__}: {error}"}
+    writer = request.app.state.score_log
+    checks = {
+        "model": model_check,
+        "database": database_check,
+        "score_log": {"ok": True, "pending": writer.pending, "last_error": writer.last_error},
+    }
+    ready = model_check["ok"] and database_check["ok"]
+    return OrjsonResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics() -> Response:
+    payload, content_type = metrics.metrics_payload()
+    return Response(payload, media_type=content_type)

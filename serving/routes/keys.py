@@ -1,0 +1,50 @@
+"""API key administration over HTTP (admin only); the CLI `leadscore keys` does the same."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from serving import auth
+from serving.deps import AdminKey, EngineDep
+from serving.schemas import CreatedKey, KeyInfo, NewKey
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+def _info(record: auth.KeyRecord) -> dict:
+    return {
+        "name": record.name,
+        "role": record.role,
+        "key_prefix": record.key_prefix,
+        "created_at": record.created_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+@router.get("", response_model=list[KeyInfo], summary="List API keys (never the keys themselves)")
+async def list_keys(_: AdminKey, engine: EngineDep) -> list[dict]:
+    return [_info(r) for r in await run_in_threadpool(auth.list_keys, engine)]
+
+
+@router.post(
+    "", response_model=CreatedKey, status_code=201,
+    summary="Create an API key; the key is shown only in this answer",
+)
+async def create_key(body: NewKey, _: AdminKey, engine: EngineDep, request: Request) -> dict:
+    try:
+        key = await run_in_threadpool(auth.create_key, engine, body.name, body.role)
+    except auth.KeyCommandError as error:
+        raise HTTPException(409, str(error)) from None
+    await run_in_threadpool(request.app.state.keys.refresh)
+    return {"name": body.name.strip(), "role": body.role, "key": key}
+
+
+@router.delete("/{name}", response_model=KeyInfo, summary="Revoke an API key (applies within ~1 s)")
+async def revoke_key(name: str, _: AdminKey, engine: EngineDep, request: Request) -> dict:
+    try:
+        record = await run_in_threadpool(auth.revoke_key, engine, name)
+    except auth.KeyCommandError as error:
+        raise HTTPException(404, str(error)) from None
+    await run_in_threadpool(request.app.state.keys.refresh)
+    return _info(record)

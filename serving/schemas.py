@@ -1,0 +1,219 @@
+"""Request and response bodies of the API, with the examples shown at /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from features.contract import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
+
+MAX_LEADS = 1000
+Role = Literal["scorer", "ops", "admin"]
+AttributeValue = str | float | bool | None
+
+EXAMPLE_LEAD = {
+    "lead_id": "L-10023",
+    "attributes": {
+        "Lead Source": "Google",
+        "Lead Origin": "Landing Page Submission",
+        "TotalVisits": 5,
+        "Total Time Spent on Website": 1200,
+        "Do Not Email": False,
+    },
+    "touchpoints": [
+        {
+            "occurred_at": "2026-11-20T09:30:00Z",
+            "channel": "paid_search",
+            "activity": "visit",
+            "campaign": "brand-q4",
+        },
+        {
+            "occurred_at": "2026-11-21T14:05:00+01:00",
+            "channel": "email",
+            "activity": "email_click",
+            "campaign": "webinar-invite",
+        },
+        {"occurred_at": "2026-11-22T16:40:00Z", "channel": "direct", "activity": "pricing_page_view"},
+    ],
+    "as_of": "2026-11-23T08:00:00Z",
+}
+
+
+class Touchpoint(BaseModel):
+    """One marketing interaction of the lead."""
+
+    occurred_at: AwareDatetime = Field(description="When it happened, ISO 8601 with a zone.")
+    channel: str = Field(description=f"One of {', '.join(CHANNELS)} (common spellings are accepted).")
+    activity: str = Field(description=f"One of {', '.join(ACTIVITIES)} (common spellings are accepted).")
+    campaign: str | None = None
+    value: float | None = Field(None, description="Optional amount, e.g. an order or deal value.")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        canonical = lookup_channel(value)
+        if canonical is None:
+            raise ValueError(f"unknown channel {value!r}; expected one of {', '.join(CHANNELS)}")
+        return canonical
+
+    @field_validator("activity")
+    @classmethod
+    def _known_activity(cls, value: str) -> str:
+        canonical = lookup_activity(value)
+        if canonical is None:
+            raise ValueError(f"unknown activity {value!r}; expected one of {', '.join(ACTIVITIES)}")
+        return canonical
+
+
+class Lead(BaseModel):
+    """A lead as the CRM knows it now."""
+
+    lead_id: str | int = Field(description="The CRM's id of the lead (numbers are read as text).")
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict,
+        description="Lead fields by their CRM name: strings, numbers, booleans or null.",
+    )
+    touchpoints: list[Touchpoint] = Field(default_factory=list)
+    created_at: AwareDatetime | None = Field(None, description="When the lead was created.")
+    as_of: AwareDatetime | None = Field(None, description="Score as of this time (default: now).")
+
+    @field_validator("lead_id")
+    @classmethod
+    def _id_as_text(cls, value: str | int) -> str:
+        text = str(value).strip()
+        if not text:
+            raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
+        if len(text) > 200:
+            raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
+        return text
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"leads": [EXAMPLE_LEAD]}]})
+
+    leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS, description="1 to 1,000 leads.")
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="The model feature behind the reason.")
+    text: str = Field(description="The reason in plain words.")
+    effect: float = Field(description="Contribution to the log-odds of winning (+ raises the score).")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class LeadScore(BaseModel):
+    lead_id: str
+    probability: float = Field(description="Calibrated probability that the lead closes won.")
+    score: int = Field(ge=0, le=100, description="round(100 * probability).")
+    grade: Literal["A", "B", "C", "D"]
+    decision: Literal["sales", "nurture", "disqualify"]
+    reasons_for: list[Reason] = Field(description="Up to three reasons raising the score.")
+    reasons_against: list[Reason] = Field(description="Up to three reasons lowering the score.")
+    policy_reasons: list[str] = Field(
+        default_factory=list, description="Hard rules of the policy that decided, if any."
+    )
+    model: ModelRef
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    scored_at: datetime
+    model: ModelRef
+    policy_version: int | None = Field(None, description="Version of the qualification policy used.")
+    results: list[LeadScore]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    loaded_at: datetime
+    trained_at: str | None
+    metrics: dict[str, Any]
+    features: list[str]
+    holdout_weeks: float | None = None
+
+
+class ReloadResult(BaseModel):
+    name: str
+    version: str
+    previous_version: str | None
+    changed: bool
+
+
+class Outcome(BaseModel):
+    lead_id: str | int
+    outcome: Literal["won", "lost"] = Field(description="How the deal closed.")
+    closed_at: AwareDatetime
+    amount: float | None = Field(None, ge=0, description="Deal amount (won deals).")
+
+    @field_validator("lead_id")
+    @classmethod
+    def _id_as_text(cls, value: str | int) -> str:
+        text = str(value).strip()
+        if not text:
+            raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
+        if len(text) > 200:
+            raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
+        return text
+
+
+class OutcomesRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "outcomes": [
+                        {"lead_id": "L-10023", "outcome": "won", "closed_at": "2026-12-02T10:00:00Z",
+                         "amount": 12500.0}
+                    ]
+                }
+            ]
+        }
+    )
+
+    outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_LEADS)
+
+
+class OutcomeResult(BaseModel):
+    lead_id: str
+    status: Literal["created", "unchanged", "updated"]
+
+
+class OutcomesResponse(BaseModel):
+    results: list[OutcomeResult]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Any]
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["hubspot"])
+    role: Role
+
+
+class CreatedKey(BaseModel):
+    name: str
+    role: Role
+    key: str = Field(description="The key; store it now, it is not shown again.")
+
+
+class KeyInfo(BaseModel):
+    name: str
+    role: Role
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
