@@ -21,7 +21,10 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.validation import DataValidationError, Finding, ValidationReport
+import numpy as np
+
+from features import readers, validation
+from features.validation import DataValidationError, Finding, ValidationReport, format_examples
 
 __all__ = [
     "ACTIVITIES",
@@ -450,6 +453,522 @@ def load_lead_data(config: DataConfig, progress: bool = False) -> LeadData:
 
     Raises `DataValidationError(report)` when the report has errors; warnings are in `.report`.
     """
-    from features.readers import read_lead_files
+    report = ValidationReport()
+    steps = [("leads", config.leads)]
+    if config.touchpoints is not None:
+        steps.append(("touchpoints", config.touchpoints))
+    if config.outcomes is not None:
+        steps.append(("outcomes", config.outcomes))
+    _check_mode(config, report)
+    if report.errors:
+        raise DataValidationError(report)
 
-    return read_lead_files(config, progress=progress)
+    raw: dict[str, pd.DataFrame | None] = {}
+    with _progress(progress, len(steps) + 1) as advance:
+        for name, source in steps:
+            advance(f"reading {name}")
+            raw[name] = readers.read_table(
+                source.path, name, report, delimiter=source.delimiter, encoding=source.encoding
+            )
+        if report.errors:
+            raise DataValidationError(report)
+        advance("checking")
+        leads, label, attribute_types = _canonical_leads(raw["leads"], config, report)
+        touchpoints = outcomes = None
+        if raw.get("touchpoints") is not None:
+            touchpoints = _canonical_touchpoints(raw["touchpoints"], config, report)
+        if raw.get("outcomes") is not None:
+            outcomes = _canonical_outcomes(raw["outcomes"], config, report)
+        if report.errors:
+            raise DataValidationError(report)
+        touchpoints, outcomes = _cross_checks(leads, touchpoints, outcomes, config, report)
+    if report.errors:
+        raise DataValidationError(report)
+    return LeadData(
+        leads=leads,
+        touchpoints=touchpoints,
+        outcomes=outcomes,
+        label=label,
+        attribute_types=attribute_types,
+        report=report,
+    )
+
+
+class _progress:
+    """A rich progress bar over the loading steps, or nothing."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+        self._bar: Any = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda description: None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task("loading", total=self.total)
+
+        def advance(description: str) -> None:
+            self._bar.update(task, description=description, advance=1)
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _check_mode(config: DataConfig, report: ValidationReport) -> None:
+    if config.flat and (config.touchpoints is not None or config.outcomes is not None):
+        report.error(
+            "a label column (flat mode) cannot be combined with touchpoints or outcomes files",
+            column=config.label,
+            fix="either drop --label (outcomes give the labels) or drop --touchpoints/--outcomes",
+        )
+    if config.timezone is not None:
+        try:
+            pd.Timestamp("2024-01-01").tz_localize(config.timezone)
+        except Exception:
+            report.error(
+                f"unknown time zone {config.timezone!r}",
+                column="timezone",
+                fix="use an IANA name such as UTC, Europe/Berlin or America/New_York",
+            )
+
+
+def _lead_ids(values: pd.Series) -> pd.Series:
+    """Lead ids as stripped text; integral floats (ids read next to missing values) lose '.0'."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole == whole.round()).all():
+            values = values.astype("Int64")
+    text = readers.to_text(values).str.strip()
+    return text.where(text != "", other=pd.NA)
+
+
+def _timestamps(
+    values: pd.Series, config: DataConfig, report: ValidationReport, file: str, column: str,
+    *, what: str,
+) -> tuple[pd.Series, pd.Series]:
+    """Parsed UTC timestamps and the mask of rows to keep; findings for bad and naive values."""
+    parsed, bad, naive = readers.parse_timestamps(
+        values, timezone=config.timezone, dayfirst=config.dayfirst, datetime_format=config.datetime_format
+    )
+    n_bad = int(bad.sum())
+    if n_bad:
+        share = n_bad / len(values)
+        hint = (
+            "the dates look day-first: set 'dayfirst: true' in the config"
+            if not config.dayfirst and readers.dayfirst_helps(values, bad)
+            else "write them as YYYY-MM-DD HH:MM:SS (ISO 8601), or set 'datetime_format:' "
+            "(e.g. '%d/%m/%Y %H:%M') in the config"
+        )
+        if share > validation.BAD_SHARE_FOR_ERROR:
+            report.error(
+                f"{share:.0%} of {what} timestamps cannot be read as dates",
+                file=file, column=column, rows=n_bad,
+                examples=readers.bad_value_examples(values, bad), fix=hint,
+            )
+        else:
+            report.warning(
+                f"rows whose {what} timestamp cannot be read as a date were dropped",
+                file=file, column=column, rows=n_bad,
+                examples=readers.bad_value_examples(values, bad), fix=hint,
+            )
+    missing = values.isna()
+    if missing.any():
+        report.warning(
+            f"rows without a {what} timestamp were dropped",
+            file=file, column=column, rows=int(missing.sum()),
+            examples=validation.row_examples(values.index[missing.to_numpy()]),
+            fix=f"fill in the {what} date in the CRM export",
+        )
+    if naive and config.timezone is None and (~missing).any():
+        report.warning(
+            "timestamps have no time zone; read as UTC",
+            file=file, column=column,
+            fix="if they are local times, set 'timezone:' (e.g. Europe/Berlin) in the config",
+        )
+    return parsed, ~(bad | missing)
+
+
+def _canonical_leads(
+    raw: pd.DataFrame, config: DataConfig, report: ValidationReport
+) -> tuple[pd.DataFrame, pd.Series | None, dict[str, str]]:
+    source = config.leads
+    file = str(source.path)
+    required = {"lead id": source.lead_id}
+    if config.flat:
+        required["label"] = config.label
+    elif source.created_at is not None:
+        required["created at"] = source.created_at
+    if not validation.check_required_columns(raw, required, file, report, table="leads"):
+        return raw.iloc[:0], None, {}
+    rows_read = len(raw)
+    keep = pd.Series(True, index=raw.index)
+
+    ids = _lead_ids(raw[source.lead_id])
+    missing_id = ids.isna()
+    if missing_id.any():
+        report.warning(
+            "rows without a lead id were dropped",
+            file=file, column=source.lead_id, rows=int(missing_id.sum()),
+            examples=validation.row_examples(ids.index[missing_id.to_numpy()]),
+            fix="every lead needs an id; check the export or map the id column with --id",
+        )
+        keep &= ~missing_id
+    validation.check_duplicate_ids(ids, file, source.lead_id, report)
+
+    created = None
+    if not config.flat and source.created_at is not None:
+        created, ok = _timestamps(raw[source.created_at], config, report, file, source.created_at,
+                                  what="created_at")
+        keep &= ok
+
+    label = None
+    if config.flat:
+        label = validation.parse_label(
+            raw[config.label], config.positive, file, config.label, report,
+            words=readers.BOOLEAN_WORDS,
+        )
+        if label is not None:
+            no_label = label.isna()
+            if no_label.any():
+                report.warning(
+                    "rows without a label were dropped", file=file, column=config.label,
+                    rows=int(no_label.sum()),
+                    examples=validation.row_examples(label.index[no_label.to_numpy()]),
+                    fix="fill in the label, or drop these leads from the export",
+                )
+                keep &= ~no_label
+
+    used = {source.lead_id, config.label, source.created_at if not config.flat else None}
+    missing_excluded = [c for c in config.exclude if c not in raw.columns]
+    if missing_excluded:
+        report.warning(
+            "columns to exclude are not in the file", file=file,
+            examples=format_examples(missing_excluded),
+            fix="check the spelling against the file's header",
+        )
+    attribute_columns = [c for c in raw.columns if c not in used and c not in config.exclude]
+    unknown_types = [c for c in config.types if c not in raw.columns]
+    if unknown_types:
+        report.warning(
+            "type overrides name columns that are not in the file", file=file,
+            examples=format_examples(unknown_types),
+            fix="check the spelling of the columns under 'types:' against the file's header",
+        )
+
+    kept = keep.to_numpy()
+    out: dict[str, pd.Series] = {"lead_id": ids[kept]}
+    if created is not None:
+        out["created_at"] = created[kept]
+    attributes, attribute_types = _attributes(raw.loc[kept, attribute_columns], config, report, file)
+    frame = pd.DataFrame(out)
+    for name in attributes.columns:
+        frame[name] = attributes[name]
+    frame = frame.reset_index(drop=True)
+    if label is not None:
+        label = label[kept].astype("int64").reset_index(drop=True).rename("label")
+        if label.nunique() < 2:
+            report.warning(
+                f"every lead has label {int(label.iloc[0]) if len(label) else '-'}; a model needs both",
+                file=file, column=config.label, rows=len(label),
+                fix="check --label and --positive, or export a longer period with conversions",
+            )
+    report.record_table("leads", file, rows_read, len(frame))
+    return frame, label, attribute_types
+
+
+def _attributes(
+    raw: pd.DataFrame, config: DataConfig, report: ValidationReport, file: str
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    placeholders = {p.strip().lower() for p in config.placeholders}
+    columns: dict[str, pd.Series] = {}
+    types: dict[str, str] = {}
+    for name in raw.columns:
+        values = raw[name]
+        mask, found = readers.placeholder_mask(values, placeholders)
+        if found:
+            report.warning(
+                "placeholder values read as missing",
+                file=file, column=name, rows=int(mask.sum()),
+                examples=format_examples(found),
+                fix="nothing to do if they mean 'not filled in'; otherwise remove them from "
+                "'placeholders:' in the config",
+            )
+            values = values.where(~mask)
+        if values.isna().all():
+            report.warning(
+                "column is empty and is not used", file=file, column=name, rows=len(values),
+                fix="nothing to do, or add it to 'exclude:'",
+            )
+            continue
+        kind = config.types.get(name) or readers.infer_type(values)
+        converted, bad = _convert(values, kind, config)
+        if bad.any():
+            report.warning(
+                f"values that are not {kind} read as missing",
+                file=file, column=name, rows=int(bad.sum()),
+                examples=format_examples(values[bad].head(100)),
+                fix=f"fix the values, or set 'types: {{{name}: categorical}}' in the config",
+            )
+        present = converted.dropna()
+        if present.nunique() == 1:
+            report.note(
+                "column has a single value and carries no information", file=file, column=name,
+                examples=format_examples(present.head(1)),
+            )
+        integral = kind == "numeric" and bool((present == present.round()).all())
+        if (kind == "categorical" or integral) and len(values) >= 50:
+            if len(present) == len(values) and present.is_unique:
+                report.warning(
+                    "every value is different: this looks like an identifier, not an attribute",
+                    file=file, column=name, rows=len(values),
+                    examples=format_examples(present.head(3)),
+                    fix=f"add '{name}' to 'exclude:' in the config",
+                )
+        columns[name] = converted
+        types[name] = kind
+    if types:
+        by_kind: dict[str, list[str]] = {}
+        for name, kind in types.items():
+            by_kind.setdefault(kind, []).append(name)
+        report.note(
+            "attribute types: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items())),
+            file=file,
+            fix="override any of them with 'types: {column: categorical|numeric|boolean|datetime}'",
+        )
+    frame = pd.DataFrame(columns, index=raw.index)
+    return frame, types
+
+
+def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Series, pd.Series]:
+    if kind == "numeric":
+        return readers.to_numeric(values)
+    if kind == "boolean":
+        return readers.to_boolean(values)
+    if kind == "datetime":
+        parsed, bad, _ = readers.parse_timestamps(
+            values, timezone=config.timezone, dayfirst=config.dayfirst,
+            datetime_format=config.datetime_format,
+        )
+        return parsed, bad
+    return readers.to_text(values), pd.Series(False, index=values.index)
+
+
+def _explicit_optional(source: BaseModel, field: str) -> bool:
+    return field in source.model_fields_set and getattr(source, field) is not None
+
+
+def _canonical_touchpoints(
+    raw: pd.DataFrame, config: DataConfig, report: ValidationReport
+) -> pd.DataFrame | None:
+    source = config.touchpoints
+    file = str(source.path)
+    required = {
+        "lead id": source.lead_id,
+        "occurred at": source.occurred_at,
+        "channel": source.channel,
+        "activity": source.activity,
+    }
+    for role, field in (("campaign", "campaign"), ("value", "value")):
+        if _explicit_optional(source, field):
+            required[role] = getattr(source, field)
+    if not validation.check_required_columns(raw, required, file, report, table="touchpoints"):
+        return None
+    keep = pd.Series(True, index=raw.index)
+    ids = _lead_ids(raw[source.lead_id])
+    keep &= _drop_missing_ids(ids, file, source.lead_id, report, what="touchpoints")
+    occurred, ok = _timestamps(raw[source.occurred_at], config, report, file, source.occurred_at,
+                               what="occurred_at")
+    keep &= ok
+    channel = _normalised(raw[source.channel], lookup_channel, config.channel_map, file,
+                          source.channel, report, what="channel", key="channel_map", allowed=CHANNELS)
+    activity = _normalised(raw[source.activity], lookup_activity, config.activity_map, file,
+                           source.activity, report, what="activity", key="activity_map",
+                           allowed=ACTIVITIES)
+    kept = keep.to_numpy()
+    frame = pd.DataFrame(
+        {
+            "lead_id": ids[kept],
+            "occurred_at": occurred[kept],
+            "channel": channel[kept],
+            "activity": activity[kept],
+        }
+    )
+    placeholders = {p.strip().lower() for p in config.placeholders}
+    if source.campaign is not None and source.campaign in raw.columns:
+        campaign = raw[source.campaign]
+        mask, _ = readers.placeholder_mask(campaign, placeholders)
+        frame["campaign"] = readers.to_text(campaign.where(~mask))[kept]
+    else:
+        frame["campaign"] = pd.Series(pd.NA, index=frame.index, dtype="str")
+    if source.value is not None and source.value in raw.columns:
+        value, bad = readers.to_numeric(raw[source.value])
+        if bad.any():
+            report.warning(
+                "values that are not numbers read as missing", file=file, column=source.value,
+                rows=int(bad.sum()), examples=format_examples(raw[source.value][bad].head(100)),
+                fix="the touchpoint value must be a number (seconds, pages viewed ...)",
+            )
+        frame["value"] = value[kept]
+    else:
+        frame["value"] = np.nan
+    frame = frame.reset_index(drop=True)
+    report.record_table("touchpoints", file, len(raw), len(frame))
+    return frame
+
+
+def _drop_missing_ids(
+    ids: pd.Series, file: str, column: str, report: ValidationReport, *, what: str
+) -> pd.Series:
+    missing = ids.isna()
+    if missing.any():
+        report.warning(
+            f"{what} without a lead id were dropped", file=file, column=column,
+            rows=int(missing.sum()), examples=validation.row_examples(ids.index[missing.to_numpy()]),
+            fix="check the export, or map the lead id column in the config",
+        )
+    return ~missing
+
+
+def _normalised(
+    values: pd.Series, lookup: Any, extra: dict[str, str], file: str, column: str,
+    report: ValidationReport, *, what: str, key: str, allowed: tuple[str, ...],
+) -> pd.Series:
+    """Canonical names via the unique values only (touchpoint files have millions of rows)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = [lookup(u, extra) for u in uniques]
+    unknown = [(u, i) for i, (u, m) in enumerate(zip(uniques, mapped)) if m is None]
+    names = np.array([m or "other" for m in mapped] + ["other"], dtype=object)
+    result = pd.Series(names[codes], index=values.index, dtype="str")
+    n_missing = int((codes == -1).sum())
+    if unknown:
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        unknown.sort(key=lambda item: -counts[item[1]])
+        n_unknown = int(sum(counts[i] for _, i in unknown))
+        report.warning(
+            f"unrecognised {what} values read as 'other'",
+            file=file, column=column, rows=n_unknown,
+            examples=tuple(f"{u!r} ({counts[i]:,} rows)" for u, i in unknown[:5]),
+            fix=f"map them in the config, e.g. '{key}: {{{unknown[0][0]!r}: ...}}', to one of: "
+            + ", ".join(allowed),
+        )
+    if n_missing:
+        report.warning(
+            f"rows without a {what} read as 'other'", file=file, column=column, rows=n_missing,
+            examples=validation.row_examples(values.index[codes == -1]),
+            fix=f"fill in the {what} in the export",
+        )
+    return result
+
+
+def _canonical_outcomes(
+    raw: pd.DataFrame, config: DataConfig, report: ValidationReport
+) -> pd.DataFrame | None:
+    source = config.outcomes
+    file = str(source.path)
+    required = {"lead id": source.lead_id, "closed at": source.closed_at, "won": source.won}
+    if _explicit_optional(source, "amount"):
+        required["amount"] = source.amount
+    if not validation.check_required_columns(raw, required, file, report, table="outcomes"):
+        return None
+    keep = pd.Series(True, index=raw.index)
+    ids = _lead_ids(raw[source.lead_id])
+    keep &= _drop_missing_ids(ids, file, source.lead_id, report, what="outcomes")
+    closed, ok = _timestamps(raw[source.closed_at], config, report, file, source.closed_at,
+                             what="closed_at")
+    keep &= ok
+    won = validation.parse_label(
+        raw[source.won], config.positive, file, source.won, report,
+        words=readers.OUTCOME_WORDS, role="won",
+    )
+    if won is None:
+        return None
+    no_won = won.isna()
+    if no_won.any():
+        report.warning(
+            "outcomes without a won value were dropped (those leads count as open)",
+            file=file, column=source.won, rows=int(no_won.sum()),
+            examples=validation.row_examples(won.index[no_won.to_numpy()]),
+            fix="fill in won/lost in the export",
+        )
+        keep &= ~no_won
+    if source.amount is not None and source.amount in raw.columns:
+        amount, bad = readers.to_numeric(raw[source.amount])
+        if bad.any():
+            report.warning(
+                "amounts that are not numbers read as missing", file=file, column=source.amount,
+                rows=int(bad.sum()), examples=format_examples(raw[source.amount][bad].head(100)),
+                fix="write amounts as plain numbers (1234.5) without currency signs",
+            )
+    else:
+        amount = pd.Series(np.nan, index=raw.index)
+    kept = keep.to_numpy()
+    frame = pd.DataFrame(
+        {
+            "lead_id": ids[kept],
+            "closed_at": closed[kept],
+            "won": won[kept].astype(bool),
+            "amount": amount[kept].astype("float64"),
+        }
+    ).reset_index(drop=True)
+    # One outcome per lead: the first win, else the last loss (re-opened and lost again).
+    if frame["lead_id"].duplicated().any():
+        order = frame.assign(_rank=np.where(frame["won"], 0, 1)).sort_values(
+            ["lead_id", "_rank", "closed_at"], ascending=[True, True, True]
+        )
+        wins_first = order[order["won"]].drop_duplicates("lead_id", keep="first")
+        losses = order[~order["won"] & ~order["lead_id"].isin(wins_first["lead_id"])]
+        last_loss = losses.drop_duplicates("lead_id", keep="last")
+        deduped = pd.concat([wins_first, last_loss]).drop(columns="_rank")
+        n_extra = len(frame) - len(deduped)
+        report.warning(
+            "leads with several outcomes: kept the first win, else the last loss",
+            file=file, column=source.lead_id, rows=n_extra,
+            examples=format_examples(frame["lead_id"][frame["lead_id"].duplicated()].head(100)),
+            fix="nothing to do if deals were re-opened; otherwise remove the duplicate rows",
+        )
+        frame = deduped.sort_index().reset_index(drop=True)
+    report.record_table("outcomes", file, len(raw), len(frame))
+    return frame
+
+
+def _cross_checks(
+    leads: pd.DataFrame,
+    touchpoints: pd.DataFrame | None,
+    outcomes: pd.DataFrame | None,
+    config: DataConfig,
+    report: ValidationReport,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    ids = leads["lead_id"]
+    if touchpoints is not None and len(touchpoints):
+        file = str(config.touchpoints.path)
+        known = validation.check_unknown_leads(
+            touchpoints["lead_id"], ids, file, config.touchpoints.lead_id, report, table="touchpoints"
+        )
+        if not known.all():
+            touchpoints = touchpoints[known.to_numpy()].reset_index(drop=True)
+            report.tables["touchpoints"]["rows_kept"] = len(touchpoints)
+    if outcomes is not None and len(outcomes):
+        file = str(config.outcomes.path)
+        known = validation.check_unknown_leads(
+            outcomes["lead_id"], ids, file, config.outcomes.lead_id, report, table="outcomes"
+        )
+        if not known.all():
+            outcomes = outcomes[known.to_numpy()].reset_index(drop=True)
+        if "created_at" in leads and len(outcomes):
+            created = pd.Series(leads["created_at"].to_numpy(), index=ids.to_numpy())
+            ok = validation.check_outcomes_before_created(outcomes, created, file, report)
+            if not ok.all():
+                outcomes = outcomes[ok.to_numpy()].reset_index(drop=True)
+        report.tables["outcomes"]["rows_kept"] = len(outcomes)
+    if not config.flat and config.outcomes is None:
+        report.note(
+            "no outcomes file: every lead is open (fine for scoring; training needs outcomes)",
+            file=str(config.leads.path),
+        )
+    return touchpoints, outcomes

@@ -61,8 +61,8 @@ def format_examples(values: Iterable[Any], limit: int = MAX_EXAMPLES) -> tuple[s
 
 
 def row_examples(index: Iterable[Any], limit: int = MAX_EXAMPLES) -> tuple[str, ...]:
-    """Line numbers (1-based, header is line 1) of the first few offending rows."""
-    return tuple(f"line {int(i) + 2}" for i in list(index)[:limit])
+    """Data row numbers (1-based, the header not counted) of the first few offending rows."""
+    return tuple(f"row {int(i) + 1}" for i in list(index)[:limit])
 
 
 @dataclass
@@ -173,3 +173,222 @@ def count_and_examples(mask: pd.Series, values: pd.Series) -> tuple[int, tuple[s
     if n == 0:
         return 0, ()
     return n, format_examples(values[mask].head(50))
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks: pure functions of frames that add findings to a report
+
+# A column with more bad timestamps than this is misread (format, day-first), not a few typos.
+BAD_SHARE_FOR_ERROR = 0.05
+
+
+def check_required_columns(
+    frame: pd.DataFrame,
+    required: dict[str, str],
+    file: str,
+    report: ValidationReport,
+    *,
+    table: str,
+) -> bool:
+    """`required` maps a role ('lead id') to the mapped column name. True when all are present."""
+    import difflib
+
+    columns = [str(c) for c in frame.columns]
+    ok = True
+    for role, column in required.items():
+        if column in columns:
+            continue
+        ok = False
+        lowered = {c.lower().strip(): c for c in columns}
+        close = [lowered[column.lower().strip()]] if column.lower().strip() in lowered else []
+        close += [c for c in difflib.get_close_matches(column, columns, n=3, cutoff=0.6) if c not in close]
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        option = ROLE_OPTIONS.get((table, role))
+        how = f"pass {option} COLUMN or set" if option else "set"
+        report.error(
+            f"required {role} column '{column}' is missing",
+            file=file,
+            column=column,
+            examples=format_examples(columns, limit=12),
+            fix=f"{hint}{how} '{table}: {{{ROLE_KEYS[role]}: COLUMN}}' in the config; the examples are "
+            "the file's columns",
+        )
+    return ok
+
+
+ROLE_KEYS = {
+    "lead id": "lead_id",
+    "created at": "created_at",
+    "occurred at": "occurred_at",
+    "channel": "channel",
+    "activity": "activity",
+    "campaign": "campaign",
+    "value": "value",
+    "closed at": "closed_at",
+    "won": "won",
+    "amount": "amount",
+    "label": "label",
+}
+ROLE_OPTIONS = {
+    ("leads", "lead id"): "--id",
+    ("leads", "created at"): "--created-at",
+    ("leads", "label"): "--label",
+}
+
+
+def check_duplicate_ids(ids: pd.Series, file: str, column: str, report: ValidationReport) -> bool:
+    """Every lead appears once. True when there are no duplicates."""
+    duplicated = ids.duplicated(keep=False) & ids.notna()
+    if not duplicated.any():
+        return True
+    n_ids = int(ids[duplicated].nunique())
+    report.error(
+        f"lead ids are not unique: {n_ids:,} ids appear more than once",
+        file=file,
+        column=column,
+        rows=int(duplicated.sum()),
+        examples=format_examples(ids[duplicated].head(200)),
+        fix="each lead must be one row: remove the duplicate rows, or map the id column with --id "
+        "if this is not the lead id",
+    )
+    return False
+
+
+def check_unknown_leads(
+    ids: pd.Series, known: pd.Series, file: str, column: str, report: ValidationReport, *, table: str
+) -> pd.Series:
+    """Rows whose lead is in the leads file. Unknown leads are dropped with a warning, or an error
+    when none match (the id columns are mapped wrong)."""
+    known_mask = ids.isin(known)
+    unknown = ~known_mask
+    n = int(unknown.sum())
+    if n == 0:
+        return known_mask
+    examples = format_examples(ids[unknown].head(200))
+    if n == len(ids):
+        report.error(
+            f"none of the {table}' lead ids are in the leads file",
+            file=file,
+            column=column,
+            rows=n,
+            examples=examples,
+            fix=f"map the same id in both files: the leads id (--id) and '{table}: {{lead_id: COLUMN}}'",
+        )
+    else:
+        report.warning(
+            f"{table} for leads that are not in the leads file were dropped",
+            file=file,
+            column=column,
+            rows=n,
+            examples=examples,
+            fix="add those leads to the leads file, or ignore this if they were deleted in the CRM",
+        )
+    return known_mask
+
+
+def check_outcomes_before_created(
+    outcomes: pd.DataFrame, created: pd.Series, file: str, report: ValidationReport
+) -> pd.Series:
+    """Rows of canonical outcomes closed at or after their lead was created. Earlier ones are
+    dropped with a warning, or an error when they are common (a wrong column or time zone)."""
+    created_at = outcomes["lead_id"].map(created)
+    early = (outcomes["closed_at"] < created_at).fillna(False).astype(bool)
+    n = int(early.sum())
+    if n == 0:
+        return ~early
+    examples = tuple(
+        f"{lid}: created {c:%Y-%m-%d %H:%M}, closed {d:%Y-%m-%d %H:%M}"
+        for lid, c, d in zip(
+            outcomes["lead_id"][early].head(5), created_at[early].head(5), outcomes["closed_at"][early].head(5)
+        )
+    )
+    share = n / len(outcomes)
+    if share > BAD_SHARE_FOR_ERROR:
+        report.error(
+            f"{share:.0%} of outcomes are dated before their lead was created",
+            file=file,
+            column="closed_at",
+            rows=n,
+            examples=examples,
+            fix="check that --created-at and the outcomes' closed_at columns are the right ones and "
+            "in the same time zone ('timezone:' in the config)",
+        )
+    else:
+        report.warning(
+            "outcomes dated before their lead was created were dropped (those leads count as open)",
+            file=file,
+            column="closed_at",
+            rows=n,
+            examples=examples,
+            fix="correct the dates in the CRM export",
+        )
+    return ~early
+
+
+def parse_label(
+    values: pd.Series,
+    positive: str | None,
+    file: str,
+    column: str,
+    report: ValidationReport,
+    *,
+    words: dict[str, bool],
+    role: str = "label",
+) -> pd.Series | None:
+    """0/1 as nullable Int8 (missing stays missing), or None after recording an error.
+
+    With `positive`, rows equal to it are 1 and every other value is 0. Without it the column
+    must hold two values that read as yes/no (1/0, true/false, won/lost ...)."""
+    present = values.notna()
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("boolean").astype("Int8")
+    text = values.astype(str).str.strip()
+    counts = text[present].value_counts()
+    if positive is not None:
+        target = str(positive).strip()
+        matches = text == target
+        if not matches[present].any():
+            try:
+                number = float(target)
+                matches = pd.to_numeric(text, errors="coerce") == number
+            except ValueError:
+                pass
+        if not matches[present].any():
+            matches = text.str.lower() == target.lower()
+        if not matches[present].any():
+            report.error(
+                f"no row has the positive {role} value {target!r}",
+                file=file,
+                column=column,
+                rows=int(present.sum()),
+                examples=format_examples(counts.index[:10]),
+                fix=f"pass --positive with one of the values shown (the one meaning the lead converted)",
+            )
+            return None
+        if len(counts) > 2:
+            report.note(
+                f"{role} has {len(counts)} values; {target!r} counts as 1 and the others as 0",
+                file=file,
+                column=column,
+                examples=format_examples(counts.index[:10]),
+            )
+        out = matches.astype("Int8")
+        out[~present] = pd.NA
+        return out
+    lowered = {v: words.get(v.lower()) for v in counts.index}
+    unknown = [v for v, b in lowered.items() if b is None]
+    if len(counts) > 2 or unknown:
+        report.error(
+            f"{role} is not binary: {len(counts)} distinct values"
+            + (f", {len(unknown)} not readable as yes/no" if unknown else ""),
+            file=file,
+            column=column,
+            rows=int(text[present].isin(unknown).sum()) if unknown else int(present.sum()),
+            examples=tuple(f"{v!r} ({n:,} rows)" for v, n in counts.head(8).items()),
+            fix=f"pass --positive VALUE (e.g. --positive {counts.index[0]!r}) to count that value as "
+            "1 and every other value as 0, or map the right column with --label",
+        )
+        return None
+    out = text.str.lower().map({k.lower(): int(v) for k, v in lowered.items()}).astype("Int8")
+    out[~present] = pd.NA
+    return out

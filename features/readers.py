@@ -1,0 +1,446 @@
+"""Reading CSV and Parquet files, sniffing delimiters and encodings, and inferring column types.
+
+Functions here read files and turn text into typed columns; they record what they found or decided
+in a `ValidationReport` instead of raising, so a person sees every problem at once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.validation import ValidationReport, format_examples, row_examples
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zip")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+EXCEL_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods")
+DELIMITERS = (",", ";", "\t", "|")
+SAMPLE_BYTES = 1 << 16
+
+BOOLEAN_WORDS: dict[str, bool] = {
+    "true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
+    "t": True, "f": False, "1": True, "0": False, "1.0": True, "0.0": False,
+}
+OUTCOME_WORDS: dict[str, bool] = {
+    **BOOLEAN_WORDS, "won": True, "lost": False, "closed won": True, "closed lost": False,
+    "win": True, "loss": False, "converted": True, "not converted": False,
+}
+_OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+_DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+# Timestamps outside these years are almost always typos (0024 for 2024) and overflow ns.
+_MIN_YEAR, _MAX_YEAR = 1900, 2200
+
+
+def _describe_delimiter(delimiter: str) -> str:
+    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def read_table(
+    path: Path | str | None,
+    table: str,
+    report: ValidationReport,
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+) -> pd.DataFrame | None:
+    """The raw table (text columns as `str`), or None after recording an error in `report`."""
+    if path is None:
+        report.error(
+            f"no {table} file given",
+            fix=f"pass --{table} PATH or set '{table}: PATH' in the config",
+        )
+        return None
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        report.error(
+            f"{table} file not found",
+            file=file,
+            fix=f"check the path (relative paths start at {Path.cwd()}) or pass --{table} PATH",
+        )
+        return None
+    if path.is_dir():
+        report.error(f"{table} path is a directory, not a file", file=file,
+                     fix=f"point --{table} at a .csv or .parquet file inside it")
+        return None
+    suffix = _suffix(path)
+    if suffix in EXCEL_SUFFIXES:
+        report.error(
+            "Excel workbooks are not read",
+            file=file,
+            fix="export the sheet as CSV (File > Save As > 'CSV UTF-8') or Parquet and pass that file",
+        )
+        return None
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        report.error(
+            f"unsupported file type '{suffix or '(none)'}'",
+            file=file,
+            fix="use a .csv (also .tsv, .txt, .csv.gz) or .parquet file",
+        )
+        return None
+    if path.stat().st_size == 0:
+        report.error("file is empty (0 bytes)", file=file,
+                     fix=f"export the {table} again; the file has no header and no rows")
+        return None
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path, report)
+    else:
+        frame = _read_csv(path, report, delimiter=delimiter, encoding=encoding)
+    if frame is None:
+        return None
+    if len(frame) == 0:
+        report.error(
+            "file has a header but no rows",
+            file=file,
+            rows=0,
+            examples=format_examples(frame.columns),
+            fix=f"export the {table} again with its rows",
+        )
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_parquet(path: Path, report: ValidationReport) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt or non-Parquet files
+        report.error(
+            f"could not read as Parquet: {str(exc).splitlines()[0][:200]}",
+            file=str(path),
+            fix="check that the file is a complete Parquet file, or export it as CSV",
+        )
+        return None
+
+
+def _sample(path: Path) -> bytes:
+    if path.name.lower().endswith((".gz", ".zip")):
+        import gzip
+        import zipfile
+
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read(SAMPLE_BYTES)
+        with zipfile.ZipFile(path) as zf:
+            with zf.open(zf.namelist()[0]) as fh:
+                return fh.read(SAMPLE_BYTES)
+    with open(path, "rb") as fh:
+        return fh.read(SAMPLE_BYTES)
+
+
+def sniff_encoding(sample: bytes, file: str, report: ValidationReport, encoding: str | None) -> str | None:
+    """The encoding to read with; None after recording an error."""
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            report.error(f"unknown encoding '{encoding}'", file=file,
+                         fix="use an encoding name such as utf-8, cp1252, latin-1 or utf-16")
+            return None
+        try:
+            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
+        except UnicodeDecodeError as exc:
+            report.error(
+                f"the file is not {encoding}: byte {sample[exc.start:exc.start + 1]!r} at position "
+                f"{exc.start} cannot be decoded",
+                file=file,
+                examples=format_examples([_context(sample, exc.start)]),
+                fix=f"set the encoding the file was saved in (e.g. encoding: {_guess_encoding(sample)})"
+                " or remove 'encoding' to let leadscore detect it",
+            )
+            return None
+        return encoding
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if sample.startswith(b"PK\x03\x04"):
+        report.error("this is a zip archive or an Excel workbook, not a CSV text file", file=file,
+                     fix="export the sheet as CSV (File > Save As > 'CSV UTF-8') and pass that file")
+        return None
+    if b"\x00" in sample:
+        report.error("the file is binary (it contains NUL bytes), not CSV text", file=file,
+                     fix="export the table as CSV or Parquet; if it is UTF-16, save it as UTF-8")
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        guess = _guess_encoding(sample)
+        report.warning(
+            f"the file is not UTF-8; read as {guess}",
+            file=file,
+            examples=format_examples([_context(sample, exc.start)]),
+            fix=f"check accented names look right; set 'encoding: ...' for {file} if not",
+        )
+        return guess
+
+
+def _guess_encoding(sample: bytes) -> str:
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _context(sample: bytes, position: int) -> str:
+    return sample[max(0, position - 20):position + 20].decode("latin-1").replace("\n", " ")
+
+
+def _count_fields(lines: list[str], delimiter: str) -> list[int]:
+    try:
+        return [len(row) for row in csv.reader(lines, delimiter=delimiter) if row]
+    except csv.Error:
+        return []
+
+
+def sniff_delimiter(text: str) -> str | None:
+    """The delimiter giving the most columns, the same number on every sampled line."""
+    lines = text.splitlines()[:50]
+    if len(lines) > 1 and not text.endswith("\n"):
+        lines = lines[:-1]  # the sample may cut the last line
+    best, best_fields = None, 1
+    for delimiter in DELIMITERS:
+        counts = _count_fields(lines, delimiter)
+        if not counts:
+            continue
+        header = counts[0]
+        consistent = sum(c == header for c in counts) >= 0.9 * len(counts)
+        if consistent and header > best_fields:
+            best, best_fields = delimiter, header
+    return best
+
+
+def _read_csv(
+    path: Path, report: ValidationReport, *, delimiter: str | None, encoding: str | None
+) -> pd.DataFrame | None:
+    file = str(path)
+    sample = _sample(path)
+    chosen_encoding = sniff_encoding(sample, file, report, encoding)
+    if chosen_encoding is None:
+        return None
+    text = codecs.getincrementaldecoder(chosen_encoding)(errors="replace").decode(sample, final=False)
+    if not text.strip():
+        report.error("file is empty (only blank lines)", file=file,
+                     fix="export the table again; the file has no header and no rows")
+        return None
+    sniffed = sniff_delimiter(text)
+    if delimiter is not None:
+        header_fields = _count_fields(text.splitlines()[:1], delimiter)
+        if header_fields and header_fields[0] == 1 and sniffed and sniffed != delimiter:
+            report.error(
+                f"wrong delimiter: with {_describe_delimiter(delimiter)} the header is one column, "
+                f"but the file is {_describe_delimiter(sniffed)}-separated",
+                file=file,
+                examples=format_examples([text.splitlines()[0][:80]]),
+                fix=f"set delimiter: '{sniffed}' (or remove 'delimiter' to let leadscore detect it)",
+            )
+            return None
+        chosen = delimiter
+    else:
+        chosen = sniffed or ","
+        if chosen != ",":
+            report.note(f"read as {_describe_delimiter(chosen)}-separated", file=file)
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=chosen,
+            encoding=chosen_encoding,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=False,
+            engine="c",
+            low_memory=False,
+        )
+    except UnicodeDecodeError as exc:
+        if encoding is None and chosen_encoding == "utf-8":
+            report.warning(
+                f"the file is not UTF-8 past the first {SAMPLE_BYTES // 1024} KB; read as cp1252",
+                file=file,
+                fix=f"check accented names look right; set 'encoding: ...' for {file} if not",
+            )
+            return _read_csv(path, report, delimiter=chosen, encoding="cp1252")
+        report.error(f"the file is not {chosen_encoding}: {exc.reason} at byte {exc.start}", file=file,
+                     fix="set 'encoding:' to the encoding the file was saved in (e.g. cp1252)")
+        return None
+    except pd.errors.ParserError as exc:
+        message = str(exc).strip().splitlines()[-1]
+        report.error(
+            f"the file is not consistent CSV: {message}",
+            file=file,
+            fix=f"check that values containing '{chosen}' are quoted, or set the right 'delimiter:'",
+        )
+        return None
+    except pd.errors.EmptyDataError:
+        report.error("file is empty (no header)", file=file,
+                     fix="export the table again with a header row")
+        return None
+    if frame.shape[1] == 1 and delimiter is None:
+        only = str(frame.columns[0])
+        for other in DELIMITERS:
+            if other in only:
+                report.error(
+                    f"wrong delimiter: the header is one column containing "
+                    f"{_describe_delimiter(other)}s, but the rows do not split the same way",
+                    file=file,
+                    examples=format_examples([only[:80]]),
+                    fix=f"check the file is {_describe_delimiter(other)}-separated with the same number "
+                    f"of fields on every line, or set delimiter: '{other}'",
+                )
+                return None
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Placeholders and type inference
+
+
+def placeholder_mask(series: pd.Series, placeholders: set[str]) -> tuple[pd.Series, list[str]]:
+    """Rows whose text is a placeholder ('Select', 'N/A' ...), and the spellings found."""
+    if not _is_text(series):
+        return pd.Series(False, index=series.index), []
+    uniques = series.dropna().unique()
+    found = [u for u in uniques if str(u).strip().lower() in placeholders]
+    if not found:
+        return pd.Series(False, index=series.index), []
+    return series.isin(found), found
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series) or series.dtype == object or isinstance(
+        series.dtype, pd.CategoricalDtype
+    )
+
+
+def infer_type(series: pd.Series) -> str:
+    """'numeric', 'boolean', 'datetime' or 'categorical' for an attribute column."""
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    values = series.dropna()
+    if pd.api.types.is_numeric_dtype(series):
+        uniques = pd.unique(values)
+        if len(uniques) and set(np.asarray(uniques, dtype=float).tolist()) <= {0.0, 1.0}:
+            return "boolean"
+        return "numeric"
+    if values.empty:
+        return "categorical"
+    uniques = pd.Series(pd.unique(values.astype(str).str.strip()))
+    lowered = set(uniques.str.lower())
+    if lowered <= set(BOOLEAN_WORDS):
+        return "boolean"
+    numbers = pd.to_numeric(uniques, errors="coerce")
+    if numbers.notna().all():
+        return "numeric"
+    sample = uniques.head(1000)
+    if sample.str.match(_DATE_LIKE).all():
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+        if parsed.notna().mean() >= 0.99:
+            return "datetime"
+    return "categorical"
+
+
+def to_boolean(series: pd.Series, words: dict[str, bool] = BOOLEAN_WORDS) -> tuple[pd.Series, pd.Series]:
+    """Nullable booleans and a mask of non-missing values that are not boolean words."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("boolean"), pd.Series(False, index=series.index)
+    if pd.api.types.is_numeric_dtype(series):
+        mapped = series.map({1: True, 0: False, 1.0: True, 0.0: False})
+    else:
+        text = series.astype(str).str.strip().str.lower()
+        uniques = pd.unique(text[series.notna()])
+        lookup = {u: words[u] for u in uniques if u in words}
+        mapped = text.map(lookup)
+        mapped[series.isna()] = pd.NA
+    result = mapped.astype("boolean")
+    bad = series.notna() & result.isna()
+    return result, bad
+
+
+def to_numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """float64 values and a mask of non-missing values that are not numbers."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float), pd.Series(False, index=series.index)
+    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
+    return numbers, series.notna() & numbers.isna()
+
+
+def to_text(series: pd.Series) -> pd.Series:
+    """The `str` dtype with missing values kept missing."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    return series.astype("str").where(series.notna(), other=pd.NA).astype("str")
+
+
+def parse_timestamps(
+    series: pd.Series,
+    *,
+    timezone: str | None,
+    dayfirst: bool = False,
+    datetime_format: str | None = None,
+) -> tuple[pd.Series, pd.Series, bool]:
+    """UTC timestamps (datetime64[ns, UTC]), a mask of unparseable non-missing values, and whether
+    the values had no time zone (and were read in `timezone`, UTC by default)."""
+    zone = timezone or "UTC"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        naive = getattr(series.dt, "tz", None) is None
+        parsed = series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward") if naive else series
+        parsed = parsed.dt.tz_convert("UTC")
+        bad = pd.Series(False, index=series.index)
+        return _ns(parsed), bad, naive
+    present = series.notna()
+    text = series.astype(str).str.strip()
+    sample = text[present].head(2000)
+    with_offset = bool(len(sample)) and bool(sample.str.contains(_OFFSET).mean() >= 0.5)
+    kwargs = {"errors": "coerce", "dayfirst": dayfirst, "utc": with_offset}
+    if datetime_format:
+        parsed = pd.to_datetime(text.where(present), format=datetime_format, **kwargs)
+    else:
+        parsed = pd.to_datetime(text.where(present), **kwargs)
+        failed = present & parsed.isna()
+        if failed.any():  # several formats in one column: parse the rest one by one
+            retry = pd.to_datetime(text[failed], format="mixed", **kwargs)
+            parsed = parsed.copy()
+            parsed[failed] = retry.astype(parsed.dtype) if len(retry) else retry
+    years = parsed.dt.year
+    parsed = parsed.where((years >= _MIN_YEAR) & (years <= _MAX_YEAR))
+    if not with_offset:
+        parsed = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+    parsed = parsed.dt.tz_convert("UTC")
+    bad = present & parsed.isna()
+    return _ns(parsed), bad, not with_offset
+
+
+def _ns(series: pd.Series) -> pd.Series:
+    return series.astype("datetime64[ns, UTC]")
+
+
+def dayfirst_helps(series: pd.Series, bad: pd.Series) -> bool:
+    """Whether reading day-first would parse most of the values that failed."""
+    failed = series[bad].astype(str).head(200)
+    if failed.empty:
+        return False
+    return bool(pd.to_datetime(failed, errors="coerce", dayfirst=True, format="mixed").notna().mean() > 0.8)
+
+
+def bad_value_examples(series: pd.Series, bad: pd.Series) -> tuple[str, ...]:
+    """A few offending values with their line numbers."""
+    idx = series.index[bad.to_numpy()][:5]
+    lines = row_examples(idx)
+    return tuple(f"{line}: {series.loc[i]!r}" for line, i in zip(lines, idx))
