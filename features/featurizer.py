@@ -1,0 +1,377 @@
+"""LeadFeaturizer: lead attributes + touchpoint aggregates as of T, for training and for serving.
+
+scikit-learn style: `fit` learns only the attribute vocabularies; `transform` (frames, batch) and
+`transform_records` (list of dicts, the API's single-lead path) return the same float64 rows,
+because both go through the same normalisers and the same numpy core.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.attributes import AttributeEncoder, describe_attribute
+from features.config import FeatureConfig
+from features.touchpoints import (
+    ACTIVITIES,
+    CATEGORICAL_TOUCH_FEATURES,
+    CHANNELS,
+    HIGH_INTENT,
+    NAT,
+    NS_PER_DAY,
+    TouchpointArrays,
+    datetime_ns,
+    series_ns,
+    touchpoint_aggregates,
+    touchpoint_arrays_from_frames,
+    touchpoint_arrays_from_record,
+    touchpoint_feature_names,
+    window_label,
+)
+
+STATE_FORMAT = "leadscore.features/1"
+
+CHANNEL_LABELS = {
+    "organic_search": "organic search", "paid_search": "paid search", "paid_social": "paid social",
+    "email": "email", "webinar": "webinars", "content": "content", "event": "events",
+    "referral": "referrals", "direct": "direct visits", "print": "print", "other": "other channels",
+}  # fmt: skip
+ACTIVITY_NOUNS = {
+    "visit": ("website visit", "website visits"),
+    "pricing_page_view": ("pricing-page visit", "pricing-page visits"),
+    "email_open": ("email open", "email opens"),
+    "email_click": ("email click", "email clicks"),
+    "form_submit": ("form submission", "form submissions"),
+    "download": ("download", "downloads"),
+    "webinar_attend": ("webinar attended", "webinars attended"),
+    "demo_request": ("demo request", "demo requests"),
+    "unsubscribe": ("unsubscribe", "unsubscribes"),
+    "email_bounce": ("bounced email", "bounced emails"),
+    "other": ("other activity", "other activities"),
+}
+_EMPTY_TOUCHES = TouchpointArrays(
+    *(np.empty(0, dtype=t) for t in (np.int64, np.float64, np.int64, np.int64, np.int64, np.float64))
+)
+
+
+def _channel_label(channel: str) -> str:
+    return CHANNEL_LABELS.get(channel, channel.replace("_", " "))
+
+
+def _activity_nouns(activity: str) -> tuple[str, str]:
+    text = activity.replace("_", " ")
+    return ACTIVITY_NOUNS.get(activity, (text, text + "s"))
+
+
+def _window_phrase(days: int | None) -> str:
+    return "in total" if days is None else f"in the last {days} days"
+
+
+def _touch_feature_info(config: FeatureConfig) -> list[dict[str, Any]]:
+    """Name, plain-words description and unit of every touchpoint feature, in core order."""
+    windows = [*config.windows_days, None]
+    info: list[dict[str, Any]] = []
+    for w in windows:
+        info.append({"name": f"touches_{window_label(w)}", "kind": "count", "window": w,
+                     "nouns": ("touch", "touches"), "unit": "touches",
+                     "description": f"Marketing touches {_window_phrase(w)}"})  # fmt: skip
+    for w in windows:
+        for ch in CHANNELS:
+            label = _channel_label(ch)
+            info.append({"name": f"{ch}_touches_{window_label(w)}", "kind": "count", "window": w,
+                         "nouns": (f"touch from {label}", f"touches from {label}"),
+                         "unit": "touches",
+                         "description": f"Touches from {label} {_window_phrase(w)}"})  # fmt: skip
+    for w in windows:
+        for act in ACTIVITIES:
+            one, many = _activity_nouns(act)
+            info.append({"name": f"{act}_count_{window_label(w)}", "kind": "count", "window": w,
+                         "nouns": (one, many), "unit": many.split()[-1],
+                         "description": f"{many[:1].upper()}{many[1:]} {_window_phrase(w)}"})
+    high = ", ".join(_activity_nouns(a)[0] for a in HIGH_INTENT)
+    channel_labels = [_channel_label(c) for c in CHANNELS]
+    info += [
+        {"name": "days_since_last_touch", "kind": "days_since_last_touch", "unit": "days",
+         "description": "Days since the last touch before the scoring moment (empty if none)"},
+        {"name": "days_since_last_high_intent", "kind": "days_since_high_intent", "unit": "days",
+         "description": f"Days since the last high-intent action ({high}); empty if none"},
+        {"name": "engagement_score", "kind": "score", "unit": "decayed touches",
+         "description": f"Touches weighted by recency: a touch counts 1 now, 1/2 after "
+                        f"{config.half_life_days:g} days, 1/4 after {2 * config.half_life_days:g}"},
+        {"name": "first_touch_channel", "kind": "category", "label": "First touch",
+         "labels": channel_labels, "unit": "category",
+         "description": "Channel of the first touch"},
+        {"name": "last_touch_channel", "kind": "category", "label": "Last touch",
+         "labels": channel_labels, "unit": "category",
+         "description": "Channel of the most recent touch"},
+        {"name": "distinct_channels", "kind": "distinct", "nouns": ("channel", "channels"),
+         "unit": "channels", "description": "Number of different channels that touched the lead"},
+        {"name": "distinct_campaigns", "kind": "distinct", "nouns": ("campaign", "campaigns"),
+         "unit": "campaigns", "description": "Number of different campaigns that touched the lead"},
+        {"name": "touch_velocity", "kind": "velocity", "unit": "touches per week",
+         "description": f"Touches per week in the last {config.velocity_recent_days} days minus "
+                        f"touches per week in the {config.velocity_prior_days} days before"},
+        {"name": "unsubscribed", "kind": "flag", "unit": "yes/no",
+         "yes": "Unsubscribed from email", "no": "Has not unsubscribed",
+         "description": "1 if the lead ever unsubscribed before the scoring moment"},
+        {"name": "bounced", "kind": "flag", "unit": "yes/no",
+         "yes": "An email to this lead bounced", "no": "No bounced email",
+         "description": "1 if an email to the lead ever bounced before the scoring moment"},
+        {"name": "touch_value_total", "kind": "number", "label": "Total touchpoint value",
+         "unit": "unit of the touchpoint 'value' column",
+         "description": "Sum of the touchpoints' value column (e.g. minutes, amount)"},
+        {"name": "days_since_created", "kind": "lead_age", "unit": "days",
+         "description": "Days between the lead's creation and the scoring moment"},
+    ]  # fmt: skip
+    assert [i["name"] for i in info] == touchpoint_feature_names(config)
+    return info
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _describe_touch(info: dict[str, Any], value: float) -> str:
+    kind = info["kind"]
+    missing = value is None or math.isnan(value)
+    if kind == "count":
+        one, many = info["nouns"]
+        window = _window_phrase(info["window"])
+        if missing or value == 0:
+            return f"No {many} {window}"
+        return f"{_number(value)} {one if value == 1 else many} {window}"
+    if kind == "days_since_last_touch":
+        if missing:
+            return "No touchpoints yet"
+        if value < 1:
+            return "Last touch less than a day ago"
+        days = int(value)
+        return f"No touch for {days} day{'s' if days != 1 else ''}"
+    if kind == "days_since_high_intent":
+        if missing:
+            return "No demo request, pricing-page visit or form submission yet"
+        if value < 1:
+            return "High-intent action (demo request, pricing page or form) less than a day ago"
+        days = int(value)
+        return f"Last high-intent action {days} day{'s' if days != 1 else ''} ago"
+    if kind == "score":
+        return f"Engagement score {value:.1f} (recent touches count most)"
+    if kind == "category":
+        if missing:
+            return f"{info['label']}: none yet"
+        return f"{info['label']}: {info['labels'][int(value)]}"
+    if kind == "distinct":
+        one, many = info["nouns"]
+        n = int(value)
+        return f"Touched through {n} different {one if n == 1 else many}"
+    if kind == "velocity":
+        if value > 0:
+            return f"{value:.1f} more touches per week than in the month before"
+        if value < 0:
+            return f"{-value:.1f} fewer touches per week than in the month before"
+        return "Same touch pace as in the month before"
+    if kind == "flag":
+        return info["yes"] if value >= 0.5 else info["no"]
+    if kind == "lead_age":
+        if missing:
+            return "Creation date unknown"
+        days = int(value)
+        return f"Lead created {days} day{'s' if days != 1 else ''} ago"
+    return f"{info['label']}: {value:g}"
+
+
+class LeadFeaturizer:
+    """Turns leads (attributes, created_at, as_of) and their touchpoints into a float64 matrix."""
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config if config is not None else FeatureConfig()
+
+    # fit ------------------------------------------------------------------------------------
+    def fit(
+        self,
+        leads: pd.DataFrame,
+        attribute_types: dict[str, str],
+        touchpoints: pd.DataFrame | None = None,
+    ) -> LeadFeaturizer:
+        """Learn attribute vocabularies. Touchpoints only switch the touchpoint features on."""
+        self.attributes_ = AttributeEncoder(
+            self.config.rare_min_count, self.config.max_categories
+        ).fit(leads, attribute_types)
+        self.timestamped_ = "created_at" in leads.columns
+        self.uses_touchpoints_ = touchpoints is not None
+        self._build_outputs()
+        return self
+
+    def _build_outputs(self) -> None:
+        touch_names = touchpoint_feature_names(self.config)
+        if self.uses_touchpoints_:
+            selected = list(range(len(touch_names)))
+        elif self.timestamped_:
+            selected = [touch_names.index("days_since_created")]
+        else:
+            selected = []
+        self._touch_columns = np.array(selected, dtype=np.int64)
+        touch_info = _touch_feature_info(self.config)
+        names = list(self.attributes_.feature_names_out_) + [touch_names[i] for i in selected]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(
+                f"attribute column(s) {clashes} have the name of a touchpoint feature; rename "
+                "them in the leads file or the column mapping"
+            )
+        self.feature_names_out_ = np.array(names, dtype=object)
+        self.categorical_mask_ = np.concatenate(
+            [self.attributes_.categorical_mask_,
+             np.array([touch_names[i] in CATEGORICAL_TOUCH_FEATURES for i in selected], dtype=bool)]
+        )  # fmt: skip
+        self.feature_info_ = list(self.attributes_.feature_info_) + [touch_info[i] for i in selected]
+        self._info_by_name = {i["name"]: i for i in self.feature_info_}
+        self._n_attribute_features = len(self.attributes_.feature_names_out_)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "attributes_"):
+            raise RuntimeError("LeadFeaturizer is not fitted yet: call fit(leads, attribute_types)")
+
+    @property
+    def needs_as_of(self) -> bool:
+        return bool(self.timestamped_ or self.uses_touchpoints_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        self._check_fitted()
+        return self.feature_names_out_.copy()
+
+    # batch ----------------------------------------------------------------------------------
+    def transform(self, frame: pd.DataFrame, touchpoints: pd.DataFrame | None = None) -> np.ndarray:
+        """Feature matrix (len(frame), n_features) for rows of `lead_id`, attributes, and, when
+        the model uses time, `created_at` and `as_of` (the moment each row is scored)."""
+        self._check_fitted()
+        attributes = self.attributes_.transform(frame)
+        if not len(self._touch_columns):
+            return attributes
+        if "as_of" not in frame.columns:
+            raise ValueError(
+                "the frame to score has no 'as_of' column: add the moment each lead is scored "
+                "(training rows come from build_snapshots(), which adds it)"
+            )
+        as_of = series_ns(frame["as_of"], "as_of")
+        if (as_of == NAT).any():
+            bad = frame.loc[as_of == NAT, "lead_id"] if "lead_id" in frame else frame.index[as_of == NAT]
+            raise ValueError(f"'as_of' is empty for lead(s) {list(bad[:5])}; give every row a moment")
+        if "created_at" in frame.columns:
+            created = series_ns(frame["created_at"], "created_at")
+            lead_age = np.where(created == NAT, np.nan, (as_of - created) / NS_PER_DAY)
+        else:
+            lead_age = np.full(len(frame), np.nan)
+        arrays = _EMPTY_TOUCHES
+        if self.uses_touchpoints_ and touchpoints is not None and len(touchpoints):
+            if "lead_id" not in frame.columns:
+                raise ValueError("the frame to score has no 'lead_id' column to join touchpoints on")
+            missing = [c for c in ("lead_id", "occurred_at", "channel", "activity")
+                       if c not in touchpoints.columns]  # fmt: skip
+            if missing:
+                raise ValueError(
+                    f"touchpoints lack column(s) {missing}; expected lead_id, occurred_at, "
+                    "channel, activity and optionally campaign, value"
+                )
+            arrays = touchpoint_arrays_from_frames(frame["lead_id"], as_of, touchpoints)
+        touch = touchpoint_aggregates(arrays, len(frame), lead_age, self.config)
+        return np.hstack([attributes, touch[:, self._touch_columns]])
+
+    # single lead ----------------------------------------------------------------------------
+    def transform_records(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Same rows as `transform` from API-style records, without pandas.
+
+        A record is {"lead_id", "attributes": dict, "created_at": datetime|str|None,
+        "as_of": datetime|str, "touchpoints": [{"occurred_at", "channel", "activity",
+        "campaign", "value"}, ...]}.
+        """
+        self._check_fitted()
+        out = np.empty((len(records), len(self.feature_names_out_)), dtype=np.float64)
+        n_attr = self._n_attribute_features
+        for i, record in enumerate(records):
+            lead_id = record.get("lead_id")
+            created_at = record.get("created_at")
+            out[i, :n_attr] = self.attributes_.transform_record(
+                record.get("attributes") or {}, created_at
+            )
+            if not len(self._touch_columns):
+                continue
+            as_of = datetime_ns(record.get("as_of"), f"lead {lead_id!r} as_of")
+            if as_of is None:
+                raise ValueError(
+                    f"lead {lead_id!r} has no 'as_of': give the moment the lead is scored"
+                )
+            created = datetime_ns(created_at, f"lead {lead_id!r} created_at")
+            lead_age = np.array(
+                [math.nan if created is None else float(as_of - created) / NS_PER_DAY]
+            )
+            touches = record.get("touchpoints") or ()
+            arrays = (
+                touchpoint_arrays_from_record(touches, as_of, lead_id)
+                if self.uses_touchpoints_ and touches
+                else _EMPTY_TOUCHES
+            )
+            row = touchpoint_aggregates(arrays, 1, lead_age, self.config)[0]
+            out[i, n_attr:] = row[self._touch_columns]
+        return out
+
+    # metadata -------------------------------------------------------------------------------
+    def describe(self, name: str, value: float) -> str:
+        """One plain sentence for sales, e.g. '3 pricing-page visits in the last 7 days'."""
+        self._check_fitted()
+        info = self._info_by_name.get(name)
+        if info is None:
+            raise ValueError(f"unknown feature {name!r}; see get_feature_names_out()")
+        value = float(value) if value is not None else math.nan
+        if name in self.attributes_.feature_names_out_:
+            return describe_attribute(info, value)
+        return _describe_touch(info, value)
+
+    def feature_table(self) -> pd.DataFrame:
+        """name, categorical, unit, description of every output column (for docs and MLflow)."""
+        self._check_fitted()
+        return pd.DataFrame(
+            {
+                "name": list(self.feature_names_out_),
+                "categorical": self.categorical_mask_,
+                "unit": [i["unit"] for i in self.feature_info_],
+                "description": [i["description"] for i in self.feature_info_],
+            }
+        )
+
+    # state ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state (no pickles): enough to rebuild the same transform."""
+        self._check_fitted()
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "attributes": self.attributes_.to_dict(),
+            "timestamped": bool(self.timestamped_),
+            "uses_touchpoints": bool(self.uses_touchpoints_),
+            "channels": list(CHANNELS),
+            "activities": list(ACTIVITIES),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> LeadFeaturizer:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"featurizer state has format {found!r}, expected {STATE_FORMAT!r}; "
+                "retrain the model with this version of leadscore"
+            )
+        if state["channels"] != list(CHANNELS) or state["activities"] != list(ACTIVITIES):
+            raise ValueError(
+                "the model was trained with other channel/activity lists than this version of "
+                "leadscore knows; retrain the model with this version"
+            )
+        featurizer = cls(FeatureConfig(**state["config"]))
+        featurizer.attributes_ = AttributeEncoder.from_dict(state["attributes"])
+        featurizer.timestamped_ = state["timestamped"]
+        featurizer.uses_touchpoints_ = state["uses_touchpoints"]
+        featurizer._build_outputs()
+        return featurizer

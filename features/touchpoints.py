@@ -1,0 +1,351 @@
+"""Touchpoint aggregates as of a moment T: one pure numpy core for a million leads or for one.
+
+Every row to featurise has its own moment T (`as_of`). A touchpoint counts for that row only if
+`occurred_at < T`, so nothing that happened at or after the scoring moment can reach a feature.
+
+The core, `touchpoint_aggregates`, works on plain arrays (row index, age in days = T - occurred_at,
+channel code, activity code, campaign code, value). The batch path (`touchpoint_arrays_from_frames`)
+and the single-lead path (`touchpoint_arrays_from_record`) only build those arrays; both call the core.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig
+
+try:
+    from features.contract import ACTIVITIES, CHANNELS, HIGH_INTENT
+except ImportError:  # pragma: no cover - until features/contract.py lands (issue 2)
+    CHANNELS = ("organic_search", "paid_search", "paid_social", "email", "webinar", "content",
+                "event", "referral", "direct", "print", "other")  # fmt: skip
+    ACTIVITIES = ("visit", "pricing_page_view", "email_open", "email_click", "form_submit",
+                  "download", "webinar_attend", "demo_request", "unsubscribe", "email_bounce",
+                  "other")  # fmt: skip
+    HIGH_INTENT = ("demo_request", "pricing_page_view", "form_submit")
+
+NS_PER_DAY = 86_400 * 10**9
+_CHANNEL_CODE = {name: i for i, name in enumerate(CHANNELS)}
+_ACTIVITY_CODE = {name: i for i, name in enumerate(ACTIVITIES)}
+_OTHER_CHANNEL = _CHANNEL_CODE["other"]
+_OTHER_ACTIVITY = _ACTIVITY_CODE["other"]
+_HIGH_INTENT_CODES = np.array([_ACTIVITY_CODE[a] for a in HIGH_INTENT], dtype=np.int64)
+_UNSUBSCRIBE = _ACTIVITY_CODE["unsubscribe"]
+_BOUNCE = _ACTIVITY_CODE["email_bounce"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class TouchpointArrays(NamedTuple):
+    """Inputs of the core, one entry per (row, touchpoint) pair."""
+
+    row: np.ndarray  # int64, index of the row (lead at its moment T) in the output
+    age_days: np.ndarray  # float64, T - occurred_at in days; <= 0 means at or after T (ignored)
+    channel: np.ndarray  # int64 index into CHANNELS
+    activity: np.ndarray  # int64 index into ACTIVITIES
+    campaign: np.ndarray  # int64 campaign code, -1 when missing; only equality matters
+    value: np.ndarray  # float64, NaN when missing
+
+
+def window_label(days: int | None) -> str:
+    return "all" if days is None else f"{days}d"
+
+
+def touchpoint_feature_names(config: FeatureConfig) -> list[str]:
+    """Names of the columns `touchpoint_aggregates` returns, in order."""
+    windows = [*config.windows_days, None]
+    names = [f"touches_{window_label(w)}" for w in windows]
+    names += [f"{ch}_touches_{window_label(w)}" for w in windows for ch in CHANNELS]
+    names += [f"{act}_count_{window_label(w)}" for w in windows for act in ACTIVITIES]
+    names += [
+        "days_since_last_touch",
+        "days_since_last_high_intent",
+        "engagement_score",
+        "first_touch_channel",
+        "last_touch_channel",
+        "distinct_channels",
+        "distinct_campaigns",
+        "touch_velocity",
+        "unsubscribed",
+        "bounced",
+        "touch_value_total",
+        "days_since_created",
+    ]
+    return names
+
+
+CATEGORICAL_TOUCH_FEATURES = ("first_touch_channel", "last_touch_channel")
+
+
+def touchpoint_aggregates(
+    arrays: TouchpointArrays,
+    n_rows: int,
+    lead_age_days: np.ndarray,
+    config: FeatureConfig,
+) -> np.ndarray:
+    """Aggregate touchpoints per row as of each row's moment T.
+
+    `lead_age_days[i]` is T - created_at of row i in days (NaN when unknown). Returns a float64
+    array (n_rows, len(touchpoint_feature_names(config))). Pure: no state, inputs untouched.
+    """
+    row, age, channel, activity, campaign, value = arrays
+    keep = age > 0  # strictly before T; also drops NaN ages
+    if not keep.all():
+        row, age, channel, activity = row[keep], age[keep], channel[keep], activity[keep]
+        campaign, value = campaign[keep], value[keep]
+    n_channels, n_activities = len(CHANNELS), len(ACTIVITIES)
+    windows = np.asarray(config.windows_days, dtype=np.float64)
+    n_windows = len(windows) + 1
+    out = np.empty((n_rows, len(touchpoint_feature_names(config))), dtype=np.float64)
+
+    # Index of the smallest window holding each touch (age <= window); the last one is "all time".
+    window = np.searchsorted(windows, age, side="left")
+    base = row * n_windows + window
+    by_channel = np.bincount(base * n_channels + channel, minlength=n_rows * n_windows * n_channels)
+    by_channel = by_channel.reshape(n_rows, n_windows, n_channels)
+    np.cumsum(by_channel, axis=1, out=by_channel)  # windows are nested: 7d within 30d within ...
+    by_activity = np.bincount(
+        base * n_activities + activity, minlength=n_rows * n_windows * n_activities
+    ).reshape(n_rows, n_windows, n_activities)
+    np.cumsum(by_activity, axis=1, out=by_activity)
+
+    col = 0
+    out[:, col : col + n_windows] = by_channel.sum(axis=2)
+    col += n_windows
+    out[:, col : col + n_windows * n_channels] = by_channel.reshape(n_rows, -1)
+    col += n_windows * n_channels
+    out[:, col : col + n_windows * n_activities] = by_activity.reshape(n_rows, -1)
+    col += n_windows * n_activities
+    all_time_channels = by_channel[:, -1, :]
+    all_time_activities = by_activity[:, -1, :]
+
+    last_age = np.full(n_rows, np.inf)
+    np.minimum.at(last_age, row, age)
+    first_age = np.full(n_rows, -np.inf)
+    np.maximum.at(first_age, row, age)
+    touched = np.isfinite(last_age)
+    out[:, col] = np.where(touched, last_age, np.nan)
+
+    high = np.isin(activity, _HIGH_INTENT_CODES)
+    last_high = np.full(n_rows, np.inf)
+    np.minimum.at(last_high, row[high], age[high])
+    out[:, col + 1] = np.where(np.isfinite(last_high), last_high, np.nan)
+
+    weights = np.exp2(-age / config.half_life_days)
+    out[:, col + 2] = np.bincount(row, weights=weights, minlength=n_rows)
+
+    # Ties (several touches at the same moment) go to the lowest channel code, whatever the order.
+    out[:, col + 3] = _channel_at(first_age, row, age, channel, n_rows, touched)
+    out[:, col + 4] = _channel_at(last_age, row, age, channel, n_rows, touched)
+    out[:, col + 5] = np.count_nonzero(all_time_channels, axis=1)
+    out[:, col + 6] = _distinct_campaigns(row, campaign, n_rows)
+
+    recent, prior = config.velocity_recent_days, config.velocity_prior_days
+    n_recent = np.bincount(row[age <= recent], minlength=n_rows)
+    n_prior = np.bincount(row[(age > recent) & (age <= recent + prior)], minlength=n_rows)
+    out[:, col + 7] = 7.0 * (n_recent / recent - n_prior / prior)  # touches per week, change
+
+    out[:, col + 8] = all_time_activities[:, _UNSUBSCRIBE] > 0
+    out[:, col + 9] = all_time_activities[:, _BOUNCE] > 0
+    has_value = ~np.isnan(value)
+    out[:, col + 10] = np.bincount(row[has_value], weights=value[has_value], minlength=n_rows)
+    out[:, col + 11] = lead_age_days
+    return out
+
+
+def _channel_at(
+    target_age: np.ndarray,
+    row: np.ndarray,
+    age: np.ndarray,
+    channel: np.ndarray,
+    n_rows: int,
+    touched: np.ndarray,
+) -> np.ndarray:
+    at_target = age == target_age[row]
+    code = np.full(n_rows, len(CHANNELS), dtype=np.int64)
+    np.minimum.at(code, row[at_target], channel[at_target])
+    return np.where(touched, code, np.nan)
+
+
+def _distinct_campaigns(row: np.ndarray, campaign: np.ndarray, n_rows: int) -> np.ndarray:
+    known = campaign >= 0
+    if not known.any():
+        return np.zeros(n_rows)
+    span = int(campaign.max()) + 1
+    keys = np.sort(row[known] * span + campaign[known])
+    new = np.empty(len(keys), dtype=bool)
+    new[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return np.bincount(keys[new] // span, minlength=n_rows).astype(np.float64)
+
+
+# --- value normalisation shared by both paths (so batch and single lead agree exactly) ---------
+
+
+def channel_code(value: Any) -> int:
+    """Code of a channel name; anything unknown or missing is 'other'."""
+    if not isinstance(value, str):
+        return _OTHER_CHANNEL
+    return _CHANNEL_CODE.get(value.strip().lower(), _OTHER_CHANNEL)
+
+
+def activity_code(value: Any) -> int:
+    """Code of an activity name; anything unknown or missing is 'other'."""
+    if not isinstance(value, str):
+        return _OTHER_ACTIVITY
+    return _ACTIVITY_CODE.get(value.strip().lower(), _OTHER_ACTIVITY)
+
+
+def campaign_key(value: Any) -> str | None:
+    """Campaign identity: stripped text, or None when missing or blank."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def touch_value(value: Any) -> float:
+    """A touchpoint's value as a float (NaN when missing or not a number)."""
+    if value is None or isinstance(value, bool):
+        return math.nan if value is None else float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
+    """Nanoseconds since the epoch (UTC; naive times are taken as UTC); None when missing.
+
+    Exact integer arithmetic, so the single-lead path gets the same ages as the batch path.
+    """
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.as_unit("ns").value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{what} {text!r} is not an ISO 8601 date-time; use e.g. 2024-05-01T09:30:00Z"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return ((value - _EPOCH) // _MICROSECOND) * 1000
+    if isinstance(value, date):
+        return datetime_ns(datetime(value.year, value.month, value.day), what)
+    raise ValueError(f"{what} {value!r} is not a date-time; use e.g. 2024-05-01T09:30:00Z")
+
+
+def series_ns(series: pd.Series, what: str) -> np.ndarray:
+    """int64 nanoseconds since the epoch (UTC) of a date-time column; NaT stays NaT (min int64)."""
+    if not isinstance(series.dtype, pd.DatetimeTZDtype) and series.dtype.kind != "M":
+        try:
+            series = pd.to_datetime(series, utc=True, format="ISO8601")
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"column {what!r} must hold ISO 8601 date-times such as 2024-05-01T09:30:00Z "
+                f"({error})"
+            ) from None
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    return series.dt.as_unit("ns").array.asi8.copy()
+
+
+NAT = np.iinfo(np.int64).min
+
+
+def _codes_via_uniques(series: pd.Series, mapper, missing) -> np.ndarray:
+    """Apply a python mapper to the distinct values only, then broadcast (fast on big columns)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    table = np.array([mapper(u) for u in uniques] + [missing])
+    return table[codes]  # code -1 (missing) picks the last entry
+
+
+def touchpoint_arrays_from_frames(
+    row_lead_ids: pd.Series,
+    as_of_ns: np.ndarray,
+    touchpoints: pd.DataFrame,
+) -> TouchpointArrays:
+    """Pair every row (a lead at its moment T) with the touchpoints of its lead.
+
+    A lead may appear in several rows (snapshots at several ages): its touchpoints are repeated
+    for each. Touchpoints of leads not in the rows are dropped.
+    """
+    row_code, lead_uniques = pd.factorize(row_lead_ids.astype(str))
+    touch_code = pd.Index(lead_uniques).get_indexer(touchpoints["lead_id"].astype(str))
+    mine = np.flatnonzero(touch_code >= 0)
+    touch_code = touch_code[mine]
+    rows_per_lead = np.bincount(row_code, minlength=len(lead_uniques))
+    if len(rows_per_lead) == 0 or rows_per_lead.max() <= 1:
+        row_of_lead = np.empty(len(lead_uniques), dtype=np.int64)
+        row_of_lead[row_code] = np.arange(len(row_code))
+        row = row_of_lead[touch_code]
+        touch = mine
+    else:
+        order = np.argsort(row_code, kind="stable")
+        first_row = np.concatenate([[0], np.cumsum(rows_per_lead)[:-1]])
+        repeats = rows_per_lead[touch_code]
+        touch = np.repeat(mine, repeats)
+        start = np.repeat(first_row[touch_code], repeats)
+        offset = np.arange(len(touch)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+        row = order[start + offset]
+
+    occurred = series_ns(touchpoints["occurred_at"], "occurred_at")[touch]
+    valid = occurred != NAT
+    age = np.where(valid, (as_of_ns[row] - occurred) / NS_PER_DAY, np.nan)
+    channel = _codes_via_uniques(touchpoints["channel"], channel_code, _OTHER_CHANNEL)[touch]
+    activity = _codes_via_uniques(touchpoints["activity"], activity_code, _OTHER_ACTIVITY)[touch]
+    if "campaign" in touchpoints.columns:
+        keys = _codes_via_uniques(touchpoints["campaign"], campaign_key, None)
+        campaign = pd.factorize(keys, use_na_sentinel=True)[0].astype(np.int64)[touch]
+    else:
+        campaign = np.full(len(touch), -1, dtype=np.int64)
+    if "value" in touchpoints.columns:
+        raw = touchpoints["value"]
+        if raw.dtype.kind in "iuf":
+            value = raw.to_numpy(dtype=np.float64, na_value=np.nan)[touch]
+        else:
+            value = _codes_via_uniques(raw, touch_value, math.nan).astype(np.float64)[touch]
+    else:
+        value = np.full(len(touch), np.nan)
+    return TouchpointArrays(
+        row.astype(np.int64), age, channel.astype(np.int64), activity.astype(np.int64),
+        campaign, value,
+    )  # fmt: skip
+
+
+def touchpoint_arrays_from_record(
+    touchpoints: Iterable[dict[str, Any]], as_of_ns: int, lead_id: Any = None
+) -> TouchpointArrays:
+    """Arrays for one lead (row 0) from a list of touchpoint dicts; no pandas on this path."""
+    ages, channels, activities, campaigns, values = [], [], [], [], []
+    campaign_codes: dict[str, int] = {}
+    for i, touch in enumerate(touchpoints):
+        occurred = datetime_ns(touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at")
+        # float(int) rounds like numpy's int64 -> float64 cast, so ages match the batch path bit for bit
+        ages.append(math.nan if occurred is None else float(as_of_ns - occurred) / NS_PER_DAY)
+        channels.append(channel_code(touch.get("channel")))
+        activities.append(activity_code(touch.get("activity")))
+        key = campaign_key(touch.get("campaign"))
+        campaigns.append(-1 if key is None else campaign_codes.setdefault(key, len(campaign_codes)))
+        values.append(touch_value(touch.get("value")))
+    n = len(ages)
+    return TouchpointArrays(
+        np.zeros(n, dtype=np.int64),
+        np.array(ages, dtype=np.float64),
+        np.array(channels, dtype=np.int64),
+        np.array(activities, dtype=np.int64),
+        np.array(campaigns, dtype=np.int64),
+        np.array(values, dtype=np.float64),
+    )
