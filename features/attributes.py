@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ATTRIBUTE_TYPES = ("categorical", "numeric", "boolean", "datetime")
+from features.contract import ATTRIBUTE_TYPES, DEFAULT_PLACEHOLDERS
+
 # Columns that are never features: the key, the moments, and outcome fields (they would leak).
 NOT_FEATURES = ("lead_id", "as_of", "snapshot_age_days")
 OUTCOME_COLUMNS = ("label", "won", "closed_at")
 
-PLACEHOLDERS = frozenset(
+# The contract's list (DataConfig.placeholders) plus web-form defaults such as 'Please select'.
+PLACEHOLDERS = frozenset(DEFAULT_PLACEHOLDERS) | frozenset(
     {
         "", "select", "select one", "select...", "please select", "choose", "choose one",
         "n/a", "na", "n.a.", "none", "null", "nil", "nan", "undefined", "unknown",

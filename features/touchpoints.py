@@ -18,16 +18,13 @@ import numpy as np
 import pandas as pd
 
 from features.config import FeatureConfig
-
-try:
-    from features.contract import ACTIVITIES, CHANNELS, HIGH_INTENT
-except ImportError:  # pragma: no cover - until features/contract.py lands (issue 2)
-    CHANNELS = ("organic_search", "paid_search", "paid_social", "email", "webinar", "content",
-                "event", "referral", "direct", "print", "other")  # fmt: skip
-    ACTIVITIES = ("visit", "pricing_page_view", "email_open", "email_click", "form_submit",
-                  "download", "webinar_attend", "demo_request", "unsubscribe", "email_bounce",
-                  "other")  # fmt: skip
-    HIGH_INTENT = ("demo_request", "pricing_page_view", "form_submit")
+from features.contract import (
+    ACTIVITIES,
+    CHANNELS,
+    HIGH_INTENT,
+    normalise_activity,
+    normalise_channel,
+)
 
 NS_PER_DAY = 86_400 * 10**9
 _CHANNEL_CODE = {name: i for i, name in enumerate(CHANNELS)}
@@ -188,17 +185,19 @@ def _distinct_campaigns(row: np.ndarray, campaign: np.ndarray, n_rows: int) -> n
 
 
 def channel_code(value: Any) -> int:
-    """Code of a channel name; anything unknown or missing is 'other'."""
+    """Code of a channel; messy spellings via the contract's synonyms; unknown/missing: 'other'."""
     if not isinstance(value, str):
         return _OTHER_CHANNEL
-    return _CHANNEL_CODE.get(value.strip().lower(), _OTHER_CHANNEL)
+    code = _CHANNEL_CODE.get(value)  # canonical names: the fast, common case
+    return code if code is not None else _CHANNEL_CODE[normalise_channel(value)]
 
 
 def activity_code(value: Any) -> int:
-    """Code of an activity name; anything unknown or missing is 'other'."""
+    """Code of an activity; messy spellings via the contract's synonyms; unknown/missing: 'other'."""
     if not isinstance(value, str):
         return _OTHER_ACTIVITY
-    return _ACTIVITY_CODE.get(value.strip().lower(), _OTHER_ACTIVITY)
+    code = _ACTIVITY_CODE.get(value)
+    return code if code is not None else _ACTIVITY_CODE[normalise_activity(value)]
 
 
 def campaign_key(value: Any) -> str | None:
