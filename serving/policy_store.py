@@ -261,7 +261,8 @@ def validation_message(error: ValidationError, prefix: str = "policy") -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
-        parts.append(f"{where}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 

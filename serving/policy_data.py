@@ -1,0 +1,260 @@
+"""What policy simulation and the /ops page compute from: the champion's holdout and the score log.
+
+Reading (the model in memory, the database) is kept apart from computing (`features.policy`):
+`holdout_basis` and `recent_basis` read, `simulate` and `monitoring` only combine numbers.
+
+- **holdout**: the champion's held-out leads with their true outcome (`probability`, `label`,
+  `as_of`) and how many weeks of leads they cover (`metadata["holdout_weeks"]`): precision,
+  recall and wins are observed.
+- **recent**: the latest score of each lead scored in the last `days` days: volume is today's
+  traffic; precision, recall and wins are expectations from the calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from features.policy import (
+    Policy,
+    choose_threshold,
+    population_stability_index,
+    threshold_table,
+    win_rate_by_grade,
+)
+from serving.db import as_utc, outcomes, score_log, utcnow
+
+MAX_RECENT_ROWS = 500_000
+
+
+class BasisUnavailable(LookupError):
+    """No data to simulate on; the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class Basis:
+    source: str  # "holdout" | "recent"
+    probabilities: np.ndarray
+    labels: np.ndarray | None
+    weeks: float
+    description: str
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "leads": int(self.probabilities.size),
+            "weeks": round(self.weeks, 4),
+            "leads_per_week": round(self.probabilities.size / self.weeks, 4) if self.weeks else None,
+            "wins": None if self.labels is None else int(self.labels.sum()),
+            "observed_outcomes": self.labels is not None,
+            "description": self.description,
+        }
+
+
+def model_default_policy(model_store: Any) -> Policy:
+    """The loaded model's own policy (from its metadata), or the built-in default."""
+    current = getattr(model_store, "current", None)
+    policy = getattr(getattr(current, "scorer", None), "policy", None)
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        try:
+            return Policy.model_validate(policy)
+        except ValueError:
+            pass
+    return _DEFAULT
+
+
+_DEFAULT = Policy()
+
+
+def holdout_basis(model_store: Any) -> Basis:
+    current = getattr(model_store, "current", None)
+    if current is None:
+        raise BasisUnavailable(
+            "no model is loaded yet, so there is no holdout to simulate on; check /readyz, or "
+            "simulate on recent scores with source=recent"
+        )
+    scorer = current.scorer
+    holdout = getattr(scorer, "holdout", None)
+    if holdout is None or len(holdout) == 0:
+        raise BasisUnavailable(
+            f"model {current.name} version {current.version} carries no holdout scores; retrain it "
+            "with `leadscore train`, or simulate on recent scores with source=recent"
+        )
+    probabilities = holdout["probability"].to_numpy(dtype=float)
+    labels = holdout["label"].to_numpy(dtype=float)
+    weeks = holdout_weeks(getattr(scorer, "metadata", None) or {}, holdout)
+    return Basis(
+        "holdout", probabilities, labels, weeks,
+        f"holdout of model {current.name} version {current.version}: {len(holdout)} leads "
+        f"over {weeks:.1f} weeks with known outcomes",
+    )
+
+
+def holdout_weeks(metadata: dict, holdout: pd.DataFrame) -> float:
+    """Weeks of leads the holdout covers: from the metadata, else the span of `as_of`, else 1."""
+    weeks = metadata.get("holdout_weeks")
+    try:
+        weeks = float(weeks)
+        if math.isfinite(weeks) and weeks > 0:
+            return weeks
+    except (TypeError, ValueError):
+        pass
+    if "as_of" in holdout.columns and holdout["as_of"].notna().any():
+        span = (holdout["as_of"].max() - holdout["as_of"].min()) / pd.Timedelta(days=7)
+        if span > 0:
+            return float(span)
+    return 1.0
+
+
+def read_recent_scores(engine: Engine, days: float) -> pd.DataFrame:
+    """Latest score per lead scored in the last `days` days: lead_id, probability, grade, scored_at."""
+    since = utcnow() - timedelta(days=days)
+    query = (
+        sa.select(score_log.c.lead_id, score_log.c.probability, score_log.c.grade, score_log.c.scored_at)
+        .where(score_log.c.scored_at >= since)
+        .order_by(score_log.c.scored_at.desc(), score_log.c.id.desc())
+        .limit(MAX_RECENT_ROWS)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["lead_id", "probability", "grade", "scored_at"])
+    latest = frame.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
+    # The oldest score in the window (of any lead) tells how much traffic the window holds.
+    latest.attrs["first_scored_at"] = as_utc(rows[-1].scored_at) if rows else None
+    return latest
+
+
+def recent_basis(engine: Engine, days: float) -> Basis:
+    frame = read_recent_scores(engine, days)
+    if frame.empty:
+        raise BasisUnavailable(
+            f"no leads were scored in the last {days:g} days; simulate on the holdout "
+            "(source=holdout) or widen `days`"
+        )
+    first = frame.attrs["first_scored_at"]
+    # Weeks actually covered (a service running for 3 days has 3 days of traffic), at least a day.
+    covered = (utcnow() - first) / timedelta(days=7)
+    weeks = min(max(covered, 1 / 7), days / 7)
+    return Basis(
+        "recent", frame["probability"].to_numpy(dtype=float), None, weeks,
+        f"latest score of {len(frame)} leads scored in the last {days:g} days "
+        f"({weeks:.1f} weeks of traffic); outcomes not known yet, so precision, recall and wins "
+        "are expected values from the calibrated probabilities",
+    )
+
+
+def _row(table: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    # Scores are integers: `score >= 42.5` sends the same leads as `score >= 43`.
+    index = int(min(max(math.ceil(threshold - 1e-9), 0), 100))
+    return _clean(table.iloc[index].to_dict()) | {"threshold": index}
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in record.items():
+        value = float(value)
+        out[key] = None if not math.isfinite(value) else round(value, 6)
+    return out
+
+
+def simulate(
+    basis: Basis,
+    current: Policy,
+    *,
+    by: str | None = None,
+    value: float | None = None,
+    cost_per_lead: float = 1.0,
+    threshold: float | None = None,
+    include_table: bool = True,
+) -> dict[str, Any]:
+    """The threshold table on `basis`, the row of the current policy, and the chosen threshold.
+
+    Raises `features.policy.PolicyError` when the criterion cannot be met.
+    """
+    table = threshold_table(basis.probabilities, basis.labels, basis.weeks)
+    chosen = None
+    if by is not None:
+        row = choose_threshold(table, by, value, cost_per_lead=cost_per_lead)
+        chosen = _row(table, float(row["threshold"]))
+    elif threshold is not None:
+        chosen = _row(table, threshold)
+    result: dict[str, Any] = {
+        "basis": basis.summary(),
+        "current": _row(table, current.sales_threshold) | {"sales_threshold": current.sales_threshold},
+        "chosen": chosen,
+        "proposed_policy": None,
+    }
+    if by == "value" and chosen is not None:
+        result["chosen"]["net_value_per_week"] = round(
+            chosen["expected_wins"] * float(value) - chosen["leads_per_week"] * cost_per_lead, 6
+        )
+    if chosen is not None:
+        new_sales = float(chosen["threshold"])
+        result["proposed_policy"] = current.model_copy(
+            update={
+                "sales_threshold": new_sales,
+                "nurture_threshold": min(current.nurture_threshold, new_sales),
+            }
+        ).model_dump(mode="json")
+    if include_table:
+        result["table"] = {
+            column: [None if not math.isfinite(v) else round(float(v), 6) for v in table[column]]
+            for column in table.columns if column != "threshold"
+        }
+        result["table"] = {"threshold": table["threshold"].astype(int).tolist()} | result["table"]
+    return result
+
+
+def read_outcomes_with_grades(engine: Engine) -> pd.DataFrame:
+    """Leads with a reported outcome and the grade of their latest score before it closed."""
+    query = (
+        sa.select(score_log.c.lead_id, score_log.c.grade, score_log.c.scored_at, outcomes.c.won)
+        .join(outcomes, outcomes.c.lead_id == score_log.c.lead_id)
+        .where(score_log.c.scored_at <= outcomes.c.closed_at)
+        .order_by(score_log.c.scored_at.desc(), score_log.c.id.desc())
+        .limit(MAX_RECENT_ROWS)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["lead_id", "grade", "scored_at", "won"])
+    return frame.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
+
+
+def monitoring(
+    holdout: Basis | None, recent: pd.DataFrame, graded_outcomes: pd.DataFrame, days: float
+) -> dict[str, Any]:
+    """Recent score distribution against the holdout (PSI) and win rate by grade."""
+    result: dict[str, Any] = {"days": days, "recent_leads": int(len(recent))}
+    if holdout is not None and len(recent):
+        psi, bins = population_stability_index(holdout.probabilities, recent["probability"].to_numpy(float))
+        result["psi"] = round(psi, 6)
+        result["psi_status"] = (
+            "stable" if psi < 0.1 else "watch: moderate shift" if psi < 0.25 else "shifted: check the model"
+        )
+        result["bins"] = {c: [round(float(v), 6) for v in bins[c]] for c in bins.columns}
+    else:
+        result["psi"] = None
+        result["psi_status"] = (
+            "no model holdout to compare with" if holdout is None else
+            f"no leads scored in the last {days:g} days yet"
+        )
+        result["bins"] = None
+    if len(recent):
+        result["recent_grades"] = {g: int((recent["grade"] == g).sum()) for g in ("A", "B", "C", "D")}
+    table = win_rate_by_grade(graded_outcomes["grade"].to_numpy(object), graded_outcomes["won"].to_numpy(float))
+    result["win_rate_by_grade"] = [
+        {"grade": r.grade, "leads": int(r.leads), "wins": int(r.wins),
+         "win_rate": None if not math.isfinite(r.win_rate) else round(float(r.win_rate), 6)}
+        for r in table.itertuples()
+    ]
+    result["outcomes_known"] = int(len(graded_outcomes))
+    return result

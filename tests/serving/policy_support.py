@@ -1,0 +1,67 @@
+"""Shared set-up for the policy tests: a service on a temporary SQLite database whose champion
+carries the 10-lead holdout worked out by hand in tests/features/test_policy.py.
+
+    probability  0.95 0.85 0.75 0.65 0.55 0.45 0.35 0.25 0.15 0.05   (two weeks of leads)
+    won             1    1    0    1    0    1    0    0    0    0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from features.policy import Policy
+from serving.config import Settings
+from serving.model_store import LoadedModel, ModelStore
+
+PROBABILITIES = [0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15, 0.05]
+LABELS = [1, 1, 0, 1, 0, 1, 0, 0, 0, 0]
+WEEKS = 2.0
+MODEL_POLICY = Policy(sales_threshold=55, nurture_threshold=25)
+
+OPS_KEY = "ops-key-0123456789abcdef"
+SCORER_KEY = "scorer-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+BOOTSTRAP = f"marketing-ops:ops:{OPS_KEY},crm:scorer:{SCORER_KEY},root:admin:{ADMIN_KEY}"
+
+
+def hand_holdout() -> pd.DataFrame:
+    as_of = pd.date_range("2026-01-05", periods=10, freq="34h", tz="UTC")
+    return pd.DataFrame({"probability": PROBABILITIES, "label": LABELS, "as_of": as_of})
+
+
+@dataclass
+class HoldoutModel:
+    """The parts of a trained LeadScorer that policy simulation reads: its holdout scores, its
+    metadata and its default policy (data only: nothing here is scored)."""
+
+    holdout: pd.DataFrame = field(default_factory=hand_holdout)
+    metadata: dict = field(default_factory=lambda: {"name": "lead-scoring", "version": "7",
+                                                    "holdout_weeks": WEEKS})
+    policy: Policy = MODEL_POLICY
+
+
+def settings_for(tmp_path: Path, **overrides) -> Settings:
+    values = dict(
+        database_url=f"sqlite:///{tmp_path / 'leadscore.db'}",
+        api_keys_bootstrap=BOOTSTRAP,
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        model_retry_seconds=3600,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def hand_model_store(model: HoldoutModel | None = None) -> ModelStore:
+    model = model or HoldoutModel()
+
+    def loader(uri: str, tracking_uri: str) -> LoadedModel:
+        return LoadedModel(scorer=model, name="lead-scoring", version="7", alias="champion", uri=uri)
+
+    return ModelStore("models:/lead-scoring@champion", "sqlite://", loader=loader)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
