@@ -86,6 +86,7 @@ _TYPE_EXPECTATIONS = {
     "datetime_from_date_parsing": "an ISO 8601 timestamp with a zone, e.g. 2026-11-23T09:30:00Z",
     "timezone_aware": "a timestamp with a zone: add Z or an offset such as +02:00",
     "string_too_short": "a non-empty string",
+    "none_required": "null",
 }
 
 
@@ -106,17 +107,21 @@ def _describe_input(value: Any) -> str:
     return type(value).__name__
 
 
-def _lead_id(body: Any, index: int) -> Any:
+def _lead_id(body: Any, list_field: str, index: int) -> Any:
     try:
-        value = body["leads"][index]["lead_id"]
+        value = body[list_field][index]["lead_id"]
     except (KeyError, IndexError, TypeError):
         return None
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def describe_validation_errors(raw_errors: list[dict], body: Any, list_field: str = "leads") -> list[dict]:
+LEAD_LISTS = ("leads", "outcomes")
+
+
+def describe_validation_errors(raw_errors: list[dict], body: Any) -> list[dict]:
     """Turn pydantic/FastAPI errors into problems naming the lead index, field and expectation."""
     errors = []
+    list_field = "leads"
     for error in raw_errors:
         loc = list(error.get("loc", ()))
         kind = error.get("type", "")
@@ -131,7 +136,9 @@ def describe_validation_errors(raw_errors: list[dict], body: Any, list_field: st
             ))
             continue
         lead_index = None
-        if len(loc) >= 2 and loc[0] == list_field and isinstance(loc[1], int):
+        if loc and loc[0] in LEAD_LISTS:
+            list_field = loc[0]
+        if len(loc) >= 2 and loc[0] in LEAD_LISTS and isinstance(loc[1], int):
             lead_index, field_parts = loc[1], loc[2:]
         else:
             field_parts = loc
@@ -170,14 +177,32 @@ def describe_validation_errors(raw_errors: list[dict], body: Any, list_field: st
                 message = f"got {_describe_input(error.get('input'))}"
             else:
                 message = error.get("msg", "invalid value")
+        if field and field.startswith("attributes.") and len(field_parts) == 2:
+            expected = "a string, a number, a boolean or null"
         if not field_parts and kind in ("model_attributes_type", "dict_type", "model_type"):
             message = f"the body must be a JSON object, got {_describe_input(error.get('input'))}"
             expected = f'a JSON object such as {{"{list_field}": [...]}}'
         errors.append(problem(
             message, expected=expected, lead_index=lead_index, field=field,
-            lead_id=_lead_id(body, lead_index) if lead_index is not None else None,
+            lead_id=_lead_id(body, list_field, lead_index) if lead_index is not None else None,
         ))
-    return errors
+    return _merge_union_errors(errors)
+
+
+def _merge_union_errors(errors: list[dict]) -> list[dict]:
+    """A value matching no member of a union gives one error per member: report it once."""
+    merged: list[dict] = []
+    index: dict[tuple, dict] = {}
+    for error in errors:
+        key = (error.get("lead_index"), error.get("field"), error["message"])
+        if key in index and "expected" in error:
+            first = index[key]
+            if error["expected"] not in first.get("expected", ""):
+                first["expected"] = f"{first['expected']} or {error['expected']}" if "expected" in first else error["expected"]
+            continue
+        index[key] = error
+        merged.append(error)
+    return merged
 
 
 def _is_tag(part: Any) -> bool:

@@ -116,18 +116,10 @@ class ServiceMiddleware:
         try:
             if declared is not None and declared > limit:
                 raise _BodyTooLarge
-            received = 0
-
-            async def receive_limited():
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise _BodyTooLarge
-                return message
-
-            await self.app(scope, receive_limited, send_wrapper)
+            if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+                # Chunked upload: buffer it (up to the limit) before the app sees it.
+                receive = await _buffered(receive, limit)
+            await self.app(scope, receive, send_wrapper)
         except _BodyTooLarge:
             if response_started:
                 raise
@@ -157,6 +149,30 @@ class ServiceMiddleware:
             LATENCY.labels(method, label).observe(time.perf_counter() - start)
             if status >= 400:
                 ERRORS.labels(label, "server" if status >= 500 else "client").inc()
+
+
+async def _buffered(receive, limit: int):
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            raise _BodyTooLarge
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _content_length(scope) -> int | None:

@@ -1,3 +1,174 @@
-"""placeholder"""
-from fastapi import APIRouter
-router = APIRouter()
+"""POST /v1/score: validate, score with the loaded model, apply the policy in force, log, answer.
+
+The hot path avoids pandas and per-request I/O: the key check is a dict read, the policy is an
+attribute read, the score-log rows go to a queue written by a background thread, and the answer is
+rendered with orjson. Small requests are scored on the event loop (a thread hop costs more than
+scoring one lead); large ones in a worker thread so the loop keeps answering other requests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from features.policy import Policy, decide, lead_facts
+from serving import metrics
+from serving.db import utcnow
+from serving.deps import ScorerKey
+from serving.errors import RequestProblem, problem
+from serving.model_store import LoadedModel
+from serving.responses import OrjsonResponse
+from serving.routes.model import model_not_loaded
+from serving.schemas import ScoreRequest, ScoreResponse
+
+router = APIRouter(prefix="/v1", tags=["score"])
+
+INLINE_LEADS = 20
+ERROR_EXAMPLE = {
+    "detail": "lead 0 touchpoints[1].channel: unknown channel 'tv' (expected one of organic_search, "
+    "paid_search, ...)",
+    "errors": [
+        {
+            "lead_index": 0,
+            "lead_id": "L-10023",
+            "field": "touchpoints[1].channel",
+            "message": "unknown channel 'tv'",
+            "expected": "one of organic_search, paid_search, ...",
+        }
+    ],
+}
+
+
+def _duplicates(leads: list[dict]) -> list[dict]:
+    first: dict[str, int] = {}
+    errors = []
+    for index, lead in enumerate(leads):
+        lead_id = lead["lead_id"]
+        if lead_id in first:
+            errors.append(problem(
+                f"lead_id {lead_id!r} was already given for lead {first[lead_id]}",
+                expected="each lead at most once per request", lead_index=index, field="lead_id",
+                lead_id=lead_id,
+            ))
+        else:
+            first[lead_id] = index
+    return errors
+
+
+def _reasons(items: Any) -> list[dict]:
+    out = []
+    for item in items or ():
+        if isinstance(item, dict):
+            out.append({
+                "feature": str(item.get("feature", "")),
+                "text": str(item.get("text") or item.get("description") or item.get("reason", "")),
+                "effect": float(item.get("effect", item.get("contribution", 0.0))),
+            })
+        else:  # (feature, text, effect)
+            feature, text, effect = item
+            out.append({"feature": str(feature), "text": str(text), "effect": float(effect)})
+    return out[:3]
+
+
+def score_leads(loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
+    """Score validated leads and decide each under `policy` (pure: no I/O)."""
+    scored = loaded.scorer.score_records(leads)
+    model_ref = {"name": loaded.name, "version": loaded.version}
+    results = []
+    for lead, row in zip(leads, scored, strict=True):
+        probability = float(row["probability"])
+        score = int(row["score"])
+        grade, decision, rule_reason = decide(
+            score, lead_facts(lead["attributes"], lead["touchpoints"]), policy
+        )
+        results.append({
+            "lead_id": lead["lead_id"],
+            "probability": probability,
+            "score": score,
+            "grade": grade,
+            "decision": decision,
+            "reasons_for": _reasons(row.get("reasons_for")),
+            "reasons_against": _reasons(row.get("reasons_against")),
+            "policy_reasons": [rule_reason] if rule_reason else [],
+            "model": model_ref,
+        })
+    return results
+
+
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    summary="Score 1 to 1,000 leads",
+    responses={
+        401: {"description": "Missing or unknown API key"},
+        403: {"description": "The key's role may not score"},
+        413: {"description": "Body over the size limit"},
+        422: {
+            "description": "Invalid leads: each problem names the lead index, the field and what "
+            "is expected",
+            "content": {"application/json": {"example": ERROR_EXAMPLE}},
+        },
+        503: {"description": "No model loaded yet"},
+    },
+)
+async def score(body: ScoreRequest, key: ScorerKey, request: Request) -> OrjsonResponse:
+    state = request.app.state
+    leads = body.model_dump()["leads"]
+    duplicates = _duplicates(leads)
+    if duplicates:
+        raise RequestProblem(
+            422, f"duplicate lead ids in one request: {duplicates[0]['message']}", duplicates
+        )
+    loaded = state.model_store.current
+    if loaded is None:
+        raise model_not_loaded(state.model_store)
+    policies = getattr(state, "policies", None)
+    if policies is not None:
+        in_force = policies.current()
+        policy, policy_version = in_force.policy, in_force.version
+    else:
+        policy, policy_version = getattr(loaded.scorer, "policy", None) or Policy(), 0
+    now = utcnow()
+    for lead in leads:
+        if lead["as_of"] is None:
+            lead["as_of"] = now
+    if len(leads) <= INLINE_LEADS:
+        results = score_leads(loaded, leads, policy)
+    else:
+        results = await run_in_threadpool(score_leads, loaded, leads, policy)
+
+    request_id = str(uuid.uuid4())
+    state.score_log.submit([
+        {
+            "request_id": request_id,
+            "lead_id": r["lead_id"],
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "policy_version": policy_version,
+            "probability": r["probability"],
+            "score": r["score"],
+            "grade": r["grade"],
+            "decision": r["decision"],
+            "reasons": {
+                "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
+            },
+            "scored_at": now,
+            "api_key_name": key.name,
+        }
+        for r in results
+    ])
+    metrics.LEADS_SCORED.inc(len(results))
+    for r in results:
+        metrics.SCORES.observe(r["score"])
+        metrics.DECISIONS.labels(r["decision"]).inc()
+    return OrjsonResponse({
+        "request_id": request_id,
+        "scored_at": now,
+        "model": {"name": loaded.name, "version": loaded.version},
+        "policy_version": policy_version,
+        "results": results,
+    })
+

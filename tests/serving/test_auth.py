@@ -1,0 +1,121 @@
+"""API keys and roles: 401 for missing/unknown keys, 403 for the wrong role, revocation, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import sqlalchemy as sa
+
+from serving.auth import create_key, revoke_key
+from serving.db import api_keys, make_engine
+from tests.serving.conftest import KEYS, auth
+
+LEAD = {"leads": [{"lead_id": "L-1", "attributes": {"industry": "retail"}}]}
+
+
+def test_missing_key_is_401_and_says_how_to_send_one(sqlite_client_without_model):
+    response = sqlite_client_without_model.post("/v1/score", json=LEAD)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "missing API key" in response.json()["detail"]
+    assert "Authorization: Bearer <key>" in response.json()["detail"]
+
+
+def test_unknown_key_is_401(sqlite_client_without_model):
+    response = sqlite_client_without_model.post(
+        "/v1/score", json=LEAD, headers={"Authorization": "Bearer ls_not-a-real-key-000000000000"}
+    )
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("invalid or revoked API key")
+
+
+def test_wrong_role_is_403_naming_the_role_needed(sqlite_client_without_model):
+    client = sqlite_client_without_model
+    response = client.post("/v1/score", json=LEAD, headers=auth("ops"))
+    assert response.status_code == 403
+    assert response.json()["detail"] == "the key 'ops-key' has role ops; this needs role admin or scorer"
+    response = client.post("/v1/admin/reload", headers=auth("scorer"))
+    assert response.status_code == 403
+    assert "this needs role admin" in response.json()["detail"]
+    response = client.get("/v1/keys", headers=auth("ops"))
+    assert response.status_code == 403
+    response = client.post(
+        "/v1/outcomes",
+        json={"outcomes": [{"lead_id": "L-1", "outcome": "won", "closed_at": "2026-01-01T00:00:00Z"}]},
+        headers=auth("ops"),
+    )
+    assert response.status_code == 403
+
+
+def test_allowed_roles_get_past_auth(sqlite_client_without_model):
+    client = sqlite_client_without_model
+    # No model is loaded in this app, so passing auth means the 503 of the model check.
+    for role in ("scorer", "admin"):
+        response = client.post("/v1/score", json=LEAD, headers=auth(role))
+        assert response.status_code == 503, role
+        assert response.json()["detail"].startswith("no model loaded yet")
+    for role in ("scorer", "ops", "admin"):
+        assert client.get("/v1/model", headers=auth(role)).status_code == 503, role
+    response = client.post("/v1/score", json=LEAD, headers={"X-API-Key": KEYS["scorer"]})
+    assert response.status_code == 503
+
+
+def test_revoked_key_is_refused_within_a_second(sqlite_client_without_model, sqlite_url):
+    client = sqlite_client_without_model
+    engine = make_engine(sqlite_url)
+    key = create_key(engine, "crm-sync", "scorer")  # as `leadscore keys create` would, from outside
+    headers = {"Authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + 2
+    while client.post("/v1/score", json=LEAD, headers=headers).status_code == 401:
+        assert time.monotonic() < deadline, "a new key was not accepted within 2 s"
+        time.sleep(0.05)
+    revoke_key(engine, "crm-sync")
+    revoked_at = time.monotonic()
+    while client.post("/v1/score", json=LEAD, headers=headers).status_code != 401:
+        assert time.monotonic() - revoked_at < 1.0, "a revoked key still worked after 1 s"
+        time.sleep(0.05)
+    engine.dispose()
+
+
+def test_keys_are_stored_hashed_and_never_logged(sqlite_client_without_model, sqlite_url, caplog):
+    client = sqlite_client_without_model
+    with caplog.at_level(logging.DEBUG):
+        created = client.post("/v1/keys", json={"name": "hubspot", "role": "scorer"}, headers=auth("admin"))
+        assert created.status_code == 201
+        key = created.json()["key"]
+        client.post("/v1/score", json=LEAD, headers={"Authorization": f"Bearer {key}"})
+        client.post("/v1/score", json=LEAD, headers={"Authorization": "Bearer ls_wrong-key-1234567890abcdef"})
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(api_keys)).mappings().all()
+    engine.dispose()
+    stored = " ".join(str(value) for row in rows for value in row.values())
+    for secret in (key, *KEYS.values(), "ls_wrong-key-1234567890abcdef"):
+        assert secret not in stored
+        assert secret not in caplog.text
+    hubspot = next(row for row in rows if row["name"] == "hubspot")
+    assert hubspot["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
+    listed = client.get("/v1/keys", headers=auth("admin")).json()
+    assert {k["name"] for k in listed} == {"scorer-key", "ops-key", "admin-key", "hubspot"}
+    assert all("key" not in k for k in listed)
+
+
+def test_keys_over_http(sqlite_client_without_model):
+    client = sqlite_client_without_model
+    response = client.post("/v1/keys", json={"name": "crm", "role": "boss"}, headers=auth("admin"))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "role"
+    assert client.post("/v1/keys", json={"name": "crm", "role": "scorer"}, headers=auth("admin")).status_code == 201
+    again = client.post("/v1/keys", json={"name": "crm", "role": "scorer"}, headers=auth("admin"))
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        "a key named 'crm' already exists (active); choose another name or revoke it first with "
+        "`leadscore keys revoke crm`"
+    )
+    revoked = client.delete("/v1/keys/crm", headers=auth("admin"))
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    missing = client.delete("/v1/keys/nobody", headers=auth("admin"))
+    assert missing.status_code == 404
+    assert missing.json()["detail"].startswith("no key named 'nobody'; existing keys: ")
