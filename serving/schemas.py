@@ -99,7 +99,9 @@ class ScoreRequest(BaseModel):
 class Reason(BaseModel):
     feature: str = Field(description="The model feature behind the reason.")
     text: str = Field(description="The reason in plain words.")
-    effect: float = Field(description="Contribution to the log-odds of winning (+ raises the score).")
+    effect: float = Field(
+        description="Score points this feature adds (+) or takes away (-) compared with a typical lead."
+    )
 
 
 class ModelRef(BaseModel):

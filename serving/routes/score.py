@@ -9,12 +9,10 @@ scoring one lead); large ones in a worker thread so the loop keeps answering oth
 from __future__ import annotations
 
 import uuid
-from typing import Any
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from features.policy import Policy, decide, lead_facts
+from features.policy import Policy
 from serving import metrics
 from serving.db import utcnow
 from serving.deps import ScorerKey
@@ -58,44 +56,24 @@ def _duplicates(leads: list[dict]) -> list[dict]:
     return errors
 
 
-def _reasons(items: Any) -> list[dict]:
-    out = []
-    for item in items or ():
-        if isinstance(item, dict):
-            out.append({
-                "feature": str(item.get("feature", "")),
-                "text": str(item.get("text") or item.get("description") or item.get("reason", "")),
-                "effect": float(item.get("effect", item.get("contribution", 0.0))),
-            })
-        else:  # (feature, text, effect)
-            feature, text, effect = item
-            out.append({"feature": str(feature), "text": str(text), "effect": float(effect)})
-    return out[:3]
-
-
 def score_leads(loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
     """Score validated leads and decide each under `policy` (pure: no I/O)."""
-    scored = loaded.scorer.score_records(leads)
+    scored = loaded.scorer.score_records(leads, policy=policy)
     model_ref = {"name": loaded.name, "version": loaded.version}
-    results = []
-    for lead, row in zip(leads, scored, strict=True):
-        probability = float(row["probability"])
-        score = int(row["score"])
-        grade, decision, rule_reason = decide(
-            score, lead_facts(lead["attributes"], lead["touchpoints"]), policy
-        )
-        results.append({
+    return [
+        {
             "lead_id": lead["lead_id"],
-            "probability": probability,
-            "score": score,
-            "grade": grade,
-            "decision": decision,
-            "reasons_for": _reasons(row.get("reasons_for")),
-            "reasons_against": _reasons(row.get("reasons_against")),
-            "policy_reasons": [rule_reason] if rule_reason else [],
+            "probability": row["probability"],
+            "score": row["score"],
+            "grade": row["grade"],
+            "decision": row["decision"],
+            "reasons_for": row["reasons_for"],
+            "reasons_against": row["reasons_against"],
+            "policy_reasons": [row["hard_rule"]] if row.get("hard_rule") else [],
             "model": model_ref,
-        })
-    return results
+        }
+        for lead, row in zip(leads, scored, strict=True)
+    ]
 
 
 @router.post(

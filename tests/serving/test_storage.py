@@ -1,0 +1,152 @@
+"""Storage on SQLite and PostgreSQL: migrations, the batched score log, idempotent outcomes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from serving.db import as_utc, current_revision, make_engine, metadata, outcomes, score_log, upgrade_database
+from serving.score_log import ScoreLogWriter
+from tests.serving.conftest import auth
+
+
+@pytest.fixture
+def engine(database_url):
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def row(i: int, request_id: str = "r-1") -> dict:
+    return {
+        "request_id": request_id,
+        "lead_id": f"L-{i}",
+        "model_name": "lead-scoring",
+        "model_version": "3",
+        "policy_version": 0,
+        "probability": i / 1000,
+        "score": round(i / 10),
+        "grade": "D",
+        "decision": "disqualify",
+        "reasons": {"for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
+                    "against": [], "policy": []},
+        "scored_at": datetime(2026, 11, 23, 8, 0, i % 60, tzinfo=UTC),
+        "api_key_name": "scorer-key",
+    }
+
+
+def test_migrations_create_the_tables_the_code_queries(database_url):
+    upgrade_database(database_url, "0001_initial")
+    engine = make_engine(database_url)
+    assert current_revision(engine) == "0001_initial"
+    inspector = sa.inspect(engine)
+    for table in ("api_keys", "score_log", "outcomes"):
+        migrated = {c["name"] for c in inspector.get_columns(table)}
+        assert migrated == {c.name for c in metadata.tables[table].columns}, table
+    upgrade_database(database_url)  # to head (the policy migration), and again: a no-op
+    upgrade_database(database_url)
+    assert current_revision(engine) != "0001_initial"
+    engine.dispose()
+
+
+def test_score_log_writes_everything_submitted_from_many_threads(engine):
+    writer = ScoreLogWriter(engine, batch_size=64, flush_seconds=0.05)
+    inserts = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *a: inserts.append(1) if statement.startswith("INSERT INTO score_log") else None)
+    writer.start()
+
+    def submit(thread: int):
+        for j in range(50):
+            writer.submit([row(thread * 1000 + j * 2, f"t{thread}"), row(thread * 1000 + j * 2 + 1, f"t{thread}")])
+
+    threads = [threading.Thread(target=submit, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.stop()
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(score_log)).scalar_one()
+        stored = connection.execute(sa.select(score_log).where(score_log.c.lead_id == "L-3001")).one()
+    assert count == 8 * 50 * 2
+    assert writer.pending == 0 and writer.written == 800
+    assert len(inserts) < 400 / 2, "rows were not batched"
+    assert stored.reasons["for"][0]["text"] == "5 visits in 30 days"
+    assert stored.probability == pytest.approx(3.001)
+    assert as_utc(stored.scored_at) == datetime(2026, 11, 23, 8, 0, 3001 % 60, tzinfo=UTC)
+
+
+def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine):
+    writer = ScoreLogWriter(engine, batch_size=10, flush_seconds=0.02)
+    writer.start()
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE score_log RENAME TO score_log_away"))
+    writer.submit([row(1), row(2)])
+    deadline = time.monotonic() + 5
+    while writer.last_error is None:
+        assert time.monotonic() < deadline, "the failed write was not reported"
+        time.sleep(0.02)
+    assert writer.pending == 2
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE score_log_away RENAME TO score_log"))
+    writer.stop()
+    with engine.connect() as connection:
+        ids = connection.execute(sa.select(score_log.c.lead_id).order_by(score_log.c.lead_id)).scalars().all()
+    assert ids == ["L-1", "L-2"]
+    assert writer.last_error is None
+
+
+def outcome(lead_id="L-1", result="won", closed_at="2026-12-02T10:00:00Z", amount=12500.0):
+    return {"lead_id": lead_id, "outcome": result, "closed_at": closed_at, "amount": amount}
+
+
+def test_outcomes_are_idempotent_per_lead(client_without_model, database_url):
+    client = client_without_model
+
+    def send(*items):
+        response = client.post("/v1/outcomes", json={"outcomes": list(items)}, headers=auth("scorer"))
+        assert response.status_code == 200, response.text
+        return [r["status"] for r in response.json()["results"]]
+
+    assert send(outcome("L-1"), outcome("L-2", "lost", amount=None)) == ["created", "created"]
+    assert send(outcome("L-1"), outcome("L-2", "lost", amount=None)) == ["unchanged", "unchanged"]
+    # Same moment written with another offset is the same outcome.
+    assert send(outcome("L-1", closed_at="2026-12-02T11:00:00+01:00")) == ["unchanged"]
+    assert send(outcome("L-1", amount=14000.0)) == ["updated"]
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(outcomes).order_by(outcomes.c.lead_id)).all()
+    engine.dispose()
+    assert [(r.lead_id, r.won, r.amount) for r in rows] == [("L-1", True, 14000.0), ("L-2", False, None)]
+    assert as_utc(rows[0].closed_at) == datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    assert rows[0].api_key_name == "scorer-key"
+
+
+def test_outcome_errors_name_the_item_and_field(client_without_model):
+    client = client_without_model
+    response = client.post(
+        "/v1/outcomes", json={"outcomes": [outcome("L-1"), outcome("L-1", "lost")]}, headers=auth("scorer")
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "field": "outcomes[1].lead_id",
+        "message": "lead_id 'L-1' is also at outcomes[0]",
+        "expected": "one outcome per lead in a request",
+    }]
+    response = client.post(
+        "/v1/outcomes",
+        json={"outcomes": [outcome("L-1", "maybe", closed_at="2026-12-02T10:00:00")]},
+        headers=auth("scorer"),
+    )
+    assert response.status_code == 422
+    errors = {e["field"]: e for e in response.json()["errors"]}
+    assert errors["outcome"]["lead_index"] == 0
+    assert "'won' or 'lost'" in errors["outcome"]["message"]
+    assert errors["closed_at"]["message"] == "timestamp '2026-12-02T10:00:00' has no time zone"
