@@ -418,7 +418,7 @@ def _datetime_parts(series: pd.Series) -> np.ndarray:
         moments = series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
         moments = moments.dt.tz_convert("UTC")
         parts = np.column_stack(
-            [moments.dt.dayofweek.to_numpy(dtype=np.float64, na_value=np.nan),
+            [moments.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.hour.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan)]
         )  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FeatureConfig(BaseModel):
@@ -45,10 +45,3 @@ class FeatureConfig(BaseModel):
         if any(v <= 0 for v in value):
             raise ValueError(f"{info.field_name} must be positive numbers of days, got {list(value)}")
         return tuple(sorted(set(value)))
-
-    @model_validator(mode="after")
-    def _windows_are_whole_days(self) -> FeatureConfig:
-        # Window names such as 'touches_7d' must stay short and readable.
-        if any(int(w) != w for w in self.windows_days):
-            raise ValueError(f"windows_days must be whole days, got {list(self.windows_days)}")
-        return self

@@ -1,0 +1,172 @@
+"""The touchpoint core: hand-computed aggregates, the point-in-time cut, row expansion."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureConfig
+from features.contract import ACTIVITIES, CHANNELS
+from features.touchpoints import (
+    NS_PER_DAY,
+    TouchpointArrays,
+    datetime_ns,
+    series_ns,
+    touchpoint_aggregates,
+    touchpoint_arrays_from_frames,
+    touchpoint_arrays_from_record,
+    touchpoint_feature_names,
+)
+
+T = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+CONFIG = FeatureConfig()
+NAMES = touchpoint_feature_names(CONFIG)
+
+
+def touch(days_before: float, channel="email", activity="email_open", campaign=None, value=None):
+    return {
+        "occurred_at": T - timedelta(days=days_before),
+        "channel": channel,
+        "activity": activity,
+        "campaign": campaign,
+        "value": value,
+    }
+
+
+def features_of(touches, created_days_before: float | None = 100.0) -> dict[str, float]:
+    arrays = touchpoint_arrays_from_record(touches, datetime_ns(T))
+    lead_age = np.array([math.nan if created_days_before is None else created_days_before])
+    row = touchpoint_aggregates(arrays, 1, lead_age, CONFIG)[0]
+    return dict(zip(NAMES, row))
+
+
+HISTORY = [
+    touch(2, "paid_search", "pricing_page_view", "spring", 3.0),
+    touch(2, "email", "email_open", "spring"),  # same moment as the one above: a tie
+    touch(7, "email", "email_click", "newsletter", 1.5),  # exactly on the 7-day edge
+    touch(10, "webinar", "webinar_attend", "webinar-q2"),
+    touch(20, "organic_search", "demo_request", None),
+    touch(45, "email", "unsubscribe", " "),  # blank campaign counts as no campaign
+    touch(200, "event", "visit", "spring"),
+]
+
+
+def test_counts_per_window_channel_and_activity():
+    f = features_of(HISTORY)
+    assert (f["touches_7d"], f["touches_30d"], f["touches_90d"], f["touches_all"]) == (3, 5, 6, 7)
+    assert f["email_touches_7d"] == 2
+    assert f["email_touches_all"] == 3
+    assert f["paid_search_touches_7d"] == 1
+    assert f["event_touches_90d"] == 0 and f["event_touches_all"] == 1
+    assert f["pricing_page_view_count_7d"] == 1
+    assert f["demo_request_count_7d"] == 0 and f["demo_request_count_30d"] == 1
+    assert f["unsubscribe_count_all"] == 1
+
+
+def test_recency_engagement_and_channels():
+    f = features_of(HISTORY)
+    assert f["days_since_last_touch"] == pytest.approx(2.0)
+    assert f["days_since_last_high_intent"] == pytest.approx(2.0)  # the pricing page visit
+    expected = sum(0.5 ** (d / 14.0) for d in (2, 2, 7, 10, 20, 45, 200))
+    assert f["engagement_score"] == pytest.approx(expected)
+    # Tie at day 2 between paid_search (code 1) and email (code 3): the lowest code wins.
+    assert f["last_touch_channel"] == CHANNELS.index("paid_search")
+    assert f["first_touch_channel"] == CHANNELS.index("event")
+    assert f["distinct_channels"] == 5
+    assert f["distinct_campaigns"] == 3  # spring, newsletter, webinar-q2
+    # 3 touches in 7 days; 2 in the 30 days before (days 10 and 20): 3 - 2*7/30 per week.
+    assert f["touch_velocity"] == pytest.approx(3 - 2 * 7 / 30)
+    assert f["unsubscribed"] == 1 and f["bounced"] == 0
+    assert f["touch_value_total"] == pytest.approx(4.5)
+    assert f["days_since_created"] == 100
+
+
+def test_a_lead_without_touches_has_zero_counts_and_empty_recency():
+    f = features_of([], created_days_before=None)
+    assert f["touches_all"] == 0 and f["engagement_score"] == 0 and f["distinct_campaigns"] == 0
+    for name in ("days_since_last_touch", "days_since_last_high_intent", "first_touch_channel",
+                 "last_touch_channel", "days_since_created"):  # fmt: skip
+        assert math.isnan(f[name]), name
+
+
+def test_touches_at_or_after_the_moment_are_ignored():
+    before = features_of(HISTORY)
+    later = HISTORY + [touch(0, "paid_search", "demo_request", "x", 9.0),  # exactly at T
+                       touch(-3, "event", "form_submit", "y", 1.0)]  # fmt: skip
+    after = features_of(later)
+    assert before == after
+
+
+def test_order_of_touches_does_not_matter():
+    forward, backward = features_of(HISTORY), features_of(list(reversed(HISTORY)))
+    assert forward.keys() == backward.keys()
+    # Sums may differ in the last bit with the order of addition; everything else is exact.
+    np.testing.assert_allclose(list(forward.values()), list(backward.values()), rtol=1e-12)
+    assert forward["last_touch_channel"] == backward["last_touch_channel"]
+
+
+def test_several_leads_in_one_call_equal_one_lead_at_a_time():
+    rng = np.random.default_rng(7)
+    n_rows, n = 40, 600
+    arrays = TouchpointArrays(
+        rng.integers(0, n_rows, n), rng.uniform(-5, 150, n), rng.integers(0, len(CHANNELS), n),
+        rng.integers(0, len(ACTIVITIES), n), rng.integers(-1, 6, n), rng.uniform(0, 3, n),
+    )  # fmt: skip
+    lead_age = rng.uniform(0, 200, n_rows)
+    together = touchpoint_aggregates(arrays, n_rows, lead_age, CONFIG)
+    for i in range(n_rows):
+        mine = arrays.row == i
+        one = TouchpointArrays(np.zeros(mine.sum(), dtype=np.int64), *(a[mine] for a in arrays[1:]))
+        alone = touchpoint_aggregates(one, 1, lead_age[i : i + 1], CONFIG)[0]
+        np.testing.assert_array_equal(together[i], alone)
+
+
+def test_frames_repeat_touches_for_every_row_of_a_lead_and_drop_unknown_leads():
+    rows = pd.Series(["a", "b", "a"])
+    as_of = series_ns(pd.Series(pd.to_datetime(["2024-01-10", "2024-01-10", "2024-01-20"], utc=True)),
+                      "as_of")  # fmt: skip
+    touches = pd.DataFrame({
+        "lead_id": ["a", "a", "zz"],
+        "occurred_at": pd.to_datetime(["2024-01-05", "2024-01-15", "2024-01-01"], utc=True),
+        "channel": ["email", "Google Ads", "email"],
+        "activity": ["email_open", "Demo Request", "visit"],
+    })  # fmt: skip
+    arrays = touchpoint_arrays_from_frames(rows, as_of, touches)
+    pairs = sorted(zip(arrays.row.tolist(), arrays.age_days.tolist()))
+    assert pairs == [(0, -5.0), (0, 5.0), (2, 5.0), (2, 15.0)]  # the unknown lead 'zz' is gone
+    # Messy spellings go through the contract's synonyms, in the batch path as in the record path.
+    assert set(arrays.channel.tolist()) == {CHANNELS.index("email"), CHANNELS.index("paid_search")}
+    assert set(arrays.activity.tolist()) == {ACTIVITIES.index("email_open"),
+                                             ACTIVITIES.index("demo_request")}  # fmt: skip
+    out = touchpoint_aggregates(arrays, 3, np.full(3, np.nan), CONFIG)
+    total = NAMES.index("touches_all")
+    assert out[:, total].tolist() == [1, 0, 2]  # row 0 sees one touch before 10 Jan; row 2 both
+
+
+def test_ages_are_exact_integer_nanoseconds():
+    occurred = datetime(2023, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    assert datetime_ns(T) - datetime_ns(occurred) == (
+        (T - occurred) // timedelta(microseconds=1)
+    ) * 1000
+    assert datetime_ns("2024-06-01T12:00:00Z") == datetime_ns(T)
+    assert datetime_ns(datetime(2024, 6, 1, 12)) == datetime_ns(T)  # naive is UTC
+    assert datetime_ns(pd.Timestamp(T)) == datetime_ns(T)
+    assert NS_PER_DAY == 86_400_000_000_000
+
+
+def test_unreadable_timestamp_names_the_lead_and_the_fix():
+    with pytest.raises(ValueError, match=r"lead 'L9' touchpoint 0 occurred_at 'yesterday' is not an "
+                       r"ISO 8601 date-time; use e\.g\. 2024-05-01T09:30:00Z"):  # fmt: skip
+        touchpoint_arrays_from_record([{"occurred_at": "yesterday"}], datetime_ns(T), "L9")
+
+
+def test_config_rejects_bad_windows_with_a_message():
+    with pytest.raises(ValueError, match=r"windows_days must be positive numbers of days"):
+        FeatureConfig(windows_days=(0, 7))
+    with pytest.raises(ValueError, match=r"windows_days.0\n  Input should be a valid integer"):
+        FeatureConfig(windows_days=(7.5,))
+    assert FeatureConfig(windows_days=(30, 7, 7)).windows_days == (7, 30)
