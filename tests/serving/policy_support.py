@@ -43,9 +43,9 @@ class HoldoutModel:
     policy: Policy = MODEL_POLICY
 
 
-def settings_for(tmp_path: Path, **overrides) -> Settings:
+def settings_for(tmp_path: Path, database_url: str | None = None, **overrides) -> Settings:
     values = dict(
-        database_url=f"sqlite:///{tmp_path / 'leadscore.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'leadscore.db'}",
         api_keys_bootstrap=BOOTSTRAP,
         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         model_retry_seconds=3600,

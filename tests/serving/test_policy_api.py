@@ -24,8 +24,9 @@ OPS, SCORER, ADMIN = auth(OPS_KEY), auth(SCORER_KEY), auth(ADMIN_KEY)
 
 
 @pytest.fixture
-def client(tmp_path):
-    app = create_app(settings_for(tmp_path), model_store=hand_model_store())
+def client(tmp_path, database_url):
+    """The service on SQLite and on PostgreSQL (conftest's `database_url`)."""
+    app = create_app(settings_for(tmp_path, database_url), model_store=hand_model_store())
     with TestClient(app) as client:
         yield client
 

@@ -26,10 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_worker(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
+def start_worker(tmp_path: Path, database_url: str, port: int, name: str) -> subprocess.Popen:
     env = dict(
         os.environ,
-        LEADSCORE_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}",
+        LEADSCORE_DATABASE_URL=database_url,
         LEADSCORE_API_KEYS_BOOTSTRAP=BOOTSTRAP,
         # No model registered: the policy API works on the built-in default meanwhile.
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -44,11 +44,13 @@ def start_worker(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
     )
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"worker at {url} exited with {process.returncode}")
+            raise AssertionError(
+                f"worker at {url} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -59,17 +61,22 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> N
 
 
 @pytest.fixture
-def two_workers(tmp_path):
-    # Migrate once before both start, so they do not race to create the schema.
-    from serving.db import upgrade_database
+def two_workers(tmp_path, database_url):
+    # Migrate and create the keys once before both start, so they do not race to create them.
+    from serving.auth import ensure_keys
+    from serving.config import parse_bootstrap_keys
+    from serving.db import make_engine, upgrade_database
 
-    upgrade_database(f"sqlite:///{tmp_path / 'shared.db'}")
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    ensure_keys(engine, parse_bootstrap_keys(BOOTSTRAP))
+    engine.dispose()
     ports = free_port(), free_port()
-    processes = [start_worker(tmp_path, port, f"worker{i}") for i, port in enumerate(ports)]
+    processes = [start_worker(tmp_path, database_url, port, f"worker{i}") for i, port in enumerate(ports)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        for url, process in zip(urls, processes):
-            wait_until_up(url, process)
+        for i, (url, process) in enumerate(zip(urls, processes)):
+            wait_until_up(url, process, tmp_path / f"worker{i}.log")
         yield urls
     finally:
         for process in processes:
