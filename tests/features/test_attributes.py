@@ -1,0 +1,136 @@
+"""Attribute encoding: normalised categories, rare and unseen values, numbers, yes/no, dates, titles."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.attributes import (
+    DEPARTMENTS,
+    SENIORITY_LEVELS,
+    AttributeEncoder,
+    department_of,
+    normalise_category,
+    seniority_of,
+    to_number,
+    to_yes_no,
+)
+
+
+def encode(values, rare_min_count=1, kind="categorical", name="industry", **kwargs):
+    frame = pd.DataFrame({"lead_id": [str(i) for i in range(len(values))], name: values})
+    encoder = AttributeEncoder(rare_min_count=rare_min_count, **kwargs).fit(frame, {name: kind})
+    return encoder, encoder.transform(frame)
+
+
+@pytest.mark.parametrize("placeholder", ["Select", " select ", "N/A", "none", "", "  ", "NULL",
+                                         "-- Select --", "Please select", None, float("nan")])
+def test_placeholders_mean_missing(placeholder):
+    assert normalise_category(placeholder) is None
+
+
+def test_case_and_white_space_do_not_make_new_categories():
+    encoder, x = encode(["Software", " software", "SOFTWARE  ", "Retail", "Select", None])
+    assert encoder.columns_[0]["categories"] == ["software", "retail"]
+    assert encoder.columns_[0]["labels"] == ["Software", "Retail"]
+    assert x[:, 0].tolist()[:4] == [0, 0, 0, 1]
+    assert np.isnan(x[4:, 0]).all()
+
+
+def test_rare_and_unseen_categories_share_the_other_code():
+    encoder, x = encode(["a"] * 3 + ["b"] * 2 + ["c"], rare_min_count=2)
+    other = 2.0
+    assert encoder.columns_[0]["categories"] == ["a", "b"]
+    assert x[-1, 0] == other
+    unseen = encoder.transform(pd.DataFrame({"industry": ["never seen", "B"]}))
+    assert unseen[:, 0].tolist() == [other, 1.0]
+    assert encoder.transform_record({"industry": "never seen"})[0] == other
+
+
+def test_category_cap_keeps_the_most_frequent():
+    encoder, _ = encode(["x"] * 5 + ["y"] * 4 + ["z"] * 3, max_categories=2)
+    assert encoder.columns_[0]["categories"] == ["x", "y"]
+
+
+def test_numbers_and_yes_no_values_are_read_leniently():
+    assert [to_number(v) for v in ("1,200", " 3.5 ", 7, True)] == [1200.0, 3.5, 7.0, 1.0]
+    assert all(math.isnan(to_number(v)) for v in ("many", "N/A", None, ""))
+    assert [to_yes_no(v) for v in ("Yes", "n", True, 0, "1")] == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert all(math.isnan(to_yes_no(v)) for v in ("maybe", None, 2))
+    _, x = encode(["10", "abc", None], kind="numeric", name="employees")
+    assert x[0, 0] == 10 and np.isnan(x[1:, 0]).all()
+
+
+def test_datetimes_expand_to_day_of_week_hour_and_month_in_utc():
+    moments = pd.to_datetime(["2024-03-05T14:30:00+02:00", None], utc=True)  # a Tuesday
+    encoder, x = encode(moments, kind="datetime", name="last_visit")
+    assert encoder.feature_names_out_ == ["last_visit__day_of_week", "last_visit__hour",
+                                          "last_visit__month"]  # fmt: skip
+    assert x[0].tolist() == [1.0, 12.0, 3.0]
+    assert np.isnan(x[1]).all()
+    record = encoder.transform_record({"last_visit": datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)})
+    assert record.tolist() == [1.0, 12.0, 3.0]
+
+
+def test_created_at_is_expanded_and_lead_id_is_never_a_feature():
+    frame = pd.DataFrame({"lead_id": ["a", "b"], "created_at": pd.to_datetime(
+        ["2024-01-01T09:00Z", "2024-01-02T10:00Z"]), "size": [1.0, 2.0]})  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"lead_id": "categorical", "size": "numeric"})
+    assert encoder.feature_names_out_ == ["size", "created_at__day_of_week", "created_at__hour",
+                                          "created_at__month"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("title", "seniority", "department"),
+    [
+        ("Chief Executive Officer", "c_level", "executive"),
+        ("CFO", "c_level", "finance"),
+        ("Co-Founder & CTO", "c_level", "engineering"),
+        ("VP of Sales", "vp", "sales"),
+        ("Vice President, Marketing", "vp", "marketing"),
+        ("Head of IT", "director", "it"),
+        ("Director, Customer Success", "director", "customer_success"),
+        ("Marketing Manager", "manager", "marketing"),
+        ("HR Team Lead", "manager", "hr"),
+        ("Software Engineer", "individual_contributor", "engineering"),
+        ("Accountant", "individual_contributor", "finance"),
+        ("Astronaut", "individual_contributor", "other"),
+    ],
+)
+def test_job_titles_map_to_seniority_and_department(title, seniority, department):
+    assert SENIORITY_LEVELS[seniority_of(title)] == seniority
+    assert DEPARTMENTS[department_of(title)] == department
+
+
+def test_title_columns_are_detected_by_name_and_get_two_extra_features():
+    encoder, x = encode(["VP Sales", "Select", "Engineer"], name="Job Title")
+    assert encoder.feature_names_out_ == ["Job Title", "Job Title__seniority",
+                                          "Job Title__department"]  # fmt: skip
+    assert encoder.categorical_mask_.tolist() == [True, True, True]
+    assert x[0, 1:].tolist() == [SENIORITY_LEVELS.index("vp"), DEPARTMENTS.index("sales")]
+    assert np.isnan(x[1, 1:]).all()  # a placeholder title is no title
+    other, _ = encode(["VP Sales"], name="industry")
+    assert other.feature_names_out_ == ["industry"]
+
+
+def test_errors_name_the_column_and_the_fix():
+    frame = pd.DataFrame({"lead_id": ["a"], "industry": ["x"]})
+    with pytest.raises(ValueError, match=r"unknown types \{'industry': 'text'\}; use one of "
+                       r"categorical, numeric, boolean, datetime"):  # fmt: skip
+        AttributeEncoder().fit(frame, {"industry": "text"})
+    with pytest.raises(ValueError, match=r"names column\(s\) \['region'\] that the leads frame "
+                       r"does not have"):  # fmt: skip
+        AttributeEncoder().fit(frame, {"region": "categorical"})
+
+
+def test_state_round_trips_through_json():
+    encoder, x = encode(["Software", "retail", "Software", None], name="Job Title")
+    restored = AttributeEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    frame = pd.DataFrame({"Job Title": ["Software", "retail", "Software", None]})
+    np.testing.assert_array_equal(restored.transform(frame), x)
+    assert restored.feature_names_out_ == encoder.feature_names_out_
