@@ -12,6 +12,7 @@ Users keep their files as their CRM exported them; `DataConfig` says which colum
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,7 +362,7 @@ class DataConfig(BaseModel):
         for name in ("leads", "touchpoints", "outcomes"):
             source = getattr(self, name)
             if source is not None and source.path is not None and not source.path.is_absolute():
-                update[name] = source.model_copy(update={"path": base / source.path})
+                update[name] = source.model_copy(update={"path": Path(os.path.normpath(base / source.path))})
         return self.model_copy(update=update)
 
     def with_overrides(

@@ -603,3 +603,41 @@ def write(data: DemoData, out: str | Path, formats: tuple[str, ...] = ("parquet"
     pq.write_table(data.oracle, path, compression="zstd")
     written.append(path)
     return written
+
+
+@dataclass
+class DemoSummary:
+    """What `create_demo_data` wrote."""
+
+    out: Path
+    files: list[Path]
+    leads: int
+    touchpoints: int
+    outcomes: int
+    wins: int
+    mean_true_probability: float
+    export_date: str
+
+
+def create_demo_data(
+    out: str | Path,
+    n_leads: int,
+    seed: int = 0,
+    formats: tuple[str, ...] = ("parquet", "csv"),
+    progress: Callable[[str], None] | None = None,
+) -> DemoSummary:
+    """Generate and write the demo tables; what `leadscore demo-data` runs."""
+    data = generate(n_leads, seed=seed, progress=progress)
+    files = write(data, out, formats=formats, progress=progress)
+    return DemoSummary(
+        out=Path(out),
+        files=files,
+        leads=data.leads.num_rows,
+        touchpoints=data.touchpoints.num_rows,
+        outcomes=data.outcomes.num_rows,
+        wins=int(pc.sum(data.outcomes["won"]).as_py() or 0),
+        mean_true_probability=float(pc.mean(data.oracle["true_win_probability"]).as_py()),
+        export_date=str(data.export_date.astype("datetime64[D]")),
+    )
+
+
