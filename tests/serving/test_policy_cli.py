@@ -1,0 +1,142 @@
+"""`leadscore policy ...` against a database, checked against the hand-counted 10-lead holdout
+(see tests/serving/policy_support.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from tests.serving.policy_support import LABELS, PROBABILITIES
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, database_url, no_registry, monkeypatch):
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", no_registry)
+    return tmp_path
+
+
+@pytest.fixture
+def holdout_csv(tmp_path):
+    path = tmp_path / "holdout.csv"
+    path.write_text("probability,label\n" + "".join(f"{p},{y}\n" for p, y in zip(PROBABILITIES, LABELS)))
+    return path
+
+
+def run(*args: str, ok: bool = True):
+    result = runner.invoke(app, ["policy", *args])
+    if ok:
+        assert result.exit_code == 0, result.output + str(result.exception)
+    return result
+
+
+def simulate_json(holdout_csv, *args: str) -> dict:
+    return json.loads(run("simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--json", *args).stdout)
+
+
+@pytest.mark.parametrize(
+    "args, threshold, per_week, wins, precision, recall",
+    [
+        (("--by", "capacity", "--value", "2"), 65, 2.0, 1.5, 0.75, 0.75),
+        (("--by", "capacity", "--value", "1.2"), 85, 1.0, 1.0, 1.0, 0.5),
+        (("--by", "precision", "--value", "0.75"), 56, 2.0, 1.5, 0.75, 0.75),
+        (("--by", "precision", "--value", "0.9"), 76, 1.0, 1.0, 1.0, 0.5),
+        (("--by", "recall", "--value", "1"), 45, 3.0, 2.0, 4 / 6, 1.0),
+        (("--by", "recall", "--value", "0.75"), 65, 2.0, 1.5, 0.75, 0.75),
+        (("--by", "value", "--value", "4"), 45, 3.0, 2.0, 4 / 6, 1.0),
+        (("--by", "value", "--value", "2"), 85, 1.0, 1.0, 1.0, 0.5),
+        (("--threshold", "50"), 50, 2.5, 1.5, 0.6, 0.75),
+    ],
+)
+def test_simulate_each_way_of_choosing(env, holdout_csv, args, threshold, per_week, wins, precision, recall):
+    chosen = simulate_json(holdout_csv, *args)["chosen"]
+    assert chosen["threshold"] == threshold
+    assert chosen["leads_per_week"] == pytest.approx(per_week)
+    assert chosen["expected_wins"] == pytest.approx(wins)
+    assert chosen["precision"] == pytest.approx(precision)
+    assert chosen["recall"] == pytest.approx(recall)
+    assert chosen["lift"] == pytest.approx(precision / 0.4)
+
+
+def test_simulate_prints_a_readable_table(env, holdout_csv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    out = run("simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--by", "capacity", "--value", "2").stdout
+    assert "Simulated on holdout.csv: 10 leads over 2 weeks with known outcomes." in out
+    lines = [line for line in out.splitlines() if "capacity 2" in line]
+    # threshold, leads a week, share, wins a week, precision, recall, lift
+    cells = [c.strip() for c in lines[0].split("│") if c.strip()]
+    assert cells[1:] == ["65", "2.0", "40.0%", "1.50", "75.0%", "75.0%", "1.88"]
+    assert "Not saved: add --save --reason" in out
+
+
+def test_simulate_and_save_then_history_and_rollback(env, holdout_csv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    saved = simulate_json(holdout_csv, "--by", "value", "--value", "3000", "--cost-per-lead", "1000",
+                          "--save", "--reason", "deal worth 3 leads of work")
+    assert saved["chosen"]["net_value_per_week"] == pytest.approx(3000)
+    assert saved["saved_version"] == 1
+    shown = json.loads(run("show", "--json").stdout)
+    assert shown["version"] == 1 and shown["policy"]["sales_threshold"] == 45
+    assert shown["created_by"].startswith("cli:") and shown["reason"] == "deal worth 3 leads of work"
+
+    changed = json.loads(run("set", "--sales-threshold", "70", "--grade-a", "75", "-m", "tighter", "--json").stdout)
+    assert changed["version"] == 2
+    assert changed["changes"] == ["sales_threshold: 45 -> 70", "grade A from: 60 -> 75"]
+
+    back = json.loads(run("rollback", "1", "--reason", "too few leads", "--json").stdout)
+    assert back["version"] == 3 and back["restored_version"] == 1
+    assert back["policy"]["sales_threshold"] == 45 and back["policy"]["grades"]["A"] == 60
+
+    history = json.loads(run("history", "--json").stdout)
+    assert [(v["version"], v["action"], v["reason"]) for v in history] == [
+        (3, "rollback", "too few leads"), (2, "set", "tighter"), (1, "set", "deal worth 3 leads of work"),
+    ]
+    table = run("history").stdout
+    assert "rollback to 1" in table and "tighter" in table
+
+
+def test_set_from_a_file(env, tmp_path):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"sales_threshold": 62, "nurture_threshold": 30, "rules": []}))
+    saved = json.loads(run("set", "--from-file", str(path), "-m", "from review", "--json").stdout)
+    assert saved["policy"]["sales_threshold"] == 62 and saved["policy"]["rules"] == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("simulate", "--by", "capacity"), "--by capacity needs --value (the target)"),
+        (("simulate", "--by", "volume", "--value", "3"), "--by 'volume' is not a way to choose a threshold; use one of: value, capacity, precision, recall"),
+        (("simulate", "--threshold", "50", "--save"), "--save needs --reason (kept in the history)"),
+        (("simulate", "--by", "precision", "--value", "1.5", "HOLDOUT"), "target precision must be between 0 and 1 (e.g. 0.4 for 40%), got 1.5"),
+        (("simulate", "--threshold", "50", "--holdout", "NOCOLUMN", "--weeks", "2"), "has no column label; it needs `probability` (0-1) and `label` (1 won, 0 lost); found: probability, won"),
+        (("simulate", "--threshold", "50", "--holdout", "HOLDOUT_ONLY"), "needs --weeks: how many weeks of leads the file covers"),
+        (("simulate", "--threshold", "50"), "cannot load models:/lead-scoring@champion from the MLflow registry"),
+        (("simulate", "--threshold", "50", "--recent-days", "7"), "no leads were scored in the last 7 days"),
+        (("set", "-m", "x"), "nothing to change: give --sales-threshold"),
+        (("set", "--nurture-threshold", "90", "-m", "x"), "policy: nurture_threshold (90.0) must not be above sales_threshold (50.0)"),
+        (("set", "--sales-threshold", "60", "-m", " "), "a policy change needs a reason"),
+        (("rollback", "4", "-m", "x"), "there is no policy version 4: no policy was saved yet"),
+    ],
+)
+def test_errors_name_the_problem_and_the_fix(env, holdout_csv, tmp_path, args, message):
+    nocolumn = tmp_path / "nocolumn.csv"
+    nocolumn.write_text("probability,won\n0.5,1\n")
+    replaced = []
+    for a in args:
+        if a == "HOLDOUT":
+            replaced += ["--holdout", str(holdout_csv), "--weeks", "2"]
+        elif a == "HOLDOUT_ONLY":
+            replaced.append(str(holdout_csv))
+        elif a == "NOCOLUMN":
+            replaced.append(str(nocolumn))
+        else:
+            replaced.append(a)
+    result = run(*replaced, ok=False)
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
