@@ -1,0 +1,214 @@
+"""The demo generator: determinism, schema, win rate, and an oracle a model can be compared with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features import demo
+from features.contract import (
+    ACTIVITIES,
+    CHANNELS,
+    DataConfig,
+    load_lead_data,
+    lookup_activity,
+    lookup_channel,
+)
+from leadscore.cli import app
+
+EXPORT = pd.Timestamp("2024-12-31", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    summary = demo.create_demo_data(out, 4000, seed=11)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def loaded(written):
+    out, _ = written
+    return load_lead_data(DataConfig.from_directory(out))
+
+
+@pytest.fixture(scope="module")
+def large():
+    """Enough leads for rates to be within a percentage point (about 0.5 s)."""
+    data = demo.generate(30_000, seed=5)
+    leads = data.leads.to_pandas()
+    outcomes = data.outcomes.to_pandas()
+    oracle = data.oracle.to_pandas()
+    return data, leads, outcomes, oracle
+
+
+def test_same_seed_same_data_and_another_seed_differs():
+    a, b, c = demo.generate(600, seed=3), demo.generate(600, seed=3), demo.generate(600, seed=4)
+    for name in ("leads", "touchpoints", "outcomes", "oracle"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert not a.oracle.equals(c.oracle)
+    assert not a.touchpoints.equals(c.touchpoints)
+
+
+def test_files_written_in_both_formats_with_the_same_rows(written):
+    out, summary = written
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [f"{t}.{ext}" for t in ("leads", "touchpoints", "outcomes") for ext in ("csv", "parquet")]
+        + ["oracle.parquet"]
+    )
+    from_csv = load_lead_data(
+        DataConfig(leads=out / "leads.csv", touchpoints=out / "touchpoints.csv",
+                   outcomes=out / "outcomes.csv")
+    )
+    from_parquet = load_lead_data(DataConfig.from_directory(out))
+    for table in ("leads", "touchpoints", "outcomes"):
+        pd.testing.assert_frame_equal(getattr(from_csv, table), getattr(from_parquet, table))
+    assert summary.leads == 4000
+    assert summary.touchpoints == pq.read_metadata(out / "touchpoints.parquet").num_rows
+
+
+def test_format_option_writes_only_what_was_asked(tmp_path):
+    result = CliRunner().invoke(
+        app, ["demo-data", "--leads", "300", "--out", str(tmp_path), "--seed", "2", "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "300 leads" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "leads.csv", "oracle.parquet", "outcomes.csv", "touchpoints.csv"
+    ]
+
+
+def test_demo_data_rejects_zero_leads(tmp_path):
+    result = CliRunner().invoke(app, ["demo-data", "--leads", "0", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "--leads" in result.output and "Traceback" not in result.output
+
+
+def test_loaded_schema_is_the_contract(loaded):
+    assert loaded.report.ok
+    leads, tp, out = loaded.leads, loaded.touchpoints, loaded.outcomes
+    assert list(leads.columns[:2]) == ["lead_id", "created_at"]
+    assert str(leads["lead_id"].dtype) == "str" and leads["lead_id"].is_unique
+    assert str(leads["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert set(loaded.attribute_types) == {
+        "industry", "company_size", "country", "region", "job_title", "seniority", "email_type",
+        "lead_source", "do_not_email",
+    }
+    assert loaded.attribute_types["do_not_email"] == "boolean"
+    assert loaded.attribute_types["industry"] == "categorical"
+    assert list(tp.columns) == ["lead_id", "occurred_at", "channel", "activity", "campaign", "value"]
+    assert str(tp["occurred_at"].dtype) == "datetime64[ns, UTC]"
+    assert set(tp["channel"]) <= set(CHANNELS) and set(tp["activity"]) <= set(ACTIVITIES)
+    assert len(tp) >= 9 * len(leads)  # 10+ touchpoints per lead before the export cut
+    assert list(out.columns) == ["lead_id", "closed_at", "won", "amount"]
+    assert out["won"].dtype == bool and out["lead_id"].is_unique
+    # Every event happens after its lead was created and no later than the export date.
+    created = leads.set_index("lead_id")["created_at"]
+    assert (tp["occurred_at"] >= tp["lead_id"].map(created)).all()
+    assert (out["closed_at"] >= out["lead_id"].map(created)).all()
+    assert tp["occurred_at"].max() <= EXPORT and out["closed_at"].max() <= EXPORT
+
+
+def test_exports_are_messy_like_a_real_crm(loaded, written):
+    out, _ = written
+    raw = pd.read_parquet(out / "leads.parquet")
+    industries = raw["industry"].dropna().astype(str)
+    assert (industries != industries.str.strip()).any()  # stray spaces
+    assert (industries.str.strip().str.lower().nunique()) < industries.nunique()  # case variants
+    assert {"Select", "N/A"} <= set(raw["company_size"].dropna().astype(str))
+    assert raw["industry"].isna().mean() > 0.02
+    touch = pd.read_parquet(out / "touchpoints.parquet", columns=["channel", "activity"])
+    assert "Google Ads" in set(touch["channel"].astype(str))
+    warnings = " ".join(f.message for f in loaded.report.warnings)
+    assert "placeholder values read as missing" in warnings
+
+
+def test_every_raw_spelling_normalises_to_its_channel_and_activity():
+    for channel, spellings in demo.CHANNEL_SPELLINGS.items():
+        for spelling in spellings:
+            variants = (spelling, spelling.lower(), spelling.upper(), f" {spelling} ")
+            assert {lookup_channel(v) for v in variants} == {channel}, spelling
+    for activity, spellings in demo.ACTIVITY_SPELLINGS.items():
+        if activity == "other":  # deliberately unknown, read as 'other' with a warning
+            assert all(lookup_activity(s) is None for s in spellings)
+            continue
+        for spelling in spellings:
+            assert lookup_activity(spelling) == activity, spelling
+
+
+def test_win_rate_is_between_10_and_20_percent(large):
+    _, leads, outcomes, oracle = large
+    matured = leads["created_at"] < EXPORT - pd.Timedelta(days=120)
+    won = leads["lead_id"].isin(outcomes.loc[outcomes["won"], "lead_id"])
+    rate = won[matured].mean()
+    assert 0.10 <= rate <= 0.20
+    # The oracle is calibrated: matured leads win as often as their true probabilities say.
+    assert abs(rate - oracle["true_win_probability"][matured].mean()) < 0.012
+    # Some leads are still open (no outcome), as in a real pipeline.
+    assert 0.05 < (~leads["lead_id"].isin(outcomes["lead_id"])).mean() < 0.5
+
+
+def test_oracle_one_probability_per_lead_that_predicts_wins(large):
+    _, leads, outcomes, oracle = large
+    assert list(oracle.columns) == ["lead_id", "true_win_probability"]
+    assert oracle["lead_id"].tolist() == leads["lead_id"].tolist()
+    p = oracle["true_win_probability"]
+    assert p.between(0, 1).all() and p.std() > 0.05
+    matured = (leads["created_at"] < EXPORT - pd.Timedelta(days=120)).to_numpy()
+    won = leads["lead_id"].isin(outcomes.loc[outcomes["won"], "lead_id"]).to_numpy()
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(won[matured], p[matured])
+    assert 0.7 < auc < 0.95  # informative but not a lookup table
+    # Higher-probability deciles win more often, roughly as often as predicted.
+    deciles = pd.qcut(p[matured], 5, labels=False)
+    by_quintile = pd.Series(won[matured]).groupby(deciles.to_numpy()).mean()
+    assert by_quintile.is_monotonic_increasing
+    predicted = p[matured].groupby(deciles.to_numpy()).mean()
+    assert np.abs(by_quintile.to_numpy() - predicted.to_numpy()).max() < 0.03
+
+
+def test_oracle_is_a_function_of_what_is_observable_by_day_21(loaded, written):
+    out, _ = written
+    oracle = pd.read_parquet(out / "oracle.parquet")
+    recomputed = demo.oracle_from_observables(loaded.leads, loaded.touchpoints)
+    old_enough = (loaded.leads["created_at"] < EXPORT - pd.Timedelta(days=21)).to_numpy()
+    assert old_enough.mean() > 0.9
+    np.testing.assert_allclose(
+        recomputed[old_enough], oracle["true_win_probability"].to_numpy()[old_enough], atol=1e-12
+    )
+
+
+def test_wins_close_between_day_31_and_110_losses_any_time(large):
+    _, leads, outcomes, _ = large
+    created = leads.set_index("lead_id")["created_at"]
+    age_days = (outcomes["closed_at"] - outcomes["lead_id"].map(created)).dt.total_seconds() / 86400
+    wins = age_days[outcomes["won"]]
+    assert wins.min() >= 31 and wins.max() <= 110
+    losses = age_days[~outcomes["won"]]
+    assert losses.min() < 30 and losses.max() > 110
+
+
+def test_later_touchpoints_follow_the_true_probability(large):
+    data, leads, _, oracle = large
+    tp = data.touchpoints.select(["lead_id", "occurred_at"]).to_pandas()
+    tp["lead_id"] = tp["lead_id"].astype(str)
+    created = leads.set_index("lead_id")["created_at"]
+    late = tp[(tp["occurred_at"] - tp["lead_id"].map(created)) >= pd.Timedelta(days=21)]
+    per_lead = late.groupby("lead_id").size().reindex(leads["lead_id"], fill_value=0).to_numpy()
+    p = oracle["true_win_probability"].to_numpy()
+    old = (leads["created_at"] < EXPORT - pd.Timedelta(days=200)).to_numpy()
+    assert np.corrcoef(p[old], per_lead[old])[0, 1] > 0.2
+
+
+def test_seasonality_weekdays_busier_than_weekends(large):
+    _, leads, _, _ = large
+    weekday = leads["created_at"].dt.day_of_week
+    per_day = weekday.value_counts().sort_index()
+    assert per_day[[0, 1, 2, 3]].min() > 2 * per_day[[5, 6]].max()
+    by_month = leads["created_at"].dt.month.value_counts()
+    assert by_month[8] < by_month[9] and by_month[12] < by_month[1]
