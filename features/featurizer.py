@@ -251,6 +251,7 @@ class LeadFeaturizer:
         attributes = self.attributes_.transform(frame)
         if not len(self._touch_columns):
             return attributes
+        n_attr = attributes.shape[1]
         if "as_of" not in frame.columns:
             raise ValueError(
                 "the frame to score has no 'as_of' column: add the moment each lead is scored "
@@ -278,7 +279,14 @@ class LeadFeaturizer:
                 )
             arrays = touchpoint_arrays_from_frames(frame["lead_id"], as_of, touchpoints)
         touch = touchpoint_aggregates(arrays, len(frame), lead_age, self.config)
-        return np.hstack([attributes, touch[:, self._touch_columns]])
+        out = np.empty((len(frame), len(self.feature_names_out_)), dtype=np.float64)
+        out[:, :n_attr] = attributes
+        del attributes
+        if len(self._touch_columns) == touch.shape[1]:
+            out[:, n_attr:] = touch
+        else:
+            out[:, n_attr:] = touch[:, self._touch_columns]
+        return out
 
     # single lead ----------------------------------------------------------------------------
     def transform_records(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
