@@ -632,7 +632,7 @@ def _canonical_leads(
     if config.flat:
         label = validation.parse_label(
             raw[config.label], config.positive, file, config.label, report,
-            words=readers.BOOLEAN_WORDS,
+            words=readers.OUTCOME_WORDS,
         )
         if label is not None:
             no_label = label.isna()

@@ -414,8 +414,10 @@ def parse_timestamps(
     else:
         parsed = pd.to_datetime(text.where(present), **kwargs)
         failed = present & parsed.isna()
-        if failed.any():  # several formats in one column: parse the rest one by one
-            retry = pd.to_datetime(text[failed], format="mixed", **kwargs)
+        if failed.any():
+            # ISO 8601 variants mixed in one column (with and without seconds, 'T' or ' ').
+            # Not format="mixed": it would silently read 01/03 month-first and 13/03 day-first.
+            retry = pd.to_datetime(text[failed], format="ISO8601", **kwargs)
             parsed = parsed.copy()
             parsed[failed] = retry.astype(parsed.dtype) if len(retry) else retry
     years = parsed.dt.year

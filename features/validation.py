@@ -199,9 +199,13 @@ def check_required_columns(
         if column in columns:
             continue
         ok = False
-        lowered = {c.lower().strip(): c for c in columns}
-        close = [lowered[column.lower().strip()]] if column.lower().strip() in lowered else []
-        close += [c for c in difflib.get_close_matches(column, columns, n=3, cutoff=0.6) if c not in close]
+        squashed = {_squash(c): c for c in columns}
+        close = [squashed[_squash(column)]] if _squash(column) in squashed else []
+        close += [
+            squashed[c]
+            for c in difflib.get_close_matches(_squash(column), list(squashed), n=3, cutoff=0.6)
+            if squashed[c] not in close
+        ]
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         option = ROLE_OPTIONS.get((table, role))
         how = f"pass {option} COLUMN or set" if option else "set"
@@ -214,6 +218,11 @@ def check_required_columns(
             "the file's columns",
         )
     return ok
+
+
+def _squash(name: str) -> str:
+    """'Lead ID' and 'lead_id' compare equal."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 ROLE_KEYS = {
