@@ -337,8 +337,8 @@ class AttributeEncoder:
                     out[:, col] = _map_uniques(series, to_number)
                 col += 1
             elif kind == "boolean":
-                if series.dtype.kind == "b":
-                    out[:, col] = series.to_numpy(dtype=np.float64)
+                if series.dtype.kind == "b":  # numpy bool or the contract's nullable "boolean"
+                    out[:, col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
                 else:
                     out[:, col] = _map_uniques(series, to_yes_no)
                 col += 1

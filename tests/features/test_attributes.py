@@ -66,6 +66,13 @@ def test_numbers_and_yes_no_values_are_read_leniently():
     assert x[0, 0] == 10 and np.isnan(x[1:, 0]).all()
 
 
+def test_nullable_dtypes_from_the_contract_keep_missing_values_missing():
+    _, x = encode(pd.array([True, None, False], dtype="boolean"), kind="boolean", name="opted_in")
+    assert x[[0, 2], 0].tolist() == [1.0, 0.0] and np.isnan(x[1, 0])
+    _, x = encode(pd.array([5, None, 7], dtype="Int64"), kind="numeric", name="employees")
+    assert x[[0, 2], 0].tolist() == [5.0, 7.0] and np.isnan(x[1, 0])
+
+
 def test_datetimes_expand_to_day_of_week_hour_and_month_in_utc():
     moments = pd.to_datetime(["2024-03-05T14:30:00+02:00", None], utc=True)  # a Tuesday
     encoder, x = encode(moments, kind="datetime", name="last_visit")
