@@ -1,9 +1,191 @@
-"""Commands of this package, mounted on the `leadscore` app by `leadscore.cli`."""
+"""`leadscore train`, `leadscore score`, `leadscore promote`: thin layers over training/."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from training.tracking import DEFAULT_MODEL_NAME
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(payload: dict) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def train_command(
+    leads: Optional[Path] = typer.Option(None, "--leads", help="Leads file (CSV or Parquet)."),
+    touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="Touchpoints file."),
+    outcomes: Optional[Path] = typer.Option(None, "--outcomes", help="Outcomes file (lead_id, closed_at, won)."),
+    id: Optional[str] = typer.Option(None, "--id", help="Lead id column of the leads file."),
+    label: Optional[str] = typer.Option(None, "--label", help="Flat mode: the label column."),
+    positive: Optional[str] = typer.Option(None, "--positive", help="Flat mode: label value meaning won."),
+    created_at: Optional[str] = typer.Option(None, "--created-at", help="Lead creation time column."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Column never used (repeat)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML: column mapping, features:, training:, policy:."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name."),
+    model_name: str = typer.Option(DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+) -> None:
+    """Train, evaluate and register a lead scoring model in MLflow."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from features.contract import DataValidationError
+    from training.data import TrainingDataError
+    from training.train import TrainingConfigError, resolve_config, train
+
+    console = Console(stderr=True)
+    try:
+        run_config = resolve_config(
+            config, leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id,
+            created_at=created_at, label=label, positive=positive, exclude=exclude or None,
+        )  # fmt: skip
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=as_json,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("starting", total=None)
+            result = train(
+                run_config, experiment=experiment, model_name=model_name, seed=seed,
+                step=lambda text: progress.update(task, description=text),
+            )  # fmt: skip
+            progress.update(task, description="done")
+    except DataValidationError as exc:
+        typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
+        raise typer.Exit(2) from None
+    except (TrainingDataError, TrainingConfigError) as exc:
+        _fail(str(exc))
+        return
+    summary = result.summary()
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if result.leakage:
+        from training.leakage import exclude_command
+
+        console.print(f"to exclude every suspected column: {exclude_command(result.leakage)}", highlight=False)
+    if as_json:
+        _print_json(summary)
+        return
+    m = result.metrics
+    typer.echo(
+        f"model {result.model_name} version {result.version} ({summary['alias']}), run {result.run_id}\n"
+        f"  {result.selected}\n"
+        f"  holdout: ROC AUC {m['roc_auc']:.4f}  PR AUC {m['pr_auc']:.4f}  log loss {m['log_loss']:.4f}  "
+        f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}\n"
+        f"  {result.gate.reason}\n"
+        f"  model URI: {result.model_uri}"
+    )
+
+
+def score_command(
+    model: str = typer.Option(..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."),
+    leads: Path = typer.Option(..., "--leads", help="Leads file to score (CSV or Parquet)."),
+    touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="Touchpoints of those leads."),
+    out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Scoring moment (ISO 8601); default now, or the file's as_of column."),
+    id: Optional[str] = typer.Option(None, "--id", help="Lead id column, if not the one used in training."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+) -> None:
+    """Score a leads file with a registered model: one row per lead."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.contract import DataValidationError
+    from training.score import ScoreError, check_output_path, load_for_scoring, score_data, scoring_config, write_scores
+    from training.tracking import tracking_uri
+
+    console = Console(stderr=True)
+    try:
+        out_path = check_output_path(out)
+        if not leads.is_file():
+            raise ScoreError(f"--leads {leads}: file not found")
+        if touchpoints is not None and not touchpoints.is_file():
+            raise ScoreError(f"--touchpoints {touchpoints}: file not found")
+        scorer = _load_scorer(model)
+        config = scoring_config(scorer, leads, touchpoints, id=id)
+        data = load_for_scoring(config)
+        with Progress(
+            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=as_json,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("scoring", total=len(data.leads))
+            scored = score_data(scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n))
+        write_scores(scored, out_path)
+    except DataValidationError as exc:
+        typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
+        raise typer.Exit(2) from None
+    except (ScoreError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    summary = {
+        "model_uri": model,
+        "model_name": scorer.metadata.get("name"),
+        "version": scorer.metadata.get("version"),
+        "tracking_uri": tracking_uri(),
+        "leads": int(len(scored)),
+        "out": str(out_path),
+        "decisions": {k: int(v) for k, v in scored["decision"].value_counts().items()},
+        "mean_probability": float(scored["probability"].mean()) if len(scored) else None,
+        "warnings": [f.to_text() for f in data.report.warnings] if hasattr(data.report, "warnings") else [],
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        typer.echo(f"scored {len(scored):,} leads with {model} -> {out_path}")
+
+
+def _load_scorer(model_uri: str):
+    import mlflow
+
+    from features.pyfunc_model import load_model_scorer
+    from training.score import ScoreError
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    try:
+        return load_model_scorer(model_uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ScoreError(
+            f"--model {model_uri}: cannot load it from {tracking_uri()} ({first_line}); use "
+            "models:/NAME@champion, models:/NAME/VERSION or runs:/RUN_ID/model, and set "
+            "MLFLOW_TRACKING_URI if the model lives elsewhere"
+        ) from None
+
+
+def promote_command(
+    version: str = typer.Argument(..., help="Model version to make champion."),
+    model_name: str = typer.Option(DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."),
+) -> None:
+    """Make VERSION the champion, whatever the gate said."""
+    from training.registry import RegistryError, promote
+    from training.tracking import configure_tracking, tracking_uri
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    try:
+        promoted = promote(model_name, version)
+    except RegistryError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{model_name} version {promoted} is now champion")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the top-level app."""
+    app.command("train")(train_command)
+    app.command("score")(score_command)
+    app.command("promote")(promote_command)

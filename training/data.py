@@ -1,0 +1,189 @@
+"""Training datasets from the loaded lead data: examples, the holdout split, fingerprints.
+
+- **Timestamped mode** (leads with `created_at`, outcomes): one example per lead snapshot
+  (`features.snapshots.build_snapshots`); the holdout is the most recent leads by `created_at`
+  (all their snapshots), the model learns from the older ones.
+- **Flat mode** (a label column, no timestamps): one example per lead; the holdout is a stratified
+  random share of the leads.
+
+`max_training_rows` caps the examples the model learns from (a seeded random sample of training
+snapshots, documented on the run) so a million leads train in minutes; the holdout is capped at
+`max_holdout_rows` the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from features.config import FeatureConfig
+from features.contract import LeadData
+from features.snapshots import attach_attributes, build_snapshots
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a model; the message says what is missing and how to fix it."""
+
+
+@dataclass
+class Examples:
+    """Rows to featurize (lead_id, attributes, and created_at/as_of when timestamped) + labels."""
+
+    frame: pd.DataFrame
+    labels: np.ndarray
+    timestamped: bool
+    now: pd.Timestamp | None
+    snapshot_report: dict[str, Any] | None
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self.frame["lead_id"].to_numpy()
+
+
+def data_now(data: LeadData) -> pd.Timestamp | None:
+    """When the data was extracted: the latest timestamp in any table."""
+    moments = []
+    if "created_at" in data.leads.columns:
+        moments.append(data.leads["created_at"].max())
+    if data.touchpoints is not None and len(data.touchpoints):
+        moments.append(data.touchpoints["occurred_at"].max())
+    if data.outcomes is not None and len(data.outcomes):
+        moments.append(data.outcomes["closed_at"].max())
+    moments = [m for m in moments if m is not None and not pd.isna(m)]
+    return max(moments) if moments else None
+
+
+def build_examples(data: LeadData, feature_config: FeatureConfig, now: Any = None) -> Examples:
+    """Labelled examples: snapshots when the leads have timestamps and outcomes, else flat rows."""
+    if data.flat:
+        labels = np.asarray(data.label, dtype=np.int64)
+        frame = data.leads.reset_index(drop=True)
+        _check_both_classes(labels, "the label column")
+        return Examples(frame, labels, False, None, None)
+    if "created_at" not in data.leads.columns:
+        raise TrainingDataError(
+            "the leads have no created_at column and no label column: give --created-at COL "
+            "(with --outcomes PATH) for timestamped training, or --label COL for a flat file"
+        )
+    if data.outcomes is None:
+        raise TrainingDataError(
+            "timestamped leads need outcomes to learn from: give --outcomes PATH (lead_id, "
+            "closed_at, won), or --label COL if the leads file has the outcome in a column"
+        )
+    now_ts = pd.Timestamp(now) if now is not None else data_now(data)
+    if now_ts is not None and now_ts.tzinfo is None:
+        now_ts = now_ts.tz_localize("UTC")
+    snapshots, report = build_snapshots(data.leads, data.outcomes, feature_config, now_ts)
+    if len(snapshots) == 0:
+        raise TrainingDataError(
+            f"no lead has a known outcome yet at any snapshot age ({report.to_text()}); "
+            "add older leads or outcomes, or shorten horizon_days in the config"
+        )
+    frame = attach_attributes(snapshots, data.leads)
+    labels = frame.pop("label").to_numpy(dtype=np.int64)
+    _check_both_classes(labels, "the snapshots")
+    return Examples(frame, labels, True, now_ts, report.model_dump())
+
+
+def _check_both_classes(labels: np.ndarray, what: str) -> None:
+    wins = int(labels.sum())
+    if wins == 0 or wins == labels.size:
+        kind = "no win" if wins == 0 else "only wins"
+        raise TrainingDataError(
+            f"{what} have {kind} among {labels.size} examples: a model needs both won and lost "
+            "leads; check --label/--positive or the outcomes file"
+        )
+    if min(wins, labels.size - wins) < 10:
+        raise TrainingDataError(
+            f"{what} have only {min(wins, labels.size - wins)} examples of the rarer class: "
+            "at least 10 won and 10 lost leads are needed to train and evaluate"
+        )
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # row indices into Examples.frame
+    holdout: np.ndarray
+    kind: str  # "time" | "stratified"
+    description: str
+    holdout_weeks: float | None
+
+
+def split_holdout(examples: Examples, fraction: float, seed: int) -> Split:
+    """Time-based holdout (most recent leads) when timestamped, else stratified random."""
+    n = len(examples.labels)
+    if examples.timestamped:
+        created = examples.frame.groupby("lead_id", sort=False)["created_at"].first().sort_values(kind="stable")
+        n_holdout = max(1, int(round(fraction * len(created))))
+        recent = set(created.index[-n_holdout:])
+        cutoff = created.iloc[-n_holdout]
+        in_holdout = examples.frame["lead_id"].isin(recent).to_numpy()
+        holdout, train = np.flatnonzero(in_holdout), np.flatnonzero(~in_holdout)
+        span = created.iloc[-1] - cutoff
+        weeks = max(span / pd.Timedelta(days=7), 1 / 7)
+        description = (
+            f"time-based: {len(train)} examples of leads created before {cutoff:%Y-%m-%d} train, "
+            f"{len(holdout)} examples of the {n_holdout} most recent leads "
+            f"({cutoff:%Y-%m-%d} to {created.iloc[-1]:%Y-%m-%d}) are held out"
+        )
+        kind = "time"
+    else:
+        train, holdout = train_test_split(
+            np.arange(n), test_size=fraction, stratify=examples.labels, random_state=seed
+        )
+        train, holdout = np.sort(train), np.sort(holdout)
+        weeks = None
+        description = f"stratified random (no timestamps): {len(train)} leads train, {len(holdout)} held out"
+        kind = "stratified"
+    y_train, y_hold = examples.labels[train], examples.labels[holdout]
+    for part, y in (("training", y_train), ("holdout", y_hold)):
+        if y.sum() == 0 or y.sum() == y.size:
+            raise TrainingDataError(
+                f"the {part} part has {'no win' if y.sum() == 0 else 'only wins'} ({description}); "
+                "add more leads with known outcomes"
+            )
+    return Split(train, holdout, kind, description, weeks)
+
+
+def subsample(indices: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most `limit` of `indices`, a seeded stratified random sample (sorted)."""
+    if limit is None or len(indices) <= limit:
+        return indices
+    keep, _ = train_test_split(indices, train_size=limit, stratify=labels[indices], random_state=seed)
+    return np.sort(keep)
+
+
+def _frame_hash(frame: pd.DataFrame | None) -> str | None:
+    if frame is None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprints(data: LeadData) -> dict[str, Any]:
+    """Rows, date range and a content hash of each table (to tell later whether data changed)."""
+    out: dict[str, Any] = {}
+    for name, frame, column in (
+        ("leads", data.leads, "created_at"),
+        ("touchpoints", data.touchpoints, "occurred_at"),
+        ("outcomes", data.outcomes, "closed_at"),
+    ):
+        if frame is None:
+            continue
+        entry: dict[str, Any] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns],
+                                 "sha256_16": _frame_hash(frame)}  # fmt: skip
+        if column in frame.columns and len(frame):
+            entry["first"] = str(frame[column].min())
+            entry["last"] = str(frame[column].max())
+        out[name] = entry
+    if data.label is not None:
+        out["label"] = {"rows": int(len(data.label)), "wins": int(np.asarray(data.label).sum()),
+                        "sha256_16": _frame_hash(data.label.to_frame())}  # fmt: skip
+    return out

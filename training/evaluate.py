@@ -1,0 +1,192 @@
+"""Model evaluation on held-out leads: metrics, gains, grades, threshold table and charts.
+
+Pure functions of (labels, probabilities) except `save_charts`, which writes PNG files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from features.policy import Policy, apply_policy, score_from_probability, threshold_table, win_rate_by_grade
+
+CALIBRATION_BINS = 10
+
+
+def expected_calibration_error(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> float:
+    """Mean |observed win rate - mean probability| over equal-width probability bins, weighted
+    by the share of leads in each bin (0 = perfectly calibrated)."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    if y.size == 0:
+        return float("nan")
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    sum_p = np.bincount(index, weights=p, minlength=bins)
+    sum_y = np.bincount(index, weights=y, minlength=bins)
+    used = count > 0
+    return float(np.sum(np.abs(sum_y[used] - sum_p[used])) / y.size)
+
+
+def calibration_table(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Per equal-width probability bin: leads, mean predicted probability, observed win rate."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(index, weights=p, minlength=bins) / count
+        rate = np.bincount(index, weights=y, minlength=bins) / count
+    return pd.DataFrame(
+        {
+            "bin_low": np.arange(bins) / bins,
+            "bin_high": (np.arange(bins) + 1) / bins,
+            "leads": count,
+            "mean_probability": mean_p,
+            "win_rate": rate,
+        }
+    )
+
+
+def gains_table(labels: Any, probabilities: Any, groups: int = 10) -> pd.DataFrame:
+    """Lift and cumulative gains by decile (decile 1 = the highest-scored tenth of leads)."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    parts = np.array_split(order, groups)
+    total_wins = y.sum()
+    base = y.mean() if y.size else np.nan
+    rows, cumulative_leads, cumulative_wins = [], 0, 0.0
+    for i, part in enumerate(parts, start=1):
+        wins = float(y[part].sum())
+        cumulative_leads += part.size
+        cumulative_wins += wins
+        rate = wins / part.size if part.size else np.nan
+        rows.append(
+            {
+                "decile": i,
+                "leads": int(part.size),
+                "wins": wins,
+                "win_rate": rate,
+                "mean_probability": float(p[part].mean()) if part.size else np.nan,
+                "lift": rate / base if base else np.nan,
+                "cumulative_share_of_leads": cumulative_leads / y.size,
+                "cumulative_gain": cumulative_wins / total_wins if total_wins else np.nan,
+                "cumulative_lift": (cumulative_wins / cumulative_leads) / base if base else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def classification_metrics(labels: Any, probabilities: Any, policy: Policy | None = None) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier, ECE, lift in the top decile, and precision/recall/share
+    sent to sales at the policy's sales threshold."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    policy = policy or Policy()
+    both = 0 < y.sum() < y.size
+    metrics = {
+        "leads": float(y.size),
+        "win_rate": float(y.mean()) if y.size else float("nan"),
+        "mean_probability": float(p.mean()) if p.size else float("nan"),
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])) if y.size else float("nan"),
+        "brier": float(brier_score_loss(y, p)) if y.size else float("nan"),
+        "ece": expected_calibration_error(y, p),
+    }
+    gains = gains_table(y, p)
+    metrics["top_decile_lift"] = float(gains["lift"].iloc[0]) if len(gains) else float("nan")
+    sent = score_from_probability(p) >= policy.sales_threshold
+    wins = y.sum()
+    metrics["sales_threshold"] = float(policy.sales_threshold)
+    metrics["share_to_sales"] = float(sent.mean()) if y.size else float("nan")
+    metrics["precision_at_threshold"] = float(y[sent].mean()) if sent.any() else float("nan")
+    metrics["recall_at_threshold"] = float(y[sent].sum() / wins) if wins else float("nan")
+    return metrics
+
+
+def grade_table(labels: Any, probabilities: Any, policy: Policy | None = None) -> pd.DataFrame:
+    """Leads, wins and win rate per grade (A-D) under `policy`."""
+    grades, _, _ = apply_policy(score_from_probability(probabilities), None, policy or Policy())
+    return win_rate_by_grade(grades, labels)
+
+
+def evaluation_tables(
+    labels: Any, probabilities: Any, weeks: float, policy: Policy | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every table the run logs: gains, grades, calibration, thresholds."""
+    return {
+        "gains": gains_table(labels, probabilities),
+        "grades": grade_table(labels, probabilities, policy),
+        "calibration": calibration_table(labels, probabilities),
+        "thresholds": threshold_table(probabilities, labels, weeks),
+    }
+
+
+def save_charts(labels: Any, probabilities: Any, directory: str | Path, title: str = "") -> list[Path]:
+    """ROC, precision-recall, calibration and cumulative gains charts as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        path = directory / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"model (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title=f"ROC {title}".strip())
+    ax.legend(loc="lower right")
+    save(fig, "roc.png")
+
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"model (AP {average_precision_score(y, p):.3f})")
+    ax.axhline(y.mean(), ls="--", color="grey", label=f"win rate {y.mean():.2f}")
+    ax.set(xlabel="Recall", ylabel="Precision", title=f"Precision-recall {title}".strip())
+    ax.legend(loc="upper right")
+    save(fig, "pr.png")
+
+    table = calibration_table(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    used = table["leads"] > 0
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    ax.plot(table.loc[used, "mean_probability"], table.loc[used, "win_rate"], "o-", label="model")
+    ax.set(xlabel="Predicted probability", ylabel="Observed win rate",
+           title=f"Calibration (ECE {expected_calibration_error(y, p):.3f})")  # fmt: skip
+    ax.legend(loc="upper left")
+    save(fig, "calibration.png")
+
+    gains = gains_table(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, *gains["cumulative_share_of_leads"]], [0, *gains["cumulative_gain"]], "o-", label="model")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
+    ax.set(xlabel="Share of leads (highest scores first)", ylabel="Share of wins",
+           title="Cumulative gains")  # fmt: skip
+    ax.legend(loc="lower right")
+    save(fig, "gains.png")
+    return paths

@@ -1,0 +1,226 @@
+"""Candidate models, the small hyper-parameter search, and probability calibration.
+
+Candidates work on the featurizer's float matrix (categories are integer codes, missing is NaN):
+
+- ``logistic``: one-hot categories + (imputed, arcsinh-squashed, spline-expanded or scaled)
+  numbers + missing indicators, L2-regularised logistic regression;
+- ``gradient_boosting``: HistGradientBoosting with native categorical splits and native missing
+  values.
+
+Every candidate is scored by cross-validation inside the training part (folds grouped by lead, so
+a lead's snapshots never sit on both sides); the winner has the lowest out-of-fold log loss after
+calibration. The winner is refitted on the whole training part and frozen; ONE calibrator
+(sigmoid or isotonic, whichever has the lower cross-fitted log loss on the out-of-fold scores) maps
+its probabilities to win rates. When wins are rare (< 20%) class-weighted candidates join the
+search: reweighting helps the model rank, and calibration on unweighted out-of-fold scores brings
+the probabilities back to honest win rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model family with one setting of its hyper-parameters."""
+
+    kind: str  # "logistic" | "gradient_boosting"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        parts = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.kind}({parts})"
+
+
+def candidates(search: str = "small", win_rate: float = 0.5, splines: bool = True) -> list[Candidate]:
+    """The search space. `search`: "small" (default), "tiny" (tests, huge data) or "none"."""
+    hgb = [
+        {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
+         "max_features": 1.0},
+        {"learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 40, "l2_regularization": 1.0,
+         "max_features": 0.5},
+        {"learning_rate": 0.03, "max_leaf_nodes": 8, "min_samples_leaf": 30, "l2_regularization": 3.0,
+         "max_features": 0.3},
+    ]  # fmt: skip
+    logistic = [{"C": 0.1, "splines": splines}, {"C": 1.0, "splines": splines}]
+    if search == "tiny":
+        hgb, logistic = hgb[1:2], logistic[:1]
+    elif search == "none":
+        hgb, logistic = hgb[1:2], []
+    elif search != "small":
+        raise ValueError(f"unknown search {search!r}; use small, tiny or none")
+    out = [Candidate("gradient_boosting", p) for p in hgb] + [Candidate("logistic", p) for p in logistic]
+    if win_rate < 0.2:
+        out += [Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}),
+                Candidate("logistic", {**logistic[0], "class_weight": "balanced"})
+                if logistic else None]  # fmt: skip
+    return [c for c in out if c is not None]
+
+
+def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: int) -> Any:
+    """An unfitted scikit-learn classifier for the feature matrix."""
+    params = dict(candidate.params)
+    if candidate.kind == "gradient_boosting":
+        return HistGradientBoostingClassifier(
+            categorical_features=np.asarray(categorical_mask, dtype=bool) if categorical_mask.any() else None,
+            max_iter=params.pop("max_iter", 600),
+            early_stopping=True,
+            validation_fraction=0.1,
+            n_iter_no_change=30,
+            random_state=seed,
+            **params,
+        )
+    if candidate.kind == "logistic":
+        splines = params.pop("splines", True)
+        cats = np.flatnonzero(categorical_mask)
+        nums = np.flatnonzero(~np.asarray(categorical_mask, dtype=bool))
+        numeric_steps: list[Any] = [
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            VarianceThreshold(),
+            FunctionTransformer(np.arcsinh),  # squashes counts and amounts, keeps the sign
+            StandardScaler(),
+        ]
+        if splines:
+            numeric_steps.append(SplineTransformer(n_knots=5, degree=3, knots="uniform"))
+        parts = []
+        if cats.size:
+            parts.append(("categories", OneHotEncoder(handle_unknown="ignore"), cats))
+        if nums.size:
+            parts.append(("numbers", make_pipeline(*numeric_steps), nums))
+            parts.append(("missing", MissingIndicator(features="missing-only", error_on_new=False), nums))
+        return Pipeline(
+            [
+                ("features", ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)),
+                ("model", LogisticRegression(C=params.pop("C", 1.0), max_iter=2000, **params)),
+            ]
+        )
+    raise ValueError(f"unknown model kind {candidate.kind!r}")
+
+
+def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds grouped by lead. `n_folds` 1 means one 80/20 validation split."""
+    y = np.asarray(labels).astype(int)
+    k = max(2, n_folds) if n_folds != 1 else 5
+    if len(np.unique(groups)) == len(groups):
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+        folds = list(splitter.split(np.zeros(len(y)), y))
+    else:
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        folds = list(splitter.split(np.zeros(len(y)), y, groups))
+    return folds[:1] if n_folds == 1 else folds
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def fit_calibrator(raw: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
+    """A JSON-safe calibration map (see `features.scoring.CalibratedModel`)."""
+    y = np.asarray(labels, dtype=float)
+    if method == "sigmoid":
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw)[:, None], y)
+        return {"method": "sigmoid", "a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        x, fx = iso.X_thresholds_, iso.y_thresholds_
+        # Keep probabilities strictly inside (0, 1): a calibrated 0 or 1 is never honest.
+        fx = np.clip(fx, 1.0 / (len(y) + 2), 1 - 1.0 / (len(y) + 2))
+        return {"method": "isotonic", "x": x.tolist(), "y": fx.tolist()}
+    if method == "none":
+        return {"method": "none"}
+    raise ValueError(f"unknown calibration method {method!r}")
+
+
+def apply_calibrator(raw: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    from features.scoring import CalibratedModel
+
+    class _Raw:
+        pass
+
+    return CalibratedModel(_Raw(), calibration).calibrate(raw)
+
+
+def choose_calibration(raw: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> tuple[dict[str, Any], dict[str, float]]:
+    """Sigmoid or isotonic, by cross-fitted log loss on out-of-fold scores; fitted on all of them."""
+    y = np.asarray(labels, dtype=float)
+    losses = {}
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for method in ("sigmoid", "isotonic"):
+        calibrated = np.empty_like(raw)
+        for train, test in split.split(raw[:, None], y.astype(int)):
+            calibrated[test] = apply_calibrator(raw[test], fit_calibrator(raw[train], y[train], method))
+        losses[method] = float(log_loss(y, np.clip(calibrated, _EPS, 1 - _EPS), labels=[0, 1]))
+    best = min(losses, key=lambda m: (losses[m], m != "sigmoid"))  # ties: the smoother sigmoid
+    return fit_calibrator(raw, y, best), losses
+
+
+@dataclass
+class Selection:
+    """What the search found: the winner, its out-of-fold scores and the search table."""
+
+    candidate: Candidate
+    oof_raw: np.ndarray
+    table: pd.DataFrame
+
+
+def search_models(
+    X: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    categorical_mask: np.ndarray,
+    candidate_list: list[Candidate],
+    n_folds: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> Selection:
+    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss."""
+    y = np.asarray(labels).astype(int)
+    folds = make_folds(y, groups, n_folds, seed)
+    rows, oofs = [], {}
+    for candidate in candidate_list:
+        if progress is not None:
+            progress(candidate.name)
+        oof = np.full(len(y), np.nan)
+        for train, test in folds:
+            model = build_estimator(candidate, categorical_mask, seed).fit(X[train], y[train])
+            oof[test] = model.predict_proba(X[test])[:, 1]
+        seen = ~np.isnan(oof)
+        _, losses = choose_calibration(oof[seen], y[seen], seed)
+        from sklearn.metrics import roc_auc_score
+
+        rows.append(
+            {
+                "candidate": candidate.name,
+                "kind": candidate.kind,
+                "raw_log_loss": float(log_loss(y[seen], np.clip(oof[seen], _EPS, 1 - _EPS), labels=[0, 1])),
+                "calibrated_log_loss": min(losses.values()),
+                "roc_auc": float(roc_auc_score(y[seen], oof[seen])),
+            }
+        )
+        oofs[candidate.name] = oof
+    table = pd.DataFrame(rows)
+    best = int(table["calibrated_log_loss"].to_numpy().argmin())
+    table["selected"] = False
+    table.loc[best, "selected"] = True
+    winner = candidate_list[best]
+    return Selection(winner, oofs[winner.name], table)
