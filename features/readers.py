@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -350,7 +351,9 @@ def infer_type(series: pd.Series) -> str:
         return "numeric"
     sample = uniques.head(1000)
     if sample.str.match(_DATE_LIKE).all():
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
         if parsed.notna().mean() >= 0.99:
             return "datetime"
     return "categorical"
@@ -397,6 +400,23 @@ def parse_timestamps(
 ) -> tuple[pd.Series, pd.Series, bool]:
     """UTC timestamps (datetime64[ns, UTC]), a mask of unparseable non-missing values, and whether
     the values had no time zone (and were read in `timezone`, UTC by default)."""
+    with warnings.catch_warnings():
+        # pandas warns when it falls back to per-value parsing; the report says what failed.
+        warnings.simplefilter("ignore", UserWarning)
+        return _parse_timestamps(
+            series, timezone=timezone, dayfirst=dayfirst, datetime_format=datetime_format
+        )
+
+
+def _parse_timestamps(
+    series: pd.Series,
+    *,
+    timezone: str | None,
+    dayfirst: bool = False,
+    datetime_format: str | None = None,
+) -> tuple[pd.Series, pd.Series, bool]:
+    """UTC timestamps (datetime64[ns, UTC]), a mask of unparseable non-missing values, and whether
+    the values had no time zone (and were read in `timezone`, UTC by default)."""
     zone = timezone or "UTC"
     if pd.api.types.is_datetime64_any_dtype(series):
         naive = getattr(series.dt, "tz", None) is None
@@ -434,11 +454,12 @@ def _ns(series: pd.Series) -> pd.Series:
 
 
 def dayfirst_helps(series: pd.Series, bad: pd.Series) -> bool:
-    """Whether reading day-first would parse most of the values that failed."""
-    failed = series[bad].astype(str).head(200)
+    """Whether the values that failed look like day-first dates (13/03/2024)."""
+    failed = series[bad].astype(str).str.strip().head(200)
     if failed.empty:
         return False
-    return bool(pd.to_datetime(failed, errors="coerce", dayfirst=True, format="mixed").notna().mean() > 0.8)
+    first = failed.str.extract(r"^(\d{1,2})[/.-]\d{1,2}[/.-]\d{2,4}\b")[0]
+    return bool((pd.to_numeric(first, errors="coerce") > 12).mean() >= 0.5)
 
 
 def bad_value_examples(series: pd.Series, bad: pd.Series) -> tuple[str, ...]:
