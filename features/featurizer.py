@@ -278,13 +278,13 @@ class LeadFeaturizer:
                     "channel, activity and optionally campaign, value"
                 )
             arrays = touchpoint_arrays_from_frames(frame["lead_id"], as_of, touchpoints)
-        touch = touchpoint_aggregates(arrays, len(frame), lead_age, self.config)
         out = np.empty((len(frame), len(self.feature_names_out_)), dtype=np.float64)
         out[:, :n_attr] = attributes
         del attributes
-        if len(self._touch_columns) == touch.shape[1]:
-            out[:, n_attr:] = touch
+        if len(self._touch_columns) == len(touchpoint_feature_names(self.config)):
+            touchpoint_aggregates(arrays, len(frame), lead_age, self.config, out=out[:, n_attr:])
         else:
+            touch = touchpoint_aggregates(arrays, len(frame), lead_age, self.config)
             out[:, n_attr:] = touch[:, self._touch_columns]
         return out
 

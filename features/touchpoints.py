@@ -84,11 +84,13 @@ def touchpoint_aggregates(
     n_rows: int,
     lead_age_days: np.ndarray,
     config: FeatureConfig,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Aggregate touchpoints per row as of each row's moment T.
 
     `lead_age_days[i]` is T - created_at of row i in days (NaN when unknown). Returns a float64
-    array (n_rows, len(touchpoint_feature_names(config))). Pure: no state, inputs untouched.
+    array (n_rows, len(touchpoint_feature_names(config))), written into `out` when given (e.g. a
+    column slice of a bigger feature table, to save a copy). Pure: no state, inputs untouched.
     """
     row, age, channel, activity, campaign, value = arrays
     keep = age > 0  # strictly before T; also drops NaN ages
@@ -98,7 +100,11 @@ def touchpoint_aggregates(
     n_channels, n_activities = len(CHANNELS), len(ACTIVITIES)
     windows = np.asarray(config.windows_days, dtype=np.float64)
     n_windows = len(windows) + 1
-    out = np.empty((n_rows, len(touchpoint_feature_names(config))), dtype=np.float64)
+    shape = (n_rows, len(touchpoint_feature_names(config)))
+    if out is None:
+        out = np.empty(shape, dtype=np.float64)
+    elif out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape}")
 
     # Index of the smallest window holding each touch (age <= window); the last one is "all time".
     window = np.searchsorted(windows, age, side="left")

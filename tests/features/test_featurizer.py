@@ -307,3 +307,34 @@ def test_histgradientboosting_uses_the_categorical_codes_natively():
     ).fit(x[:, usable], snaps["label"])
     assert model.predict_proba(x[:, usable]).shape == (len(snaps), 2)
     assert model.is_categorical_.sum() == FEATURIZER.categorical_mask_[usable].sum()
+
+
+def test_other_user_errors_name_the_problem_and_the_fix():
+    leads, touches = timeline()
+    frame = leads.assign(as_of=pd.Timestamp("2024-04-01", tz="UTC"))
+    with pytest.raises(ValueError, match=r"touchpoints lack column\(s\) \['activity'\]; expected "
+                       r"lead_id, occurred_at, channel, activity"):  # fmt: skip
+        FEATURIZER.transform(frame, touches.drop(columns="activity"))
+    with pytest.raises(ValueError, match=r"no 'lead_id' column to join touchpoints on"):
+        FEATURIZER.transform(frame.drop(columns="lead_id"), touches)
+    empty_moment = frame.assign(as_of=[pd.NaT] + [pd.Timestamp("2024-04-01", tz="UTC")] * 5)
+    with pytest.raises(ValueError, match=r"'as_of' is empty for lead\(s\) \['L0'\]; give every row"):
+        FEATURIZER.transform(empty_moment, touches)
+    with pytest.raises(ValueError, match=r"column 'occurred_at' must hold ISO 8601 date-times"):
+        FEATURIZER.transform(frame, touches.assign(occurred_at="last tuesday"))
+    with pytest.raises(RuntimeError, match=r"not fitted yet: call fit\(leads, attribute_types\)"):
+        LeadFeaturizer().transform(frame)
+    clash = training_leads().assign(touches_all="x")
+    with pytest.raises(ValueError, match=r"attribute column\(s\) \['touches_all'\] have the name of "
+                       r"a touchpoint feature; rename them"):  # fmt: skip
+        LeadFeaturizer().fit(clash, {"touches_all": "categorical"}, touches)
+    state = FEATURIZER.to_dict()
+    state["channels"] = ["email"]
+    with pytest.raises(ValueError, match=r"other channel/activity lists .* retrain the model"):
+        LeadFeaturizer.from_dict(state)
+
+
+def test_unreadable_snapshot_timestamps_are_refused_with_the_fix():
+    leads = training_leads().head(2).assign(created_at=["2024-01-01", "soon"])
+    with pytest.raises(ValueError, match=r"column 'created_at' must hold ISO 8601 date-times such as"):
+        build_snapshots(leads, None, FeatureConfig(), "2024-06-01")
