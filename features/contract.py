@@ -844,8 +844,10 @@ def _normalised(
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     mapped = [lookup(u, extra) for u in uniques]
     unknown = [(u, i) for i, (u, m) in enumerate(zip(uniques, mapped)) if m is None]
-    names = np.array([m or "other" for m in mapped] + ["other"], dtype=object)
-    result = pd.Series(names[codes], index=values.index, dtype="str")
+    canonical = np.array([allowed.index(m or "other") for m in mapped] + [allowed.index("other")])
+    result = readers.to_text(
+        pd.Series(pd.Categorical.from_codes(canonical[codes], categories=list(allowed)), index=values.index)
+    )
     n_missing = int((codes == -1).sum())
     if unknown:
         counts = np.bincount(codes[codes >= 0], minlength=len(uniques))

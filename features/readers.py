@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.validation import ValidationReport, format_examples, row_examples
 
@@ -386,9 +388,25 @@ def to_numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def to_text(series: pd.Series) -> pd.Series:
     """The `str` dtype with missing values kept missing."""
+    if series.dtype == "str":
+        return series
     if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(object)
+        # Parquet dictionary columns: decoding in Arrow is ten times faster than astype.
+        try:
+            decoded = pc.cast(pa.array(series), pa.string())
+            return pd.Series(decoded.to_pandas(), index=series.index, name=series.name).astype("str")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            series = series.astype(object)
     return series.astype("str").where(series.notna(), other=pd.NA).astype("str")
+
+
+def isin(values: pd.Series, known: pd.Series) -> pd.Series:
+    """`values.isin(known)` for text, via Arrow (pandas' is a Python loop for Arrow strings)."""
+    try:
+        mask = pc.is_in(pa.array(to_text(values).array), value_set=pa.array(to_text(known).array))
+        return pd.Series(mask.to_numpy(zero_copy_only=False), index=values.index)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return values.isin(known)
 
 
 def parse_timestamps(

@@ -268,7 +268,9 @@ def check_unknown_leads(
 ) -> pd.Series:
     """Rows whose lead is in the leads file. Unknown leads are dropped with a warning, or an error
     when none match (the id columns are mapped wrong)."""
-    known_mask = ids.isin(known)
+    from features.readers import isin
+
+    known_mask = isin(ids, known)
     unknown = ~known_mask
     n = int(unknown.sum())
     if n == 0:
