@@ -61,7 +61,8 @@ def frames_from_records(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame
     frame = pd.DataFrame(rows, dtype=object)
     for c in ("created_at", "as_of"):
         frame[c] = pd.to_datetime(frame[c], utc=True)
-    touches = [dict(t, lead_id=r["lead_id"]) for r in records for t in r["touchpoints"]]
+    touches_of = {r["lead_id"]: r["touchpoints"] for r in records}  # one history per lead
+    touches = [dict(t, lead_id=lead) for lead, ts in touches_of.items() for t in ts]
     columns = ["lead_id", "occurred_at", "channel", "activity", "campaign", "value"]
     tp = pd.DataFrame(touches, columns=columns)
     tp["occurred_at"] = pd.to_datetime(tp["occurred_at"], utc=True)
@@ -122,9 +123,13 @@ def records_from(leads: list[dict]) -> list[dict]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(lead_strategy, min_size=1, max_size=6))
-def test_batch_and_single_lead_features_are_identical(leads):
+@given(st.lists(lead_strategy, min_size=1, max_size=6),
+       st.lists(st.integers(1, 60 * MICROSECONDS_PER_DAY), max_size=3))  # fmt: skip
+def test_batch_and_single_lead_features_are_identical(leads, earlier):
     records = records_from(leads)
+    # The same lead at other moments too (as snapshots give): rows share the lead's touchpoints.
+    records += [dict(records[0], as_of=records[0]["as_of"] - timedelta(microseconds=e))
+                for e in earlier]  # fmt: skip
     frame, touchpoints = frames_from_records(records)
     batch = FEATURIZER.transform(frame, touchpoints)
     single = np.vstack([FEATURIZER.transform_records([r]) for r in records])
