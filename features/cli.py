@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -97,7 +98,7 @@ def validate(
             raise typer.Exit(2)
         else:
             data_config = DataConfig(leads=leads).with_overrides(**overrides)
-        data = load_lead_data(data_config, progress=not as_json)
+        data = load_lead_data(data_config, progress=not as_json and sys.stdout.isatty())
         report = data.report
     except DataValidationError as exc:
         report = exc.report

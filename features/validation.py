@@ -252,7 +252,9 @@ def check_duplicate_ids(ids: pd.Series, file: str, column: str, report: Validati
         return True
     n_ids = int(ids[duplicated].nunique())
     report.error(
-        f"lead ids are not unique: {n_ids:,} ids appear more than once",
+        f"lead ids are not unique: {n_ids:,} "
+        + ("id appears" if n_ids == 1 else "ids appear")
+        + " more than once",
         file=file,
         column=column,
         rows=int(duplicated.sum()),
