@@ -51,7 +51,8 @@ def child(step: str, leads: int, out: str, fmt: str, seed: int) -> None:
 
         ext = step.split("-")[1]
         config = DataConfig(
-            leads=f"{out}/leads.{ext}", touchpoints=f"{out}/touchpoints.{ext}",
+            leads=f"{out}/leads.{ext}",
+            touchpoints=f"{out}/touchpoints.{ext}",
             outcomes=f"{out}/outcomes.{ext}",
         )
         data = load_lead_data(config)
@@ -62,11 +63,15 @@ def child(step: str, leads: int, out: str, fmt: str, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--format", choices=("parquet", "csv", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
+    parser.add_argument(
+        "--out", default=None, help="where to write (default: a temporary directory)"
+    )
     parser.add_argument("--skip-load", action="store_true", help="only time the generator")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -75,19 +80,39 @@ def main() -> None:
         child(args.child, args.leads, out, args.format, args.seed)
         return
 
-    steps = [("generate", f"leadscore demo-data --leads {args.leads} --out DIR --format {args.format}")]
+    steps = [
+        ("generate", f"leadscore demo-data --leads {args.leads} --out DIR --format {args.format}")
+    ]
     if not args.skip_load:
         for ext in ("parquet", "csv"):
             if args.format in (ext, "both"):
                 steps.append(
-                    (f"load-{ext}", f"load_lead_data(leads/touchpoints/outcomes.{ext})  # = leadscore validate")
+                    (
+                        f"load-{ext}",
+                        f"load_lead_data(leads/touchpoints/outcomes.{ext})  # = leadscore validate",
+                    )
                 )
     results = []
     for step, command in steps:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", step, "--leads", str(args.leads), "--out", out,
-             "--format", args.format, "--seed", str(args.seed)],
-            capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                step,
+                "--leads",
+                str(args.leads),
+                "--out",
+                out,
+                "--format",
+                args.format,
+                "--seed",
+                str(args.seed),
+            ],
+            capture_output=True,
+            check=False,
+            text=True,
+            cwd=ROOT,
         )
         if proc.returncode != 0:
             sys.exit(f"{step} failed:\n{proc.stderr}")
@@ -96,7 +121,9 @@ def main() -> None:
     load = os.getloadavg()[0]
 
     print(f"machine: {machine()}")
-    print(f"load average at the end: {load:.1f} (other jobs share the CPU; figures include contention)")
+    print(
+        f"load average at the end: {load:.1f} (other jobs share the CPU; figures include contention)"
+    )
     print(f"files: {size_mb:,.0f} MB in {out}")
     print()
     header = f"| {'command':<78} | {'leads':>9} | {'touchpoints':>11} | {'seconds':>7} | {'peak RSS':>9} |"

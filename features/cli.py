@@ -8,7 +8,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,11 +20,15 @@ class DemoFormat(str, Enum):
 
 
 def demo_data(
-    leads: Annotated[int, typer.Option("--leads", min=1, help="How many leads to generate.")] = 20_000,
+    leads: Annotated[
+        int, typer.Option("--leads", min=1, help="How many leads to generate.")
+    ] = 20_000,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the tables into.")] = Path(
         "demo-data"
     ),
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")
+    ] = 0,
     format: Annotated[
         DemoFormat, typer.Option("--format", help="File format of the three tables.")
     ] = DemoFormat.both,
@@ -36,7 +40,9 @@ def demo_data(
 
     formats = ("parquet", "csv") if format is DemoFormat.both else (format.value,)
     if out.exists() and not out.is_dir():
-        typer.echo(f"error: --out {out} is a file; pass a directory (it is created if missing)", err=True)
+        typer.echo(
+            f"error: --out {out} is a file; pass a directory (it is created if missing)", err=True
+        )
         raise typer.Exit(2)
     steps = 5 + 3 * len(formats)
     with Progress(
@@ -61,24 +67,33 @@ def demo_data(
 
 
 def validate(
-    leads: Annotated[Optional[Path], typer.Option("--leads", help="Leads file (CSV or Parquet).")] = None,
-    touchpoints: Annotated[Optional[Path], typer.Option("--touchpoints", help="Touchpoints file.")] = None,
-    outcomes: Annotated[Optional[Path], typer.Option("--outcomes", help="Outcomes file.")] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="Lead id column of the leads file.")] = None,
+    leads: Annotated[
+        Path | None, typer.Option("--leads", help="Leads file (CSV or Parquet).")
+    ] = None,
+    touchpoints: Annotated[
+        Path | None, typer.Option("--touchpoints", help="Touchpoints file.")
+    ] = None,
+    outcomes: Annotated[Path | None, typer.Option("--outcomes", help="Outcomes file.")] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", help="Lead id column of the leads file.")
+    ] = None,
     label: Annotated[
-        Optional[str], typer.Option("--label", help="Label column: flat mode, no timestamps.")
+        str | None, typer.Option("--label", help="Label column: flat mode, no timestamps.")
     ] = None,
     positive: Annotated[
-        Optional[str], typer.Option("--positive", help="The label (or won) value meaning 'converted'.")
+        str | None,
+        typer.Option("--positive", help="The label (or won) value meaning 'converted'."),
     ] = None,
     created_at: Annotated[
-        Optional[str], typer.Option("--created-at", help="Creation timestamp column of the leads file.")
+        str | None,
+        typer.Option("--created-at", help="Creation timestamp column of the leads file."),
     ] = None,
     timezone: Annotated[
-        Optional[str], typer.Option("--timezone", help="Zone of timestamps without an offset (UTC).")
+        str | None,
+        typer.Option("--timezone", help="Zone of timestamps without an offset (UTC)."),
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML column mapping; options override it.")
+        Path | None, typer.Option("--config", help="YAML column mapping; options override it.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -86,15 +101,23 @@ def validate(
     from features.contract import DataConfig, load_lead_data
     from features.validation import DataValidationError
 
-    overrides = dict(
-        leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id, label=label,
-        positive=positive, created_at=created_at, timezone=timezone,
-    )
+    overrides = {
+        "leads": leads,
+        "touchpoints": touchpoints,
+        "outcomes": outcomes,
+        "id": id,
+        "label": label,
+        "positive": positive,
+        "created_at": created_at,
+        "timezone": timezone,
+    }
     try:
         if config is not None:
             data_config = DataConfig.from_yaml(config, **overrides)
         elif leads is None:
-            typer.echo("error: pass --leads PATH (and --touchpoints/--outcomes) or --config FILE", err=True)
+            typer.echo(
+                "error: pass --leads PATH (and --touchpoints/--outcomes) or --config FILE", err=True
+            )
             raise typer.Exit(2)
         else:
             data_config = DataConfig(leads=leads).with_overrides(**overrides)

@@ -12,17 +12,17 @@ Users keep their files as their CRM exported them; `DataConfig` says which colum
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-import numpy as np
 
 from features import readers, validation
 from features.validation import DataValidationError, Finding, ValidationReport, format_examples
@@ -98,34 +98,102 @@ DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
 
 _CHANNEL_SYNONYMS: dict[str, tuple[str, ...]] = {
     "organic_search": (
-        "organic", "seo", "organic search", "google organic", "bing organic", "google organic search",
-        "search engine", "natural search", "google", "bing", "yahoo",
+        "organic",
+        "seo",
+        "organic search",
+        "google organic",
+        "bing organic",
+        "google organic search",
+        "search engine",
+        "natural search",
+        "google",
+        "bing",
+        "yahoo",
     ),
     "paid_search": (
-        "paid search", "google ads", "adwords", "google adwords", "ppc", "sem", "cpc", "google cpc",
-        "bing ads", "microsoft ads", "search ads", "paid search ads", "welingak website",
+        "paid search",
+        "google ads",
+        "adwords",
+        "google adwords",
+        "ppc",
+        "sem",
+        "cpc",
+        "google cpc",
+        "bing ads",
+        "microsoft ads",
+        "search ads",
+        "paid search ads",
+        "welingak website",
     ),
     "paid_social": (
-        "paid social", "linkedin ads", "linkedin", "facebook ads", "facebook", "meta ads", "meta",
-        "twitter ads", "twitter", "x ads", "social ads", "social media", "social", "instagram",
-        "paid social media", "olark chat", "youtubechannel", "youtube",
+        "paid social",
+        "linkedin ads",
+        "linkedin",
+        "facebook ads",
+        "facebook",
+        "meta ads",
+        "meta",
+        "twitter ads",
+        "twitter",
+        "x ads",
+        "social ads",
+        "social media",
+        "social",
+        "instagram",
+        "paid social media",
+        "olark chat",
+        "youtubechannel",
+        "youtube",
     ),
     "email": (
-        "email", "e mail", "email campaign", "email campaigns", "newsletter", "email marketing",
-        "nurture email", "marketing email", "mailchimp", "hubspot email",
+        "email",
+        "e mail",
+        "email campaign",
+        "email campaigns",
+        "newsletter",
+        "email marketing",
+        "nurture email",
+        "marketing email",
+        "mailchimp",
+        "hubspot email",
     ),
     "webinar": ("webinar", "webinars", "online event", "virtual event", "webcast"),
     "content": (
-        "content", "content download", "content downloads", "ebook", "e book", "whitepaper",
-        "white paper", "content syndication", "blog", "gated content", "case study",
+        "content",
+        "content download",
+        "content downloads",
+        "ebook",
+        "e book",
+        "whitepaper",
+        "white paper",
+        "content syndication",
+        "blog",
+        "gated content",
+        "case study",
     ),
     "event": (
-        "event", "events", "trade show", "tradeshow", "trade shows", "events and trade shows",
-        "events trade shows", "conference", "field event", "trade show event", "live event", "expo",
+        "event",
+        "events",
+        "trade show",
+        "tradeshow",
+        "trade shows",
+        "events and trade shows",
+        "events trade shows",
+        "conference",
+        "field event",
+        "trade show event",
+        "live event",
+        "expo",
     ),
     "referral": (
-        "referral", "referrals", "referral sites", "partner", "partner referral", "customer referral",
-        "word of mouth", "reference",
+        "referral",
+        "referrals",
+        "referral sites",
+        "partner",
+        "partner referral",
+        "customer referral",
+        "word of mouth",
+        "reference",
     ),
     "direct": ("direct", "direct traffic", "direct none", "website", "web", "type in", "live chat"),
     "print": ("print", "print ad", "print ads", "magazine", "newspaper", "direct mail", "mailer"),
@@ -134,39 +202,91 @@ _CHANNEL_SYNONYMS: dict[str, tuple[str, ...]] = {
 
 _ACTIVITY_SYNONYMS: dict[str, tuple[str, ...]] = {
     "visit": (
-        "visit", "page visit", "page visited on website", "website visit", "web visit", "page view",
-        "pageview", "session", "site visit", "visited website",
+        "visit",
+        "page visit",
+        "page visited on website",
+        "website visit",
+        "web visit",
+        "page view",
+        "pageview",
+        "session",
+        "site visit",
+        "visited website",
     ),
     "pricing_page_view": (
-        "pricing page view", "pricing page", "viewed pricing", "pricing", "pricing page visit",
-        "pricing view", "viewed pricing page",
+        "pricing page view",
+        "pricing page",
+        "viewed pricing",
+        "pricing",
+        "pricing page visit",
+        "pricing view",
+        "viewed pricing page",
     ),
     "email_open": ("email open", "email opened", "opened email", "open", "email opens"),
     "email_click": (
-        "email click", "email clicked", "email link clicked", "clicked email", "click", "link click",
+        "email click",
+        "email clicked",
+        "email link clicked",
+        "clicked email",
+        "click",
+        "link click",
         "email clicks",
     ),
     "form_submit": (
-        "form submit", "form submitted", "form fill", "form submission", "form filled", "contact form",
-        "contact us", "form submitted on website", "signup", "sign up",
+        "form submit",
+        "form submitted",
+        "form fill",
+        "form submission",
+        "form filled",
+        "contact form",
+        "contact us",
+        "form submitted on website",
+        "signup",
+        "sign up",
     ),
     "download": (
-        "download", "content download", "asset download", "ebook download", "whitepaper download",
-        "downloaded", "resource download",
+        "download",
+        "content download",
+        "asset download",
+        "ebook download",
+        "whitepaper download",
+        "downloaded",
+        "resource download",
     ),
     "webinar_attend": (
-        "webinar attend", "webinar attended", "attended webinar", "webinar attendance",
+        "webinar attend",
+        "webinar attended",
+        "attended webinar",
+        "webinar attendance",
         "webinar attendee",
     ),
     "demo_request": (
-        "demo request", "demo requested", "requested demo", "request a demo", "book a demo", "demo",
-        "demo booked", "trial request",
+        "demo request",
+        "demo requested",
+        "requested demo",
+        "request a demo",
+        "book a demo",
+        "demo",
+        "demo booked",
+        "trial request",
     ),
     "unsubscribe": (
-        "unsubscribe", "unsubscribed", "email unsubscribe", "email unsubscribed", "opt out",
-        "opted out", "unreachable",
+        "unsubscribe",
+        "unsubscribed",
+        "email unsubscribe",
+        "email unsubscribed",
+        "opt out",
+        "opted out",
+        "unreachable",
     ),
-    "email_bounce": ("email bounce", "email bounced", "bounced", "bounce", "hard bounce", "soft bounce"),
+    "email_bounce": (
+        "email bounce",
+        "email bounced",
+        "bounced",
+        "bounce",
+        "hard bounce",
+        "soft bounce",
+    ),
     "other": ("other", "others", "unknown"),
 }
 
@@ -176,7 +296,9 @@ def _key(value: object) -> str:
     return re.sub(r"[^a-z0-9]+", " ", str(value).lower()).strip()
 
 
-def _build_lookup(canonical: tuple[str, ...], synonyms: dict[str, tuple[str, ...]]) -> dict[str, str]:
+def _build_lookup(
+    canonical: tuple[str, ...], synonyms: dict[str, tuple[str, ...]]
+) -> dict[str, str]:
     lookup: dict[str, str] = {}
     for name in canonical:
         lookup[_key(name)] = name
@@ -191,7 +313,7 @@ _ACTIVITY_LOOKUP = _build_lookup(ACTIVITIES, _ACTIVITY_SYNONYMS)
 
 
 def _lookup(value: object, table: dict[str, str], extra: dict[str, str] | None) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     key = _key(value)
     if extra:
@@ -234,7 +356,9 @@ class _Source(BaseModel):
 
     path: Path | None = None
     delimiter: str | None = Field(default=None, description="CSV delimiter; sniffed when absent")
-    encoding: str | None = Field(default=None, description="CSV encoding; utf-8, else cp1252 with a note")
+    encoding: str | None = Field(
+        default=None, description="CSV encoding; utf-8, else cp1252 with a note"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -277,16 +401,30 @@ class DataConfig(BaseModel):
     leads: LeadsSource
     touchpoints: TouchpointsSource | None = None
     outcomes: OutcomesSource | None = None
-    label: str | None = Field(default=None, description="flat mode: the label column of the leads file")
-    positive: str | None = Field(default=None, description="flat mode: the label value meaning 'won'")
-    exclude: list[str] = Field(default_factory=list, description="lead columns never used as attributes")
-    types: dict[str, AttributeType] = Field(default_factory=dict, description="attribute type overrides")
-    timezone: str | None = Field(default=None, description="zone of timestamps without an offset (UTC)")
+    label: str | None = Field(
+        default=None, description="flat mode: the label column of the leads file"
+    )
+    positive: str | None = Field(
+        default=None, description="flat mode: the label value meaning 'won'"
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="lead columns never used as attributes"
+    )
+    types: dict[str, AttributeType] = Field(
+        default_factory=dict, description="attribute type overrides"
+    )
+    timezone: str | None = Field(
+        default=None, description="zone of timestamps without an offset (UTC)"
+    )
     dayfirst: bool = False
     datetime_format: str | None = None
     placeholders: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACEHOLDERS))
-    channel_map: dict[str, str] = Field(default_factory=dict, description="extra spellings -> channel")
-    activity_map: dict[str, str] = Field(default_factory=dict, description="extra spellings -> activity")
+    channel_map: dict[str, str] = Field(
+        default_factory=dict, description="extra spellings -> channel"
+    )
+    activity_map: dict[str, str] = Field(
+        default_factory=dict, description="extra spellings -> activity"
+    )
 
     @field_validator("positive", mode="before")
     @classmethod
@@ -298,7 +436,9 @@ class DataConfig(BaseModel):
     def _known_channels(cls, value: dict[str, str]) -> dict[str, str]:
         bad = sorted({v for v in value.values() if v not in CHANNELS})
         if bad:
-            raise ValueError(f"channel_map maps to unknown channels {bad}; use one of {list(CHANNELS)}")
+            raise ValueError(
+                f"channel_map maps to unknown channels {bad}; use one of {list(CHANNELS)}"
+            )
         return value
 
     @field_validator("activity_map")
@@ -362,7 +502,9 @@ class DataConfig(BaseModel):
         for name in ("leads", "touchpoints", "outcomes"):
             source = getattr(self, name)
             if source is not None and source.path is not None and not source.path.is_absolute():
-                update[name] = source.model_copy(update={"path": Path(os.path.normpath(base / source.path))})
+                update[name] = source.model_copy(
+                    update={"path": Path(os.path.normpath(base / source.path))}
+                )
         return self.model_copy(update=update)
 
     def with_overrides(
@@ -407,7 +549,9 @@ class DataConfig(BaseModel):
             update["exclude"] = [*self.exclude, *exclude]
         if types:
             update["types"] = {**self.types, **types}
-        return self.model_validate({**self.model_dump(), **{k: _dump(v) for k, v in update.items()}})
+        return self.model_validate(
+            {**self.model_dump(), **{k: _dump(v) for k, v in update.items()}}
+        )
 
 
 def _dump(value: Any) -> Any:
@@ -516,7 +660,7 @@ class _progress:
 
         return advance
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
@@ -531,7 +675,7 @@ def _check_mode(config: DataConfig, report: ValidationReport) -> None:
     if config.timezone is not None:
         try:
             pd.Timestamp("2024-01-01").tz_localize(config.timezone)
-        except Exception:
+        except (KeyError, ValueError, TypeError):  # zoneinfo/pytz raise KeyError subclasses
             report.error(
                 f"unknown time zone {config.timezone!r}",
                 column="timezone",
@@ -550,12 +694,20 @@ def _lead_ids(values: pd.Series) -> pd.Series:
 
 
 def _timestamps(
-    values: pd.Series, config: DataConfig, report: ValidationReport, file: str, column: str,
-    *, what: str,
+    values: pd.Series,
+    config: DataConfig,
+    report: ValidationReport,
+    file: str,
+    column: str,
+    *,
+    what: str,
 ) -> tuple[pd.Series, pd.Series]:
     """Parsed UTC timestamps and the mask of rows to keep; findings for bad and naive values."""
     parsed, bad, naive = readers.parse_timestamps(
-        values, timezone=config.timezone, dayfirst=config.dayfirst, datetime_format=config.datetime_format
+        values,
+        timezone=config.timezone,
+        dayfirst=config.dayfirst,
+        datetime_format=config.datetime_format,
     )
     n_bad = int(bad.sum())
     if n_bad:
@@ -569,27 +721,36 @@ def _timestamps(
         if share > validation.BAD_SHARE_FOR_ERROR:
             report.error(
                 f"{share:.0%} of {what} timestamps cannot be read as dates",
-                file=file, column=column, rows=n_bad,
-                examples=readers.bad_value_examples(values, bad), fix=hint,
+                file=file,
+                column=column,
+                rows=n_bad,
+                examples=readers.bad_value_examples(values, bad),
+                fix=hint,
             )
         else:
             report.warning(
                 f"rows whose {what} timestamp cannot be read as a date were dropped",
-                file=file, column=column, rows=n_bad,
-                examples=readers.bad_value_examples(values, bad), fix=hint,
+                file=file,
+                column=column,
+                rows=n_bad,
+                examples=readers.bad_value_examples(values, bad),
+                fix=hint,
             )
     missing = values.isna()
     if missing.any():
         report.warning(
             f"rows without a {what} timestamp were dropped",
-            file=file, column=column, rows=int(missing.sum()),
+            file=file,
+            column=column,
+            rows=int(missing.sum()),
             examples=validation.row_examples(values.index[missing.to_numpy()]),
             fix=f"fill in the {what} date in the CRM export",
         )
     if naive and config.timezone is None and (~missing).any():
         report.warning(
             "timestamps have no time zone; read as UTC",
-            file=file, column=column,
+            file=file,
+            column=column,
             fix="if they are local times, set 'timezone:' (e.g. Europe/Berlin) in the config",
         )
     return parsed, ~(bad | missing)
@@ -615,7 +776,9 @@ def _canonical_leads(
     if missing_id.any():
         report.warning(
             "rows without a lead id were dropped",
-            file=file, column=source.lead_id, rows=int(missing_id.sum()),
+            file=file,
+            column=source.lead_id,
+            rows=int(missing_id.sum()),
             examples=validation.row_examples(ids.index[missing_id.to_numpy()]),
             fix="every lead needs an id; check the export or map the id column with --id",
         )
@@ -624,21 +787,28 @@ def _canonical_leads(
 
     created = None
     if not config.flat and source.created_at is not None:
-        created, ok = _timestamps(raw[source.created_at], config, report, file, source.created_at,
-                                  what="created_at")
+        created, ok = _timestamps(
+            raw[source.created_at], config, report, file, source.created_at, what="created_at"
+        )
         keep &= ok
 
     label = None
     if config.flat:
         label = validation.parse_label(
-            raw[config.label], config.positive, file, config.label, report,
+            raw[config.label],
+            config.positive,
+            file,
+            config.label,
+            report,
             words=readers.OUTCOME_WORDS,
         )
         if label is not None:
             no_label = label.isna()
             if no_label.any():
                 report.warning(
-                    "rows without a label were dropped", file=file, column=config.label,
+                    "rows without a label were dropped",
+                    file=file,
+                    column=config.label,
                     rows=int(no_label.sum()),
                     examples=validation.row_examples(label.index[no_label.to_numpy()]),
                     fix="fill in the label, or drop these leads from the export",
@@ -649,7 +819,8 @@ def _canonical_leads(
     missing_excluded = [c for c in config.exclude if c not in raw.columns]
     if missing_excluded:
         report.warning(
-            "columns to exclude are not in the file", file=file,
+            "columns to exclude are not in the file",
+            file=file,
             examples=format_examples(missing_excluded),
             fix="check the spelling against the file's header",
         )
@@ -657,7 +828,8 @@ def _canonical_leads(
     unknown_types = [c for c in config.types if c not in raw.columns]
     if unknown_types:
         report.warning(
-            "type overrides name columns that are not in the file", file=file,
+            "type overrides name columns that are not in the file",
+            file=file,
             examples=format_examples(unknown_types),
             fix="check the spelling of the columns under 'types:' against the file's header",
         )
@@ -666,7 +838,9 @@ def _canonical_leads(
     out: dict[str, pd.Series] = {"lead_id": ids[kept]}
     if created is not None:
         out["created_at"] = created[kept]
-    attributes, attribute_types = _attributes(raw.loc[kept, attribute_columns], config, report, file)
+    attributes, attribute_types = _attributes(
+        raw.loc[kept, attribute_columns], config, report, file
+    )
     frame = pd.DataFrame(out)
     for name in attributes.columns:
         frame[name] = attributes[name]
@@ -676,7 +850,9 @@ def _canonical_leads(
         if label.nunique() < 2:
             report.warning(
                 f"every lead has label {int(label.iloc[0]) if len(label) else '-'}; a model needs both",
-                file=file, column=config.label, rows=len(label),
+                file=file,
+                column=config.label,
+                rows=len(label),
                 fix="check --label and --positive, or export a longer period with conversions",
             )
     report.record_table("leads", file, rows_read, len(frame))
@@ -695,7 +871,9 @@ def _attributes(
         if found:
             report.warning(
                 "placeholder values read as missing",
-                file=file, column=name, rows=int(mask.sum()),
+                file=file,
+                column=name,
+                rows=int(mask.sum()),
                 examples=format_examples(found),
                 fix="nothing to do if they mean 'not filled in'; otherwise remove them from "
                 "'placeholders:' in the config",
@@ -703,7 +881,10 @@ def _attributes(
             values = values.where(~mask)
         if values.isna().all():
             report.warning(
-                "column is empty and is not used", file=file, column=name, rows=len(values),
+                "column is empty and is not used",
+                file=file,
+                column=name,
+                rows=len(values),
                 fix="nothing to do, or add it to 'exclude:'",
             )
             continue
@@ -712,25 +893,31 @@ def _attributes(
         if bad.any():
             report.warning(
                 f"values that are not {kind} read as missing",
-                file=file, column=name, rows=int(bad.sum()),
+                file=file,
+                column=name,
+                rows=int(bad.sum()),
                 examples=format_examples(values[bad].head(100)),
                 fix=f"fix the values, or set 'types: {{{name}: categorical}}' in the config",
             )
         present = converted.dropna()
         if present.nunique() == 1:
             report.note(
-                "column has a single value and carries no information", file=file, column=name,
+                "column has a single value and carries no information",
+                file=file,
+                column=name,
                 examples=format_examples(present.head(1)),
             )
         integral = kind == "numeric" and bool((present == present.round()).all())
-        if (kind == "categorical" or integral) and len(values) >= 50:
-            if len(present) == len(values) and present.is_unique:
-                report.warning(
-                    "every value is different: this looks like an identifier, not an attribute",
-                    file=file, column=name, rows=len(values),
-                    examples=format_examples(present.head(3)),
-                    fix=f"add '{name}' to 'exclude:' in the config",
-                )
+        every_row = len(values) >= 50 and len(present) == len(values)
+        if (kind == "categorical" or integral) and every_row and present.is_unique:
+            report.warning(
+                "every value is different: this looks like an identifier, not an attribute",
+                file=file,
+                column=name,
+                rows=len(values),
+                examples=format_examples(present.head(3)),
+                fix=f"add '{name}' to 'exclude:' in the config",
+            )
         columns[name] = converted
         types[name] = kind
     if types:
@@ -738,7 +925,8 @@ def _attributes(
         for name, kind in types.items():
             by_kind.setdefault(kind, []).append(name)
         report.note(
-            "attribute types: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items())),
+            "attribute types: "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items())),
             file=file,
             fix="override any of them with 'types: {column: categorical|numeric|boolean|datetime}'",
         )
@@ -753,7 +941,9 @@ def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Serie
         return readers.to_boolean(values)
     if kind == "datetime":
         parsed, bad, _ = readers.parse_timestamps(
-            values, timezone=config.timezone, dayfirst=config.dayfirst,
+            values,
+            timezone=config.timezone,
+            dayfirst=config.dayfirst,
             datetime_format=config.datetime_format,
         )
         return parsed, bad
@@ -783,14 +973,32 @@ def _canonical_touchpoints(
     keep = pd.Series(True, index=raw.index)
     ids = _lead_ids(raw[source.lead_id])
     keep &= _drop_missing_ids(ids, file, source.lead_id, report, what="touchpoints")
-    occurred, ok = _timestamps(raw[source.occurred_at], config, report, file, source.occurred_at,
-                               what="occurred_at")
+    occurred, ok = _timestamps(
+        raw[source.occurred_at], config, report, file, source.occurred_at, what="occurred_at"
+    )
     keep &= ok
-    channel = _normalised(raw[source.channel], lookup_channel, config.channel_map, file,
-                          source.channel, report, what="channel", key="channel_map", allowed=CHANNELS)
-    activity = _normalised(raw[source.activity], lookup_activity, config.activity_map, file,
-                           source.activity, report, what="activity", key="activity_map",
-                           allowed=ACTIVITIES)
+    channel = _normalised(
+        raw[source.channel],
+        lookup_channel,
+        config.channel_map,
+        file,
+        source.channel,
+        report,
+        what="channel",
+        key="channel_map",
+        allowed=CHANNELS,
+    )
+    activity = _normalised(
+        raw[source.activity],
+        lookup_activity,
+        config.activity_map,
+        file,
+        source.activity,
+        report,
+        what="activity",
+        key="activity_map",
+        allowed=ACTIVITIES,
+    )
     kept = keep.to_numpy()
     frame = pd.DataFrame(
         {
@@ -811,8 +1019,11 @@ def _canonical_touchpoints(
         value, bad = readers.to_numeric(raw[source.value])
         if bad.any():
             report.warning(
-                "values that are not numbers read as missing", file=file, column=source.value,
-                rows=int(bad.sum()), examples=format_examples(raw[source.value][bad].head(100)),
+                "values that are not numbers read as missing",
+                file=file,
+                column=source.value,
+                rows=int(bad.sum()),
+                examples=format_examples(raw[source.value][bad].head(100)),
                 fix="the touchpoint value must be a number (seconds, pages viewed ...)",
             )
         frame["value"] = value[kept]
@@ -829,16 +1040,27 @@ def _drop_missing_ids(
     missing = ids.isna()
     if missing.any():
         report.warning(
-            f"{what} without a lead id were dropped", file=file, column=column,
-            rows=int(missing.sum()), examples=validation.row_examples(ids.index[missing.to_numpy()]),
+            f"{what} without a lead id were dropped",
+            file=file,
+            column=column,
+            rows=int(missing.sum()),
+            examples=validation.row_examples(ids.index[missing.to_numpy()]),
             fix="check the export, or map the lead id column in the config",
         )
     return ~missing
 
 
 def _normalised(
-    values: pd.Series, lookup: Any, extra: dict[str, str], file: str, column: str,
-    report: ValidationReport, *, what: str, key: str, allowed: tuple[str, ...],
+    values: pd.Series,
+    lookup: Any,
+    extra: dict[str, str],
+    file: str,
+    column: str,
+    report: ValidationReport,
+    *,
+    what: str,
+    key: str,
+    allowed: tuple[str, ...],
 ) -> pd.Series:
     """Canonical names via the unique values only (touchpoint files have millions of rows)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -846,7 +1068,10 @@ def _normalised(
     unknown = [(u, i) for i, (u, m) in enumerate(zip(uniques, mapped)) if m is None]
     canonical = np.array([allowed.index(m or "other") for m in mapped] + [allowed.index("other")])
     result = readers.to_text(
-        pd.Series(pd.Categorical.from_codes(canonical[codes], categories=list(allowed)), index=values.index)
+        pd.Series(
+            pd.Categorical.from_codes(canonical[codes], categories=list(allowed)),
+            index=values.index,
+        )
     )
     n_missing = int((codes == -1).sum())
     if unknown:
@@ -855,14 +1080,19 @@ def _normalised(
         n_unknown = int(sum(counts[i] for _, i in unknown))
         report.warning(
             f"unrecognised {what} values read as 'other'",
-            file=file, column=column, rows=n_unknown,
+            file=file,
+            column=column,
+            rows=n_unknown,
             examples=tuple(f"{u!r} ({counts[i]:,} rows)" for u, i in unknown[:5]),
             fix=f"map them in the config, e.g. '{key}: {{{unknown[0][0]!r}: ...}}', to one of: "
             + ", ".join(allowed),
         )
     if n_missing:
         report.warning(
-            f"rows without a {what} read as 'other'", file=file, column=column, rows=n_missing,
+            f"rows without a {what} read as 'other'",
+            file=file,
+            column=column,
+            rows=n_missing,
             examples=validation.row_examples(values.index[codes == -1]),
             fix=f"fill in the {what} in the export",
         )
@@ -882,12 +1112,18 @@ def _canonical_outcomes(
     keep = pd.Series(True, index=raw.index)
     ids = _lead_ids(raw[source.lead_id])
     keep &= _drop_missing_ids(ids, file, source.lead_id, report, what="outcomes")
-    closed, ok = _timestamps(raw[source.closed_at], config, report, file, source.closed_at,
-                             what="closed_at")
+    closed, ok = _timestamps(
+        raw[source.closed_at], config, report, file, source.closed_at, what="closed_at"
+    )
     keep &= ok
     won = validation.parse_label(
-        raw[source.won], config.positive, file, source.won, report,
-        words=readers.OUTCOME_WORDS, role="won",
+        raw[source.won],
+        config.positive,
+        file,
+        source.won,
+        report,
+        words=readers.OUTCOME_WORDS,
+        role="won",
     )
     if won is None:
         return None
@@ -895,7 +1131,9 @@ def _canonical_outcomes(
     if no_won.any():
         report.warning(
             "outcomes without a won value were dropped (those leads count as open)",
-            file=file, column=source.won, rows=int(no_won.sum()),
+            file=file,
+            column=source.won,
+            rows=int(no_won.sum()),
             examples=validation.row_examples(won.index[no_won.to_numpy()]),
             fix="fill in won/lost in the export",
         )
@@ -904,8 +1142,11 @@ def _canonical_outcomes(
         amount, bad = readers.to_numeric(raw[source.amount])
         if bad.any():
             report.warning(
-                "amounts that are not numbers read as missing", file=file, column=source.amount,
-                rows=int(bad.sum()), examples=format_examples(raw[source.amount][bad].head(100)),
+                "amounts that are not numbers read as missing",
+                file=file,
+                column=source.amount,
+                rows=int(bad.sum()),
+                examples=format_examples(raw[source.amount][bad].head(100)),
                 fix="write amounts as plain numbers (1234.5) without currency signs",
             )
     else:
@@ -931,7 +1172,9 @@ def _canonical_outcomes(
         n_extra = len(frame) - len(deduped)
         report.warning(
             "leads with several outcomes: kept the first win, else the last loss",
-            file=file, column=source.lead_id, rows=n_extra,
+            file=file,
+            column=source.lead_id,
+            rows=n_extra,
             examples=format_examples(frame["lead_id"][frame["lead_id"].duplicated()].head(100)),
             fix="nothing to do if deals were re-opened; otherwise remove the duplicate rows",
         )
@@ -951,7 +1194,12 @@ def _cross_checks(
     if touchpoints is not None and len(touchpoints):
         file = str(config.touchpoints.path)
         known = validation.check_unknown_leads(
-            touchpoints["lead_id"], ids, file, config.touchpoints.lead_id, report, table="touchpoints"
+            touchpoints["lead_id"],
+            ids,
+            file,
+            config.touchpoints.lead_id,
+            report,
+            table="touchpoints",
         )
         if not known.all():
             touchpoints = touchpoints[known.to_numpy()].reset_index(drop=True)

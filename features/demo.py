@@ -24,9 +24,9 @@ The process (documented in the README's data-contract section):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -44,8 +44,16 @@ DAY = 86_400
 
 # ---- channels: canonical order is CHANNELS; raw spellings as CRMs export them ---------------------
 CHANNEL_SHARE = {  # share of leads by lead-source channel
-    "organic_search": 0.22, "paid_search": 0.17, "paid_social": 0.12, "email": 0.05,
-    "webinar": 0.07, "content": 0.12, "event": 0.07, "referral": 0.06, "direct": 0.10, "print": 0.02,
+    "organic_search": 0.22,
+    "paid_search": 0.17,
+    "paid_social": 0.12,
+    "email": 0.05,
+    "webinar": 0.07,
+    "content": 0.12,
+    "event": 0.07,
+    "referral": 0.06,
+    "direct": 0.10,
+    "print": 0.02,
 }
 CHANNEL_SPELLINGS = {
     "organic_search": ("Organic Search", "organic", "SEO", "Google Organic"),
@@ -61,8 +69,16 @@ CHANNEL_SPELLINGS = {
     "other": ("Other",),
 }
 SOURCE_EFFECT = {
-    "organic_search": 0.0, "paid_search": 0.05, "paid_social": -0.3, "email": -0.1, "webinar": 0.2,
-    "content": -0.15, "event": 0.3, "referral": 0.6, "direct": 0.25, "print": -0.2,
+    "organic_search": 0.0,
+    "paid_search": 0.05,
+    "paid_social": -0.3,
+    "email": -0.1,
+    "webinar": 0.2,
+    "content": -0.15,
+    "event": 0.3,
+    "referral": 0.6,
+    "direct": 0.25,
+    "print": -0.2,
 }
 
 # ---- activities: canonical order is ACTIVITIES --------------------------------------------------
@@ -81,23 +97,54 @@ ACTIVITY_SPELLINGS = {
 }
 HIGH_SPLIT = {"pricing_page_view": 0.55, "form_submit": 0.25, "demo_request": 0.20}
 LOW_SPLIT = {
-    "visit": 0.50, "email_open": 0.24, "email_click": 0.09, "download": 0.09, "webinar_attend": 0.045,
-    "unsubscribe": 0.02, "email_bounce": 0.01, "other": 0.005,
+    "visit": 0.50,
+    "email_open": 0.24,
+    "email_click": 0.09,
+    "download": 0.09,
+    "webinar_attend": 0.045,
+    "unsubscribe": 0.02,
+    "email_bounce": 0.01,
+    "other": 0.005,
 }
 # Where each activity happens: channel shares; None means "the lead-source channel".
 ACTIVITY_CHANNELS: dict[str, dict[str | None, float]] = {
-    "visit": {None: 0.3, "organic_search": 0.25, "paid_search": 0.12, "direct": 0.18,
-              "referral": 0.05, "paid_social": 0.05, "email": 0.05},
-    "pricing_page_view": {None: 0.2, "direct": 0.35, "organic_search": 0.2, "paid_search": 0.1,
-                          "email": 0.15},
-    "form_submit": {None: 0.5, "organic_search": 0.15, "paid_search": 0.15, "direct": 0.1,
-                    "paid_social": 0.1},
+    "visit": {
+        None: 0.3,
+        "organic_search": 0.25,
+        "paid_search": 0.12,
+        "direct": 0.18,
+        "referral": 0.05,
+        "paid_social": 0.05,
+        "email": 0.05,
+    },
+    "pricing_page_view": {
+        None: 0.2,
+        "direct": 0.35,
+        "organic_search": 0.2,
+        "paid_search": 0.1,
+        "email": 0.15,
+    },
+    "form_submit": {
+        None: 0.5,
+        "organic_search": 0.15,
+        "paid_search": 0.15,
+        "direct": 0.1,
+        "paid_social": 0.1,
+    },
     "download": {"content": 0.65, "paid_social": 0.2, "email": 0.15},
     "webinar_attend": {"webinar": 1.0},
-    "demo_request": {None: 0.3, "direct": 0.4, "organic_search": 0.15, "paid_search": 0.1,
-                     "event": 0.05},
-    "email_open": {"email": 1.0}, "email_click": {"email": 1.0}, "unsubscribe": {"email": 1.0},
-    "email_bounce": {"email": 1.0}, "other": {"direct": 1.0},
+    "demo_request": {
+        None: 0.3,
+        "direct": 0.4,
+        "organic_search": 0.15,
+        "paid_search": 0.1,
+        "event": 0.05,
+    },
+    "email_open": {"email": 1.0},
+    "email_click": {"email": 1.0},
+    "unsubscribe": {"email": 1.0},
+    "email_bounce": {"email": 1.0},
+    "other": {"direct": 1.0},
 }
 # Logit contribution of the first-21-day activity counts (the observable engagement).
 ACTIVITY_EFFECT = {  # activity: (weight, transform) with transform "log" = log1p(count), "any" = count>0
@@ -114,14 +161,25 @@ INTERCEPT = -2.8  # calibrated once so that about 15% of leads win
 
 # ---- firmographics ------------------------------------------------------------------------------
 INDUSTRIES = {  # name: (share, effect)
-    "Software": (0.18, 0.35), "Financial Services": (0.12, 0.25), "Healthcare": (0.10, 0.05),
-    "Manufacturing": (0.12, 0.10), "Retail": (0.09, -0.15), "Education": (0.08, -0.45),
-    "Professional Services": (0.10, 0.15), "Telecommunications": (0.05, 0.05),
-    "Government": (0.05, -0.35), "Energy": (0.04, 0.0), "Media": (0.07, -0.10),
+    "Software": (0.18, 0.35),
+    "Financial Services": (0.12, 0.25),
+    "Healthcare": (0.10, 0.05),
+    "Manufacturing": (0.12, 0.10),
+    "Retail": (0.09, -0.15),
+    "Education": (0.08, -0.45),
+    "Professional Services": (0.10, 0.15),
+    "Telecommunications": (0.05, 0.05),
+    "Government": (0.05, -0.35),
+    "Energy": (0.04, 0.0),
+    "Media": (0.07, -0.10),
 }
 SIZES = {  # band: (share, effect, sales-cycle stretch 0..1)
-    "1-10": (0.16, -0.7, 0.0), "11-50": (0.20, -0.3, 0.1), "51-200": (0.22, 0.0, 0.3),
-    "201-500": (0.15, 0.25, 0.5), "501-1000": (0.10, 0.4, 0.6), "1001-5000": (0.10, 0.45, 0.8),
+    "1-10": (0.16, -0.7, 0.0),
+    "11-50": (0.20, -0.3, 0.1),
+    "51-200": (0.22, 0.0, 0.3),
+    "201-500": (0.15, 0.25, 0.5),
+    "501-1000": (0.10, 0.4, 0.6),
+    "1001-5000": (0.10, 0.45, 0.8),
     "5001+": (0.07, 0.3, 1.0),
 }
 REGION_EFFECT = {"North America": 0.2, "EMEA": 0.0, "APAC": -0.2, "LATAM": -0.35}
@@ -152,9 +210,13 @@ SENIORITY = {  # level: (share, effect, export spellings)
     "Student": (0.08, -1.6, ("Student",)),
 }
 FUNCTIONS = {  # function: (share, effect, C-level title)
-    "Marketing": (0.30, 0.25, "CMO"), "Sales": (0.15, 0.10, "CRO"), "IT": (0.15, 0.15, "CIO"),
-    "Operations": (0.12, 0.0, "COO"), "Finance": (0.10, -0.05, "CFO"),
-    "Engineering": (0.12, -0.05, "CTO"), "HR": (0.06, -0.2, "CHRO"),
+    "Marketing": (0.30, 0.25, "CMO"),
+    "Sales": (0.15, 0.10, "CRO"),
+    "IT": (0.15, 0.15, "CIO"),
+    "Operations": (0.12, 0.0, "COO"),
+    "Finance": (0.10, -0.05, "CFO"),
+    "Engineering": (0.12, -0.05, "CTO"),
+    "HR": (0.06, -0.2, "CHRO"),
 }
 MISSING_SENIORITY_EFFECT = -0.15
 MISSING_SIZE_EFFECT = -0.1
@@ -163,7 +225,12 @@ DO_NOT_EMAIL_EFFECT = -0.3
 MONTH_VOLUME = np.array([1.15, 1.1, 1.1, 1.0, 1.0, 0.9, 0.85, 0.7, 1.1, 1.15, 1.05, 0.75])
 WEEKDAY_VOLUME = np.array([1.1, 1.15, 1.1, 1.05, 0.9, 0.35, 0.3])  # Monday first
 
-CAMPAIGN_TOPICS = ("Pipeline Analytics", "Revenue Forecasting", "Attribution 101", "AI for Sales Ops")
+CAMPAIGN_TOPICS = (
+    "Pipeline Analytics",
+    "Revenue Forecasting",
+    "Attribution 101",
+    "AI for Sales Ops",
+)
 EVENTS = ("SaaStr", "Dreamforce", "Web Summit", "INBOUND")
 
 
@@ -182,7 +249,9 @@ def _dict_array(indices: np.ndarray, vocab: list[str], mask: np.ndarray | None =
     """A dictionary array; repeated spellings in `vocab` are merged (readers need unique values)."""
     unique, inverse = np.unique(np.array(vocab, dtype=object), return_inverse=True)
     codes = inverse.astype(np.int32)[indices]
-    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), pa.array(unique.tolist(), pa.string()))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, mask=mask), pa.array(unique.tolist(), pa.string())
+    )
 
 
 def _choice(rng: np.random.Generator, shares: list[float], size: int) -> np.ndarray:
@@ -243,7 +312,9 @@ def true_logit_from_counts(attribute_logit: np.ndarray, counts: np.ndarray) -> n
     return logit
 
 
-def generate(n_leads: int, seed: int = 0, progress: Callable[[str], None] | None = None) -> DemoData:
+def generate(
+    n_leads: int, seed: int = 0, progress: Callable[[str], None] | None = None
+) -> DemoData:
     """Generate the demo tables for `n_leads` leads; the same seed gives the same data."""
     if n_leads < 1:
         raise ValueError("the number of leads must be at least 1")
@@ -277,30 +348,56 @@ def generate(n_leads: int, seed: int = 0, progress: Callable[[str], None] | None
     do_not_email = rng.random(n) < 0.08
 
     industry_arr, industry_gone = _messy(
-        rng, industry, [(name,) for name in INDUSTRIES], variant_rate=0.0, missing_rate=0.06,
-        placeholder_rate=0.03, case_rate=0.08,
+        rng,
+        industry,
+        [(name,) for name in INDUSTRIES],
+        variant_rate=0.0,
+        missing_rate=0.06,
+        placeholder_rate=0.03,
+        case_rate=0.08,
     )
     size_arr, size_gone = _messy(
-        rng, size, [(band,) for band in SIZES], variant_rate=0.0, missing_rate=0.10,
+        rng,
+        size,
+        [(band,) for band in SIZES],
+        variant_rate=0.0,
+        missing_rate=0.10,
         placeholder_rate=0.02,
     )
     country_arr, country_gone = _messy(
-        rng, country, [v[2] for v in COUNTRIES.values()], variant_rate=0.25, missing_rate=0.05,
-        placeholder_rate=0.02, case_rate=0.03,
+        rng,
+        country,
+        [v[2] for v in COUNTRIES.values()],
+        variant_rate=0.25,
+        missing_rate=0.05,
+        placeholder_rate=0.02,
+        case_rate=0.03,
     )
     region_names = list(REGION_EFFECT)
     region = np.array([region_names.index(v[0]) for v in COUNTRIES.values()])[country]
     region_arr = _dict_array(region, region_names, country_gone & (rng.random(n) < 0.9))
     seniority_arr, seniority_gone = _messy(
-        rng, seniority, [v[2] for v in SENIORITY.values()], variant_rate=0.15, missing_rate=0.10,
-        placeholder_rate=0.03, case_rate=0.03,
+        rng,
+        seniority,
+        [v[2] for v in SENIORITY.values()],
+        variant_rate=0.15,
+        missing_rate=0.10,
+        placeholder_rate=0.03,
+        case_rate=0.03,
     )
     title_arr, function_gone = _job_titles(rng, seniority, function, seniority_gone)
     source_arr, _ = _messy(
-        rng, source_channel, [CHANNEL_SPELLINGS[c] for c in CHANNELS], variant_rate=0.5,
-        missing_rate=0.0, placeholder_rate=0.0, case_rate=0.03,
+        rng,
+        source_channel,
+        [CHANNEL_SPELLINGS[c] for c in CHANNELS],
+        variant_rate=0.5,
+        missing_rate=0.0,
+        placeholder_rate=0.0,
+        case_rate=0.03,
     )
-    email_type = _dict_array(personal.astype(np.int32), ["Business", "Personal"], rng.random(n) < 0.04)
+    email_type = _dict_array(
+        personal.astype(np.int32), ["Business", "Personal"], rng.random(n) < 0.04
+    )
     dne = _dict_array(do_not_email.astype(np.int32), ["No", "Yes"])
 
     # The observable attribute part of the oracle: unreadable values contribute their "missing" effect.
@@ -309,7 +406,9 @@ def generate(n_leads: int, seed: int = 0, progress: Callable[[str], None] | None
         + np.where(size_gone, MISSING_SIZE_EFFECT, np.array([v[1] for v in SIZES.values()])[size])
         + np.where(country_gone, 0.0, np.array(list(REGION_EFFECT.values()))[region])
         + np.where(
-            seniority_gone, MISSING_SENIORITY_EFFECT, np.array([v[1] for v in SENIORITY.values()])[seniority]
+            seniority_gone,
+            MISSING_SENIORITY_EFFECT,
+            np.array([v[1] for v in SENIORITY.values()])[seniority],
         )
         + np.where(function_gone, 0.0, np.array([v[1] for v in FUNCTIONS.values()])[function])
         + np.where(personal & ~np.asarray(email_type.is_null()), PERSONAL_EMAIL_EFFECT, 0.0)
@@ -319,15 +418,23 @@ def generate(n_leads: int, seed: int = 0, progress: Callable[[str], None] | None
 
     step("touchpoints (first 21 days)")
     # Hidden levels that shape what is observed (not the outcome directly).
-    intent = 0.5 * (np.array([v[1] for v in SENIORITY.values()])[seniority]
-                    + np.array([v[1] for v in SIZES.values()])[size]) + rng.normal(0, 1, n)
+    intent = 0.5 * (
+        np.array([v[1] for v in SENIORITY.values()])[seniority]
+        + np.array([v[1] for v in SIZES.values()])[size]
+    ) + rng.normal(0, 1, n)
     engagement = rng.normal(0, 0.6, n)
 
     first = _first_touch(rng, source_channel, created)
     n_early = rng.poisson(5.2 * np.exp(engagement))
     early = _touches(
-        rng, n_early, created, source_channel, do_not_email,
-        start_days=0.0, span_days=EARLY_DAYS, shape=(1.0, 2.0),
+        rng,
+        n_early,
+        created,
+        source_channel,
+        do_not_email,
+        start_days=0.0,
+        span_days=EARLY_DAYS,
+        shape=(1.0, 2.0),
         high_share=1 / (1 + np.exp(-(-2.2 + 0.8 * intent))),
     )
     counts = np.zeros((n, len(ACTIVITIES)), dtype=np.int32)
@@ -338,8 +445,14 @@ def generate(n_leads: int, seed: int = 0, progress: Callable[[str], None] | None
     step("touchpoints (later)")
     n_late = rng.poisson(3.2 * np.exp(engagement) * (0.5 + 3.0 * p))
     late = _touches(
-        rng, n_late, created, source_channel, do_not_email,
-        start_days=EARLY_DAYS, span_days=LATE_DAYS - EARLY_DAYS, shape=(1.0, 1.6),
+        rng,
+        n_late,
+        created,
+        source_channel,
+        do_not_email,
+        start_days=EARLY_DAYS,
+        span_days=LATE_DAYS - EARLY_DAYS,
+        shape=(1.0, 1.6),
         high_share=1 / (1 + np.exp(-(-2.4 + 5.0 * p))),
     )
 
@@ -439,12 +552,15 @@ def _first_touch(rng: np.random.Generator, source_channel: np.ndarray, created: 
     n = len(created)
     activity = np.full(n, ACTIVITIES.index("form_submit"), dtype=np.int8)
     by_channel = {
-        "content": "download", "webinar": "webinar_attend", "event": "form_submit",
+        "content": "download",
+        "webinar": "webinar_attend",
+        "event": "form_submit",
     }
     for channel, act in by_channel.items():
         activity[source_channel == CHANNELS.index(channel)] = ACTIVITIES.index(act)
-    demo = rng.random(n) < np.where(np.isin(source_channel, [CHANNELS.index("direct"),
-                                                             CHANNELS.index("referral")]), 0.15, 0.03)
+    demo = rng.random(n) < np.where(
+        np.isin(source_channel, [CHANNELS.index("direct"), CHANNELS.index("referral")]), 0.15, 0.03
+    )
     activity[demo] = ACTIVITIES.index("demo_request")
     return {
         "lead": np.arange(n, dtype=np.int32),
@@ -477,8 +593,10 @@ def _touches(
     activity[high] = high_codes[_choice(rng, list(HIGH_SPLIT.values()), int(high.sum()))]
     activity[~high] = low_codes[_choice(rng, list(LOW_SPLIT.values()), int((~high).sum()))]
     # Leads who opted out of email get no email activity: those become visits.
-    emails = np.isin(activity, [ACTIVITIES.index(a) for a in ("email_open", "email_click",
-                                                               "unsubscribe", "email_bounce")])
+    emails = np.isin(
+        activity,
+        [ACTIVITIES.index(a) for a in ("email_open", "email_click", "unsubscribe", "email_bounce")],
+    )
     activity[emails & do_not_email[lead]] = ACTIVITIES.index("visit")
     channel = np.empty(m, dtype=np.int8)
     for code, activity_name in enumerate(ACTIVITIES):
@@ -488,7 +606,9 @@ def _touches(
         shares = ACTIVITY_CHANNELS[activity_name]
         options = list(shares)
         picked = _choice(rng, list(shares.values()), len(where))
-        fixed = np.array([CHANNELS.index(o) if o is not None else -1 for o in options], dtype=np.int8)
+        fixed = np.array(
+            [CHANNELS.index(o) if o is not None else -1 for o in options], dtype=np.int8
+        )
         chosen = fixed[picked]
         from_source = chosen == -1
         chosen[from_source] = source_channel[lead[where[from_source]]]
@@ -496,7 +616,9 @@ def _touches(
     return {"lead": lead, "time": time, "activity": activity, "channel": channel}
 
 
-def _touchpoint_table(rng: np.random.Generator, parts: list[dict], ids: pa.Array, export_s: int) -> pa.Table:
+def _touchpoint_table(
+    rng: np.random.Generator, parts: list[dict], ids: pa.Array, export_s: int
+) -> pa.Table:
     lead = np.concatenate([p["lead"] for p in parts])
     time = np.concatenate([p["time"] for p in parts])
     activity = np.concatenate([p["activity"] for p in parts])
@@ -580,8 +702,12 @@ def _plain(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def write(data: DemoData, out: str | Path, formats: tuple[str, ...] = ("parquet", "csv"),
-          progress: Callable[[str], None] | None = None) -> list[Path]:
+def write(
+    data: DemoData,
+    out: str | Path,
+    formats: tuple[str, ...] = ("parquet", "csv"),
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write leads, touchpoints, outcomes in each format, and oracle.parquet; the paths written."""
     step = progress or (lambda description: None)
     out = Path(out)
@@ -641,16 +767,14 @@ def create_demo_data(
     )
 
 
-
-
-def _text_key(values) -> "np.ndarray":
+def _text_key(values) -> np.ndarray:
     import pandas as pd
 
     series = pd.Series(values, dtype="str")
     return series.str.lower().str.split().str.join(" ").to_numpy(dtype=object, na_value=None)
 
 
-def oracle_from_observables(leads, touchpoints) -> "np.ndarray":
+def oracle_from_observables(leads, touchpoints) -> np.ndarray:
     """Recompute the true win probabilities from the canonical frames `load_lead_data` returns.
 
     This is the proof that the oracle uses only what a model could see: the lead attributes as
@@ -669,8 +793,17 @@ def oracle_from_observables(leads, touchpoints) -> "np.ndarray":
     seniority_of = {sp: v[1] for v in SENIORITY.values() for sp in v[2]}
     function_of: dict[str, float] = {}
     for fn, (_, fn_effect, chief) in FUNCTIONS.items():
-        for title in (chief, f"VP of {fn}", f"VP {fn}", f"Director of {fn}", f"{fn} Director",
-                      f"{fn} Manager", f"Senior {fn} Manager", f"{fn} Specialist", f"{fn} Analyst"):
+        for title in (
+            chief,
+            f"VP of {fn}",
+            f"VP {fn}",
+            f"Director of {fn}",
+            f"{fn} Director",
+            f"{fn} Manager",
+            f"Senior {fn} Manager",
+            f"{fn} Specialist",
+            f"{fn} Analyst",
+        ):
             function_of[title] = fn_effect
     sources = pd.Series(leads["lead_source"]).map(normalise_channel)
     dne = pd.Series(leads["do_not_email"]).fillna(False).to_numpy(dtype=bool)
@@ -687,8 +820,12 @@ def oracle_from_observables(leads, touchpoints) -> "np.ndarray":
     index = pd.Series(np.arange(len(leads)), index=leads["lead_id"].to_numpy())
     lead = index.reindex(touchpoints["lead_id"].to_numpy()).to_numpy()
     created = leads["created_at"].to_numpy()
-    age = touchpoints["occurred_at"].to_numpy() - created[np.nan_to_num(lead, nan=0).astype(np.int64)]
-    early = ~np.isnan(lead) & (age >= np.timedelta64(0, "s")) & (age < np.timedelta64(EARLY_DAYS, "D"))
+    age = (
+        touchpoints["occurred_at"].to_numpy() - created[np.nan_to_num(lead, nan=0).astype(np.int64)]
+    )
+    early = (
+        ~np.isnan(lead) & (age >= np.timedelta64(0, "s")) & (age < np.timedelta64(EARLY_DAYS, "D"))
+    )
     activity = pd.Categorical(touchpoints["activity"], categories=list(ACTIVITIES)).codes
     counts = np.zeros((len(leads), len(ACTIVITIES)), dtype=np.int32)
     _bincount_into(counts, lead[early].astype(np.int64), activity[early].astype(np.int64))

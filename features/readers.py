@@ -26,12 +26,29 @@ DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_BYTES = 1 << 16
 
 BOOLEAN_WORDS: dict[str, bool] = {
-    "true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
-    "t": True, "f": False, "1": True, "0": False, "1.0": True, "0.0": False,
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "y": True,
+    "n": False,
+    "t": True,
+    "f": False,
+    "1": True,
+    "0": False,
+    "1.0": True,
+    "0.0": False,
 }
 OUTCOME_WORDS: dict[str, bool] = {
-    **BOOLEAN_WORDS, "won": True, "lost": False, "closed won": True, "closed lost": False,
-    "win": True, "loss": False, "converted": True, "not converted": False,
+    **BOOLEAN_WORDS,
+    "won": True,
+    "lost": False,
+    "closed won": True,
+    "closed lost": False,
+    "win": True,
+    "loss": False,
+    "converted": True,
+    "not converted": False,
 }
 _OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 _DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
@@ -40,7 +57,9 @@ _MIN_YEAR, _MAX_YEAR = 1900, 2200
 
 
 def _describe_delimiter(delimiter: str) -> str:
-    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
+    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+        delimiter, repr(delimiter)
+    )
 
 
 def _suffix(path: Path) -> str:
@@ -76,8 +95,11 @@ def read_table(
         )
         return None
     if path.is_dir():
-        report.error(f"{table} path is a directory, not a file", file=file,
-                     fix=f"point --{table} at a .csv or .parquet file inside it")
+        report.error(
+            f"{table} path is a directory, not a file",
+            file=file,
+            fix=f"point --{table} at a .csv or .parquet file inside it",
+        )
         return None
     suffix = _suffix(path)
     if suffix in EXCEL_SUFFIXES:
@@ -95,8 +117,11 @@ def read_table(
         )
         return None
     if path.stat().st_size == 0:
-        report.error("file is empty (0 bytes)", file=file,
-                     fix=f"export the {table} again; the file has no header and no rows")
+        report.error(
+            "file is empty (0 bytes)",
+            file=file,
+            fix=f"export the {table} again; the file has no header and no rows",
+        )
         return None
     if suffix in PARQUET_SUFFIXES:
         frame = _read_parquet(path, report)
@@ -120,7 +145,7 @@ def read_table(
 def _read_parquet(path: Path, report: ValidationReport) -> pd.DataFrame | None:
     try:
         return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt or non-Parquet files
+    except Exception as exc:  # noqa: BLE001  pyarrow raises many types for corrupt files
         report.error(
             f"could not read as Parquet: {str(exc).splitlines()[0][:200]}",
             file=str(path),
@@ -137,27 +162,31 @@ def _sample(path: Path) -> bytes:
         if path.name.lower().endswith(".gz"):
             with gzip.open(path, "rb") as fh:
                 return fh.read(SAMPLE_BYTES)
-        with zipfile.ZipFile(path) as zf:
-            with zf.open(zf.namelist()[0]) as fh:
-                return fh.read(SAMPLE_BYTES)
+        with zipfile.ZipFile(path) as zf, zf.open(zf.namelist()[0]) as fh:
+            return fh.read(SAMPLE_BYTES)
     with open(path, "rb") as fh:
         return fh.read(SAMPLE_BYTES)
 
 
-def sniff_encoding(sample: bytes, file: str, report: ValidationReport, encoding: str | None) -> str | None:
+def sniff_encoding(
+    sample: bytes, file: str, report: ValidationReport, encoding: str | None
+) -> str | None:
     """The encoding to read with; None after recording an error."""
     if encoding is not None:
         try:
             codecs.lookup(encoding)
         except LookupError:
-            report.error(f"unknown encoding '{encoding}'", file=file,
-                         fix="use an encoding name such as utf-8, cp1252, latin-1 or utf-16")
+            report.error(
+                f"unknown encoding '{encoding}'",
+                file=file,
+                fix="use an encoding name such as utf-8, cp1252, latin-1 or utf-16",
+            )
             return None
         try:
             codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
         except UnicodeDecodeError as exc:
             report.error(
-                f"the file is not {encoding}: byte {sample[exc.start:exc.start + 1]!r} at position "
+                f"the file is not {encoding}: byte {sample[exc.start : exc.start + 1]!r} at position "
                 f"{exc.start} cannot be decoded",
                 file=file,
                 examples=format_examples([_context(sample, exc.start)]),
@@ -171,12 +200,18 @@ def sniff_encoding(sample: bytes, file: str, report: ValidationReport, encoding:
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if sample.startswith(b"PK\x03\x04"):
-        report.error("this is a zip archive or an Excel workbook, not a CSV text file", file=file,
-                     fix="export the sheet as CSV (File > Save As > 'CSV UTF-8') and pass that file")
+        report.error(
+            "this is a zip archive or an Excel workbook, not a CSV text file",
+            file=file,
+            fix="export the sheet as CSV (File > Save As > 'CSV UTF-8') and pass that file",
+        )
         return None
     if b"\x00" in sample:
-        report.error("the file is binary (it contains NUL bytes), not CSV text", file=file,
-                     fix="export the table as CSV or Parquet; if it is UTF-16, save it as UTF-8")
+        report.error(
+            "the file is binary (it contains NUL bytes), not CSV text",
+            file=file,
+            fix="export the table as CSV or Parquet; if it is UTF-16, save it as UTF-8",
+        )
         return None
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
@@ -201,7 +236,7 @@ def _guess_encoding(sample: bytes) -> str:
 
 
 def _context(sample: bytes, position: int) -> str:
-    return sample[max(0, position - 20):position + 20].decode("latin-1").replace("\n", " ")
+    return sample[max(0, position - 20) : position + 20].decode("latin-1").replace("\n", " ")
 
 
 def _count_fields(lines: list[str], delimiter: str) -> list[int]:
@@ -236,10 +271,15 @@ def _read_csv(
     chosen_encoding = sniff_encoding(sample, file, report, encoding)
     if chosen_encoding is None:
         return None
-    text = codecs.getincrementaldecoder(chosen_encoding)(errors="replace").decode(sample, final=False)
+    text = codecs.getincrementaldecoder(chosen_encoding)(errors="replace").decode(
+        sample, final=False
+    )
     if not text.strip():
-        report.error("file is empty (only blank lines)", file=file,
-                     fix="export the table again; the file has no header and no rows")
+        report.error(
+            "file is empty (only blank lines)",
+            file=file,
+            fix="export the table again; the file has no header and no rows",
+        )
         return None
     sniffed = sniff_delimiter(text)
     if delimiter is not None:
@@ -278,8 +318,11 @@ def _read_csv(
                 fix=f"check accented names look right; set 'encoding: ...' for {file} if not",
             )
             return _read_csv(path, report, delimiter=chosen, encoding="cp1252")
-        report.error(f"the file is not {chosen_encoding}: {exc.reason} at byte {exc.start}", file=file,
-                     fix="set 'encoding:' to the encoding the file was saved in (e.g. cp1252)")
+        report.error(
+            f"the file is not {chosen_encoding}: {exc.reason} at byte {exc.start}",
+            file=file,
+            fix="set 'encoding:' to the encoding the file was saved in (e.g. cp1252)",
+        )
         return None
     except pd.errors.ParserError as exc:
         message = str(exc).strip().splitlines()[-1]
@@ -290,8 +333,9 @@ def _read_csv(
         )
         return None
     except pd.errors.EmptyDataError:
-        report.error("file is empty (no header)", file=file,
-                     fix="export the table again with a header row")
+        report.error(
+            "file is empty (no header)", file=file, fix="export the table again with a header row"
+        )
         return None
     if frame.shape[1] == 1 and delimiter is None:
         only = str(frame.columns[0])
@@ -325,8 +369,10 @@ def placeholder_mask(series: pd.Series, placeholders: set[str]) -> tuple[pd.Seri
 
 
 def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(series) or series.dtype == object or isinstance(
-        series.dtype, pd.CategoricalDtype
+    return (
+        pd.api.types.is_string_dtype(series)
+        or series.dtype == object
+        or isinstance(series.dtype, pd.CategoricalDtype)
     )
 
 
@@ -361,12 +407,14 @@ def infer_type(series: pd.Series) -> str:
     return "categorical"
 
 
-def to_boolean(series: pd.Series, words: dict[str, bool] = BOOLEAN_WORDS) -> tuple[pd.Series, pd.Series]:
+def to_boolean(
+    series: pd.Series, words: dict[str, bool] = BOOLEAN_WORDS
+) -> tuple[pd.Series, pd.Series]:
     """Nullable booleans and a mask of non-missing values that are not boolean words."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype("boolean"), pd.Series(False, index=series.index)
     if pd.api.types.is_numeric_dtype(series):
-        mapped = series.map({1: True, 0: False, 1.0: True, 0.0: False})
+        mapped = series.map({1: True, 0: False})
     else:
         text = series.astype(str).str.strip().str.lower()
         uniques = pd.unique(text[series.notna()])
@@ -394,7 +442,9 @@ def to_text(series: pd.Series) -> pd.Series:
         # Parquet dictionary columns: decoding in Arrow is ten times faster than astype.
         try:
             decoded = pc.cast(pa.array(series), pa.string())
-            return pd.Series(decoded.to_pandas(), index=series.index, name=series.name).astype("str")
+            return pd.Series(decoded.to_pandas(), index=series.index, name=series.name).astype(
+                "str"
+            )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             series = series.astype(object)
     return series.astype("str").where(series.notna(), other=pd.NA).astype("str")
@@ -438,7 +488,11 @@ def _parse_timestamps(
     zone = timezone or "UTC"
     if pd.api.types.is_datetime64_any_dtype(series):
         naive = getattr(series.dt, "tz", None) is None
-        parsed = series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward") if naive else series
+        parsed = (
+            series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+            if naive
+            else series
+        )
         parsed = parsed.dt.tz_convert("UTC")
         bad = pd.Series(False, index=series.index)
         return _ns(parsed), bad, naive

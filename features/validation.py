@@ -8,8 +8,9 @@ whose rows were kept or counted as dropped; notes record what the reader decided
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -121,8 +122,15 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def record_table(self, name: str, file: str, rows_read: int, rows_kept: int, **extra: Any) -> None:
-        self.tables[name] = {"file": file, "rows_read": int(rows_read), "rows_kept": int(rows_kept), **extra}
+    def record_table(
+        self, name: str, file: str, rows_read: int, rows_kept: int, **extra: Any
+    ) -> None:
+        self.tables[name] = {
+            "file": file,
+            "rows_read": int(rows_read),
+            "rows_kept": int(rows_kept),
+            **extra,
+        }
 
     def to_text(self) -> str:
         lines: list[str] = []
@@ -136,9 +144,8 @@ class ValidationReport:
             for finding in self.findings:
                 if finding.level == level:
                     lines.append(finding.to_text())
-        verdict = (
-            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
-            + (": fix the errors above and run again." if self.errors else ": the data can be used.")
+        verdict = f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)" + (
+            ": fix the errors above and run again." if self.errors else ": the data can be used."
         )
         lines.append(verdict)
         return "\n".join(lines)
@@ -266,7 +273,13 @@ def check_duplicate_ids(ids: pd.Series, file: str, column: str, report: Validati
 
 
 def check_unknown_leads(
-    ids: pd.Series, known: pd.Series, file: str, column: str, report: ValidationReport, *, table: str
+    ids: pd.Series,
+    known: pd.Series,
+    file: str,
+    column: str,
+    report: ValidationReport,
+    *,
+    table: str,
 ) -> pd.Series:
     """Rows whose lead is in the leads file. Unknown leads are dropped with a warning, or an error
     when none match (the id columns are mapped wrong)."""
@@ -312,7 +325,9 @@ def check_outcomes_before_created(
     examples = tuple(
         f"{lid}: created {c:%Y-%m-%d %H:%M}, closed {d:%Y-%m-%d %H:%M}"
         for lid, c, d in zip(
-            outcomes["lead_id"][early].head(5), created_at[early].head(5), outcomes["closed_at"][early].head(5)
+            outcomes["lead_id"][early].head(5),
+            created_at[early].head(5),
+            outcomes["closed_at"][early].head(5),
         )
     )
     share = n / len(outcomes)
@@ -375,7 +390,7 @@ def parse_label(
                 column=column,
                 rows=int(present.sum()),
                 examples=format_examples(counts.index[:10]),
-                fix=f"pass --positive with one of the values shown (the one meaning the lead converted)",
+                fix="pass --positive with one of the values shown (the one meaning the lead converted)",
             )
             return None
         if len(counts) > 2:

@@ -102,10 +102,22 @@ def test_timestamped_tables_are_canonical(tmp_path):
     config = DataConfig.model_validate(
         {
             "leads": {"path": leads, "lead_id": "Id", "created_at": "Created Date"},
-            "touchpoints": {"path": tp, "lead_id": "Lead", "occurred_at": "When", "channel": "Source",
-                            "activity": "Type", "campaign": "Campaign Name", "value": "Seconds"},
-            "outcomes": {"path": out, "lead_id": "Lead", "closed_at": "Closed", "won": "Stage",
-                         "amount": "Value"},
+            "touchpoints": {
+                "path": tp,
+                "lead_id": "Lead",
+                "occurred_at": "When",
+                "channel": "Source",
+                "activity": "Type",
+                "campaign": "Campaign Name",
+                "value": "Seconds",
+            },
+            "outcomes": {
+                "path": out,
+                "lead_id": "Lead",
+                "closed_at": "Closed",
+                "won": "Stage",
+                "amount": "Value",
+            },
         }
     )
     data = load_lead_data(config)
@@ -114,10 +126,13 @@ def test_timestamped_tables_are_canonical(tmp_path):
     assert leads_frame["lead_id"].tolist() == ["007", "008"]  # leading zeros kept
     assert str(leads_frame["created_at"].dtype) == "datetime64[ns, UTC]"
     assert leads_frame["created_at"].tolist() == [
-        pd.Timestamp("2024-01-01 08:00", tz="UTC"), pd.Timestamp("2024-01-02 10:30", tz="UTC")
+        pd.Timestamp("2024-01-01 08:00", tz="UTC"),
+        pd.Timestamp("2024-01-02 10:30", tz="UTC"),
     ]
     assert data.attribute_types == {
-        "Employees": "numeric", "Is Customer": "boolean", "Industry": "categorical",
+        "Employees": "numeric",
+        "Is Customer": "boolean",
+        "Industry": "categorical",
         "Signup": "datetime",
     }
     assert leads_frame["Employees"].dtype == "float64" and pd.isna(leads_frame["Employees"][1])
@@ -125,14 +140,24 @@ def test_timestamped_tables_are_canonical(tmp_path):
     assert leads_frame["Industry"].tolist() == ["Software", "retail "]  # the featurizer normalises
     assert str(leads_frame["Signup"].dtype) == "datetime64[ns, UTC]"
     tp = data.touchpoints
-    assert list(tp.columns) == ["lead_id", "occurred_at", "channel", "activity", "campaign", "value"]
+    assert list(tp.columns) == [
+        "lead_id",
+        "occurred_at",
+        "channel",
+        "activity",
+        "campaign",
+        "value",
+    ]
     assert tp["lead_id"].tolist() == ["007", "008"]
     assert tp["occurred_at"].tolist() == [
-        pd.Timestamp("2024-01-03 08:00", tz="UTC"), pd.Timestamp("2024-01-04 08:00", tz="UTC")
+        pd.Timestamp("2024-01-03 08:00", tz="UTC"),
+        pd.Timestamp("2024-01-04 08:00", tz="UTC"),
     ]
     assert tp["channel"].tolist() == ["paid_search", "email"]
     assert tp["activity"].tolist() == ["pricing_page_view", "email_open"]
-    assert data.touchpoints["campaign"][0] == "Brand Q1" and pd.isna(data.touchpoints["campaign"][1])
+    assert data.touchpoints["campaign"][0] == "Brand Q1" and pd.isna(
+        data.touchpoints["campaign"][1]
+    )
     assert data.touchpoints["value"][0] == 35.0 and pd.isna(data.touchpoints["value"][1])
     assert data.outcomes["won"].tolist() == [True, False]
     assert data.outcomes["amount"][0] == 12000.0 and pd.isna(data.outcomes["amount"][1])
@@ -149,7 +174,9 @@ def test_naive_timestamps_are_utc_with_a_warning(tmp_path):
 
 
 def test_timezone_option_reads_local_times(tmp_path):
-    path = write(tmp_path / "leads.csv", "lead_id,created_at\nA,2024-03-01 09:00\nB,2024-07-01 09:00\n")
+    path = write(
+        tmp_path / "leads.csv", "lead_id,created_at\nA,2024-03-01 09:00\nB,2024-07-01 09:00\n"
+    )
     data = load_lead_data(DataConfig(leads=path, timezone="Europe/Berlin"))
     assert data.leads["created_at"].tolist() == [
         pd.Timestamp("2024-03-01 08:00", tz="UTC"),  # CET
@@ -189,7 +216,9 @@ def test_flat_mode_has_a_label_and_no_timestamps(tmp_path):
     assert (data.label.index == data.leads.index).all()
     assert pd.isna(data.leads["Lead Source"][1])  # 'Select' is a placeholder
     assert data.attribute_types == {
-        "Lead Source": "categorical", "TotalVisits": "numeric", "Do Not Email": "boolean"
+        "Lead Source": "categorical",
+        "TotalVisits": "numeric",
+        "Do Not Email": "boolean",
     }
     messages = [w.message for w in data.report.warnings]
     assert "rows without a label were dropped" in messages
@@ -199,7 +228,10 @@ def test_flat_mode_has_a_label_and_no_timestamps(tmp_path):
 def test_type_overrides_and_exclusions(tmp_path):
     path = write(tmp_path / "crm.csv", "id,won,zip,rank,secret\na,yes,01234,1,x\nb,no,99999,2,y\n")
     config = DataConfig(
-        leads=path, label="won", exclude=["secret"], types={"zip": "categorical", "rank": "categorical"}
+        leads=path,
+        label="won",
+        exclude=["secret"],
+        types={"zip": "categorical", "rank": "categorical"},
     ).with_overrides(id="id")
     data = load_lead_data(config)
     assert data.attribute_types == {"zip": "categorical", "rank": "categorical"}
@@ -209,7 +241,9 @@ def test_type_overrides_and_exclusions(tmp_path):
 
 def test_type_override_that_does_not_fit_reports_the_values(tmp_path):
     path = write(tmp_path / "crm.csv", "id,won,size\na,1,10\nb,0,big\n")
-    data = load_lead_data(DataConfig(leads=path, label="won", types={"size": "numeric"}).with_overrides(id="id"))
+    data = load_lead_data(
+        DataConfig(leads=path, label="won", types={"size": "numeric"}).with_overrides(id="id")
+    )
     (warning,) = [w for w in data.report.warnings if w.column == "size"]
     assert warning.message == "values that are not numeric read as missing"
     assert warning.examples == ("'big'",)
@@ -250,7 +284,9 @@ def test_several_outcomes_per_lead_keep_the_first_win(tmp_path):
     data = load_lead_data(DataConfig(leads=leads, outcomes=out))
     got = data.outcomes.set_index("lead_id")
     assert got.loc["A", "won"] and got.loc["A", "closed_at"] == pd.Timestamp("2024-03-01", tz="UTC")
-    assert not got.loc["B", "won"] and got.loc["B", "closed_at"] == pd.Timestamp("2024-05-01", tz="UTC")
+    assert not got.loc["B", "won"] and got.loc["B", "closed_at"] == pd.Timestamp(
+        "2024-05-01", tz="UTC"
+    )
     (warning,) = [w for w in data.report.warnings if "several outcomes" in w.message]
     assert warning.rows == 3
 

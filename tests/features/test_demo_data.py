@@ -61,8 +61,11 @@ def test_files_written_in_both_formats_with_the_same_rows(written):
         + ["oracle.parquet"]
     )
     from_csv = load_lead_data(
-        DataConfig(leads=out / "leads.csv", touchpoints=out / "touchpoints.csv",
-                   outcomes=out / "outcomes.csv")
+        DataConfig(
+            leads=out / "leads.csv",
+            touchpoints=out / "touchpoints.csv",
+            outcomes=out / "outcomes.csv",
+        )
     )
     from_parquet = load_lead_data(DataConfig.from_directory(out))
     for table in ("leads", "touchpoints", "outcomes"):
@@ -73,12 +76,16 @@ def test_files_written_in_both_formats_with_the_same_rows(written):
 
 def test_format_option_writes_only_what_was_asked(tmp_path):
     result = CliRunner().invoke(
-        app, ["demo-data", "--leads", "300", "--out", str(tmp_path), "--seed", "2", "--format", "csv"]
+        app,
+        ["demo-data", "--leads", "300", "--out", str(tmp_path), "--seed", "2", "--format", "csv"],
     )
     assert result.exit_code == 0, result.output
     assert "300 leads" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "leads.csv", "oracle.parquet", "outcomes.csv", "touchpoints.csv"
+        "leads.csv",
+        "oracle.parquet",
+        "outcomes.csv",
+        "touchpoints.csv",
     ]
 
 
@@ -95,12 +102,26 @@ def test_loaded_schema_is_the_contract(loaded):
     assert str(leads["lead_id"].dtype) == "str" and leads["lead_id"].is_unique
     assert str(leads["created_at"].dtype) == "datetime64[ns, UTC]"
     assert set(loaded.attribute_types) == {
-        "industry", "company_size", "country", "region", "job_title", "seniority", "email_type",
-        "lead_source", "do_not_email",
+        "industry",
+        "company_size",
+        "country",
+        "region",
+        "job_title",
+        "seniority",
+        "email_type",
+        "lead_source",
+        "do_not_email",
     }
     assert loaded.attribute_types["do_not_email"] == "boolean"
     assert loaded.attribute_types["industry"] == "categorical"
-    assert list(tp.columns) == ["lead_id", "occurred_at", "channel", "activity", "campaign", "value"]
+    assert list(tp.columns) == [
+        "lead_id",
+        "occurred_at",
+        "channel",
+        "activity",
+        "campaign",
+        "value",
+    ]
     assert str(tp["occurred_at"].dtype) == "datetime64[ns, UTC]"
     assert set(tp["channel"]) <= set(CHANNELS) and set(tp["activity"]) <= set(ACTIVITIES)
     assert len(tp) >= 9 * len(leads)  # 10+ touchpoints per lead before the export cut

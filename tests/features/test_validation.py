@@ -14,7 +14,9 @@ from features.contract import DataConfig, load_lead_data
 from features.validation import DataValidationError, Finding, ValidationReport
 from leadscore.cli import app
 
-LEADS = "lead_id,created_at,industry\nL1,2024-01-01 09:00:00,Software\nL2,2024-01-02 10:00:00,Retail\n"
+LEADS = (
+    "lead_id,created_at,industry\nL1,2024-01-01 09:00:00,Software\nL2,2024-01-02 10:00:00,Retail\n"
+)
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -193,24 +195,29 @@ def test_unparseable_timestamps_are_an_error_when_common(tmp_path):
 
 def test_day_first_dates_get_a_day_first_hint(tmp_path):
     rows = "".join(f"L{d},{d:02d}/03/2024 10:00\n" for d in range(1, 21))
-    error = only_error(DataConfig(leads=write(tmp_path / "leads.csv", "lead_id,created_at\n" + rows)))
+    error = only_error(
+        DataConfig(leads=write(tmp_path / "leads.csv", "lead_id,created_at\n" + rows))
+    )
     assert "cannot be read as dates" in error.message
     assert "dayfirst: true" in error.fix
-    data = load_lead_data(
-        DataConfig(leads=tmp_path / "leads.csv", dayfirst=True)
-    )
+    data = load_lead_data(DataConfig(leads=tmp_path / "leads.csv", dayfirst=True))
     assert data.leads["created_at"].iloc[0] == pd.Timestamp("2024-03-01 10:00", tz="UTC")
     assert data.leads["created_at"].iloc[-1] == pd.Timestamp("2024-03-20 10:00", tz="UTC")
 
 
 def test_a_few_unparseable_timestamps_are_dropped_with_a_warning(tmp_path):
     rows = "".join(f"L{i},2024-01-{i % 28 + 1:02d} 10:00\n" for i in range(40)) + "L99,soon\n"
-    data = load_lead_data(DataConfig(leads=write(tmp_path / "leads.csv", "lead_id,created_at\n" + rows)))
+    data = load_lead_data(
+        DataConfig(leads=write(tmp_path / "leads.csv", "lead_id,created_at\n" + rows))
+    )
     assert len(data.leads) == 40 and "L99" not in set(data.leads["lead_id"])
     (warning,) = [w for w in data.report.warnings if "cannot be read" in w.message]
     assert warning.rows == 1 and warning.examples == ("row 41: 'soon'",)
-    assert data.report.tables["leads"] == {"file": str(tmp_path / "leads.csv"), "rows_read": 41,
-                                           "rows_kept": 40}
+    assert data.report.tables["leads"] == {
+        "file": str(tmp_path / "leads.csv"),
+        "rows_read": 41,
+        "rows_kept": 40,
+    }
 
 
 def test_touchpoints_for_unknown_leads_are_dropped_with_a_warning(tmp_path):
@@ -253,15 +260,21 @@ def test_an_occasional_outcome_before_creation_is_dropped_with_a_warning(tmp_pat
     outcomes = "lead_id,closed_at,won\n" + "".join(f"L{i},2024-03-01,no\n" for i in range(1, 30))
     outcomes += "L0,2023-06-01,yes\n"
     data = load_lead_data(
-        DataConfig(leads=write(tmp_path / "l.csv", leads), outcomes=write(tmp_path / "o.csv", outcomes))
+        DataConfig(
+            leads=write(tmp_path / "l.csv", leads), outcomes=write(tmp_path / "o.csv", outcomes)
+        )
     )
     assert len(data.outcomes) == 29 and not data.outcomes["won"].any()
-    assert any("before their lead was created were dropped" in w.message for w in data.report.warnings)
+    assert any(
+        "before their lead was created were dropped" in w.message for w in data.report.warnings
+    )
 
 
 def test_label_that_is_not_binary(tmp_path):
     text = "id,Stage\nA,Won\nB,Lost\nC,Nurture\nD,Won\n"
-    error = only_error(DataConfig(leads=write(tmp_path / "flat.csv", text), label="Stage").with_overrides(id="id"))
+    error = only_error(
+        DataConfig(leads=write(tmp_path / "flat.csv", text), label="Stage").with_overrides(id="id")
+    )
     assert error.message == "label is not binary: 3 distinct values, 1 not readable as yes/no"
     assert error.examples == ("'Won' (2 rows)", "'Lost' (1 rows)", "'Nurture' (1 rows)")
     assert "--positive" in error.fix
@@ -276,14 +289,18 @@ def test_positive_value_makes_a_label_binary(tmp_path):
 
 def test_positive_value_that_never_occurs(tmp_path):
     text = "id,Stage\nA,Won\nB,Lost\n"
-    config = DataConfig(leads=write(tmp_path / "flat.csv", text), label="Stage", positive="Closed Won")
+    config = DataConfig(
+        leads=write(tmp_path / "flat.csv", text), label="Stage", positive="Closed Won"
+    )
     error = only_error(config.with_overrides(id="id"))
     assert error.message == "no row has the positive label value 'Closed Won'"
     assert error.examples == ("'Won'", "'Lost'")
 
 
 def test_won_column_that_is_not_binary(tmp_path):
-    out = write(tmp_path / "out.csv", "lead_id,closed_at,won\nL1,2024-02-01,maybe\nL2,2024-02-01,yes\n")
+    out = write(
+        tmp_path / "out.csv", "lead_id,closed_at,won\nL1,2024-02-01,maybe\nL2,2024-02-01,yes\n"
+    )
     error = only_error(DataConfig(leads=leads_csv(tmp_path), outcomes=out))
     assert error.message == "won is not binary: 2 distinct values, 1 not readable as yes/no"
     assert error.column == "won"
@@ -319,7 +336,8 @@ def test_several_errors_are_all_reported_at_once(tmp_path):
     text = "lead_id,created_at\nL1,2024-01-01\nL1,someday\n"
     errors = errors_of(DataConfig(leads=write(tmp_path / "leads.csv", text)))
     assert {e.message.split(":")[0] for e in errors} == {
-        "lead ids are not unique", "50% of created_at timestamps cannot be read as dates"
+        "lead ids are not unique",
+        "50% of created_at timestamps cannot be read as dates",
     }
 
 
@@ -365,8 +383,14 @@ def test_channel_map_to_an_unknown_channel():
 
 def test_report_text_and_dict():
     report = ValidationReport()
-    report.error("lead ids are not unique", file="a.csv", column="id", rows=3, examples=["'x'"],
-                 fix="remove them")
+    report.error(
+        "lead ids are not unique",
+        file="a.csv",
+        column="id",
+        rows=3,
+        examples=["'x'"],
+        fix="remove them",
+    )
     report.warning("placeholder values read as missing", file="a.csv", column="city", rows=1)
     text = report.to_text()
     assert "ERROR a.csv, column 'id': lead ids are not unique (3 rows)" in text
