@@ -522,40 +522,26 @@ class DataConfig(BaseModel):
         types: dict[str, str] | None = None,
     ) -> DataConfig:
         """A copy with the CLI options that were given (None means 'not given')."""
-        update: dict[str, Any] = {}
-        lead_update: dict[str, Any] = {}
-        if leads is not None:
-            lead_update["path"] = Path(leads)
-        if id is not None:
-            lead_update["lead_id"] = id
-        if created_at is not None:
-            lead_update["created_at"] = created_at
-        if lead_update:
-            update["leads"] = self.leads.model_copy(update=lead_update)
-        for name, value, kind in (
-            ("touchpoints", touchpoints, TouchpointsSource),
-            ("outcomes", outcomes, OutcomesSource),
-        ):
+        # Only fields that were set explicitly, so optional columns (campaign, value, amount)
+        # keep counting as "not asked for" and may be absent from the file.
+        data = self.model_dump(exclude_unset=True)
+        tables = {
+            "leads": {"path": leads, "lead_id": id, "created_at": created_at},
+            "touchpoints": {"path": touchpoints},
+            "outcomes": {"path": outcomes},
+        }
+        for table, fields in tables.items():
+            given = {k: (Path(v) if k == "path" else v) for k, v in fields.items() if v is not None}
+            if given:
+                data[table] = {**(data.get(table) or {}), **given}
+        for name, value in (("label", label), ("positive", positive), ("timezone", timezone)):
             if value is not None:
-                current = getattr(self, name) or kind()
-                update[name] = current.model_copy(update={"path": Path(value)})
-        if label is not None:
-            update["label"] = label
-        if positive is not None:
-            update["positive"] = str(positive)
-        if timezone is not None:
-            update["timezone"] = timezone
+                data[name] = value
         if exclude:
-            update["exclude"] = [*self.exclude, *exclude]
+            data["exclude"] = [*self.exclude, *exclude]
         if types:
-            update["types"] = {**self.types, **types}
-        return self.model_validate(
-            {**self.model_dump(), **{k: _dump(v) for k, v in update.items()}}
-        )
-
-
-def _dump(value: Any) -> Any:
-    return value.model_dump() if isinstance(value, BaseModel) else value
+            data["types"] = {**self.types, **types}
+        return self.model_validate(data)
 
 
 def _config_report(path: Path, message: str, field: str | None) -> ValidationReport:

@@ -446,3 +446,18 @@ def test_cli_validate_needs_some_input():
     result = CliRunner().invoke(app, ["validate"])
     assert result.exit_code == 2
     assert "pass --leads PATH" in result.output
+
+
+def test_optional_touchpoint_columns_may_be_absent_unless_mapped(tmp_path):
+    tp = write(
+        tmp_path / "tp.csv",
+        "lead_id,occurred_at,channel,activity\nL1,2024-01-05T00:00:00Z,Email,Email Opened\n",
+    )
+    leads = leads_csv(tmp_path)
+    result = CliRunner().invoke(
+        app, ["validate", "--leads", str(leads), "--touchpoints", str(tp), "--id", "lead_id"]
+    )
+    assert result.exit_code == 0, result.output
+    config = DataConfig(leads=leads, touchpoints={"path": tp, "campaign": "Campaign Name"})
+    error = only_error(config)
+    assert error.message == "required campaign column 'Campaign Name' is missing"
