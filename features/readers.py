@@ -298,45 +298,20 @@ def _read_csv(
         chosen = sniffed or ","
         if chosen != ",":
             report.note(f"read as {_describe_delimiter(chosen)}-separated", file=file)
+    options = {
+        "sep": chosen,
+        "encoding": chosen_encoding,
+        "dtype": str,
+        "keep_default_na": False,
+        "na_values": [""],
+    }
     try:
-        frame = pd.read_csv(
-            path,
-            sep=chosen,
-            encoding=chosen_encoding,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=False,
-            engine="c",
-            low_memory=False,
-        )
-    except UnicodeDecodeError as exc:
-        if encoding is None and chosen_encoding == "utf-8":
-            report.warning(
-                f"the file is not UTF-8 past the first {SAMPLE_BYTES // 1024} KB; read as cp1252",
-                file=file,
-                fix=f"check accented names look right; set 'encoding: ...' for {file} if not",
-            )
-            return _read_csv(path, report, delimiter=chosen, encoding="cp1252")
-        report.error(
-            f"the file is not {chosen_encoding}: {exc.reason} at byte {exc.start}",
-            file=file,
-            fix="set 'encoding:' to the encoding the file was saved in (e.g. cp1252)",
-        )
-        return None
-    except pd.errors.ParserError as exc:
-        message = str(exc).strip().splitlines()[-1]
-        report.error(
-            f"the file is not consistent CSV: {message}",
-            file=file,
-            fix=f"check that values containing '{chosen}' are quoted, or set the right 'delimiter:'",
-        )
-        return None
-    except pd.errors.EmptyDataError:
-        report.error(
-            "file is empty (no header)", file=file, fix="export the table again with a header row"
-        )
-        return None
+        # Arrow's reader is about ten times faster on big files ...
+        frame = pd.read_csv(path, engine="pyarrow", **options)
+    except Exception:  # noqa: BLE001  ... and on any problem the C reader gives the messages
+        frame = _read_csv_c(path, report, options, delimiter=delimiter, encoding=encoding)
+        if frame is None:
+            return None
     if frame.shape[1] == 1 and delimiter is None:
         only = str(frame.columns[0])
         for other in DELIMITERS:
@@ -351,6 +326,48 @@ def _read_csv(
                 )
                 return None
     return frame
+
+
+def _read_csv_c(
+    path: Path,
+    report: ValidationReport,
+    options: dict,
+    *,
+    delimiter: str | None,
+    encoding: str | None,
+) -> pd.DataFrame | None:
+    """pandas' C reader, whose errors name the line; None after recording an error."""
+    file = str(path)
+    try:
+        return pd.read_csv(path, engine="c", low_memory=False, **options)
+    except UnicodeDecodeError as exc:
+        if encoding is None and options["encoding"] == "utf-8":
+            report.warning(
+                f"the file is not UTF-8 past the first {SAMPLE_BYTES // 1024} KB; read as cp1252",
+                file=file,
+                fix=f"check accented names look right; set 'encoding: ...' for {file} if not",
+            )
+            return _read_csv(path, report, delimiter=delimiter, encoding="cp1252")
+        report.error(
+            f"the file is not {options['encoding']}: {exc.reason} at byte {exc.start}",
+            file=file,
+            fix="set 'encoding:' to the encoding the file was saved in (e.g. cp1252)",
+        )
+        return None
+    except pd.errors.ParserError as exc:
+        message = str(exc).strip().splitlines()[-1]
+        report.error(
+            f"the file is not consistent CSV: {message}",
+            file=file,
+            fix=f"check that values containing '{options['sep']}' are quoted, "
+            "or set the right 'delimiter:'",
+        )
+        return None
+    except pd.errors.EmptyDataError:
+        report.error(
+            "file is empty (no header)", file=file, fix="export the table again with a header row"
+        )
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
