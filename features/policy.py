@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -152,6 +153,7 @@ _TRUE_TEXT = frozenset({"1", "true", "t", "yes", "y", "on"})
 _KEY_JUNK = re.compile(r"[^a-z0-9]")
 
 
+@lru_cache(maxsize=4096)
 def _key(name: Any) -> str:
     return _KEY_JUNK.sub("", str(name).lower())
 
@@ -166,8 +168,13 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in _TRUE_TEXT
 
 
+@lru_cache(maxsize=4096)
+def _activity_text(value: str) -> str:
+    return _KEY_JUNK.sub("_", value.strip().lower())
+
+
 def _activity(value: Any) -> str:
-    return _KEY_JUNK.sub("_", str(value).strip().lower())
+    return _activity_text(value if isinstance(value, str) else str(value))
 
 
 def lead_facts(

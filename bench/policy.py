@@ -1,0 +1,132 @@
+"""Benchmark of the qualification policy maths on the scoring hot path and in simulation.
+
+    .venv/bin/python bench/policy.py [--leads 1000000] [--repeat 2000]
+
+Prints one table: the operation, its size, median and p99 time per call, and peak memory
+(tracemalloc) of the batch operations, with the command and the machine. Other work on the same
+machine skews the figures: run it on a quiet machine for numbers to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.policy import (  # noqa: E402
+    Policy,
+    apply_policy,
+    choose_threshold,
+    decide,
+    lead_facts,
+    population_stability_index,
+    threshold_table,
+)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")).split()[1])
+        ram = f"{kb / 1024 / 1024:.1f} GB"
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, {ram} RAM, load {load:.1f}, Python {platform.python_version()}"
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+
+
+def peak(fn) -> float:
+    tracemalloc.start()
+    fn()
+    _, top = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return top / 1e6
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--leads", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2000)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    policy = Policy()
+    attributes = {"industry": "Software", "Do Not Email": "no", "company_size": "51-200"}
+    touches = [{"activity": a} for a in ("visit", "email_open", "pricing_page_view", "visit", "demo_request") * 4]
+    facts_one = lead_facts(attributes, touches)
+    scores_1k = rng.integers(0, 101, 1000)
+    facts_1k = {"do_not_contact": rng.random(1000) < 0.05, "demo_request": rng.random(1000) < 0.1}
+    p = rng.beta(1.2, 4.0, args.leads)
+    y = (rng.random(args.leads) < p).astype(float)
+    recent = rng.beta(1.4, 4.0, args.leads)
+    table = threshold_table(p, y, 52)
+
+    rows = []
+    slow = max(args.repeat // 100, 5)
+    cases = [
+        ("lead_facts (1 lead, 3 attributes, 20 touchpoints)", "1", lambda: lead_facts(attributes, touches), args.repeat, False),
+        ("decide (1 lead: grade, decision, rule)", "1", lambda: decide(42.0, facts_one, policy), args.repeat, False),
+        ("apply_policy (1 lead)", "1", lambda: apply_policy([42], [facts_one], policy), args.repeat, False),
+        ("apply_policy (batch, columnar facts)", "1,000", lambda: apply_policy(scores_1k, facts_1k, policy), args.repeat // 10, True),
+        ("threshold_table (holdout)", f"{args.leads:,}", lambda: threshold_table(p, y, 52), slow, True),
+        ("choose_threshold (each of 4 ways)", "101 rows", lambda: [choose_threshold(table, b, v) for b, v in
+         (("value", 5), ("capacity", 2000), ("precision", 0.4), ("recall", 0.8))], args.repeat // 10, False),
+        ("population_stability_index", f"{args.leads:,} vs {args.leads:,}", lambda: population_stability_index(p, recent), slow, True),
+    ]
+    for name, size, fn, repeat, measure_memory in cases:
+        fn()  # warm up
+        median, p99 = timed(fn, repeat)
+        memory = f"{peak(fn):.1f} MB" if measure_memory else "-"
+        rows.append((name, size, fmt_time(median), fmt_time(p99), memory, str(repeat)))
+
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {machine()}")
+    headers = ("operation", "size", "median", "p99", "peak memory", "runs")
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
