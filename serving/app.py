@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics
 from serving.auth import KeyCache, ensure_keys
+from serving.batcher import ScoringBatcher
 from serving.config import Settings, get_settings
 from serving.db import make_engine, upgrade_database
 from serving.errors import (
@@ -41,6 +42,10 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from threadpoolctl import threadpool_limits
+
+        # One request scores a few rows: OpenMP thread pools only add wake-up latency.
+        thread_limits = threadpool_limits(limits=settings.model_threads)
         engine = make_engine(settings.database_url)
         if settings.auto_migrate:
             upgrade_database(settings.database_url)
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         app.state.keys = keys
         app.state.score_log = writer
         app.state.model_store = store
+        app.state.batcher = ScoringBatcher()
         try:
             yield
         finally:
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
             store.stop()
             keys.stop()
             engine.dispose()
+            thread_limits.restore_original_limits()
 
     app = FastAPI(
         title="leadscore",

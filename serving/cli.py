@@ -121,6 +121,8 @@ def serve(
         err_console.print(f"[red]error:[/red] invalid LEADSCORE_* settings:\n{error}")
         raise typer.Exit(2) from None
     workers = workers or settings.workers
+    # OpenMP reads this once at start-up: set it before the workers import the model's libraries.
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
     if workers > 1:
         # Migrate and bootstrap keys once here, not racing in every worker.
         engine = _engine(settings.database_url)

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "each are about 3 MB)."
     )
     max_leads_per_request: int = 1000
+    model_threads: int = Field(
+        1, ge=1, description="BLAS/OpenMP threads per worker for the model (scale with --workers "
+        "instead: small predictions are slower with thread pools)."
+    )
 
     score_log_batch_size: int = Field(500, ge=1, description="Rows per INSERT of the score log.")
     score_log_flush_seconds: float = Field(

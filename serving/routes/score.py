@@ -2,29 +2,27 @@
 
 The hot path avoids pandas and per-request I/O: the key check is a dict read, the policy is an
 attribute read, the score-log rows go to a queue written by a background thread, and the answer is
-rendered with orjson. Small requests are scored on the event loop (a thread hop costs more than
-scoring one lead); large ones in a worker thread so the loop keeps answering other requests.
+rendered with orjson. Concurrent requests are scored together in one model call
+(`serving.batcher`).
 """
 
 from __future__ import annotations
 
 import uuid
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from features.policy import Policy
 from serving import metrics
+from serving.batcher import ScoringError
 from serving.db import utcnow
 from serving.deps import ScorerKey
 from serving.errors import RequestProblem, problem
-from serving.model_store import LoadedModel
 from serving.responses import OrjsonResponse
 from serving.routes.model import model_not_loaded
 from serving.schemas import ScoreRequest, ScoreResponse
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
-INLINE_LEADS = 20
 ERROR_EXAMPLE = {
     "detail": "lead 0 touchpoints[1].channel: unknown channel 'tv' (expected one of organic_search, "
     "paid_search, ...)",
@@ -54,26 +52,6 @@ def _duplicates(leads: list[dict]) -> list[dict]:
         else:
             first[lead_id] = index
     return errors
-
-
-def score_leads(loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
-    """Score validated leads and decide each under `policy` (pure: no I/O)."""
-    scored = loaded.scorer.score_records(leads, policy=policy)
-    model_ref = {"name": loaded.name, "version": loaded.version}
-    return [
-        {
-            "lead_id": lead["lead_id"],
-            "probability": row["probability"],
-            "score": row["score"],
-            "grade": row["grade"],
-            "decision": row["decision"],
-            "reasons_for": row["reasons_for"],
-            "reasons_against": row["reasons_against"],
-            "policy_reasons": [row["hard_rule"]] if row.get("hard_rule") else [],
-            "model": model_ref,
-        }
-        for lead, row in zip(leads, scored, strict=True)
-    ]
 
 
 @router.post(
@@ -113,10 +91,10 @@ async def score(body: ScoreRequest, key: ScorerKey, request: Request) -> OrjsonR
     for lead in leads:
         if lead["as_of"] is None:
             lead["as_of"] = now
-    if len(leads) <= INLINE_LEADS:
-        results = score_leads(loaded, leads, policy)
-    else:
-        results = await run_in_threadpool(score_leads, loaded, leads, policy)
+    try:
+        results = await state.batcher.score(loaded, leads, policy)
+    except ScoringError as error:
+        raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
     state.score_log.submit([

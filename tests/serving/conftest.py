@@ -117,3 +117,107 @@ def sqlite_client_without_model(sqlite_url, no_registry) -> Iterator[TestClient]
 
 
 AppFactory = Callable[..., TestClient]
+
+
+# --------------------------------------------------------------------------------------------
+# A real model: demo data -> `training.train` -> MLflow (SQLite) registry, once per session.
+
+
+class TrainedModel:
+    def __init__(self, root, tracking_uri: str, demo_dir, name: str, versions: list[str]) -> None:
+        self.root = root
+        self.tracking_uri = tracking_uri
+        self.demo_dir = demo_dir
+        self.name = name
+        self.versions = versions
+
+    def client(self):
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client().set_registered_model_alias(self.name, alias, version)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Iterator[TrainedModel]:
+    from features.demo import create_demo_data
+    from training.train import TrainingConfig, resolve_config, train
+
+    root = tmp_path_factory.mktemp("registry")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", tracking)
+    demo = root / "demo"
+    create_demo_data(demo, 600, seed=3, formats=("parquet",))
+    config = resolve_config(
+        None, leads=demo / "leads.parquet", touchpoints=demo / "touchpoints.parquet",
+        outcomes=demo / "outcomes.parquet",
+    )
+    config.training = TrainingConfig(search="none", cv_folds=1, splines=False, max_training_rows=None)
+    with patch.context() as inside:
+        inside.chdir(root)  # MLflow puts artifacts under the working directory
+        result = train(config, seed=1)
+    model = TrainedModel(root, tracking, demo, result.model_name, [result.version])
+    # The same model registered again: a second version to reload to.
+    client = model.client()
+    first = client.get_model_version(model.name, result.version)
+    second = client.create_model_version(model.name, first.source, run_id=first.run_id)
+    model.versions.append(str(second.version))
+    try:
+        yield model
+    finally:
+        patch.undo()
+
+
+def model_settings(trained_model: TrainedModel, database_url: str, **overrides) -> Settings:
+    return make_settings(
+        database_url, trained_model.tracking_uri,
+        model_uri=overrides.pop("model_uri", f"models:/{trained_model.name}/{trained_model.versions[0]}"),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def scoring_app(trained_model, tmp_path_factory):
+    """One app serving version 1 on SQLite, shared by the read-mostly API tests."""
+    from serving.app import create_app
+
+    db = tmp_path_factory.mktemp("scoring-db") / "leadscore.db"
+    app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def demo_records(trained_model: TrainedModel, n: int, as_of: str = "2025-06-01T00:00:00Z") -> list[dict]:
+    """`n` demo leads as API records. Touchpoint spellings are kept as exported except the ones the
+    contract does not know, which files read as `other` and the API refuses: sent as `other`."""
+    import pyarrow.parquet as pq
+
+    from features.contract import lookup_activity, lookup_channel
+
+    leads = pq.read_table(trained_model.demo_dir / "leads.parquet").slice(0, n).to_pylist()
+    touches = pq.read_table(trained_model.demo_dir / "touchpoints.parquet").to_pylist()
+    by_lead: dict[str, list[dict]] = {}
+    for t in touches:
+        by_lead.setdefault(t["lead_id"], []).append(t)
+    records = []
+    for lead in leads:
+        records.append({
+            "lead_id": lead["lead_id"],
+            "created_at": lead["created_at"].isoformat(),
+            "as_of": as_of,
+            "attributes": {k: v for k, v in lead.items() if k not in ("lead_id", "created_at")},
+            "touchpoints": [
+                {"occurred_at": t["occurred_at"].isoformat(),
+                 "channel": t["channel"] if lookup_channel(t["channel"]) else "other",
+                 "activity": t["activity"] if lookup_activity(t["activity"]) else "other",
+                 "campaign": t["campaign"], "value": t["value"]}
+                for t in by_lead.get(lead["lead_id"], [])
+            ],
+        })
+    return records

@@ -1,0 +1,117 @@
+"""POST /v1/score and GET /v1/model with a real model trained on demo data and loaded from MLflow."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from features.policy import Policy
+from serving.db import make_engine, score_log
+from tests.serving.conftest import auth, demo_records
+
+
+def test_score_one_lead(scoring_app, trained_model):
+    record = demo_records(trained_model, 1)[0]
+    response = scoring_app.post("/v1/score", json={"leads": [record]}, headers=auth("scorer"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": "lead-scoring", "version": trained_model.versions[0]}
+    assert body["policy_version"] == 0
+    [lead] = body["results"]
+    assert lead["lead_id"] == record["lead_id"]
+    assert 0 < lead["probability"] < 1
+    assert lead["score"] == round(100 * lead["probability"])
+    policy = Policy()  # the model's default policy: training used the defaults
+    expected_grade = next(g for g in "ABC" if lead["score"] >= getattr(policy.grades, g)) if lead["score"] >= policy.grades.C else "D"
+    assert lead["grade"] == expected_grade
+    if not lead["policy_reasons"]:
+        expected = ("sales" if lead["score"] >= policy.sales_threshold
+                    else "nurture" if lead["score"] >= policy.nurture_threshold else "disqualify")
+        assert lead["decision"] == expected
+    assert lead["model"] == body["model"]
+    assert len(lead["reasons_for"]) <= 3 and len(lead["reasons_against"]) <= 3
+    assert lead["reasons_for"] or lead["reasons_against"]
+    features = set(scoring_app.get("/v1/model", headers=auth("scorer")).json()["features"])
+    for reason in lead["reasons_for"]:
+        assert reason["effect"] > 0 and reason["feature"] in features and reason["text"]
+    for reason in lead["reasons_against"]:
+        assert reason["effect"] < 0 and reason["feature"] in features and reason["text"]
+
+
+def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_model):
+    records = demo_records(trained_model, 5)
+    body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    engine = make_engine(scoring_app.app.state.settings.database_url)
+    query = sa.select(score_log).where(score_log.c.request_id == body["request_id"]).order_by(score_log.c.id)
+    deadline = time.monotonic() + 5
+    while True:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+        if len(rows) == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    engine.dispose()
+    assert [r.lead_id for r in rows] == [r["lead_id"] for r in records]
+    for row, result in zip(rows, body["results"], strict=True):
+        assert row.probability == result["probability"]
+        assert (row.score, row.grade, row.decision) == (result["score"], result["grade"], result["decision"])
+        assert row.model_version == trained_model.versions[0] and row.policy_version == 0
+        assert row.reasons["for"] == result["reasons_for"]
+        assert row.api_key_name == "scorer-key"
+
+
+def test_a_thousand_leads_in_one_request(scoring_app, trained_model):
+    records = demo_records(trained_model, 500)
+    leads = records + [{**r, "lead_id": r["lead_id"] + "-b"} for r in records]
+    response = scoring_app.post("/v1/score", json={"leads": leads}, headers=auth("scorer"))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["lead_id"] for r in results] == [r["lead_id"] for r in leads]
+    # Same lead, same moment: same probability, whatever batch it was scored in.
+    assert [r["probability"] for r in results[:500]] == [r["probability"] for r in results[500:]]
+
+
+def test_concurrent_requests_get_their_own_leads(scoring_app, trained_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    records = demo_records(trained_model, 24)
+    alone = {
+        r["lead_id"]: r["probability"]
+        for r in scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()["results"]
+    }
+
+    def one(record):
+        response = scoring_app.post("/v1/score", json={"leads": [record]}, headers=auth("scorer"))
+        return record["lead_id"], response.json()["results"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, records))
+    for lead_id, result in answers:
+        assert result["lead_id"] == lead_id
+        assert result["probability"] == alone[lead_id]
+
+
+def test_get_model(scoring_app, trained_model):
+    response = scoring_app.get("/v1/model", headers=auth("ops"))
+    assert response.status_code == 200
+    info = response.json()
+    assert (info["name"], info["version"], info["alias"]) == ("lead-scoring", trained_model.versions[0], None)
+    scorer = scoring_app.app.state.model_store.current.scorer
+    assert info["trained_at"] == str(scorer.metadata["trained_at"])
+    assert info["metrics"] == scorer.metadata["metrics"]
+    assert 0 <= info["metrics"]["roc_auc"] <= 1
+    assert info["features"] == list(scorer.feature_names)
+
+
+def test_metrics_after_scoring(scoring_app, trained_model):
+    records = demo_records(trained_model, 3)
+    scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
+    scoring_app.post("/v1/score", json={"leads": []}, headers=auth("scorer"))
+    text = scoring_app.get("/metrics").text
+    assert f'leadscore_model_info{{name="lead-scoring",version="{trained_model.versions[0]}"}} 1.0' in text
+    assert 'leadscore_http_requests_total{method="POST",route="/v1/score",status="200"}' in text
+    assert 'leadscore_http_errors_total{kind="client",route="/v1/score"}' in text
+    assert "leadscore_lead_score_bucket" in text
+    assert "leadscore_decisions_total" in text
+    assert 'leadscore_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score"}' in text
