@@ -937,7 +937,9 @@ def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Serie
 
 
 def _explicit_optional(source: BaseModel, field: str) -> bool:
-    return field in source.model_fields_set and getattr(source, field) is not None
+    """An optional column the user mapped to a name of their own (so it must be in the file)."""
+    value = getattr(source, field)
+    return value is not None and value != type(source).model_fields[field].default
 
 
 def _canonical_touchpoints(

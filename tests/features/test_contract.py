@@ -313,3 +313,15 @@ def test_xeducation_export_loads_in_flat_mode():
     placeholders = {w.column: w.rows for w in data.report.warnings if "placeholder" in w.message}
     assert placeholders["City"] == 2248 and placeholders["Specialization"] == 1942
     assert data.leads["City"].isna().sum() >= 2248
+
+
+def test_a_config_saved_in_full_still_treats_default_columns_as_optional(tmp_path):
+    leads = write(tmp_path / "l.csv", "lead_id,created_at\nA,2024-01-01T00:00:00Z\n")
+    tp = write(
+        tmp_path / "t.csv",
+        "lead_id,occurred_at,channel,activity\nA,2024-01-02T00:00:00Z,SEO,visit\n",
+    )
+    saved = DataConfig(leads=leads, touchpoints=tp).model_dump(mode="json")  # as a model stores it
+    data = load_lead_data(DataConfig.model_validate(saved))
+    assert data.touchpoints["channel"].tolist() == ["organic_search"]
+    assert data.touchpoints["campaign"].isna().all() and data.touchpoints["value"].isna().all()
