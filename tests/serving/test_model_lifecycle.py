@@ -1,0 +1,113 @@
+"""Loading, reloading and retrying the model from a real MLflow registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from tests.serving.conftest import auth, demo_records, model_settings
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_unreachable_registry_means_not_ready_and_a_clear_message(client_without_model):
+    response = client_without_model.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"] == {"ok": True}
+    assert checks["model"]["ok"] is False
+    assert "cannot load models:/lead-scoring@champion from the MLflow registry at http://127.0.0.1:9" in (
+        checks["model"]["error"]
+    )
+    assert client_without_model.get("/healthz").json() == {"status": "ok"}
+    assert 'leadscore_model_load_failures_total{stage="start"}' in client_without_model.get("/metrics").text
+
+
+def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
+    alias = "retry-test"
+    settings = model_settings(
+        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}", model_retry_seconds=0.2
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        error = response.json()["checks"]["model"]["error"]
+        assert error.startswith(f"cannot load models:/lead-scoring@{alias} from the MLflow registry")
+        assert alias in error.split("registry at", 1)[1]
+        trained_model.set_alias(alias, trained_model.versions[0])
+        wait_for(lambda: client.get("/readyz").status_code == 200, 30, "the model was not retried")
+        assert client.get("/readyz").json()["checks"]["model"]["version"] == trained_model.versions[0]
+
+
+def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_model, sqlite_url):
+    alias = "reload-test"
+    trained_model.set_alias(alias, trained_model.versions[0])
+    settings = model_settings(trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}")
+    records = demo_records(trained_model, 3)
+    with TestClient(create_app(settings)) as client:
+        statuses, versions = [], []
+        stop = threading.Event()
+
+        def traffic():
+            while not stop.is_set():
+                response = client.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    versions.append(response.json()["model"]["version"])
+
+        workers = [threading.Thread(target=traffic) for _ in range(3)]
+        for w in workers:
+            w.start()
+        wait_for(lambda: len(statuses) >= 5, 30, "no traffic")
+        trained_model.set_alias(alias, trained_model.versions[1])
+        response = client.post("/v1/admin/reload", headers=auth("admin"))
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "name": "lead-scoring", "version": trained_model.versions[1],
+            "previous_version": trained_model.versions[0], "changed": True,
+        }
+        count = len(statuses)
+        wait_for(lambda: len(statuses) >= count + 5, 30, "no traffic after the reload")
+        stop.set()
+        for w in workers:
+            w.join()
+    assert set(statuses) == {200}
+    assert versions[0] == trained_model.versions[0] and versions[-1] == trained_model.versions[1]
+    # Once the new version answered, the old one never did again.
+    switch = versions.index(trained_model.versions[1])
+    assert set(versions[switch:]) == {trained_model.versions[1]}
+
+
+def test_failed_reload_keeps_the_last_good_model(trained_model, sqlite_url):
+    alias = "failing-reload-test"
+    trained_model.set_alias(alias, trained_model.versions[0])
+    settings = model_settings(trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}")
+    records = demo_records(trained_model, 2)
+    with TestClient(create_app(settings)) as client:
+        trained_model.client().delete_registered_model_alias(trained_model.name, alias)
+        response = client.post("/v1/admin/reload", headers=auth("admin"))
+        assert response.status_code == 502
+        detail = response.json()["detail"]
+        assert detail.startswith(f"reload failed, version {trained_model.versions[0]} keeps serving: cannot load")
+        scored = client.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
+        assert scored.status_code == 200
+        assert scored.json()["model"]["version"] == trained_model.versions[0]
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready"
+        assert "cannot load" in ready["checks"]["model"]["last_reload_error"]
+        assert 'leadscore_model_load_failures_total{stage="reload"}' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("role", ["scorer", "ops"])
+def test_only_admins_reload(sqlite_client_without_model, role):
+    response = sqlite_client_without_model.post("/v1/admin/reload", headers=auth(role))
+    assert response.status_code == 403
