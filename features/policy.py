@@ -16,6 +16,9 @@ Rules look at a small dict of booleans per lead, the *facts* (`FACTS`):
 - ``demo_request``: the lead has a ``demo_request`` touchpoint, or a truthy attribute such as
   ``demo_requested`` (see `DEMO_REQUEST_ATTRIBUTES`).
 
+Touchpoint activities are recognised under the contract's spellings too ('Email Unsubscribe',
+'Request a Demo': `features.contract.lookup_activity`).
+
 `lead_facts(attributes, touchpoints)` builds them for one lead (API), `frame_facts(leads,
 touchpoints)` for a batch (columnar dict of boolean arrays). `apply_policy` accepts either shape.
 
@@ -40,6 +43,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.contract import lookup_activity
 
 DECISIONS = ("sales", "nurture", "disqualify")
 GRADES = ("A", "B", "C", "D")
@@ -170,7 +175,8 @@ def _truthy(value: Any) -> bool:
 
 @lru_cache(maxsize=4096)
 def _activity_text(value: str) -> str:
-    return _KEY_JUNK.sub("_", value.strip().lower())
+    # The contract's synonyms: 'Email Unsubscribe' -> unsubscribe, 'Request a Demo' -> demo_request.
+    return lookup_activity(value) or _KEY_JUNK.sub("_", value.strip().lower())
 
 
 def _activity(value: Any) -> str:
@@ -219,10 +225,11 @@ def frame_facts(leads: pd.DataFrame, touchpoints: pd.DataFrame | None = None) ->
             cut = leads[["lead_id", "as_of"]].drop_duplicates("lead_id")
             tp = tp.assign(occurred_at=touchpoints["occurred_at"]).merge(cut, on="lead_id")
             tp = tp[tp["occurred_at"] <= tp["as_of"]]
-        activity = tp["activity"].astype(str).str.strip().str.lower()
+        codes, uniques = pd.factorize(tp["activity"].astype(str))
+        activity = np.array([_activity(u) for u in uniques], dtype=object)[codes] if len(codes) else np.array([])
         lead_ids = leads["lead_id"].astype(str)
         for fact, name in (("do_not_contact", "unsubscribe"), ("demo_request", "demo_request")):
-            ids = set(tp.loc[activity.to_numpy() == name, "lead_id"].astype(str))
+            ids = set(tp.loc[activity == name, "lead_id"].astype(str))
             if ids:
                 facts[fact] |= lead_ids.isin(ids).to_numpy()
     return facts

@@ -260,6 +260,10 @@ def test_facts_count_length_mismatch_is_a_clear_error():
         ({}, [{"activity": "unsubscribe"}], {"do_not_contact": True, "demo_request": False}),
         ({}, [{"activity": "visit"}, {"activity": "Demo Request"}], {"do_not_contact": False, "demo_request": True}),
         ({"demo_requested": "true"}, [], {"do_not_contact": False, "demo_request": True}),
+        # CRM spellings, through the contract's synonyms
+        ({}, [{"activity": "Email Unsubscribe"}], {"do_not_contact": True, "demo_request": False}),
+        ({}, [{"activity": "Request a Demo"}], {"do_not_contact": False, "demo_request": True}),
+        ({}, [{"activity": "Hard Bounce"}], {"do_not_contact": False, "demo_request": False}),
         ({"opt_out": float("nan")}, [], {"do_not_contact": False, "demo_request": False}),
     ],
 )
@@ -280,7 +284,7 @@ def test_frame_facts_matches_lead_facts_and_respects_as_of():
         {
             "lead_id": ["b", "c", "d"],
             "occurred_at": [t - pd.Timedelta(days=1), t - pd.Timedelta(days=2), t + pd.Timedelta(days=1)],
-            "activity": ["demo_request", "unsubscribe", "demo_request"],
+            "activity": ["Request a Demo", "Email Unsubscribe", "demo_request"],
         }
     )
     facts = frame_facts(leads, touchpoints)

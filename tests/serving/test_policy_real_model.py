@@ -1,0 +1,141 @@
+"""The policy with a real champion (demo data -> training -> MLflow SQLite registry, conftest's
+`trained_model`): default from the model, simulation on its shipped holdout, and a saved change
+steering the decisions of `POST /v1/score` (hard rules included) and the score log."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from features.contract import lookup_activity
+from features.policy import choose_threshold, threshold_table
+from serving.app import create_app
+from serving.db import score_log
+from tests.serving.conftest import auth, demo_records, model_settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def client(trained_model, tmp_path):
+    app = create_app(model_settings(trained_model, f"sqlite:///{tmp_path / 'leadscore.db'}"))
+    with TestClient(app) as client:
+        yield client
+
+
+def scorer(client):
+    return client.app.state.model_store.current.scorer
+
+
+def test_default_policy_and_simulation_come_from_the_champion(client):
+    model = scorer(client)
+    body = client.get("/v1/policy", headers=auth("ops")).json()
+    assert body["version"] == 0
+    assert body["policy"] == model.policy.model_dump(mode="json")
+
+    holdout = model.holdout
+    assert len(holdout) > 0 and set(holdout["label"].unique()) <= {0, 1}
+    weeks = float(model.metadata["holdout_weeks"])
+    table = threshold_table(holdout["probability"], holdout["label"], weeks)
+    # the weekly volume of sending the top half of the holdout
+    median_score = int(np.median(np.rint(100 * holdout["probability"].to_numpy())))
+    capacity = float(table.loc[table["threshold"] == median_score, "leads_per_week"].iloc[0])
+    assert capacity > 0
+    expected = choose_threshold(table, "capacity", capacity)
+    answer = client.post("/v1/policy/simulate", headers=auth("ops"),
+                         json={"by": "capacity", "value": capacity, "include_table": False})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["basis"]["leads"] == len(holdout)
+    assert result["basis"]["wins"] == int(holdout["label"].sum())
+    assert result["chosen"]["threshold"] == int(expected["threshold"])
+    assert result["chosen"]["leads_per_week"] == pytest.approx(capacity, rel=1e-5)
+    assert result["chosen"]["precision"] == pytest.approx(float(expected["precision"]), rel=1e-5)
+
+
+def did(record: dict, activity: str) -> bool:
+    """A touchpoint of this canonical activity up to `as_of` (the contract's names)."""
+    as_of = datetime.fromisoformat(record["as_of"])
+    return any(
+        lookup_activity(t["activity"]) == activity and datetime.fromisoformat(t["occurred_at"]) <= as_of
+        for t in record["touchpoints"]
+    )
+
+
+def unsubscribed(record: dict) -> bool:
+    """The demo's `do_not_email` flag or an unsubscribe touchpoint, checked independently of the
+    policy code."""
+    flag = str(record["attributes"].get("do_not_email")).lower() in ("yes", "true", "1")
+    return flag or did(record, "unsubscribe")
+
+
+def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
+    records = demo_records(trained_model, 40)
+    already = [unsubscribed(r) for r in records]
+    clean = [i for i, gone in enumerate(already) if not gone]
+    demo, dnc = clean[0], clean[1]
+    # one lead asks for a demo; another asks for one too but asked not to be contacted
+    records[demo]["touchpoints"].append({"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct",
+                                         "activity": "demo_request"})
+    records[dnc]["attributes"]["Do Not Email"] = "yes"
+    records[dnc]["touchpoints"].append({"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct",
+                                        "activity": "Request a Demo"})
+    blocked = {i for i, gone in enumerate(already) if gone} | {dnc}
+
+    # send everything to sales: everyone goes, except the leads that asked not to be contacted
+    saved = client.put("/v1/policy", headers=auth("ops"), json={
+        "policy": {"sales_threshold": 0, "nurture_threshold": 0}, "reason": "flood test"}).json()
+    body = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
+    assert body["policy_version"] == saved["version"] == 1
+    results = body["results"]
+    assert [r["decision"] for r in results] == [
+        "disqualify" if i in blocked else "sales" for i in range(len(records))
+    ]
+    assert results[dnc]["policy_reasons"] == [
+        "Hard rule: asked not to be contacted (do-not-contact flag or unsubscribe) -> disqualify "
+        "(the score alone says sales)"
+    ]
+
+    # nothing reaches sales on the score alone: only the demo request does
+    client.put("/v1/policy", headers=auth("ops"), json={
+        "policy": {"sales_threshold": 100, "nurture_threshold": 100}, "reason": "drain test"})
+    body = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
+    assert body["policy_version"] == 2
+    results = body["results"]
+    assert results[demo]["decision"] == "sales"
+    assert results[demo]["policy_reasons"][0].startswith("Hard rule: requested a demo -> sales")
+    assert results[dnc]["decision"] == "disqualify"
+    expected = [
+        "disqualify" if i in blocked else "sales" if did(r, "demo_request") or r is records[demo]
+        else "sales" if results[i]["score"] >= 100 else "disqualify"
+        for i, r in enumerate(records)
+    ]
+    assert [r["decision"] for r in results] == expected
+    assert expected.count("disqualify") > 20  # most leads: the score alone sends nobody
+    # grades follow the bands, whatever the thresholds
+    bands = scorer(client).policy.grades
+    for r in results:
+        s = r["score"]
+        assert r["grade"] == ("A" if s >= bands.A else "B" if s >= bands.B else "C" if s >= bands.C else "D")
+
+    # the score log records which policy version decided
+    engine = client.app.state.engine
+    deadline = time.monotonic() + 5
+    while True:
+        with engine.connect() as connection:
+            versions = dict(connection.execute(
+                sa.select(score_log.c.policy_version, sa.func.count()).group_by(score_log.c.policy_version)
+            ).all())
+        if versions == {1: 40, 2: 40} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert versions == {1: 40, 2: 40}
+
+    # and the page's monitoring sees those recent scores against the holdout
+    monitoring = client.get("/v1/ops/monitoring", headers=auth("ops")).json()
+    assert monitoring["recent_leads"] == 40 and monitoring["psi"] is not None
