@@ -168,7 +168,8 @@ def set_policy(
         help="JSON file with policy fields (as in GET /v1/policy's `policy`); options above override it.",
     ),
     expected_version: int | None = typer.Option(
-        None, help="Refuse if the current version is not this one (someone changed it meanwhile)."
+        None, min=0, max=2**31 - 1,
+        help="Refuse if the current version is not this one (someone changed it meanwhile).",
     ),
     database_url: str | None = DatabaseOption,
     as_json: bool = JsonOption,
@@ -258,7 +259,7 @@ def show_history(
 
 @policy_app.command("rollback")
 def rollback_policy(
-    version: int = typer.Argument(..., min=0, help="Version to restore (0: the model's default)."),
+    version: int = typer.Argument(..., min=0, max=2**31 - 1, help="Version to restore (0: the model's default)."),
     reason: str = typer.Option(..., "--reason", "-m", help="Why: kept in the history."),
     database_url: str | None = DatabaseOption,
     as_json: bool = JsonOption,

@@ -36,6 +36,7 @@ from serving.policy_store import (
 from serving.responses import OrjsonResponse
 
 POLICY_REFRESH_SECONDS = 0.5
+MAX_VERSION = 2**31 - 1  # the column is a 32-bit INTEGER
 
 
 @asynccontextmanager
@@ -88,7 +89,8 @@ class PolicyChange(BaseModel):
     policy: PolicyFields
     reason: str = Field(min_length=1, max_length=2000, description="Why: kept in the history.")
     expected_version: int | None = Field(
-        None, ge=0, description="The version you edited; the change is refused (409) if it is no longer current."
+        None, ge=0, le=MAX_VERSION,
+        description="The version you edited; the change is refused (409) if it is no longer current.",
     )
 
 
@@ -97,9 +99,9 @@ class Rollback(BaseModel):
         "examples": [{"version": 2, "reason": "Back to the February policy: too many leads"}]
     })
 
-    version: int = Field(ge=0, description="The version to restore (0: the model's default policy).")
+    version: int = Field(ge=0, le=MAX_VERSION, description="The version to restore (0: the model's default policy).")
     reason: str = Field(min_length=1, max_length=2000)
-    expected_version: int | None = Field(None, ge=0)
+    expected_version: int | None = Field(None, ge=0, le=MAX_VERSION)
 
 
 class SimulateRequest(BaseModel):

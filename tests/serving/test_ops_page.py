@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 import math
-import shutil
-import socket
-import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
@@ -26,6 +21,7 @@ from tests.serving.policy_support import (
     SCORER_KEY,
     auth,
     hand_model_store,
+    serve_in_thread,
     settings_for,
 )
 
@@ -107,27 +103,11 @@ def test_monitoring_needs_a_key(client):
 # --- the page in a real browser ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(tmp_path):
     app = create_app(settings_for(tmp_path), model_store=hand_model_store())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture
