@@ -1200,7 +1200,7 @@ def _cross_checks(
         if not known.all():
             outcomes = outcomes[known.to_numpy()].reset_index(drop=True)
         if "created_at" in leads and len(outcomes):
-            created = pd.Series(leads["created_at"].to_numpy(), index=ids.to_numpy())
+            created = leads.set_index("lead_id")["created_at"]  # stays datetime64, not objects
             ok = validation.check_outcomes_before_created(outcomes, created, file, report)
             if not ok.all():
                 outcomes = outcomes[ok.to_numpy()].reset_index(drop=True)

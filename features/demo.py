@@ -647,8 +647,9 @@ def _touchpoint_table(
     activity_arr = spelled(activity, ACTIVITIES, ACTIVITY_SPELLINGS)
 
     # Campaigns for the channels that run them, named by quarter.
-    quarter = ((time - START.astype(np.int64)) // (DAY * 91)).clip(0, 11).astype(np.int64)
-    year_q = [f"{2023 + q // 4}-Q{q % 4 + 1}" for q in range(12)]
+    months = time.astype("datetime64[s]").astype("datetime64[M]") - START.astype("datetime64[M]")
+    quarter = (months.astype(np.int64) // 3).clip(0, 7)
+    year_q = [f"{2023 + q // 4}-Q{q % 4 + 1}" for q in range(8)]
     templates = {
         "paid_search": ["Brand Search {q}", "Competitor Keywords {q}", "Generic Search {q}"],
         "paid_social": ["LinkedIn ABM {q}", "Retargeting {q}"],

@@ -317,7 +317,8 @@ def check_outcomes_before_created(
 ) -> pd.Series:
     """Rows of canonical outcomes closed at or after their lead was created. Earlier ones are
     dropped with a warning, or an error when they are common (a wrong column or time zone)."""
-    created_at = outcomes["lead_id"].map(created)
+    position = created.index.get_indexer(outcomes["lead_id"])
+    created_at = pd.Series(created.array.take(position, allow_fill=True), index=outcomes.index)
     early = (outcomes["closed_at"] < created_at).fillna(False).astype(bool)
     n = int(early.sum())
     if n == 0:
