@@ -413,7 +413,8 @@ def infer_type(series: pd.Series) -> str:
         return "boolean"
     numbers = pd.to_numeric(uniques, errors="coerce")
     if numbers.notna().all():
-        return "numeric"
+        # Codes written with leading zeros (postal codes, account numbers) are not quantities.
+        return "categorical" if uniques.str.match(r"^0\d").any() else "numeric"
     sample = uniques.head(1000)
     if sample.str.match(_DATE_LIKE).all():
         with warnings.catch_warnings():

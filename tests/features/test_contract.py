@@ -225,6 +225,13 @@ def test_flat_mode_has_a_label_and_no_timestamps(tmp_path):
     assert "placeholder values read as missing" in messages
 
 
+def test_codes_with_leading_zeros_stay_categorical(tmp_path):
+    path = write(tmp_path / "crm.csv", "id,won,zip,visits\na,1,01234,3\nb,0,99999,10\n")
+    data = load_lead_data(DataConfig(leads=path, label="won").with_overrides(id="id"))
+    assert data.attribute_types == {"zip": "categorical", "visits": "numeric"}
+    assert data.leads["zip"].tolist() == ["01234", "99999"]
+
+
 def test_type_overrides_and_exclusions(tmp_path):
     path = write(tmp_path / "crm.csv", "id,won,zip,rank,secret\na,yes,01234,1,x\nb,no,99999,2,y\n")
     config = DataConfig(
