@@ -139,3 +139,32 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     # and the page's monitoring sees those recent scores against the holdout
     monitoring = client.get("/v1/ops/monitoring", headers=auth("ops")).json()
     assert monitoring["recent_leads"] == 40 and monitoring["psi"] is not None
+
+
+def test_cli_simulates_on_the_champions_holdout_from_mlflow(trained_model, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from serving.model_store import load_from_mlflow
+
+    uri = f"models:/{trained_model.name}/{trained_model.versions[0]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    monkeypatch.setenv("LEADSCORE_MODEL_URI", uri)
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    model = load_from_mlflow(uri, trained_model.tracking_uri).scorer
+    table = threshold_table(model.holdout["probability"], model.holdout["label"],
+                            float(model.metadata["holdout_weeks"]))
+    expected = choose_threshold(table, "recall", 0.8)
+
+    result = CliRunner().invoke(app, ["policy", "simulate", "--by", "recall", "--value", "0.8", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["basis"]["leads"] == len(model.holdout)
+    assert body["chosen"]["threshold"] == int(expected["threshold"])
+    assert body["chosen"]["recall"] == pytest.approx(float(expected["recall"]), rel=1e-5)
+    assert body["chosen"]["recall"] >= 0.8
+    # version 0 is the model's own policy
+    shown = json.loads(CliRunner().invoke(app, ["policy", "show", "--json"]).stdout)
+    assert shown["version"] == 0 and shown["policy"] == model.policy.model_dump(mode="json")
