@@ -325,3 +325,33 @@ def test_win_rate_by_grade():
     assert frame.loc["A"].tolist() == [3, 2, pytest.approx(2 / 3)]
     assert frame.loc["B", "win_rate"] == 1.0
     assert frame.loc["C", "leads"] == 0 and math.isnan(frame.loc["C", "win_rate"])
+
+
+# --- the vectorised table against a plain loop --------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    leads=st.lists(
+        st.tuples(st.floats(0, 1, allow_nan=False), st.integers(0, 1)), min_size=1, max_size=60
+    ),
+    weeks=st.floats(0.5, 20),
+    threshold=st.integers(0, 100),
+)
+def test_table_row_equals_counting_lead_by_lead(leads, weeks, threshold):
+    p = [x for x, _ in leads]
+    y = [w for _, w in leads]
+    r = row(threshold_table(p, y, weeks), threshold)
+    sent = [(pi, yi) for pi, yi in zip(p, y) if round(100 * pi) >= threshold]
+    wins = sum(yi for _, yi in sent)
+    assert r["leads_per_week"] == pytest.approx(len(sent) / weeks)
+    assert r["expected_wins"] == pytest.approx(wins / weeks)
+    if sent:
+        assert r["precision"] == pytest.approx(wins / len(sent))
+    if sum(y):
+        assert r["recall"] == pytest.approx(wins / sum(y))
+        if sent:
+            assert r["lift"] == pytest.approx((wins / len(sent)) / (sum(y) / len(y)))
