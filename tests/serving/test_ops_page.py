@@ -104,10 +104,15 @@ def test_monitoring_needs_a_key(client):
 
 
 @pytest.fixture
-def live_server(tmp_path):
+def live_app(tmp_path):
     app = create_app(settings_for(tmp_path), model_store=hand_model_store())
     with serve_in_thread(app) as url:
-        yield url
+        yield url, app
+
+
+@pytest.fixture
+def live_server(live_app):
+    return live_app[0]
 
 
 @pytest.fixture
@@ -190,9 +195,22 @@ def test_ops_page_in_chromium_draws_simulates_and_saves(live_server, browser):
 
 
 @pytest.mark.browser
-def test_ops_page_with_a_scorer_key_can_look_but_not_save(live_server, browser):
+def test_ops_page_with_a_scorer_key_can_look_but_not_save(live_app, browser):
+    live_server, app = live_app
+    now = datetime.now(UTC)
+    with app.state.engine.begin() as connection:
+        for i, p in enumerate(PROBABILITIES):
+            log_score(connection, f"r{i}", p, "A" if p >= 0.6 else "C", now - timedelta(days=1))
+        connection.execute(outcomes.insert().values(
+            lead_id="r0", won=True, closed_at=now, amount=5000.0, reported_at=now, updated_at=now,
+        ))
     page, outside, errors = open_page(browser, live_server, SCORER_KEY)
     page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    # drift chart (holdout vs recent bars) and win rate by grade are shown to anyone with a key
+    page.wait_for_selector("#psi-chart .barlayer .trace", timeout=10_000)
+    assert page.locator("#psi-chart .barlayer .trace").count() == 2
+    assert "Population stability index 0.000 over 10 leads" in page.text_content("#psi")
+    assert page.locator("#win-rate tr[data-grade='A'] td").all_text_contents() == ["A", "1", "1", "100.0%"]
     page.fill("#sales-threshold", "10")
     page.fill("#reason", "more leads please")
     page.click("#save")
