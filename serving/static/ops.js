@@ -257,11 +257,14 @@ async function loadAll() {
   }
   try {
     showCurrent(await api("GET", "/v1/policy"));
-    await Promise.all([simulate(), loadHistory(), loadMonitoring()]);
-    say("", "");
   } catch (error) {
     say((error.status === 401 ? "This key was refused: " : "Could not load: ") + error.message, "error");
+    return;
   }
+  // Each part loads on its own: no holdout yet (no model) must not hide the history.
+  const parts = await Promise.allSettled([simulate(), loadHistory(), loadMonitoring()]);
+  const failed = parts.filter((p) => p.status === "rejected").map((p) => p.reason.message);
+  say(failed.length ? "Could not load everything: " + failed.join("; ") : "", failed.length ? "error" : "");
 }
 
 function updateValueLabel() {
