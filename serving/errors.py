@@ -112,7 +112,7 @@ def _lead_id(body: Any, list_field: str, index: int) -> Any:
         value = body[list_field][index]["lead_id"]
     except (KeyError, IndexError, TypeError):
         return None
-    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 LEAD_LISTS = ("leads", "outcomes")
