@@ -122,19 +122,32 @@ def test_set_from_a_file(env, tmp_path):
         (("set", "--nurture-threshold", "90", "-m", "x"), "policy: nurture_threshold (90.0) must not be above sales_threshold (50.0)"),
         (("set", "--sales-threshold", "60", "-m", " "), "a policy change needs a reason"),
         (("rollback", "4", "-m", "x"), "there is no policy version 4: no policy was saved yet"),
+        (("simulate", "--threshold", "50", "--holdout", "BADROWS", "--weeks", "2"),
+         "badrows.csv: row 3 (and 1 more) has probability outside 0-1 or a label other than 0/1"),
+        (("set", "--from-file", "BADJSON", "-m", "x"), "it must be a JSON object of policy fields"),
+        (("set", "--from-file", "LISTJSON", "-m", "x"), "must hold a JSON object such as {\"sales_threshold\": 60}"),
     ],
 )
 def test_errors_name_the_problem_and_the_fix(env, holdout_csv, tmp_path, args, message):
     nocolumn = tmp_path / "nocolumn.csv"
     nocolumn.write_text("probability,won\n0.5,1\n")
+    files = {
+        "NOCOLUMN": nocolumn,
+        "BADROWS": tmp_path / "badrows.csv",
+        "BADJSON": tmp_path / "bad.json",
+        "LISTJSON": tmp_path / "list.json",
+    }
+    files["BADROWS"].write_text("probability,label\n0.5,1\n1.5,0\n0.2,2\n")
+    files["BADJSON"].write_text("{sales_threshold: 60")
+    files["LISTJSON"].write_text("[60]")
     replaced = []
     for a in args:
         if a == "HOLDOUT":
             replaced += ["--holdout", str(holdout_csv), "--weeks", "2"]
         elif a == "HOLDOUT_ONLY":
             replaced.append(str(holdout_csv))
-        elif a == "NOCOLUMN":
-            replaced.append(str(nocolumn))
+        elif a in files:
+            replaced.append(str(files[a]))
         else:
             replaced.append(a)
     result = run(*replaced, ok=False)
