@@ -6,6 +6,11 @@ serving/ never imports training/.
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
+import click
 import typer
 
 app = typer.Typer(
@@ -36,6 +41,86 @@ def version() -> None:
     from leadscore import __version__
 
     typer.echo(__version__)
+
+
+@app.command()
+def quickstart(
+    leads: int = typer.Option(20_000, "--leads", help="How many demo leads to generate."),
+    out: Path = typer.Option(Path("demo-data"), "--out", help="Where the demo tables go."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the demo data and of training."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the API at the end."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """The README's main job: demo data -> train and register in MLflow -> keys -> serve."""
+    out = out.resolve()
+    tables = [out / f"{name}.parquet" for name in ("leads", "touchpoints", "outcomes")]
+    _say(f"1/4 demo data: {leads:,} leads in {out}/")
+    if all(path.exists() for path in tables):
+        typer.echo(f"    already there (delete {out} to regenerate)")
+    else:
+        _run(["demo-data", "--leads", str(leads), "--out", str(out), "--seed", str(seed),
+              "--format", "parquet"])
+
+    _say("2/4 train, evaluate and register the model in MLflow")
+    _run(["train", "--leads", str(tables[0]), "--touchpoints", str(tables[1]),
+          "--outcomes", str(tables[2]), "--seed", str(seed)])
+
+    _say("3/4 API keys for trying the service (stored hashed; shown only now)")
+    keys = _demo_keys()
+    for role, key in keys.items():
+        typer.echo(f"    {role:<7} {key}")
+
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    base = f"http://{host}:{port}"
+    _say("4/4 where to look")
+    typer.echo(
+        f"    API docs      {base}/docs\n"
+        f"    ops page      {base}/ops   (paste the ops key)\n"
+        f"    metrics       {base}/metrics\n"
+        f"    MLflow UI     mlflow ui --backend-store-uri {tracking}   (then http://127.0.0.1:5000)\n"
+        f"    score a lead  curl -s {base}/v1/score -H 'X-API-Key: {keys['scorer']}' "
+        "-H 'Content-Type: application/json' \\\n"
+        "                   -d '{\"leads\": [{\"lead_id\": \"L1\", \"attributes\": "
+        "{\"industry\": \"Software\", \"company_size\": \"201-1000\"}, \"touchpoints\": "
+        "[{\"occurred_at\": \"2026-01-05T10:00:00Z\", \"channel\": \"webinar\", "
+        "\"activity\": \"demo_request\"}]}]}'"
+    )
+    if serve:
+        _say(f"serving on {base} (Ctrl-C to stop)")
+        _run(["serve", "--host", host, "--port", str(port)])
+
+
+def _say(message: str) -> None:
+    typer.secho(f"==> {message}", bold=True)
+
+
+def _run(arguments: list[str]) -> None:
+    """Run one of our own sub-commands in-process, stopping quickstart if it fails."""
+    try:
+        app(arguments, standalone_mode=False)
+    except SystemExit as done:  # typer.Exit inside standalone_mode=False surfaces as an exit code
+        if done.code:
+            raise typer.Exit(done.code) from None
+    except click.exceptions.Exit as done:
+        if done.exit_code:
+            raise typer.Exit(done.exit_code) from None
+
+
+def _demo_keys() -> dict[str, str]:
+    from serving.auth import create_key
+    from serving.config import Settings
+    from serving.db import make_engine, upgrade_database
+
+    url = Settings().database_url
+    upgrade_database(url)
+    engine = make_engine(url)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        return {role: create_key(engine, f"quickstart-{role}-{stamp}", role)
+                for role in ("scorer", "ops", "admin")}
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
