@@ -31,9 +31,14 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[1]
+# `python bench/serve.py` puts bench/ first on the path, where bench/features.py would shadow the
+# `features` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
 from features.contract import normalise_activity, normalise_channel
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEY = "ls_bench-scorer-key-0123456789abcdef"
 N_TOUCHPOINTS = 20
@@ -240,7 +245,9 @@ def main() -> None:
     one_ls.write_text("\n".join(leadscore_body([l]).decode() for l in leads[:N_DISTINCT]) + "\n")
     one_ml.write_text("\n".join(mlflow_body([l]).decode() for l in leads[:N_DISTINCT]) + "\n")
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri,
+    # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": args.tracking_uri,
            "LEADSCORE_MODEL_URI": args.model_uri,
            "LEADSCORE_DATABASE_URL": f"sqlite:///{work / 'leadscore.db'}",
            "LEADSCORE_API_KEYS_BOOTSTRAP": f"bench:scorer:{KEY}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from serving.errors import (
     unhandled_exception_handler,
     validation_exception_handler,
 )
-from serving.model_store import ModelStore
+from serving.model_store import ModelStore, load_from_mlflow
 from serving.responses import OrjsonResponse
 from serving.score_log import ScoreLogWriter
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
             settings.mlflow_tracking_uri,
             retry_seconds=settings.model_retry_seconds,
             poll_seconds=settings.model_poll_seconds,
+            loader=partial(load_from_mlflow, compile_model=settings.compile_model),
         )
         if model_store is None or not store.ready:
             store.start()

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "each are about 3 MB)."
     )
     max_leads_per_request: int = 1000
+    compile_model: bool = Field(
+        True, description="Evaluate additive (logistic) models with numpy on the request path, "
+        "after checking they match scikit-learn; other models use scikit-learn."
+    )
     model_threads: int = Field(
         1, ge=1, description="BLAS/OpenMP threads per worker for the model (scale with --workers "
         "instead: small predictions are slower with thread pools)."

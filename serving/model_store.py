@@ -68,7 +68,7 @@ def _find_scorer(python_model: Any) -> Any:
     )
 
 
-def load_from_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
+def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) -> LoadedModel:
     """Resolve `uri` (alias -> version) in the registry and load that exact version."""
     import mlflow
     from mlflow import MlflowClient
@@ -90,6 +90,10 @@ def load_from_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
             "(`leadscore train` then `leadscore promote`)"
         ) from error
     scorer = _find_scorer(pyfunc.unwrap_python_model())
+    if compile_model:
+        from serving.fast_model import accelerate
+
+        accelerate(scorer)
     meta = dict(getattr(scorer, "metadata", None) or {})
     return LoadedModel(
         scorer=scorer,
