@@ -169,14 +169,13 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
 
 
 def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a process and its children (VmHWM), in MB."""
+    """Peak resident memory of a process and its descendants (sum of VmHWM), in MB."""
     total = 0
-    pids = [pid]
-    try:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    pids, seen = [pid], 0
+    while seen < len(pids):  # the whole process tree (mlflow runs bash -> uvicorn -> workers)
+        children = subprocess.run(["pgrep", "-P", str(pids[seen])], capture_output=True, text=True).stdout
         pids += [int(p) for p in children.split()]
-    except OSError:
-        pass
+        seen += 1
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -200,7 +199,7 @@ def run_wrk(url: str, bodies_file: Path, headers: dict, connections: int, durati
         subprocess.run(command, check=True, capture_output=True, env={**os.environ, "WRK_RESULT": str(result)})
         data = json.loads(result.read_text())
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-    data["command"] = " ".join(c if c != KEY else "<key>" for c in command)
+    data["command"] = " ".join(command).replace(KEY, "<key>")
     return data
 
 

@@ -10,6 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from features.contract import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 
 MAX_LEADS = 1000
+_CHANNELS = frozenset(CHANNELS)
+_ACTIVITIES = frozenset(ACTIVITIES)
 Role = Literal["scorer", "ops", "admin"]
 AttributeValue = str | float | bool | None
 
@@ -53,6 +55,8 @@ class Touchpoint(BaseModel):
     @field_validator("channel")
     @classmethod
     def _known_channel(cls, value: str) -> str:
+        if value in _CHANNELS:
+            return value
         canonical = lookup_channel(value)
         if canonical is None:
             raise ValueError(f"unknown channel {value!r}; expected one of {', '.join(CHANNELS)}")
@@ -61,6 +65,8 @@ class Touchpoint(BaseModel):
     @field_validator("activity")
     @classmethod
     def _known_activity(cls, value: str) -> str:
+        if value in _ACTIVITIES:
+            return value
         canonical = lookup_activity(value)
         if canonical is None:
             raise ValueError(f"unknown activity {value!r}; expected one of {', '.join(ACTIVITIES)}")

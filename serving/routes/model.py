@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -52,6 +54,7 @@ async def reload_model(_: AdminKey, request: Request) -> dict:
     except ModelLoadError as error:
         still = f"version {previous.version} keeps serving" if previous else "no model is loaded"
         raise HTTPException(502, f"reload failed, {still}: {error}") from None
+    gc.freeze()  # as at start: keep the new model out of full collections
     return {
         "name": loaded.name,
         "version": loaded.version,
