@@ -37,6 +37,8 @@ from features.scoring import CalibratedModel, LeadScorer
 TRUSTED_TYPES: list[str] = [
     "functools.partial",
     "numpy.dtype",
+    "scipy._lib.array_api_compat.numpy._aliases.asarray",
+    "scipy.interpolate._bsplines.BSpline",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 ]

@@ -114,23 +114,40 @@ class Split:
     holdout_weeks: float | None
 
 
-def split_holdout(examples: Examples, fraction: float, seed: int) -> Split:
-    """Time-based holdout (most recent leads) when timestamped, else stratified random."""
+def split_holdout(examples: Examples, fraction: float, seed: int, settle_days: float | None = None) -> Split:
+    """Time-based holdout (most recent settled leads) when timestamped, else stratified random.
+
+    `settle_days` (largest snapshot age + horizon): leads younger than that at `now` are left out.
+    """
     n = len(examples.labels)
     if examples.timestamped:
-        created = examples.frame.groupby("lead_id", sort=False)["created_at"].first().sort_values(kind="stable")
-        n_holdout = max(1, int(round(fraction * len(created))))
-        recent = set(created.index[-n_holdout:])
-        cutoff = created.iloc[-n_holdout]
-        in_holdout = examples.frame["lead_id"].isin(recent).to_numpy()
-        holdout, train = np.flatnonzero(in_holdout), np.flatnonzero(~in_holdout)
-        span = created.iloc[-1] - cutoff
-        weeks = max(span / pd.Timedelta(days=7), 1 / 7)
+        frame = examples.frame
+        created = frame.groupby("lead_id", sort=False)["created_at"].first().sort_values(kind="stable")
+        # Only leads whose every snapshot is past its horizon have unbiased labels: for newer ones
+        # the still-open leads are censored while the quick wins are kept.
+        settled = created
+        if examples.now is not None and settle_days is not None:
+            settled = created[created <= examples.now - pd.Timedelta(days=settle_days)]
+            if len(settled) < 0.5 * len(created):
+                settled = created  # too little settled data: evaluate on what there is
+        n_holdout = max(1, int(round(fraction * len(settled))))
+        recent = settled.index[-n_holdout:]
+        cutoff, last = settled.iloc[-n_holdout], settled.iloc[-1]
+        in_holdout = frame["lead_id"].isin(set(recent)).to_numpy()
+        in_train = (frame["created_at"] < cutoff).to_numpy() & ~in_holdout
+        holdout, train = np.flatnonzero(in_holdout), np.flatnonzero(in_train)
+        newer = int((frame["created_at"] > last).sum())
+        weeks = max((last - cutoff) / pd.Timedelta(days=7), 1 / 7)
         description = (
             f"time-based: {len(train)} examples of leads created before {cutoff:%Y-%m-%d} train, "
-            f"{len(holdout)} examples of the {n_holdout} most recent leads "
-            f"({cutoff:%Y-%m-%d} to {created.iloc[-1]:%Y-%m-%d}) are held out"
+            f"{len(holdout)} examples of the {n_holdout} most recent settled leads "
+            f"({cutoff:%Y-%m-%d} to {last:%Y-%m-%d}) are held out"
         )
+        if newer:
+            description += (
+                f"; {newer} examples of leads created after {last:%Y-%m-%d} are left out (their "
+                "outcome horizon is not over, so their labels are biased)"
+            )
         kind = "time"
     else:
         train, holdout = train_test_split(

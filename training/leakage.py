@@ -130,7 +130,7 @@ def permutation_importance_by_column(
     labels: Any,
     groups: dict[str, list[int]],
     seed: int = 0,
-    max_rows: int = 20_000,
+    max_rows: int = 10_000,
 ) -> pd.DataFrame:
     """Drop in ROC AUC when all features of a group (one source column) are shuffled together.
 
@@ -159,12 +159,12 @@ def permutation_importance_by_column(
 
 
 def feature_groups(feature_names: list[str], attributes: list[str]) -> dict[str, list[int]]:
-    """Feature indices per source: an attribute column (and its `column__part` features), or a
-    touchpoint feature on its own."""
+    """Feature indices per source: an attribute column (and its `column__part` features), or
+    "touchpoints" for every touchpoint aggregate (they are point-in-time by construction)."""
     groups: dict[str, list[int]] = {}
     attribute_set = set(attributes) | {"created_at"}
     for i, name in enumerate(feature_names):
-        source = name.split("__")[0] if name.split("__")[0] in attribute_set else name
+        source = name.split("__")[0] if name.split("__")[0] in attribute_set else "touchpoints"
         groups.setdefault(source, []).append(i)
     return groups
 

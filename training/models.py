@@ -36,6 +36,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
 
 _EPS = 1e-6
+MAX_SPLINE_COLUMNS = 40  # more numbers than this: plain scaled numbers (spline width explodes)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Candidate:
 
 
 def candidates(search: str = "small", win_rate: float = 0.5, splines: bool = True) -> list[Candidate]:
-    """The search space. `search`: "small" (default), "tiny" (tests, huge data) or "none"."""
+    """The search space. `search`: "small" (default: 2 boosting settings + 1 logistic), "wide"
+    (3 + 1), "tiny" (1 + 1: tests, huge data) or "none" (1 boosting)."""
     hgb = [
         {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
          "max_features": 1.0},
@@ -61,19 +63,19 @@ def candidates(search: str = "small", win_rate: float = 0.5, splines: bool = Tru
         {"learning_rate": 0.03, "max_leaf_nodes": 8, "min_samples_leaf": 30, "l2_regularization": 3.0,
          "max_features": 0.3},
     ]  # fmt: skip
-    logistic = [{"C": 0.1, "splines": splines}, {"C": 1.0, "splines": splines}]
+    logistic = [{"C": 0.3, "splines": splines}]
+    if search == "small":
+        hgb = hgb[1:]
     if search == "tiny":
         hgb, logistic = hgb[1:2], logistic[:1]
     elif search == "none":
         hgb, logistic = hgb[1:2], []
-    elif search != "small":
-        raise ValueError(f"unknown search {search!r}; use small, tiny or none")
+    elif search not in ("small", "wide"):
+        raise ValueError(f"unknown search {search!r}; use small, wide, tiny or none")
     out = [Candidate("gradient_boosting", p) for p in hgb] + [Candidate("logistic", p) for p in logistic]
-    if win_rate < 0.2:
-        out += [Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}),
-                Candidate("logistic", {**logistic[0], "class_weight": "balanced"})
-                if logistic else None]  # fmt: skip
-    return [c for c in out if c is not None]
+    if win_rate < 0.2 and search in ("small", "wide"):
+        out.append(Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}))
+    return out
 
 
 def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: int) -> Any:
@@ -99,7 +101,7 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
             FunctionTransformer(np.arcsinh),  # squashes counts and amounts, keeps the sign
             StandardScaler(),
         ]
-        if splines:
+        if splines and nums.size <= MAX_SPLINE_COLUMNS:
             numeric_steps.append(SplineTransformer(n_knots=5, degree=3, knots="uniform"))
         parts = []
         if cats.size:

@@ -4,8 +4,10 @@ Every new version gets the alias ``challenger``. The gate promotes it to ``champ
 on the SAME recent holdout (the new run's, scored by both models):
 
 - its ROC AUC is at least `AUC_MARGIN` (0.005) higher than the champion's, and
-- its calibration is not worse: expected calibration error at most `ECE_TOLERANCE` (0.005)
-  above the champion's, and log loss not higher than the champion's.
+- its calibration is not worse: log loss (a proper score, which punishes miscalibration) not
+  higher than the champion's, and expected calibration error at most max(`ECE_TOLERANCE`,
+  0.5/sqrt(holdout leads)) above it (ECE measured on a few hundred leads moves by about
+  that much from sampling alone; 0.005 from 10,000 leads up).
 
 The margin keeps a retrain on the same data (equal metrics, or noise-level gains) from churning
 the champion. With no champion yet, the first model is promoted. `leadscore promote VERSION`
@@ -51,11 +53,14 @@ def promotion_gate(
         return GateDecision(True, "no champion yet: the first model becomes champion", challenger)
     gain = challenger["roc_auc"] - champion["roc_auc"]
     ece_gap = challenger["ece"] - champion["ece"]
+    leads = challenger.get("leads") or 0
+    ece_tolerance = max(ece_tolerance, 0.5 / leads**0.5) if leads else ece_tolerance
     loss_gap = challenger["log_loss"] - champion["log_loss"]
     facts = (
         f"ROC AUC {challenger['roc_auc']:.4f} vs {champion['roc_auc']:.4f} ({gain:+.4f}, needs "
         f"+{auc_margin}), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}, log loss "
-        f"{challenger['log_loss']:.4f} vs {champion['log_loss']:.4f}"
+        f"{challenger['log_loss']:.4f} vs {champion['log_loss']:.4f} (ECE may rise by "
+        f"{ece_tolerance:.4f})"
     )
     if gain < auc_margin:
         reason = f"stays challenger: not better than champion v{champion_version} by the margin; {facts}"

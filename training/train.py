@@ -53,13 +53,17 @@ class TrainingConfig(BaseModel):
 
     holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="Share of leads held out (most recent).")
     cv_folds: int = Field(3, ge=1, le=10, description="Cross-validation folds for model selection.")
-    search: str = Field("small", description="Candidate grid: small, tiny or none.")
+    search: str = Field("small", description="Candidate grid: small, wide, tiny or none.")
     splines: bool = Field(True, description="Spline-expand numbers for the logistic regression.")
     max_training_rows: int | None = Field(300_000, ge=1000, description="Cap on training examples.")
     max_holdout_rows: int | None = Field(200_000, ge=1000, description="Cap on held-out examples.")
     now: datetime | None = Field(None, description="Data extraction time; default: latest timestamp.")
     auc_margin: float = Field(AUC_MARGIN, ge=0, description="ROC AUC gain needed to replace the champion.")
     ece_tolerance: float = Field(ECE_TOLERANCE, ge=0, description="Allowed calibration error increase.")
+    threads: int | None = Field(
+        1, ge=1, description="OpenMP threads for gradient boosting; 1 avoids the large slow-down of "
+        "spinning threads on a busy machine, None uses every core."
+    )
 
 
 class TrainingConfigError(ValueError):
@@ -185,10 +189,18 @@ class Fitted:
 
 def fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step = _noop) -> Fitted:
     """Examples, holdout split, featurizer, model search, final fit and calibration."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.training.threads):
+        return _fit_scorer(data, config, seed, step)
+
+
+def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fitted:
     notes: list[str] = []
     step("building training examples")
     examples = build_examples(data, config.features, config.training.now)
-    split = split_holdout(examples, config.training.holdout_fraction, seed)
+    settle = max(config.features.snapshot_ages_days) + config.features.horizon_days
+    split = split_holdout(examples, config.training.holdout_fraction, seed, settle)
     train_rows = subsample(split.train, examples.labels, config.training.max_training_rows, seed)
     holdout_rows = subsample(split.holdout, examples.labels, config.training.max_holdout_rows, seed)
     if len(train_rows) < len(split.train):
@@ -238,9 +250,13 @@ def fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step = _noop)
 
 
 def _champion_metrics(
-    model_name: str, holdout_frame: pd.DataFrame, touchpoints: pd.DataFrame | None, labels: np.ndarray, policy: Policy
+    model_name: str, holdout_frame: pd.DataFrame, data: LeadData, config: RunConfig, labels: np.ndarray
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """(champion version, its metrics on this holdout, or why it could not be scored)."""
+    """(champion version, its metrics on this run's holdout, or why it could not be scored).
+
+    The champion gets the inputs it was trained with: attribute columns this run excludes are
+    read again from the leads file for the held-out leads.
+    """
     from mlflow import MlflowClient
 
     from features.pyfunc_model import load_model_scorer
@@ -250,14 +266,25 @@ def _champion_metrics(
         return None, None, None
     try:
         champion = load_model_scorer(f"models:/{model_name}/{version}")
-        frame = holdout_frame.copy()
-        for column in champion.featurizer.attributes_.columns_:
-            if column["column"] not in frame.columns:
-                frame[column["column"]] = None  # a column the new data excludes: missing
-        probability = champion.predict_proba(frame, touchpoints)
+        if champion.featurizer.uses_touchpoints_ and data.touchpoints is None:
+            return version, None, "the champion uses touchpoints and this run has none (--touchpoints)"
+        needed = [c["column"] for c in champion.featurizer.attributes_.columns_ if c["column"] != "created_at"]
+        absent = [c for c in needed if c not in holdout_frame.columns]
+        frame = holdout_frame
+        if absent:
+            again = config.data.model_copy(
+                update={"exclude": [c for c in config.data.exclude if c not in absent],
+                        "touchpoints": None, "outcomes": None, "label": config.data.label}
+            )  # fmt: skip
+            extra = load_lead_data(again).leads
+            lacking = [c for c in absent if c not in extra.columns]
+            if lacking:
+                return version, None, f"the champion needs column(s) {lacking} that the leads file lacks"
+            frame = holdout_frame.merge(extra[["lead_id", *absent]], on="lead_id", how="left")
+        probability = champion.predict_proba(frame, data.touchpoints)
     except Exception as exc:  # noqa: BLE001 - any failure means the champion cannot be compared
         return version, None, f"{type(exc).__name__}: {exc}"
-    return version, evaluate.classification_metrics(labels, probability, policy), None
+    return version, evaluate.classification_metrics(labels, probability, config.policy), None
 
 
 def _pip_requirements() -> list[str]:
@@ -315,8 +342,16 @@ def train(
 ) -> TrainResult:
     """Train, evaluate, log, register and gate one model. Raises DataValidationError,
     TrainingDataError or TrainingConfigError with a message for the user on bad input."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.training.threads):
+        return _train(config, experiment, model_name, seed, step, data)
+
+
+def _train(
+    config: RunConfig, experiment: str | None, model_name: str, seed: int, step: Step, data: LeadData | None
+) -> TrainResult:
     import mlflow
-    from mlflow.models import infer_signature
 
     started = time.perf_counter()
     if data is None:
@@ -421,7 +456,7 @@ def train(
         artifact_paths = _save_artifacts(scorer, tmp_path / "artifacts")
         example = _input_example(holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_))
         output = _pyfunc_predict(scorer, example)
-        signature = infer_signature(example, output)
+        signature = _signature(example, output)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -438,7 +473,7 @@ def train(
 
         step("comparing with the champion")
         champ_version, champ_metrics, champ_error = _champion_metrics(
-            model_name, holdout_frame, data.touchpoints, y_holdout, config.policy
+            model_name, holdout_frame, data, config, y_holdout
         )
         if champ_error is not None:
             gate = GateDecision(
@@ -476,6 +511,18 @@ def train(
         selected=fitted.selected,
         seconds=time.perf_counter() - started,
     )
+
+
+def _signature(example: pd.DataFrame, output: pd.DataFrame):
+    """Input schema: lead_id required, every other column optional (CRM records are sparse)."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    columns = []
+    for name in example.columns:
+        kind = "double" if example[name].dtype.kind in "fiub" else "string"
+        columns.append(ColSpec(kind, name, required=name == "lead_id"))
+    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
 
 
 def _save_artifacts(scorer: LeadScorer, directory: Path) -> dict[str, str]:

@@ -1,0 +1,57 @@
+"""Evaluation maths against hand-counted numbers."""
+
+import numpy as np
+import pytest
+
+from features.policy import Policy
+from training.evaluate import (
+    calibration_table,
+    classification_metrics,
+    expected_calibration_error,
+    gains_table,
+    grade_table,
+)
+
+
+def test_ece_is_the_weighted_gap_per_bin():
+    # bin 0.1-0.2: p=0.1,0.1 wins 1/2 -> |1 - 0.2| = 0.8 ; bin 0.9-1: p=0.9,0.9 wins 2/2 -> |2 - 1.8| = 0.2
+    labels = [0, 1, 1, 1]
+    probabilities = [0.1, 0.1, 0.9, 0.9]
+    assert expected_calibration_error(labels, probabilities) == pytest.approx((0.8 + 0.2) / 4)
+
+
+def test_perfectly_calibrated_bins_have_zero_ece():
+    labels = [0] * 8 + [1] * 2 + [1] * 7 + [0] * 3
+    probabilities = [0.2] * 10 + [0.7] * 10
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(0.0)
+    table = calibration_table(labels, probabilities)
+    assert table.loc[2, "leads"] == 10 and table.loc[2, "win_rate"] == pytest.approx(0.2)
+
+
+def test_gains_by_decile():
+    p = np.linspace(0.99, 0.0, 100)
+    y = np.zeros(100)
+    y[:10] = 1  # every win in the top decile
+    y[50] = 1
+    gains = gains_table(y, p)
+    assert gains.loc[0, "wins"] == 10
+    assert gains.loc[0, "lift"] == pytest.approx(1.0 / (11 / 100))
+    assert gains.loc[0, "cumulative_gain"] == pytest.approx(10 / 11)
+    assert gains.loc[9, "cumulative_gain"] == pytest.approx(1.0)
+
+
+def test_metrics_at_the_sales_threshold():
+    y = np.array([1, 1, 0, 0, 1, 0])
+    p = np.array([0.9, 0.6, 0.55, 0.2, 0.3, 0.1])
+    m = classification_metrics(y, p, Policy(sales_threshold=50, nurture_threshold=20))
+    assert m["share_to_sales"] == pytest.approx(3 / 6)
+    assert m["precision_at_threshold"] == pytest.approx(2 / 3)
+    assert m["recall_at_threshold"] == pytest.approx(2 / 3)
+    assert m["roc_auc"] == pytest.approx(8 / 9)
+
+
+def test_win_rate_per_grade():
+    table = grade_table([1, 0, 1, 0], [0.7, 0.65, 0.4, 0.05], Policy())
+    a = table.set_index("grade").loc["A"]
+    assert (a["leads"], a["wins"]) == (2, 1)
+    assert table.set_index("grade").loc["D", "leads"] == 1

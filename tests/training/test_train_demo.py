@@ -1,0 +1,127 @@
+"""Training on demo data end to end: MLflow run, registry aliases, the gate both ways,
+reproducibility, and the logged pyfunc scoring raw leads."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.training.conftest import demo_config
+from training.train import train
+
+WEAK = ["industry", "company_size", "country", "region", "seniority", "email_type"]
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dir, tmp_path_factory):
+    """Weak model (no firmographics), strong model, weak model again, in one registry."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        weak = demo_config(demo_dir, exclude=WEAK)
+        strong = demo_config(demo_dir)
+        results = [train(weak, seed=3), train(strong, seed=3), train(weak, seed=3)]
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    mlflow.set_tracking_uri(uri)
+    yield uri, results
+    mlflow.set_tracking_uri(None)
+
+
+def test_gate_promotes_a_better_model_and_keeps_a_worse_one_challenger(trained):
+    uri, (weak, strong, weak_again) = trained
+    assert weak.gate.promote and "no champion yet" in weak.gate.reason
+    assert strong.gate.promote, strong.gate.reason
+    assert strong.metrics["roc_auc"] > weak.metrics["roc_auc"] + 0.005
+    assert not weak_again.gate.promote
+    assert weak_again.gate.champion_version == strong.version
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == strong.version
+    assert str(client.get_model_version_by_alias("lead-scoring", "challenger").version) == weak_again.version
+    run = client.get_run(weak_again.run_id)
+    assert run.data.tags["promotion"] == "challenger"
+    # Same data and seed: the same holdout, so the champion scores what it scored in its own run.
+    assert run.data.metrics["champion_roc_auc"] == pytest.approx(strong.metrics["roc_auc"], abs=1e-9)
+    assert "holdout_roc_auc" in run.data.metrics and "champion_ece" in run.data.metrics
+
+
+def test_same_data_and_seed_give_the_same_metrics(trained):
+    _, (weak, _, weak_again) = trained
+    assert pd.Series(weak.metrics).equals(pd.Series(weak_again.metrics))  # NaN == NaN here
+
+
+def test_run_has_the_evaluation_artifacts(trained):
+    uri, (_, strong, _) = trained
+    client = MlflowClient(uri)
+    names = {a.path for a in client.list_artifacts(strong.run_id)}
+    names |= {a.path for a in client.list_artifacts(strong.run_id, "evaluation")}
+    names |= {a.path for a in client.list_artifacts(strong.run_id, "charts")}
+    names |= {a.path for a in client.list_artifacts(strong.run_id, "data")}
+    for expected in ("charts/roc.png", "charts/pr.png", "charts/calibration.png", "charts/gains.png",
+                     "evaluation/thresholds.csv", "evaluation/gains.csv", "evaluation/grades.csv",
+                     "evaluation/permutation_importance.csv", "data/fingerprints.json",
+                     "data/validation_report.txt", "promotion.json", "leakage.json"):  # fmt: skip
+        assert expected in names, expected
+    thresholds = pd.read_csv(client.download_artifacts(strong.run_id, "evaluation/thresholds.csv"))
+    assert len(thresholds) == 101 and thresholds.loc[0, "share_to_sales"] == pytest.approx(1.0)
+    fingerprints = json.loads(open(client.download_artifacts(strong.run_id, "data/fingerprints.json")).read())
+    assert fingerprints["tables"]["leads"]["rows"] == 3000
+
+
+def test_holdout_is_calibrated_and_time_based(trained):
+    _, (_, strong, _) = trained
+    assert strong.metrics["ece"] < 0.05
+    scorer = mlflow.pyfunc.load_model(strong.model_uri).unwrap_python_model().scorer
+    assert scorer.metadata["holdout"].startswith("time-based")
+    assert scorer.holdout["as_of"].notna().all()
+    assert scorer.metadata["holdout_weeks"] > 1
+
+
+def test_pyfunc_scores_raw_leads_with_json_touchpoints(trained, demo_dir):
+    _, (_, strong, _) = trained
+    model = mlflow.pyfunc.load_model(strong.model_uri)
+    leads = pd.read_parquet(demo_dir / "leads.parquet").head(5)
+    touches = pd.read_parquet(demo_dir / "touchpoints.parquet")
+    as_of = "2024-06-01T00:00:00Z"
+    frame = leads.copy()
+    frame["created_at"] = frame["created_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["as_of"] = as_of
+    texts = []
+    for lead_id in frame["lead_id"]:
+        rows = touches[touches["lead_id"] == lead_id]
+        texts.append(json.dumps([
+            {"occurred_at": t.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "channel": t.channel,
+             "activity": t.activity, "campaign": None, "value": None} for t in rows.itertuples()
+        ]))  # fmt: skip
+    frame["touchpoints"] = texts
+    for column in frame.columns:  # what a JSON client sends: text, not Arrow dictionaries
+        if frame[column].dtype.kind not in "f":
+            frame[column] = [None if pd.isna(v) else str(v) for v in frame[column]]
+    out = model.predict(frame)
+    assert list(out.columns[:5]) == ["probability", "score", "grade", "decision", "lead_id"]
+    assert out["probability"].between(0, 1).all()
+    assert (out["score"] == np.rint(100 * out["probability"])).all()
+
+    scorer = model.unwrap_python_model().scorer
+    records = [
+        {"lead_id": r["lead_id"], "attributes": {k: r[k] for k in leads.columns if k not in ("lead_id", "created_at")},
+         "created_at": r["created_at"], "as_of": as_of, "touchpoints": json.loads(t)}
+        for r, t in zip(frame.to_dict("records"), texts)
+    ]  # fmt: skip
+    fast = scorer.score_records(records)
+    assert [r["probability"] for r in fast] == pytest.approx(out["probability"].tolist(), abs=1e-9)
+    for row in fast:
+        for reason in row["reasons_for"]:
+            assert reason["effect"] > 0 and reason["text"]
+        for reason in row["reasons_against"]:
+            assert reason["effect"] < 0
