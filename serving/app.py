@@ -99,14 +99,12 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     app.add_exception_handler(Exception, unhandled_exception_handler)
     app.add_middleware(metrics.ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
 
-    from serving.routes import health, keys, model, outcomes, score
+    from serving.routes import health, keys, model, ops, outcomes, policy, score
 
     _document_parsed_bodies(app)
-
-    for module in (score, model, outcomes, keys, health):
+    # policy's router lifespan starts app.state.policies (after this app's: it needs the engine).
+    for module in (score, model, outcomes, keys, policy, ops, health):
         app.include_router(module.router)
-    for optional in ("serving.routes.policy", "serving.routes.ops"):
-        _include_if_present(app, optional)
     return app
 
 
@@ -128,18 +126,6 @@ def _document_parsed_bodies(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
-
-
-def _include_if_present(app: FastAPI, module_name: str) -> None:
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        return
-    app.include_router(module.router)
 
 
 def _version() -> str:

@@ -131,6 +131,13 @@ def serve(
         engine.dispose()
         os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
         os.environ["LEADSCORE_API_KEYS_BOOTSTRAP"] = ""
+        if settings.model_poll_seconds == 0:
+            # An admin reload reaches one worker; the others follow the alias by polling.
+            os.environ["LEADSCORE_MODEL_POLL_SECONDS"] = "30"
+            err_console.print(
+                f"{workers} workers: each checks the model alias every 30 s "
+                "(set LEADSCORE_MODEL_POLL_SECONDS to change)"
+            )
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="leadscore-metrics-")
     else:

@@ -111,3 +111,16 @@ def test_failed_reload_keeps_the_last_good_model(trained_model, sqlite_url):
 def test_only_admins_reload(sqlite_client_without_model, role):
     response = sqlite_client_without_model.post("/v1/admin/reload", headers=auth(role))
     assert response.status_code == 403
+
+
+def test_polling_follows_the_alias(trained_model, sqlite_url):
+    alias = "poll-test"
+    trained_model.set_alias(alias, trained_model.versions[0])
+    settings = model_settings(
+        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}", model_poll_seconds=0.2
+    )
+    with TestClient(create_app(settings)) as client:
+        version = lambda: client.get("/v1/model", headers=auth("scorer")).json()["version"]  # noqa: E731
+        assert version() == trained_model.versions[0]
+        trained_model.set_alias(alias, trained_model.versions[1])
+        wait_for(lambda: version() == trained_model.versions[1], 20, "the new champion was not picked up")
