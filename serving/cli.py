@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 
@@ -150,8 +151,12 @@ def serve(
             )
             raise typer.Exit(2) from None
         os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
+    # The service's own messages (model loaded or failed, score-log errors) next to uvicorn's.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["serving"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     uvicorn.run(
         "serving.app:create_app_from_env",
+        log_config=log_config,
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
