@@ -109,6 +109,10 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
         if nums.size:
             parts.append(("numbers", make_pipeline(*numeric_steps), nums))
             parts.append(("missing", MissingIndicator(features="missing-only", error_on_new=False), nums))
+            # "any at all" effects (a demo request, a webinar) next to the "how many" curve
+            parts.append(("nonzero", make_pipeline(
+                SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
+                VarianceThreshold(), FunctionTransformer(np.sign)), nums))  # fmt: skip
         return Pipeline(
             [
                 ("features", ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)),
