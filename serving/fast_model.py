@@ -1,7 +1,7 @@
 """A compiled form of additive models for the request path, checked against scikit-learn at load.
 
 The logistic-regression candidate (one-hot categories; imputed, arcsinh, scaled and
-spline-expanded numbers; missing indicators; LogisticRegression) is additive in the input
+spline-expanded numbers; missing and "any at all" indicators; LogisticRegression) is additive in the input
 features: logit(x) = b + sum_j f_j(x_j). One scikit-learn `predict_proba` call through that
 pipeline costs ~7 ms whatever the number of rows (validation in every step), and the reasons
 re-predict every lead once per differing feature (~70 rows a lead). Here each f_j is evaluated
@@ -27,6 +27,8 @@ from scipy.special import expit
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
+# Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
+ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
 
 class NotCompilable(Exception):
@@ -100,7 +102,7 @@ class AdditiveLogistic:
         steps = [step for _, step in pipeline.steps]
         fill = None
         keep = np.ones(cols.size, dtype=bool)
-        arcsinh = False
+        function = None
         mean, scale = None, None
         splines = None
         for step in steps:
@@ -112,8 +114,11 @@ class AdditiveLogistic:
                 fill = np.asarray(step.statistics_, dtype=float)
             elif isinstance(step, VarianceThreshold) and keep.all():
                 keep = step.get_support()
-            elif isinstance(step, FunctionTransformer) and step.func is np.arcsinh and mean is None:
-                arcsinh = True
+            elif (
+                isinstance(step, FunctionTransformer) and step.func in ELEMENTWISE and not step.kw_args
+                and function is None and mean is None
+            ):
+                function = step.func
             elif isinstance(step, StandardScaler) and splines is None:
                 mean = step.mean_ if step.with_mean else np.zeros(int(keep.sum()))
                 scale = step.scale_ if step.with_std else np.ones(int(keep.sum()))
@@ -141,7 +146,7 @@ class AdditiveLogistic:
                 functions.append((BSpline(spl.t, w, degree, extrapolate=True),
                                   spl.t[degree], spl.t[-degree - 1]))
             weights = None
-        part = ("numbers", (cols[kept], fill[kept], arcsinh, mean, scale, weights, functions))
+        part = ("numbers", (cols[kept], fill[kept], function, mean, scale, weights, functions))
         return width, part
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
@@ -161,11 +166,11 @@ class AdditiveLogistic:
                 cols, weights = data
                 out[:, cols] += np.isnan(X[:, cols]) * weights
             else:
-                cols, fill, arcsinh, mean, scale, weights, functions = data
+                cols, fill, function, mean, scale, weights, functions = data
                 x = X[:, cols]
                 x = np.where(np.isnan(x), fill, x)
-                if arcsinh:
-                    x = np.arcsinh(x)
+                if function is not None:
+                    x = function(x)
                 z = (x - mean) / scale
                 if weights is not None:
                     out[:, cols] += z * weights
@@ -231,9 +236,9 @@ def _probe_rows(compiled: AdditiveLogistic, n: int, seed: int = 0) -> np.ndarray
                 pool = np.concatenate([categories, [np.nan, 1e6 + 0.5]]) if categories.size else np.array([np.nan, 3.0])
                 X[:, col] = pool[rng.integers(0, pool.size, n)]
         elif kind == "numbers":
-            cols, fill, arcsinh, mean, scale, _, _ = data
+            cols, fill, function, mean, scale, _, _ = data
             z = mean + scale * rng.normal(scale=1.5, size=(n, cols.size))
-            X[:, cols] = np.sinh(z) if arcsinh else z
+            X[:, cols] = np.sinh(z) if function is np.arcsinh else z
     X[rng.random(X.shape) < 0.1] = np.nan
     return X
 
