@@ -34,8 +34,10 @@ def trained(demo_dir, tmp_path_factory):
         else:
             os.environ["MLFLOW_TRACKING_URI"] = old
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     yield uri, results
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def test_gate_promotes_a_better_model_and_keeps_a_worse_one_challenger(trained):
@@ -125,3 +127,17 @@ def test_pyfunc_scores_raw_leads_with_json_touchpoints(trained, demo_dir):
             assert reason["effect"] > 0 and reason["text"]
         for reason in row["reasons_against"]:
             assert reason["effect"] < 0
+
+
+def test_fast_linear_path_equals_the_scikit_learn_pipeline(trained, demo_dir):
+    _, (_, strong, _) = trained
+    scorer = mlflow.pyfunc.load_model(strong.model_uri).unwrap_python_model().scorer
+    leads = pd.read_parquet(demo_dir / "leads.parquet")
+    touches = pd.read_parquet(demo_dir / "touchpoints.parquet")
+    X = scorer.features(leads, touches, as_of="2024-03-01T00:00:00Z")
+    X[::7, 0] = 999.0  # a category code never seen in training
+    model = scorer.estimator.model
+    if not hasattr(model, "named_steps"):
+        pytest.skip("the selected model is not the logistic pipeline")
+    assert scorer.estimator._linear is not None
+    np.testing.assert_allclose(scorer.estimator.raw_proba(X), model.predict_proba(X)[:, 1], atol=1e-12)
