@@ -32,9 +32,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python bench/serve.py` puts bench/ first on the path, where bench/features.py would shadow the
-# `features` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 from features.contract import normalise_activity, normalise_channel

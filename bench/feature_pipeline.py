@@ -1,7 +1,7 @@
 """Benchmark of the feature pipeline: a big batch (1M leads, 10M touchpoints) and one lead.
 
-    .venv/bin/python bench/features.py                      # 1M leads, 10M touchpoints
-    .venv/bin/python bench/features.py --leads 100000 --touchpoints 1000000
+    .venv/bin/python bench/feature_pipeline.py                      # 1M leads, 10M touchpoints
+    .venv/bin/python bench/feature_pipeline.py --leads 100000 --touchpoints 1000000
 
 Synthetic canonical frames (as `features.contract` hands them over) are generated here, then
 timed: fit (on a 100k sample), batch `transform` of every lead at one moment, and the API path
