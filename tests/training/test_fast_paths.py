@@ -1,0 +1,41 @@
+"""The numpy fast paths of CalibratedModel give scikit-learn's probabilities exactly."""
+
+import numpy as np
+import pytest
+
+from features.scoring import CalibratedModel
+from training.models import Candidate, build_estimator
+
+
+def _data(seed=0, n=3000):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([
+        rng.integers(0, 6, n).astype(float),  # category codes
+        rng.normal(size=n),
+        rng.poisson(2, n).astype(float),
+        rng.integers(0, 3, n).astype(float),  # another category
+    ])  # fmt: skip
+    X[rng.random(n) < 0.1, 0] = np.nan
+    X[rng.random(n) < 0.1, 1] = np.nan
+    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) + 0.3 * X[:, 2] - 1
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+MASK = np.array([True, False, False, True])
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("gradient_boosting", {"learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 20}),
+    ("logistic", {"C": 1.0, "splines": True}),
+])  # fmt: skip
+def test_fast_path_equals_predict_proba(kind, params):
+    X, y = _data()
+    model = build_estimator(Candidate(kind, params), MASK, seed=0).fit(X, y)
+    fast = CalibratedModel(model, {"method": "none"})
+    assert (fast._trees if kind == "gradient_boosting" else fast._linear) is not None
+    test, _ = _data(seed=1, n=200)
+    test[::9, 0] = 17.0  # a category never seen in training
+    test[::11, 3] = np.nan
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+    np.testing.assert_allclose(fast.raw_proba(test[:1]), model.predict_proba(test[:1])[:, 1], atol=1e-12)
