@@ -376,6 +376,40 @@ class AttributeEncoder:
                 col += 3
         return row
 
+    def transform_records(
+        self, attributes: list[dict[str, Any]], created_at: list[Any] | None = None
+    ) -> np.ndarray:
+        """Rows for many leads at once, column by column; equal to `transform_record` per lead."""
+        n = len(attributes)
+        out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
+        col = 0
+        for spec in self.columns_:
+            column, kind = spec["column"], spec["type"]
+            if column == "created_at":
+                values = list(created_at) if created_at is not None else [None] * n
+            else:
+                values = [a.get(column) for a in attributes]
+            if kind == "categorical":
+                out[:, col] = _map_values(values, self._category_mapper(spec))
+                col += 1
+                if spec.get("title"):
+                    out[:, col] = _map_values(values, _nan_if_none(seniority_of))
+                    out[:, col + 1] = _map_values(values, _nan_if_none(department_of))
+                    col += 2
+            elif kind == "numeric":
+                out[:, col] = _map_values(values, to_number)
+                col += 1
+            elif kind == "boolean":
+                out[:, col] = _map_values(values, to_yes_no)
+                col += 1
+            else:
+                if n:
+                    out[:, col : col + 3] = np.array(
+                        _map_values(values, _moment_parts, as_array=False), dtype=np.float64
+                    )
+                col += 3
+        return out
+
     def _category_mapper(self, spec: dict[str, Any]):
         lookup = spec.get("_lookup")
         if lookup is None:
@@ -410,6 +444,24 @@ def _nan_if_none(function):
         return math.nan if result is None else float(result)
 
     return wrapped
+
+
+_NO_MOMENT = (math.nan, math.nan, math.nan)
+
+
+def _moment_parts(value: Any) -> tuple[float, float, float]:
+    moment = to_utc_datetime(value)
+    return _NO_MOMENT if moment is None else (moment.weekday(), moment.hour, moment.month)
+
+
+def _map_values(values: list[Any], mapper, as_array: bool = True):
+    """`mapper` over a list, each distinct text computed once (texts repeat across leads).
+
+    Only exact `str` values are cached: True, 1 and 1.0 are equal dict keys but not the same input.
+    """
+    table = {v: mapper(v) for v in {v for v in values if v.__class__ is str}}
+    mapped = [table[v] if v.__class__ is str else mapper(v) for v in values]
+    return np.array(mapped, dtype=np.float64) if as_array else mapped
 
 
 def _datetime_parts(series: pd.Series) -> np.ndarray:

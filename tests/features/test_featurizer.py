@@ -137,6 +137,64 @@ def test_batch_and_single_lead_features_are_identical(leads, earlier):
     assert np.array_equal(FEATURIZER.transform_records(records), single, equal_nan=True)
 
 
+def test_many_records_in_one_call_equal_each_lead_alone_and_the_batch_path():
+    # An API request of hundreds of leads takes the vectorised path; every row must be the same
+    # bits as the lead scored alone, whatever the mix of attribute types, spellings and moments.
+    rng = np.random.default_rng(5)
+    draw = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    channels = [*CHANNELS, "Google Ads", "  EMAIL ", "carrier pigeon", None]
+    activities = [*ACTIVITIES, "Demo Request", "pricing page", None]
+    records = []
+    for i in range(300):
+        as_of = BASE + timedelta(microseconds=int(rng.integers(0, 365 * MICROSECONDS_PER_DAY)))
+        touches = [
+            {"occurred_at": as_of - timedelta(microseconds=int(rng.integers(
+                -20 * MICROSECONDS_PER_DAY, 400 * MICROSECONDS_PER_DAY))),
+             "channel": draw(channels), "activity": draw(activities),
+             "campaign": draw(["spring", "Spring", "spring ", "q3", " ", None]),
+             "value": draw([None, 1.5, -3.0, 7])}
+            for _ in range(int(rng.integers(0, 40)))
+        ]  # fmt: skip
+        records.append({
+            "lead_id": f"M{i}",
+            "attributes": {"industry": draw(["Software", " software", "Retail", "Select", None, 7]),
+                           "Job Title": draw(["VP Sales", "CFO", "Head of IT", None]),
+                           "employees": draw([None, 250, 1.5e3, "1,200", "many"]),
+                           "opted_in": draw([True, False, None, "yes", 1, 0, 1.0])},
+            "created_at": draw([None, as_of - timedelta(days=int(rng.integers(0, 300)))]),
+            "as_of": draw([as_of, as_of.isoformat()]),  # API records and ISO text alike
+            "touchpoints": touches,
+        })  # fmt: skip
+    together = FEATURIZER.transform_records(records)
+    alone = np.vstack([FEATURIZER.transform_records([r]) for r in records])
+    np.testing.assert_array_equal(together, alone)
+    assert np.nansum(together[:, list(FEATURIZER.get_feature_names_out()).index("touches_all")]) > 1000
+    frame, touchpoints = frames_from_records(
+        [dict(r, as_of=pd.Timestamp(r["as_of"])) for r in records]
+    )
+    np.testing.assert_array_equal(FEATURIZER.transform(frame, touchpoints), together)
+
+
+def test_many_records_name_the_lead_and_touchpoint_of_a_bad_moment_and_allow_any_year():
+    good = {"lead_id": "G", "attributes": {}, "as_of": BASE, "touchpoints": []}
+    bad = dict(good, lead_id="B", touchpoints=[
+        {"occurred_at": BASE, "channel": "email", "activity": "visit"},
+        {"occurred_at": "yesterday", "channel": "email", "activity": "visit"},
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match=r"lead 'B' touchpoint 1 occurred_at 'yesterday' is not an "
+                       r"ISO 8601 date-time; use e.g. 2024-05-01T09:30:00Z"):  # fmt: skip
+        FEATURIZER.transform_records([good, bad])
+    with pytest.raises(ValueError, match=r"lead 'X' has no 'as_of': give the moment"):
+        FEATURIZER.transform_records([good, dict(good, lead_id="X", as_of=None)])
+    # Year 1 and 9999 are beyond int64 nanoseconds: still scored, equal to the per-lead path.
+    ancient = dict(good, lead_id="A", touchpoints=[
+        {"occurred_at": datetime(1, 1, 1, tzinfo=timezone.utc), "channel": "email",
+         "activity": "visit"}])  # fmt: skip
+    rows = FEATURIZER.transform_records([good, ancient])
+    np.testing.assert_array_equal(rows[1], FEATURIZER.transform_records([ancient])[0])
+    assert rows[1][list(FEATURIZER.get_feature_names_out()).index("touches_all")] == 1
+
+
 @settings(max_examples=40, deadline=None)
 @given(lead_strategy, st.lists(touch_strategy, max_size=10), st.data())
 def test_touchpoints_at_or_after_the_moment_never_change_the_features(lead, extra, data):
