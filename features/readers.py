@@ -138,8 +138,25 @@ def read_table(
             fix=f"export the {table} again with its rows",
         )
         return None
+    frame = _positional_index(frame)
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def _positional_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows numbered 0..n-1, as everything downstream assumes (it aligns columns by index).
+
+    pandas writes a frame's index into Parquet unless told `index=False`: a filtered frame comes
+    back with gaps in its index, a frame indexed by lead_id with lead_id as the index. Named
+    levels that are not columns become columns again; unnamed ones are dropped.
+    """
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    named = [n for n in index.names if n is not None and str(n) not in frame.columns]
+    if named:
+        frame = frame.reset_index(level=named)
+    return frame.reset_index(drop=True)
 
 
 def _read_parquet(path: Path, report: ValidationReport) -> pd.DataFrame | None:
