@@ -222,7 +222,7 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
 
     win_rate = float(y_train.mean())
-    candidate_list = candidates(config.training.search, win_rate, config.training.splines)
+    candidate_list = candidates(config.training.search, win_rate, config.training.splines, len(train_rows))
     n_folds = config.training.cv_folds if len(train_rows) <= LARGE_DATA_ROWS else 1
     if n_folds != config.training.cv_folds:
         notes.append(f"{len(train_rows):,} training examples: one validation split instead of {config.training.cv_folds}-fold CV")
