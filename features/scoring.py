@@ -14,14 +14,15 @@ points (+8.0 means the feature adds 8 points).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
+from features.compiled import AdditiveLogistic, compile_model
 from features.featurizer import LeadFeaturizer
 from features.policy import (
     Policy,
@@ -47,12 +48,16 @@ class CalibratedModel:
     ensemble of cross-validation models, keeps scoring a single estimator call.
     """
 
-    def __init__(self, model: Any, calibration: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: Any, calibration: Mapping[str, Any] | None = None, compile: bool = True
+    ) -> None:
         self.model = model
         self.calibration = dict(calibration or {"method": "none"})
         self._compile()
-        self._linear = _compile_logistic(model)
-        self._trees = _compile_boosting(model)
+        # The numpy form of the model (features.compiled), checked against predict_proba here.
+        compiled = compile_model(model) if compile else None
+        self._linear = compiled if isinstance(compiled, AdditiveLogistic) else None
+        self._trees = None if compiled is None or self._linear is not None else compiled
 
     def _compile(self) -> None:
         method = self.calibration.get("method", "none")
@@ -86,171 +91,6 @@ class CalibratedModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated win probability per row (1-d)."""
         return self.calibrate(self.raw_proba(X))
-
-
-def _compile_logistic(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A numpy re-statement of training.models' logistic pipeline, or None for other models.
-
-    scikit-learn's ColumnTransformer + OneHotEncoder cost ~4 ms per call even for one lead; the
-    model is additive per input column, so categories become weight look-ups and the number
-    steps are applied with their fitted statistics. Tests check it equals `predict_proba`.
-    """
-    steps = getattr(model, "named_steps", None)
-    if not steps or set(steps) != {"features", "model"}:
-        return None
-    columns, logistic = steps["features"], steps["model"]
-    coef, intercept = logistic.coef_[0], float(logistic.intercept_[0])
-    parts: list[Callable[[np.ndarray], np.ndarray]] = []
-    for name, transformer, cols in columns.transformers_:
-        if name == "remainder":
-            continue
-        cols = np.asarray(cols)
-        weights = coef[columns.output_indices_[name]]
-        if name == "categories":
-            tables = []
-            start = 0
-            for categories in transformer.categories_:
-                categories = np.asarray(categories, dtype=float)
-                w = weights[start : start + categories.size]
-                start += categories.size
-                known = ~np.isnan(categories)
-                nan_weight = float(w[~known][0]) if (~known).any() else 0.0
-                tables.append((categories[known], w[known], nan_weight))
-
-            def categorical(X, cols=cols, tables=tables):
-                total = np.zeros(X.shape[0])
-                for j, (cats, w, nan_weight) in zip(cols, tables):
-                    x = X[:, j]
-                    value = np.where(np.isnan(x), nan_weight, 0.0)
-                    if cats.size:  # unknown codes weigh 0, like handle_unknown="ignore"
-                        pos = np.clip(np.searchsorted(cats, x), 0, cats.size - 1)
-                        value = value + np.where(cats[pos] == x, w[pos], 0.0)
-                    total += value
-                return total
-
-            parts.append(categorical)
-        elif name == "numbers":
-            imputer, variance, squash, scaler, *rest = [s for _, s in transformer.steps]
-            fill, keep = imputer.statistics_, variance.get_support()
-            mean, scale = scaler.mean_, scaler.scale_
-            spline = rest[0] if rest else None
-
-            def numbers(X, cols=cols, fill=fill, keep=keep, mean=mean, scale=scale, spline=spline, w=weights):
-                Z = X[:, cols]
-                Z = np.where(np.isnan(Z), fill, Z)[:, keep]
-                Z = (np.arcsinh(Z) - mean) / scale
-                if spline is not None:
-                    Z = spline.transform(Z)
-                return Z @ w
-
-            parts.append(numbers)
-        elif name == "missing":
-            features = cols[transformer.features_]
-            parts.append(lambda X, f=features, w=weights: np.isnan(X[:, f]) @ w)
-        elif name == "nonzero":
-            imputer, variance, _ = [s for _, s in transformer.steps]
-            keep = cols[variance.get_support()]
-            parts.append(lambda X, k=keep, w=weights: np.sign(np.nan_to_num(X[:, k], nan=0.0)) @ w)
-        else:
-            return None
-
-    def predict(X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=float)
-        logit = intercept + sum(part(X) for part in parts)
-        return 1.0 / (1.0 + np.exp(-logit))
-
-    return predict
-
-
-def _compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A numpy walk of a binary HistGradientBoostingClassifier's trees, all trees at once.
-
-    scikit-learn walks each tree in its own call (~10 us each, 4-5 ms for one lead); here every
-    (row, tree) pair advances one level per step. Same rules as scikit-learn's predictor (missing
-    values, categorical bitsets, unknown categories); tests check it equals `predict_proba`.
-    """
-    if type(model).__name__ != "HistGradientBoostingClassifier" or getattr(model, "n_trees_per_iteration_", 0) != 1:
-        return None
-    predictors = [p[0] for p in model._predictors]
-    if not predictors:
-        return None
-    known, f_map = model._bin_mapper.make_known_categories_bitsets()
-    nodes = [p.nodes for p in predictors]
-    sizes = np.array([len(n) for n in nodes])
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    bit_sizes = np.array([len(p.raw_left_cat_bitsets) for p in predictors])
-    bit_offsets = np.concatenate([[0], np.cumsum(bit_sizes)[:-1]])
-    allnodes = np.concatenate(nodes)
-    tree_of = np.repeat(np.arange(len(nodes)), sizes)
-    feature = allnodes["feature_idx"].astype(np.intp)
-    threshold = allnodes["num_threshold"].astype(float)
-    missing_left = allnodes["missing_go_to_left"].astype(bool)
-    left = allnodes["left"].astype(np.intp) + offsets[tree_of]
-    right = allnodes["right"].astype(np.intp) + offsets[tree_of]
-    leaf = allnodes["is_leaf"].astype(bool)
-    value = allnodes["value"].astype(float)
-    categorical = allnodes["is_categorical"].astype(bool)
-    bitset = allnodes["bitset_idx"].astype(np.intp) + bit_offsets[tree_of]
-    raw_bits = np.concatenate([p.raw_left_cat_bitsets for p in predictors]).astype(np.uint64) if bit_sizes.sum() else None
-    known = np.asarray(known, dtype=np.uint64)
-    f_map = np.asarray(f_map, dtype=np.intp)
-    baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
-    depth = int(allnodes["depth"].max()) + 1
-    # With categorical features scikit-learn first ordinal-encodes them (categories seen in fit
-    # -> 0..k-1, anything else -> missing) and puts them before the numbers.
-    preprocessor = getattr(model, "_preprocessor", None)
-    if preprocessor is not None:
-        encoder = preprocessor.named_transformers_["encoder"]
-        cat_cols = np.flatnonzero(model.is_categorical_)
-        num_cols = np.flatnonzero(~np.asarray(model.is_categorical_))
-        seen = [np.asarray(c, dtype=float) for c in encoder.categories_]
-        seen = [c[~np.isnan(c)] for c in seen]
-
-        def prepare(X: np.ndarray) -> np.ndarray:
-            out = np.empty((X.shape[0], cat_cols.size + num_cols.size))
-            for k, (j, cats) in enumerate(zip(cat_cols, seen)):
-                x = X[:, j]
-                if cats.size == 0:
-                    out[:, k] = np.nan
-                    continue
-                pos = np.clip(np.searchsorted(cats, x), 0, cats.size - 1)
-                out[:, k] = np.where(cats[pos] == x, pos, np.nan)
-            out[:, cat_cols.size :] = X[:, num_cols]
-            return out
-    else:
-
-        def prepare(X: np.ndarray) -> np.ndarray:
-            return X
-
-    def in_bitset(bits: np.ndarray, row: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return ((bits[row, v >> 5] >> (v & 31).astype(np.uint64)) & np.uint64(1)).astype(bool)
-
-    def predict(X: np.ndarray) -> np.ndarray:
-        X = prepare(np.asarray(X, dtype=float))
-        node = np.broadcast_to(offsets, (X.shape[0], offsets.size)).copy()
-        for _ in range(depth):
-            active = ~leaf[node]
-            if not active.any():
-                break
-            r, t = np.nonzero(active)
-            nd = node[r, t]
-            x = X[r, feature[nd]]
-            go_left = x <= threshold[nd]
-            cat = categorical[nd]
-            if cat.any() and raw_bits is not None:
-                xc, ndc = x[cat], nd[cat]
-                unusable = np.isnan(xc) | (xc < 0)
-                v = np.where(unusable, 0, xc).astype(np.intp)
-                in_left = in_bitset(raw_bits, bitset[ndc], v)
-                is_known = in_bitset(known, f_map[feature[ndc]], v)
-                go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
-                go_left[cat] = np.where(unusable, missing_left[ndc], go)
-            go_left = np.where(np.isnan(x), missing_left[nd], go_left)
-            node[r, t] = np.where(go_left, left[nd], right[nd])
-        raw = baseline + value[node].sum(axis=1)
-        return 1.0 / (1.0 + np.exp(-raw))
-
-    return predict
 
 
 def _baseline_equal(X: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -311,55 +151,81 @@ class LeadScorer:
         return self.estimator.predict_proba(self.features(frame, touchpoints, as_of))
 
     # explanations ---------------------------------------------------------------------------
-    def _variants(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Rows to predict: each lead, then the lead with one differing feature set to baseline."""
+    def _effects(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, effects): effects[i, j] is how many score points feature j adds to
+        lead i against the typical lead; NaN where the lead has the typical value."""
+        if X.shape[0] == 0:
+            return np.empty(0), np.empty(X.shape)
         differs = ~_baseline_equal(X, self.baseline[None, :])
-        blocks, columns = [], []
-        for i in range(X.shape[0]):
-            cols = np.flatnonzero(differs[i])
-            block = np.repeat(X[i : i + 1], cols.size + 1, axis=0)
-            block[np.arange(1, cols.size + 1), cols] = self.baseline[cols]
-            blocks.append(block)
-            columns.append(cols)
-        return np.vstack(blocks) if blocks else X[:0], columns
+        lead, column = np.nonzero(differs)  # row-major: each lead's columns in order
+        linear = getattr(self.estimator, "_linear", None)
+        if linear is not None:
+            # Additive model: the lead with feature j set to typical is exact without re-predicting.
+            contributions = linear.contributions(X)
+            logit = linear.intercept + contributions.sum(axis=1)
+            calibrate = self.estimator.calibrate
+            probabilities = calibrate(expit(logit))
+            typical = self._typical_contributions(linear)
+            occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
+            occluded = np.round(occluded, 12)  # features with equal weights tie exactly
+        else:
+            # Each lead, then the lead with one differing feature set to typical: one model call.
+            counts = differs.sum(axis=1)
+            start = np.concatenate([[0], np.cumsum(counts + 1)[:-1]]).astype(np.intp)
+            rows = np.repeat(X, counts + 1, axis=0)
+            first = np.repeat(np.cumsum(counts) - counts, counts)  # index of each lead's first pair
+            position = start[lead] + 1 + (np.arange(lead.size) - first)
+            rows[position, column] = self.baseline[column]
+            predicted = self.estimator.predict_proba(rows) if len(rows) else np.empty(0)
+            probabilities = predicted[start]
+            occluded = predicted[position]
+        effects = np.full(X.shape, np.nan)
+        effects[lead, column] = 100.0 * (probabilities[lead] - occluded)
+        return probabilities, effects
 
-    def _reasons(self, x: np.ndarray, p: float, occluded: np.ndarray, cols: np.ndarray, n: int):
-        effects = 100.0 * (p - occluded)
-        order = np.argsort(-effects, kind="stable")
-        reasons_for, reasons_against = [], []
-        for j in order[:n]:
-            if effects[j] < MIN_EFFECT_POINTS:
-                break
-            reasons_for.append(self._reason(int(cols[j]), x, effects[j]))
-        for j in order[::-1][:n]:
-            if effects[j] > -MIN_EFFECT_POINTS:
-                break
-            reasons_against.append(self._reason(int(cols[j]), x, effects[j]))
-        return reasons_for, reasons_against
+    def _typical_contributions(self, linear: Any) -> np.ndarray:
+        cached = getattr(self, "_typical_cache", None)
+        if cached is None or cached[0] is not linear:
+            cached = self._typical_cache = (linear, linear.contributions(self.baseline[None, :])[0])
+        return cached[1]
 
-    def _reason(self, col: int, x: np.ndarray, effect: float) -> dict[str, Any]:
-        name = self.feature_names[col]
-        return {
-            "feature": name,
-            "text": self.featurizer.describe(name, float(x[col])),
-            "effect": round(float(effect), 1),
-        }
+    def _reason(self, col: int, value: float, effect: float) -> dict[str, Any]:
+        # Texts repeat across leads (categories, small counts): describe each (feature, value) once.
+        texts = self.__dict__.setdefault("_texts", {})
+        key = (col, value if value == value else None)
+        text = texts.get(key)
+        if text is None:
+            if len(texts) > 100_000:
+                texts.clear()
+            text = texts[key] = self.featurizer.describe(self.feature_names[col], value)
+        return {"feature": self.feature_names[col], "text": text, "effect": round(effect, 1)}
 
     def _predict_explained(
         self, X: np.ndarray, n_reasons: int
     ) -> tuple[np.ndarray, list[list[dict]], list[list[dict]]]:
-        rows, columns = self._variants(X)
-        predicted = self.estimator.predict_proba(rows) if len(rows) else np.empty(0)
-        probabilities = np.empty(X.shape[0])
+        probabilities, effects = self._effects(X)
+        n_leads, n_features = X.shape
+        if n_features == 0 or n_reasons <= 0:
+            return probabilities, [[] for _ in range(n_leads)], [[] for _ in range(n_leads)]
+        # Strongest first; ties go to the earlier feature for, to the later feature against.
+        order = np.argsort(np.where(np.isnan(effects), np.inf, -effects), axis=1, kind="stable")
+        n = min(n_reasons, n_features)
+        top = order[:, :n]
+        counts = (~np.isnan(effects)).sum(axis=1)
+        back = counts[:, None] - 1 - np.arange(n)[None, :]
+        bottom = np.take_along_axis(order, np.clip(back, 0, n_features - 1), axis=1)
+        top_effect = np.take_along_axis(effects, top, axis=1)
+        bottom_effect = np.where(back >= 0, np.take_along_axis(effects, bottom, axis=1), np.nan)
+        use_top = top_effect >= MIN_EFFECT_POINTS
+        use_bottom = bottom_effect <= -MIN_EFFECT_POINTS
         reasons_for, reasons_against = [], []
-        start = 0
-        for i, cols in enumerate(columns):
-            p = float(predicted[start])
-            probabilities[i] = p
-            rf, ra = self._reasons(X[i], p, predicted[start + 1 : start + 1 + cols.size], cols, n_reasons)
-            reasons_for.append(rf)
-            reasons_against.append(ra)
-            start += cols.size + 1
+        reason = self._reason
+        for i in range(n_leads):
+            x = X[i]
+            reasons_for.append([reason(int(c), float(x[c]), float(e)) for c, e, ok in
+                                zip(top[i], top_effect[i], use_top[i]) if ok])  # fmt: skip
+            reasons_against.append([reason(int(c), float(x[c]), float(e)) for c, e, ok in
+                                    zip(bottom[i], bottom_effect[i], use_bottom[i]) if ok])  # fmt: skip
         return probabilities, reasons_for, reasons_against
 
     def explain(self, X: np.ndarray, n_reasons: int = N_REASONS):

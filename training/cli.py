@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -170,7 +169,7 @@ def promote_command(
 ) -> None:
     """Make VERSION the champion, whatever the gate said."""
     from training.registry import RegistryError, promote
-    from training.tracking import configure_tracking, tracking_uri
+    from training.tracking import tracking_uri
 
     import mlflow
 
