@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     )
     max_leads_per_request: int = 1000
     compile_model: bool = Field(
-        True, description="Evaluate additive (logistic) models with numpy on the request path, "
-        "after checking they match scikit-learn; other models use scikit-learn."
+        True, description="Evaluate logistic and gradient-boosting models with numpy "
+        "(features.compiled), after checking they match scikit-learn; false: scikit-learn only."
     )
     model_threads: int = Field(
         1, ge=1, description="BLAS/OpenMP threads per worker for the model (scale with --workers "

@@ -90,10 +90,12 @@ def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) ->
             "(`leadscore train` then `leadscore promote`)"
         ) from error
     scorer = _find_scorer(pyfunc.unwrap_python_model())
-    if compile_model:
-        from serving.fast_model import accelerate
+    if not compile_model:  # the compiled forms (features.compiled) are checked at load anyway
+        from features.scoring import CalibratedModel
 
-        accelerate(scorer)
+        scorer.estimator = CalibratedModel(
+            scorer.estimator.model, scorer.estimator.calibration, compile=False
+        )
     meta = dict(getattr(scorer, "metadata", None) or {})
     return LoadedModel(
         scorer=scorer,

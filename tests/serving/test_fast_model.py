@@ -1,20 +1,19 @@
-"""The compiled (numpy) path for additive models gives scikit-learn's probabilities and reasons."""
+"""The compiled (numpy) model paths give scikit-learn's probabilities and reasons on served leads."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
 
-from serving.fast_model import AdditiveLogistic, accelerate
+from features.compiled import AdditiveLogistic
 from serving.schemas import ScoreRequest
 from tests.serving.conftest import demo_records
 
 
 @pytest.fixture(scope="module")
 def logistic_scorer(trained_model):
-    """The session model's featurizer with a spline logistic regression fitted on the demo leads."""
+    """The session model's featurizer with a spline logistic regression fitted on the demo leads,
+    compiled and not compiled (the scikit-learn reference)."""
     from features.contract import DataConfig, load_lead_data
     from features.pyfunc_model import load_model_scorer
     from features.scoring import CalibratedModel, LeadScorer, typical_lead
@@ -33,22 +32,27 @@ def logistic_scorer(trained_model):
     pipeline = build_estimator(Candidate("logistic", {"C": 1.0, "splines": True}), mask, seed=0)
     pipeline.fit(X, examples.labels)
     calibration = {"method": "isotonic", "x": [0.0, 0.2, 0.5, 1.0], "y": [0.0, 0.1, 0.6, 1.0]}
-    scorer = LeadScorer(hgb.featurizer, CalibratedModel(pipeline, calibration), policy=hgb.policy,
-                        baseline=typical_lead(X, mask))
-    return scorer, hgb
+
+    def scorer(featurizer, model, calibration, compile):
+        return LeadScorer(featurizer, CalibratedModel(model, calibration, compile=compile),
+                          policy=hgb.policy, baseline=typical_lead(X, mask))
+
+    return {
+        "logistic": scorer(hgb.featurizer, pipeline, calibration, True),
+        "logistic_sklearn": scorer(hgb.featurizer, pipeline, calibration, False),
+        "hgb": hgb,
+        "hgb_sklearn": LeadScorer(hgb.featurizer, CalibratedModel(hgb.estimator.model, hgb.estimator.calibration,
+                                                                  compile=False),
+                                  policy=hgb.policy, baseline=hgb.baseline),
+    }
 
 
 def records(trained_model, n):
     return ScoreRequest.model_validate({"leads": demo_records(trained_model, n)}).model_dump()["leads"]
 
 
-def test_logistic_model_is_compiled_and_scores_the_same(logistic_scorer, trained_model):
-    scorer, _ = logistic_scorer
-    reference = copy.deepcopy(scorer)
-    assert accelerate(scorer) is True
-    leads = records(trained_model, 200)
-    fast, slow = scorer.score_records(leads), reference.score_records(leads)
-    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(fast, slow, strict=True)) < 1e-12
+def _same_scores(fast, slow, probability_tolerance):
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(fast, slow, strict=True)) <= probability_tolerance
     assert [a["score"] for a in fast] == [b["score"] for b in slow]
     assert [a["decision"] for a in fast] == [b["decision"] for b in slow]
     for a, b in zip(fast, slow, strict=True):
@@ -57,17 +61,29 @@ def test_logistic_model_is_compiled_and_scores_the_same(logistic_scorer, trained
     assert len({round(a["probability"], 4) for a in fast}) > 20
 
 
+def test_logistic_model_is_compiled_and_scores_the_same(logistic_scorer, trained_model):
+    fast, slow = logistic_scorer["logistic"], logistic_scorer["logistic_sklearn"]
+    assert isinstance(fast.estimator._linear, AdditiveLogistic)
+    assert slow.estimator._linear is None and slow.estimator._trees is None
+    leads = records(trained_model, 200)
+    _same_scores(fast.score_records(leads), slow.score_records(leads), 1e-12)
+    assert any(a["reasons_for"] for a in fast.score_records(leads))
+
+
+def test_gradient_boosting_is_compiled_and_scores_the_same(logistic_scorer, trained_model):
+    fast, slow = logistic_scorer["hgb"], logistic_scorer["hgb_sklearn"]
+    assert fast.estimator._trees is not None and fast.estimator._linear is None
+    leads = records(trained_model, 40)
+    one_by_one = [fast.score_records([r])[0] for r in leads]  # few variant rows: numpy trees
+    _same_scores(one_by_one, slow.score_records(leads), 0.0)
+    many = records(trained_model, 200)
+    _same_scores(fast.score_records(many), slow.score_records(many), 0.0)
+
+
 def test_contributions_add_up_to_the_pipeline_logit(logistic_scorer, trained_model):
-    scorer, _ = logistic_scorer
+    scorer = logistic_scorer["logistic"]
     pipeline = scorer.estimator.model
     compiled = AdditiveLogistic(pipeline, len(scorer.feature_names))
     X = scorer.featurizer.transform_records(records(trained_model, 50))
     logit = compiled.intercept + compiled.contributions(X).sum(axis=1)
     assert np.allclose(logit, pipeline.decision_function(X), atol=1e-10, rtol=0)
-
-
-def test_gradient_boosting_keeps_the_scikit_learn_path(logistic_scorer):
-    _, hgb = logistic_scorer
-    estimator, method = hgb.estimator, hgb._predict_explained
-    assert accelerate(hgb) is False
-    assert hgb.estimator is estimator and hgb._predict_explained == method
