@@ -170,7 +170,7 @@ def apply_calibrator(raw: np.ndarray, calibration: dict[str, Any]) -> np.ndarray
     class _Raw:
         pass
 
-    return CalibratedModel(_Raw(), calibration).calibrate(raw)
+    return CalibratedModel(_Raw(), calibration, compile=False).calibrate(raw)
 
 
 def choose_calibration(raw: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> tuple[dict[str, Any], dict[str, float]]:
