@@ -168,6 +168,12 @@ class LeadScorer:
             typical = self._typical_contributions(linear)
             occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
             occluded = np.round(occluded, 12)  # features with equal weights tie exactly
+        elif hasattr(getattr(self.estimator, "_trees", None), "occluded_raw"):
+            # Boosted trees: only the trees whose path splits on a feature are walked again.
+            raw, raw_occluded = self.estimator._trees.occluded_raw(X, self.baseline, lead, column)
+            calibrate = self.estimator.calibrate
+            probabilities = calibrate(expit(raw))
+            occluded = calibrate(expit(raw_occluded))
         else:
             # Each lead, then the lead with one differing feature set to typical: one model call.
             counts = differs.sum(axis=1)
