@@ -272,16 +272,20 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
 
     def walk(X: np.ndarray, r: np.ndarray, t: np.ndarray, visited: list | None = None) -> np.ndarray:
         """Leaf node of each (row r of prepared X, tree t) pair; `visited` collects (pair, input
-        column) of every split passed."""
+        column) of the splits passed, each column once per pair."""
         node = offsets[t].copy()
         todo = np.flatnonzero(~leaf[node])
-        for _ in range(depth):
+        path = np.full((node.size, depth), -1, dtype=np.int32) if visited is not None else None
+        for level in range(depth):
             if not todo.size:
                 break
             nd = node[todo]
             f = feature[nd]
-            if visited is not None:
-                visited.append((todo, column_of[f]))
+            if path is not None:
+                columns = column_of[f]
+                fresh = ~(path[todo, :level] == columns[:, None]).any(axis=1)
+                path[todo, level] = columns
+                visited.append((todo[fresh], columns[fresh]))
             x = X[r[todo], f]
             go_left = x <= threshold[nd]
             cat = categorical[nd]
@@ -340,8 +344,7 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         pair_lead, pair_tree = pairs // n_trees, pairs % n_trees
         variant = variant_of[pair_lead * n_columns + columns]
         hit = variant >= 0
-        key = np.unique(variant[hit] * n_trees + pair_tree[hit])  # each (variant, tree) once
-        v, t = key // n_trees, key % n_trees
+        v, t = variant[hit], pair_tree[hit]  # each (variant, tree) once: see walk()
         rows = X[lead].copy()
         rows[np.arange(lead.size), column] = typical[column]
         new = walk(prepare(rows), v, t)
