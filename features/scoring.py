@@ -341,12 +341,24 @@ class LeadScorer:
 
 
 _RULE_ACTIVITIES = frozenset({"unsubscribe", "demo_request"})
+_OTHER_ACTIVITIES = frozenset({"visit", "pricing_page_view", "email_open", "email_click", "form_submit",
+                               "download", "webinar_attend", "email_bounce", "other"})  # fmt: skip
+
+
+def _is_rule_activity(activity: Any) -> bool:
+    if activity.__class__ is str:
+        if activity in _RULE_ACTIVITIES:
+            return True
+        if activity in _OTHER_ACTIVITIES:
+            return False
+    return str(activity).strip().lower() in _RULE_ACTIVITIES
 
 
 def _touches_until(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The record's rule-relevant touchpoints up to its `as_of` (later ones are not known yet)."""
     touches = record.get("touchpoints") or ()
-    relevant = [t for t in touches if str(t.get("activity", "")).strip().lower() in _RULE_ACTIVITIES]
+    # Canonical names (what the API passes on) need no normalising: 20,000 touches in a request.
+    relevant = [t for t in touches if _is_rule_activity(t.get("activity", ""))]
     as_of = record.get("as_of")
     if not relevant or as_of is None:
         return relevant

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import InitErrorDetails
 from typing_extensions import NotRequired, TypedDict
 
@@ -95,38 +95,47 @@ _TOUCH_NAMES = (
 )
 
 
-class Lead(BaseModel):
+def _id_as_text(value: str | int) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
+    if len(text) > 200:
+        raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
+    return text
+
+
+class Lead(TypedDict):
     """A lead as the CRM knows it now."""
 
-    lead_id: str | int = Field(description="The CRM's id of the lead (numbers are read as text).")
-    attributes: dict[str, AttributeValue] = Field(
-        default_factory=dict,
-        description="Lead fields by their CRM name: strings, numbers, booleans or null.",
-    )
-    touchpoints: list[Touchpoint] = Field(default_factory=list)
-    created_at: AwareDatetime | None = Field(None, description="When the lead was created.")
-    as_of: AwareDatetime | None = Field(None, description="Score as of this time (default: now).")
+    # A TypedDict too: validated requests are plain dicts, ready for the scorer without a dump.
+    lead_id: Annotated[str | int, AfterValidator(_id_as_text),
+                       Field(description="The CRM's id of the lead (numbers are read as text).")]
+    attributes: NotRequired[Annotated[dict[str, AttributeValue], Field(
+        description="Lead fields by their CRM name: strings, numbers, booleans or null.")]]
+    touchpoints: NotRequired[Annotated[list[Touchpoint], AfterValidator(_check_touchpoints)]]
+    created_at: NotRequired[Annotated[AwareDatetime | None, Field(description="When the lead was created.")]]
+    as_of: NotRequired[Annotated[AwareDatetime | None, Field(description="Score as of this time (default: now).")]]
 
-    @field_validator("lead_id")
-    @classmethod
-    def _id_as_text(cls, value: str | int) -> str:
-        text = str(value).strip()
-        if not text:
-            raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
-        if len(text) > 200:
-            raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
-        return text
 
-    @field_validator("touchpoints")
-    @classmethod
-    def _known_names(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return _check_touchpoints(value)
+def _with_defaults(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every lead with all five keys (attributes {}, touchpoints [], created_at/as_of None)."""
+    for lead in leads:
+        if len(lead) < 5:
+            if "attributes" not in lead:
+                lead["attributes"] = {}
+            if "touchpoints" not in lead:
+                lead["touchpoints"] = []
+            lead.setdefault("created_at", None)
+            lead.setdefault("as_of", None)
+    return leads
 
 
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"leads": [EXAMPLE_LEAD]}]})
 
-    leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS, description="1 to 1,000 leads.")
+    leads: Annotated[list[Lead], AfterValidator(_with_defaults)] = Field(
+        min_length=1, max_length=MAX_LEADS, description="1 to 1,000 leads."
+    )
 
 
 class Reason(BaseModel):

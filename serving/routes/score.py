@@ -95,7 +95,7 @@ def parse_leads(raw: bytes) -> ScoreRequest:
 )
 async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
     state = request.app.state
-    leads = parse_leads(await request.body()).model_dump()["leads"]
+    leads = parse_leads(await request.body()).leads  # plain dicts (TypedDicts)
     duplicates = _duplicates(leads)
     if duplicates:
         raise RequestProblem(
