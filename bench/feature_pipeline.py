@@ -50,21 +50,7 @@ def current_rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024**3
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()
-                      if l.startswith("MemTotal"))  # fmt: skip
-        load = os.getloadavg()[0]
-    except (OSError, StopIteration):
-        mem_kb, load = 0, float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024**2:.0f} GB RAM, "
-            f"load average {load:.1f} (shared machine: other jobs were running)")  # fmt: skip
-
+from bench.machine import describe_machine as machine  # noqa: E402
 
 def _strings(codes: np.ndarray, vocab: list[str]) -> pd.Series:
     array = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(vocab))

@@ -10,8 +10,6 @@ machine skews the figures: run it on a quiet machine for numbers to compare.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -34,25 +32,7 @@ from features.policy import (  # noqa: E402
 )
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "?"
-    try:
-        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")).split()[1])
-        ram = f"{kb / 1024 / 1024:.1f} GB"
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {ram} RAM, load {load:.1f}, Python {platform.python_version()}"
-
+from bench.machine import describe_machine as machine  # noqa: E402
 
 def timed(fn, repeat: int) -> tuple[float, float]:
     times = []

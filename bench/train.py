@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.demo_data import machine  # noqa: E402
+from bench.machine import describe_machine as machine  # noqa: E402
 
 
 def main() -> None:
