@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import missing_service
+
 from features.contract import (
     ACTIVITIES,
     CHANNELS,
@@ -306,8 +308,9 @@ def test_identifier_like_columns_are_flagged(tmp_path):
     assert flagged == ["Lead Number"]
 
 
-@pytest.mark.skipif(not XEDUCATION.exists(), reason=f"real-data check: {XEDUCATION} is not present")
 def test_xeducation_export_loads_in_flat_mode():
+    if not XEDUCATION.exists():
+        missing_service(f"real-data check: {XEDUCATION} is not present (put ../shared/data beside the repo)")
     config = DataConfig.from_yaml(REPO / "examples" / "xeducation.yaml")
     data = load_lead_data(config)
     assert data.flat and len(data.leads) == 9237 and data.leads["lead_id"].is_unique

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.conftest import missing_service
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -52,7 +54,7 @@ def postgres_available() -> bool:
 def postgres_url(postgres_available) -> Iterator[str]:
     """A fresh schema in the `test` database, dropped afterwards."""
     if not postgres_available:
-        pytest.skip(POSTGRES_HINT)
+        missing_service(POSTGRES_HINT)
     schema = "ls_" + uuid.uuid4().hex[:12]
     admin = sa.create_engine(POSTGRES_SERVER)
     with admin.begin() as connection:

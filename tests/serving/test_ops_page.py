@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import missing_service
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
@@ -118,7 +120,7 @@ def live_server(live_app):
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed: run `apt-get install -y chromium chromium-driver` "
+        missing_service("Debian chromium is not installed: run `apt-get install -y chromium chromium-driver` "
                     "(or `make browser`) to run the /ops browser test")
     from playwright.sync_api import sync_playwright
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_service
+
 XEDUCATION = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "xeducation_leads.csv"
 
 
@@ -37,7 +39,7 @@ def tracking(tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def xeducation() -> Path:
     if not XEDUCATION.is_file():
-        pytest.skip(f"{XEDUCATION} is absent: the X Education tests need ../shared/data/")
+        missing_service(f"{XEDUCATION} is absent: the X Education tests need ../shared/data/")
     return XEDUCATION
 
 
