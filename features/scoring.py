@@ -195,17 +195,6 @@ class LeadScorer:
             cached = self._typical_cache = (linear, linear.contributions(self.baseline[None, :])[0])
         return cached[1]
 
-    def _reason(self, col: int, value: float, effect: float) -> dict[str, Any]:
-        # Texts repeat across leads (categories, small counts): describe each (feature, value) once.
-        texts = self.__dict__.setdefault("_texts", {})
-        key = (col, value if value == value else None)
-        text = texts.get(key)
-        if text is None:
-            if len(texts) > 100_000:
-                texts.clear()
-            text = texts[key] = self.featurizer.describe(self.feature_names[col], value)
-        return {"feature": self.feature_names[col], "text": text, "effect": round(effect, 1)}
-
     def _predict_explained(
         self, X: np.ndarray, n_reasons: int
     ) -> tuple[np.ndarray, list[list[dict]], list[list[dict]]]:
@@ -224,14 +213,30 @@ class LeadScorer:
         bottom_effect = np.where(back >= 0, np.take_along_axis(effects, bottom, axis=1), np.nan)
         use_top = top_effect >= MIN_EFFECT_POINTS
         use_bottom = bottom_effect <= -MIN_EFFECT_POINTS
-        reasons_for, reasons_against = [], []
-        reason = self._reason
-        for i in range(n_leads):
-            x = X[i]
-            reasons_for.append([reason(int(c), float(x[c]), float(e)) for c, e, ok in
-                                zip(top[i], top_effect[i], use_top[i]) if ok])  # fmt: skip
-            reasons_against.append([reason(int(c), float(x[c]), float(e)) for c, e, ok in
-                                    zip(bottom[i], bottom_effect[i], use_bottom[i]) if ok])  # fmt: skip
+        # Plain python lists first: 1,000 leads x 6 reasons, so the per-reason work is kept tiny.
+        names = self.feature_names
+        texts = self.__dict__.setdefault("_texts", {})
+        describe = self.featurizer.describe
+
+        def reasons(columns: list, values: list, effects: list, keep: list) -> list[dict]:
+            out = []
+            for c, value, effect, ok in zip(columns, values, effects, keep):
+                if ok:
+                    key = (c, value if value == value else None)
+                    text = texts.get(key)
+                    if text is None:  # texts repeat across leads: describe each (feature, value) once
+                        if len(texts) > 100_000:
+                            texts.clear()
+                        text = texts[key] = describe(names[c], value)
+                    out.append({"feature": names[c], "text": text, "effect": round(effect, 1)})
+            return out
+
+        top_x = np.take_along_axis(X, top, axis=1).tolist()
+        bottom_x = np.take_along_axis(X, bottom, axis=1).tolist()
+        reasons_for = list(map(reasons, top.tolist(), top_x, top_effect.tolist(), use_top.tolist()))
+        reasons_against = list(
+            map(reasons, bottom.tolist(), bottom_x, bottom_effect.tolist(), use_bottom.tolist())
+        )
         return probabilities, reasons_for, reasons_against
 
     def explain(self, X: np.ndarray, n_reasons: int = N_REASONS):
@@ -358,7 +363,11 @@ def _touches_until(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The record's rule-relevant touchpoints up to its `as_of` (later ones are not known yet)."""
     touches = record.get("touchpoints") or ()
     # Canonical names (what the API passes on) need no normalising: 20,000 touches in a request.
-    relevant = [t for t in touches if _is_rule_activity(t.get("activity", ""))]
+    try:
+        relevant = [t for t in touches if (a := t.get("activity", "")) in _RULE_ACTIVITIES
+                    or (a not in _OTHER_ACTIVITIES and _is_rule_activity(a))]  # fmt: skip
+    except TypeError:  # an unhashable activity
+        relevant = [t for t in touches if _is_rule_activity(t.get("activity", ""))]
     as_of = record.get("as_of")
     if not relevant or as_of is None:
         return relevant

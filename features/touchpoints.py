@@ -11,6 +11,7 @@ and the single-lead path (`touchpoint_arrays_from_record`) only build those arra
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, NamedTuple
 
@@ -252,6 +253,51 @@ def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
     raise ValueError(f"{what} {value!r} is not a date-time; use e.g. 2024-05-01T09:30:00Z")
 
 
+# The plain ISO 8601 form every client sends (seconds, optional fraction of up to 6 digits, Z or
+# an offset): pyarrow and datetime.fromisoformat read it to the same microsecond.
+_PLAIN_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+_PLAIN_ISO_MATCH = re.compile(_PLAIN_ISO).fullmatch
+_NS_SAFE_US = (np.iinfo(np.int64).max // 1000) - 1
+
+
+def iso_strings_ns(values: list[Any]) -> np.ndarray | None:
+    """int64 ns since the epoch of many ISO 8601 strings with a zone (one vectorised parse).
+
+    Same numbers as `datetime_ns` per string. None (the caller then takes the per-value path)
+    unless every value is a `str` in the plain form, a real moment, within int64 nanoseconds.
+    """
+    if len(values) <= 32:  # a lead or two: python beats pyarrow's fixed cost
+        micros_list = []
+        for value in values:
+            if value.__class__ is not str or _PLAIN_ISO_MATCH(value) is None:
+                return None
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            micros_list.append((moment - _EPOCH) // _MICROSECOND)
+        if any(m < -_NS_SAFE_US or m > _NS_SAFE_US for m in micros_list):
+            return None
+        return np.array(micros_list, dtype=np.int64) * 1000
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        texts = pa.array(values, type=pa.string())
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    pattern = f"^{_PLAIN_ISO}$"
+    if texts.null_count or not pc.all(pc.match_substring_regex(texts, pattern)).as_py():
+        return None
+    try:
+        micros = pc.cast(texts, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    except pa.ArrowException:  # e.g. 2026-02-30: the per-value path names the bad one
+        return None
+    if micros.min() < -_NS_SAFE_US or micros.max() > _NS_SAFE_US:
+        return None
+    return micros * 1000
+
+
 def series_ns(series: pd.Series, what: str) -> np.ndarray:
     """int64 nanoseconds since the epoch (UTC) of a date-time column; NaT stays NaT (min int64)."""
     if not isinstance(series.dtype, pd.DatetimeTZDtype) and series.dtype.kind != "M":
@@ -377,21 +423,25 @@ def touchpoint_arrays_from_records(
         return TouchpointArrays(row, *(np.empty(0, dtype=t) for t in
                                        (np.float64, np.int64, np.int64, np.int64, np.float64)))
     occurred = [t.get("occurred_at") for t in flat]
-    if all(v.__class__ is datetime and v.tzinfo is not None for v in occurred):
-        ns: list[int | None] = [((v - _EPOCH) // _MICROSECOND) * 1000 for v in occurred]
-    else:  # strings, naive or missing moments: the shared parser, naming the lead on an error
-        ns = []
-        for i, touches in enumerate(touch_lists):
-            for j, touch in enumerate(touches):
-                value = touch.get("occurred_at")
-                try:
-                    ns.append(datetime_ns(value))
-                except ValueError:
-                    datetime_ns(value, f"lead {lead_ids[i]!r} touchpoint {j} occurred_at")
-    try:
-        moments = np.array([NAT if v is None else v for v in ns], dtype=np.int64)
-    except OverflowError:
-        return None
+    # The API passes the strings on: one vectorised parse (else the per-value python path).
+    moments = iso_strings_ns(occurred) if occurred[0].__class__ is str else None
+    if moments is None:
+        ns: list[int | None]
+        if all(v.__class__ is datetime and v.tzinfo is not None for v in occurred):
+            ns = [((v - _EPOCH) // _MICROSECOND) * 1000 for v in occurred]
+        else:  # strings, naive or missing moments: the shared parser, naming the lead on an error
+            ns = []
+            for i, touches in enumerate(touch_lists):
+                for j, touch in enumerate(touches):
+                    value = touch.get("occurred_at")
+                    try:
+                        ns.append(datetime_ns(value))
+                    except ValueError:
+                        datetime_ns(value, f"lead {lead_ids[i]!r} touchpoint {j} occurred_at")
+        try:
+            moments = np.array([NAT if v is None else v for v in ns], dtype=np.int64)
+        except OverflowError:
+            return None
     valid = moments != NAT
     cut = as_of_ns[row]
     diff = cut - moments
@@ -399,19 +449,32 @@ def touchpoint_arrays_from_records(
     if (((cut ^ moments) & (cut ^ diff))[valid] < 0).any():
         return None
     age = np.where(valid, diff / NS_PER_DAY, np.nan)
-    channel = np.array(_mapped([t.get("channel") for t in flat], channel_code), dtype=np.int64)
-    activity = np.array(_mapped([t.get("activity") for t in flat], activity_code), dtype=np.int64)
+    channel = _codes([t.get("channel") for t in flat], _CHANNEL_CODE, channel_code)
+    activity = _codes([t.get("activity") for t in flat], _ACTIVITY_CODE, activity_code)
     codes: dict[str, int] = {}  # equality only, so one numbering for all leads will do
     campaign = np.array(
         [-1 if k is None else codes.setdefault(k, len(codes))
          for k in _mapped([t.get("campaign") for t in flat], campaign_key)],
         dtype=np.int64,
     )  # fmt: skip
-    value = np.array(
-        [v if v.__class__ is float else touch_value(v) for v in (t.get("value") for t in flat)],
-        dtype=np.float64,
-    )
+    raw_values = [t.get("value") for t in flat]
+    if all(v is None or v.__class__ is float for v in raw_values):
+        value = np.array(raw_values, dtype=np.float64)  # None -> NaN, as touch_value does
+    else:
+        value = np.array([touch_value(v) for v in raw_values], dtype=np.float64)
     return TouchpointArrays(row, age, channel, activity, campaign, value)
+
+
+def _codes(values: list[Any], canonical: dict[str, int], mapper) -> np.ndarray:
+    """int64 codes of channel or activity names: canonical names (what the API passes on) by one
+    dict lookup each, anything else through `mapper`."""
+    try:
+        codes = list(map(canonical.get, values))
+    except TypeError:  # an unhashable value
+        codes = [None]
+    if None in codes:
+        codes = _mapped(values, mapper)
+    return np.array(codes, dtype=np.int64)
 
 
 def _mapped(values: list[Any], mapper) -> list[Any]:

@@ -9,12 +9,15 @@ rendered with orjson. Concurrent requests are scored together in one model call
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from features.policy import Policy
+from features.touchpoints import iso_strings_ns
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
@@ -22,7 +25,7 @@ from serving.deps import ScorerKey
 from serving.errors import RequestProblem, describe_validation_errors, problem, summarise
 from serving.responses import OrjsonResponse
 from serving.routes.model import model_not_loaded
-from serving.schemas import ScoreRequest, ScoreResponse
+from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -41,6 +44,35 @@ ERROR_EXAMPLE = {
 }
 
 
+class _LogRows:
+    """The score-log rows of one request, built by the writer thread when it takes them (the
+    request only queues this object: O(1) on the request path)."""
+
+    __slots__ = ("results", "common")
+
+    def __init__(self, results: list[dict], common: dict) -> None:
+        self.results = results
+        self.common = common
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[dict]:
+        common = self.common
+        for r in self.results:
+            yield {
+                **common,
+                "lead_id": r["lead_id"],
+                "probability": r["probability"],
+                "score": r["score"],
+                "grade": r["grade"],
+                "decision": r["decision"],
+                "reasons": {
+                    "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
+                },
+            }
+
+
 def _duplicates(leads: list[dict]) -> list[dict]:
     first: dict[str, int] = {}
     errors = []
@@ -57,8 +89,25 @@ def _duplicates(leads: list[dict]) -> list[dict]:
     return errors
 
 
-def parse_leads(raw: bytes) -> ScoreRequest:
-    """Validate the body straight from bytes (one pass in pydantic-core, no `json.loads` first)."""
+def _plain_moments(leads: list[dict]) -> bool:
+    """True when every touchpoint moment is a plain ISO 8601 string with a zone and a real date."""
+    moments = [t["occurred_at"] for lead in leads for t in lead["touchpoints"]]
+    return not moments or iso_strings_ns(moments) is not None
+
+
+def parse_leads(raw: bytes) -> ScoreRequest | ScoreRequestText:
+    """Validate the body straight from bytes (one pass in pydantic-core, no `json.loads` first).
+
+    Fast path: touchpoint moments stay text and are checked in one vectorised call (a 1,000-lead
+    request has ~20,000 of them); the scorer parses them the same way. Any body that path refuses
+    is validated again by `ScoreRequest`, so answers and error messages are exactly its own.
+    """
+    try:
+        fast = ScoreRequestText.model_validate_json(raw)
+    except ValidationError:
+        fast = None
+    if fast is not None and _plain_moments(fast.leads):
+        return fast
     try:
         return ScoreRequest.model_validate_json(raw)
     except ValidationError as error:
@@ -120,29 +169,16 @@ async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
         raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
-    state.score_log.submit([
-        {
-            "request_id": request_id,
-            "lead_id": r["lead_id"],
-            "model_name": loaded.name,
-            "model_version": loaded.version,
-            "policy_version": policy_version,
-            "probability": r["probability"],
-            "score": r["score"],
-            "grade": r["grade"],
-            "decision": r["decision"],
-            "reasons": {
-                "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
-            },
-            "scored_at": now,
-            "api_key_name": key.name,
-        }
-        for r in results
-    ])
+    state.score_log.submit(_LogRows(results, {
+        "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
+        "policy_version": policy_version, "scored_at": now, "api_key_name": key.name,
+    }))  # fmt: skip
     metrics.LEADS_SCORED.inc(len(results))
+    observe = metrics.SCORES.observe
     for r in results:
-        metrics.SCORES.observe(r["score"])
-        metrics.DECISIONS.labels(r["decision"]).inc()
+        observe(r["score"])
+    for decision, count in Counter(r["decision"] for r in results).items():
+        metrics.DECISIONS.labels(decision).inc(count)
     return OrjsonResponse({
         "request_id": request_id,
         "scored_at": now,

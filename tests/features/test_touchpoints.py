@@ -170,3 +170,24 @@ def test_config_rejects_bad_windows_with_a_message():
     with pytest.raises(ValueError, match=r"windows_days.0\n  Input should be a valid integer"):
         FeatureConfig(windows_days=(7.5,))
     assert FeatureConfig(windows_days=(30, 7, 7)).windows_days == (7, 30)
+
+
+def test_many_iso_strings_parse_like_one_at_a_time():
+    from features.touchpoints import iso_strings_ns
+
+    rng = np.random.default_rng(5)
+    base = datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc)
+    texts = []
+    for i in range(100):
+        moment = base + timedelta(seconds=int(rng.integers(-10**9, 10**9)), microseconds=int(rng.integers(0, 10**6)))
+        zone = timezone(timedelta(minutes=int(rng.integers(-14 * 60, 14 * 60))))
+        text = moment.astimezone(zone).isoformat()
+        texts.append(text.replace("+00:00", "Z") if i % 3 == 0 else text)
+    expected = [datetime_ns(t) for t in texts]
+    assert iso_strings_ns(texts).tolist() == expected  # pyarrow path
+    assert iso_strings_ns(texts[:5]).tolist() == expected[:5]  # small-list python path
+    # Anything outside the plain form or range is left to the per-value path (None).
+    for odd in ("2026-11-20T09:30:00", "2026-11-20 09:30:00Z", "2026-02-30T09:30:00Z",
+                "2026-11-20T09:30:00Z\n", "1500-01-01T00:00:00Z", None, 1795167000):
+        assert iso_strings_ns([odd]) is None, odd
+        assert iso_strings_ns(texts + [odd]) is None, odd

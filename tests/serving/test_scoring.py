@@ -115,3 +115,19 @@ def test_metrics_after_scoring(scoring_app, trained_model):
     assert "leadscore_lead_score_bucket" in text
     assert "leadscore_decisions_total" in text
     assert 'leadscore_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score"}' in text
+
+
+def test_timestamps_in_any_accepted_form_give_the_same_scores(scoring_app, trained_model):
+    # Plain ISO moments take the vectorised path; other forms pydantic accepts take the reference
+    # schema: both must give the same answer (40 leads: more than the small-list python path).
+    records = demo_records(trained_model, 40)
+    other = [{**r, "touchpoints": [{**t, "occurred_at": t["occurred_at"].replace("T", " ")}
+                                   for t in r["touchpoints"]]} for r in records]  # fmt: skip
+    assert any(r["touchpoints"] for r in records)
+    plain = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
+    spaced = scoring_app.post("/v1/score", json={"leads": other}, headers=auth("scorer"))
+    assert plain.status_code == spaced.status_code == 200, spaced.text
+    keep = ("lead_id", "probability", "score", "decision", "reasons_for", "reasons_against")
+    assert [{k: r[k] for k in keep} for r in plain.json()["results"]] == [
+        {k: r[k] for k in keep} for r in spaced.json()["results"]
+    ]
