@@ -23,6 +23,9 @@ SALES_FILLED = [
     "Tags", "Lead Quality", "Lead Profile", "Asymmetrique Activity Index", "Asymmetrique Profile Index",
     "Asymmetrique Activity Score", "Asymmetrique Profile Score", "Last Activity", "Last Notable Activity",
 ]  # fmt: skip
+# A sequential lead id, not an attribute: it encodes time, so random CV would reward interpolating
+# drift that new leads cannot have (the loader drops identifier-like columns anyway; explicit here).
+IDENTIFIERS = ["Lead Number"]
 
 
 def main() -> None:
@@ -40,7 +43,7 @@ def main() -> None:
 
     leads = pd.read_csv(args.data)
     y = leads["Converted"].to_numpy()
-    exclude = SALES_FILLED + args.also_exclude
+    exclude = SALES_FILLED + IDENTIFIERS + args.also_exclude
     cli = str(ROOT / ".venv" / "bin" / "leadscore")
     rows = []
     started = time.perf_counter()

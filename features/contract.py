@@ -895,15 +895,19 @@ def _attributes(
             )
         integral = kind == "numeric" and bool((present == present.round()).all())
         every_row = len(values) >= 50 and len(present) == len(values)
-        if (kind == "categorical" or integral) and every_row and present.is_unique:
+        if (kind == "categorical" or integral) and every_row and present.is_unique and name not in config.types:
+            # An id is no attribute: a sequential one encodes time (it flatters random CV by
+            # interpolating drift and cannot extrapolate to new leads), a random one is noise.
             report.warning(
-                "every value is different: this looks like an identifier, not an attribute",
+                "every value is different: this looks like an identifier and is not used as a feature",
                 file=file,
                 column=name,
                 rows=len(values),
                 examples=format_examples(present.head(3)),
-                fix=f"add '{name}' to 'exclude:' in the config",
+                fix=f"add '{name}' to 'exclude:' to silence this; to use it anyway, set "
+                f"'types: {{{name}: {kind}}}' in the config",
             )
+            continue
         columns[name] = converted
         types[name] = kind
     if types:

@@ -376,6 +376,12 @@ def _train(
     )
     leaks = leakage.check_leakage(single, importance)
     warnings = [w.to_text() for w in leaks] + fitted.notes
+    # identifier-like columns are dropped by the loader: say so, and how to keep one
+    warnings += [
+        f"column '{f.column}' looks like an identifier and is not used as a feature; {f.fix}"
+        for f in getattr(data.report, "findings", [])
+        if f.level == "warning" and "looks like an identifier" in f.message
+    ]
 
     holdout_frame = examples.frame.iloc[fitted.holdout_rows]
     holdout_as_of = holdout_frame["as_of"] if "as_of" in holdout_frame else pd.Series(pd.NaT, index=holdout_frame.index)

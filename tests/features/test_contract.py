@@ -304,8 +304,19 @@ def test_identifier_like_columns_are_flagged(tmp_path):
     rows = "".join(f"L{i},{i % 2},{1000 + i},{'ab'[i % 2]}\n" for i in range(60))
     path = write(tmp_path / "crm.csv", "id,won,Lead Number,group\n" + rows)
     data = load_lead_data(DataConfig(leads=path, label="won").with_overrides(id="id"))
-    flagged = [w.column for w in data.report.warnings if "identifier" in w.message]
-    assert flagged == ["Lead Number"]
+    flagged = [w for w in data.report.warnings if "identifier" in w.message]
+    assert [w.column for w in flagged] == ["Lead Number"]
+    # not silently a feature: dropped, and the message says how to keep it
+    assert "Lead Number" not in data.leads.columns and "Lead Number" not in data.attribute_types
+    assert "not used as a feature" in flagged[0].message
+    assert "types: {Lead Number: numeric}" in flagged[0].fix
+    assert list(data.attribute_types) == ["group"]
+    kept = load_lead_data(
+        DataConfig(leads=path, label="won", types={"Lead Number": "numeric"}).with_overrides(id="id")
+    )
+    assert kept.attribute_types["Lead Number"] == "numeric"
+    assert kept.leads["Lead Number"].tolist()[:2] == [1000.0, 1001.0]
+    assert not [w for w in kept.report.warnings if "identifier" in w.message]
 
 
 def test_xeducation_export_loads_in_flat_mode():

@@ -78,6 +78,10 @@ def test_flat_xeducation_train_warns_about_leakage_then_scores_ignoring_the_labe
     assert "dominates the model" in tags["reason"] and tags["fix"].endswith("--exclude Tags")
     assert summary["version"] == "1" and summary["alias"] == "champion"
     assert summary["metrics"]["roc_auc"] > 0.95  # with the leaks in, the model looks excellent
+    # the sequential lead id is no feature, and the run says so and how to keep it
+    (lead_number,) = [w for w in summary["warnings"] if "'Lead Number'" in w]
+    assert "not used as a feature" in lead_number and "types: {Lead Number: numeric}" in lead_number
+    assert "Lead Number" not in flagged
 
     sample = pd.read_csv(xeducation).head(200)
     sample.to_csv(tmp_path / "new.csv", index=False)  # still has the Converted column
