@@ -6,6 +6,7 @@ serving/ never imports training/.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -80,15 +81,34 @@ def quickstart(
         f"    metrics       {base}/metrics\n"
         f"    MLflow UI     mlflow ui --backend-store-uri {tracking}   (then http://127.0.0.1:5000)\n"
         f"    score a lead  curl -s {base}/v1/score -H 'X-API-Key: {keys['scorer']}' "
-        "-H 'Content-Type: application/json' \\\n"
-        "                   -d '{\"leads\": [{\"lead_id\": \"L1\", \"attributes\": "
-        "{\"industry\": \"Software\", \"company_size\": \"201-1000\"}, \"touchpoints\": "
-        "[{\"occurred_at\": \"2026-01-05T10:00:00Z\", \"channel\": \"webinar\", "
-        "\"activity\": \"demo_request\"}]}]}'"
+        f"-H 'Content-Type: application/json' -d '{_example_request()}'"
     )
     if serve:
         _say(f"serving on {base} (Ctrl-C to stop)")
         _run(["serve", "--host", host, "--port", str(port)])
+
+
+def _example_request() -> str:
+    """A lead like the demo data's, created ten days ago, with a recent pricing visit and demo request."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def ago(days: float) -> str:
+        return (now - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+    lead = {
+        "lead_id": "L-1",
+        "created_at": ago(10),
+        "attributes": {"industry": "Software", "company_size": "201-500", "country": "United States",
+                       "job_title": "VP Marketing", "lead_source": "Webinar"},
+        "touchpoints": [
+            {"occurred_at": ago(9), "channel": "webinar", "activity": "webinar_attend"},
+            {"occurred_at": ago(3), "channel": "organic_search", "activity": "pricing_page_view"},
+            {"occurred_at": ago(1), "channel": "direct", "activity": "demo_request"},
+        ],
+    }
+    return json.dumps({"leads": [lead]})
 
 
 def _say(message: str) -> None:
