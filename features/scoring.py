@@ -224,7 +224,7 @@ class LeadScorer:
                 if ok:
                     key = (c, value if value == value else None)
                     text = texts.get(key)
-                    if text is None:  # texts repeat across leads: describe each (feature, value) once
+                    if text is None:  # texts repeat across leads: describe each once
                         if len(texts) > 100_000:
                             texts.clear()
                         text = texts[key] = describe(names[c], value)

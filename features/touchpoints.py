@@ -255,7 +255,10 @@ def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
 
 # The plain ISO 8601 form every client sends (seconds, optional fraction of up to 6 digits, Z or
 # an offset): pyarrow and datetime.fromisoformat read it to the same microsecond.
-_PLAIN_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+_PLAIN_ISO = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 _PLAIN_ISO_MATCH = re.compile(_PLAIN_ISO).fullmatch
 _NS_SAFE_US = (np.iinfo(np.int64).max // 1000) - 1
 

@@ -179,7 +179,9 @@ def test_many_iso_strings_parse_like_one_at_a_time():
     base = datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc)
     texts = []
     for i in range(100):
-        moment = base + timedelta(seconds=int(rng.integers(-10**9, 10**9)), microseconds=int(rng.integers(0, 10**6)))
+        moment = base + timedelta(
+            seconds=int(rng.integers(-(10**9), 10**9)), microseconds=int(rng.integers(0, 10**6))
+        )
         zone = timezone(timedelta(minutes=int(rng.integers(-14 * 60, 14 * 60))))
         text = moment.astimezone(zone).isoformat()
         texts.append(text.replace("+00:00", "Z") if i % 3 == 0 else text)
