@@ -11,6 +11,9 @@ logged model needs no pickle: its artifacts are
 - ``policy.json``: the default qualification policy
 - ``holdout.parquet``: held-out leads' `probability`, `label`, `as_of` (for policy simulation)
 - ``metadata.json``: name, version, trained_at, metrics, holdout_weeks, features, run id
+- ``evaluation_estimator.skops`` and ``evaluation.json`` (only when the served estimator was
+  refitted on training + holdout): the model fitted without the holdout and its calibration map,
+  which the champion/challenger gate scores (the refit may have learned a later run's holdout)
 
 Input: a DataFrame with `lead_id`, the attribute columns, optional `created_at` and `as_of`, and
 `touchpoints` (a JSON string: list of {occurred_at, channel, activity, campaign, value}) when the
@@ -44,6 +47,7 @@ TRUSTED_TYPES: list[str] = [
 ]
 
 ARTIFACTS = ("featurizer", "estimator", "scorer", "policy", "holdout", "metadata")
+EVALUATION_FILES = {"evaluation_estimator": "evaluation_estimator.skops", "evaluation": "evaluation.json"}
 FILES = {
     "featurizer": "featurizer.json",
     "estimator": "estimator.skops",
@@ -80,19 +84,31 @@ def untrusted_types(estimator: Any) -> list[str]:
     return sorted(set(sio.get_untrusted_types(data=sio.dumps(estimator))) - set(TRUSTED_TYPES))
 
 
-def save_scorer(scorer: LeadScorer, directory: str | Path) -> dict[str, str]:
-    """Write the scorer's artifacts into `directory`; returns {artifact name: path}."""
+def save_scorer(
+    scorer: LeadScorer, directory: str | Path, evaluation_estimator: CalibratedModel | None = None
+) -> dict[str, str]:
+    """Write the scorer's artifacts into `directory`; returns {artifact name: path}.
+
+    `evaluation_estimator`: the model fitted without the holdout, when `scorer.estimator` is a
+    refit on training + holdout (kept for the champion gate)."""
     import skops.io as sio
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    extra = untrusted_types(scorer.estimator.model)
-    if extra:
-        raise ValueError(
-            f"the estimator contains types {extra} that the model loader does not trust; add them "
-            "to features.pyfunc_model.TRUSTED_TYPES only if they are safe to load"
+    for estimator in (scorer.estimator, evaluation_estimator):
+        extra = [] if estimator is None else untrusted_types(estimator.model)
+        if extra:
+            raise ValueError(
+                f"the estimator contains types {extra} that the model loader does not trust; add "
+                "them to features.pyfunc_model.TRUSTED_TYPES only if they are safe to load"
+            )
+    files = {**FILES, **(EVALUATION_FILES if evaluation_estimator is not None else {})}
+    paths = {name: str(directory / file) for name, file in files.items()}
+    if evaluation_estimator is not None:
+        sio.dump(evaluation_estimator.model, paths["evaluation_estimator"])
+        Path(paths["evaluation"]).write_text(
+            json.dumps(_json_safe({"calibration": evaluation_estimator.calibration}))
         )
-    paths = {name: str(directory / file) for name, file in FILES.items()}
     Path(paths["featurizer"]).write_text(json.dumps(_json_safe(scorer.featurizer.to_dict())))
     sio.dump(scorer.estimator.model, paths["estimator"])
     Path(paths["scorer"]).write_text(
@@ -109,13 +125,20 @@ def save_scorer(scorer: LeadScorer, directory: str | Path) -> dict[str, str]:
     return paths
 
 
-def load_scorer(paths: dict[str, str]) -> LeadScorer:
-    """Rebuild a `LeadScorer` from artifact paths (as MLflow hands them to `load_context`)."""
+def load_scorer(paths: dict[str, str], evaluation: bool = False) -> LeadScorer:
+    """Rebuild a `LeadScorer` from artifact paths (as MLflow hands them to `load_context`).
+
+    `evaluation=True`: with the model fitted without the holdout, when the served one is a refit
+    (otherwise the served one: it is the evaluation model)."""
     import skops.io as sio
 
     featurizer = LeadFeaturizer.from_dict(json.loads(Path(paths["featurizer"]).read_text()))
-    model = sio.load(paths["estimator"], trusted=TRUSTED_TYPES)
     state = json.loads(Path(paths["scorer"]).read_text())
+    if evaluation and "evaluation_estimator" in paths:
+        model = sio.load(paths["evaluation_estimator"], trusted=TRUSTED_TYPES)
+        state["calibration"] = json.loads(Path(paths["evaluation"]).read_text())["calibration"]
+    else:
+        model = sio.load(paths["estimator"], trusted=TRUSTED_TYPES)
     baseline = [math.nan if v is None else v for v in state["baseline"]]
     policy = Policy.model_validate_json(Path(paths["policy"]).read_text())
     holdout = pd.read_parquet(paths["holdout"])
@@ -182,7 +205,8 @@ try:  # MLflow is needed to log and load the model, not to use the scoring core.
         """pyfunc wrapper: raw leads in the contract format -> scores, grades, reasons."""
 
         def load_context(self, context: Any) -> None:
-            self.scorer = load_scorer(context.artifacts)
+            self.artifacts = dict(context.artifacts)
+            self.scorer = load_scorer(self.artifacts)
 
         def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
             if not isinstance(model_input, pd.DataFrame):
@@ -205,14 +229,18 @@ except ImportError:  # pragma: no cover
     pass
 
 
-def load_model_scorer(model_uri: str) -> LeadScorer:
+def load_model_scorer(model_uri: str, evaluation: bool = False) -> LeadScorer:
     """Load a logged/registered model (`models:/lead-scoring@champion`, `runs:/...`) as a scorer.
 
     `metadata["name"]`/`["version"]` are filled from the registry when the URI names one.
+    `evaluation=True` gives the model fitted without the holdout (see `load_scorer`).
     """
     import mlflow
 
-    scorer = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().scorer
+    python_model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    scorer = python_model.scorer
+    if evaluation:
+        scorer = load_scorer(python_model.artifacts, evaluation=True)
     if model_uri.startswith("models:/"):
         name, _, ref = model_uri[len("models:/") :].partition("@")
         client = mlflow.MlflowClient()

@@ -4,8 +4,8 @@ Candidates work on the featurizer's float matrix (categories are integer codes, 
 
 - ``logistic``: one-hot categories + (imputed, arcsinh-squashed, spline-expanded or scaled)
   numbers + missing indicators, L2-regularised logistic regression;
-- ``gradient_boosting``: HistGradientBoosting with native categorical splits and native missing
-  values.
+- ``gradient_boosting``: HistGradientBoosting with native missing values and either native
+  categorical splits or (``categories=ordinal``) the category codes taken as ordered numbers.
 
 Every candidate is scored by cross-validation inside the training part (folds grouped by lead, so
 a lead's snapshots never sit on both sides); the winner has the lowest out-of-fold log loss after
@@ -55,13 +55,18 @@ class Candidate:
 
 
 def candidates(
-    search: str = "small", win_rate: float = 0.5, splines: bool = True, rows: int = 0
+    search: str = "small", win_rate: float = 0.5, splines: bool = True, rows: int = 0,
+    categorical: bool = True,
 ) -> list[Candidate]:
     """The search space. `search`: "small" (default: 2 boosting settings + 1 logistic), "wide"
     (3 + 1), "tiny" (1 + 1: tests, huge data) or "none" (1 boosting). Up to 100,000 training
     rows the logistic regression is tried at two strengths (many correlated touchpoint counts and
     little data want strong regularisation: C=0.01 cut the gap to the demo oracle from 0.016 to
-    0.012 on 20,000 leads)."""
+    0.012 on 20,000 leads), and, when there are categories, boosting also with the categories
+    as ordinal codes (`categories=ordinal`: codes in order of frequency, 'other' last) next to
+    native categorical splits. On small data native splits, which sort a column's categories
+    by their gradients at every node, overfit rare ones: on X Education (7,400 leads) ordinal
+    codes raised 5-fold ROC AUC from 0.879 to 0.881 and lowered Brier from 0.1335 to 0.1323."""
     hgb = [
         {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
          "max_features": 1.0},
@@ -71,7 +76,8 @@ def candidates(
          "max_features": 0.3},
     ]  # fmt: skip
     logistic = [{"C": 0.1, "splines": splines}]
-    if rows <= 100_000 and search in ("small", "wide"):
+    small_data = rows <= CV_ROUNDS_MAX_ROWS
+    if small_data and search in ("small", "wide"):
         logistic = [{"C": 0.01, "splines": splines}, *logistic]
     if search == "small":
         hgb = hgb[1:]
@@ -81,7 +87,11 @@ def candidates(
         hgb, logistic = hgb[1:2], []
     elif search not in ("small", "wide"):
         raise ValueError(f"unknown search {search!r}; use small, wide, tiny or none")
-    out = [Candidate("gradient_boosting", p) for p in hgb] + [Candidate("logistic", p) for p in logistic]
+    boosting = [dict(p) for p in hgb]
+    if small_data and categorical and search in ("small", "wide"):
+        # native splits at the first setting, ordinal codes at every setting
+        boosting = [boosting[0], *({**p, "categories": "ordinal"} for p in hgb)]
+    out = [Candidate("gradient_boosting", p) for p in boosting] + [Candidate("logistic", p) for p in logistic]
     if win_rate < 0.2 and search in ("small", "wide"):
         out.append(Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}))
     return out
@@ -91,8 +101,9 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
     """An unfitted scikit-learn classifier for the feature matrix."""
     params = dict(candidate.params)
     if candidate.kind == "gradient_boosting":
+        native = params.pop("categories", "native") == "native" and categorical_mask.any()
         return HistGradientBoostingClassifier(
-            categorical_features=np.asarray(categorical_mask, dtype=bool) if categorical_mask.any() else None,
+            categorical_features=np.asarray(categorical_mask, dtype=bool) if native else None,
             max_iter=params.pop("max_iter", 600),
             early_stopping=params.pop("early_stopping", True),
             validation_fraction=0.1,

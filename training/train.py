@@ -60,6 +60,12 @@ class TrainingConfig(BaseModel):
     now: datetime | None = Field(None, description="Data extraction time; default: latest timestamp.")
     auc_margin: float = Field(AUC_MARGIN, ge=0, description="ROC AUC gain needed to replace the champion.")
     ece_tolerance: float = Field(ECE_TOLERANCE, ge=0, description="Allowed calibration error increase.")
+    refit: bool | None = Field(
+        None, description="After evaluation, refit the chosen model on training + held-out examples "
+        "and serve that (the holdout metrics and the champion gate use the model fitted without "
+        "the holdout). None (default): when there are at most 100,000 examples, where the "
+        "holdout's extra 25% of data matters."
+    )
     threads: int | None = Field(
         1, ge=1, description="OpenMP threads for gradient boosting; 1 avoids the large slow-down of "
         "spinning threads on a busy machine, None uses every core."
@@ -180,11 +186,17 @@ class Fitted:
     train_rows: np.ndarray
     holdout_rows: np.ndarray
     X_holdout: np.ndarray
-    holdout_probability: np.ndarray
+    holdout_probability: np.ndarray  # from the evaluation model (never saw the holdout)
     search_table: pd.DataFrame
     calibration_losses: dict[str, float]
     selected: str
     notes: list[str]
+    # the model to serve when it was refitted on training + holdout (None: the evaluation model)
+    final_estimator: CalibratedModel | None = None
+
+    @property
+    def refitted(self) -> bool:
+        return self.final_estimator is not None
 
 
 def fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step = _noop) -> Fitted:
@@ -222,7 +234,9 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
 
     win_rate = float(y_train.mean())
-    candidate_list = candidates(config.training.search, win_rate, config.training.splines, len(train_rows))
+    candidate_list = candidates(
+        config.training.search, win_rate, config.training.splines, len(train_rows), bool(mask.any())
+    )
     n_folds = config.training.cv_folds if len(train_rows) <= LARGE_DATA_ROWS else 1
     if n_folds != config.training.cv_folds:
         notes.append(f"{len(train_rows):,} training examples: one validation split instead of {config.training.cv_folds}-fold CV")
@@ -243,10 +257,37 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     )
     step("scoring the holdout")
     holdout_probability = estimator.predict_proba(X_holdout)
+    final = None
+    refit = config.training.refit
+    if refit is None:
+        refit = len(train_rows) + len(holdout_rows) <= LARGE_DATA_ROWS
+    if refit:
+        step(f"refitting {selection.candidate.name} on training and held-out examples")
+        final = _refit(
+            selection.candidate, mask, seed, X_train, y_train, X_holdout, examples.labels[holdout_rows],
+            selection.oof_raw, estimator,
+        )  # fmt: skip
     return Fitted(
         scorer, examples, split, train_rows, holdout_rows, X_holdout, holdout_probability,
-        selection.table, losses, selection.candidate.name, notes,
+        selection.table, losses, selection.candidate.name, notes, final,
     )  # fmt: skip
+
+
+def _refit(
+    candidate: Any, mask: np.ndarray, seed: int, X_train: np.ndarray, y_train: np.ndarray,
+    X_holdout: np.ndarray, y_holdout: np.ndarray, oof_raw: np.ndarray, evaluated: CalibratedModel,
+) -> CalibratedModel:
+    """The chosen candidate (same settings, same number of boosting rounds) fitted on training +
+    held-out examples, calibrated on out-of-sample scores only: the training part's out-of-fold
+    scores and the evaluation model's scores of the holdout."""
+    X_all = np.concatenate([X_train, X_holdout])
+    y_all = np.concatenate([y_train, y_holdout])
+    model = build_estimator(candidate, mask, seed).fit(X_all, y_all)
+    seen = ~np.isnan(oof_raw)
+    raw = np.concatenate([oof_raw[seen], evaluated.raw_proba(X_holdout)])
+    labels = np.concatenate([y_train[seen], y_holdout])
+    calibration, _ = choose_calibration(raw, labels, seed)
+    return CalibratedModel(model, calibration)
 
 
 def _champion_metrics(
@@ -254,6 +295,8 @@ def _champion_metrics(
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
     """(champion version, its metrics on this run's holdout, or why it could not be scored).
 
+    A refitted champion is compared through its evaluation model (fitted without its holdout), as
+    the challenger is: the refit may have learned this very holdout.
     The champion gets the inputs it was trained with: attribute columns this run excludes are
     read again from the leads file for the held-out leads.
     """
@@ -265,7 +308,8 @@ def _champion_metrics(
     if version is None:
         return None, None, None
     try:
-        champion = load_model_scorer(f"models:/{model_name}/{version}")
+        # the champion's evaluation model: fitted without its own holdout, like this run's
+        champion = load_model_scorer(f"models:/{model_name}/{version}", evaluation=True)
         if champion.featurizer.uses_touchpoints_ and data.touchpoints is None:
             return version, None, "the champion uses touchpoints and this run has none (--touchpoints)"
         needed = [c["column"] for c in champion.featurizer.attributes_.columns_ if c["column"] != "created_at"]
@@ -406,6 +450,12 @@ def _train(
         "data_config": json.loads(config.data.model_dump_json()),
     }
 
+    evaluation_estimator = scorer.estimator
+    if fitted.refitted:
+        scorer.estimator = fitted.final_estimator
+    scorer.metadata["refit"] = fitted.refitted
+    scorer.metadata["examples_fitted"] = len(fitted.train_rows) + fitted.refitted * len(fitted.holdout_rows)
+
     step("logging to MLflow")
     experiment_id = configure_tracking(experiment)
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
@@ -424,6 +474,7 @@ def _train(
                 "excluded_columns": json.dumps(config.data.exclude)[:500],
                 "leads_file": str(config.data.leads.path)[:500],
                 "timestamped": examples.timestamped,
+                "refit_with_holdout": fitted.refitted,
             }
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})
@@ -459,7 +510,9 @@ def _train(
             mlflow.set_tag("leakage_warning", "; ".join(w.column for w in leaks)[:5000])
 
         step("logging the model")
-        artifact_paths = _save_artifacts(scorer, tmp_path / "artifacts")
+        artifact_paths = _save_artifacts(
+            scorer, tmp_path / "artifacts", evaluation_estimator if fitted.refitted else None
+        )
         example = _input_example(holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_))
         output = _pyfunc_predict(scorer, example)
         signature = _signature(example, output)
@@ -531,10 +584,12 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame):
     return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
 
 
-def _save_artifacts(scorer: LeadScorer, directory: Path) -> dict[str, str]:
+def _save_artifacts(
+    scorer: LeadScorer, directory: Path, evaluation_estimator: CalibratedModel | None = None
+) -> dict[str, str]:
     from features.pyfunc_model import save_scorer
 
-    return save_scorer(scorer, directory)
+    return save_scorer(scorer, directory, evaluation_estimator)
 
 
 def _pyfunc_predict(scorer: LeadScorer, example: pd.DataFrame) -> pd.DataFrame:

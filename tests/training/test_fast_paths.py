@@ -39,3 +39,17 @@ def test_fast_path_equals_predict_proba(kind, params):
     test[::11, 3] = np.nan
     np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
     np.testing.assert_allclose(fast.raw_proba(test[:1]), model.predict_proba(test[:1])[:, 1], atol=1e-12)
+
+
+def test_ordinal_category_boosting_has_no_categorical_splits_and_a_fast_path():
+    X, y = _data()
+    candidate = Candidate("gradient_boosting", {"max_leaf_nodes": 8, "categories": "ordinal"})
+    model = build_estimator(candidate, MASK, seed=0).fit(X, y)
+    assert model.categorical_features is None
+    assert model.is_categorical_ is None or not model.is_categorical_.any()
+    native = build_estimator(Candidate("gradient_boosting", {"max_leaf_nodes": 8}), MASK, seed=0).fit(X, y)
+    assert native.is_categorical_.tolist() == MASK.tolist()
+    fast = CalibratedModel(model, {"method": "none"})
+    assert fast._trees is not None
+    test, _ = _data(seed=2, n=100)
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)

@@ -141,3 +141,56 @@ def test_fast_linear_path_equals_the_scikit_learn_pipeline(trained, demo_dir):
         pytest.skip("the selected model is not the logistic pipeline")
     assert scorer.estimator._linear is not None
     np.testing.assert_allclose(scorer.estimator.raw_proba(X), model.predict_proba(X)[:, 1], atol=1e-12)
+
+
+def test_served_model_is_refitted_and_the_gate_model_reproduces_the_holdout(trained):
+    """Small data: the served estimator learned training + holdout; the evaluation model, kept
+    beside it for the gate, is the one whose holdout scores the run reports."""
+    from features.pyfunc_model import load_model_scorer
+
+    uri, (_, strong, _) = trained
+    served = load_model_scorer(strong.model_uri)
+    evaluated = load_model_scorer(strong.model_uri, evaluation=True)
+    params = MlflowClient(uri).get_run(strong.run_id).data.params
+    assert served.metadata["refit"] is True and params["refit_with_holdout"] == "True"
+    assert served.metadata["examples_fitted"] == int(params["training_examples"]) + int(params["holdout_examples"])
+    assert served.estimator.model is not evaluated.estimator.model
+    # the evaluation model gives exactly the holdout probabilities shipped in the model
+    frame, touches, holdout = _holdout_inputs(strong, served)
+    np.testing.assert_allclose(
+        evaluated.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12
+    )
+    # the refit learned the holdout too, so it scores those leads differently
+    assert not np.allclose(served.predict_proba(frame, touches), holdout["probability"].to_numpy())
+
+
+def _holdout_inputs(result, scorer):
+    """The held-out examples of a demo run, rebuilt from its own config and split."""
+    from features.contract import DataConfig, load_lead_data
+    from training.data import build_examples, split_holdout, subsample
+    from features.config import FeatureConfig
+
+    config = DataConfig.model_validate(scorer.metadata["data_config"])
+    data = load_lead_data(config)
+    features = FeatureConfig()
+    examples = build_examples(data, features)
+    settle = max(features.snapshot_ages_days) + features.horizon_days
+    split = split_holdout(examples, 0.2, scorer.metadata["seed"], settle)
+    rows = subsample(split.holdout, examples.labels, 200_000, scorer.metadata["seed"])
+    return examples.frame.iloc[rows], data.touchpoints, scorer.holdout
+
+
+def test_refit_off_serves_the_evaluation_model(demo_dir, tracking):
+    from features.pyfunc_model import load_model_scorer
+
+    config = demo_config(demo_dir)
+    config.training.refit = False
+    result = train(config, seed=3)
+    served = load_model_scorer(result.model_uri)
+    params = MlflowClient(tracking).get_run(result.run_id).data.params
+    assert served.metadata["refit"] is False and params["refit_with_holdout"] == "False"
+    assert served.metadata["examples_fitted"] == int(params["training_examples"])
+    evaluated = load_model_scorer(result.model_uri, evaluation=True)
+    frame, touches, holdout = _holdout_inputs(result, served)
+    np.testing.assert_allclose(served.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(evaluated.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12)

@@ -1,0 +1,35 @@
+"""The candidate grid: which model settings are searched for which data."""
+
+import pytest
+
+from training.models import candidates
+
+
+def _names(cands):
+    return [c.name for c in cands]
+
+
+def test_small_data_with_categories_also_tries_ordinal_category_codes():
+    cands = candidates("small", win_rate=0.4, rows=8_000, categorical=True)
+    ordinal = [c for c in cands if c.params.get("categories") == "ordinal"]
+    native = [c for c in cands if c.kind == "gradient_boosting" and "categories" not in c.params]
+    assert len(ordinal) == 2 and len(native) == 1
+    assert sorted(c.params["learning_rate"] for c in ordinal) == [0.03, 0.05]
+    assert [c.params["C"] for c in cands if c.kind == "logistic"] == [0.01, 0.1]
+
+
+def test_no_ordinal_variants_without_categories_or_on_large_data():
+    for kwargs in ({"rows": 8_000, "categorical": False}, {"rows": 500_000, "categorical": True}):
+        cands = candidates("small", win_rate=0.4, **kwargs)
+        assert not any("categories" in c.params for c in cands), kwargs
+        assert len([c for c in cands if c.kind == "gradient_boosting"]) == 2
+
+
+def test_tiny_search_is_unchanged_and_unknown_search_names_the_choices():
+    assert _names(candidates("tiny", rows=8_000)) == [
+        "gradient_boosting(l2_regularization=1.0,learning_rate=0.05,max_features=0.5,max_leaf_nodes=15,"
+        "min_samples_leaf=40)",
+        "logistic(C=0.1,splines=True)",
+    ]
+    with pytest.raises(ValueError, match="unknown search 'huge'; use small, wide, tiny or none"):
+        candidates("huge")
