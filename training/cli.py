@@ -78,7 +78,8 @@ def train_command(
     m = result.metrics
     typer.echo(
         f"model {result.model_name} version {result.version} ({summary['alias']}), run {result.run_id}\n"
-        f"  {result.selected}\n"
+        f"  {result.selected}"
+        f"{' (served refitted on training + holdout)' if result.refit else ''}\n"
         f"  holdout: ROC AUC {m['roc_auc']:.4f}  PR AUC {m['pr_auc']:.4f}  log loss {m['log_loss']:.4f}  "
         f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}\n"
         f"  {result.gate.reason}\n"

@@ -145,6 +145,7 @@ class TrainResult:
     leakage: list[leakage.LeakageWarning] = field(default_factory=list)
     selected: str = ""
     seconds: float = 0.0
+    refit: bool = False  # the served model was refitted on training + holdout
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -157,6 +158,7 @@ class TrainResult:
             "promoted": self.gate.promote,
             "promotion": self.gate.reason,
             "model": self.selected,
+            "refit": self.refit,
             "metrics": {k: _finite(v) for k, v in self.metrics.items()},
             "champion_metrics": self.gate.champion,
             "warnings": self.warnings,
@@ -569,6 +571,7 @@ def _train(
         leakage=leaks,
         selected=fitted.selected,
         seconds=time.perf_counter() - started,
+        refit=fitted.refitted,
     )
 
 
