@@ -33,23 +33,28 @@ class _Job:
 def score_leads(loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
     """Score validated leads and decide each under `policy` (pure: no I/O)."""
     try:
-        scored = loaded.scorer.score_records(leads, policy=policy)
+        columns = loaded.scorer.score_columns(leads, policy=policy)
     except (ValueError, TypeError) as error:
         raise ScoringError(str(error)) from error
     model_ref = {"name": loaded.name, "version": loaded.version}
+    if len(columns["probability"]) != len(leads):
+        raise RuntimeError("the scorer returned a different number of rows than leads")
     return [
         {
             "lead_id": lead["lead_id"],
-            "probability": row["probability"],
-            "score": row["score"],
-            "grade": row["grade"],
-            "decision": row["decision"],
-            "reasons_for": row["reasons_for"],
-            "reasons_against": row["reasons_against"],
-            "policy_reasons": [row["hard_rule"]] if row.get("hard_rule") else [],
+            "probability": probability,
+            "score": score,
+            "grade": grade,
+            "decision": decision,
+            "reasons_for": reasons_for,
+            "reasons_against": reasons_against,
+            "policy_reasons": [rule] if rule else [],
             "model": model_ref,
         }
-        for lead, row in zip(leads, scored, strict=True)
+        for lead, probability, score, grade, decision, reasons_for, reasons_against, rule in zip(
+            leads, columns["probability"], columns["score"], columns["grade"], columns["decision"],
+            columns["reasons_for"], columns["reasons_against"], columns["hard_rule"],
+        )
     ]
 
 
