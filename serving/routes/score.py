@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import orjson
 from fastapi import APIRouter, Request
@@ -26,6 +25,7 @@ from serving.errors import RequestProblem, describe_validation_errors, problem, 
 from serving.responses import OrjsonResponse
 from serving.routes.model import model_not_loaded
 from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
+from serving.score_log import ScoreRows
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -42,35 +42,6 @@ ERROR_EXAMPLE = {
         }
     ],
 }
-
-
-class _LogRows:
-    """The score-log rows of one request, built by the writer thread when it takes them (the
-    request only queues this object: O(1) on the request path)."""
-
-    __slots__ = ("results", "common")
-
-    def __init__(self, results: list[dict], common: dict) -> None:
-        self.results = results
-        self.common = common
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[dict]:
-        common = self.common
-        for r in self.results:
-            yield {
-                **common,
-                "lead_id": r["lead_id"],
-                "probability": r["probability"],
-                "score": r["score"],
-                "grade": r["grade"],
-                "decision": r["decision"],
-                "reasons": {
-                    "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
-                },
-            }
 
 
 def _duplicates(leads: list[dict]) -> list[dict]:
@@ -169,7 +140,7 @@ async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
         raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
-    state.score_log.submit(_LogRows(results, {
+    state.score_log.submit(ScoreRows(results, {
         "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
         "policy_version": policy_version, "scored_at": now, "api_key_name": key.name,
     }))  # fmt: skip
