@@ -28,6 +28,8 @@ from scipy.special import expit
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
+BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
+LEAD_CHUNK = 128  # leads per pass of the bitvector evaluation (keeps its arrays in cache)
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
@@ -267,6 +269,20 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     def in_bitset(bits: np.ndarray, row: np.ndarray, v: np.ndarray) -> np.ndarray:
         return ((bits[row, v >> 5] >> (v & 31).astype(np.uint64)) & np.uint64(1)).astype(bool)
 
+    def goes_left(nd: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Whether prepared value `x` goes left at node `nd` (pairwise), as scikit-learn decides."""
+        go_left = x <= threshold[nd]
+        cat = categorical[nd]
+        if cat.any() and raw_bits is not None:
+            xc, ndc = x[cat], nd[cat]
+            unusable = np.isnan(xc) | (xc < 0)
+            v = np.where(unusable, 0, xc).astype(np.intp)
+            in_left = in_bitset(raw_bits, bitset[ndc], v)
+            is_known = in_bitset(known, f_map[feature[ndc]], v)
+            go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
+            go_left[cat] = np.where(unusable, missing_left[ndc], go)
+        return np.where(np.isnan(x), missing_left[nd], go_left)
+
     column_of = (np.concatenate([cat_cols, num_cols]) if preprocessor is not None
                  else np.arange(int(model.n_features_in_)))  # fmt: skip
 
@@ -286,19 +302,7 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
                 fresh = ~(path[todo, :level] == columns[:, None]).any(axis=1)
                 path[todo, level] = columns
                 visited.append((todo[fresh], columns[fresh]))
-            x = X[r[todo], f]
-            go_left = x <= threshold[nd]
-            cat = categorical[nd]
-            if cat.any() and raw_bits is not None:
-                xc, ndc = x[cat], nd[cat]
-                unusable = np.isnan(xc) | (xc < 0)
-                v = np.where(unusable, 0, xc).astype(np.intp)
-                in_left = in_bitset(raw_bits, bitset[ndc], v)
-                is_known = in_bitset(known, f_map[feature[ndc]], v)
-                go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
-                go_left[cat] = np.where(unusable, missing_left[ndc], go)
-            go_left = np.where(np.isnan(x), missing_left[nd], go_left)
-            node[todo] = np.where(go_left, left[nd], right[nd])
+            node[todo] = np.where(goes_left(nd, X[r[todo], f]), left[nd], right[nd])
             todo = todo[~leaf[node[todo]]]
         return node
 
@@ -352,7 +356,208 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         return raw, raw[lead] + change
 
     predict.occluded_raw = occluded_raw  # type: ignore[attr-defined]
-    return predict
+    n_leaves = np.bincount(tree_of[leaf], minlength=n_trees)
+    if n_leaves.max() > BITVECTOR_MAX_LEAVES:
+        return predict
+    fast = _LeafBitvectors(
+        nodes=[(offsets[t], sizes[t]) for t in range(n_trees)], feature=feature, left=left, right=right,
+        leaf=leaf, value=value, categorical=categorical, goes_left=goes_left, baseline=baseline,
+        threshold=threshold, column_of=column_of,
+        categories=dict(enumerate(seen)) if preprocessor is not None else {},
+    )  # fmt: skip
+    fast.walk_predict = predict  # the node-walking reference (tests)
+    return fast
+
+
+class _LeafBitvectors:
+    """Binary boosted trees evaluated as leaf bitvectors (the QuickScorer idea), all trees at once.
+
+    A tree's leaves are numbered left to right; a split the lead fails (goes right) rules out
+    the leaves of its left subtree, and the leaf reached is the leftmost one no split rules
+    out. What a tree's splits on one feature rule out depends only on that feature's value,
+    through the interval it falls in between the thresholds used: tabled once per (tree,
+    feature) at load. A lead is then a few table look-ups and ANDs per tree, no walk.
+
+    Occlusion (`occluded_raw`, for reasons): the leaf with feature j set to the typical value is
+    the leftmost leaf of (AND of the tree's other features' tables) & (j's table at the typical
+    value); the ANDs of the others are prefix/suffix ANDs along each tree's features.
+    Probabilities are summed tree by tree from the baseline as scikit-learn does: the same bits.
+    """
+
+    any_batch = True  # faster than scikit-learn at any number of rows
+
+    def __init__(self, *, nodes, feature, left, right, leaf, value, categorical, goes_left,
+                 baseline, threshold, column_of, categories) -> None:  # fmt: skip
+        n_trees = len(nodes)
+        leaf_values: list[float] = []
+        leaf_offset = np.empty(n_trees, dtype=np.intp)
+        groups: list[list[tuple[int, list[tuple[int, int]]]]] = []  # per tree: (feature, [(node, mask)])
+        for t, (root, _) in enumerate(nodes):
+            leaf_offset[t] = len(leaf_values)
+            spans: dict[int, tuple[int, int]] = {}
+            stack = [(int(root), False)]
+            while stack:  # post-order: both subtrees' leaf spans are known before the node's
+                n, done = stack.pop()
+                if leaf[n]:
+                    spans[n] = (len(leaf_values), len(leaf_values) + 1)
+                    leaf_values.append(float(value[n]))
+                elif done:
+                    spans[n] = (spans[int(left[n])][0], spans[int(right[n])][1])
+                else:
+                    stack += [(n, True), (int(right[n]), False), (int(left[n]), False)]
+            by_feature: dict[int, list[tuple[int, int]]] = {}
+            for n, (low, high) in spans.items():
+                if not leaf[n]:
+                    l_low, l_high = spans[int(left[n])]
+                    mask = ((1 << (l_high - l_low)) - 1) << (l_low - leaf_offset[t])
+                    by_feature.setdefault(int(feature[n]), []).append((n, mask))
+            groups.append(sorted(by_feature.items()))
+        n_leaves = np.diff(np.append(leaf_offset, len(leaf_values)))
+        self.dtype = next(d for d in (np.uint8, np.uint16, np.uint32, np.uint64)
+                          if np.iinfo(d).bits >= n_leaves.max())  # fmt: skip
+        all_leaves = self.dtype(np.iinfo(self.dtype).max)
+        used = sorted({f for tree in groups for f, _ in tree})
+        position = {f: k for k, f in enumerate(used)}
+        # Intervals of each used feature: numbers between sorted thresholds (+ above all, NaN),
+        # categories by their code among those seen in fit (+ unseen or NaN).
+        self.features = []
+        representatives = []
+        for f in used:
+            if f in categories:
+                cats = np.asarray(categories[f], dtype=float)
+                self.features.append((int(column_of[f]), True, cats))
+                representatives.append(np.append(np.arange(cats.size, dtype=float), np.nan))
+            else:
+                on_f = np.flatnonzero((feature == f) & ~leaf)
+                edges = np.unique(threshold[on_f])
+                self.features.append((int(column_of[f]), False, edges))
+                representatives.append(np.concatenate([edges, [np.inf, np.nan]]))
+        # Slots (tree, feature) in blocks by position within the tree; trees sorted by how many
+        # features they split on, so block p holds a prefix of the sorted trees (no padding).
+        counts = np.array([len(tree) for tree in groups], dtype=np.intp)
+        self.order = np.argsort(-counts, kind="stable")  # sorted position -> tree
+        self.rank = np.empty(n_trees, dtype=np.intp)  # tree -> sorted position
+        self.rank[self.order] = np.arange(n_trees)
+        entries = []
+        size = 0
+        slot_table, slot_feature, slot_tree, self.blocks = [], [], [], []
+        for p in range(int(counts.max(initial=0))):
+            in_block = int((counts > p).sum())
+            self.blocks.append((len(slot_table), len(slot_table) + in_block, in_block))
+            for sorted_position in range(in_block):
+                f, members = groups[int(self.order[sorted_position])][p]
+                reps = representatives[position[f]]
+                entry = np.full(reps.size, all_leaves)
+                for n, mask in members:
+                    go_left = goes_left(np.full(reps.size, n, dtype=np.intp), reps)
+                    entry &= np.where(go_left, all_leaves, all_leaves ^ self.dtype(mask))
+                entries.append(entry)
+                slot_table.append(size)
+                slot_feature.append(position[f])
+                slot_tree.append(sorted_position)
+                size += entry.size
+        self.table = np.concatenate(entries) if entries else np.empty(0, dtype=self.dtype)
+        self.slot_table = np.array(slot_table, dtype=np.intp)
+        self.slot_feature = np.array(slot_feature, dtype=np.intp)
+        self.slot_tree = np.array(slot_tree, dtype=np.intp)
+        self.leaf_values = np.asarray(leaf_values, dtype=float)
+        # by sorted position; + the number of bits up to and including the lowest set one
+        self.leaf_offset = leaf_offset[self.order] - 1
+        self.baseline = float(baseline)
+        self.n_trees, self.n_used = n_trees, len(used)
+        self.used_columns = np.array([c for c, _, _ in self.features], dtype=np.intp)
+        self.everything = all_leaves
+
+    # ---------------------------------------------------------------------------------------
+    def _intervals(self, X: np.ndarray) -> np.ndarray:
+        """(rows, used features): the interval index of each row's value of each used feature."""
+        out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
+        for k, (column, is_category, edges) in enumerate(self.features):
+            x = X[:, column]
+            if is_category:
+                if edges.size:
+                    pos = np.minimum(np.searchsorted(edges, x), edges.size - 1)
+                    out[:, k] = np.where(edges[pos] == x, pos, edges.size)
+            else:
+                b = np.searchsorted(edges, x)
+                b[np.isnan(x)] = edges.size + 1
+                out[:, k] = b
+        return out
+
+    def _slots(self, X: np.ndarray) -> np.ndarray:
+        """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible."""
+        return self.table[self.slot_table + self._intervals(X)[:, self.slot_feature]]
+
+    def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
+        """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
+        # the number of bits up to and including the lowest set one: its position + 1
+        return self.leaf_values[self.leaf_offset[sorted_trees] + np.bitwise_count(bits ^ (bits - self.dtype(1)))]
+
+    def _raw(self, own: np.ndarray) -> np.ndarray:
+        """Raw log-odds of rows from their leaf values (rows, trees in sorted order)."""
+        terms = np.empty((own.shape[0], self.n_trees + 1))
+        terms[:, 0] = self.baseline
+        terms[:, 1:] = own[:, self.rank]
+        return np.cumsum(terms, axis=1)[:, -1]  # tree after tree, as scikit-learn adds them
+
+    def _full(self, slots: np.ndarray, twice: bool = False):
+        """(rows, trees) AND of each tree's slots; with `twice`, also the leaves that two or more
+        of the tree's features rule out."""
+        full = np.full((slots.shape[0], self.n_trees), self.everything, dtype=self.dtype)
+        ruled_out_twice = np.zeros_like(full) if twice else None
+        for start, stop, n in self.blocks:
+            keep = slots[:, start:stop]
+            if twice:
+                ruled_out_twice[:, :n] |= ~full[:, :n] & ~keep
+            full[:, :n] &= keep
+        return (full, ruled_out_twice) if twice else full
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        raw = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], LEAD_CHUNK):
+            full = self._full(self._slots(X[start : start + LEAD_CHUNK]))
+            raw[start : start + LEAD_CHUNK] = self._raw(self._leaf_values(full))
+        return expit(raw)
+
+    def occluded_raw(self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray):
+        """(raw log-odds of each lead, raw log-odds of each lead with `column` set to `typical`).
+
+        With the tree's leaves ruled out by its features: `full` (by none), `twice` (by two or
+        more), the leaves the features other than g leave possible are (full | ~slot_g) & ~twice.
+        Only the (lead, slot) pairs whose leftmost leaf changes (~8%) are looked up.
+        """
+        X = np.asarray(X, dtype=float)
+        n = X.shape[0]
+        raw = np.empty(n)
+        width = self.n_used + 1  # the last column: features no tree uses (no change)
+        change = np.zeros((n, width))
+        typical_slots = self._slots(np.asarray(typical, dtype=float)[None, :])[0]
+        zero = self.dtype(0)
+        for start in range(0, n, LEAD_CHUNK):
+            slots = self._slots(X[start : start + LEAD_CHUNK])
+            full, twice = self._full(slots, twice=True)
+            own = self._leaf_values(full)
+            raw[start : start + own.shape[0]] = self._raw(own)
+            lowest = full & (zero - full)
+            occluded = np.empty_like(slots)
+            for first, stop, m in self.blocks:
+                block = slice(first, stop)
+                np.bitwise_and((full[:, :m] | ~slots[:, block]) & ~twice[:, :m], typical_slots[block],
+                               out=occluded[:, block])  # fmt: skip
+                slots[:, block] = (occluded[:, block] & (zero - occluded[:, block])) != lowest[:, :m]
+            where = np.flatnonzero(slots)  # slots now marks the pairs whose leaf changes
+            row, slot = np.divmod(where, slots.shape[1])
+            tree = self.slot_tree[slot]
+            delta = self._leaf_values(occluded.reshape(-1)[where], tree) - own[row, tree]
+            change[start : start + own.shape[0]] = np.bincount(
+                row * width + self.slot_feature[slot], weights=delta, minlength=own.shape[0] * width
+            ).reshape(-1, width)
+        if not lead.size:
+            return raw, np.empty(0)
+        feature_of = np.full(X.shape[1], self.n_used, dtype=np.intp)
+        feature_of[self.used_columns] = np.arange(self.n_used)
+        return raw, raw[lead] + change[lead, feature_of[column]]
 
 
 def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:

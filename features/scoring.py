@@ -38,7 +38,7 @@ from features.policy import (
 N_REASONS = 3
 MIN_EFFECT_POINTS = 0.5  # effects smaller than half a score point are noise, not reasons
 _EPS = 1e-6
-SMALL_BATCH = 256  # up to this many rows, boosted trees are walked in numpy (no per-call overhead)
+SMALL_BATCH = 256  # up to this many rows, boosted trees are walked node by node in numpy
 
 
 class CalibratedModel:
@@ -77,7 +77,7 @@ class CalibratedModel:
         """The frozen model's uncalibrated win probability."""
         if self._linear is not None:
             return self._linear(X)
-        if self._trees is not None and X.shape[0] <= SMALL_BATCH:
+        if self._trees is not None and (X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)):
             return self._trees(X)
         return self.model.predict_proba(X)[:, 1]
 
