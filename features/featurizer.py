@@ -295,7 +295,10 @@ class LeadFeaturizer:
 
     # API records ----------------------------------------------------------------------------
     def transform_records(
-        self, records: Sequence[dict[str, Any]], return_touchpoints: bool = False
+        self,
+        records: Sequence[dict[str, Any]],
+        return_touchpoints: bool = False,
+        touch_moments: np.ndarray | None = None,
     ) -> np.ndarray | tuple[np.ndarray, RecordTouchpoints | None]:
         """Same rows as `transform` from API-style records, without pandas.
 
@@ -305,13 +308,14 @@ class LeadFeaturizer:
         their touchpoints are gathered into flat arrays first, attributes column by column.
         With `return_touchpoints`, also those flat arrays (None when the records went one by one
         or touchpoints are not features), so the policy's facts need no second pass.
+        `touch_moments`: the touchpoints' moments already parsed (see `record_touchpoints`).
         """
         self._check_fitted()
-        X, touches = self._records_matrix(records)
+        X, touches = self._records_matrix(records, touch_moments)
         return (X, touches) if return_touchpoints else X
 
     def _records_matrix(
-        self, records: Sequence[dict[str, Any]]
+        self, records: Sequence[dict[str, Any]], touch_moments: np.ndarray | None = None
     ) -> tuple[np.ndarray, RecordTouchpoints | None]:
         if len(records) <= 1:
             return self._transform_each(records), None
@@ -329,7 +333,8 @@ class LeadFeaturizer:
         arrays = _EMPTY_TOUCHES
         if self.uses_touchpoints_:
             touches = record_touchpoints(
-                [r.get("touchpoints") for r in records], as_of, [r.get("lead_id") for r in records]
+                [r.get("touchpoints") for r in records], as_of, [r.get("lead_id") for r in records],
+                touch_moments,
             )
             if touches is None:  # a moment beyond int64 nanoseconds: exact python integers
                 return self._transform_each(records), None

@@ -367,14 +367,18 @@ class LeadScorer:
         policy: Policy | None = None,
         explain: bool = True,
         n_reasons: int = N_REASONS,
+        touch_moments: np.ndarray | None = None,
     ) -> dict[str, list[Any]]:
         """`score_records` as one list per output (lead_id, probability, score, grade, decision,
-        reasons_for, reasons_against, hard_rule): the API builds its answer from these."""
+        reasons_for, reasons_against, hard_rule): the API builds its answer from these.
+        `touch_moments`: the touchpoints' moments if already parsed (`record_touchpoints`)."""
         policy = policy or self.policy
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
             now = datetime.now(timezone.utc)
             records = [r if r.get("as_of") is not None else {**r, "as_of": now} for r in records]
-        X, touches = self.featurizer.transform_records(records, return_touchpoints=True)
+        X, touches = self.featurizer.transform_records(
+            records, return_touchpoints=True, touch_moments=touch_moments
+        )
         if explain:
             probabilities, reasons_for, reasons_against = self._predict_explained(X, n_reasons)
         else:
