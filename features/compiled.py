@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-9
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
 LEAD_CHUNK = 128  # leads per pass of the bitvector evaluation (keeps its arrays in cache)
+FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
@@ -484,9 +485,46 @@ class _LeafBitvectors:
                 out[:, k] = b
         return out
 
+    def _few_intervals(self, X: np.ndarray) -> np.ndarray:
+        """`_intervals` for a few rows: every threshold compared at once instead of a call per
+        feature (one lead: ~25 us instead of ~0.4 ms)."""
+        if not hasattr(self, "_edges"):
+            self._prepare_few()
+        x = X[:, self._edge_column]
+        below = np.add.reduceat(x > self._edges, self._edge_starts, axis=1)  # edges < x
+        equal = np.add.reduceat(x == self._edges, self._edge_starts, axis=1)  # a seen category
+        out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
+        mine = self._with_edges
+        values = X[:, self.used_columns[mine]]
+        out[:, mine] = np.where(
+            np.isnan(values), self._nan_interval[mine],
+            np.where(self._is_category[mine] & (equal == 0), self._nan_interval[mine], below),
+        )  # fmt: skip
+        return out
+
+    def _prepare_few(self) -> None:
+        sizes = np.array([edges.size for _, _, edges in self.features], dtype=np.intp)
+        self._with_edges = sizes > 0  # a categorical feature with no category seen: interval 0
+        self._is_category = np.array([c for _, c, _ in self.features], dtype=bool)
+        # NaN: the interval after "above every threshold" for numbers, "not seen" for categories
+        self._nan_interval = np.where(self._is_category, sizes, sizes + 1)
+        kept = [edges for (_, _, edges), size in zip(self.features, sizes) if size]
+        self._edges = np.concatenate(kept) if kept else np.empty(0)
+        self._edge_column = np.repeat(self.used_columns[self._with_edges], sizes[self._with_edges])
+        self._edge_starts = np.concatenate([[0], np.cumsum(sizes[self._with_edges])[:-1]]).astype(np.intp)
+
     def _slots(self, X: np.ndarray) -> np.ndarray:
         """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible."""
-        return self.table[self.slot_table + self._intervals(X)[:, self.slot_feature]]
+        if X.shape[0] <= FEW_ROWS and self.n_used and self._with_edges_any():
+            intervals = self._few_intervals(X)
+        else:
+            intervals = self._intervals(X)
+        return self.table[self.slot_table + intervals[:, self.slot_feature]]
+
+    def _with_edges_any(self) -> bool:
+        if not hasattr(self, "_edges"):
+            self._prepare_few()
+        return bool(self._with_edges.any())
 
     def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
         """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""

@@ -70,3 +70,12 @@ def test_trees_with_more_leaves_than_a_bitvector_holds_are_walked(monkeypatch):
     assert not isinstance(walked, compiled._LeafBitvectors)
     X = _leads()
     assert np.array_equal(walked(X), model.predict_proba(X)[:, 1])
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+def test_interval_indices_of_a_few_rows_equal_the_per_feature_path(categorical):
+    fast = compile_boosting(_model(15, categorical))
+    X = _leads()
+    X[::7, 2] = -np.inf
+    for rows in (X[:1], X[:16], X[100:116]):
+        np.testing.assert_array_equal(fast._few_intervals(rows), fast._intervals(rows))
