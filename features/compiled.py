@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
-LEAD_CHUNK = 128  # leads per pass of the bitvector evaluation (keeps its arrays in cache)
+LEAD_CHUNK = 32  # leads per pass of the bitvector evaluation: its arrays stay in cache (128: 1.5x slower)
 FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
