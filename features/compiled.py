@@ -578,13 +578,18 @@ class _LeafBitvectors:
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
             lowest = full & (zero - full)
-            occluded = np.empty_like(slots)
+            allowed = np.invert(twice, out=twice)  # not ruled out by two or more features
+            occluded = np.invert(slots, out=slots)  # in place, block by block: no temporaries
+            changed = np.empty(slots.shape, dtype=bool)
             for first, stop, m in self.blocks:
-                block = slice(first, stop)
-                np.bitwise_and((full[:, :m] | ~slots[:, block]) & ~twice[:, :m], typical_slots[block],
-                               out=occluded[:, block])  # fmt: skip
-                slots[:, block] = (occluded[:, block] & (zero - occluded[:, block])) != lowest[:, :m]
-            where = np.flatnonzero(slots)  # slots now marks the pairs whose leaf changes
+                block = occluded[:, first:stop]
+                block |= full[:, :m]
+                block &= allowed[:, :m]
+                block &= typical_slots[first:stop]
+                low = np.subtract(zero, block)
+                low &= block
+                np.not_equal(low, lowest[:, :m], out=changed[:, first:stop])
+            where = np.flatnonzero(changed)  # the pairs whose leftmost leaf changes
             row, slot = np.divmod(where, slots.shape[1])
             tree = self.slot_tree[slot]
             delta = self._leaf_values(occluded.reshape(-1)[where], tree) - own[row, tree]
