@@ -514,13 +514,11 @@ def _codes(values: list[Any], canonical: dict[str, int], mapper, tell: bool = Fa
     """int64 codes of channel or activity names: canonical names (what the API passes on) by one
     dict lookup each, anything else through `mapper`. With `tell`, also whether all were canonical."""
     try:
-        codes = list(map(canonical.get, values))
-    except TypeError:  # an unhashable value
-        codes = [None]
-    all_canonical = None not in codes
-    if not all_canonical:
-        codes = _mapped(values, mapper)
-    array = np.array(codes, dtype=np.int64)
+        array = np.fromiter(map(canonical.__getitem__, values), dtype=np.int64, count=len(values))
+        all_canonical = True
+    except (KeyError, TypeError):  # a spelling to map, or an unhashable value
+        array = np.array(_mapped(values, mapper), dtype=np.int64)
+        all_canonical = False
     return (array, all_canonical) if tell else array
 
 
