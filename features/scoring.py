@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -267,19 +268,27 @@ class LeadScorer:
         lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in rank order
         picked = columns[lead, rank]
         names = self.feature_names
-        texts = self.__dict__.setdefault("_texts", {})
-        if len(texts) > 100_000:
-            texts.clear()
+        cached = self.__dict__.get("_texts")
+        if cached is None or sum(map(len, cached)) > 100_000:
+            cached = self._texts = [{} for _ in names]  # per feature: value -> text
         describe = self.featurizer.describe
-        reasons = []
-        for c, value, effect in zip(
-            picked.tolist(), X[lead, picked].tolist(), effects[lead, rank].tolist()
-        ):
-            key = (c, value if value == value else None)
-            text = texts.get(key)
-            if text is None:  # texts repeat across leads: describe each once
-                text = texts[key] = describe(names[c], value)
-            reasons.append({"feature": names[c], "text": text, "effect": round(effect, 1)})
+        picked_list = picked.tolist()
+        texts = []
+        for c, value in zip(picked_list, X[lead, picked].tolist()):
+            text = cached[c].get(value)
+            if text is None:  # texts repeat across leads: describe each once (NaN: key None)
+                key = value if value == value else None
+                text = cached[c].get(key)
+                if text is None:
+                    text = cached[c][key] = describe(names[c], value)
+            texts.append(text)
+        reasons = [
+            {"feature": name, "text": text, "effect": effect}
+            for name, text, effect in zip(
+                map(names.__getitem__, picked_list), texts,
+                map(round, effects[lead, rank].tolist(), repeat(1, len(texts))),
+            )
+        ]  # fmt: skip
         ends = np.cumsum(keep.sum(axis=1)).tolist()
         return [reasons[start:end] for start, end in zip([0, *ends[:-1]], ends)]
 
