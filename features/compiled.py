@@ -513,12 +513,14 @@ class _LeafBitvectors:
         self._edge_column = np.repeat(self.used_columns[self._with_edges], sizes[self._with_edges])
         self._edge_starts = np.concatenate([[0], np.cumsum(sizes[self._with_edges])[:-1]]).astype(np.intp)
 
-    def _slots(self, X: np.ndarray) -> np.ndarray:
-        """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible."""
+    def _all_intervals(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] <= FEW_ROWS and self.n_used and self._with_edges_any():
-            intervals = self._few_intervals(X)
-        else:
-            intervals = self._intervals(X)
+            return self._few_intervals(X)
+        return self._intervals(X)
+
+    def _slots(self, intervals: np.ndarray) -> np.ndarray:
+        """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible,
+        from the rows' interval indices."""
         return self.table[self.slot_table + intervals[:, self.slot_feature]]
 
     def _with_edges_any(self) -> bool:
@@ -553,8 +555,9 @@ class _LeafBitvectors:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         raw = np.empty(X.shape[0])
+        intervals = self._all_intervals(X)  # once for all rows: a call per feature
         for start in range(0, X.shape[0], LEAD_CHUNK):
-            full = self._full(self._slots(X[start : start + LEAD_CHUNK]))
+            full = self._full(self._slots(intervals[start : start + LEAD_CHUNK]))
             raw[start : start + LEAD_CHUNK] = self._raw(self._leaf_values(full))
         return expit(raw)
 
@@ -570,10 +573,11 @@ class _LeafBitvectors:
         raw = np.empty(n)
         width = self.n_used + 1  # the last column: features no tree uses (no change)
         change = np.zeros((n, width))
-        typical_slots = self._slots(np.asarray(typical, dtype=float)[None, :])[0]
+        typical_slots = self._slots(self._all_intervals(np.asarray(typical, dtype=float)[None, :]))[0]
         zero = self.dtype(0)
+        intervals = self._all_intervals(X)  # once for all rows: a call per feature
         for start in range(0, n, LEAD_CHUNK):
-            slots = self._slots(X[start : start + LEAD_CHUNK])
+            slots = self._slots(intervals[start : start + LEAD_CHUNK])
             full, twice = self._full(slots, twice=True)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
