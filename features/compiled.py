@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
-LEAD_CHUNK = 32  # leads per pass of the bitvector evaluation: its arrays stay in cache (128: 1.5x slower)
+LEAD_CHUNK = 32  # leads per bitvector pass: its arrays stay in cache (128: 1.5x slower)
 FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
@@ -361,9 +361,9 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     if n_leaves.max() > BITVECTOR_MAX_LEAVES:
         return predict
     fast = _LeafBitvectors(
-        nodes=[(offsets[t], sizes[t]) for t in range(n_trees)], feature=feature, left=left, right=right,
-        leaf=leaf, value=value, categorical=categorical, goes_left=goes_left, baseline=baseline,
-        threshold=threshold, column_of=column_of,
+        nodes=[(offsets[t], sizes[t]) for t in range(n_trees)], feature=feature, left=left,
+        right=right, leaf=leaf, value=value, categorical=categorical, goes_left=goes_left,
+        baseline=baseline, threshold=threshold, column_of=column_of,
         categories=dict(enumerate(seen)) if preprocessor is not None else {},
     )  # fmt: skip
     fast.walk_predict = predict  # the node-walking reference (tests)
@@ -392,7 +392,8 @@ class _LeafBitvectors:
         n_trees = len(nodes)
         leaf_values: list[float] = []
         leaf_offset = np.empty(n_trees, dtype=np.intp)
-        groups: list[list[tuple[int, list[tuple[int, int]]]]] = []  # per tree: (feature, [(node, mask)])
+        # per tree: (feature, [(node, mask of the leaves of its left subtree)])
+        groups: list[list[tuple[int, list[tuple[int, int]]]]] = []
         for t, (root, _) in enumerate(nodes):
             leaf_offset[t] = len(leaf_values)
             spans: dict[int, tuple[int, int]] = {}
@@ -511,7 +512,8 @@ class _LeafBitvectors:
         kept = [edges for (_, _, edges), size in zip(self.features, sizes) if size]
         self._edges = np.concatenate(kept) if kept else np.empty(0)
         self._edge_column = np.repeat(self.used_columns[self._with_edges], sizes[self._with_edges])
-        self._edge_starts = np.concatenate([[0], np.cumsum(sizes[self._with_edges])[:-1]]).astype(np.intp)
+        starts = np.cumsum(sizes[self._with_edges])[:-1]
+        self._edge_starts = np.concatenate([[0], starts]).astype(np.intp)
 
     def _all_intervals(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] <= FEW_ROWS and self.n_used and self._with_edges_any():
@@ -531,7 +533,8 @@ class _LeafBitvectors:
     def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
         """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
         # the number of bits up to and including the lowest set one: its position + 1
-        return self.leaf_values[self.leaf_offset[sorted_trees] + np.bitwise_count(bits ^ (bits - self.dtype(1)))]
+        up_to_lowest = np.bitwise_count(bits ^ (bits - self.dtype(1)))
+        return self.leaf_values[self.leaf_offset[sorted_trees] + up_to_lowest]
 
     def _raw(self, own: np.ndarray) -> np.ndarray:
         """Raw log-odds of rows from their leaf values (rows, trees in sorted order)."""
@@ -561,7 +564,9 @@ class _LeafBitvectors:
             raw[start : start + LEAD_CHUNK] = self._raw(self._leaf_values(full))
         return expit(raw)
 
-    def occluded_raw(self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray):
+    def occluded_raw(
+        self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(raw log-odds of each lead, raw log-odds of each lead with `column` set to `typical`).
 
         With the tree's leaves ruled out by its features: `full` (by none), `twice` (by two or
@@ -573,7 +578,8 @@ class _LeafBitvectors:
         raw = np.empty(n)
         width = self.n_used + 1  # the last column: features no tree uses (no change)
         change = np.zeros((n, width))
-        typical_slots = self._slots(self._all_intervals(np.asarray(typical, dtype=float)[None, :]))[0]
+        typical = np.asarray(typical, dtype=float)[None, :]
+        typical_slots = self._slots(self._all_intervals(typical))[0]
         zero = self.dtype(0)
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
         for start in range(0, n, LEAD_CHUNK):

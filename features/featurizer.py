@@ -355,8 +355,9 @@ class LeadFeaturizer:
         if all(v.__class__ is datetime and v.tzinfo is not None for v in as_of) and all(
             v is None or (v.__class__ is datetime and v.tzinfo is not None) for v in created_at
         ):
-            moments = np.array([((v - _EPOCH) // _MICROSECOND) * 1000 for v in as_of], dtype=np.int64)
-            created = [None if v is None else ((v - _EPOCH) // _MICROSECOND) * 1000 for v in created_at]
+            moments = np.array([(v - _EPOCH) // _MICROSECOND * 1000 for v in as_of], dtype=np.int64)
+            created = [None if v is None else (v - _EPOCH) // _MICROSECOND * 1000
+                       for v in created_at]  # fmt: skip
             # float(int) rounds like the per-lead path: the same ages bit for bit
             lead_age = np.array(
                 [math.nan if c is None else float(m - c) / NS_PER_DAY

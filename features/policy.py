@@ -231,7 +231,9 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
         )
         if target is not None:
             facts[target] |= np.fromiter(
-                (_truthy(lead.get(name)) if lead else False for lead in attributes), dtype=bool, count=n
+                (_truthy(lead.get(name)) if lead else False for lead in attributes),
+                dtype=bool,
+                count=n,
             )
     return facts
 

@@ -78,7 +78,9 @@ class CalibratedModel:
         """The frozen model's uncalibrated win probability."""
         if self._linear is not None:
             return self._linear(X)
-        if self._trees is not None and (X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)):
+        if self._trees is not None and (
+            X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)
+        ):
             return self._trees(X)
         return self.model.predict_proba(X)[:, 1]
 
@@ -134,7 +136,7 @@ def strongest_effects(
 def ranked_effects(
     effects: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`strongest_effects` by a stable argsort of every row (the reference the tests compare with)."""
+    """`strongest_effects` by a stable argsort of every row (the tests' reference)."""
     n_features = effects.shape[1]
     order = np.argsort(np.where(np.isnan(effects), np.inf, -effects), axis=1, kind="stable")
     top = order[:, :n]

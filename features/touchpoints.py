@@ -431,7 +431,10 @@ def touchpoint_arrays_from_records(
 
 
 def record_touchpoints(
-    touch_lists: list[Any], as_of_ns: np.ndarray, lead_ids: list[Any], moments: np.ndarray | None = None
+    touch_lists: list[Any],
+    as_of_ns: np.ndarray,
+    lead_ids: list[Any],
+    moments: np.ndarray | None = None,
 ) -> RecordTouchpoints | None:
     """`touchpoint_arrays_from_records`, with whether the activities were canonical names.
 
@@ -482,7 +485,8 @@ def record_touchpoints(
         value = np.array(raw_values, dtype=np.float64)  # None -> NaN, as touch_value does
     else:
         value = np.array([touch_value(v) for v in raw_values], dtype=np.float64)
-    return RecordTouchpoints(TouchpointArrays(row, age, channel, activity, campaign, value), canonical)
+    arrays = TouchpointArrays(row, age, channel, activity, campaign, value)
+    return RecordTouchpoints(arrays, canonical)
 
 
 _FLOAT_OR_NONE = frozenset({float, type(None)})
@@ -505,14 +509,16 @@ def _campaign_codes(values: list[Any]) -> np.ndarray:
         code_of = {v: -1 if k is None else codes.setdefault(k, len(codes)) for v, k in keys.items()}
         return np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=len(values))
     return np.array(
-        [-1 if k is None else codes.setdefault(k, len(codes)) for k in _mapped(values, campaign_key)],
+        [-1 if k is None else codes.setdefault(k, len(codes))
+         for k in _mapped(values, campaign_key)],  # fmt: skip
         dtype=np.int64,
     )
 
 
 def _codes(values: list[Any], canonical: dict[str, int], mapper, tell: bool = False):
     """int64 codes of channel or activity names: canonical names (what the API passes on) by one
-    dict lookup each, anything else through `mapper`. With `tell`, also whether all were canonical."""
+    dict lookup each, anything else through `mapper`. With `tell`, also whether all were
+    canonical."""
     try:
         array = np.fromiter(map(canonical.__getitem__, values), dtype=np.int64, count=len(values))
         all_canonical = True

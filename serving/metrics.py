@@ -91,7 +91,8 @@ def observe_many(histogram: Histogram, values: list[float]) -> None:
             histogram.observe(value)
         return
     # observe() counts a value in the first bucket whose upper bound is >= the value
-    for index, count in enumerate(np.bincount(np.searchsorted(bounds, values), minlength=len(bounds))):
+    counts = np.bincount(np.searchsorted(bounds, values), minlength=len(bounds))
+    for index, count in enumerate(counts):
         if count:
             buckets[index].inc(int(count))
     total.inc(float(sum(values)))

@@ -64,7 +64,9 @@ class ScoreRows:
                 "grade": r["grade"],
                 "decision": r["decision"],
                 "reasons": {
-                    "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
+                    "for": r["reasons_for"],
+                    "against": r["reasons_against"],
+                    "policy": r["policy_reasons"],
                 },
             }
             for r in self.results
@@ -118,7 +120,8 @@ class _Insert:
             if sql is None:
                 if len(self._statements) > 64:
                     self._statements.clear()
-                sql = self._statements[len(chunk)] = self._prefix + ", ".join([self._values] * len(chunk))
+                sql = self._prefix + ", ".join([self._values] * len(chunk))
+                self._statements[len(chunk)] = sql
             yield sql, tuple(chain.from_iterable(chunk))
 
     def parameters(self, item: Iterable[dict]) -> list:
@@ -179,7 +182,7 @@ class ScoreLogWriter:
         except Exception as error:  # rows no database could take (say, unserialisable reasons)
             metrics.SCORE_LOG_FAILURES.inc()
             self.last_error = str(error)
-            log.error("score log: %d records cannot be written and are dropped: %s", len(item), error)
+            log.error("score log: %d records cannot be written, dropped: %s", len(item), error)
             with self._lock:
                 self._pending -= len(item)
             metrics.SCORE_LOG_PENDING.dec(len(item))

@@ -43,8 +43,12 @@ def _leads() -> np.ndarray:
     return X
 
 
-@pytest.mark.parametrize("max_leaf_nodes,categorical", [(8, True), (31, True), (31, False), (63, True)])
-def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(max_leaf_nodes, categorical):
+@pytest.mark.parametrize(
+    "max_leaf_nodes,categorical", [(8, True), (31, True), (31, False), (63, True)]
+)
+def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
+    max_leaf_nodes, categorical
+):
     model = _model(max_leaf_nodes, categorical)
     fast = compile_boosting(model)
     assert isinstance(fast, compiled._LeafBitvectors)

@@ -193,8 +193,10 @@ def test_api_shaped_records_take_the_fast_paths_and_equal_each_lead_alone():
         ]  # fmt: skip
         records.append({
             "lead_id": f"A{i}",
-            "attributes": {"industry": draw(["Software", "Retail", None]), "employees": draw([None, 250.0])},
-            "created_at": draw([None, as_of - timedelta(days=int(rng.integers(0, 300)), seconds=7)]),
+            "attributes": {"industry": draw(["Software", "Retail", None]),
+                           "employees": draw([None, 250.0])},
+            "created_at": draw([None, as_of - timedelta(days=int(rng.integers(0, 300)),
+                                                          seconds=7)]),
             "as_of": as_of,
             "touchpoints": touches,
         })  # fmt: skip
@@ -203,7 +205,8 @@ def test_api_shaped_records_take_the_fast_paths_and_equal_each_lead_alone():
     np.testing.assert_array_equal(together, alone)
     assert touches.canonical_activities
     assert touches.arrays.row.size == sum(len(r["touchpoints"]) for r in records)
-    assert np.nansum(together[:, list(FEATURIZER.get_feature_names_out()).index("distinct_campaigns")]) > 100
+    campaigns = list(FEATURIZER.get_feature_names_out()).index("distinct_campaigns")
+    assert np.nansum(together[:, campaigns]) > 100
 
 
 def test_many_records_name_the_lead_and_touchpoint_of_a_bad_moment_and_allow_any_year():

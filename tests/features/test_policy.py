@@ -365,7 +365,8 @@ def test_attribute_facts_of_many_leads_equal_each_lead_alone():
     leads = []
     for _ in range(400):
         chosen = rng.choice(len(names), size=int(rng.integers(0, 4)), replace=False)
-        leads.append({names[int(i)]: values[int(rng.integers(len(values)))] for i in chosen} or None)
+        lead = {names[int(i)]: values[int(rng.integers(len(values)))] for i in chosen}
+        leads.append(lead or None)
     facts = attribute_facts(leads)
     for fact in ("do_not_contact", "demo_request"):
         expected = [lead_facts(lead)[fact] for lead in leads]

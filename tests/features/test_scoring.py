@@ -1,4 +1,4 @@
-"""The scorer's vectorised helpers give exactly what their reference (one lead, or a full sort) gives."""
+"""The scorer's vectorised helpers give exactly what their reference (a full sort) gives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def test_strongest_effects_pick_what_a_stable_sort_picks(seed):
         reference = ranked_effects(effects, n)
         for mine, theirs in ((fast[1], reference[1]), (fast[3], reference[3])):
             np.testing.assert_array_equal(mine, theirs)  # the same effects, NaN where none is left
-        for columns, values, ref_columns in ((fast[0], fast[1], reference[0]), (fast[2], fast[3], reference[2])):
+        sides = ((fast[0], fast[1], reference[0]), (fast[2], fast[3], reference[2]))
+        for columns, values, ref_columns in sides:
             used = ~np.isnan(values)
             np.testing.assert_array_equal(columns[used], ref_columns[used])
     top, top_effect, bottom, bottom_effect = strongest_effects(effects[10:11], 3)

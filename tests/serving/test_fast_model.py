@@ -92,8 +92,9 @@ def test_contributions_add_up_to_the_pipeline_logit(logistic_scorer, trained_mod
 
 
 @pytest.mark.parametrize("kind", ["logistic", "hgb"])
-def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(logistic_scorer, trained_model,
-                                                                         monkeypatch, kind):
+def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(
+    logistic_scorer, trained_model, monkeypatch, kind
+):
     import features.scoring as scoring
 
     scorer = logistic_scorer[kind]
@@ -104,8 +105,8 @@ def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(logisti
         if i % 5 == 0:  # a rule touchpoint before, at or after the scoring moment
             moment = lead["as_of"] + (i % 3 - 1) * timedelta(hours=1)
             activity = "demo_request" if i % 10 == 0 else "unsubscribe"
-            lead["touchpoints"].append({"occurred_at": moment, "channel": "email", "activity": activity,
-                                        "campaign": None, "value": None})
+            lead["touchpoints"].append({"occurred_at": moment, "channel": "email",
+                                        "activity": activity, "campaign": None, "value": None})
     fast = scorer.score_columns(leads)
     monkeypatch.setattr(scoring, "FEW_RECORDS", 10**9)  # every lead through lead_facts + decide
     reference = scorer.score_columns(leads)

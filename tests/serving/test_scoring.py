@@ -140,8 +140,9 @@ def test_many_scores_are_counted_as_observing_them_one_by_one():
 
     scores = [0, 5, 10, 11, 20, 55, 99, 100, 100, 37, 10]
     registry = CollectorRegistry()
-    bulk = Histogram("bulk", "scores", buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), registry=registry)
-    single = Histogram("single", "scores", buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), registry=registry)
+    buckets = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    bulk = Histogram("bulk", "scores", buckets=buckets, registry=registry)
+    single = Histogram("single", "scores", buckets=buckets, registry=registry)
     observe_many(bulk, scores)
     for s in scores:
         single.observe(s)

@@ -107,18 +107,21 @@ def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(eng
     results = [
         {"lead_id": f"L-{i}", "probability": i / 7, "score": i, "grade": "C", "decision": "nurture",
          "reasons_for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
-         "reasons_against": [], "policy_reasons": ["Hard rule: requested a demo -> sales"] if i == 2 else []}
+         "reasons_against": [],
+         "policy_reasons": ["Hard rule: requested a demo -> sales"] if i == 2 else []}
         for i in range(3)
     ]  # fmt: skip
-    common = {"request_id": "r-9", "model_name": "lead-scoring", "model_version": "3", "policy_version": 4,
-              "scored_at": datetime(2026, 11, 23, 8, 0, 5, 123456, tzinfo=UTC), "api_key_name": "scorer-key"}
+    common = {"request_id": "r-9", "model_name": "lead-scoring", "model_version": "3",
+              "policy_version": 4, "scored_at": datetime(2026, 11, 23, 8, 0, 5, 123456, tzinfo=UTC),
+              "api_key_name": "scorer-key"}  # fmt: skip
     writer = ScoreLogWriter(engine, batch_size=10, flush_seconds=0.02)
     writer.start()
     writer.submit(ScoreRows(results, common))
     writer.stop()
     with engine.begin() as connection:
         # the reference: SQLAlchemy's own insert of the same rows as dicts
-        connection.execute(score_log.insert(), [dict(r, request_id="ref") for r in ScoreRows(results, common)])
+        rows = [dict(r, request_id="ref") for r in ScoreRows(results, common)]
+        connection.execute(score_log.insert(), rows)
         stored = connection.execute(sa.select(score_log).order_by(score_log.c.id)).all()
     assert writer.written == 3 and writer.pending == 0
     mine, reference = stored[:3], stored[3:]
