@@ -469,6 +469,7 @@ class _LeafBitvectors:
         self.n_trees, self.n_used = n_trees, len(used)
         self.used_columns = np.array([c for c, _, _ in self.features], dtype=np.intp)
         self.everything = all_leaves
+        self._prepare_few()
 
     # ---------------------------------------------------------------------------------------
     def _intervals(self, X: np.ndarray) -> np.ndarray:
@@ -489,8 +490,6 @@ class _LeafBitvectors:
     def _few_intervals(self, X: np.ndarray) -> np.ndarray:
         """`_intervals` for a few rows: every threshold compared at once instead of a call per
         feature (one lead: ~25 us instead of ~0.4 ms)."""
-        if not hasattr(self, "_edges"):
-            self._prepare_few()
         x = X[:, self._edge_column]
         below = np.add.reduceat(x > self._edges, self._edge_starts, axis=1)  # edges < x
         equal = np.add.reduceat(x == self._edges, self._edge_starts, axis=1)  # a seen category
@@ -516,7 +515,7 @@ class _LeafBitvectors:
         self._edge_starts = np.concatenate([[0], starts]).astype(np.intp)
 
     def _all_intervals(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[0] <= FEW_ROWS and self.n_used and self._with_edges_any():
+        if X.shape[0] <= FEW_ROWS and self._with_edges.any():
             return self._few_intervals(X)
         return self._intervals(X)
 
@@ -524,11 +523,6 @@ class _LeafBitvectors:
         """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible,
         from the rows' interval indices."""
         return self.table[self.slot_table + intervals[:, self.slot_feature]]
-
-    def _with_edges_any(self) -> bool:
-        if not hasattr(self, "_edges"):
-            self._prepare_few()
-        return bool(self._with_edges.any())
 
     def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
         """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
