@@ -28,6 +28,9 @@ from scipy.special import expit
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
+BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
+LEAD_CHUNK = 32  # leads per bitvector pass: its arrays stay in cache (128: 1.5x slower)
+FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
@@ -267,6 +270,20 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     def in_bitset(bits: np.ndarray, row: np.ndarray, v: np.ndarray) -> np.ndarray:
         return ((bits[row, v >> 5] >> (v & 31).astype(np.uint64)) & np.uint64(1)).astype(bool)
 
+    def goes_left(nd: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Whether prepared value `x` goes left at node `nd` (pairwise), as scikit-learn decides."""
+        go_left = x <= threshold[nd]
+        cat = categorical[nd]
+        if cat.any() and raw_bits is not None:
+            xc, ndc = x[cat], nd[cat]
+            unusable = np.isnan(xc) | (xc < 0)
+            v = np.where(unusable, 0, xc).astype(np.intp)
+            in_left = in_bitset(raw_bits, bitset[ndc], v)
+            is_known = in_bitset(known, f_map[feature[ndc]], v)
+            go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
+            go_left[cat] = np.where(unusable, missing_left[ndc], go)
+        return np.where(np.isnan(x), missing_left[nd], go_left)
+
     column_of = (np.concatenate([cat_cols, num_cols]) if preprocessor is not None
                  else np.arange(int(model.n_features_in_)))  # fmt: skip
 
@@ -286,19 +303,7 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
                 fresh = ~(path[todo, :level] == columns[:, None]).any(axis=1)
                 path[todo, level] = columns
                 visited.append((todo[fresh], columns[fresh]))
-            x = X[r[todo], f]
-            go_left = x <= threshold[nd]
-            cat = categorical[nd]
-            if cat.any() and raw_bits is not None:
-                xc, ndc = x[cat], nd[cat]
-                unusable = np.isnan(xc) | (xc < 0)
-                v = np.where(unusable, 0, xc).astype(np.intp)
-                in_left = in_bitset(raw_bits, bitset[ndc], v)
-                is_known = in_bitset(known, f_map[feature[ndc]], v)
-                go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
-                go_left[cat] = np.where(unusable, missing_left[ndc], go)
-            go_left = np.where(np.isnan(x), missing_left[nd], go_left)
-            node[todo] = np.where(go_left, left[nd], right[nd])
+            node[todo] = np.where(goes_left(nd, X[r[todo], f]), left[nd], right[nd])
             todo = todo[~leaf[node[todo]]]
         return node
 
@@ -352,7 +357,254 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         return raw, raw[lead] + change
 
     predict.occluded_raw = occluded_raw  # type: ignore[attr-defined]
-    return predict
+    n_leaves = np.bincount(tree_of[leaf], minlength=n_trees)
+    if n_leaves.max() > BITVECTOR_MAX_LEAVES:
+        return predict
+    fast = _LeafBitvectors(
+        nodes=[(offsets[t], sizes[t]) for t in range(n_trees)], feature=feature, left=left,
+        right=right, leaf=leaf, value=value, categorical=categorical, goes_left=goes_left,
+        baseline=baseline, threshold=threshold, column_of=column_of,
+        categories=dict(enumerate(seen)) if preprocessor is not None else {},
+    )  # fmt: skip
+    fast.walk_predict = predict  # the node-walking reference (tests)
+    return fast
+
+
+class _LeafBitvectors:
+    """Binary boosted trees evaluated as leaf bitvectors (the QuickScorer idea), all trees at once.
+
+    A tree's leaves are numbered left to right; a split the lead fails (goes right) rules out
+    the leaves of its left subtree, and the leaf reached is the leftmost one no split rules
+    out. What a tree's splits on one feature rule out depends only on that feature's value,
+    through the interval it falls in between the thresholds used: tabled once per (tree,
+    feature) at load. A lead is then a few table look-ups and ANDs per tree, no walk.
+
+    Occlusion (`occluded_raw`, for reasons): the leaf with feature j set to the typical value is
+    the leftmost leaf of (AND of the tree's other features' tables) & (j's table at the typical
+    value); the ANDs of the others are prefix/suffix ANDs along each tree's features.
+    Probabilities are summed tree by tree from the baseline as scikit-learn does: the same bits.
+    """
+
+    any_batch = True  # faster than scikit-learn at any number of rows
+
+    def __init__(self, *, nodes, feature, left, right, leaf, value, categorical, goes_left,
+                 baseline, threshold, column_of, categories) -> None:  # fmt: skip
+        n_trees = len(nodes)
+        leaf_values: list[float] = []
+        leaf_offset = np.empty(n_trees, dtype=np.intp)
+        # per tree: (feature, [(node, mask of the leaves of its left subtree)])
+        groups: list[list[tuple[int, list[tuple[int, int]]]]] = []
+        for t, (root, _) in enumerate(nodes):
+            leaf_offset[t] = len(leaf_values)
+            spans: dict[int, tuple[int, int]] = {}
+            stack = [(int(root), False)]
+            while stack:  # post-order: both subtrees' leaf spans are known before the node's
+                n, done = stack.pop()
+                if leaf[n]:
+                    spans[n] = (len(leaf_values), len(leaf_values) + 1)
+                    leaf_values.append(float(value[n]))
+                elif done:
+                    spans[n] = (spans[int(left[n])][0], spans[int(right[n])][1])
+                else:
+                    stack += [(n, True), (int(right[n]), False), (int(left[n]), False)]
+            by_feature: dict[int, list[tuple[int, int]]] = {}
+            for n, (low, high) in spans.items():
+                if not leaf[n]:
+                    l_low, l_high = spans[int(left[n])]
+                    mask = ((1 << (l_high - l_low)) - 1) << (l_low - leaf_offset[t])
+                    by_feature.setdefault(int(feature[n]), []).append((n, mask))
+            groups.append(sorted(by_feature.items()))
+        n_leaves = np.diff(np.append(leaf_offset, len(leaf_values)))
+        self.dtype = next(d for d in (np.uint8, np.uint16, np.uint32, np.uint64)
+                          if np.iinfo(d).bits >= n_leaves.max())  # fmt: skip
+        all_leaves = self.dtype(np.iinfo(self.dtype).max)
+        used = sorted({f for tree in groups for f, _ in tree})
+        position = {f: k for k, f in enumerate(used)}
+        # Intervals of each used feature: numbers between sorted thresholds (+ above all, NaN),
+        # categories by their code among those seen in fit (+ unseen or NaN).
+        self.features = []
+        representatives = []
+        for f in used:
+            if f in categories:
+                cats = np.asarray(categories[f], dtype=float)
+                self.features.append((int(column_of[f]), True, cats))
+                representatives.append(np.append(np.arange(cats.size, dtype=float), np.nan))
+            else:
+                on_f = np.flatnonzero((feature == f) & ~leaf)
+                edges = np.unique(threshold[on_f])
+                self.features.append((int(column_of[f]), False, edges))
+                representatives.append(np.concatenate([edges, [np.inf, np.nan]]))
+        # Slots (tree, feature) in blocks by position within the tree; trees sorted by how many
+        # features they split on, so block p holds a prefix of the sorted trees (no padding).
+        counts = np.array([len(tree) for tree in groups], dtype=np.intp)
+        self.order = np.argsort(-counts, kind="stable")  # sorted position -> tree
+        self.rank = np.empty(n_trees, dtype=np.intp)  # tree -> sorted position
+        self.rank[self.order] = np.arange(n_trees)
+        entries = []
+        size = 0
+        slot_table, slot_feature, slot_tree, self.blocks = [], [], [], []
+        for p in range(int(counts.max(initial=0))):
+            in_block = int((counts > p).sum())
+            self.blocks.append((len(slot_table), len(slot_table) + in_block, in_block))
+            for sorted_position in range(in_block):
+                f, members = groups[int(self.order[sorted_position])][p]
+                reps = representatives[position[f]]
+                entry = np.full(reps.size, all_leaves)
+                for n, mask in members:
+                    go_left = goes_left(np.full(reps.size, n, dtype=np.intp), reps)
+                    entry &= np.where(go_left, all_leaves, all_leaves ^ self.dtype(mask))
+                entries.append(entry)
+                slot_table.append(size)
+                slot_feature.append(position[f])
+                slot_tree.append(sorted_position)
+                size += entry.size
+        self.table = np.concatenate(entries) if entries else np.empty(0, dtype=self.dtype)
+        self.slot_table = np.array(slot_table, dtype=np.intp)
+        self.slot_feature = np.array(slot_feature, dtype=np.intp)
+        self.slot_tree = np.array(slot_tree, dtype=np.intp)
+        self.leaf_values = np.asarray(leaf_values, dtype=float)
+        # by sorted position; + the number of bits up to and including the lowest set one
+        self.leaf_offset = leaf_offset[self.order] - 1
+        self.baseline = float(baseline)
+        self.n_trees, self.n_used = n_trees, len(used)
+        self.used_columns = np.array([c for c, _, _ in self.features], dtype=np.intp)
+        self.everything = all_leaves
+        self._prepare_few()
+
+    # ---------------------------------------------------------------------------------------
+    def _intervals(self, X: np.ndarray) -> np.ndarray:
+        """(rows, used features): the interval index of each row's value of each used feature."""
+        out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
+        for k, (column, is_category, edges) in enumerate(self.features):
+            x = X[:, column]
+            if is_category:
+                if edges.size:
+                    pos = np.minimum(np.searchsorted(edges, x), edges.size - 1)
+                    out[:, k] = np.where(edges[pos] == x, pos, edges.size)
+            else:
+                b = np.searchsorted(edges, x)
+                b[np.isnan(x)] = edges.size + 1
+                out[:, k] = b
+        return out
+
+    def _few_intervals(self, X: np.ndarray) -> np.ndarray:
+        """`_intervals` for a few rows: every threshold compared at once instead of a call per
+        feature (one lead: ~25 us instead of ~0.4 ms)."""
+        x = X[:, self._edge_column]
+        below = np.add.reduceat(x > self._edges, self._edge_starts, axis=1)  # edges < x
+        equal = np.add.reduceat(x == self._edges, self._edge_starts, axis=1)  # a seen category
+        out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
+        mine = self._with_edges
+        values = X[:, self.used_columns[mine]]
+        out[:, mine] = np.where(
+            np.isnan(values), self._nan_interval[mine],
+            np.where(self._is_category[mine] & (equal == 0), self._nan_interval[mine], below),
+        )  # fmt: skip
+        return out
+
+    def _prepare_few(self) -> None:
+        sizes = np.array([edges.size for _, _, edges in self.features], dtype=np.intp)
+        self._with_edges = sizes > 0  # a categorical feature with no category seen: interval 0
+        self._is_category = np.array([c for _, c, _ in self.features], dtype=bool)
+        # NaN: the interval after "above every threshold" for numbers, "not seen" for categories
+        self._nan_interval = np.where(self._is_category, sizes, sizes + 1)
+        kept = [edges for (_, _, edges), size in zip(self.features, sizes) if size]
+        self._edges = np.concatenate(kept) if kept else np.empty(0)
+        self._edge_column = np.repeat(self.used_columns[self._with_edges], sizes[self._with_edges])
+        starts = np.cumsum(sizes[self._with_edges])[:-1]
+        self._edge_starts = np.concatenate([[0], starts]).astype(np.intp)
+
+    def _all_intervals(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[0] <= FEW_ROWS and self._with_edges.any():
+            return self._few_intervals(X)
+        return self._intervals(X)
+
+    def _slots(self, intervals: np.ndarray) -> np.ndarray:
+        """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible,
+        from the rows' interval indices."""
+        return self.table[self.slot_table + intervals[:, self.slot_feature]]
+
+    def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
+        """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
+        # the number of bits up to and including the lowest set one: its position + 1
+        up_to_lowest = np.bitwise_count(bits ^ (bits - self.dtype(1)))
+        return self.leaf_values[self.leaf_offset[sorted_trees] + up_to_lowest]
+
+    def _raw(self, own: np.ndarray) -> np.ndarray:
+        """Raw log-odds of rows from their leaf values (rows, trees in sorted order)."""
+        terms = np.empty((own.shape[0], self.n_trees + 1))
+        terms[:, 0] = self.baseline
+        terms[:, 1:] = own[:, self.rank]
+        return np.cumsum(terms, axis=1)[:, -1]  # tree after tree, as scikit-learn adds them
+
+    def _full(self, slots: np.ndarray, twice: bool = False):
+        """(rows, trees) AND of each tree's slots; with `twice`, also the leaves that two or more
+        of the tree's features rule out."""
+        full = np.full((slots.shape[0], self.n_trees), self.everything, dtype=self.dtype)
+        ruled_out_twice = np.zeros_like(full) if twice else None
+        for start, stop, n in self.blocks:
+            keep = slots[:, start:stop]
+            if twice:
+                ruled_out_twice[:, :n] |= ~full[:, :n] & ~keep
+            full[:, :n] &= keep
+        return (full, ruled_out_twice) if twice else full
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        raw = np.empty(X.shape[0])
+        intervals = self._all_intervals(X)  # once for all rows: a call per feature
+        for start in range(0, X.shape[0], LEAD_CHUNK):
+            full = self._full(self._slots(intervals[start : start + LEAD_CHUNK]))
+            raw[start : start + LEAD_CHUNK] = self._raw(self._leaf_values(full))
+        return expit(raw)
+
+    def occluded_raw(
+        self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw log-odds of each lead, raw log-odds of each lead with `column` set to `typical`).
+
+        With the tree's leaves ruled out by its features: `full` (by none), `twice` (by two or
+        more), the leaves the features other than g leave possible are (full | ~slot_g) & ~twice.
+        Only the (lead, slot) pairs whose leftmost leaf changes (~8%) are looked up.
+        """
+        X = np.asarray(X, dtype=float)
+        n = X.shape[0]
+        raw = np.empty(n)
+        width = self.n_used + 1  # the last column: features no tree uses (no change)
+        change = np.zeros((n, width))
+        typical = np.asarray(typical, dtype=float)[None, :]
+        typical_slots = self._slots(self._all_intervals(typical))[0]
+        zero = self.dtype(0)
+        intervals = self._all_intervals(X)  # once for all rows: a call per feature
+        for start in range(0, n, LEAD_CHUNK):
+            slots = self._slots(intervals[start : start + LEAD_CHUNK])
+            full, twice = self._full(slots, twice=True)
+            own = self._leaf_values(full)
+            raw[start : start + own.shape[0]] = self._raw(own)
+            lowest = full & (zero - full)
+            allowed = np.invert(twice, out=twice)  # not ruled out by two or more features
+            occluded = np.invert(slots, out=slots)  # in place, block by block: no temporaries
+            changed = np.empty(slots.shape, dtype=bool)
+            for first, stop, m in self.blocks:
+                block = occluded[:, first:stop]
+                block |= full[:, :m]
+                block &= allowed[:, :m]
+                block &= typical_slots[first:stop]
+                low = np.subtract(zero, block)
+                low &= block
+                np.not_equal(low, lowest[:, :m], out=changed[:, first:stop])
+            where = np.flatnonzero(changed)  # the pairs whose leftmost leaf changes
+            row, slot = np.divmod(where, slots.shape[1])
+            tree = self.slot_tree[slot]
+            delta = self._leaf_values(occluded.reshape(-1)[where], tree) - own[row, tree]
+            change[start : start + own.shape[0]] = np.bincount(
+                row * width + self.slot_feature[slot], weights=delta, minlength=own.shape[0] * width
+            ).reshape(-1, width)
+        if not lead.size:
+            return raw, np.empty(0)
+        feature_of = np.full(X.shape[1], self.n_used, dtype=np.intp)
+        feature_of[self.used_columns] = np.arange(self.n_used)
+        return raw, raw[lead] + change[lead, feature_of[column]]
 
 
 def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:

@@ -8,6 +8,7 @@ because both go through the same normalisers and the same numpy core.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,18 +23,21 @@ from features.touchpoints import (
     HIGH_INTENT,
     NAT,
     NS_PER_DAY,
+    RecordTouchpoints,
     TouchpointArrays,
     datetime_ns,
     series_ns,
     touchpoint_aggregates,
     touchpoint_arrays_from_frames,
+    record_touchpoints,
     touchpoint_arrays_from_record,
-    touchpoint_arrays_from_records,
     touchpoint_feature_names,
     window_label,
 )
 
 STATE_FORMAT = "leadscore.features/1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 CHANNEL_LABELS = {
     "organic_search": "organic search", "paid_search": "paid search", "paid_social": "paid social",
@@ -290,17 +294,31 @@ class LeadFeaturizer:
         return out
 
     # API records ----------------------------------------------------------------------------
-    def transform_records(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
+    def transform_records(
+        self,
+        records: Sequence[dict[str, Any]],
+        return_touchpoints: bool = False,
+        touch_moments: np.ndarray | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, RecordTouchpoints | None]:
         """Same rows as `transform` from API-style records, without pandas.
 
         A record is {"lead_id", "attributes": dict, "created_at": datetime|str|None,
         "as_of": datetime|str, "touchpoints": [{"occurred_at", "channel", "activity",
         "campaign", "value"}, ...]}. Many records go through the numpy core in one call: all
         their touchpoints are gathered into flat arrays first, attributes column by column.
+        With `return_touchpoints`, also those flat arrays (None when the records went one by one
+        or touchpoints are not features), so the policy's facts need no second pass.
+        `touch_moments`: the touchpoints' moments already parsed (see `record_touchpoints`).
         """
         self._check_fitted()
+        X, touches = self._records_matrix(records, touch_moments)
+        return (X, touches) if return_touchpoints else X
+
+    def _records_matrix(
+        self, records: Sequence[dict[str, Any]], touch_moments: np.ndarray | None = None
+    ) -> tuple[np.ndarray, RecordTouchpoints | None]:
         if len(records) <= 1:
-            return self._transform_each(records)
+            return self._transform_each(records), None
         n = len(records)
         out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
         n_attr = self._n_attribute_features
@@ -309,26 +327,51 @@ class LeadFeaturizer:
             [r.get("attributes") or {} for r in records], created_at
         )
         if not len(self._touch_columns):
-            return out
-        as_of = np.empty(n, dtype=np.int64)
-        lead_age = np.empty(n, dtype=np.float64)
-        for i, record in enumerate(records):
-            moment, created = self._moments(record, created_at[i])
-            as_of[i] = moment
-            lead_age[i] = math.nan if created is None else float(moment - created) / NS_PER_DAY
+            return out, None
+        as_of, lead_age = self._many_moments(records, created_at)
+        touches = None
         arrays = _EMPTY_TOUCHES
         if self.uses_touchpoints_:
-            arrays = touchpoint_arrays_from_records(
-                [r.get("touchpoints") for r in records], as_of, [r.get("lead_id") for r in records]
+            touches = record_touchpoints(
+                [r.get("touchpoints") for r in records], as_of, [r.get("lead_id") for r in records],
+                touch_moments,
             )
-            if arrays is None:  # a moment beyond int64 nanoseconds: exact python integers
-                return self._transform_each(records)
+            if touches is None:  # a moment beyond int64 nanoseconds: exact python integers
+                return self._transform_each(records), None
+            arrays = touches.arrays
         if len(self._touch_columns) == len(touchpoint_feature_names(self.config)):
             touchpoint_aggregates(arrays, n, lead_age, self.config, out=out[:, n_attr:])
         else:
             touch = touchpoint_aggregates(arrays, n, lead_age, self.config)
             out[:, n_attr:] = touch[:, self._touch_columns]
-        return out
+        return out, touches
+
+    def _many_moments(
+        self, records: Sequence[dict[str, Any]], created_at: list[Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(as_of ns, lead age in days) of many records; aware datetimes (what the API gives)
+        without a call per value, anything else through `_moments`."""
+        as_of = [r.get("as_of") for r in records]
+        if all(v.__class__ is datetime and v.tzinfo is not None for v in as_of) and all(
+            v is None or (v.__class__ is datetime and v.tzinfo is not None) for v in created_at
+        ):
+            moments = np.array([(v - _EPOCH) // _MICROSECOND * 1000 for v in as_of], dtype=np.int64)
+            created = [None if v is None else (v - _EPOCH) // _MICROSECOND * 1000
+                       for v in created_at]  # fmt: skip
+            # float(int) rounds like the per-lead path: the same ages bit for bit
+            lead_age = np.array(
+                [math.nan if c is None else float(m - c) / NS_PER_DAY
+                 for m, c in zip(moments.tolist(), created)],
+                dtype=np.float64,
+            )  # fmt: skip
+            return moments, lead_age
+        moments = np.empty(len(records), dtype=np.int64)
+        lead_age = np.empty(len(records), dtype=np.float64)
+        for i, record in enumerate(records):
+            moment, created = self._moments(record, created_at[i])
+            moments[i] = moment
+            lead_age[i] = math.nan if created is None else float(moment - created) / NS_PER_DAY
+        return moments, lead_age
 
     @staticmethod
     def _moments(record: dict[str, Any], created_at: Any) -> tuple[int, int | None]:

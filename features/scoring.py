@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,11 @@ from scipy.special import expit
 
 from features.compiled import AdditiveLogistic, compile_model
 from features.featurizer import LeadFeaturizer
+from features.touchpoints import ACTIVITIES, TouchpointArrays
 from features.policy import (
     Policy,
     apply_policy,
+    attribute_facts,
     decide,
     frame_facts,
     lead_facts,
@@ -36,7 +39,7 @@ from features.policy import (
 N_REASONS = 3
 MIN_EFFECT_POINTS = 0.5  # effects smaller than half a score point are noise, not reasons
 _EPS = 1e-6
-SMALL_BATCH = 256  # up to this many rows, boosted trees are walked in numpy (no per-call overhead)
+SMALL_BATCH = 256  # up to this many rows, boosted trees are walked node by node in numpy
 
 
 class CalibratedModel:
@@ -75,7 +78,9 @@ class CalibratedModel:
         """The frozen model's uncalibrated win probability."""
         if self._linear is not None:
             return self._linear(X)
-        if self._trees is not None and X.shape[0] <= SMALL_BATCH:
+        if self._trees is not None and (
+            X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)
+        ):
             return self._trees(X)
         return self.model.predict_proba(X)[:, 1]
 
@@ -96,6 +101,51 @@ class CalibratedModel:
 def _baseline_equal(X: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     both_nan = np.isnan(X) & np.isnan(baseline)
     return (X == baseline) | both_nan
+
+
+def strongest_effects(
+    effects: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(top columns, their effects, bottom columns, their effects), `n` per lead (row).
+
+    Top: largest effects first, ties to the earlier column; bottom: smallest first, ties to the
+    later column; NaN (no effect) is never picked: a lead with fewer effects gets NaN there.
+    The same picks as a stable argsort of each row (`ranked_effects`), by n passes of argmax.
+    """
+    n_leads = effects.shape[0]
+    rows = np.arange(n_leads)
+    missing = np.isnan(effects)
+    out = []
+    for fill, flip in ((-np.inf, False), (np.inf, True)):
+        key = np.where(missing, fill, effects)
+        if flip:  # smallest, ties to the later column: argmax of the negated, reversed row
+            key = -key[:, ::-1]
+        columns = np.empty((n_leads, n), dtype=np.intp)
+        picked = np.empty((n_leads, n))
+        for k in range(n):
+            j = key.argmax(axis=1)
+            picked[:, k] = key[rows, j]
+            key[rows, j] = -np.inf
+            columns[:, k] = effects.shape[1] - 1 - j if flip else j
+        exhausted = np.isneginf(picked)  # only NaN effects were left
+        values = np.where(exhausted, np.nan, -picked if flip else picked)
+        out += [columns, values]
+    return out[0], out[1], out[2], out[3]
+
+
+def ranked_effects(
+    effects: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`strongest_effects` by a stable argsort of every row (the tests' reference)."""
+    n_features = effects.shape[1]
+    order = np.argsort(np.where(np.isnan(effects), np.inf, -effects), axis=1, kind="stable")
+    top = order[:, :n]
+    counts = (~np.isnan(effects)).sum(axis=1)
+    back = counts[:, None] - 1 - np.arange(n)[None, :]
+    bottom = np.take_along_axis(order, np.clip(back, 0, n_features - 1), axis=1)
+    top_effect = np.take_along_axis(effects, top, axis=1)
+    bottom_effect = np.where(back >= 0, np.take_along_axis(effects, bottom, axis=1), np.nan)
+    return top, top_effect, bottom, bottom_effect
 
 
 class LeadScorer:
@@ -202,42 +252,47 @@ class LeadScorer:
         n_leads, n_features = X.shape
         if n_features == 0 or n_reasons <= 0:
             return probabilities, [[] for _ in range(n_leads)], [[] for _ in range(n_leads)]
-        # Strongest first; ties go to the earlier feature for, to the later feature against.
-        order = np.argsort(np.where(np.isnan(effects), np.inf, -effects), axis=1, kind="stable")
         n = min(n_reasons, n_features)
-        top = order[:, :n]
-        counts = (~np.isnan(effects)).sum(axis=1)
-        back = counts[:, None] - 1 - np.arange(n)[None, :]
-        bottom = np.take_along_axis(order, np.clip(back, 0, n_features - 1), axis=1)
-        top_effect = np.take_along_axis(effects, top, axis=1)
-        bottom_effect = np.where(back >= 0, np.take_along_axis(effects, bottom, axis=1), np.nan)
+        top, top_effect, bottom, bottom_effect = strongest_effects(effects, n)
         use_top = top_effect >= MIN_EFFECT_POINTS
         use_bottom = bottom_effect <= -MIN_EFFECT_POINTS
-        # Plain python lists first: 1,000 leads x 6 reasons, so the per-reason work is kept tiny.
-        names = self.feature_names
-        texts = self.__dict__.setdefault("_texts", {})
-        describe = self.featurizer.describe
-
-        def reasons(columns: list, values: list, effects: list, keep: list) -> list[dict]:
-            out = []
-            for c, value, effect, ok in zip(columns, values, effects, keep):
-                if ok:
-                    key = (c, value if value == value else None)
-                    text = texts.get(key)
-                    if text is None:  # texts repeat across leads: describe each once
-                        if len(texts) > 100_000:
-                            texts.clear()
-                        text = texts[key] = describe(names[c], value)
-                    out.append({"feature": names[c], "text": text, "effect": round(effect, 1)})
-            return out
-
-        top_x = np.take_along_axis(X, top, axis=1).tolist()
-        bottom_x = np.take_along_axis(X, bottom, axis=1).tolist()
-        reasons_for = list(map(reasons, top.tolist(), top_x, top_effect.tolist(), use_top.tolist()))
-        reasons_against = list(
-            map(reasons, bottom.tolist(), bottom_x, bottom_effect.tolist(), use_bottom.tolist())
+        return (
+            probabilities,
+            self._reasons(X, top, top_effect, use_top),
+            self._reasons(X, bottom, bottom_effect, use_bottom),
         )
-        return probabilities, reasons_for, reasons_against
+
+    def _reasons(
+        self, X: np.ndarray, columns: np.ndarray, effects: np.ndarray, keep: np.ndarray
+    ) -> list[list[dict]]:
+        """Per lead, the reasons at `columns` where `keep` (one flat pass over all the kept ones:
+        1,000 leads x 6 reasons, so the per-reason work is kept tiny)."""
+        lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in rank order
+        picked = columns[lead, rank]
+        names = self.feature_names
+        cached = self.__dict__.get("_texts")
+        if cached is None or sum(map(len, cached)) > 100_000:
+            cached = self._texts = [{} for _ in names]  # per feature: value -> text
+        describe = self.featurizer.describe
+        picked_list = picked.tolist()
+        texts = []
+        for c, value in zip(picked_list, X[lead, picked].tolist()):
+            text = cached[c].get(value)
+            if text is None:  # texts repeat across leads: describe each once (NaN: key None)
+                key = value if value == value else None
+                text = cached[c].get(key)
+                if text is None:
+                    text = cached[c][key] = describe(names[c], value)
+            texts.append(text)
+        reasons = [
+            {"feature": name, "text": text, "effect": effect}
+            for name, text, effect in zip(
+                map(names.__getitem__, picked_list), texts,
+                map(round, effects[lead, rank].tolist(), repeat(1, len(texts))),
+            )
+        ]  # fmt: skip
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        return [reasons[start:end] for start, end in zip([0, *ends[:-1]], ends)]
 
     def explain(self, X: np.ndarray, n_reasons: int = N_REASONS):
         """(probabilities, reasons_for, reasons_against) for feature rows `X`."""
@@ -314,35 +369,83 @@ class LeadScorer:
         Returns per lead: lead_id, probability, score, grade, decision, reasons_for,
         reasons_against, hard_rule.
         """
+        columns = self.score_columns(records, policy, explain, n_reasons)
+        return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+    def score_columns(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        policy: Policy | None = None,
+        explain: bool = True,
+        n_reasons: int = N_REASONS,
+        touch_moments: np.ndarray | None = None,
+    ) -> dict[str, list[Any]]:
+        """`score_records` as one list per output (lead_id, probability, score, grade, decision,
+        reasons_for, reasons_against, hard_rule): the API builds its answer from these.
+        `touch_moments`: the touchpoints' moments if already parsed (`record_touchpoints`)."""
         policy = policy or self.policy
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
             now = datetime.now(timezone.utc)
             records = [r if r.get("as_of") is not None else {**r, "as_of": now} for r in records]
-        X = self.featurizer.transform_records(records)
+        X, touches = self.featurizer.transform_records(
+            records, return_touchpoints=True, touch_moments=touch_moments
+        )
         if explain:
             probabilities, reasons_for, reasons_against = self._predict_explained(X, n_reasons)
         else:
             probabilities = self.estimator.predict_proba(X)
-            reasons_for = reasons_against = [[] for _ in records]
-        out = []
-        for i, record in enumerate(records):
-            p = float(probabilities[i])
-            score = int(min(100, max(0, round(100.0 * p))))
-            facts = lead_facts(record.get("attributes"), _touches_until(record))
-            grade, decision, rule = decide(score, facts, policy)
-            out.append(
-                {
-                    "lead_id": record.get("lead_id"),
-                    "probability": p,
-                    "score": score,
-                    "grade": grade,
-                    "decision": decision,
-                    "reasons_for": reasons_for[i],
-                    "reasons_against": reasons_against[i],
-                    "hard_rule": rule,
-                }
-            )
-        return out
+            reasons_for = [[] for _ in records]
+            reasons_against = [[] for _ in records]
+        if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
+            # One lead (the latency case) or unusual input: the per-lead facts and decision.
+            scores, grades, decisions, rules = [], [], [], []
+            for record, p in zip(records, probabilities.tolist()):
+                score = int(min(100, max(0, round(100.0 * p))))
+                facts = lead_facts(record.get("attributes"), _touches_until(record))
+                grade, decision, rule = decide(score, facts, policy)
+                scores.append(score)
+                grades.append(grade)
+                decisions.append(decision)
+                rules.append(rule)
+        else:
+            scores_array = score_from_probability(probabilities)
+            facts = attribute_facts([r.get("attributes") for r in records])
+            for fact, known in _touch_facts(touches.arrays, len(records)).items():
+                facts[fact] |= known
+            grade_array, decision_array, rule_reasons = apply_policy(scores_array, facts, policy)
+            scores = scores_array.tolist()
+            grades, decisions = grade_array.tolist(), decision_array.tolist()
+            rules = [r[0] if r else None for r in rule_reasons]
+        return {
+            "lead_id": [r.get("lead_id") for r in records],
+            "probability": probabilities.tolist(),
+            "score": scores,
+            "grade": grades,
+            "decision": decisions,
+            "reasons_for": reasons_for,
+            "reasons_against": reasons_against,
+            "hard_rule": rules,
+        }
+
+
+FEW_RECORDS = 8  # up to this many leads, facts and decisions lead by lead (no numpy overhead)
+_UNSUBSCRIBE_CODE = ACTIVITIES.index("unsubscribe")
+_DEMO_REQUEST_CODE = ACTIVITIES.index("demo_request")
+
+
+def _touch_facts(arrays: TouchpointArrays, n: int) -> dict[str, np.ndarray]:
+    """The touchpoint facts of many leads from the featurizer's arrays (canonical activities).
+
+    A touchpoint counts up to and including the lead's `as_of` (age >= 0) or when its moment is
+    unknown (NaN age), as `_touches_until` decides lead by lead.
+    """
+    known = ~(arrays.age_days < 0)
+    return {
+        "do_not_contact": np.bincount(arrays.row[known & (arrays.activity == _UNSUBSCRIBE_CODE)],
+                                      minlength=n) > 0,
+        "demo_request": np.bincount(arrays.row[known & (arrays.activity == _DEMO_REQUEST_CODE)],
+                                    minlength=n) > 0,
+    }  # fmt: skip
 
 
 _RULE_ACTIVITIES = frozenset({"unsubscribe", "demo_request"})

@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from features.policy import Policy
@@ -30,26 +31,34 @@ class _Job:
     future: asyncio.Future = field(repr=False)
 
 
-def score_leads(loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
-    """Score validated leads and decide each under `policy` (pure: no I/O)."""
+def score_leads(
+    loaded: LoadedModel, leads: list[dict], policy: Policy, touch_moments: np.ndarray | None = None
+) -> list[dict]:
+    """Score validated leads and decide each under `policy` (pure: no I/O). `touch_moments`:
+    every touchpoint's moment, when validation parsed them already."""
     try:
-        scored = loaded.scorer.score_records(leads, policy=policy)
+        columns = loaded.scorer.score_columns(leads, policy=policy, touch_moments=touch_moments)
     except (ValueError, TypeError) as error:
         raise ScoringError(str(error)) from error
     model_ref = {"name": loaded.name, "version": loaded.version}
+    if len(columns["probability"]) != len(leads):
+        raise RuntimeError("the scorer returned a different number of rows than leads")
     return [
         {
             "lead_id": lead["lead_id"],
-            "probability": row["probability"],
-            "score": row["score"],
-            "grade": row["grade"],
-            "decision": row["decision"],
-            "reasons_for": row["reasons_for"],
-            "reasons_against": row["reasons_against"],
-            "policy_reasons": [row["hard_rule"]] if row.get("hard_rule") else [],
+            "probability": probability,
+            "score": score,
+            "grade": grade,
+            "decision": decision,
+            "reasons_for": reasons_for,
+            "reasons_against": reasons_against,
+            "policy_reasons": [rule] if rule else [],
             "model": model_ref,
         }
-        for lead, row in zip(leads, scored, strict=True)
+        for lead, probability, score, grade, decision, reasons_for, reasons_against, rule in zip(
+            leads, columns["probability"], columns["score"], columns["grade"], columns["decision"],
+            columns["reasons_for"], columns["reasons_against"], columns["hard_rule"],
+        )
     ]
 
 
@@ -61,10 +70,12 @@ class ScoringBatcher:
         self._drainer: asyncio.Task | None = None
         self.calls = 0  # model calls made (tests and metrics read it)
 
-    async def score(self, loaded: LoadedModel, leads: list[dict], policy: Policy) -> list[dict]:
+    async def score(
+        self, loaded: LoadedModel, leads: list[dict], policy: Policy, touch_moments: Any = None
+    ) -> list[dict]:
         if len(leads) > self.max_batch_leads:
             self.calls += 1
-            return await run_in_threadpool(score_leads, loaded, leads, policy)
+            return await run_in_threadpool(score_leads, loaded, leads, policy, touch_moments)
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(loaded, policy, leads, future))
         if self._drainer is None:

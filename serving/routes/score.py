@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from serving.errors import RequestProblem, describe_validation_errors, problem, 
 from serving.responses import OrjsonResponse
 from serving.routes.model import model_not_loaded
 from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
+from serving.score_log import ScoreRows
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -44,35 +45,6 @@ ERROR_EXAMPLE = {
 }
 
 
-class _LogRows:
-    """The score-log rows of one request, built by the writer thread when it takes them (the
-    request only queues this object: O(1) on the request path)."""
-
-    __slots__ = ("results", "common")
-
-    def __init__(self, results: list[dict], common: dict) -> None:
-        self.results = results
-        self.common = common
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[dict]:
-        common = self.common
-        for r in self.results:
-            yield {
-                **common,
-                "lead_id": r["lead_id"],
-                "probability": r["probability"],
-                "score": r["score"],
-                "grade": r["grade"],
-                "decision": r["decision"],
-                "reasons": {
-                    "for": r["reasons_for"], "against": r["reasons_against"], "policy": r["policy_reasons"]
-                },
-            }
-
-
 def _duplicates(leads: list[dict]) -> list[dict]:
     first: dict[str, int] = {}
     errors = []
@@ -89,27 +61,31 @@ def _duplicates(leads: list[dict]) -> list[dict]:
     return errors
 
 
-def _plain_moments(leads: list[dict]) -> bool:
-    """True when every touchpoint moment is a plain ISO 8601 string with a zone and a real date."""
+def _moments(leads: list[dict]) -> np.ndarray | None:
+    """int64 ns of every touchpoint moment in order, when each is a plain ISO 8601 string with a
+    zone and a real date (else None)."""
     moments = [t["occurred_at"] for lead in leads for t in lead["touchpoints"]]
-    return not moments or iso_strings_ns(moments) is not None
+    return iso_strings_ns(moments) if moments else np.empty(0, dtype=np.int64)
 
 
-def parse_leads(raw: bytes) -> ScoreRequest | ScoreRequestText:
+def parse_leads(raw: bytes) -> tuple[ScoreRequest | ScoreRequestText, np.ndarray | None]:
     """Validate the body straight from bytes (one pass in pydantic-core, no `json.loads` first).
 
     Fast path: touchpoint moments stay text and are checked in one vectorised call (a 1,000-lead
-    request has ~20,000 of them); the scorer parses them the same way. Any body that path refuses
-    is validated again by `ScoreRequest`, so answers and error messages are exactly its own.
+    request has ~20,000 of them), which the scorer then uses. Any body that path refuses is
+    validated again by `ScoreRequest`, so answers and error messages are exactly its own.
+    Returns the request and the parsed moments (None on the `ScoreRequest` path).
     """
     try:
         fast = ScoreRequestText.model_validate_json(raw)
     except ValidationError:
         fast = None
-    if fast is not None and _plain_moments(fast.leads):
-        return fast
+    if fast is not None:
+        moments = _moments(fast.leads)
+        if moments is not None:
+            return fast, moments
     try:
-        return ScoreRequest.model_validate_json(raw)
+        return ScoreRequest.model_validate_json(raw), None
     except ValidationError as error:
         try:
             parsed = orjson.loads(raw)
@@ -144,7 +120,8 @@ def parse_leads(raw: bytes) -> ScoreRequest | ScoreRequestText:
 )
 async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
     state = request.app.state
-    leads = parse_leads(await request.body()).leads  # plain dicts (TypedDicts)
+    body, moments = parse_leads(await request.body())
+    leads = body.leads  # plain dicts (TypedDicts)
     duplicates = _duplicates(leads)
     if duplicates:
         raise RequestProblem(
@@ -164,19 +141,17 @@ async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
         if lead["as_of"] is None:
             lead["as_of"] = now
     try:
-        results = await state.batcher.score(loaded, leads, policy)
+        results = await state.batcher.score(loaded, leads, policy, moments)
     except ScoringError as error:
         raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
-    state.score_log.submit(_LogRows(results, {
+    state.score_log.submit(ScoreRows(results, {
         "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
         "policy_version": policy_version, "scored_at": now, "api_key_name": key.name,
     }))  # fmt: skip
     metrics.LEADS_SCORED.inc(len(results))
-    observe = metrics.SCORES.observe
-    for r in results:
-        observe(r["score"])
+    metrics.observe_many(metrics.SCORES, [r["score"] for r in results])
     for decision, count in Counter(r["decision"] for r in results).items():
         metrics.DECISIONS.labels(decision).inc(count)
     return OrjsonResponse({

@@ -175,6 +175,40 @@ def test_many_records_in_one_call_equal_each_lead_alone_and_the_batch_path():
     np.testing.assert_array_equal(FEATURIZER.transform(frame, touchpoints), together)
 
 
+def test_api_shaped_records_take_the_fast_paths_and_equal_each_lead_alone():
+    # What the API passes on (aware datetimes, ISO moments with a zone, canonical names, float or
+    # missing values, campaign texts) goes through the column-at-a-time paths: the same bits.
+    rng = np.random.default_rng(11)
+    draw = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    records = []
+    for i in range(200):
+        as_of = BASE + timedelta(microseconds=int(rng.integers(0, 365 * MICROSECONDS_PER_DAY)))
+        touches = [
+            {"occurred_at": (as_of - timedelta(microseconds=int(rng.integers(
+                -20 * MICROSECONDS_PER_DAY, 400 * MICROSECONDS_PER_DAY)))).isoformat(),
+             "channel": draw(CHANNELS), "activity": draw(ACTIVITIES),
+             "campaign": draw(["spring", "Spring", "spring ", "q3", " ", None]),
+             "value": draw([None, 1.5, -3.0, 7.0])}
+            for _ in range(int(rng.integers(0, 40)))
+        ]  # fmt: skip
+        records.append({
+            "lead_id": f"A{i}",
+            "attributes": {"industry": draw(["Software", "Retail", None]),
+                           "employees": draw([None, 250.0])},
+            "created_at": draw([None, as_of - timedelta(days=int(rng.integers(0, 300)),
+                                                          seconds=7)]),
+            "as_of": as_of,
+            "touchpoints": touches,
+        })  # fmt: skip
+    together, touches = FEATURIZER.transform_records(records, return_touchpoints=True)
+    alone = np.vstack([FEATURIZER.transform_records([r]) for r in records])
+    np.testing.assert_array_equal(together, alone)
+    assert touches.canonical_activities
+    assert touches.arrays.row.size == sum(len(r["touchpoints"]) for r in records)
+    campaigns = list(FEATURIZER.get_feature_names_out()).index("distinct_campaigns")
+    assert np.nansum(together[:, campaigns]) > 100
+
+
 def test_many_records_name_the_lead_and_touchpoint_of_a_bad_moment_and_allow_any_year():
     good = {"lead_id": "G", "attributes": {}, "as_of": BASE, "touchpoints": []}
     bad = dict(good, lead_id="B", touchpoints=[

@@ -22,6 +22,7 @@ from features.policy import (
     Policy,
     PolicyError,
     apply_policy,
+    attribute_facts,
     choose_threshold,
     decide,
     frame_facts,
@@ -355,3 +356,19 @@ def test_table_row_equals_counting_lead_by_lead(leads, weeks, threshold):
         assert r["recall"] == pytest.approx(wins / sum(y))
         if sent:
             assert r["lift"] == pytest.approx((wins / len(sent)) / (sum(y) / len(y)))
+
+
+def test_attribute_facts_of_many_leads_equal_each_lead_alone():
+    rng = np.random.default_rng(2)
+    names = ["Do Not Email", "do_not_contact", "DemoRequested", "industry", "HasOptedOutOfEmail", 7]
+    values = [True, False, None, "yes", "No", 1, 0, 0.0, float("nan"), "Software"]
+    leads = []
+    for _ in range(400):
+        chosen = rng.choice(len(names), size=int(rng.integers(0, 4)), replace=False)
+        lead = {names[int(i)]: values[int(rng.integers(len(values)))] for i in chosen}
+        leads.append(lead or None)
+    facts = attribute_facts(leads)
+    for fact in ("do_not_contact", "demo_request"):
+        expected = [lead_facts(lead)[fact] for lead in leads]
+        assert facts[fact].tolist() == expected
+        assert 20 < sum(expected) < 380  # both outcomes occur

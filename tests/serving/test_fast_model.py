@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,27 @@ def test_contributions_add_up_to_the_pipeline_logit(logistic_scorer, trained_mod
     X = scorer.featurizer.transform_records(records(trained_model, 50))
     logit = compiled.intercept + compiled.contributions(X).sum(axis=1)
     assert np.allclose(logit, pipeline.decision_function(X), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "hgb"])
+def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(
+    logistic_scorer, trained_model, monkeypatch, kind
+):
+    import features.scoring as scoring
+
+    scorer = logistic_scorer[kind]
+    leads = records(trained_model, 120)
+    for i, lead in enumerate(leads):
+        if i % 7 == 0:
+            lead["attributes"]["Do Not Email"] = i % 14 == 0
+        if i % 5 == 0:  # a rule touchpoint before, at or after the scoring moment
+            moment = lead["as_of"] + (i % 3 - 1) * timedelta(hours=1)
+            activity = "demo_request" if i % 10 == 0 else "unsubscribe"
+            lead["touchpoints"].append({"occurred_at": moment, "channel": "email",
+                                        "activity": activity, "campaign": None, "value": None})
+    fast = scorer.score_columns(leads)
+    monkeypatch.setattr(scoring, "FEW_RECORDS", 10**9)  # every lead through lead_facts + decide
+    reference = scorer.score_columns(leads)
+    assert fast == reference
+    assert set(fast["decision"]) >= {"sales", "disqualify"}
+    assert sum(r is not None for r in fast["hard_rule"]) >= 20

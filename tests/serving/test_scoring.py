@@ -131,3 +131,23 @@ def test_timestamps_in_any_accepted_form_give_the_same_scores(scoring_app, train
     assert [{k: r[k] for k in keep} for r in plain.json()["results"]] == [
         {k: r[k] for k in keep} for r in spaced.json()["results"]
     ]
+
+
+def test_many_scores_are_counted_as_observing_them_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from serving.metrics import observe_many
+
+    scores = [0, 5, 10, 11, 20, 55, 99, 100, 100, 37, 10]
+    registry = CollectorRegistry()
+    buckets = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    bulk = Histogram("bulk", "scores", buckets=buckets, registry=registry)
+    single = Histogram("single", "scores", buckets=buckets, registry=registry)
+    observe_many(bulk, scores)
+    for s in scores:
+        single.observe(s)
+    text = generate_latest(registry).decode()
+    lines = lambda name: sorted(l.replace(name, "h") for l in text.splitlines()  # noqa: E731
+                                if l.startswith(name) and "_created" not in l)
+    assert lines("bulk") == lines("single")
+    assert 'h_bucket{le="10.0"} 4.0' in lines("bulk")

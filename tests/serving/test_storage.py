@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from serving.db import as_utc, current_revision, make_engine, metadata, outcomes, score_log, upgrade_database
-from serving.score_log import ScoreLogWriter
+from serving.score_log import ScoreLogWriter, ScoreRows
 from tests.serving.conftest import auth
 
 
@@ -101,6 +101,39 @@ def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine)
         ids = connection.execute(sa.select(score_log.c.lead_id).order_by(score_log.c.lead_id)).scalars().all()
     assert ids == ["L-1", "L-2"]
     assert writer.last_error is None
+
+
+def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(engine):
+    results = [
+        {"lead_id": f"L-{i}", "probability": i / 7, "score": i, "grade": "C", "decision": "nurture",
+         "reasons_for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
+         "reasons_against": [],
+         "policy_reasons": ["Hard rule: requested a demo -> sales"] if i == 2 else []}
+        for i in range(3)
+    ]  # fmt: skip
+    common = {"request_id": "r-9", "model_name": "lead-scoring", "model_version": "3",
+              "policy_version": 4, "scored_at": datetime(2026, 11, 23, 8, 0, 5, 123456, tzinfo=UTC),
+              "api_key_name": "scorer-key"}  # fmt: skip
+    writer = ScoreLogWriter(engine, batch_size=10, flush_seconds=0.02)
+    writer.start()
+    writer.submit(ScoreRows(results, common))
+    writer.stop()
+    with engine.begin() as connection:
+        # the reference: SQLAlchemy's own insert of the same rows as dicts
+        rows = [dict(r, request_id="ref") for r in ScoreRows(results, common)]
+        connection.execute(score_log.insert(), rows)
+        stored = connection.execute(sa.select(score_log).order_by(score_log.c.id)).all()
+    assert writer.written == 3 and writer.pending == 0
+    mine, reference = stored[:3], stored[3:]
+    assert [r.lead_id for r in mine] == ["L-0", "L-1", "L-2"]
+    for a, b in zip(mine, reference, strict=True):
+        assert a._mapping["request_id"] == "r-9"
+        assert {k: v for k, v in a._mapping.items() if k not in ("id", "request_id")} == {
+            k: v for k, v in b._mapping.items() if k not in ("id", "request_id")
+        }
+    assert mine[2].reasons == {"for": results[2]["reasons_for"], "against": [],
+                               "policy": ["Hard rule: requested a demo -> sales"]}
+    assert as_utc(mine[0].scored_at) == common["scored_at"] and mine[1].probability == 1 / 7
 
 
 def outcome(lead_id="L-1", result="won", closed_at="2026-12-02T10:00:00Z", amount=12500.0):

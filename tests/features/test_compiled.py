@@ -1,0 +1,85 @@
+"""Boosted trees as leaf bitvectors: scikit-learn's probabilities exactly, and the occluded leads'
+log-odds that re-predicting each changed lead gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+import features.compiled as compiled
+from features.compiled import compile_boosting
+
+
+def _data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([
+        rng.integers(0, 6, n).astype(float),  # category codes
+        rng.normal(size=n),
+        rng.poisson(2, n).astype(float),
+        rng.integers(0, 3, n).astype(float),  # another category
+        rng.exponential(size=n),
+    ])  # fmt: skip
+    X[rng.random(n) < 0.1, 0] = np.nan
+    X[rng.random(n) < 0.1, 1] = np.nan
+    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) + 0.3 * X[:, 2] - X[:, 4] - 1
+    return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+def _model(max_leaf_nodes: int, categorical: bool) -> HistGradientBoostingClassifier:
+    X, y = _data(0, 3000)
+    mask = np.array([True, False, False, True, False]) if categorical else None
+    return HistGradientBoostingClassifier(
+        max_iter=60, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=5, categorical_features=mask,
+        early_stopping=False, random_state=0,
+    ).fit(X, y)
+
+
+def _leads() -> np.ndarray:
+    X, _ = _data(1, 300)
+    X[::9, 0] = 17.0  # a category never seen in training
+    X[::11, 3] = np.nan
+    X[::13, 1] = np.inf
+    return X
+
+
+@pytest.mark.parametrize(
+    "max_leaf_nodes,categorical", [(8, True), (31, True), (31, False), (63, True)]
+)
+def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
+    max_leaf_nodes, categorical
+):
+    model = _model(max_leaf_nodes, categorical)
+    fast = compile_boosting(model)
+    assert isinstance(fast, compiled._LeafBitvectors)
+    X = _leads()
+    assert np.array_equal(fast(X), model.predict_proba(X)[:, 1])  # the same bits, any batch size
+    assert np.array_equal(fast(X[:1]), model.predict_proba(X[:1])[:, 1])
+    typical = np.array([2.0, 0.0, 2.0, np.nan, 1.0])
+    lead, column = np.nonzero(np.ones(X.shape, dtype=bool))
+    raw, occluded = fast.occluded_raw(X, typical, lead, column)
+    rows = X[lead].copy()
+    rows[np.arange(lead.size), column] = typical[column]
+    np.testing.assert_array_equal(raw, model.decision_function(X))
+    np.testing.assert_allclose(occluded, model.decision_function(rows), rtol=0, atol=1e-12)
+    walked_raw, walked = fast.walk_predict.occluded_raw(X, typical, lead, column)
+    np.testing.assert_allclose(occluded, walked, rtol=0, atol=1e-12)
+    assert np.abs(occluded - raw[lead]).max() > 0.1  # occlusion changes something
+
+
+def test_trees_with_more_leaves_than_a_bitvector_holds_are_walked(monkeypatch):
+    monkeypatch.setattr(compiled, "BITVECTOR_MAX_LEAVES", 4)
+    model = _model(8, True)
+    walked = compile_boosting(model)
+    assert not isinstance(walked, compiled._LeafBitvectors)
+    X = _leads()
+    assert np.array_equal(walked(X), model.predict_proba(X)[:, 1])
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+def test_interval_indices_of_a_few_rows_equal_the_per_feature_path(categorical):
+    fast = compile_boosting(_model(15, categorical))
+    X = _leads()
+    X[::7, 2] = -np.inf
+    for rows in (X[:1], X[:16], X[100:116]):
+        np.testing.assert_array_equal(fast._few_intervals(rows), fast._intervals(rows))
