@@ -239,8 +239,9 @@ def load_model_scorer(model_uri: str, evaluation: bool = False) -> LeadScorer:
 
     python_model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     scorer = python_model.scorer
-    if evaluation:
-        scorer = load_scorer(python_model.artifacts, evaluation=True)
+    artifacts = getattr(python_model, "artifacts", None)  # absent in models logged before refits
+    if evaluation and artifacts and "evaluation_estimator" in artifacts:
+        scorer = load_scorer(artifacts, evaluation=True)
     if model_uri.startswith("models:/"):
         name, _, ref = model_uri[len("models:/") :].partition("@")
         client = mlflow.MlflowClient()
