@@ -328,7 +328,10 @@ class LeadFeaturizer:
         )
         if not len(self._touch_columns):
             return out, None
-        as_of, lead_age = self._many_moments(records, created_at)
+        try:
+            as_of, lead_age = self._many_moments(records, created_at)
+        except OverflowError:  # a moment beyond int64 nanoseconds (after 2262): lead by lead
+            return self._transform_each(records), None
         touches = None
         arrays = _EMPTY_TOUCHES
         if self.uses_touchpoints_:

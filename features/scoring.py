@@ -336,6 +336,8 @@ class LeadScorer:
             probabilities[start : start + len(part)] = p
             if progress is not None:
                 progress(len(part))
+        lead_ids = frame["lead_id"].tolist() if "lead_id" in frame else list(range(n))
+        check_probabilities(probabilities, lead_ids)
         scores = score_from_probability(probabilities)
         facts = frame_facts(frame, touchpoints)
         grades, decisions, rule_reasons = apply_policy(scores, facts, policy)
@@ -396,6 +398,7 @@ class LeadScorer:
             probabilities = self.estimator.predict_proba(X)
             reasons_for = [[] for _ in records]
             reasons_against = [[] for _ in records]
+        check_probabilities(probabilities, [r.get("lead_id") for r in records])
         if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
             # One lead (the latency case) or unusual input: the per-lead facts and decision.
             scores, grades, decisions, rules = [], [], [], []
@@ -483,6 +486,20 @@ def _touches_until(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         if moment is None or cut is None or moment <= cut:
             kept.append(t)
     return kept
+
+
+def check_probabilities(probabilities: np.ndarray, lead_ids: Sequence[Any]) -> None:
+    """Raise ValueError naming the leads whose probability is not a number in [0, 1] (numbers
+    out of range, such as 1e400 read as infinity, can make a model's sum inf - inf)."""
+    p = np.asarray(probabilities, dtype=float)
+    bad = np.flatnonzero(~((p >= 0.0) & (p <= 1.0)))
+    if bad.size:
+        named = ", ".join(f"{lead_ids[i]!r} (index {i})" for i in bad[:5].tolist())
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        raise ValueError(
+            f"the model gave no valid probability for lead(s) {named}{more}: check their numeric "
+            "attributes for values out of range (such as 1e400, read as infinity)"
+        )
 
 
 def format_reasons(reasons: Sequence[Mapping[str, Any]] | None) -> str:

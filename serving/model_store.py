@@ -52,15 +52,19 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def _find_scorer(python_model: Any) -> Any:
-    """The LeadScorer inside the pyfunc wrapper (models-from-code keeps it on the python model)."""
-    if hasattr(python_model, "score_records"):
+    """The LeadScorer inside the pyfunc wrapper (models-from-code keeps it on the python model).
+
+    It must have `score_columns`, the method the batcher calls: a scorer without it fails here,
+    at load, instead of on every request."""
+    method = "score_columns"
+    if hasattr(python_model, method):
         return python_model
     for attribute in ("scorer", "lead_scorer", "_scorer", "model"):
         candidate = getattr(python_model, attribute, None)
-        if candidate is not None and hasattr(candidate, "score_records"):
+        if candidate is not None and hasattr(candidate, method):
             return candidate
     for candidate in vars(python_model).values():
-        if hasattr(candidate, "score_records"):
+        if hasattr(candidate, method):
             return candidate
     raise ModelLoadError(
         f"the MLflow model's python model ({type(python_model).__name__}) holds no LeadScorer; "

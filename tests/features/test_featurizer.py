@@ -435,3 +435,18 @@ def test_unreadable_snapshot_timestamps_are_refused_with_the_fix():
     leads = training_leads().head(2).assign(created_at=["2024-01-01", "soon"])
     with pytest.raises(ValueError, match=r"column 'created_at' must hold ISO 8601 date-times such as"):
         build_snapshots(leads, None, FeatureConfig(), "2024-06-01")
+
+
+def test_many_records_with_a_moment_beyond_int64_nanoseconds_equal_each_lead_alone():
+    featurizer = fitted()
+    far = datetime(2300, 1, 1, tzinfo=timezone.utc)
+    records = [
+        {"lead_id": "L0", "attributes": {"industry": "Software"}, "created_at": None, "as_of": far,
+         "touchpoints": []},
+        {"lead_id": "L1", "attributes": {"industry": "Software"}, "created_at": None, "as_of": BASE,
+         "touchpoints": [{"occurred_at": "2024-02-01T00:00:00Z", "channel": "email",
+                          "activity": "visit", "campaign": None, "value": None}]},
+    ]  # fmt: skip
+    together = featurizer.transform_records(records)
+    alone = np.vstack([featurizer.transform_records([r]) for r in records])
+    np.testing.assert_array_equal(together, alone)

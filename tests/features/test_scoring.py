@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.scoring import ranked_effects, strongest_effects
@@ -29,3 +30,48 @@ def test_strongest_effects_pick_what_a_stable_sort_picks(seed):
             np.testing.assert_array_equal(columns[used], ref_columns[used])
     top, top_effect, bottom, bottom_effect = strongest_effects(effects[10:11], 3)
     assert top.tolist() == [[0, 1, 2]] and bottom.tolist() == [[24, 23, 22]]
+
+
+class _NaNForHugeEmployees:
+    """An estimator whose sum became inf - inf for a lead with an out-of-range number."""
+
+    _linear = _trees = None
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+
+    def predict_proba(self, X):
+        p = np.full(X.shape[0], 0.3)
+        p[np.isinf(X[:, self.column])] = np.nan
+        return p
+
+
+@pytest.mark.parametrize("n_leads", [1, 8, 9, 12])  # both the per-lead and the array paths
+def test_a_lead_without_a_valid_probability_is_refused_by_name(n_leads):
+    from datetime import datetime, timezone
+
+    from features.scoring import LeadScorer
+    from tests.features.test_featurizer import fitted
+
+    featurizer = fitted()
+    names = list(featurizer.get_feature_names_out())
+    scorer = LeadScorer(featurizer, _NaNForHugeEmployees(names.index("employees")))
+    now = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    records = [
+        {"lead_id": f"L{i}", "attributes": {"employees": float("inf") if i == n_leads - 1 else 10.0},
+         "as_of": now, "created_at": None, "touchpoints": []}
+        for i in range(n_leads)
+    ]  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        scorer.score_columns(records, explain=False)
+    assert str(error.value) == (
+        f"the model gave no valid probability for lead(s) 'L{n_leads - 1}' (index {n_leads - 1}): "
+        "check their numeric attributes for values out of range (such as 1e400, read as infinity)"
+    )
+    frame = pd.DataFrame({"lead_id": [r["lead_id"] for r in records],
+                          "employees": [r["attributes"]["employees"] for r in records]})  # fmt: skip
+    for spec in featurizer.attributes_.columns_:  # every other attribute missing
+        if spec["column"] not in frame:
+            frame[spec["column"]] = pd.NaT if spec["type"] == "datetime" else None
+    with pytest.raises(ValueError, match=rf"lead\(s\) 'L{n_leads - 1}' \(index {n_leads - 1}\)"):
+        scorer.score_frame(frame, as_of=now, explain=False)

@@ -124,3 +124,22 @@ def test_polling_follows_the_alias(trained_model, sqlite_url):
         assert version() == trained_model.versions[0]
         trained_model.set_alias(alias, trained_model.versions[1])
         wait_for(lambda: version() == trained_model.versions[1], 20, "the new champion was not picked up")
+
+
+def test_a_python_model_without_a_lead_scorer_fails_at_load_with_what_to_do():
+    from serving.model_store import ModelLoadError, _find_scorer
+
+    class OldScorer:  # has the per-lead method only, not the batcher's score_columns
+        def score_records(self, records):
+            return []
+
+    class Wrapper:
+        def __init__(self):
+            self.scorer = OldScorer()
+
+    with pytest.raises(ModelLoadError) as error:
+        _find_scorer(Wrapper())
+    assert str(error.value) == (
+        "the MLflow model's python model (Wrapper) holds no LeadScorer; register a model trained "
+        "with `leadscore train`"
+    )
