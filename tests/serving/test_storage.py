@@ -103,13 +103,15 @@ def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine)
     assert writer.last_error is None
 
 
-def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(engine):
+@pytest.mark.parametrize("n", [3, 83, 84, 167])  # SQLite: 83 rows per INSERT statement
+def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(engine, n):
     results = [
-        {"lead_id": f"L-{i}", "probability": i / 7, "score": i, "grade": "C", "decision": "nurture",
+        {"lead_id": f"L-{i}", "probability": i / 7 % 1, "score": i % 101, "grade": "C",
+         "decision": "nurture",
          "reasons_for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
          "reasons_against": [],
          "policy_reasons": ["Hard rule: requested a demo -> sales"] if i == 2 else []}
-        for i in range(3)
+        for i in range(n)
     ]  # fmt: skip
     common = {"request_id": "r-9", "model_name": "lead-scoring", "model_version": "3",
               "policy_version": 4, "scored_at": datetime(2026, 11, 23, 8, 0, 5, 123456, tzinfo=UTC),
@@ -123,9 +125,10 @@ def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(eng
         rows = [dict(r, request_id="ref") for r in ScoreRows(results, common)]
         connection.execute(score_log.insert(), rows)
         stored = connection.execute(sa.select(score_log).order_by(score_log.c.id)).all()
-    assert writer.written == 3 and writer.pending == 0
-    mine, reference = stored[:3], stored[3:]
-    assert [r.lead_id for r in mine] == ["L-0", "L-1", "L-2"]
+    assert writer.written == n and writer.pending == 0
+    mine, reference = stored[:n], stored[n:]
+    assert [r.lead_id for r in mine] == [f"L-{i}" for i in range(n)]  # complete, in order
+    assert [(r.probability, r.score) for r in mine] == [(x["probability"], x["score"]) for x in results]
     for a, b in zip(mine, reference, strict=True):
         assert a._mapping["request_id"] == "r-9"
         assert {k: v for k, v in a._mapping.items() if k not in ("id", "request_id")} == {
