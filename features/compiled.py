@@ -519,10 +519,12 @@ class _LeafBitvectors:
             return self._few_intervals(X)
         return self._intervals(X)
 
-    def _slots(self, intervals: np.ndarray) -> np.ndarray:
+    def _slots(self, intervals: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible,
-        from the rows' interval indices."""
-        return self.table[self.slot_table + intervals[:, self.slot_feature]]
+        from the rows' interval indices (into `out` if given)."""
+        index = intervals[:, self.slot_feature]
+        index += self.slot_table  # in place: a fresh (rows, slots) temporary costs page faults
+        return np.take(self.table, index, out=out, mode="clip")  # in range: clip only skips a copy
 
     def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
         """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
@@ -545,7 +547,9 @@ class _LeafBitvectors:
         for start, stop, n in self.blocks:
             keep = slots[:, start:stop]
             if twice:
-                ruled_out_twice[:, :n] |= ~full[:, :n] & ~keep
+                # ruled out before and by this feature: ~full & ~keep = ~(full | keep)
+                either = np.bitwise_or(full[:, :n], keep)
+                ruled_out_twice[:, :n] |= np.invert(either, out=either)
             full[:, :n] &= keep
         return (full, ruled_out_twice) if twice else full
 
@@ -576,27 +580,36 @@ class _LeafBitvectors:
         typical_slots = self._slots(self._all_intervals(typical))[0]
         zero = self.dtype(0)
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
+        n_slots = self.slot_table.size
+        chunk = min(n, LEAD_CHUNK)
+        # Reused from chunk to chunk: fresh arrays this size cost page faults, not arithmetic.
+        slots_buffer = np.empty((chunk, n_slots), dtype=self.dtype)
+        changed_buffer = np.empty((chunk, n_slots), dtype=bool)
         for start in range(0, n, LEAD_CHUNK):
-            slots = self._slots(intervals[start : start + LEAD_CHUNK])
+            part = intervals[start : start + LEAD_CHUNK]
+            slots = self._slots(part, out=slots_buffer[: part.shape[0]])
             full, twice = self._full(slots, twice=True)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
             lowest = full & (zero - full)
+            up_to_lowest = full ^ (full - self.dtype(1))  # the bits up to and including it
             allowed = np.invert(twice, out=twice)  # not ruled out by two or more features
             occluded = np.invert(slots, out=slots)  # in place, block by block: no temporaries
-            changed = np.empty(slots.shape, dtype=bool)
+            changed = changed_buffer[: part.shape[0]]
+            low = np.empty((part.shape[0], self.n_trees), dtype=self.dtype)
             for first, stop, m in self.blocks:
                 block = occluded[:, first:stop]
                 block |= full[:, :m]
                 block &= allowed[:, :m]
                 block &= typical_slots[first:stop]
-                low = np.subtract(zero, block)
-                low &= block
-                np.not_equal(low, lowest[:, :m], out=changed[:, first:stop])
+                # the same lowest leaf: the block has it and none below it
+                np.bitwise_and(block, up_to_lowest[:, :m], out=low[:, :m])
+                np.not_equal(low[:, :m], lowest[:, :m], out=changed[:, first:stop])
             where = np.flatnonzero(changed)  # the pairs whose leftmost leaf changes
-            row, slot = np.divmod(where, slots.shape[1])
+            row, slot = np.divmod(where, n_slots)
             tree = self.slot_tree[slot]
-            delta = self._leaf_values(occluded.reshape(-1)[where], tree) - own[row, tree]
+            before = own.reshape(-1)[row * self.n_trees + tree]  # own[row, tree], flat: faster
+            delta = self._leaf_values(occluded.reshape(-1)[where], tree) - before
             change[start : start + own.shape[0]] = np.bincount(
                 row * width + self.slot_feature[slot], weights=delta, minlength=own.shape[0] * width
             ).reshape(-1, width)
