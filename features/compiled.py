@@ -470,6 +470,7 @@ class _LeafBitvectors:
         self.used_columns = np.array([c for c, _, _ in self.features], dtype=np.intp)
         self.everything = all_leaves
         self._prepare_few()
+        self._prepare_by_feature(representatives)
 
     # ---------------------------------------------------------------------------------------
     def _intervals(self, X: np.ndarray) -> np.ndarray:
@@ -500,6 +501,30 @@ class _LeafBitvectors:
             np.isnan(values), self._nan_interval[mine],
             np.where(self._is_category[mine] & (equal == 0), self._nan_interval[mine], below),
         )  # fmt: skip
+        return out
+
+    def _prepare_by_feature(self, representatives: list[np.ndarray]) -> None:
+        """Per used feature, its slots' table entries as (intervals, slots of the feature): a
+        lead's slots of that feature are then one row, copied, not one look-up per slot."""
+        self._by_feature = []
+        order = []
+        for k, reps in enumerate(representatives):
+            mine = np.flatnonzero(self.slot_feature == k)
+            self._by_feature.append(
+                (self.table[self.slot_table[mine][None, :] + np.arange(reps.size)[:, None]],
+                 len(order), len(order) + mine.size)
+            )  # fmt: skip
+            order.extend(mine.tolist())
+        # column of each slot among the slots ordered by feature
+        self._from_feature_order = np.empty(len(order), dtype=np.intp)
+        self._from_feature_order[np.array(order, dtype=np.intp)] = np.arange(len(order))
+
+    def _slots_by_feature(self, intervals: np.ndarray) -> np.ndarray:
+        """`_slots` of many rows with the slots ordered by feature (columns: `_from_feature_order`
+        takes them back to slot order)."""
+        out = np.empty((intervals.shape[0], self._from_feature_order.size), dtype=self.dtype)
+        for k, (rows, first, stop) in enumerate(self._by_feature):
+            out[:, first:stop] = rows[intervals[:, k]]
         return out
 
     def _prepare_few(self) -> None:
@@ -580,14 +605,17 @@ class _LeafBitvectors:
         typical_slots = self._slots(self._all_intervals(typical))[0]
         zero = self.dtype(0)
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
+        by_feature = self._slots_by_feature(intervals)  # a row copy per (row, feature)
         n_slots = self.slot_table.size
         chunk = min(n, LEAD_CHUNK)
         # Reused from chunk to chunk: fresh arrays this size cost page faults, not arithmetic.
         slots_buffer = np.empty((chunk, n_slots), dtype=self.dtype)
         changed_buffer = np.empty((chunk, n_slots), dtype=bool)
         for start in range(0, n, LEAD_CHUNK):
-            part = intervals[start : start + LEAD_CHUNK]
-            slots = self._slots(part, out=slots_buffer[: part.shape[0]])
+            part = by_feature[start : start + LEAD_CHUNK]
+            # back to slot order ("wrap": the columns are in range; it only skips a bounds copy)
+            slots = np.take(part, self._from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
+                            mode="wrap")  # fmt: skip
             full, twice = self._full(slots, twice=True)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
