@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-9
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
 LEAD_CHUNK = 32  # leads per bitvector pass: its arrays stay in cache (128: 1.5x slower)
+OCCLUSION_CHUNK = 64  # leads per occlusion pass (buffers reused: 32 is ~8% slower, 96 no faster)
 FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
@@ -607,12 +608,12 @@ class _LeafBitvectors:
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
         by_feature = self._slots_by_feature(intervals)  # a row copy per (row, feature)
         n_slots = self.slot_table.size
-        chunk = min(n, LEAD_CHUNK)
+        chunk = min(n, OCCLUSION_CHUNK)
         # Reused from chunk to chunk: fresh arrays this size cost page faults, not arithmetic.
         slots_buffer = np.empty((chunk, n_slots), dtype=self.dtype)
         changed_buffer = np.empty((chunk, n_slots), dtype=bool)
-        for start in range(0, n, LEAD_CHUNK):
-            part = by_feature[start : start + LEAD_CHUNK]
+        for start in range(0, n, OCCLUSION_CHUNK):
+            part = by_feature[start : start + OCCLUSION_CHUNK]
             # back to slot order ("wrap": the columns are in range; it only skips a bounds copy)
             slots = np.take(part, self._from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
                             mode="wrap")  # fmt: skip
