@@ -583,9 +583,15 @@ class _LeafBitvectors:
         X = np.asarray(X, dtype=float)
         raw = np.empty(X.shape[0])
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
-        for start in range(0, X.shape[0], LEAD_CHUNK):
-            full = self._full(self._slots(intervals[start : start + LEAD_CHUNK]))
-            raw[start : start + LEAD_CHUNK] = self._raw(self._leaf_values(full))
+        if X.shape[0] < LEAD_CHUNK:  # a few leads: a copy per feature costs more than it saves
+            return expit(self._raw(self._leaf_values(self._full(self._slots(intervals)))))
+        by_feature = self._slots_by_feature(intervals)
+        slots_buffer = np.empty((OCCLUSION_CHUNK, self.slot_table.size), dtype=self.dtype)
+        for start in range(0, X.shape[0], OCCLUSION_CHUNK):
+            part = by_feature[start : start + OCCLUSION_CHUNK]
+            slots = np.take(part, self._from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
+                            mode="wrap")  # fmt: skip
+            raw[start : start + part.shape[0]] = self._raw(self._leaf_values(self._full(slots)))
         return expit(raw)
 
     def occluded_raw(

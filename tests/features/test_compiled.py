@@ -55,6 +55,7 @@ def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
     X = _leads()
     assert np.array_equal(fast(X), model.predict_proba(X)[:, 1])  # the same bits, any batch size
     assert np.array_equal(fast(X[:1]), model.predict_proba(X[:1])[:, 1])
+    assert np.array_equal(fast(X[:100]), model.predict_proba(X[:100])[:, 1])  # a last pass of 36 leads
     typical = np.array([2.0, 0.0, 2.0, np.nan, 1.0])
     lead, column = np.nonzero(np.ones(X.shape, dtype=bool))
     raw, occluded = fast.occluded_raw(X, typical, lead, column)
