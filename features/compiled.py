@@ -545,12 +545,12 @@ class _LeafBitvectors:
             return self._few_intervals(X)
         return self._intervals(X)
 
-    def _slots(self, intervals: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def _slots(self, intervals: np.ndarray) -> np.ndarray:
         """(rows, slots): per (tree, feature), the bitvector of the leaves it leaves possible,
-        from the rows' interval indices (into `out` if given)."""
+        from the rows' interval indices (a few rows; many: `_slots_by_feature`)."""
         index = intervals[:, self.slot_feature]
-        index += self.slot_table  # in place: a fresh (rows, slots) temporary costs page faults
-        return np.take(self.table, index, out=out, mode="clip")  # in range: clip only skips a copy
+        index += self.slot_table  # in place: no second (rows, slots) temporary
+        return self.table[index]
 
     def _leaf_values(self, bits: np.ndarray, sorted_trees: Any = slice(None)) -> np.ndarray:
         """Value of the leftmost possible leaf of each bitvector (trees in sorted order)."""
