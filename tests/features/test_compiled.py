@@ -55,6 +55,7 @@ def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
     X = _leads()
     assert np.array_equal(fast(X), model.predict_proba(X)[:, 1])  # the same bits, any batch size
     assert np.array_equal(fast(X[:1]), model.predict_proba(X[:1])[:, 1])
+    assert np.array_equal(fast(X[:100]), model.predict_proba(X[:100])[:, 1])  # a last pass of 36 leads
     typical = np.array([2.0, 0.0, 2.0, np.nan, 1.0])
     lead, column = np.nonzero(np.ones(X.shape, dtype=bool))
     raw, occluded = fast.occluded_raw(X, typical, lead, column)
@@ -83,3 +84,15 @@ def test_interval_indices_of_a_few_rows_equal_the_per_feature_path(categorical):
     X[::7, 2] = -np.inf
     for rows in (X[:1], X[:16], X[100:116]):
         np.testing.assert_array_equal(fast._few_intervals(rows), fast._intervals(rows))
+
+
+@pytest.mark.parametrize("max_leaf_nodes,categorical", [(8, True), (31, False), (63, True)])
+def test_slots_copied_feature_by_feature_equal_the_slot_by_slot_look_ups(max_leaf_nodes, categorical):
+    fast = compile_boosting(_model(max_leaf_nodes, categorical))
+    X = _leads()
+    X[::7, 2] = -np.inf
+    intervals = fast._intervals(X)
+    by_feature = fast._slots_by_feature(intervals)
+    expected = fast._slots(intervals)
+    np.testing.assert_array_equal(by_feature[:, fast._from_feature_order], expected)
+    assert len(np.unique(expected, axis=0)) > 10  # the leads' slots differ
