@@ -151,3 +151,16 @@ def test_many_scores_are_counted_as_observing_them_one_by_one():
                                 if l.startswith(name) and "_created" not in l)
     assert lines("bulk") == lines("single")
     assert 'h_bucket{le="10.0"} 4.0' in lines("bulk")
+
+
+def test_leads_scored_after_2262_in_one_request_are_scored_as_alone(scoring_app, trained_model):
+    """Beyond int64 nanoseconds the many-lead path hands over to the per-lead one (was a 500)."""
+    far, near = demo_records(trained_model, 2, as_of="2263-01-01T00:00:00Z")
+    near = demo_records(trained_model, 2)[1]
+    together = scoring_app.post("/v1/score", json={"leads": [far, near]}, headers=auth("scorer"))
+    assert together.status_code == 200, together.text
+    alone = [
+        scoring_app.post("/v1/score", json={"leads": [lead]}, headers=auth("scorer")).json()["results"][0]
+        for lead in (far, near)
+    ]
+    assert [r["probability"] for r in together.json()["results"]] == [r["probability"] for r in alone]
