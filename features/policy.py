@@ -223,12 +223,7 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
         if lead:
             names.update(lead)
     for name in names:
-        key = _key(name)
-        target = (
-            "do_not_contact" if key in DO_NOT_CONTACT_ATTRIBUTES
-            else "demo_request" if key in DEMO_REQUEST_ATTRIBUTES
-            else None
-        )
+        target = _fact_of_attribute(name)
         if target is not None:
             facts[target] |= np.fromiter(
                 (_truthy(lead.get(name)) if lead else False for lead in attributes),
@@ -236,6 +231,14 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
                 count=n,
             )
     return facts
+
+
+def _fact_of_attribute(name: Any) -> str | None:
+    """The fact an attribute column states ('do_not_contact', 'demo_request'), if any."""
+    key = _key(name)
+    if key in DO_NOT_CONTACT_ATTRIBUTES:
+        return "do_not_contact"
+    return "demo_request" if key in DEMO_REQUEST_ATTRIBUTES else None
 
 
 def frame_facts(leads: pd.DataFrame, touchpoints: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
@@ -246,12 +249,7 @@ def frame_facts(leads: pd.DataFrame, touchpoints: pd.DataFrame | None = None) ->
     n = len(leads)
     facts = {name: np.zeros(n, dtype=bool) for name in FACTS}
     for column in leads.columns:
-        key = _key(column)
-        target = (
-            "do_not_contact" if key in DO_NOT_CONTACT_ATTRIBUTES
-            else "demo_request" if key in DEMO_REQUEST_ATTRIBUTES
-            else None
-        )
+        target = _fact_of_attribute(column)
         if target is not None:
             facts[target] |= np.fromiter((_truthy(v) for v in leads[column]), dtype=bool, count=n)
     if touchpoints is not None and len(touchpoints) and n:
