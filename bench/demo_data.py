@@ -25,17 +25,19 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine as machine  # noqa: E402
 
+
 def child(step: str, leads: int, out: str, fmt: str, seed: int) -> None:
     """One measured step, run in a fresh process; prints a JSON line."""
     started = time.perf_counter()
     if step == "generate":
-        from features.demo import create_demo_data
+        from features.data.demo import create_demo_data
 
         formats = ("parquet", "csv") if fmt == "both" else (fmt,)
         summary = create_demo_data(out, leads, seed=seed, formats=formats)
         rows = {"leads": summary.leads, "touchpoints": summary.touchpoints}
     else:
-        from features.contract import DataConfig, load_lead_data
+        from features.data.config import DataConfig
+        from features.data.loading import load_lead_data
 
         ext = step.split("-")[1]
         config = DataConfig(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,12 +31,11 @@ def main() -> None:
     parser.add_argument("--fresh-leads", type=int, default=None, help="default: half of --leads")
     args = parser.parse_args()
 
-    import numpy as np
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from features import demo
-    from features.contract import load_lead_data
+    from features.data import demo
+    from features.data.loading import load_lead_data
     from training.evaluate import expected_calibration_error
     from training.train import resolve_config, train
 
@@ -47,7 +45,9 @@ def main() -> None:
         data = demo.generate(args.leads, seed=args.seed)
         demo.write(data, Path(tmp) / "demo", formats=("parquet",))
         config = resolve_config(
-            None, leads=f"{tmp}/demo/leads.parquet", touchpoints=f"{tmp}/demo/touchpoints.parquet",
+            None,
+            leads=f"{tmp}/demo/leads.parquet",
+            touchpoints=f"{tmp}/demo/touchpoints.parquet",
             outcomes=f"{tmp}/demo/outcomes.parquet",
         )
         config.training.search = args.search
@@ -63,9 +63,13 @@ def main() -> None:
 
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {describe_machine()}")
-    print(f"model: {result.selected}; refitted on training + holdout: {result.summary().get('refit')}; "
-          f"train {seconds:.0f} s")
-    print("| leads scored | by | 30-day snapshots | model ROC AUC | oracle ROC AUC | gap | ECE (30 d) | ECE (all ages) |")
+    print(
+        f"model: {result.selected}; refitted on training + holdout: {result.summary().get('refit')}; "
+        f"train {seconds:.0f} s"
+    )
+    print(
+        "| leads scored | by | 30-day snapshots | model ROC AUC | oracle ROC AUC | gap | ECE (30 d) | ECE (all ages) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for what, scored, truth in (
         (f"holdout of the {args.leads:,} training leads", holdout, oracle),
@@ -79,19 +83,23 @@ def main() -> None:
         ece = expected_calibration_error(y, at30["probability"])
         ece_all = expected_calibration_error(merged["label"], merged["probability"])
         by = "evaluation model" if scored is holdout else "served model"
-        print(f"| {what} | {by} | {len(at30)} | {model_auc:.4f} | {oracle_auc:.4f} | "
-              f"{oracle_auc - model_auc:+.4f} | {ece:.4f} | {ece_all:.4f} |")
+        print(
+            f"| {what} | {by} | {len(at30)} | {model_auc:.4f} | {oracle_auc:.4f} | "
+            f"{oracle_auc - model_auc:+.4f} | {ece:.4f} | {ece_all:.4f} |"
+        )
 
 
 def fresh_scores(result, tmp, resolve_config, load_lead_data):
     """Every settled snapshot of the fresh leads, scored by the served model, and their oracle."""
     import pandas as pd
 
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
     from training.data import build_examples
 
     config = resolve_config(
-        None, leads=f"{tmp}/fresh/leads.parquet", touchpoints=f"{tmp}/fresh/touchpoints.parquet",
+        None,
+        leads=f"{tmp}/fresh/leads.parquet",
+        touchpoints=f"{tmp}/fresh/touchpoints.parquet",
         outcomes=f"{tmp}/fresh/outcomes.parquet",
     )
     data = load_lead_data(config.data)
@@ -106,9 +114,8 @@ def fresh_scores(result, tmp, resolve_config, load_lead_data):
 
 def train_and_holdout(config, train, load_lead_data):
     """Train and return (result, holdout frame with lead_id, snapshot age, label, probability)."""
-    import mlflow
 
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
     from training.data import build_examples, split_holdout
 
     result = train(config)

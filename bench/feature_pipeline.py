@@ -28,7 +28,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.config import FeatureConfig  # noqa: E402
-from features.contract import ACTIVITIES, CHANNELS  # noqa: E402
+from features.data.vocabulary import ACTIVITIES, CHANNELS  # noqa: E402  # noqa: E402
 from features.featurizer import LeadFeaturizer  # noqa: E402
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
@@ -51,6 +51,7 @@ def current_rss_gb() -> float:
 
 
 from bench.machine import describe_machine as machine  # noqa: E402
+
 
 def _strings(codes: np.ndarray, vocab: list[str]) -> pd.Series:
     array = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(vocab))
@@ -131,7 +132,9 @@ def main() -> None:
     batch_s = time.perf_counter() - start
     peak_gb = peak_rss_gb()
     assert features.shape == (args.leads, len(featurizer.get_feature_names_out()))
-    assert np.isfinite(features[:, list(featurizer.get_feature_names_out()).index("touches_all")]).all()
+    assert np.isfinite(
+        features[:, list(featurizer.get_feature_names_out()).index("touches_all")]
+    ).all()
     rows.append((f"batch transform: {args.leads:,} leads, {args.touchpoints:,} touchpoints",
                  f"{batch_s:.1f} s", "<= 60 s"))  # fmt: skip
     rows.append(("  peak memory of the process (incl. input data)", f"{peak_gb:.2f} GB",

@@ -21,18 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.policy import (  # noqa: E402
-    Policy,
-    apply_policy,
-    choose_threshold,
-    decide,
-    lead_facts,
-    population_stability_index,
-    threshold_table,
-)
-
-
 from bench.machine import describe_machine as machine  # noqa: E402
+from features.policy.facts import lead_facts  # noqa: E402
+from features.policy.monitoring import population_stability_index  # noqa: E402
+from features.policy.rules import Policy, apply_policy, decide  # noqa: E402
+from features.policy.thresholds import choose_threshold, threshold_table  # noqa: E402
+
 
 def timed(fn, repeat: int) -> tuple[float, float]:
     times = []
@@ -69,7 +63,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     policy = Policy()
     attributes = {"industry": "Software", "Do Not Email": "no", "company_size": "51-200"}
-    touches = [{"activity": a} for a in ("visit", "email_open", "pricing_page_view", "visit", "demo_request") * 4]
+    touches = [
+        {"activity": a}
+        for a in ("visit", "email_open", "pricing_page_view", "visit", "demo_request") * 4
+    ]
     facts_one = lead_facts(attributes, touches)
     scores_1k = rng.integers(0, 101, 1000)
     facts_1k = {"do_not_contact": rng.random(1000) < 0.05, "demo_request": rng.random(1000) < 0.1}
@@ -81,14 +78,58 @@ def main() -> None:
     rows = []
     slow = max(args.repeat // 100, 5)
     cases = [
-        ("lead_facts (1 lead, 3 attributes, 20 touchpoints)", "1", lambda: lead_facts(attributes, touches), args.repeat, False),
-        ("decide (1 lead: grade, decision, rule)", "1", lambda: decide(42.0, facts_one, policy), args.repeat, False),
-        ("apply_policy (1 lead)", "1", lambda: apply_policy([42], [facts_one], policy), args.repeat, False),
-        ("apply_policy (batch, columnar facts)", "1,000", lambda: apply_policy(scores_1k, facts_1k, policy), args.repeat // 10, True),
-        ("threshold_table (holdout)", f"{args.leads:,}", lambda: threshold_table(p, y, 52), slow, True),
-        ("choose_threshold (each of 4 ways)", "101 rows", lambda: [choose_threshold(table, b, v) for b, v in
-         (("value", 5), ("capacity", 2000), ("precision", 0.4), ("recall", 0.8))], args.repeat // 10, False),
-        ("population_stability_index", f"{args.leads:,} vs {args.leads:,}", lambda: population_stability_index(p, recent), slow, True),
+        (
+            "lead_facts (1 lead, 3 attributes, 20 touchpoints)",
+            "1",
+            lambda: lead_facts(attributes, touches),
+            args.repeat,
+            False,
+        ),
+        (
+            "decide (1 lead: grade, decision, rule)",
+            "1",
+            lambda: decide(42.0, facts_one, policy),
+            args.repeat,
+            False,
+        ),
+        (
+            "apply_policy (1 lead)",
+            "1",
+            lambda: apply_policy([42], [facts_one], policy),
+            args.repeat,
+            False,
+        ),
+        (
+            "apply_policy (batch, columnar facts)",
+            "1,000",
+            lambda: apply_policy(scores_1k, facts_1k, policy),
+            args.repeat // 10,
+            True,
+        ),
+        (
+            "threshold_table (holdout)",
+            f"{args.leads:,}",
+            lambda: threshold_table(p, y, 52),
+            slow,
+            True,
+        ),
+        (
+            "choose_threshold (each of 4 ways)",
+            "101 rows",
+            lambda: [
+                choose_threshold(table, b, v)
+                for b, v in (("value", 5), ("capacity", 2000), ("precision", 0.4), ("recall", 0.8))
+            ],
+            args.repeat // 10,
+            False,
+        ),
+        (
+            "population_stability_index",
+            f"{args.leads:,} vs {args.leads:,}",
+            lambda: population_stability_index(p, recent),
+            slow,
+            True,
+        ),
     ]
     for name, size, fn, repeat, measure_memory in cases:
         fn()  # warm up

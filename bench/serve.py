@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.contract import normalise_activity, normalise_channel
+from features.data.vocabulary import normalise_activity, normalise_channel
 
 BIN = Path(sys.executable).parent
 KEY = "ls_bench-scorer-key-0123456789abcdef"
@@ -70,6 +70,7 @@ end
 
 from bench.machine import describe_machine as machine  # noqa: E402
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,7 +82,7 @@ def build_leads(n: int, seed: int = 7) -> list[dict]:
     (its own, topped up with others' channels and activities at random moments)."""
     import numpy as np
 
-    from features.demo import generate
+    from features.data.demo import generate
 
     data = generate(max(3 * n, 600), seed=seed)
     touches = data.touchpoints.to_pylist()
@@ -107,7 +108,9 @@ def build_leads(n: int, seed: int = 7) -> list[dict]:
             for t in own
         ] + [
             {
-                "occurred_at": (created + timedelta(seconds=int(rng.integers(0, 21 * 86400)))).isoformat(),
+                "occurred_at": (
+                    created + timedelta(seconds=int(rng.integers(0, 21 * 86400)))
+                ).isoformat(),
                 "channel": normalise_channel(t["channel"]),
                 "activity": normalise_activity(t["activity"]),
                 "campaign": t["campaign"],
@@ -116,8 +119,15 @@ def build_leads(n: int, seed: int = 7) -> list[dict]:
             for t in extra
         ]
         attributes = {k: v for k, v in lead.items() if k not in ("lead_id", "created_at")}
-        out.append({"lead_id": lead_id, "attributes": attributes, "touchpoints": touchpoints,
-                    "created_at": created.isoformat(), "as_of": as_of.isoformat()})
+        out.append(
+            {
+                "lead_id": lead_id,
+                "attributes": attributes,
+                "touchpoints": touchpoints,
+                "created_at": created.isoformat(),
+                "as_of": as_of.isoformat(),
+            }
+        )
     return out
 
 
@@ -128,9 +138,13 @@ def leadscore_body(leads: list[dict]) -> bytes:
 def mlflow_body(leads: list[dict]) -> bytes:
     records = []
     for lead in leads:
-        row = {"lead_id": lead["lead_id"], **lead["attributes"], "created_at": lead["created_at"],
-               "as_of": lead["as_of"],
-               "touchpoints": json.dumps(lead["touchpoints"])}
+        row = {
+            "lead_id": lead["lead_id"],
+            **lead["attributes"],
+            "created_at": lead["created_at"],
+            "as_of": lead["as_of"],
+            "touchpoints": json.dumps(lead["touchpoints"]),
+        }
         records.append(row)
     return json.dumps({"dataframe_records": records}).encode()
 
@@ -154,7 +168,9 @@ def peak_rss_mb(pid: int) -> float:
     total = 0
     pids, seen = [pid], 0
     while seen < len(pids):  # the whole process tree (mlflow runs bash -> uvicorn -> workers)
-        children = subprocess.run(["pgrep", "-P", str(pids[seen])], capture_output=True, text=True).stdout
+        children = subprocess.run(
+            ["pgrep", "-P", str(pids[seen])], capture_output=True, text=True
+        ).stdout
         pids += [int(p) for p in children.split()]
         seen += 1
     for p in pids:
@@ -172,12 +188,22 @@ def run_wrk(url: str, bodies_file: Path, headers: dict, connections: int, durati
         script = Path(tmp) / "stream.lua"
         script.write_text(WRK_SCRIPT)
         result = Path(tmp) / "result.json"
-        command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s",
-                   "--timeout", "10s", "-s", str(script)]
+        command = [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+        ]
         for name, value in headers.items():
             command += ["-H", f"{name}: {value}"]
         command += [url, "--", str(bodies_file)]
-        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "WRK_RESULT": str(result)})
+        subprocess.run(
+            command, check=True, capture_output=True, env={**os.environ, "WRK_RESULT": str(result)}
+        )
         data = json.loads(result.read_text())
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
     data["command"] = " ".join(command).replace(KEY, "<key>")
@@ -205,8 +231,12 @@ def check_one(url: str, body: bytes, headers: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
     parser.add_argument("--model-uri", default="models:/lead-scoring@champion")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
@@ -226,33 +256,60 @@ def main() -> None:
     one_ml.write_text("\n".join(mlflow_body([l]).decode() for l in leads[:N_DISTINCT]) + "\n")
 
     # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": args.tracking_uri,
-           "LEADSCORE_MODEL_URI": args.model_uri,
-           "LEADSCORE_DATABASE_URL": f"sqlite:///{work / 'leadscore.db'}",
-           "LEADSCORE_API_KEYS_BOOTSTRAP": f"bench:scorer:{KEY}"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": args.tracking_uri,
+        "LEADSCORE_MODEL_URI": args.model_uri,
+        "LEADSCORE_DATABASE_URL": f"sqlite:///{work / 'leadscore.db'}",
+        "LEADSCORE_API_KEYS_BOOTSTRAP": f"bench:scorer:{KEY}",
+    }
     servers: dict[str, dict] = {}
     ls_port = free_port()
-    ls_cmd = [str(BIN / "leadscore"), "serve", "--port", str(ls_port), "--workers", str(args.workers)]
+    ls_cmd = [
+        str(BIN / "leadscore"),
+        "serve",
+        "--port",
+        str(ls_port),
+        "--workers",
+        str(args.workers),
+    ]
     servers["leadscore serve"] = {
         "command": " ".join(ls_cmd),
-        "process": subprocess.Popen(ls_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        "process": subprocess.Popen(
+            ls_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ),
         "ready": f"http://127.0.0.1:{ls_port}/readyz",
         "url": f"http://127.0.0.1:{ls_port}/v1/score",
         "headers": {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-        "one": one_ls, "big": leadscore_body(leads[:BIG_BATCH]),
+        "one": one_ls,
+        "big": leadscore_body(leads[:BIG_BATCH]),
     }
     if not args.skip_mlflow:
         ml_port = free_port()
-        ml_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", args.model_uri, "-p", str(ml_port),
-                  "--env-manager", "local", "--workers", str(args.workers)]
+        ml_cmd = [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            args.model_uri,
+            "-p",
+            str(ml_port),
+            "--env-manager",
+            "local",
+            "--workers",
+            str(args.workers),
+        ]
         servers["mlflow models serve"] = {
             "command": " ".join(ml_cmd),
-            "process": subprocess.Popen(ml_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            "process": subprocess.Popen(
+                ml_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ),
             "ready": f"http://127.0.0.1:{ml_port}/ping",
             "url": f"http://127.0.0.1:{ml_port}/invocations",
             "headers": {"Content-Type": "application/json"},
-            "one": one_ml, "big": mlflow_body(leads[:BIG_BATCH]),
+            "one": one_ml,
+            "big": mlflow_body(leads[:BIG_BATCH]),
         }
     results: dict[str, dict] = {}
     try:
@@ -261,20 +318,35 @@ def main() -> None:
             print(f"{name}: {server['command']}")
         # Same leads, same probabilities: check before timing anything.
         probe = leads[:5]
-        ls_p = [r["probability"] for r in check_one(servers["leadscore serve"]["url"], leadscore_body(probe),
-                                                     servers["leadscore serve"]["headers"])["results"]]
+        ls_p = [
+            r["probability"]
+            for r in check_one(
+                servers["leadscore serve"]["url"],
+                leadscore_body(probe),
+                servers["leadscore serve"]["headers"],
+            )["results"]
+        ]
         if "mlflow models serve" in servers:
-            ml = check_one(servers["mlflow models serve"]["url"], mlflow_body(probe),
-                           servers["mlflow models serve"]["headers"])["predictions"]
+            ml = check_one(
+                servers["mlflow models serve"]["url"],
+                mlflow_body(probe),
+                servers["mlflow models serve"]["headers"],
+            )["predictions"]
             ml_p = [row["probability"] for row in ml]
             worst = max(abs(a - b) for a, b in zip(ls_p, ml_p, strict=True))
-            print(f"same 5 leads, largest probability difference between the two servers: {worst:.2e}")
+            print(
+                f"same 5 leads, largest probability difference between the two servers: {worst:.2e}"
+            )
         for name, server in servers.items():
             r: dict = {}
             for connections in (1, 16):
-                r[connections] = run_wrk(server["url"], server["one"], server["headers"], connections, args.duration)
+                r[connections] = run_wrk(
+                    server["url"], server["one"], server["headers"], connections, args.duration
+                )
                 print(f"{name}, {connections} connection(s): {r[connections]['command']}")
-            r["big"] = big_request(server["url"], server["big"], server["headers"], args.big_repeats)
+            r["big"] = big_request(
+                server["url"], server["big"], server["headers"], args.big_repeats
+            )
             r["rss"] = peak_rss_mb(server["process"].pid)
             results[name] = r
     finally:
@@ -293,13 +365,23 @@ def main() -> None:
         ("16 conn: requests/s (target >= 1000)", lambda r: r[16]["rps"], "higher"),
         ("16 conn: p50 ms", lambda r: r[16]["p50_us"] / 1000, "lower"),
         ("16 conn: p99 ms (target <= 50)", lambda r: r[16]["p99_us"] / 1000, "lower"),
-        ("16 conn: non-2xx + socket errors", lambda r: r[16]["non_2xx"] + r[16]["socket_errors"], None),
-        (f"{BIG_BATCH}-lead request: median ms (target <= 100)", lambda r: statistics.median(r["big"]), "lower"),
+        (
+            "16 conn: non-2xx + socket errors",
+            lambda r: r[16]["non_2xx"] + r[16]["socket_errors"],
+            None,
+        ),
+        (
+            f"{BIG_BATCH}-lead request: median ms (target <= 100)",
+            lambda r: statistics.median(r["big"]),
+            "lower",
+        ),
         (f"{BIG_BATCH}-lead request: max ms", lambda r: max(r["big"]), "lower"),
         ("peak RSS of the server processes, MB", lambda r: r["rss"], None),
     ]
     names = list(results)
-    header = f"| {'one lead with 20 touchpoints per request':<48} | " + " | ".join(f"{n:>19}" for n in names)
+    header = f"| {'one lead with 20 touchpoints per request':<48} | " + " | ".join(
+        f"{n:>19}" for n in names
+    )
     if len(names) == 2:
         header += " | leadscore advantage"
     print()
@@ -315,8 +397,10 @@ def main() -> None:
         elif len(values) == 2:
             line += " |"
         print(line)
-    print(f"\nbench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"\nbench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

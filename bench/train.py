@@ -29,7 +29,9 @@ from bench.machine import describe_machine as machine  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--data", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -38,11 +40,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "demo"
         if not args.data:
-            from features.demo import create_demo_data
+            from features.data.demo import create_demo_data
 
             started = time.perf_counter()
             create_demo_data(data, args.leads, seed=args.seed, formats=("parquet",))
-            print(f"generated {args.leads:,} demo leads in {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"generated {args.leads:,} demo leads in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
         import pyarrow.parquet as pq
 
         n_leads = pq.ParquetFile(data / "leads.parquet").metadata.num_rows
@@ -60,14 +65,20 @@ def main() -> None:
         if done.returncode != 0:
             print(done.stderr[-3000:])
             raise SystemExit(done.returncode)
-        summary = json.loads(done.stdout[done.stdout.index("{"):])
+        summary = json.loads(done.stdout[done.stdout.index("{") :])
     m = summary["metrics"]
-    print(f"command: {' '.join(sys.argv)}  (runs: leadscore train --leads ... --touchpoints ... --outcomes ... --json)")
+    print(
+        f"command: {' '.join(sys.argv)}  (runs: leadscore train --leads ... --touchpoints ... --outcomes ... --json)"
+    )
     print(f"machine: {machine()}")
-    print("| leads | touchpoints | files -> registered model (s) | peak RSS (GB) | model | holdout ROC AUC | ECE |")
+    print(
+        "| leads | touchpoints | files -> registered model (s) | peak RSS (GB) | model | holdout ROC AUC | ECE |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {n_leads:,} | {n_touches:,} | {seconds:.0f} | {peak_gb:.1f} | {summary['model']} | "
-          f"{m['roc_auc']:.4f} | {m['ece']:.4f} |")
+    print(
+        f"| {n_leads:,} | {n_touches:,} | {seconds:.0f} | {peak_gb:.1f} | {summary['model']} | "
+        f"{m['roc_auc']:.4f} | {m['ece']:.4f} |"
+    )
     for warning in summary["warnings"]:
         print(f"note: {warning}")
 

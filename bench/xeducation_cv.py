@@ -30,7 +30,9 @@ IDENTIFIERS = ["Lead Number"]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "xeducation_leads.csv"))
+    parser.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data" / "xeducation_leads.csv")
+    )
     parser.add_argument("--also-exclude", action="append", default=[])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -51,7 +53,11 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
         folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(leads, y)
         for k, (train_idx, test_idx) in enumerate(folds, start=1):
-            train_path, test_path, out = f"{tmp}/train{k}.csv", f"{tmp}/test{k}.csv", f"{tmp}/scores{k}.csv"
+            train_path, test_path, out = (
+                f"{tmp}/train{k}.csv",
+                f"{tmp}/test{k}.csv",
+                f"{tmp}/scores{k}.csv",
+            )
             leads.iloc[train_idx].to_csv(train_path, index=False)
             leads.iloc[test_idx].to_csv(test_path, index=False)
             command = [cli, "train", "--leads", train_path, "--id", "Prospect ID", "--label", "Converted",
@@ -65,7 +71,9 @@ def main() -> None:
                 check=True, env=env, cwd=tmp, capture_output=True,
             )  # fmt: skip
             scores = pd.read_csv(out)
-            truth = leads.iloc[test_idx][["Prospect ID", "Converted"]].rename(columns={"Prospect ID": "lead_id"})
+            truth = leads.iloc[test_idx][["Prospect ID", "Converted"]].rename(
+                columns={"Prospect ID": "lead_id"}
+            )
             merged = truth.merge(scores, on="lead_id")
             assert len(merged) == len(test_idx), "every held-out lead must be scored once"
             auc = roc_auc_score(merged["Converted"], merged["probability"])
@@ -74,7 +82,9 @@ def main() -> None:
             print(f"fold {k}: ROC AUC {auc:.4f}  Brier {brier:.4f}", flush=True)
     seconds = time.perf_counter() - started
     print(f"\ncommand: {' '.join(sys.argv)}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {seconds:.0f} s in all")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {seconds:.0f} s in all"
+    )
     print(f"excluded: {', '.join(exclude)}")
     print("| fold | ROC AUC | Brier |\n|---|---|---|")
     for k, auc, brier in rows:

@@ -12,147 +12,101 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.contract import ATTRIBUTE_TYPES, DEFAULT_PLACEHOLDERS
+from features.data.values import (
+    _plain_text,
+    normalise_category,
+    to_number,
+    to_utc_datetime,
+    to_yes_no,
+)
+from features.data.vocabulary import ATTRIBUTE_TYPES
 
 # Columns that are never features: the key, the moments, and outcome fields (they would leak).
 NOT_FEATURES = ("lead_id", "as_of", "snapshot_age_days")
+
+
 OUTCOME_COLUMNS = ("label", "won", "closed_at")
 
-# The contract's list (DataConfig.placeholders) plus web-form defaults such as 'Please select'.
-PLACEHOLDERS = frozenset(DEFAULT_PLACEHOLDERS) | frozenset(
-    {
-        "", "select", "select one", "select...", "please select", "choose", "choose one",
-        "n/a", "na", "n.a.", "none", "null", "nil", "nan", "undefined", "unknown",
-        "not provided", "not specified", "not set", "-", "--", "?", "#n/a", "(blank)", "blank",
-    }
-)  # fmt: skip
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0", "x", "on", "checked"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0", "off", "unchecked"})
 
 SENIORITY_LEVELS = ("c_level", "vp", "director", "manager", "individual_contributor")
+
+
 SENIORITY_LABELS = ("C-level", "VP", "Director", "Manager", "Individual contributor")
+
+
 DEPARTMENTS = (
     "engineering", "it", "product", "marketing", "sales", "customer_success", "finance",
     "operations", "hr", "legal", "executive", "other",
 )  # fmt: skip
+
+
 DEPARTMENT_LABELS = (
     "Engineering", "IT", "Product", "Marketing", "Sales", "Customer success", "Finance",
     "Operations", "HR", "Legal", "Executive", "Other",
 )  # fmt: skip
 
+
 _SENIORITY_PATTERNS = (  # first match wins: "Vice President" before "President"
     ("vp", r"\b(vp|svp|evp|avp|vice president)\b"),
-    ("c_level", r"\b(chief|ceo|cfo|cto|coo|cmo|cio|ciso|cro|cpo|cdo|founder|cofounder|owner|"
-                r"president|managing partner)\b"),  # fmt: skip
+    (
+        "c_level",
+        r"\b(chief|ceo|cfo|cto|coo|cmo|cio|ciso|cro|cpo|cdo|founder|cofounder|owner|"
+        r"president|managing partner)\b",
+    ),  # fmt: skip
     ("director", r"\b(director|head|dir)\b"),
     ("manager", r"\b(manager|mgr|lead|leader|supervisor|team lead)\b"),
 )
+
+
 _DEPARTMENT_PATTERNS = (  # functional words first, so "CFO" is finance and "VP Sales" is sales
     ("marketing", r"\b(marketing|cmo|brand|growth|demand|seo|communications|pr)\b"),
-    ("sales", r"\b(sales|account executive|account manager|business development|bdr|sdr|cro|"
-              r"revenue)\b"),  # fmt: skip
+    (
+        "sales",
+        r"\b(sales|account executive|account manager|business development|bdr|sdr|cro|"
+        r"revenue)\b",
+    ),  # fmt: skip
     ("customer_success", r"\b(customer success|support|customer service|cx)\b"),
-    ("engineering", r"\b(engineer|engineering|developer|software|cto|devops|architect|"
-                    r"programmer|data scientist)\b"),  # fmt: skip
-    ("it", r"\b(it|information technology|cio|ciso|security|systems|network|infrastructure|"
-           r"sysadmin)\b"),  # fmt: skip
+    (
+        "engineering",
+        r"\b(engineer|engineering|developer|software|cto|devops|architect|"
+        r"programmer|data scientist)\b",
+    ),  # fmt: skip
+    (
+        "it",
+        r"\b(it|information technology|cio|ciso|security|systems|network|infrastructure|"
+        r"sysadmin)\b",
+    ),  # fmt: skip
     ("product", r"\b(product|cpo|ux|designer|design)\b"),
     ("finance", r"\b(finance|financial|cfo|accounting|accountant|controller|treasurer)\b"),
     ("operations", r"\b(operations|coo|ops|procurement|supply chain|logistics)\b"),
     ("hr", r"\b(hr|human resources|people|talent|recruiting|recruiter)\b"),
     ("legal", r"\b(legal|counsel|lawyer|attorney|compliance)\b"),
-    ("executive", r"\b(ceo|chief executive|founder|cofounder|owner|president|managing director|"
-                  r"general manager)\b"),  # fmt: skip
+    (
+        "executive",
+        r"\b(ceo|chief executive|founder|cofounder|owner|president|managing director|"
+        r"general manager)\b",
+    ),  # fmt: skip
 )
+
+
 _SENIORITY_RE = tuple((name, re.compile(p)) for name, p in _SENIORITY_PATTERNS)
+
+
 _DEPARTMENT_RE = tuple((name, re.compile(p)) for name, p in _DEPARTMENT_PATTERNS)
+
+
 _TITLE_COLUMN_NAMES = frozenset(
     {"title", "job_title", "jobtitle", "job", "position", "job_position", "job_role", "role_title"}
 )
+
+
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-# --- normalisers shared by both paths ----------------------------------------------------------
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and math.isnan(value)
-    )
-
-
-def _plain_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 5.0 read from a CSV and "5" typed in a form are one category
-    return " ".join(str(value).split())
-
-
-def normalise_category(value: Any) -> str | None:
-    """Category key: case and white space folded; placeholders such as 'Select' are missing."""
-    if _is_missing(value):
-        return None
-    text = _plain_text(value.item() if isinstance(value, np.generic) else value).casefold()
-    if text in PLACEHOLDERS or text.strip(" -_.*()[]") in PLACEHOLDERS:
-        return None
-    return text
-
-
-def to_number(value: Any) -> float:
-    """A numeric attribute as float; NaN when missing or not a number."""
-    if _is_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    text = str(value).strip().replace(",", "")
-    if text.casefold() in PLACEHOLDERS:
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def to_yes_no(value: Any) -> float:
-    """A boolean attribute as 1.0/0.0; NaN when missing or not recognisable."""
-    if _is_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value) if value in (0, 1) else math.nan
-    text = str(value).strip().casefold()
-    return 1.0 if text in _TRUE else 0.0 if text in _FALSE else math.nan
-
-
-def to_utc_datetime(value: Any) -> datetime | None:
-    """A date-time attribute in UTC (naive values are taken as UTC); None when missing/unreadable."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime(warn=False)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    elif isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if not isinstance(value, datetime):
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def _title_words(title: Any) -> str | None:
@@ -288,13 +242,27 @@ class AttributeEncoder:
             elif kind == "numeric":
                 names.append(column)
                 mask.append(False)
-                info.append({"name": column, "kind": "number", "label": label,
-                             "description": f"{label} (number as given)", "unit": "as given"})
+                info.append(
+                    {
+                        "name": column,
+                        "kind": "number",
+                        "label": label,
+                        "description": f"{label} (number as given)",
+                        "unit": "as given",
+                    }
+                )
             elif kind == "boolean":
                 names.append(column)
                 mask.append(False)
-                info.append({"name": column, "kind": "yes_no", "label": label,
-                             "description": f"{label} (1 = yes, 0 = no)", "unit": "yes/no"})
+                info.append(
+                    {
+                        "name": column,
+                        "kind": "yes_no",
+                        "label": label,
+                        "description": f"{label} (1 = yes, 0 = no)",
+                        "unit": "yes/no",
+                    }
+                )
             else:
                 for part, unit, what in (
                     ("day_of_week", "0 = Monday ... 6 = Sunday", "day of the week"),
@@ -303,8 +271,15 @@ class AttributeEncoder:
                 ):
                     names.append(f"{column}__{part}")
                     mask.append(False)
-                    info.append({"name": f"{column}__{part}", "kind": part, "label": label,
-                                 "description": f"{label}: {what}", "unit": unit})
+                    info.append(
+                        {
+                            "name": f"{column}__{part}",
+                            "kind": part,
+                            "label": label,
+                            "description": f"{label}: {what}",
+                            "unit": unit,
+                        }
+                    )
         self.feature_names_out_ = names
         self.categorical_mask_ = np.array(mask, dtype=bool)
         self.feature_info_ = info
@@ -427,7 +402,9 @@ class AttributeEncoder:
         return {
             "rare_min_count": self.rare_min_count,
             "max_categories": self.max_categories,
-            "columns": [{k: v for k, v in s.items() if not k.startswith("_")} for s in self.columns_],
+            "columns": [
+                {k: v for k, v in s.items() if not k.startswith("_")} for s in self.columns_
+            ],
         }
 
     @classmethod
@@ -467,7 +444,9 @@ def _map_values(values: list[Any], mapper, as_array: bool = True):
 def _datetime_parts(series: pd.Series) -> np.ndarray:
     """(day of week, hour, month) in UTC per row; NaN where missing."""
     if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
-        moments = series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
+        moments = (
+            series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
+        )
         moments = moments.dt.tz_convert("UTC")
         parts = np.column_stack(
             [moments.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan),

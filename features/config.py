@@ -14,7 +14,8 @@ class FeatureConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     windows_days: tuple[int, ...] = Field(
-        (7, 30, 90), description="Look-back windows for touchpoint counts; 'all time' is always added."
+        (7, 30, 90),
+        description="Look-back windows for touchpoint counts; 'all time' is always added.",
     )
     half_life_days: float = Field(
         14.0, gt=0, description="A touch this many days old counts half in the engagement score."
@@ -43,5 +44,7 @@ class FeatureConfig(BaseModel):
         if not value:
             raise ValueError(f"{info.field_name} must list at least one number of days")
         if any(v <= 0 for v in value):
-            raise ValueError(f"{info.field_name} must be positive numbers of days, got {list(value)}")
+            raise ValueError(
+                f"{info.field_name} must be positive numbers of days, got {list(value)}"
+            )
         return tuple(sorted(set(value)))

@@ -16,20 +16,18 @@ import pandas as pd
 
 from features.attributes import AttributeEncoder, describe_attribute
 from features.config import FeatureConfig
+from features.data.values import datetime_ns
+from features.data.vocabulary import ACTIVITIES, CHANNELS, HIGH_INTENT
 from features.touchpoints import (
-    ACTIVITIES,
     CATEGORICAL_TOUCH_FEATURES,
-    CHANNELS,
-    HIGH_INTENT,
     NAT,
     NS_PER_DAY,
     RecordTouchpoints,
     TouchpointArrays,
-    datetime_ns,
+    record_touchpoints,
     series_ns,
     touchpoint_aggregates,
     touchpoint_arrays_from_frames,
-    record_touchpoints,
     touchpoint_arrays_from_record,
     touchpoint_feature_names,
     window_label,
@@ -58,7 +56,10 @@ ACTIVITY_NOUNS = {
     "other": ("other activity", "other activities"),
 }
 _EMPTY_TOUCHES = TouchpointArrays(
-    *(np.empty(0, dtype=t) for t in (np.int64, np.float64, np.int64, np.int64, np.int64, np.float64))
+    *(
+        np.empty(0, dtype=t)
+        for t in (np.int64, np.float64, np.int64, np.int64, np.int64, np.float64)
+    )
 )
 
 
@@ -93,9 +94,16 @@ def _touch_feature_info(config: FeatureConfig) -> list[dict[str, Any]]:
     for w in windows:
         for act in ACTIVITIES:
             one, many = _activity_nouns(act)
-            info.append({"name": f"{act}_count_{window_label(w)}", "kind": "count", "window": w,
-                         "nouns": (one, many), "unit": many.split()[-1],
-                         "description": f"{many[:1].upper()}{many[1:]} {_window_phrase(w)}"})
+            info.append(
+                {
+                    "name": f"{act}_count_{window_label(w)}",
+                    "kind": "count",
+                    "window": w,
+                    "nouns": (one, many),
+                    "unit": many.split()[-1],
+                    "description": f"{many[:1].upper()}{many[1:]} {_window_phrase(w)}",
+                }
+            )
     high = ", ".join(_activity_nouns(a)[0] for a in HIGH_INTENT)
     channel_labels = [_channel_label(c) for c in CHANNELS]
     info += [
@@ -232,7 +240,9 @@ class LeadFeaturizer:
             [self.attributes_.categorical_mask_,
              np.array([touch_names[i] in CATEGORICAL_TOUCH_FEATURES for i in selected], dtype=bool)]
         )  # fmt: skip
-        self.feature_info_ = list(self.attributes_.feature_info_) + [touch_info[i] for i in selected]
+        self.feature_info_ = list(self.attributes_.feature_info_) + [
+            touch_info[i] for i in selected
+        ]
         self._info_by_name = {i["name"]: i for i in self.feature_info_}
         self._n_attribute_features = len(self.attributes_.feature_names_out_)
 
@@ -264,8 +274,14 @@ class LeadFeaturizer:
             )
         as_of = series_ns(frame["as_of"], "as_of")
         if (as_of == NAT).any():
-            bad = frame.loc[as_of == NAT, "lead_id"] if "lead_id" in frame else frame.index[as_of == NAT]
-            raise ValueError(f"'as_of' is empty for lead(s) {list(bad[:5])}; give every row a moment")
+            bad = (
+                frame.loc[as_of == NAT, "lead_id"]
+                if "lead_id" in frame
+                else frame.index[as_of == NAT]
+            )
+            raise ValueError(
+                f"'as_of' is empty for lead(s) {list(bad[:5])}; give every row a moment"
+            )
         if "created_at" in frame.columns:
             created = series_ns(frame["created_at"], "created_at")
             lead_age = np.where(created == NAT, np.nan, (as_of - created) / NS_PER_DAY)
@@ -274,7 +290,9 @@ class LeadFeaturizer:
         arrays = _EMPTY_TOUCHES
         if self.uses_touchpoints_ and touchpoints is not None and len(touchpoints):
             if "lead_id" not in frame.columns:
-                raise ValueError("the frame to score has no 'lead_id' column to join touchpoints on")
+                raise ValueError(
+                    "the frame to score has no 'lead_id' column to join touchpoints on"
+                )
             missing = [c for c in ("lead_id", "occurred_at", "channel", "activity")
                        if c not in touchpoints.columns]  # fmt: skip
             if missing:
@@ -336,7 +354,9 @@ class LeadFeaturizer:
         arrays = _EMPTY_TOUCHES
         if self.uses_touchpoints_:
             touches = record_touchpoints(
-                [r.get("touchpoints") for r in records], as_of, [r.get("lead_id") for r in records],
+                [r.get("touchpoints") for r in records],
+                as_of,
+                [r.get("lead_id") for r in records],
                 touch_moments,
             )
             if touches is None:  # a moment beyond int64 nanoseconds: exact python integers

@@ -19,6 +19,7 @@ A lead with several outcome rows is judged by its earliest closing (counted).
 from __future__ import annotations
 
 from datetime import datetime
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
@@ -92,7 +93,7 @@ def build_snapshots(
                 "(flat mode uses the leads and their label directly, without snapshots)"
             )
     now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now_ts = (now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC"))
+    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
     now_ts = now_ts.as_unit("ns")
     if outcomes is None:
         outcomes = pd.DataFrame({"lead_id": pd.Series([], dtype=str),
@@ -105,7 +106,9 @@ def build_snapshots(
     lead_ids = leads["lead_id"].astype(str)
     if lead_ids.duplicated().any():
         dupes = lead_ids[lead_ids.duplicated()].unique()[:5]
-        raise ValueError(f"leads have duplicate lead_id values {list(dupes)}; lead_id must be unique")
+        raise ValueError(
+            f"leads have duplicate lead_id values {list(dupes)}; lead_id must be unique"
+        )
     created = _utc(leads["created_at"], "created_at")
 
     closed = _utc(outcomes["closed_at"], "closed_at")
@@ -115,12 +118,13 @@ def build_snapshots(
     known = (closed <= now64).to_numpy()
     in_leads = out_ids.isin(set(lead_ids)).to_numpy()
     valid_outcome = known & in_leads & closed.notna().to_numpy()
-    first = (
-        pd.DataFrame({"lead_id": out_ids[valid_outcome].to_numpy(),
-                      "closed_at": closed[valid_outcome].to_numpy(),
-                      "won": won[valid_outcome]})  # fmt: skip
-        .sort_values(["lead_id", "closed_at", "won"], ascending=[True, True, False])
-    )
+    first = pd.DataFrame(
+        {
+            "lead_id": out_ids[valid_outcome].to_numpy(),
+            "closed_at": closed[valid_outcome].to_numpy(),
+            "won": won[valid_outcome],
+        }
+    ).sort_values(["lead_id", "closed_at", "won"], ascending=[True, True, False])  # fmt: skip
     several = int(first["lead_id"].duplicated().groupby(first["lead_id"]).any().sum())
     first = first.drop_duplicates("lead_id", keep="first").set_index("lead_id")
 

@@ -11,8 +11,7 @@ and the single-lead path (`touchpoint_arrays_from_record`) only build those arra
 from __future__ import annotations
 
 import math
-import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from operator import itemgetter
 from typing import Any, Iterable, NamedTuple
 
@@ -20,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from features.config import FeatureConfig
-from features.contract import (
+from features.data.values import datetime_ns, iso_strings_ns
+from features.data.vocabulary import (
     ACTIVITIES,
     CHANNELS,
     HIGH_INTENT,
@@ -29,14 +29,32 @@ from features.contract import (
 )
 
 NS_PER_DAY = 86_400 * 10**9
+
+
 _CHANNEL_CODE = {name: i for i, name in enumerate(CHANNELS)}
+
+
 _ACTIVITY_CODE = {name: i for i, name in enumerate(ACTIVITIES)}
+
+
 _OTHER_CHANNEL = _CHANNEL_CODE["other"]
+
+
 _OTHER_ACTIVITY = _ACTIVITY_CODE["other"]
+
+
 _IS_HIGH_INTENT = np.isin(np.arange(len(ACTIVITIES)), [_ACTIVITY_CODE[a] for a in HIGH_INTENT])
+
+
 _UNSUBSCRIBE = _ACTIVITY_CODE["unsubscribe"]
+
+
 _BOUNCE = _ACTIVITY_CODE["email_bounce"]
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -226,82 +244,6 @@ def touch_value(value: Any) -> float:
         return math.nan
 
 
-def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
-    """Nanoseconds since the epoch (UTC; naive times are taken as UTC); None when missing.
-
-    Exact integer arithmetic, so the single-lead path gets the same ages as the batch path.
-    """
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.as_unit("ns").value
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                f"{what} {text!r} is not an ISO 8601 date-time; use e.g. 2024-05-01T09:30:00Z"
-            ) from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return ((value - _EPOCH) // _MICROSECOND) * 1000
-    if isinstance(value, date):
-        return datetime_ns(datetime(value.year, value.month, value.day), what)
-    raise ValueError(f"{what} {value!r} is not a date-time; use e.g. 2024-05-01T09:30:00Z")
-
-
-# The plain ISO 8601 form every client sends (seconds, optional fraction of up to 6 digits, Z or
-# an offset): pyarrow and datetime.fromisoformat read it to the same microsecond.
-_PLAIN_ISO = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
-)
-_PLAIN_ISO_MATCH = re.compile(_PLAIN_ISO).fullmatch
-_NS_SAFE_US = (np.iinfo(np.int64).max // 1000) - 1
-
-
-def iso_strings_ns(values: list[Any]) -> np.ndarray | None:
-    """int64 ns since the epoch of many ISO 8601 strings with a zone (one vectorised parse).
-
-    Same numbers as `datetime_ns` per string. None (the caller then takes the per-value path)
-    unless every value is a `str` in the plain form, a real moment, within int64 nanoseconds.
-    """
-    if len(values) <= 32:  # a lead or two: python beats pyarrow's fixed cost
-        micros_list = []
-        for value in values:
-            if value.__class__ is not str or _PLAIN_ISO_MATCH(value) is None:
-                return None
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                return None
-            micros_list.append((moment - _EPOCH) // _MICROSECOND)
-        if any(m < -_NS_SAFE_US or m > _NS_SAFE_US for m in micros_list):
-            return None
-        return np.array(micros_list, dtype=np.int64) * 1000
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        texts = pa.array(values, type=pa.string())
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    pattern = f"^{_PLAIN_ISO}$"
-    if texts.null_count or not pc.all(pc.match_substring_regex(texts, pattern)).as_py():
-        return None
-    try:
-        micros = pc.cast(texts, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-    except pa.ArrowException:  # e.g. 2026-02-30: the per-value path names the bad one
-        return None
-    if micros.min() < -_NS_SAFE_US or micros.max() > _NS_SAFE_US:
-        return None
-    return micros * 1000
-
-
 def series_ns(series: pd.Series, what: str) -> np.ndarray:
     """int64 nanoseconds since the epoch (UTC) of a date-time column; NaT stays NaT (min int64)."""
     if not isinstance(series.dtype, pd.DatetimeTZDtype) and series.dtype.kind != "M":
@@ -391,7 +333,9 @@ def touchpoint_arrays_from_record(
     ages, channels, activities, campaigns, values = [], [], [], [], []
     campaign_codes: dict[str, int] = {}
     for i, touch in enumerate(touchpoints):
-        occurred = datetime_ns(touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at")
+        occurred = datetime_ns(
+            touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at"
+        )
         # float(int) rounds like numpy's int64 -> float64 cast, so ages match the batch path bit for bit
         ages.append(math.nan if occurred is None else float(as_of_ns - occurred) / NS_PER_DAY)
         channels.append(channel_code(touch.get("channel")))
@@ -445,8 +389,10 @@ def record_touchpoints(
     flat = [t for ts in touch_lists for t in ts]
     row = np.repeat(np.arange(len(touch_lists), dtype=np.int64), counts)
     if not flat:
-        empty = TouchpointArrays(row, *(np.empty(0, dtype=t) for t in
-                                        (np.float64, np.int64, np.int64, np.int64, np.float64)))
+        empty = TouchpointArrays(
+            row,
+            *(np.empty(0, dtype=t) for t in (np.float64, np.int64, np.int64, np.int64, np.float64)),
+        )
         return RecordTouchpoints(empty, True)
     # One C-level pass per field (20,000 touchpoints in a 1,000-lead request).
     if moments is None or len(moments) != len(flat):
@@ -490,6 +436,8 @@ def record_touchpoints(
 
 
 _FLOAT_OR_NONE = frozenset({float, type(None)})
+
+
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
@@ -509,8 +457,10 @@ def _campaign_codes(values: list[Any]) -> np.ndarray:
         code_of = {v: -1 if k is None else codes.setdefault(k, len(codes)) for v, k in keys.items()}
         return np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=len(values))
     return np.array(
-        [-1 if k is None else codes.setdefault(k, len(codes))
-         for k in _mapped(values, campaign_key)],  # fmt: skip
+        [
+            -1 if k is None else codes.setdefault(k, len(codes))
+            for k in _mapped(values, campaign_key)
+        ],  # fmt: skip
         dtype=np.int64,
     )
 

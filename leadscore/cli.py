@@ -24,7 +24,7 @@ app = typer.Typer(
 
 
 def _mount() -> None:
-    from features import cli as features_cli
+    from features.data import cli as features_cli
     from serving import cli as serving_cli
     from serving import policy_cli
     from training import cli as training_cli
@@ -60,12 +60,34 @@ def quickstart(
     if all(path.exists() for path in tables):
         typer.echo(f"    already there (delete {out} to regenerate)")
     else:
-        _run(["demo-data", "--leads", str(leads), "--out", str(out), "--seed", str(seed),
-              "--format", "parquet"])
+        _run(
+            [
+                "demo-data",
+                "--leads",
+                str(leads),
+                "--out",
+                str(out),
+                "--seed",
+                str(seed),
+                "--format",
+                "parquet",
+            ]
+        )
 
     _say("2/4 train, evaluate and register the model in MLflow")
-    _run(["train", "--leads", str(tables[0]), "--touchpoints", str(tables[1]),
-          "--outcomes", str(tables[2]), "--seed", str(seed)])
+    _run(
+        [
+            "train",
+            "--leads",
+            str(tables[0]),
+            "--touchpoints",
+            str(tables[1]),
+            "--outcomes",
+            str(tables[2]),
+            "--seed",
+            str(seed),
+        ]
+    )
 
     _say("3/4 API keys for trying the service (stored hashed; shown only now)")
     keys = _demo_keys()
@@ -100,8 +122,13 @@ def _example_request() -> str:
     lead = {
         "lead_id": "L-1",
         "created_at": ago(10),
-        "attributes": {"industry": "Software", "company_size": "201-500", "country": "United States",
-                       "job_title": "VP Marketing", "lead_source": "Webinar"},
+        "attributes": {
+            "industry": "Software",
+            "company_size": "201-500",
+            "country": "United States",
+            "job_title": "VP Marketing",
+            "lead_source": "Webinar",
+        },
         "touchpoints": [
             {"occurred_at": ago(9), "channel": "webinar", "activity": "webinar_attend"},
             {"occurred_at": ago(3), "channel": "organic_search", "activity": "pricing_page_view"},
@@ -137,8 +164,10 @@ def _demo_keys() -> dict[str, str]:
     engine = make_engine(url)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
-        return {role: create_key(engine, f"quickstart-{role}-{stamp}", role)
-                for role in ("scorer", "ops", "admin")}
+        return {
+            role: create_key(engine, f"quickstart-{role}-{stamp}", role)
+            for role in ("scorer", "ops", "admin")
+        }
     finally:
         engine.dispose()
 

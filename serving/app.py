@@ -7,7 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
             ensure_keys(engine, settings.bootstrap_keys())
         keys = KeyCache(engine, settings.key_cache_seconds)
         keys.start()
-        writer = ScoreLogWriter(engine, settings.score_log_batch_size, settings.score_log_flush_seconds)
+        writer = ScoreLogWriter(
+            engine, settings.score_log_batch_size, settings.score_log_flush_seconds
+        )
         writer.start()
         store = model_store or ModelStore(
             settings.model_uri,

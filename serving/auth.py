@@ -65,7 +65,9 @@ def create_key(engine: Engine, name: str, role: str, key: str | None = None) -> 
     _check_role(role)
     name = name.strip()
     if not name:
-        raise KeyCommandError("a key needs a non-empty name, e.g. `leadscore keys create hubspot --role scorer`")
+        raise KeyCommandError(
+            "a key needs a non-empty name, e.g. `leadscore keys create hubspot --role scorer`"
+        )
     key = key or generate_key()
     with engine.begin() as connection:
         existing = connection.execute(
@@ -75,11 +77,19 @@ def create_key(engine: Engine, name: str, role: str, key: str | None = None) -> 
             state = "revoked" if existing.revoked_at else "active"
             raise KeyCommandError(
                 f"a key named {name!r} already exists ({state}); choose another name"
-                + ("" if existing.revoked_at else f" or revoke it first with `leadscore keys revoke {name}`")
+                + (
+                    ""
+                    if existing.revoked_at
+                    else f" or revoke it first with `leadscore keys revoke {name}`"
+                )
             )
         connection.execute(
             api_keys.insert().values(
-                name=name, role=role, key_hash=hash_key(key), key_prefix=key[:8], created_at=utcnow()
+                name=name,
+                role=role,
+                key_hash=hash_key(key),
+                key_prefix=key[:8],
+                created_at=utcnow(),
             )
         )
     log.info("created API key %r with role %s", name, role)
@@ -95,7 +105,11 @@ def ensure_keys(engine: Engine, keys: list[tuple[str, str, str]]) -> None:
             if row is None:
                 connection.execute(
                     api_keys.insert().values(
-                        name=name, role=role, key_hash=digest, key_prefix=key[:8], created_at=utcnow()
+                        name=name,
+                        role=role,
+                        key_hash=digest,
+                        key_prefix=key[:8],
+                        created_at=utcnow(),
                     )
                 )
             elif row.key_hash != digest or row.role != role or row.revoked_at is not None:
@@ -112,9 +126,7 @@ def list_keys(engine: Engine, include_revoked: bool = True) -> list[KeyRecord]:
         query = query.where(api_keys.c.revoked_at.is_(None))
     with engine.connect() as connection:
         return [
-            KeyRecord(
-                r.name, r.role, r.key_prefix, as_utc(r.created_at), as_utc(r.revoked_at)
-            )
+            KeyRecord(r.name, r.role, r.key_prefix, as_utc(r.created_at), as_utc(r.revoked_at))
             for r in connection.execute(query)
         ]
 
@@ -124,7 +136,9 @@ def revoke_key(engine: Engine, name: str) -> KeyRecord:
     with engine.begin() as connection:
         row = connection.execute(sa.select(api_keys).where(api_keys.c.name == name)).first()
         if row is None:
-            known = connection.execute(sa.select(api_keys.c.name).order_by(api_keys.c.name)).scalars()
+            known = connection.execute(
+                sa.select(api_keys.c.name).order_by(api_keys.c.name)
+            ).scalars()
             names = ", ".join(known) or "none yet"
             raise KeyCommandError(f"no key named {name!r}; existing keys: {names}")
         revoked_at = as_utc(row.revoked_at)

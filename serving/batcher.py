@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from serving.model_store import LoadedModel
 
 
@@ -56,8 +56,14 @@ def score_leads(
             "model": model_ref,
         }
         for lead, probability, score, grade, decision, reasons_for, reasons_against, rule in zip(
-            leads, columns["probability"], columns["score"], columns["grade"], columns["decision"],
-            columns["reasons_for"], columns["reasons_against"], columns["hard_rule"],
+            leads,
+            columns["probability"],
+            columns["score"],
+            columns["grade"],
+            columns["decision"],
+            columns["reasons_for"],
+            columns["reasons_against"],
+            columns["hard_rule"],
         )
     ]
 
@@ -120,7 +126,9 @@ class ScoringBatcher:
             # One request's bad lead must not fail the others: score them one by one.
             for job in jobs:
                 try:
-                    _settle(job.future, await run_in_threadpool(score_leads, loaded, job.leads, policy))
+                    _settle(
+                        job.future, await run_in_threadpool(score_leads, loaded, job.leads, policy)
+                    )
                 except Exception as own_error:
                     _settle(job.future, error=own_error)
             return

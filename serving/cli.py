@@ -35,7 +35,9 @@ def _engine(database_url: str | None):
 
 
 DatabaseOption = typer.Option(
-    None, "--database-url", help="SQLAlchemy URL (default: LEADSCORE_DATABASE_URL or sqlite:///leadscore.db)."
+    None,
+    "--database-url",
+    help="SQLAlchemy URL (default: LEADSCORE_DATABASE_URL or sqlite:///leadscore.db).",
 )
 
 
@@ -56,13 +58,17 @@ def keys_create(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    err_console.print(f"Created key [bold]{name}[/bold] with role {role}. Store it now; it is not shown again:")
+    err_console.print(
+        f"Created key [bold]{name}[/bold] with role {role}. Store it now; it is not shown again:"
+    )
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list(
-    show_revoked: bool = typer.Option(True, "--revoked/--active-only", help="Include revoked keys."),
+    show_revoked: bool = typer.Option(
+        True, "--revoked/--active-only", help="Include revoked keys."
+    ),
     database_url: str | None = DatabaseOption,
 ) -> None:
     """List keys: name, role, first characters, created and revoked times."""
@@ -74,11 +80,16 @@ def keys_list(
     table = Table("name", "role", "key starts", "created (UTC)", "revoked (UTC)")
     for r in records:
         table.add_row(
-            r.name, r.role, r.key_prefix + "...", f"{r.created_at:%Y-%m-%d %H:%M}",
+            r.name,
+            r.role,
+            r.key_prefix + "...",
+            f"{r.created_at:%Y-%m-%d %H:%M}",
             f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "",
         )
     if not records:
-        err_console.print("No keys yet: create one with `leadscore keys create NAME --role scorer`.")
+        err_console.print(
+            "No keys yet: create one with `leadscore keys create NAME --role scorer`."
+        )
         return
     console.print(table)
 
@@ -99,14 +110,22 @@ def keys_revoke(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    err_console.print(f"Revoked key [bold]{record.name}[/bold] ({record.role}) at {record.revoked_at:%Y-%m-%d %H:%M:%S} UTC.")
+    err_console.print(
+        f"Revoked key [bold]{record.name}[/bold] ({record.role}) at {record.revoked_at:%Y-%m-%d %H:%M:%S} UTC."
+    )
 
 
 def serve(
-    host: str | None = typer.Option(None, help="Interface to bind (default LEADSCORE_HOST or 127.0.0.1)."),
+    host: str | None = typer.Option(
+        None, help="Interface to bind (default LEADSCORE_HOST or 127.0.0.1)."
+    ),
     port: int | None = typer.Option(None, help="Port (default LEADSCORE_PORT or 8000)."),
-    workers: int | None = typer.Option(None, help="Worker processes (default LEADSCORE_WORKERS or 1)."),
-    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request line."),
+    workers: int | None = typer.Option(
+        None, help="Worker processes (default LEADSCORE_WORKERS or 1)."
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log every request line."
+    ),
 ) -> None:
     """Serve the scoring API (uvicorn with uvloop and httptools)."""
     import uvicorn
@@ -153,7 +172,11 @@ def serve(
         os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
     # The service's own messages (model loaded or failed, score-log errors) next to uvicorn's.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["serving"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    log_config["loggers"]["serving"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
     uvicorn.run(
         "serving.app:create_app_from_env",
         log_config=log_config,

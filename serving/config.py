@@ -13,7 +13,9 @@ ROLES = ("scorer", "ops", "admin")
 class Settings(BaseSettings):
     """Everything the service needs to start; each field is `LEADSCORE_<NAME>` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LEADSCORE_", extra="ignore", populate_by_name=True
+    )
 
     model_uri: str = Field(
         "models:/lead-scoring@champion",
@@ -41,17 +43,21 @@ class Settings(BaseSettings):
     workers: int = 1
 
     max_body_bytes: int = Field(
-        8_000_000, description="Requests with a larger body get 413 (1,000 leads with 20 touchpoints "
-        "each are about 3 MB)."
+        8_000_000,
+        description="Requests with a larger body get 413 (1,000 leads with 20 touchpoints "
+        "each are about 3 MB).",
     )
     max_leads_per_request: int = 1000
     compile_model: bool = Field(
-        True, description="Evaluate logistic and gradient-boosting models with numpy "
-        "(features.compiled), after checking they match scikit-learn; false: scikit-learn only."
+        True,
+        description="Evaluate logistic and gradient-boosting models with numpy "
+        "(features.compiled), after checking they match scikit-learn; false: scikit-learn only.",
     )
     model_threads: int = Field(
-        1, ge=1, description="BLAS/OpenMP threads per worker for the model (scale with --workers "
-        "instead: small predictions are slower with thread pools)."
+        1,
+        ge=1,
+        description="BLAS/OpenMP threads per worker for the model (scale with --workers "
+        "instead: small predictions are slower with thread pools).",
     )
 
     score_log_batch_size: int = Field(500, ge=1, description="Rows per INSERT of the score log.")
@@ -59,7 +65,9 @@ class Settings(BaseSettings):
         0.2, gt=0, description="Longest time a score waits in memory before it is written."
     )
     key_cache_seconds: float = Field(
-        0.5, gt=0, description="How often the API key cache is refreshed (revocations apply within it)."
+        0.5,
+        gt=0,
+        description="How often the API key cache is refreshed (revocations apply within it).",
     )
     model_retry_seconds: float = Field(
         5.0, gt=0, description="Retry interval while the model cannot be loaded at start."

@@ -17,10 +17,15 @@ from serving.auth import ApiKey
 from serving.config import Settings
 
 _bearer = HTTPBearer(
-    auto_error=False, scheme_name="BearerKey", description="API key as `Authorization: Bearer <key>`"
+    auto_error=False,
+    scheme_name="BearerKey",
+    description="API key as `Authorization: Bearer <key>`",
 )
 _header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="HeaderKey", description="API key as `X-API-Key`"
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="HeaderKey",
+    description="API key as `X-API-Key`",
 )
 
 MISSING_KEY = (

@@ -31,8 +31,11 @@ class RequestProblem(Exception):
 
 
 def problem(
-    message: str, expected: str | None = None, lead_index: int | None = None,
-    field: str | None = None, lead_id: Any = None,
+    message: str,
+    expected: str | None = None,
+    lead_index: int | None = None,
+    field: str | None = None,
+    lead_id: Any = None,
 ) -> dict:
     entry: dict[str, Any] = {}
     if lead_index is not None:
@@ -130,10 +133,12 @@ def describe_validation_errors(raw_errors: list[dict], body: Any) -> list[dict]:
         if kind == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", "invalid JSON")
             position = f" at character {loc[0]}" if loc and isinstance(loc[0], int) else ""
-            errors.append(problem(
-                f"malformed JSON{position}: {reason}",
-                expected=f'a JSON object such as {{"{list_field}": [...]}}',
-            ))
+            errors.append(
+                problem(
+                    f"malformed JSON{position}: {reason}",
+                    expected=f'a JSON object such as {{"{list_field}": [...]}}',
+                )
+            )
             continue
         lead_index = None
         if loc and loc[0] in LEAD_LISTS:
@@ -182,10 +187,15 @@ def describe_validation_errors(raw_errors: list[dict], body: Any) -> list[dict]:
         if not field_parts and kind in ("model_attributes_type", "dict_type", "model_type"):
             message = f"the body must be a JSON object, got {_describe_input(error.get('input'))}"
             expected = f'a JSON object such as {{"{list_field}": [...]}}'
-        errors.append(problem(
-            message, expected=expected, lead_index=lead_index, field=field,
-            lead_id=_lead_id(body, list_field, lead_index) if lead_index is not None else None,
-        ))
+        errors.append(
+            problem(
+                message,
+                expected=expected,
+                lead_index=lead_index,
+                field=field,
+                lead_id=_lead_id(body, list_field, lead_index) if lead_index is not None else None,
+            )
+        )
     return _merge_union_errors(errors)
 
 
@@ -198,7 +208,11 @@ def _merge_union_errors(errors: list[dict]) -> list[dict]:
         if key in index and "expected" in error:
             first = index[key]
             if error["expected"] not in first.get("expected", ""):
-                first["expected"] = f"{first['expected']} or {error['expected']}" if "expected" in first else error["expected"]
+                first["expected"] = (
+                    f"{first['expected']} or {error['expected']}"
+                    if "expected" in first
+                    else error["expected"]
+                )
             continue
         index[key] = error
         merged.append(error)
@@ -207,12 +221,16 @@ def _merge_union_errors(errors: list[dict]) -> list[dict]:
 
 def _is_tag(part: Any) -> bool:
     text = str(part)
-    return "[" in text or text in {"str", "int", "float", "bool", "none", "list", "dict"} or text.startswith(
-        ("function-", "union", "nullable", "lax-", "json-or-python")
+    return (
+        "[" in text
+        or text in {"str", "int", "float", "bool", "none", "list", "dict"}
+        or text.startswith(("function-", "union", "nullable", "lax-", "json-or-python"))
     )
 
 
-def _answer(status: int, detail: str, errors: list[dict] | None = None, headers=None) -> OrjsonResponse:
+def _answer(
+    status: int, detail: str, errors: list[dict] | None = None, headers=None
+) -> OrjsonResponse:
     content: dict[str, Any] = {"detail": detail}
     if errors:
         content["errors"] = errors[:MAX_LISTED_ERRORS]
@@ -221,7 +239,9 @@ def _answer(status: int, detail: str, errors: list[dict] | None = None, headers=
     return OrjsonResponse(content, status_code=status, headers=headers)
 
 
-async def validation_exception_handler(request: Request, exc: RequestValidationError) -> OrjsonResponse:
+async def validation_exception_handler(
+    request: Request, exc: RequestValidationError
+) -> OrjsonResponse:
     errors = describe_validation_errors(list(exc.errors()), getattr(exc, "body", None))
     if not errors:
         errors = [problem("invalid request")]

@@ -95,7 +95,7 @@ def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) ->
         ) from error
     scorer = _find_scorer(pyfunc.unwrap_python_model())
     if not compile_model:  # the compiled forms (features.compiled) are checked at load anyway
-        from features.scoring import CalibratedModel
+        from features.model.calibration import CalibratedModel
 
         scorer.estimator = CalibratedModel(
             scorer.estimator.model, scorer.estimator.calibration, compile=False
@@ -158,14 +158,20 @@ class ModelStore:
             try:
                 loaded = self._loader(self.uri, self.tracking_uri)
             except Exception as error:
-                message = str(error) if isinstance(error, ModelLoadError) else (
-                    f"cannot load {self.uri}: {type(error).__name__}: {error}"
+                message = (
+                    str(error)
+                    if isinstance(error, ModelLoadError)
+                    else (f"cannot load {self.uri}: {type(error).__name__}: {error}")
                 )
                 self.last_error, self.last_error_at = message, utcnow()
                 metrics.MODEL_LOAD_FAILURES.labels(stage).inc()
                 if self.current is not None:
-                    log.error("model %s failed, still serving version %s: %s",
-                              stage, self.current.version, message)
+                    log.error(
+                        "model %s failed, still serving version %s: %s",
+                        stage,
+                        self.current.version,
+                        message,
+                    )
                 else:
                     log.error("model %s failed (no model loaded yet): %s", stage, message)
                 raise ModelLoadError(message) from error
@@ -175,7 +181,9 @@ class ModelStore:
             metrics.record_model(loaded.name, loaded.version)
             log.info(
                 "serving model %s version %s (was %s)",
-                loaded.name, loaded.version, previous.version if previous else "none",
+                loaded.name,
+                loaded.version,
+                previous.version if previous else "none",
             )
             return loaded
 
@@ -205,7 +213,11 @@ class ModelStore:
         while self._poll_seconds > 0 and not self._stop.wait(self._poll_seconds):
             try:
                 version = self._version_probe(self.uri, self.tracking_uri)
-                if version is not None and self.current is not None and version != self.current.version:
+                if (
+                    version is not None
+                    and self.current is not None
+                    and version != self.current.version
+                ):
                     self.load("poll")
             except Exception as error:  # logged and counted by load(); probe errors logged here
                 if not isinstance(error, ModelLoadError):

@@ -27,9 +27,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 DatabaseOption = typer.Option(
-    None, "--database-url", help="SQLAlchemy URL (default: LEADSCORE_DATABASE_URL or sqlite:///leadscore.db)."
+    None,
+    "--database-url",
+    help="SQLAlchemy URL (default: LEADSCORE_DATABASE_URL or sqlite:///leadscore.db).",
 )
-JsonOption = typer.Option(False, "--json", help="Print JSON (same shape as the API) instead of tables.")
+JsonOption = typer.Option(
+    False, "--json", help="Print JSON (same shape as the API) instead of tables."
+)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -84,13 +88,15 @@ class _Model:
             settings = _settings()
             with err_console.status(f"Loading {settings.model_uri} from MLflow..."):
                 try:
-                    self._loaded = load_from_mlflow(settings.model_uri, settings.mlflow_tracking_uri)
+                    self._loaded = load_from_mlflow(
+                        settings.model_uri, settings.mlflow_tracking_uri
+                    )
                 except ModelLoadError as error:
                     self._error = str(error)
         return self._loaded
 
     def default_policy(self):
-        from features.policy import Policy
+        from features.policy.rules import Policy
         from serving.policy_data import model_default_policy
 
         loaded = self.get()
@@ -108,7 +114,12 @@ class _Model:
 
 
 def _current(engine, model: _Model):
-    from serving.policy_store import MODEL_DEFAULT, PolicyVersion, current_policy, latest_version_number
+    from serving.policy_store import (
+        MODEL_DEFAULT,
+        PolicyVersion,
+        current_policy,
+        latest_version_number,
+    )
 
     if latest_version_number(engine) == MODEL_DEFAULT:
         return PolicyVersion(MODEL_DEFAULT, model.default_policy())
@@ -117,16 +128,23 @@ def _current(engine, model: _Model):
 
 def _print_version(data: dict[str, Any]) -> None:
     policy = data["policy"]
-    title = (
-        f"Policy version {data['version']}"
-        + (" (the model's default: never changed)" if data["version"] == 0 else "")
+    title = f"Policy version {data['version']}" + (
+        " (the model's default: never changed)" if data["version"] == 0 else ""
     )
     table = Table(title=title, show_header=False)
     table.add_row("sales threshold", f"score >= {policy['sales_threshold']:g} -> sales")
-    table.add_row("nurture threshold", f"score >= {policy['nurture_threshold']:g} -> nurture, below -> disqualify")
+    table.add_row(
+        "nurture threshold",
+        f"score >= {policy['nurture_threshold']:g} -> nurture, below -> disqualify",
+    )
     grades = policy["grades"]
-    table.add_row("grades", f"A >= {grades['A']:g}, B >= {grades['B']:g}, C >= {grades['C']:g}, D below")
-    rules = "; ".join(f"{r['fact']} -> {r['decision']} ({r['reason']})" for r in policy["rules"]) or "none"
+    table.add_row(
+        "grades", f"A >= {grades['A']:g}, B >= {grades['B']:g}, C >= {grades['C']:g}, D below"
+    )
+    rules = (
+        "; ".join(f"{r['fact']} -> {r['decision']} ({r['reason']})" for r in policy["rules"])
+        or "none"
+    )
     table.add_row("hard rules", rules)
     if data["version"]:
         table.add_row("set by", f"{data['created_by']} at {data['created_at']}")
@@ -157,18 +175,27 @@ def show(database_url: str | None = DatabaseOption, as_json: bool = JsonOption) 
 @policy_app.command("set")
 def set_policy(
     reason: str = typer.Option(..., "--reason", "-m", help="Why: kept in the history."),
-    sales_threshold: float | None = typer.Option(None, help="Scores at or above go to sales (0-100)."),
-    nurture_threshold: float | None = typer.Option(None, help="Scores at or above are nurtured (0-100)."),
+    sales_threshold: float | None = typer.Option(
+        None, help="Scores at or above go to sales (0-100)."
+    ),
+    nurture_threshold: float | None = typer.Option(
+        None, help="Scores at or above are nurtured (0-100)."
+    ),
     grade_a: float | None = typer.Option(None, help="Lowest score graded A."),
     grade_b: float | None = typer.Option(None, help="Lowest score graded B."),
     grade_c: float | None = typer.Option(None, help="Lowest score graded C (below: D)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Remove every hard rule."),
     from_file: Path | None = typer.Option(
-        None, "--from-file", exists=True, dir_okay=False,
+        None,
+        "--from-file",
+        exists=True,
+        dir_okay=False,
         help="JSON file with policy fields (as in GET /v1/policy's `policy`); options above override it.",
     ),
     expected_version: int | None = typer.Option(
-        None, min=0, max=2**31 - 1,
+        None,
+        min=0,
+        max=2**31 - 1,
         help="Refuse if the current version is not this one (someone changed it meanwhile).",
     ),
     database_url: str | None = DatabaseOption,
@@ -176,26 +203,37 @@ def set_policy(
 ) -> None:
     """Change the policy; fields not given keep their current value."""
     changes = _file_fields(from_file) if from_file else {}
-    for name, value in (("sales_threshold", sales_threshold), ("nurture_threshold", nurture_threshold)):
+    for name, value in (
+        ("sales_threshold", sales_threshold),
+        ("nurture_threshold", nurture_threshold),
+    ):
         if value is not None:
             changes[name] = value
     engine = _engine(database_url)
     try:
         model = _Model()
         current = _current(engine, model)
-        grades = {k: v for k, v in (("A", grade_a), ("B", grade_b), ("C", grade_c)) if v is not None}
+        grades = {
+            k: v for k, v in (("A", grade_a), ("B", grade_b), ("C", grade_c)) if v is not None
+        }
         if grades:
-            changes["grades"] = current.policy.grades.model_dump() | changes.get("grades", {}) | grades
+            changes["grades"] = (
+                current.policy.grades.model_dump() | changes.get("grades", {}) | grades
+            )
         if no_rules:
             changes["rules"] = []
         if not changes:
-            raise _fail("nothing to change: give --sales-threshold, --nurture-threshold, --grade-a/b/c, "
-                        "--no-rules or --from-file")
+            raise _fail(
+                "nothing to change: give --sales-threshold, --nurture-threshold, --grade-a/b/c, "
+                "--no-rules or --from-file"
+            )
         saved = _save(engine, current, changes, reason, expected_version)
     finally:
         engine.dispose()
     if not as_json:
-        err_console.print(f"Saved policy version {saved.version}; running services apply it within a second.")
+        err_console.print(
+            f"Saved policy version {saved.version}; running services apply it within a second."
+        )
     _emit(saved.to_dict(), as_json)
 
 
@@ -203,11 +241,13 @@ def _file_fields(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise _fail(f"cannot read {path}: {error}; it must be a JSON object of policy fields") from None
+        raise _fail(
+            f"cannot read {path}: {error}; it must be a JSON object of policy fields"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("policy"), dict):
         data = data["policy"]  # a saved `leadscore policy show --json`
     if not isinstance(data, dict):
-        raise _fail(f"{path} must hold a JSON object such as {{\"sales_threshold\": 60}}")
+        raise _fail(f'{path} must hold a JSON object such as {{"sales_threshold": 60}}')
     return data
 
 
@@ -223,7 +263,12 @@ def _save(engine, current, changes: dict, reason: str, expected_version: int | N
     try:
         return save_policy(
             # `default` is only recorded when nothing was saved yet, and then it is `current`.
-            engine, policy, _who(), reason, current.policy, expected_version=expected_version,
+            engine,
+            policy,
+            _who(),
+            reason,
+            current.policy,
+            expected_version=expected_version,
         )
     except PolicyStoreError as error:
         raise _fail(str(error)) from None
@@ -247,19 +292,31 @@ def show_history(
         typer.echo(json.dumps(versions, indent=2))
         return
     if not versions:
-        err_console.print("No policy saved yet: the model's default is in force (`leadscore policy show`).")
+        err_console.print(
+            "No policy saved yet: the model's default is in force (`leadscore policy show`)."
+        )
         return
     table = Table("version", "when (UTC)", "who", "action", "what changed", "why")
     for v in versions:
-        action = v["action"] + (f" to {v['restored_version']}" if v["restored_version"] is not None else "")
-        table.add_row(str(v["version"]), v["created_at"][:19].replace("T", " "), v["created_by"], action,
-                      "; ".join(v["changes"]) or "(no change)", v["reason"])
+        action = v["action"] + (
+            f" to {v['restored_version']}" if v["restored_version"] is not None else ""
+        )
+        table.add_row(
+            str(v["version"]),
+            v["created_at"][:19].replace("T", " "),
+            v["created_by"],
+            action,
+            "; ".join(v["changes"]) or "(no change)",
+            v["reason"],
+        )
     console.print(table)
 
 
 @policy_app.command("rollback")
 def rollback_policy(
-    version: int = typer.Argument(..., min=0, max=2**31 - 1, help="Version to restore (0: the model's default)."),
+    version: int = typer.Argument(
+        ..., min=0, max=2**31 - 1, help="Version to restore (0: the model's default)."
+    ),
     reason: str = typer.Option(..., "--reason", "-m", help="Why: kept in the history."),
     database_url: str | None = DatabaseOption,
     as_json: bool = JsonOption,
@@ -270,7 +327,9 @@ def rollback_policy(
     engine = _engine(database_url)
     try:
         model = _Model()
-        default = model.default_policy() if version == 0 or _current(engine, model).version == 0 else None
+        default = (
+            model.default_policy() if version == 0 or _current(engine, model).version == 0 else None
+        )
         try:
             saved = rollback(engine, version, _who(), reason, default)  # type: ignore[arg-type]
         except PolicyStoreError as error:
@@ -285,34 +344,49 @@ def rollback_policy(
 @policy_app.command("simulate")
 def simulate_policy(
     by: str | None = typer.Option(
-        None, help="value (most net value a week), capacity (leads a week), precision or recall (targets 0-1)."
+        None,
+        help="value (most net value a week), capacity (leads a week), precision or recall (targets 0-1).",
     ),
     value: float | None = typer.Option(
-        None, help="The target for --by: a win's value, leads a week, or the precision/recall target."
+        None,
+        help="The target for --by: a win's value, leads a week, or the precision/recall target.",
     ),
-    cost_per_lead: float = typer.Option(1.0, min=0, help="For --by value: what working one lead costs."),
-    threshold: float | None = typer.Option(None, min=0, max=100, help="Evaluate this sales threshold."),
+    cost_per_lead: float = typer.Option(
+        1.0, min=0, help="For --by value: what working one lead costs."
+    ),
+    threshold: float | None = typer.Option(
+        None, min=0, max=100, help="Evaluate this sales threshold."
+    ),
     holdout: Path | None = typer.Option(
-        None, exists=True, dir_okay=False,
+        None,
+        exists=True,
+        dir_okay=False,
         help="CSV or Parquet of held-out leads with `probability` and `label` (1 won, 0 lost) "
         "instead of the champion's holdout; needs --weeks.",
     ),
-    weeks: float | None = typer.Option(None, min=0, help="Weeks of leads the --holdout file covers."),
+    weeks: float | None = typer.Option(
+        None, min=0, help="Weeks of leads the --holdout file covers."
+    ),
     recent_days: float | None = typer.Option(
         None, min=0, help="Simulate on the latest score of each lead scored in the last N days."
     ),
     table: bool = typer.Option(False, "--table", help="Print every threshold 0-100."),
-    save: bool = typer.Option(False, "--save", help="Save the chosen threshold as the new sales threshold."),
+    save: bool = typer.Option(
+        False, "--save", help="Save the chosen threshold as the new sales threshold."
+    ),
     reason: str | None = typer.Option(None, "--reason", "-m", help="Why (needed with --save)."),
     database_url: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
     """What a threshold would do: leads a week to sales, expected wins, precision, recall, lift."""
-    from features.policy import CHOOSE_BY, PolicyError
+    from features.policy.rules import PolicyError
+    from features.policy.thresholds import CHOOSE_BY
     from serving.policy_data import BasisUnavailable, holdout_basis, recent_basis, simulate
 
     if by is not None and by not in CHOOSE_BY:
-        raise _fail(f"--by {by!r} is not a way to choose a threshold; use one of: {', '.join(CHOOSE_BY)}")
+        raise _fail(
+            f"--by {by!r} is not a way to choose a threshold; use one of: {', '.join(CHOOSE_BY)}"
+        )
     if by is not None and value is None:
         raise _fail(f"--by {by} needs --value (the target)")
     if holdout is not None and recent_days is not None:
@@ -331,6 +405,7 @@ def simulate_policy(
             elif recent_days is not None:
                 basis = recent_basis(engine, recent_days)
             else:
+
                 class _Store:
                     current = model.get()
 
@@ -341,17 +416,28 @@ def simulate_policy(
                     )
                 basis = holdout_basis(_Store)
             result = simulate(
-                basis, current.policy, by=by, value=value, cost_per_lead=cost_per_lead,
-                threshold=threshold, include_table=table,
+                basis,
+                current.policy,
+                by=by,
+                value=value,
+                cost_per_lead=cost_per_lead,
+                threshold=threshold,
+                include_table=table,
             )
         except (BasisUnavailable, PolicyError) as error:
             raise _fail(str(error)) from None
         result["current"]["version"] = current.version
         if save:
-            saved = _save(engine, current, {
-                "sales_threshold": result["proposed_policy"]["sales_threshold"],
-                "nurture_threshold": result["proposed_policy"]["nurture_threshold"],
-            }, reason or "", current.version)
+            saved = _save(
+                engine,
+                current,
+                {
+                    "sales_threshold": result["proposed_policy"]["sales_threshold"],
+                    "nurture_threshold": result["proposed_policy"]["nurture_threshold"],
+                },
+                reason or "",
+                current.version,
+            )
             result["saved_version"] = saved.version
     finally:
         engine.dispose()
@@ -367,9 +453,15 @@ def _file_basis(path: Path, weeks: float | None):
     from serving.policy_data import Basis
 
     if weeks is None or weeks <= 0:
-        raise _fail(f"--holdout {path} needs --weeks: how many weeks of leads the file covers (> 0)")
+        raise _fail(
+            f"--holdout {path} needs --weeks: how many weeks of leads the file covers (> 0)"
+        )
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        frame = (
+            pd.read_parquet(path)
+            if path.suffix.lower() in (".parquet", ".pq")
+            else pd.read_csv(path)
+        )
     except Exception as error:
         raise _fail(f"cannot read {path}: {error}") from None
     missing = [c for c in ("probability", "label") if c not in frame.columns]
@@ -383,14 +475,23 @@ def _file_basis(path: Path, weeks: float | None):
         labels = pd.to_numeric(frame["label"]).to_numpy(float)
     except (TypeError, ValueError) as error:
         raise _fail(f"{path}: column probability and label must be numbers: {error}") from None
-    bad = [i for i, (p, y) in enumerate(zip(probabilities, labels)) if not (0 <= p <= 1) or y not in (0, 1)]
+    bad = [
+        i
+        for i, (p, y) in enumerate(zip(probabilities, labels))
+        if not (0 <= p <= 1) or y not in (0, 1)
+    ]
     if bad:
         raise _fail(
             f"{path}: row {bad[0] + 2} (and {len(bad) - 1} more) has probability outside 0-1 or a label "
             "other than 0/1"
         )
-    return Basis("holdout", probabilities, labels, weeks,
-                 f"{path.name}: {len(frame)} leads over {weeks:g} weeks with known outcomes")
+    return Basis(
+        "holdout",
+        probabilities,
+        labels,
+        weeks,
+        f"{path.name}: {len(frame)} leads over {weeks:g} weeks with known outcomes",
+    )
 
 
 def _fmt(value: Any, digits: int = 2, percent: bool = False) -> str:
@@ -401,9 +502,13 @@ def _fmt(value: Any, digits: int = 2, percent: bool = False) -> str:
 
 def _row_cells(row: dict[str, Any]) -> list[str]:
     return [
-        str(row["threshold"]), _fmt(row["leads_per_week"], 1), _fmt(row["share_to_sales"], percent=True),
-        _fmt(row["expected_wins"], 2), _fmt(row["precision"], percent=True),
-        _fmt(row["recall"], percent=True), _fmt(row["lift"], 2),
+        str(row["threshold"]),
+        _fmt(row["leads_per_week"], 1),
+        _fmt(row["share_to_sales"], percent=True),
+        _fmt(row["expected_wins"], 2),
+        _fmt(row["precision"], percent=True),
+        _fmt(row["recall"], percent=True),
+        _fmt(row["lift"], 2),
     ]
 
 
@@ -418,7 +523,9 @@ def _print_simulation(result: dict[str, Any], by: str | None, value: float | Non
         labels.append(f"{by} {value:g}" if by else "asked")
     console.print(_label_table(result, labels))
     if result.get("chosen") and "net_value_per_week" in result["chosen"]:
-        console.print(f"Net value a week at the chosen threshold: {result['chosen']['net_value_per_week']:,.2f}")
+        console.print(
+            f"Net value a week at the chosen threshold: {result['chosen']['net_value_per_week']:,.2f}"
+        )
     if "table" in result:
         full = Table(*HEADERS, title="Every threshold")
         columns = result["table"]
@@ -432,7 +539,9 @@ def _print_simulation(result: dict[str, Any], by: str | None, value: float | Non
 
 
 def _label_table(result: dict[str, Any], labels: list[str]) -> Table:
-    table = Table("", *HEADERS, title="Sending every lead scored at or above the threshold to sales")
+    table = Table(
+        "", *HEADERS, title="Sending every lead scored at or above the threshold to sales"
+    )
     rows = [result["current"]] + ([result["chosen"]] if result["chosen"] is not None else [])
     for label, row in zip(labels, rows):
         table.add_row(label, *_row_cells(row))

@@ -22,13 +22,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from features.policy import (
-    Policy,
-    choose_threshold,
-    population_stability_index,
-    threshold_table,
-    win_rate_by_grade,
-)
+from features.policy.monitoring import population_stability_index, win_rate_by_grade
+from features.policy.rules import Policy
+from features.policy.thresholds import choose_threshold, threshold_table
 from serving.db import as_utc, outcomes, score_log, utcnow
 
 MAX_RECENT_ROWS = 500_000
@@ -51,7 +47,9 @@ class Basis:
             "source": self.source,
             "leads": int(self.probabilities.size),
             "weeks": round(self.weeks, 4),
-            "leads_per_week": round(self.probabilities.size / self.weeks, 4) if self.weeks else None,
+            "leads_per_week": round(self.probabilities.size / self.weeks, 4)
+            if self.weeks
+            else None,
             "wins": None if self.labels is None else int(self.labels.sum()),
             "observed_outcomes": self.labels is not None,
             "description": self.description,
@@ -93,7 +91,10 @@ def holdout_basis(model_store: Any) -> Basis:
     labels = holdout["label"].to_numpy(dtype=float)
     weeks = holdout_weeks(getattr(scorer, "metadata", None) or {}, holdout)
     return Basis(
-        "holdout", probabilities, labels, weeks,
+        "holdout",
+        probabilities,
+        labels,
+        weeks,
         f"holdout of model {current.name} version {current.version}: {len(holdout)} leads "
         f"over {weeks:.1f} weeks with known outcomes",
     )
@@ -119,7 +120,9 @@ def read_recent_scores(engine: Engine, days: float) -> pd.DataFrame:
     """Latest score per lead scored in the last `days` days: lead_id, probability, grade, scored_at."""
     since = utcnow() - timedelta(days=days)
     query = (
-        sa.select(score_log.c.lead_id, score_log.c.probability, score_log.c.grade, score_log.c.scored_at)
+        sa.select(
+            score_log.c.lead_id, score_log.c.probability, score_log.c.grade, score_log.c.scored_at
+        )
         .where(score_log.c.scored_at >= since)
         .order_by(score_log.c.scored_at.desc(), score_log.c.id.desc())
         .limit(MAX_RECENT_ROWS)
@@ -145,7 +148,10 @@ def recent_basis(engine: Engine, days: float) -> Basis:
     covered = (utcnow() - first) / timedelta(days=7)
     weeks = min(max(covered, 1 / 7), days / 7)
     return Basis(
-        "recent", frame["probability"].to_numpy(dtype=float), None, weeks,
+        "recent",
+        frame["probability"].to_numpy(dtype=float),
+        None,
+        weeks,
         f"latest score of {len(frame)} leads scored in the last {days:g} days "
         f"({weeks:.1f} weeks of traffic); outcomes not known yet, so precision, recall and wins "
         "are expected values from the calibrated probabilities",
@@ -189,7 +195,8 @@ def simulate(
         chosen = _row(table, threshold)
     result: dict[str, Any] = {
         "basis": basis.summary(),
-        "current": _row(table, current.sales_threshold) | {"sales_threshold": current.sales_threshold},
+        "current": _row(table, current.sales_threshold)
+        | {"sales_threshold": current.sales_threshold},
         "chosen": chosen,
         "proposed_policy": None,
     }
@@ -208,7 +215,8 @@ def simulate(
     if include_table:
         result["table"] = {
             column: [None if not math.isfinite(v) else round(float(v), 6) for v in table[column]]
-            for column in table.columns if column != "threshold"
+            for column in table.columns
+            if column != "threshold"
         }
         result["table"] = {"threshold": table["threshold"].astype(int).tolist()} | result["table"]
     return result
@@ -235,25 +243,40 @@ def monitoring(
     """Recent score distribution against the holdout (PSI) and win rate by grade."""
     result: dict[str, Any] = {"days": days, "recent_leads": int(len(recent))}
     if holdout is not None and len(recent):
-        psi, bins = population_stability_index(holdout.probabilities, recent["probability"].to_numpy(float))
+        psi, bins = population_stability_index(
+            holdout.probabilities, recent["probability"].to_numpy(float)
+        )
         result["psi"] = round(psi, 6)
         result["psi_status"] = (
-            "stable" if psi < 0.1 else "watch: moderate shift" if psi < 0.25 else "shifted: check the model"
+            "stable"
+            if psi < 0.1
+            else "watch: moderate shift"
+            if psi < 0.25
+            else "shifted: check the model"
         )
         result["bins"] = {c: [round(float(v), 6) for v in bins[c]] for c in bins.columns}
     else:
         result["psi"] = None
         result["psi_status"] = (
-            "no model holdout to compare with" if holdout is None else
-            f"no leads scored in the last {days:g} days yet"
+            "no model holdout to compare with"
+            if holdout is None
+            else f"no leads scored in the last {days:g} days yet"
         )
         result["bins"] = None
     if len(recent):
-        result["recent_grades"] = {g: int((recent["grade"] == g).sum()) for g in ("A", "B", "C", "D")}
-    table = win_rate_by_grade(graded_outcomes["grade"].to_numpy(object), graded_outcomes["won"].to_numpy(float))
+        result["recent_grades"] = {
+            g: int((recent["grade"] == g).sum()) for g in ("A", "B", "C", "D")
+        }
+    table = win_rate_by_grade(
+        graded_outcomes["grade"].to_numpy(object), graded_outcomes["won"].to_numpy(float)
+    )
     result["win_rate_by_grade"] = [
-        {"grade": r.grade, "leads": int(r.leads), "wins": int(r.wins),
-         "win_rate": None if not math.isfinite(r.win_rate) else round(float(r.win_rate), 6)}
+        {
+            "grade": r.grade,
+            "leads": int(r.leads),
+            "wins": int(r.wins),
+            "win_rate": None if not math.isfinite(r.win_rate) else round(float(r.win_rate), 6),
+        }
         for r in table.itertuples()
     ]
     result["outcomes_known"] = int(len(graded_outcomes))

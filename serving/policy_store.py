@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from serving.db import as_utc, metadata, utcnow
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class PolicyVersion:
             "reason": self.reason,
             "previous_version": self.previous_version,
             "restored_version": self.restored_version,
-            "changes": describe_changes(self.previous_policy, self.policy) if self.previous_policy else [],
+            "changes": describe_changes(self.previous_policy, self.policy)
+            if self.previous_policy
+            else [],
         }
 
 
@@ -93,10 +95,14 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
             changes.append(f"{field}: {_num(old[field])} -> {_num(new[field])}")
     for grade in ("A", "B", "C"):
         if old["grades"][grade] != new["grades"][grade]:
-            changes.append(f"grade {grade} from: {_num(old['grades'][grade])} -> {_num(new['grades'][grade])}")
+            changes.append(
+                f"grade {grade} from: {_num(old['grades'][grade])} -> {_num(new['grades'][grade])}"
+            )
     if old["rules"] != new["rules"]:
+
         def fmt(rules):
             return ", ".join(f"{r['fact']} -> {r['decision']}" for r in rules) or "none"
+
         changes.append(f"hard rules: {fmt(old['rules'])} -> {fmt(new['rules'])}")
     return changes
 
@@ -170,13 +176,17 @@ def save_policy(
     """
     reason = (reason or "").strip()
     if not reason:
-        raise PolicyStoreError("a policy change needs a reason (who asked for it, and why), e.g. "
-                               "'sales can take 40 leads a week from March'")
+        raise PolicyStoreError(
+            "a policy change needs a reason (who asked for it, and why), e.g. "
+            "'sales can take 40 leads a week from March'"
+        )
     if not who:
         raise PolicyStoreError("a policy change needs the name of who made it")
     for _attempt in range(5):
         try:
-            new = _insert_next(engine, policy, who, reason, default, expected_version, action, restored_version)
+            new = _insert_next(
+                engine, policy, who, reason, default, expected_version, action, restored_version
+            )
         except IntegrityError:
             continue  # another writer took this version number: read again and retry
         log.info("policy version %d saved by %s (%s)", new.version, new.created_by, action)
@@ -185,8 +195,14 @@ def save_policy(
 
 
 def _insert_next(
-    engine: Engine, policy: Policy, who: str, reason: str, default: Policy,
-    expected_version: int | None, action: str, restored_version: int | None,
+    engine: Engine,
+    policy: Policy,
+    who: str,
+    reason: str,
+    default: Policy,
+    expected_version: int | None,
+    action: str,
+    restored_version: int | None,
 ) -> PolicyVersion:
     with engine.begin() as connection:
         row = connection.execute(
@@ -228,8 +244,13 @@ def _insert_next(
 
 
 def rollback(
-    engine: Engine, version: int, who: str, reason: str, default: Policy,
-    *, expected_version: int | None = None,
+    engine: Engine,
+    version: int,
+    who: str,
+    reason: str,
+    default: Policy,
+    *,
+    expected_version: int | None = None,
 ) -> PolicyVersion:
     """Make version `version` current again, as a new audited version equal to it."""
     if version == MODEL_DEFAULT:
@@ -240,12 +261,19 @@ def rollback(
             newest = latest_version_number(engine)
             raise PolicyStoreError(
                 f"there is no policy version {version}; versions go from 1 to {newest}"
-                if newest else f"there is no policy version {version}: no policy was saved yet"
+                if newest
+                else f"there is no policy version {version}: no policy was saved yet"
             )
         target = old.policy
     return save_policy(
-        engine, target, who, reason, default,
-        expected_version=expected_version, action="rollback", restored_version=version,
+        engine,
+        target,
+        who,
+        reason,
+        default,
+        expected_version=expected_version,
+        action="rollback",
+        restored_version=version,
     )
 
 
@@ -312,20 +340,30 @@ class PolicyCache:
                     log.info("policy version %d in force", version.version)
 
     # Writes go to the database first, then into this worker's cache at once.
-    def save(self, policy: Policy, who: str, reason: str, expected_version: int | None = None) -> PolicyVersion:
-        new = save_policy(self._engine, policy, who, reason, self._default(), expected_version=expected_version)
+    def save(
+        self, policy: Policy, who: str, reason: str, expected_version: int | None = None
+    ) -> PolicyVersion:
+        new = save_policy(
+            self._engine, policy, who, reason, self._default(), expected_version=expected_version
+        )
         self._install(new)
         return new
 
-    def rollback(self, version: int, who: str, reason: str, expected_version: int | None = None) -> PolicyVersion:
-        new = rollback(self._engine, version, who, reason, self._default(), expected_version=expected_version)
+    def rollback(
+        self, version: int, who: str, reason: str, expected_version: int | None = None
+    ) -> PolicyVersion:
+        new = rollback(
+            self._engine, version, who, reason, self._default(), expected_version=expected_version
+        )
         self._install(new)
         return new
 
     def start(self) -> None:
         try:
             self.refresh()
-        except Exception as error:  # the service still starts on the default; /readyz reports the DB
+        except (
+            Exception
+        ) as error:  # the service still starts on the default; /readyz reports the DB
             log.error("could not load the qualification policy: %s", error)
         self._thread = threading.Thread(target=self._run, name="leadscore-policy", daemon=True)
         self._thread.start()

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
+
 class OrjsonResponse(Response):
     media_type = "application/json"
 

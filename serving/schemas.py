@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails
 from typing_extensions import NotRequired, TypedDict
 
-from features.contract import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
+from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 
 MAX_LEADS = 1000
 _CHANNELS = frozenset(CHANNELS)
@@ -39,7 +47,11 @@ EXAMPLE_LEAD = {
             "activity": "email_click",
             "campaign": "webinar-invite",
         },
-        {"occurred_at": "2026-11-22T16:40:00Z", "channel": "direct", "activity": "pricing_page_view"},
+        {
+            "occurred_at": "2026-11-22T16:40:00Z",
+            "channel": "direct",
+            "activity": "pricing_page_view",
+        },
     ],
     "as_of": "2026-11-23T08:00:00Z",
 }
@@ -50,11 +62,19 @@ class Touchpoint(TypedDict):
 
     # A TypedDict, not a model: a 1,000-lead request carries ~20,000 of them, and pydantic-core
     # validates dicts without building objects; channel and activity are checked per lead below.
-    occurred_at: Annotated[AwareDatetime, Field(description="When it happened, ISO 8601 with a zone.")]
-    channel: Annotated[str, Field(description=f"One of {', '.join(CHANNELS)} (common spellings are accepted).")]
-    activity: Annotated[str, Field(description=f"One of {', '.join(ACTIVITIES)} (common spellings are accepted).")]
+    occurred_at: Annotated[
+        AwareDatetime, Field(description="When it happened, ISO 8601 with a zone.")
+    ]
+    channel: Annotated[
+        str, Field(description=f"One of {', '.join(CHANNELS)} (common spellings are accepted).")
+    ]
+    activity: Annotated[
+        str, Field(description=f"One of {', '.join(ACTIVITIES)} (common spellings are accepted).")
+    ]
     campaign: NotRequired[str | None]
-    value: NotRequired[Annotated[float | None, Field(description="Optional amount, e.g. an order or deal value.")]]
+    value: NotRequired[
+        Annotated[float | None, Field(description="Optional amount, e.g. an order or deal value.")]
+    ]
 
 
 def _canonical(value: str, names: frozenset[str], lookup, what: str, expected: tuple[str, ...]):
@@ -110,13 +130,24 @@ class Lead(TypedDict):
     """A lead as the CRM knows it now."""
 
     # A TypedDict too: validated requests are plain dicts, ready for the scorer without a dump.
-    lead_id: Annotated[str | int, AfterValidator(_id_as_text),
-                       Field(description="The CRM's id of the lead (numbers are read as text).")]
-    attributes: NotRequired[Annotated[dict[str, AttributeValue], Field(
-        description="Lead fields by their CRM name: strings, numbers, booleans or null.")]]
+    lead_id: Annotated[
+        str | int,
+        AfterValidator(_id_as_text),
+        Field(description="The CRM's id of the lead (numbers are read as text)."),
+    ]
+    attributes: NotRequired[
+        Annotated[
+            dict[str, AttributeValue],
+            Field(description="Lead fields by their CRM name: strings, numbers, booleans or null."),
+        ]
+    ]
     touchpoints: NotRequired[Annotated[list[Touchpoint], AfterValidator(_check_touchpoints)]]
-    created_at: NotRequired[Annotated[AwareDatetime | None, Field(description="When the lead was created.")]]
-    as_of: NotRequired[Annotated[AwareDatetime | None, Field(description="Score as of this time (default: now).")]]
+    created_at: NotRequired[
+        Annotated[AwareDatetime | None, Field(description="When the lead was created.")]
+    ]
+    as_of: NotRequired[
+        Annotated[AwareDatetime | None, Field(description="Score as of this time (default: now).")]
+    ]
 
 
 def _with_defaults(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -201,7 +232,9 @@ class ScoreResponse(BaseModel):
     request_id: str
     scored_at: datetime
     model: ModelRef
-    policy_version: int | None = Field(None, description="Version of the qualification policy used.")
+    policy_version: int | None = Field(
+        None, description="Version of the qualification policy used."
+    )
     results: list[LeadScore]
 
 
@@ -247,8 +280,12 @@ class OutcomesRequest(BaseModel):
             "examples": [
                 {
                     "outcomes": [
-                        {"lead_id": "L-10023", "outcome": "won", "closed_at": "2026-12-02T10:00:00Z",
-                         "amount": 12500.0}
+                        {
+                            "lead_id": "L-10023",
+                            "outcome": "won",
+                            "closed_at": "2026-12-02T10:00:00Z",
+                            "amount": 12500.0,
+                        }
                     ]
                 }
             ]

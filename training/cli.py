@@ -23,15 +23,27 @@ def _print_json(payload: dict) -> None:
 def train_command(
     leads: Optional[Path] = typer.Option(None, "--leads", help="Leads file (CSV or Parquet)."),
     touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="Touchpoints file."),
-    outcomes: Optional[Path] = typer.Option(None, "--outcomes", help="Outcomes file (lead_id, closed_at, won)."),
+    outcomes: Optional[Path] = typer.Option(
+        None, "--outcomes", help="Outcomes file (lead_id, closed_at, won)."
+    ),
     id: Optional[str] = typer.Option(None, "--id", help="Lead id column of the leads file."),
     label: Optional[str] = typer.Option(None, "--label", help="Flat mode: the label column."),
-    positive: Optional[str] = typer.Option(None, "--positive", help="Flat mode: label value meaning won."),
-    created_at: Optional[str] = typer.Option(None, "--created-at", help="Lead creation time column."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Column never used (repeat)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML: column mapping, features:, training:, policy:."),
+    positive: Optional[str] = typer.Option(
+        None, "--positive", help="Flat mode: label value meaning won."
+    ),
+    created_at: Optional[str] = typer.Option(
+        None, "--created-at", help="Lead creation time column."
+    ),
+    exclude: Optional[list[str]] = typer.Option(
+        None, "--exclude", help="Column never used (repeat)."
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML: column mapping, features:, training:, policy:."
+    ),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name."),
-    model_name: str = typer.Option(DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."),
+    model_name: str = typer.Option(
+        DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
+    ),
     seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
@@ -39,7 +51,7 @@ def train_command(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from features.contract import DataValidationError
+    from features.data.validation import DataValidationError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
 
@@ -71,7 +83,9 @@ def train_command(
     if result.leakage:
         from training.leakage import exclude_command
 
-        console.print(f"to exclude every suspected column: {exclude_command(result.leakage)}", highlight=False)
+        console.print(
+            f"to exclude every suspected column: {exclude_command(result.leakage)}", highlight=False
+        )
     if as_json:
         _print_json(summary)
         return
@@ -88,20 +102,35 @@ def train_command(
 
 
 def score_command(
-    model: str = typer.Option(..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."),
+    model: str = typer.Option(
+        ..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."
+    ),
     leads: Path = typer.Option(..., "--leads", help="Leads file to score (CSV or Parquet)."),
-    touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="Touchpoints of those leads."),
+    touchpoints: Optional[Path] = typer.Option(
+        None, "--touchpoints", help="Touchpoints of those leads."
+    ),
     out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Scoring moment (ISO 8601); default now, or the file's as_of column."),
-    id: Optional[str] = typer.Option(None, "--id", help="Lead id column, if not the one used in training."),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Scoring moment (ISO 8601); default now, or the file's as_of column."
+    ),
+    id: Optional[str] = typer.Option(
+        None, "--id", help="Lead id column, if not the one used in training."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from features.contract import DataValidationError
-    from training.score import ScoreError, check_output_path, load_for_scoring, score_data, scoring_config, write_scores
+    from features.data.validation import DataValidationError
+    from training.score import (
+        ScoreError,
+        check_output_path,
+        load_for_scoring,
+        score_data,
+        scoring_config,
+        write_scores,
+    )
     from training.tracking import tracking_uri
 
     console = Console(stderr=True)
@@ -119,7 +148,9 @@ def score_command(
             console=console, transient=as_json,
         ) as progress:  # fmt: skip
             task = progress.add_task("scoring", total=len(data.leads))
-            scored = score_data(scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n))
+            scored = score_data(
+                scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n)
+            )
         write_scores(scored, out_path)
     except DataValidationError as exc:
         typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
@@ -136,7 +167,9 @@ def score_command(
         "out": str(out_path),
         "decisions": {k: int(v) for k, v in scored["decision"].value_counts().items()},
         "mean_probability": float(scored["probability"].mean()) if len(scored) else None,
-        "warnings": [f.to_text() for f in data.report.warnings] if hasattr(data.report, "warnings") else [],
+        "warnings": [f.to_text() for f in data.report.warnings]
+        if hasattr(data.report, "warnings")
+        else [],
     }
     if as_json:
         _print_json(summary)
@@ -147,7 +180,7 @@ def score_command(
 def _load_scorer(model_uri: str):
     import mlflow
 
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
     from training.score import ScoreError
     from training.tracking import tracking_uri
 
@@ -156,7 +189,9 @@ def _load_scorer(model_uri: str):
     try:
         return load_model_scorer(model_uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
-        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first_line = (
+            str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        )
         raise ScoreError(
             f"--model {model_uri}: cannot load it from {tracking_uri()} ({first_line}); use "
             "models:/NAME@champion, models:/NAME/VERSION or runs:/RUN_ID/model, and set "
@@ -166,13 +201,15 @@ def _load_scorer(model_uri: str):
 
 def promote_command(
     version: str = typer.Argument(..., help="Model version to make champion."),
-    model_name: str = typer.Option(DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."),
+    model_name: str = typer.Option(
+        DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
+    ),
 ) -> None:
     """Make VERSION the champion, whatever the gate said."""
+    import mlflow
+
     from training.registry import RegistryError, promote
     from training.tracking import tracking_uri
-
-    import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())

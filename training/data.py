@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from features.config import FeatureConfig
-from features.contract import LeadData
+from features.data.loading import LeadData
 from features.snapshots import attach_attributes, build_snapshots
 
 
@@ -114,7 +114,9 @@ class Split:
     holdout_weeks: float | None
 
 
-def split_holdout(examples: Examples, fraction: float, seed: int, settle_days: float | None = None) -> Split:
+def split_holdout(
+    examples: Examples, fraction: float, seed: int, settle_days: float | None = None
+) -> Split:
     """Time-based holdout (most recent settled leads) when timestamped, else stratified random.
 
     `settle_days` (largest snapshot age + horizon): leads younger than that at `now` are left out.
@@ -122,7 +124,9 @@ def split_holdout(examples: Examples, fraction: float, seed: int, settle_days: f
     n = len(examples.labels)
     if examples.timestamped:
         frame = examples.frame
-        created = frame.groupby("lead_id", sort=False)["created_at"].first().sort_values(kind="stable")
+        created = (
+            frame.groupby("lead_id", sort=False)["created_at"].first().sort_values(kind="stable")
+        )
         # Only leads whose every snapshot is past its horizon have unbiased labels: for newer ones
         # the still-open leads are censored while the quick wins are kept.
         settled = created
@@ -155,7 +159,9 @@ def split_holdout(examples: Examples, fraction: float, seed: int, settle_days: f
         )
         train, holdout = np.sort(train), np.sort(holdout)
         weeks = None
-        description = f"stratified random (no timestamps): {len(train)} leads train, {len(holdout)} held out"
+        description = (
+            f"stratified random (no timestamps): {len(train)} leads train, {len(holdout)} held out"
+        )
         kind = "stratified"
     y_train, y_hold = examples.labels[train], examples.labels[holdout]
     for part, y in (("training", y_train), ("holdout", y_hold)):
@@ -171,7 +177,9 @@ def subsample(indices: np.ndarray, labels: np.ndarray, limit: int | None, seed: 
     """At most `limit` of `indices`, a seeded stratified random sample (sorted)."""
     if limit is None or len(indices) <= limit:
         return indices
-    keep, _ = train_test_split(indices, train_size=limit, stratify=labels[indices], random_state=seed)
+    keep, _ = train_test_split(
+        indices, train_size=limit, stratify=labels[indices], random_state=seed
+    )
     return np.sort(keep)
 
 

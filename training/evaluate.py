@@ -19,12 +19,16 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from features.policy import Policy, apply_policy, score_from_probability, threshold_table, win_rate_by_grade
+from features.policy.monitoring import win_rate_by_grade
+from features.policy.rules import Policy, apply_policy, score_from_probability
+from features.policy.thresholds import threshold_table
 
 CALIBRATION_BINS = 10
 
 
-def expected_calibration_error(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> float:
+def expected_calibration_error(
+    labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS
+) -> float:
     """Mean |observed win rate - mean probability| over equal-width probability bins, weighted
     by the share of leads in each bin (0 = perfectly calibrated)."""
     y = np.asarray(labels, dtype=float)
@@ -39,7 +43,9 @@ def expected_calibration_error(labels: Any, probabilities: Any, bins: int = CALI
     return float(np.sum(np.abs(sum_y[used] - sum_p[used])) / y.size)
 
 
-def calibration_table(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+def calibration_table(
+    labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS
+) -> pd.DataFrame:
     """Per equal-width probability bin: leads, mean predicted probability, observed win rate."""
     y = np.asarray(labels, dtype=float)
     p = np.asarray(probabilities, dtype=float)
@@ -89,7 +95,9 @@ def gains_table(labels: Any, probabilities: Any, groups: int = 10) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def classification_metrics(labels: Any, probabilities: Any, policy: Policy | None = None) -> dict[str, float]:
+def classification_metrics(
+    labels: Any, probabilities: Any, policy: Policy | None = None
+) -> dict[str, float]:
     """ROC AUC, PR AUC, log loss, Brier, ECE, lift in the top decile, and precision/recall/share
     sent to sales at the policy's sales threshold."""
     y = np.asarray(labels, dtype=float)
@@ -102,7 +110,9 @@ def classification_metrics(labels: Any, probabilities: Any, policy: Policy | Non
         "mean_probability": float(p.mean()) if p.size else float("nan"),
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])) if y.size else float("nan"),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
+        if y.size
+        else float("nan"),
         "brier": float(brier_score_loss(y, p)) if y.size else float("nan"),
         "ece": expected_calibration_error(y, p),
     }
@@ -135,7 +145,9 @@ def evaluation_tables(
     }
 
 
-def save_charts(labels: Any, probabilities: Any, directory: str | Path, title: str = "") -> list[Path]:
+def save_charts(
+    labels: Any, probabilities: Any, directory: str | Path, title: str = ""
+) -> list[Path]:
     """ROC, precision-recall, calibration and cumulative gains charts as PNG files."""
     import matplotlib
 
@@ -183,7 +195,12 @@ def save_charts(labels: Any, probabilities: Any, directory: str | Path, title: s
 
     gains = gains_table(y, p)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, *gains["cumulative_share_of_leads"]], [0, *gains["cumulative_gain"]], "o-", label="model")
+    ax.plot(
+        [0, *gains["cumulative_share_of_leads"]],
+        [0, *gains["cumulative_gain"]],
+        "o-",
+        label="model",
+    )
     ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
     ax.set(xlabel="Share of leads (highest scores first)", ylabel="Share of wins",
            title="Cumulative gains")  # fmt: skip

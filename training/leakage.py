@@ -37,13 +37,24 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     for pattern, why in (
         (r"\btags?\b", "tags are usually set by sales while working the lead"),
         (r"\bquality\b", "a quality rating is usually given by the person who worked the lead"),
-        (r"\b(status|stage|disposition|outcome|result)\b", "a status or stage records how the sale went"),
-        (r"\b(lost|won|closed|converted|deal|opportunity|revenue)\b", "it describes the sale itself"),
+        (
+            r"\b(status|stage|disposition|outcome|result)\b",
+            "a status or stage records how the sale went",
+        ),
+        (
+            r"\b(lost|won|closed|converted|deal|opportunity|revenue)\b",
+            "it describes the sale itself",
+        ),
         (r"\b(owner|assigned|rep)\b", "it is set when sales takes the lead"),
-        (r"\b(score|index|rating|grade|profile)\b", "a score, index or profile assigned to the lead, "
-         "often by sales or another system after hand-off"),
-        (r"\blast\b.*\b(activity|notable|contact|touch)\b", "the last activity is recorded up to the "
-         "export, after the lead was handed over"),
+        (
+            r"\b(score|index|rating|grade|profile)\b",
+            "a score, index or profile assigned to the lead, "
+            "often by sales or another system after hand-off",
+        ),
+        (
+            r"\blast\b.*\b(activity|notable|contact|touch)\b",
+            "the last activity is recorded up to the export, after the lead was handed over",
+        ),
         (r"\b(notes?|comments?|call outcome)\b", "notes are written during the sales conversation"),
     )
 )
@@ -192,15 +203,24 @@ def check_leakage(
         drop = drops.get(column)
         reasons = []
         if auc is not None and auc > SINGLE_AUC_LIMIT:
-            reasons.append(f"it alone separates won and lost leads (single-feature ROC AUC {auc:.3f})")
-        if share is not None and share >= DOMINANCE_SHARE and drop is not None and drop >= DOMINANCE_AUC_DROP:
+            reasons.append(
+                f"it alone separates won and lost leads (single-feature ROC AUC {auc:.3f})"
+            )
+        if (
+            share is not None
+            and share >= DOMINANCE_SHARE
+            and drop is not None
+            and drop >= DOMINANCE_AUC_DROP
+        ):
             reasons.append(
                 f"it dominates the model ({share:.0%} of permutation importance; shuffling it "
                 f"costs {drop:.3f} ROC AUC)"
             )
         hint = name_hint(column)
         if not reasons and hint and auc is not None and auc >= HINT_MIN_AUC:
-            reasons.append(f"its name suggests sales fills it in ({hint}; single-feature ROC AUC {auc:.3f})")
+            reasons.append(
+                f"its name suggests sales fills it in ({hint}; single-feature ROC AUC {auc:.3f})"
+            )
         if reasons:
             warnings.append(
                 LeakageWarning(

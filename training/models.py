@@ -33,7 +33,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    SplineTransformer,
+    StandardScaler,
+)
 
 _EPS = 1e-6
 CV_ROUNDS_MAX_ROWS = 100_000  # above: scikit-learn's early stopping on a 10% split (cheaper)
@@ -55,7 +60,10 @@ class Candidate:
 
 
 def candidates(
-    search: str = "small", win_rate: float = 0.5, splines: bool = True, rows: int = 0,
+    search: str = "small",
+    win_rate: float = 0.5,
+    splines: bool = True,
+    rows: int = 0,
     categorical: bool = True,
 ) -> list[Candidate]:
     """The search space. `search`: "small" (default: 2 boosting settings + 1 logistic), "wide"
@@ -91,7 +99,9 @@ def candidates(
     if small_data and categorical and search in ("small", "wide"):
         # native splits at the first setting, ordinal codes at every setting
         boosting = [boosting[0], *({**p, "categories": "ordinal"} for p in hgb)]
-    out = [Candidate("gradient_boosting", p) for p in boosting] + [Candidate("logistic", p) for p in logistic]
+    out = [Candidate("gradient_boosting", p) for p in boosting] + [
+        Candidate("logistic", p) for p in logistic
+    ]
     if win_rate < 0.2 and search in ("small", "wide"):
         out.append(Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}))
     return out
@@ -128,7 +138,9 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
             parts.append(("categories", OneHotEncoder(handle_unknown="ignore"), cats))
         if nums.size:
             parts.append(("numbers", make_pipeline(*numeric_steps), nums))
-            parts.append(("missing", MissingIndicator(features="missing-only", error_on_new=False), nums))
+            parts.append(
+                ("missing", MissingIndicator(features="missing-only", error_on_new=False), nums)
+            )
             # "any at all" effects (a demo request, a webinar) next to the "how many" curve
             parts.append(("nonzero", make_pipeline(
                 SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
@@ -142,7 +154,9 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
     raise ValueError(f"unknown model kind {candidate.kind!r}")
 
 
-def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_folds(
+    labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds grouped by lead. `n_folds` 1 means one 80/20 validation split."""
     y = np.asarray(labels).astype(int)
     k = max(2, n_folds) if n_folds != 1 else 5
@@ -178,7 +192,7 @@ def fit_calibrator(raw: np.ndarray, labels: np.ndarray, method: str) -> dict[str
 
 
 def apply_calibrator(raw: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
-    from features.scoring import CalibratedModel
+    from features.model.calibration import CalibratedModel
 
     class _Raw:
         pass
@@ -186,7 +200,9 @@ def apply_calibrator(raw: np.ndarray, calibration: dict[str, Any]) -> np.ndarray
     return CalibratedModel(_Raw(), calibration, compile=False).calibrate(raw)
 
 
-def choose_calibration(raw: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> tuple[dict[str, Any], dict[str, float]]:
+def choose_calibration(
+    raw: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Sigmoid or isotonic, by cross-fitted log loss on out-of-fold scores; fitted on all of them."""
     y = np.asarray(labels, dtype=float)
     losses = {}
@@ -194,7 +210,9 @@ def choose_calibration(raw: np.ndarray, labels: np.ndarray, seed: int, folds: in
     for method in ("sigmoid", "isotonic"):
         calibrated = np.empty_like(raw)
         for train, test in split.split(raw[:, None], y.astype(int)):
-            calibrated[test] = apply_calibrator(raw[test], fit_calibrator(raw[train], y[train], method))
+            calibrated[test] = apply_calibrator(
+                raw[test], fit_calibrator(raw[train], y[train], method)
+            )
         losses[method] = float(log_loss(y, np.clip(calibrated, _EPS, 1 - _EPS), labels=[0, 1]))
     best = min(losses, key=lambda m: (losses[m], m != "sigmoid"))  # ties: the smoother sigmoid
     return fit_calibrator(raw, y, best), losses
@@ -226,7 +244,11 @@ def search_models(
     for candidate in candidate_list:
         if progress is not None:
             progress(candidate.name)
-        if candidate.kind == "gradient_boosting" and "max_iter" not in candidate.params and len(y) <= CV_ROUNDS_MAX_ROWS:
+        if (
+            candidate.kind == "gradient_boosting"
+            and "max_iter" not in candidate.params
+            and len(y) <= CV_ROUNDS_MAX_ROWS
+        ):
             candidate, oof = _boosting_rounds_by_cv(X, y, folds, candidate, categorical_mask, seed)
         else:
             oof = np.full(len(y), np.nan)
@@ -241,7 +263,9 @@ def search_models(
             {
                 "candidate": candidate.name,
                 "kind": candidate.kind,
-                "raw_log_loss": float(log_loss(y[seen], np.clip(oof[seen], _EPS, 1 - _EPS), labels=[0, 1])),
+                "raw_log_loss": float(
+                    log_loss(y[seen], np.clip(oof[seen], _EPS, 1 - _EPS), labels=[0, 1])
+                ),
                 "calibrated_log_loss": min(losses.values()),
                 "roc_auc": float(roc_auc_score(y[seen], oof[seen])),
             }
@@ -275,12 +299,16 @@ def _boosting_rounds_by_cv(
     0.8775 -> ~0.879 without the lead id.
     """
     fold_models, curves = [], np.zeros(max_rounds)
-    grow = Candidate(candidate.kind, {**candidate.params, "max_iter": max_rounds, "early_stopping": False})
+    grow = Candidate(
+        candidate.kind, {**candidate.params, "max_iter": max_rounds, "early_stopping": False}
+    )
     for train, test in folds:
         model = build_estimator(grow, categorical_mask, seed).fit(X[train], y[train])
         fold_models.append(model)
         for i, p in enumerate(model.staged_predict_proba(X[test])):
-            curves[i] += log_loss(y[test], np.clip(p[:, 1], _EPS, 1 - _EPS), labels=[0, 1]) * len(test)
+            curves[i] += log_loss(y[test], np.clip(p[:, 1], _EPS, 1 - _EPS), labels=[0, 1]) * len(
+                test
+            )
     # the round with the lowest held-out loss, rounded up to a multiple of 10 (stable across seeds)
     rounds = int(min(max_rounds, 10 * np.ceil((int(np.argmin(curves)) + 1) / 10)))
     oof = np.full(len(y), np.nan)
@@ -289,4 +317,6 @@ def _boosting_rounds_by_cv(
             if i == rounds:
                 oof[test] = p[:, 1]
                 break
-    return Candidate(candidate.kind, {**candidate.params, "max_iter": rounds, "early_stopping": False}), oof
+    return Candidate(
+        candidate.kind, {**candidate.params, "max_iter": rounds, "early_stopping": False}
+    ), oof

@@ -63,7 +63,9 @@ def promotion_gate(
         f"{ece_tolerance:.4f})"
     )
     if gain < auc_margin:
-        reason = f"stays challenger: not better than champion v{champion_version} by the margin; {facts}"
+        reason = (
+            f"stays challenger: not better than champion v{champion_version} by the margin; {facts}"
+        )
         return GateDecision(False, reason, challenger, champion, champion_version)
     if ece_gap > ece_tolerance or loss_gap > 0:
         reason = f"stays challenger: better ranking but worse calibration than champion v{champion_version}; {facts}"
@@ -95,7 +97,9 @@ def promote(model_name: str, version: str | int, client: Any = None) -> str:
         client.get_model_version(model_name, version)
     except MlflowException:
         try:
-            versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
+            versions = sorted(
+                int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
+            )
         except MlflowException:
             versions = []
         known = ", ".join(map(str, versions)) if versions else "none"

@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import DataConfig, LeadData, load_lead_data
-from features.scoring import LeadScorer, format_reasons
+from features.data.config import DataConfig
+from features.data.loading import LeadData, load_lead_data
+from features.model.reasons import format_reasons
+from features.model.scorer import LeadScorer
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -48,7 +50,14 @@ def scoring_config(
         "exclude": list(trained.get("exclude") or []),
         "types": dict(trained.get("types") or {}),
     }
-    for key in ("timezone", "dayfirst", "datetime_format", "placeholders", "channel_map", "activity_map"):
+    for key in (
+        "timezone",
+        "dayfirst",
+        "datetime_format",
+        "placeholders",
+        "channel_map",
+        "activity_map",
+    ):
         if key in trained and trained[key] is not None:
             raw[key] = trained[key]
     if touchpoints is not None:
@@ -77,7 +86,9 @@ def score_data(
             frame = frame.assign(**{column["column"]: None})
     if scorer.featurizer.timestamped_ and "created_at" not in frame.columns:
         frame = frame.assign(created_at=pd.NaT)
-    scored = scorer.score_frame(frame, data.touchpoints, as_of=as_of, explain=explain, progress=progress)
+    scored = scorer.score_frame(
+        frame, data.touchpoints, as_of=as_of, explain=explain, progress=progress
+    )
     if explain:
         scored["reasons_for"] = [format_reasons(r) for r in scored["reasons_for"]]
         scored["reasons_against"] = [format_reasons(r) for r in scored["reasons_against"]]

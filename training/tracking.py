@@ -39,7 +39,7 @@ def configure_tracking(experiment: str | None = None) -> str:
     else:
         location = None
         if uri.startswith("sqlite:///"):
-            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+            location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id

@@ -24,10 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.config import FeatureConfig
-from features.contract import DataConfig, DataValidationError, LeadData, load_lead_data
+from features.data.config import DataConfig
+from features.data.loading import LeadData, load_lead_data
 from features.featurizer import LeadFeaturizer
-from features.policy import Policy
-from features.scoring import CalibratedModel, LeadScorer, typical_lead
+from features.model.calibration import CalibratedModel
+from features.model.reasons import typical_lead
+from features.model.scorer import LeadScorer
+from features.policy.rules import Policy
 from training import evaluate, leakage
 from training.data import Examples, Split, build_examples, fingerprints, split_holdout, subsample
 from training.models import build_estimator, candidates, choose_calibration, search_models
@@ -41,7 +44,7 @@ from training.registry import (
 )
 from training.tracking import DEFAULT_MODEL_NAME, configure_tracking
 
-PYFUNC_CODE = Path(__file__).resolve().parent.parent / "features" / "pyfunc_model.py"
+PYFUNC_CODE = Path(__file__).resolve().parent.parent / "features" / "model" / "artifact.py"
 FEATURES_PACKAGE = Path(__file__).resolve().parent.parent / "features"
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
 
@@ -51,24 +54,35 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="Share of leads held out (most recent).")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="Share of leads held out (most recent)."
+    )
     cv_folds: int = Field(3, ge=1, le=10, description="Cross-validation folds for model selection.")
     search: str = Field("small", description="Candidate grid: small, wide, tiny or none.")
     splines: bool = Field(True, description="Spline-expand numbers for the logistic regression.")
     max_training_rows: int | None = Field(300_000, ge=1000, description="Cap on training examples.")
     max_holdout_rows: int | None = Field(200_000, ge=1000, description="Cap on held-out examples.")
-    now: datetime | None = Field(None, description="Data extraction time; default: latest timestamp.")
-    auc_margin: float = Field(AUC_MARGIN, ge=0, description="ROC AUC gain needed to replace the champion.")
-    ece_tolerance: float = Field(ECE_TOLERANCE, ge=0, description="Allowed calibration error increase.")
+    now: datetime | None = Field(
+        None, description="Data extraction time; default: latest timestamp."
+    )
+    auc_margin: float = Field(
+        AUC_MARGIN, ge=0, description="ROC AUC gain needed to replace the champion."
+    )
+    ece_tolerance: float = Field(
+        ECE_TOLERANCE, ge=0, description="Allowed calibration error increase."
+    )
     refit: bool | None = Field(
-        None, description="After evaluation, refit the chosen model on training + held-out examples "
+        None,
+        description="After evaluation, refit the chosen model on training + held-out examples "
         "and serve that (the holdout metrics and the champion gate use the model fitted without "
         "the holdout). None (default): when there are at most 100,000 examples, where the "
-        "holdout's extra 25% of data matters."
+        "holdout's extra 25% of data matters.",
     )
     threads: int | None = Field(
-        1, ge=1, description="OpenMP threads for gradient boosting; 1 avoids the large slow-down of "
-        "spinning threads on a busy machine, None uses every core."
+        1,
+        ge=1,
+        description="OpenMP threads for gradient boosting; 1 avoids the large slow-down of "
+        "spinning threads on a busy machine, None uses every core.",
     )
 
 
@@ -109,7 +123,11 @@ def resolve_config(config_file: str | Path | None = None, **data_overrides: Any)
             raise TrainingConfigError(f"config file {path} must be a mapping of `key: value` lines")
         base = path.parent
     sections = {}
-    for name, model in (("features", FeatureConfig), ("training", TrainingConfig), ("policy", Policy)):
+    for name, model in (
+        ("features", FeatureConfig),
+        ("training", TrainingConfig),
+        ("policy", Policy),
+    ):
         try:
             sections[name] = model.model_validate(raw.pop(name, None) or {})
         except ValidationError as exc:
@@ -118,7 +136,9 @@ def resolve_config(config_file: str | Path | None = None, **data_overrides: Any)
             raise TrainingConfigError(f"config {where}: {first['msg']}") from None
     if "leads" not in raw:
         if data_overrides.get("leads") is None:
-            raise TrainingConfigError("no leads file: give --leads PATH (or `leads:` in the config file)")
+            raise TrainingConfigError(
+                "no leads file: give --leads PATH (or `leads:` in the config file)"
+            )
         raw["leads"] = str(data_overrides["leads"])
     try:
         data = DataConfig.model_validate(raw)
@@ -223,11 +243,17 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
             f"examples (training.max_training_rows)"
         )
     if len(holdout_rows) < len(split.holdout):
-        notes.append(f"evaluated on a random sample of {len(holdout_rows):,} of {len(split.holdout):,} held-out examples")
+        notes.append(
+            f"evaluated on a random sample of {len(holdout_rows):,} of {len(split.holdout):,} held-out examples"
+        )
 
     step("learning feature vocabularies")
-    train_leads = data.leads[data.leads["lead_id"].isin(set(examples.frame["lead_id"].iloc[split.train]))]
-    featurizer = LeadFeaturizer(config.features).fit(train_leads, data.attribute_types, data.touchpoints)
+    train_leads = data.leads[
+        data.leads["lead_id"].isin(set(examples.frame["lead_id"].iloc[split.train]))
+    ]
+    featurizer = LeadFeaturizer(config.features).fit(
+        train_leads, data.attribute_types, data.touchpoints
+    )
     step(f"computing features of {len(train_rows) + len(holdout_rows):,} examples")
     frame = examples.frame
     X_train = featurizer.transform(frame.iloc[train_rows], data.touchpoints)
@@ -241,7 +267,9 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     )
     n_folds = config.training.cv_folds if len(train_rows) <= LARGE_DATA_ROWS else 1
     if n_folds != config.training.cv_folds:
-        notes.append(f"{len(train_rows):,} training examples: one validation split instead of {config.training.cv_folds}-fold CV")
+        notes.append(
+            f"{len(train_rows):,} training examples: one validation split instead of {config.training.cv_folds}-fold CV"
+        )
     groups = frame["lead_id"].to_numpy()[train_rows]
     total = len(candidate_list)
     counter = iter(range(1, total + 1))
@@ -276,8 +304,15 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
 
 
 def _refit(
-    candidate: Any, mask: np.ndarray, seed: int, X_train: np.ndarray, y_train: np.ndarray,
-    X_holdout: np.ndarray, y_holdout: np.ndarray, oof_raw: np.ndarray, evaluated: CalibratedModel,
+    candidate: Any,
+    mask: np.ndarray,
+    seed: int,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_holdout: np.ndarray,
+    y_holdout: np.ndarray,
+    oof_raw: np.ndarray,
+    evaluated: CalibratedModel,
 ) -> CalibratedModel:
     """The chosen candidate (same settings, same number of boosting rounds) fitted on training +
     held-out examples, calibrated on out-of-sample scores only: the training part's out-of-fold
@@ -293,7 +328,11 @@ def _refit(
 
 
 def _champion_metrics(
-    model_name: str, holdout_frame: pd.DataFrame, data: LeadData, config: RunConfig, labels: np.ndarray
+    model_name: str,
+    holdout_frame: pd.DataFrame,
+    data: LeadData,
+    config: RunConfig,
+    labels: np.ndarray,
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
     """(champion version, its metrics on this run's holdout, or why it could not be scored).
 
@@ -304,7 +343,7 @@ def _champion_metrics(
     """
     from mlflow import MlflowClient
 
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
 
     version = champion_version(MlflowClient(), model_name)
     if version is None:
@@ -313,8 +352,16 @@ def _champion_metrics(
         # the champion's evaluation model: fitted without its own holdout, like this run's
         champion = load_model_scorer(f"models:/{model_name}/{version}", evaluation=True)
         if champion.featurizer.uses_touchpoints_ and data.touchpoints is None:
-            return version, None, "the champion uses touchpoints and this run has none (--touchpoints)"
-        needed = [c["column"] for c in champion.featurizer.attributes_.columns_ if c["column"] != "created_at"]
+            return (
+                version,
+                None,
+                "the champion uses touchpoints and this run has none (--touchpoints)",
+            )
+        needed = [
+            c["column"]
+            for c in champion.featurizer.attributes_.columns_
+            if c["column"] != "created_at"
+        ]
         absent = [c for c in needed if c not in holdout_frame.columns]
         frame = holdout_frame
         if absent:
@@ -325,7 +372,11 @@ def _champion_metrics(
             extra = load_lead_data(again).leads
             lacking = [c for c in absent if c not in extra.columns]
             if lacking:
-                return version, None, f"the champion needs column(s) {lacking} that the leads file lacks"
+                return (
+                    version,
+                    None,
+                    f"the champion needs column(s) {lacking} that the leads file lacks",
+                )
             frame = holdout_frame.merge(extra[["lead_id", *absent]], on="lead_id", how="left")
         probability = champion.predict_proba(frame, data.touchpoints)
     except Exception as exc:  # noqa: BLE001 - any failure means the champion cannot be compared
@@ -334,7 +385,16 @@ def _champion_metrics(
 
 
 def _pip_requirements() -> list[str]:
-    packages = ["mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "skops", "pydantic", "scipy"]
+    packages = [
+        "mlflow",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "skops",
+        "pydantic",
+        "scipy",
+    ]
     out = []
     for name in packages:
         try:
@@ -344,7 +404,9 @@ def _pip_requirements() -> list[str]:
     return out
 
 
-def _input_example(frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool) -> pd.DataFrame:
+def _input_example(
+    frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool
+) -> pd.DataFrame:
     """A few raw leads in the pyfunc input format (timestamps as ISO text, touchpoints as JSON)."""
     example = frame.head(3).copy()
     example = example.drop(columns=[c for c in ("snapshot_age_days",) if c in example.columns])
@@ -364,7 +426,9 @@ def _input_example(frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_t
     if uses_touchpoints:
         texts = []
         for lead_id, as_of in zip(frame.head(3)["lead_id"], frame.head(3).get("as_of", [None] * 3)):
-            rows = touchpoints[touchpoints["lead_id"] == lead_id] if touchpoints is not None else None
+            rows = (
+                touchpoints[touchpoints["lead_id"] == lead_id] if touchpoints is not None else None
+            )
             if rows is not None and as_of is not None:
                 rows = rows[rows["occurred_at"] <= as_of]
             items = [] if rows is None else [
@@ -395,7 +459,12 @@ def train(
 
 
 def _train(
-    config: RunConfig, experiment: str | None, model_name: str, seed: int, step: Step, data: LeadData | None
+    config: RunConfig,
+    experiment: str | None,
+    model_name: str,
+    seed: int,
+    step: Step,
+    data: LeadData | None,
 ) -> TrainResult:
     import mlflow
 
@@ -416,9 +485,14 @@ def _train(
         scorer.estimator.predict_proba, fitted.X_holdout, y_holdout, groups, seed=seed
     )
     train_frame = examples.frame.iloc[fitted.train_rows]
-    leak_rows = subsample(np.arange(len(train_frame)), examples.labels[fitted.train_rows], 200_000, seed)
+    leak_rows = subsample(
+        np.arange(len(train_frame)), examples.labels[fitted.train_rows], 200_000, seed
+    )
     single = leakage.single_feature_aucs(
-        train_frame.iloc[leak_rows], examples.labels[fitted.train_rows][leak_rows], data.attribute_types, seed
+        train_frame.iloc[leak_rows],
+        examples.labels[fitted.train_rows][leak_rows],
+        data.attribute_types,
+        seed,
     )
     leaks = leakage.check_leakage(single, importance)
     warnings = [w.to_text() for w in leaks] + fitted.notes
@@ -430,9 +504,17 @@ def _train(
     ]
 
     holdout_frame = examples.frame.iloc[fitted.holdout_rows]
-    holdout_as_of = holdout_frame["as_of"] if "as_of" in holdout_frame else pd.Series(pd.NaT, index=holdout_frame.index)
+    holdout_as_of = (
+        holdout_frame["as_of"]
+        if "as_of" in holdout_frame
+        else pd.Series(pd.NaT, index=holdout_frame.index)
+    )
     scorer.holdout = pd.DataFrame(
-        {"probability": p_holdout, "label": y_holdout.astype(np.int64), "as_of": holdout_as_of.to_numpy()}
+        {
+            "probability": p_holdout,
+            "label": y_holdout.astype(np.int64),
+            "as_of": holdout_as_of.to_numpy(),
+        }
     )
     trained_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scorer.metadata = {
@@ -456,7 +538,9 @@ def _train(
     if fitted.refitted:
         scorer.estimator = fitted.final_estimator
     scorer.metadata["refit"] = fitted.refitted
-    scorer.metadata["examples_fitted"] = len(fitted.train_rows) + fitted.refitted * len(fitted.holdout_rows)
+    scorer.metadata["examples_fitted"] = len(fitted.train_rows) + fitted.refitted * len(
+        fitted.holdout_rows
+    )
 
     step("logging to MLflow")
     experiment_id = configure_tracking(experiment)
@@ -481,12 +565,21 @@ def _train(
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})
         best = fitted.search_table[fitted.search_table["selected"]].iloc[0]
-        mlflow.log_metrics({"cv_log_loss": float(best["calibrated_log_loss"]), "cv_roc_auc": float(best["roc_auc"])})
+        mlflow.log_metrics(
+            {
+                "cv_log_loss": float(best["calibrated_log_loss"]),
+                "cv_roc_auc": float(best["roc_auc"]),
+            }
+        )
 
-        tables = evaluate.evaluation_tables(y_holdout, p_holdout, split.holdout_weeks or 1.0, config.policy)
+        tables = evaluate.evaluation_tables(
+            y_holdout, p_holdout, split.holdout_weeks or 1.0, config.policy
+        )
         tables["search"] = fitted.search_table
         tables["permutation_importance"] = importance
-        tables["single_feature_auc"] = pd.DataFrame({"column": list(single), "roc_auc": list(single.values())})
+        tables["single_feature_auc"] = pd.DataFrame(
+            {"column": list(single), "roc_auc": list(single.values())}
+        )
         tables["features"] = scorer.featurizer.feature_table()
         table_dir = tmp_path / "tables"
         table_dir.mkdir()
@@ -503,7 +596,10 @@ def _train(
              "snapshots": examples.snapshot_report}, "data/fingerprints.json",
         )  # fmt: skip
         mlflow.log_dict(
-            {"calibration": scorer.estimator.calibration["method"], "cross_fitted_log_loss": fitted.calibration_losses},
+            {
+                "calibration": scorer.estimator.calibration["method"],
+                "cross_fitted_log_loss": fitted.calibration_losses,
+            },
             "evaluation/calibration_choice.json",
         )
         mlflow.log_dict({"warnings": [w.to_dict() for w in leaks], "exclude": leakage.exclude_command(leaks)},
@@ -515,7 +611,9 @@ def _train(
         artifact_paths = _save_artifacts(
             scorer, tmp_path / "artifacts", evaluation_estimator if fitted.refitted else None
         )
-        example = _input_example(holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_))
+        example = _input_example(
+            holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_)
+        )
         output = _pyfunc_predict(scorer, example)
         signature = _signature(example, output)
         info = mlflow.pyfunc.log_model(
@@ -549,7 +647,9 @@ def _train(
         if gate.promote:
             client.set_registered_model_alias(model_name, "champion", version)
         if champ_metrics:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in champ_metrics.items() if math.isfinite(v)})
+            mlflow.log_metrics(
+                {f"champion_{k}": v for k, v in champ_metrics.items() if math.isfinite(v)}
+            )
         mlflow.log_dict(gate.to_dict(), "promotion.json")
         mlflow.set_tags(
             {"promotion": "champion" if gate.promote else CHALLENGER, "promotion_reason": gate.reason[:5000],
@@ -590,13 +690,13 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame):
 def _save_artifacts(
     scorer: LeadScorer, directory: Path, evaluation_estimator: CalibratedModel | None = None
 ) -> dict[str, str]:
-    from features.pyfunc_model import save_scorer
+    from features.model.artifact import save_scorer
 
     return save_scorer(scorer, directory, evaluation_estimator)
 
 
 def _pyfunc_predict(scorer: LeadScorer, example: pd.DataFrame) -> pd.DataFrame:
-    from features.pyfunc_model import LeadScoringModel
+    from features.model.artifact import LeadScoringModel
 
     model = LeadScoringModel()
     model.scorer = scorer

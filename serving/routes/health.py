@@ -23,7 +23,9 @@ async def healthz() -> OrjsonResponse:
     "/readyz",
     response_model=Readiness,
     summary="Ready to score: a model is loaded and the database answers",
-    responses={503: {"model": Readiness, "description": "Not ready; `checks` says what is missing"}},
+    responses={
+        503: {"model": Readiness, "description": "Not ready; `checks` says what is missing"}
+    },
 )
 async def readyz(request: Request) -> OrjsonResponse:
     store = request.app.state.model_store
@@ -39,7 +41,10 @@ async def readyz(request: Request) -> OrjsonResponse:
         await run_in_threadpool(ping, request.app.state.engine)
         database_check = {"ok": True}
     except Exception as error:
-        database_check = {"ok": False, "error": f"database unreachable: {type(error).__name__}: {error}"}
+        database_check = {
+            "ok": False,
+            "error": f"database unreachable: {type(error).__name__}: {error}",
+        }
     writer = request.app.state.score_log
     checks = {
         "model": model_check,

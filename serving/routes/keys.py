@@ -28,7 +28,9 @@ async def list_keys(_: AdminKey, engine: EngineDep) -> list[dict]:
 
 
 @router.post(
-    "", response_model=CreatedKey, status_code=201,
+    "",
+    response_model=CreatedKey,
+    status_code=201,
     summary="Create an API key; the key is shown only in this answer",
 )
 async def create_key(body: NewKey, _: AdminKey, engine: EngineDep, request: Request) -> dict:

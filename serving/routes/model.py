@@ -19,7 +19,9 @@ def model_not_loaded(store) -> HTTPException:
     return HTTPException(503, f"no model loaded yet: {reason}", headers={"Retry-After": "5"})
 
 
-@router.get("/model", response_model=ModelInfo, summary="Name, version, metrics and features of the model")
+@router.get(
+    "/model", response_model=ModelInfo, summary="Name, version, metrics and features of the model"
+)
 async def get_model(_: ReaderKey, request: Request) -> dict:
     store = request.app.state.model_store
     loaded = store.current

@@ -65,7 +65,9 @@ async def ops_static(name: str) -> FileResponse:
     path = (STATIC / name).resolve()
     if path.parent != STATIC.resolve() or not path.is_file():
         raise HTTPException(404, f"no such file: /ops/static/{name}")
-    media = "text/javascript" if name.endswith(".js") else "text/css" if name.endswith(".css") else None
+    media = (
+        "text/javascript" if name.endswith(".js") else "text/css" if name.endswith(".css") else None
+    )
     return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
@@ -76,7 +78,9 @@ async def ops_static(name: str) -> FileResponse:
 async def ops_monitoring(
     request: Request,
     _key: ReaderKey,
-    days: Annotated[float, Query(gt=0, le=3650, description="How far back to look at scores.")] = 28,
+    days: Annotated[
+        float, Query(gt=0, le=3650, description="How far back to look at scores.")
+    ] = 28,
 ) -> OrjsonResponse:
     def run() -> dict:
         try:
@@ -84,6 +88,8 @@ async def ops_monitoring(
         except BasisUnavailable:
             holdout = None
         engine = request.app.state.engine
-        return monitoring(holdout, read_recent_scores(engine, days), read_outcomes_with_grades(engine), days)
+        return monitoring(
+            holdout, read_recent_scores(engine, days), read_outcomes_with_grades(engine), days
+        )
 
     return OrjsonResponse(await run_in_threadpool(run))

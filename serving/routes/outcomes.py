@@ -52,8 +52,11 @@ def _upsert(engine: Engine, items: list[dict], key_name: str) -> list[dict]:
             if row is None:
                 connection.execute(
                     outcomes.insert().values(
-                        lead_id=item["lead_id"], reported_at=now, updated_at=now,
-                        api_key_name=key_name, **values,
+                        lead_id=item["lead_id"],
+                        reported_at=now,
+                        updated_at=now,
+                        api_key_name=key_name,
+                        **values,
                     )
                 )
                 status = "created"
@@ -82,17 +85,24 @@ async def post_outcomes(body: OutcomesRequest, key: ScorerKey, engine: EngineDep
     for index, outcome in enumerate(body.outcomes):
         lead_id = str(outcome.lead_id)
         if lead_id in seen:
-            errors.append(problem(
-                f"lead_id {lead_id!r} is also at outcomes[{seen[lead_id]}]",
-                expected="one outcome per lead in a request", field=f"outcomes[{index}].lead_id",
-            ))
+            errors.append(
+                problem(
+                    f"lead_id {lead_id!r} is also at outcomes[{seen[lead_id]}]",
+                    expected="one outcome per lead in a request",
+                    field=f"outcomes[{index}].lead_id",
+                )
+            )
             continue
         seen[lead_id] = index
         closed_at = outcome.closed_at.astimezone(UTC)
-        items.append({
-            "lead_id": lead_id, "won": outcome.outcome == "won", "closed_at": closed_at,
-            "amount": outcome.amount,
-        })
+        items.append(
+            {
+                "lead_id": lead_id,
+                "won": outcome.outcome == "won",
+                "closed_at": closed_at,
+                "amount": outcome.amount,
+            }
+        )
     if errors:
         raise RequestProblem(422, f"duplicate lead ids: {errors[0]['message']}", errors)
     results = await run_in_threadpool(record_outcomes, engine, items, key.name)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.policy import GradeBands, HardRule, PolicyError
+from features.policy.rules import GradeBands, HardRule, PolicyError
 from serving.deps import OpsKey, ReaderKey
 from serving.errors import RequestProblem, problem
 from serving.policy_data import (
@@ -44,7 +44,9 @@ async def lifespan(app: FastAPI):
     cache = PolicyCache(
         app.state.engine,
         default=lambda: model_default_policy(app.state.model_store),
-        refresh_seconds=getattr(app.state.settings, "policy_refresh_seconds", POLICY_REFRESH_SECONDS),
+        refresh_seconds=getattr(
+            app.state.settings, "policy_refresh_seconds", POLICY_REFRESH_SECONDS
+        ),
     )
     await run_in_threadpool(cache.start)
     app.state.policies = cache
@@ -62,9 +64,14 @@ class PolicyFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sales_threshold: float | None = Field(None, ge=0, le=100, description="Scores at or above go to sales.")
+    sales_threshold: float | None = Field(
+        None, ge=0, le=100, description="Scores at or above go to sales."
+    )
     nurture_threshold: float | None = Field(
-        None, ge=0, le=100, description="Scores at or above, below the sales threshold, are nurtured."
+        None,
+        ge=0,
+        le=100,
+        description="Scores at or above, below the sales threshold, are nurtured.",
     )
     grades: GradeBands | None = Field(None, description="Lowest score of grades A, B and C.")
     rules: list[HardRule] | None = Field(
@@ -89,17 +96,24 @@ class PolicyChange(BaseModel):
     policy: PolicyFields
     reason: str = Field(min_length=1, max_length=2000, description="Why: kept in the history.")
     expected_version: int | None = Field(
-        None, ge=0, le=MAX_VERSION,
+        None,
+        ge=0,
+        le=MAX_VERSION,
         description="The version you edited; the change is refused (409) if it is no longer current.",
     )
 
 
 class Rollback(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"version": 2, "reason": "Back to the February policy: too many leads"}]
-    })
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"version": 2, "reason": "Back to the February policy: too many leads"}]
+        },
+    )
 
-    version: int = Field(ge=0, le=MAX_VERSION, description="The version to restore (0: the model's default policy).")
+    version: int = Field(
+        ge=0, le=MAX_VERSION, description="The version to restore (0: the model's default policy)."
+    )
     reason: str = Field(min_length=1, max_length=2000)
     expected_version: int | None = Field(None, ge=0, le=MAX_VERSION)
 
@@ -125,9 +139,12 @@ class SimulateRequest(BaseModel):
     )
     value: float | None = Field(None, allow_inf_nan=False, description="The target for `by`.")
     cost_per_lead: float = Field(1.0, ge=0, allow_inf_nan=False)
-    threshold: float | None = Field(None, ge=0, le=100, description="Evaluate this sales threshold.")
+    threshold: float | None = Field(
+        None, ge=0, le=100, description="Evaluate this sales threshold."
+    )
     source: Literal["holdout", "recent"] = Field(
-        "holdout", description="holdout: the champion's held-out leads with outcomes; recent: the score log."
+        "holdout",
+        description="holdout: the champion's held-out leads with outcomes; recent: the score log.",
     )
     days: float = Field(28, gt=0, le=3650, description="For source=recent: how far back to look.")
     include_table: bool = Field(True, description="Return the whole table (thresholds 0-100).")
@@ -151,14 +168,20 @@ async def put_policy(request: Request, change: PolicyChange, key: OpsKey) -> Orj
     cache = _cache(request)
     fields = change.policy.model_dump(exclude_unset=True, mode="json")
     if not fields:
-        raise RequestProblem(422, "policy: nothing to change; give at least one of sales_threshold, "
-                             "nurture_threshold, grades, rules", [problem("no policy field given", field="policy")])
+        raise RequestProblem(
+            422,
+            "policy: nothing to change; give at least one of sales_threshold, "
+            "nurture_threshold, grades, rules",
+            [problem("no policy field given", field="policy")],
+        )
     try:
         policy = merge_policy(cache.current().policy, fields)
     except ValidationError as error:
         message = validation_message(error)
         raise RequestProblem(422, message, [problem(message, field="policy")]) from None
-    saved = await run_in_threadpool(_save, cache, policy, key.name, change.reason, change.expected_version)
+    saved = await run_in_threadpool(
+        _save, cache, policy, key.name, change.reason, change.expected_version
+    )
     return OrjsonResponse(saved.to_dict())
 
 
@@ -177,7 +200,9 @@ async def rollback_policy(request: Request, body: Rollback, key: OpsKey) -> Orjs
 
     def run():
         try:
-            return cache.rollback(body.version, key.name, body.reason, expected_version=body.expected_version)
+            return cache.rollback(
+                body.version, key.name, body.reason, expected_version=body.expected_version
+            )
         except PolicyConflict as error:
             raise RequestProblem(409, str(error)) from None
         except PolicyStoreError as error:
@@ -194,17 +219,21 @@ async def policy_history(
 ) -> OrjsonResponse:
     versions = await run_in_threadpool(history, request.app.state.engine, limit)
     current = _cache(request).current()
-    return OrjsonResponse({
-        "current_version": current.version,
-        "versions": [v.to_dict() for v in versions],
-    })
+    return OrjsonResponse(
+        {
+            "current_version": current.version,
+            "versions": [v.to_dict() for v in versions],
+        }
+    )
 
 
 @router.post(
     "/simulate",
     summary="What a threshold would do: leads a week to sales, expected wins, precision, recall, lift",
 )
-async def simulate_policy(request: Request, body: SimulateRequest, _key: ReaderKey) -> OrjsonResponse:
+async def simulate_policy(
+    request: Request, body: SimulateRequest, _key: ReaderKey
+) -> OrjsonResponse:
     if body.by is not None and body.value is None:
         message = {
             "value": "the value of a won deal (and cost_per_lead, the cost of working one lead)",
@@ -212,22 +241,31 @@ async def simulate_policy(request: Request, body: SimulateRequest, _key: ReaderK
             "precision": "the target precision between 0 and 1",
             "recall": "the target recall between 0 and 1",
         }[body.by]
-        raise RequestProblem(422, f"value is required when choosing by {body.by}: give {message}",
-                             [problem("is required", expected=message, field="value")])
+        raise RequestProblem(
+            422,
+            f"value is required when choosing by {body.by}: give {message}",
+            [problem("is required", expected=message, field="value")],
+        )
     current = _cache(request).current()
 
     def run() -> dict[str, Any]:
         try:
             basis = (
-                holdout_basis(request.app.state.model_store) if body.source == "holdout"
+                holdout_basis(request.app.state.model_store)
+                if body.source == "holdout"
                 else recent_basis(request.app.state.engine, body.days)
             )
         except BasisUnavailable as error:
             raise RequestProblem(409, str(error)) from None
         try:
             result = simulate(
-                basis, current.policy, by=body.by, value=body.value, cost_per_lead=body.cost_per_lead,
-                threshold=body.threshold, include_table=body.include_table,
+                basis,
+                current.policy,
+                by=body.by,
+                value=body.value,
+                cost_per_lead=body.cost_per_lead,
+                threshold=body.threshold,
+                include_table=body.include_table,
             )
         except PolicyError as error:
             raise RequestProblem(422, str(error), [problem(str(error), field="value")]) from None

@@ -16,8 +16,8 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from features.policy import Policy
-from features.touchpoints import iso_strings_ns
+from features.data.values import iso_strings_ns
+from features.policy.rules import Policy
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
@@ -51,11 +51,15 @@ def _duplicates(leads: list[dict]) -> list[dict]:
     for index, lead in enumerate(leads):
         lead_id = lead["lead_id"]
         if lead_id in first:
-            errors.append(problem(
-                f"lead_id {lead_id!r} was already given for lead {first[lead_id]}",
-                expected="each lead at most once per request", lead_index=index, field="lead_id",
-                lead_id=lead_id,
-            ))
+            errors.append(
+                problem(
+                    f"lead_id {lead_id!r} was already given for lead {first[lead_id]}",
+                    expected="each lead at most once per request",
+                    lead_index=index,
+                    field="lead_id",
+                    lead_id=lead_id,
+                )
+            )
         else:
             first[lead_id] = index
     return errors
@@ -103,7 +107,9 @@ def parse_leads(raw: bytes) -> tuple[ScoreRequest | ScoreRequestText, np.ndarray
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}
+            },
         }
     },
     responses={
@@ -154,11 +160,12 @@ async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
     metrics.observe_many(metrics.SCORES, [r["score"] for r in results])
     for decision, count in Counter(r["decision"] for r in results).items():
         metrics.DECISIONS.labels(decision).inc(count)
-    return OrjsonResponse({
-        "request_id": request_id,
-        "scored_at": now,
-        "model": {"name": loaded.name, "version": loaded.version},
-        "policy_version": policy_version,
-        "results": results,
-    })
-
+    return OrjsonResponse(
+        {
+            "request_id": request_id,
+            "scored_at": now,
+            "model": {"name": loaded.name, "version": loaded.version},
+            "policy_version": policy_version,
+            "results": results,
+        }
+    )

@@ -15,11 +15,9 @@ from features.attributes import (
     SENIORITY_LEVELS,
     AttributeEncoder,
     department_of,
-    normalise_category,
     seniority_of,
-    to_number,
-    to_yes_no,
 )
+from features.data.values import normalise_category, to_number, to_yes_no
 
 
 def encode(values, rare_min_count=1, kind="categorical", name="industry", **kwargs):
@@ -28,8 +26,22 @@ def encode(values, rare_min_count=1, kind="categorical", name="industry", **kwar
     return encoder, encoder.transform(frame)
 
 
-@pytest.mark.parametrize("placeholder", ["Select", " select ", "N/A", "none", "", "  ", "NULL",
-                                         "-- Select --", "Please select", None, float("nan")])
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "Select",
+        " select ",
+        "N/A",
+        "none",
+        "",
+        "  ",
+        "NULL",
+        "-- Select --",
+        "Please select",
+        None,
+        float("nan"),
+    ],
+)
 def test_placeholders_mean_missing(placeholder):
     assert normalise_category(placeholder) is None
 
@@ -80,7 +92,9 @@ def test_datetimes_expand_to_day_of_week_hour_and_month_in_utc():
                                           "last_visit__month"]  # fmt: skip
     assert x[0].tolist() == [1.0, 12.0, 3.0]
     assert np.isnan(x[1]).all()
-    record = encoder.transform_record({"last_visit": datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)})
+    record = encoder.transform_record(
+        {"last_visit": datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)}
+    )
     assert record.tolist() == [1.0, 12.0, 3.0]
 
 

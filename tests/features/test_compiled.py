@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-import features.compiled as compiled
-from features.compiled import compile_boosting
+import features.model.compiled as compiled
+from features.model.compiled import compile_boosting
 
 
 def _data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +30,12 @@ def _model(max_leaf_nodes: int, categorical: bool) -> HistGradientBoostingClassi
     X, y = _data(0, 3000)
     mask = np.array([True, False, False, True, False]) if categorical else None
     return HistGradientBoostingClassifier(
-        max_iter=60, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=5, categorical_features=mask,
-        early_stopping=False, random_state=0,
+        max_iter=60,
+        max_leaf_nodes=max_leaf_nodes,
+        min_samples_leaf=5,
+        categorical_features=mask,
+        early_stopping=False,
+        random_state=0,
     ).fit(X, y)
 
 
@@ -55,7 +59,9 @@ def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
     X = _leads()
     assert np.array_equal(fast(X), model.predict_proba(X)[:, 1])  # the same bits, any batch size
     assert np.array_equal(fast(X[:1]), model.predict_proba(X[:1])[:, 1])
-    assert np.array_equal(fast(X[:100]), model.predict_proba(X[:100])[:, 1])  # a last pass of 36 leads
+    assert np.array_equal(
+        fast(X[:100]), model.predict_proba(X[:100])[:, 1]
+    )  # a last pass of 36 leads
     typical = np.array([2.0, 0.0, 2.0, np.nan, 1.0])
     lead, column = np.nonzero(np.ones(X.shape, dtype=bool))
     raw, occluded = fast.occluded_raw(X, typical, lead, column)
@@ -87,7 +93,9 @@ def test_interval_indices_of_a_few_rows_equal_the_per_feature_path(categorical):
 
 
 @pytest.mark.parametrize("max_leaf_nodes,categorical", [(8, True), (31, False), (63, True)])
-def test_slots_copied_feature_by_feature_equal_the_slot_by_slot_look_ups(max_leaf_nodes, categorical):
+def test_slots_copied_feature_by_feature_equal_the_slot_by_slot_look_ups(
+    max_leaf_nodes, categorical
+):
     fast = compile_boosting(_model(max_leaf_nodes, categorical))
     X = _leads()
     X[::7, 2] = -np.inf

@@ -8,18 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import missing_service
-
-from features.contract import (
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.data.vocabulary import (
     ACTIVITIES,
     CHANNELS,
     HIGH_INTENT,
-    DataConfig,
-    load_lead_data,
     lookup_channel,
     normalise_activity,
     normalise_channel,
 )
+from tests.conftest import missing_service
 
 REPO = Path(__file__).resolve().parents[2]
 XEDUCATION = REPO.parent / "shared" / "data" / "xeducation_leads.csv"
@@ -312,7 +311,9 @@ def test_identifier_like_columns_are_flagged(tmp_path):
     assert "types: {Lead Number: numeric}" in flagged[0].fix
     assert list(data.attribute_types) == ["group"]
     kept = load_lead_data(
-        DataConfig(leads=path, label="won", types={"Lead Number": "numeric"}).with_overrides(id="id")
+        DataConfig(leads=path, label="won", types={"Lead Number": "numeric"}).with_overrides(
+            id="id"
+        )
     )
     assert kept.attribute_types["Lead Number"] == "numeric"
     assert kept.leads["Lead Number"].tolist()[:2] == [1000.0, 1001.0]
@@ -321,7 +322,9 @@ def test_identifier_like_columns_are_flagged(tmp_path):
 
 def test_xeducation_export_loads_in_flat_mode():
     if not XEDUCATION.exists():
-        missing_service(f"real-data check: {XEDUCATION} is not present (put ../shared/data beside the repo)")
+        missing_service(
+            f"real-data check: {XEDUCATION} is not present (put ../shared/data beside the repo)"
+        )
     config = DataConfig.from_yaml(REPO / "examples" / "xeducation.yaml")
     data = load_lead_data(config)
     assert data.flat and len(data.leads) == 9237 and data.leads["lead_id"].is_unique

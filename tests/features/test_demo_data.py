@@ -8,15 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features import demo
-from features.contract import (
-    ACTIVITIES,
-    CHANNELS,
-    DataConfig,
-    load_lead_data,
-    lookup_activity,
-    lookup_channel,
-)
+from features.data import demo
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 from leadscore.cli import app
 
 EXPORT = pd.Timestamp("2024-12-31", tz="UTC")

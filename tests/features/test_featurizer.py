@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.config import FeatureConfig
-from features.contract import ACTIVITIES, CHANNELS
+from features.data.vocabulary import ACTIVITIES, CHANNELS
 from features.featurizer import LeadFeaturizer
 from features.snapshots import attach_attributes, build_snapshots
 
@@ -75,8 +75,15 @@ def frames_from_records(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame
 MICROSECONDS_PER_DAY = 86_400_000_000
 offsets = st.one_of(  # microseconds before T; <= 0 means at or after T
     st.integers(-20 * MICROSECONDS_PER_DAY, 400 * MICROSECONDS_PER_DAY),
-    st.sampled_from([0, 7 * MICROSECONDS_PER_DAY, 30 * MICROSECONDS_PER_DAY,
-                     90 * MICROSECONDS_PER_DAY, 37 * MICROSECONDS_PER_DAY]),  # fmt: skip
+    st.sampled_from(
+        [
+            0,
+            7 * MICROSECONDS_PER_DAY,
+            30 * MICROSECONDS_PER_DAY,
+            90 * MICROSECONDS_PER_DAY,
+            37 * MICROSECONDS_PER_DAY,
+        ]
+    ),  # fmt: skip
 )
 touch_strategy = st.fixed_dictionaries({
     "offset": offsets,
@@ -168,7 +175,9 @@ def test_many_records_in_one_call_equal_each_lead_alone_and_the_batch_path():
     together = FEATURIZER.transform_records(records)
     alone = np.vstack([FEATURIZER.transform_records([r]) for r in records])
     np.testing.assert_array_equal(together, alone)
-    assert np.nansum(together[:, list(FEATURIZER.get_feature_names_out()).index("touches_all")]) > 1000
+    assert (
+        np.nansum(together[:, list(FEATURIZER.get_feature_names_out()).index("touches_all")]) > 1000
+    )
     frame, touchpoints = frames_from_records(
         [dict(r, as_of=pd.Timestamp(r["as_of"])) for r in records]
     )
@@ -269,8 +278,14 @@ def timeline():
 def test_outcomes_never_reach_the_features():
     leads, touches = timeline()
     now = "2024-09-01"
-    won_all = pd.DataFrame({"lead_id": leads["lead_id"], "won": True,
-                            "closed_at": pd.to_datetime("2024-05-01", utc=True), "amount": 1e6})
+    won_all = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"],
+            "won": True,
+            "closed_at": pd.to_datetime("2024-05-01", utc=True),
+            "amount": 1e6,
+        }
+    )
     lost_all = won_all.assign(won=False, amount=0.0)
     snaps_won, _ = build_snapshots(leads, won_all, FeatureConfig(), now)
     snaps_lost, _ = build_snapshots(leads, lost_all, FeatureConfig(), now)
@@ -310,7 +325,9 @@ def test_describe_speaks_to_sales():
     assert f.describe("last_touch_channel", CHANNELS.index("paid_search")) == (
         "Last touch: paid search"
     )
-    assert f.describe("touch_velocity", 2.25) == "2.2 more touches per week than in the month before"
+    assert (
+        f.describe("touch_velocity", 2.25) == "2.2 more touches per week than in the month before"
+    )
     assert f.describe("unsubscribed", 1) == "Unsubscribed from email"
     assert f.describe("created_at__day_of_week", 1) == "Created on a Tuesday"
     assert f.describe("opted_in", 0) == "Opted in: no"
@@ -369,9 +386,9 @@ def test_unseen_categories_at_scoring_time_are_other_not_errors():
     row = FEATURIZER.transform_records([record])[0]
     names = list(FEATURIZER.get_feature_names_out())
     assert row[names.index("industry")] == len(FEATURIZER.attributes_.columns_[0]["categories"])
-    assert FEATURIZER.describe("Job Title__seniority", row[names.index("Job Title__seniority")]) == (
-        "Seniority: Individual contributor"
-    )
+    assert FEATURIZER.describe(
+        "Job Title__seniority", row[names.index("Job Title__seniority")]
+    ) == ("Seniority: Individual contributor")
     assert math.isnan(row[names.index("employees")])
 
 
@@ -415,7 +432,9 @@ def test_other_user_errors_name_the_problem_and_the_fix():
     with pytest.raises(ValueError, match=r"no 'lead_id' column to join touchpoints on"):
         FEATURIZER.transform(frame.drop(columns="lead_id"), touches)
     empty_moment = frame.assign(as_of=[pd.NaT] + [pd.Timestamp("2024-04-01", tz="UTC")] * 5)
-    with pytest.raises(ValueError, match=r"'as_of' is empty for lead\(s\) \['L0'\]; give every row"):
+    with pytest.raises(
+        ValueError, match=r"'as_of' is empty for lead\(s\) \['L0'\]; give every row"
+    ):
         FEATURIZER.transform(empty_moment, touches)
     with pytest.raises(ValueError, match=r"column 'occurred_at' must hold ISO 8601 date-times"):
         FEATURIZER.transform(frame, touches.assign(occurred_at="last tuesday"))
@@ -433,7 +452,9 @@ def test_other_user_errors_name_the_problem_and_the_fix():
 
 def test_unreadable_snapshot_timestamps_are_refused_with_the_fix():
     leads = training_leads().head(2).assign(created_at=["2024-01-01", "soon"])
-    with pytest.raises(ValueError, match=r"column 'created_at' must hold ISO 8601 date-times such as"):
+    with pytest.raises(
+        ValueError, match=r"column 'created_at' must hold ISO 8601 date-times such as"
+    ):
         build_snapshots(leads, None, FeatureConfig(), "2024-06-01")
 
 

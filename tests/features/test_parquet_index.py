@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.contract import DataConfig, load_lead_data
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
 
 
 def _frames():

@@ -18,20 +18,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from features.policy import (
-    Policy,
-    PolicyError,
-    apply_policy,
-    attribute_facts,
-    choose_threshold,
-    decide,
-    frame_facts,
-    lead_facts,
-    population_stability_index,
-    score_from_probability,
-    threshold_table,
-    win_rate_by_grade,
-)
+from features.policy.facts import attribute_facts, frame_facts, lead_facts
+from features.policy.monitoring import population_stability_index, win_rate_by_grade
+from features.policy.rules import Policy, PolicyError, apply_policy, decide, score_from_probability
+from features.policy.thresholds import choose_threshold, threshold_table
 
 P = [0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15, 0.05]
 Y = [1, 1, 0, 1, 0, 1, 0, 0, 0, 0]
@@ -49,7 +39,13 @@ def row(table: pd.DataFrame, threshold: int) -> dict:
 
 def test_table_has_every_integer_threshold(table):
     assert list(table.columns) == [
-        "threshold", "share_to_sales", "leads_per_week", "precision", "recall", "expected_wins", "lift",
+        "threshold",
+        "share_to_sales",
+        "leads_per_week",
+        "precision",
+        "recall",
+        "expected_wins",
+        "lift",
     ]
     assert table["threshold"].tolist() == list(range(101))
 
@@ -69,7 +65,9 @@ def test_table_has_every_integer_threshold(table):
         (45, 0.6, 3.0, 4 / 6, 1.0, 2.0, (4 / 6) / 0.4),
     ],
 )
-def test_table_rows_match_hand_counts(table, threshold, share, per_week, precision, recall, wins, lift):
+def test_table_rows_match_hand_counts(
+    table, threshold, share, per_week, precision, recall, wins, lift
+):
     r = row(table, threshold)
     assert r["share_to_sales"] == pytest.approx(share)
     assert r["leads_per_week"] == pytest.approx(per_week)
@@ -145,7 +143,9 @@ def test_unreachable_precision_names_the_best_available():
     table = threshold_table([0.9, 0.8, 0.2], [0, 1, 0], 1)
     with pytest.raises(PolicyError) as err:
         choose_threshold(table, "precision", 0.9)
-    assert "no threshold reaches precision 0.900; the highest is 0.500 at threshold 21" in str(err.value)
+    assert "no threshold reaches precision 0.900; the highest is 0.500 at threshold 21" in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,10 @@ def test_unreachable_precision_names_the_best_available():
     [
         (dict(probabilities=[0.2, 1.3], labels=[0, 1], weeks=1), "between 0 and 1"),
         (dict(probabilities=[0.2, 0.3], labels=[0], weeks=1), "got 1 labels for 2 probabilities"),
-        (dict(probabilities=[0.2, 0.3], labels=[0, 2], weeks=1), "labels must be 1 (won) or 0 (lost)"),
+        (
+            dict(probabilities=[0.2, 0.3], labels=[0, 2], weeks=1),
+            "labels must be 1 (won) or 0 (lost)",
+        ),
         (dict(probabilities=[0.2], labels=[0], weeks=0), "weeks must be a positive number"),
     ],
 )
@@ -172,11 +175,22 @@ def test_score_rounds_probability_to_integer_percent():
 
 def test_grades_and_decisions_follow_bands_and_thresholds():
     policy = Policy(sales_threshold=50, nurture_threshold=20)
-    grades, decisions, reasons = apply_policy([100, 60, 59, 50, 49, 35, 20, 19, 15, 14, 0], None, policy)
+    grades, decisions, reasons = apply_policy(
+        [100, 60, 59, 50, 49, 35, 20, 19, 15, 14, 0], None, policy
+    )
     assert grades.tolist() == ["A", "A", "B", "B", "B", "B", "C", "C", "C", "D", "D"]
     assert decisions.tolist() == [
-        "sales", "sales", "sales", "sales", "nurture", "nurture", "nurture",
-        "disqualify", "disqualify", "disqualify", "disqualify",
+        "sales",
+        "sales",
+        "sales",
+        "sales",
+        "nurture",
+        "nurture",
+        "nurture",
+        "disqualify",
+        "disqualify",
+        "disqualify",
+        "disqualify",
     ]
     assert reasons == [[]] * 11
 
@@ -207,7 +221,9 @@ def test_single_lead_path_equals_the_vectorised_path():
     policy = Policy(sales_threshold=40, nurture_threshold=10)
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 101, 300)
-    facts = [{"do_not_contact": bool(a), "demo_request": bool(b)} for a, b in rng.random((300, 2)) < 0.2]
+    facts = [
+        {"do_not_contact": bool(a), "demo_request": bool(b)} for a, b in rng.random((300, 2)) < 0.2
+    ]
     grades, decisions, reasons = apply_policy(scores, facts, policy)
     columnar = {k: [f[k] for f in facts] for k in ("do_not_contact", "demo_request")}
     g2, d2, r2 = apply_policy(scores, columnar, policy)
@@ -230,11 +246,20 @@ def test_rules_can_be_removed_or_reordered():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(sales_threshold=30, nurture_threshold=40), "nurture_threshold (40.0) must not be above sales_threshold (30.0)"),
+        (
+            dict(sales_threshold=30, nurture_threshold=40),
+            "nurture_threshold (40.0) must not be above sales_threshold (30.0)",
+        ),
         (dict(sales_threshold=120), "less than or equal to 100"),
         (dict(grades={"A": 20, "B": 30, "C": 10}), "grade bands must satisfy A >= B >= C"),
-        (dict(rules=[{"fact": "vip", "decision": "sales", "reason": "x"}]), "unknown fact 'vip'; rules can use: do_not_contact, demo_request"),
-        (dict(rules=[{"fact": "demo_request", "decision": "call", "reason": "x"}]), "'sales', 'nurture' or 'disqualify'"),
+        (
+            dict(rules=[{"fact": "vip", "decision": "sales", "reason": "x"}]),
+            "unknown fact 'vip'; rules can use: do_not_contact, demo_request",
+        ),
+        (
+            dict(rules=[{"fact": "demo_request", "decision": "call", "reason": "x"}]),
+            "'sales', 'nurture' or 'disqualify'",
+        ),
         (dict(threshold=3), "Extra inputs are not permitted"),
     ],
 )
@@ -257,9 +282,17 @@ def test_facts_count_length_mismatch_is_a_clear_error():
     [
         ({"Do Not Email": "Yes"}, [], {"do_not_contact": True, "demo_request": False}),
         ({"HasOptedOutOfEmail": 1}, None, {"do_not_contact": True, "demo_request": False}),
-        ({"do_not_contact": False, "DoNotCall": "no"}, [], {"do_not_contact": False, "demo_request": False}),
+        (
+            {"do_not_contact": False, "DoNotCall": "no"},
+            [],
+            {"do_not_contact": False, "demo_request": False},
+        ),
         ({}, [{"activity": "unsubscribe"}], {"do_not_contact": True, "demo_request": False}),
-        ({}, [{"activity": "visit"}, {"activity": "Demo Request"}], {"do_not_contact": False, "demo_request": True}),
+        (
+            {},
+            [{"activity": "visit"}, {"activity": "Demo Request"}],
+            {"do_not_contact": False, "demo_request": True},
+        ),
         ({"demo_requested": "true"}, [], {"do_not_contact": False, "demo_request": True}),
         # CRM spellings, through the contract's synonyms
         ({}, [{"activity": "Email Unsubscribe"}], {"do_not_contact": True, "demo_request": False}),
@@ -284,7 +317,11 @@ def test_frame_facts_matches_lead_facts_and_respects_as_of():
     touchpoints = pd.DataFrame(
         {
             "lead_id": ["b", "c", "d"],
-            "occurred_at": [t - pd.Timedelta(days=1), t - pd.Timedelta(days=2), t + pd.Timedelta(days=1)],
+            "occurred_at": [
+                t - pd.Timedelta(days=1),
+                t - pd.Timedelta(days=2),
+                t + pd.Timedelta(days=1),
+            ],
             "activity": ["Request a Demo", "Email Unsubscribe", "demo_request"],
         }
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.scoring import ranked_effects, strongest_effects
+from features.model.reasons import ranked_effects, strongest_effects
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -50,7 +50,7 @@ class _NaNForHugeEmployees:
 def test_a_lead_without_a_valid_probability_is_refused_by_name(n_leads):
     from datetime import datetime, timezone
 
-    from features.scoring import LeadScorer
+    from features.model.scorer import LeadScorer
     from tests.features.test_featurizer import fitted
 
     featurizer = fitted()

@@ -124,8 +124,11 @@ def test_report_text_names_every_reason():
 
 
 def test_flat_leads_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match=r"leads have no 'created_at' column: snapshots need "
-                       r"timestamped leads \(flat mode uses the leads and their label directly"):
+    with pytest.raises(
+        ValueError,
+        match=r"leads have no 'created_at' column: snapshots need "
+        r"timestamped leads \(flat mode uses the leads and their label directly",
+    ):
         build_snapshots(pd.DataFrame({"lead_id": ["a"]}), None, CONFIG, now=day(1))
 
 
@@ -134,7 +137,9 @@ def test_bad_outcomes_and_duplicate_leads_are_refused_with_the_fix():
                        r"closed_at, won"):  # fmt: skip
         build_snapshots(leads_frame("A"), outcomes_frame([("A", 1, True)]).drop(columns="won"),
                         CONFIG, now=day(1))  # fmt: skip
-    with pytest.raises(ValueError, match=r"duplicate lead_id values \['A'\]; lead_id must be unique"):
+    with pytest.raises(
+        ValueError, match=r"duplicate lead_id values \['A'\]; lead_id must be unique"
+    ):
         build_snapshots(leads_frame("A", "A"), None, CONFIG, now=day(1))
 
 

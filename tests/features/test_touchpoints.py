@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from features.config import FeatureConfig
-from features.contract import ACTIVITIES, CHANNELS
+from features.data.values import datetime_ns
+from features.data.vocabulary import ACTIVITIES, CHANNELS
 from features.touchpoints import (
     NS_PER_DAY,
     TouchpointArrays,
-    datetime_ns,
     series_ns,
     touchpoint_aggregates,
     touchpoint_arrays_from_frames,
@@ -149,9 +149,10 @@ def test_frames_repeat_touches_for_every_row_of_a_lead_and_drop_unknown_leads():
 
 def test_ages_are_exact_integer_nanoseconds():
     occurred = datetime(2023, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
-    assert datetime_ns(T) - datetime_ns(occurred) == (
-        (T - occurred) // timedelta(microseconds=1)
-    ) * 1000
+    assert (
+        datetime_ns(T) - datetime_ns(occurred)
+        == ((T - occurred) // timedelta(microseconds=1)) * 1000
+    )
     assert datetime_ns("2024-06-01T12:00:00Z") == datetime_ns(T)
     assert datetime_ns(datetime(2024, 6, 1, 12)) == datetime_ns(T)  # naive is UTC
     assert datetime_ns(pd.Timestamp(T)) == datetime_ns(T)
@@ -173,7 +174,7 @@ def test_config_rejects_bad_windows_with_a_message():
 
 
 def test_many_iso_strings_parse_like_one_at_a_time():
-    from features.touchpoints import iso_strings_ns
+    from features.data.values import iso_strings_ns
 
     rng = np.random.default_rng(5)
     base = datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc)
@@ -189,7 +190,14 @@ def test_many_iso_strings_parse_like_one_at_a_time():
     assert iso_strings_ns(texts).tolist() == expected  # pyarrow path
     assert iso_strings_ns(texts[:5]).tolist() == expected[:5]  # small-list python path
     # Anything outside the plain form or range is left to the per-value path (None).
-    for odd in ("2026-11-20T09:30:00", "2026-11-20 09:30:00Z", "2026-02-30T09:30:00Z",
-                "2026-11-20T09:30:00Z\n", "1500-01-01T00:00:00Z", None, 1795167000):
+    for odd in (
+        "2026-11-20T09:30:00",
+        "2026-11-20 09:30:00Z",
+        "2026-02-30T09:30:00Z",
+        "2026-11-20T09:30:00Z\n",
+        "1500-01-01T00:00:00Z",
+        None,
+        1795167000,
+    ):
         assert iso_strings_ns([odd]) is None, odd
         assert iso_strings_ns(texts + [odd]) is None, odd

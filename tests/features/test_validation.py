@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.contract import DataConfig, load_lead_data
-from features.validation import DataValidationError, Finding, ValidationReport
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.data.validation import DataValidationError, Finding, ValidationReport
 from leadscore.cli import app
 
 LEADS = (

@@ -6,12 +6,11 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from tests.conftest import missing_service
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from serving.config import Settings
+from tests.conftest import missing_service
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_HINT = (
@@ -147,7 +146,7 @@ class TrainedModel:
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Iterator[TrainedModel]:
-    from features.demo import create_demo_data
+    from features.data.demo import create_demo_data
     from training.train import TrainingConfig, resolve_config, train
 
     root = tmp_path_factory.mktemp("registry")
@@ -157,10 +156,14 @@ def trained_model(tmp_path_factory) -> Iterator[TrainedModel]:
     demo = root / "demo"
     create_demo_data(demo, 600, seed=3, formats=("parquet",))
     config = resolve_config(
-        None, leads=demo / "leads.parquet", touchpoints=demo / "touchpoints.parquet",
+        None,
+        leads=demo / "leads.parquet",
+        touchpoints=demo / "touchpoints.parquet",
         outcomes=demo / "outcomes.parquet",
     )
-    config.training = TrainingConfig(search="none", cv_folds=1, splines=False, max_training_rows=None)
+    config.training = TrainingConfig(
+        search="none", cv_folds=1, splines=False, max_training_rows=None
+    )
     with patch.context() as inside:
         inside.chdir(root)  # MLflow puts artifacts under the working directory
         result = train(config, seed=1)
@@ -178,8 +181,11 @@ def trained_model(tmp_path_factory) -> Iterator[TrainedModel]:
 
 def model_settings(trained_model: TrainedModel, database_url: str, **overrides) -> Settings:
     return make_settings(
-        database_url, trained_model.tracking_uri,
-        model_uri=overrides.pop("model_uri", f"models:/{trained_model.name}/{trained_model.versions[0]}"),
+        database_url,
+        trained_model.tracking_uri,
+        model_uri=overrides.pop(
+            "model_uri", f"models:/{trained_model.name}/{trained_model.versions[0]}"
+        ),
         **overrides,
     )
 
@@ -195,12 +201,14 @@ def scoring_app(trained_model, tmp_path_factory):
         yield client
 
 
-def demo_records(trained_model: TrainedModel, n: int, as_of: str = "2025-06-01T00:00:00Z") -> list[dict]:
+def demo_records(
+    trained_model: TrainedModel, n: int, as_of: str = "2025-06-01T00:00:00Z"
+) -> list[dict]:
     """`n` demo leads as API records. Touchpoint spellings are kept as exported except the ones the
     contract does not know, which files read as `other` and the API refuses: sent as `other`."""
     import pyarrow.parquet as pq
 
-    from features.contract import lookup_activity, lookup_channel
+    from features.data.vocabulary import lookup_activity, lookup_channel
 
     leads = pq.read_table(trained_model.demo_dir / "leads.parquet").slice(0, n).to_pylist()
     touches = pq.read_table(trained_model.demo_dir / "touchpoints.parquet").to_pylist()
@@ -209,17 +217,22 @@ def demo_records(trained_model: TrainedModel, n: int, as_of: str = "2025-06-01T0
         by_lead.setdefault(t["lead_id"], []).append(t)
     records = []
     for lead in leads:
-        records.append({
-            "lead_id": lead["lead_id"],
-            "created_at": lead["created_at"].isoformat(),
-            "as_of": as_of,
-            "attributes": {k: v for k, v in lead.items() if k not in ("lead_id", "created_at")},
-            "touchpoints": [
-                {"occurred_at": t["occurred_at"].isoformat(),
-                 "channel": t["channel"] if lookup_channel(t["channel"]) else "other",
-                 "activity": t["activity"] if lookup_activity(t["activity"]) else "other",
-                 "campaign": t["campaign"], "value": t["value"]}
-                for t in by_lead.get(lead["lead_id"], [])
-            ],
-        })
+        records.append(
+            {
+                "lead_id": lead["lead_id"],
+                "created_at": lead["created_at"].isoformat(),
+                "as_of": as_of,
+                "attributes": {k: v for k, v in lead.items() if k not in ("lead_id", "created_at")},
+                "touchpoints": [
+                    {
+                        "occurred_at": t["occurred_at"].isoformat(),
+                        "channel": t["channel"] if lookup_channel(t["channel"]) else "other",
+                        "activity": t["activity"] if lookup_activity(t["activity"]) else "other",
+                        "campaign": t["campaign"],
+                        "value": t["value"],
+                    }
+                    for t in by_lead.get(lead["lead_id"], [])
+                ],
+            }
+        )
     return records

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from serving.config import Settings
 from serving.model_store import LoadedModel, ModelStore
 
@@ -43,8 +43,9 @@ class HoldoutModel:
     metadata and its default policy (data only: nothing here is scored)."""
 
     holdout: pd.DataFrame = field(default_factory=hand_holdout)
-    metadata: dict = field(default_factory=lambda: {"name": "lead-scoring", "version": "7",
-                                                    "holdout_weeks": WEEKS})
+    metadata: dict = field(
+        default_factory=lambda: {"name": "lead-scoring", "version": "7", "holdout_weeks": WEEKS}
+    )
     policy: Policy = MODEL_POLICY
 
 
@@ -63,7 +64,9 @@ def hand_model_store(model: HoldoutModel | None = None) -> ModelStore:
     model = model or HoldoutModel()
 
     def loader(uri: str, tracking_uri: str) -> LoadedModel:
-        return LoadedModel(scorer=model, name="lead-scoring", version="7", alias="champion", uri=uri)
+        return LoadedModel(
+            scorer=model, name="lead-scoring", version="7", alias="champion", uri=uri
+        )
 
     return ModelStore("models:/lead-scoring@champion", "sqlite://", loader=loader)
 

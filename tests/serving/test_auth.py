@@ -35,7 +35,10 @@ def test_wrong_role_is_403_naming_the_role_needed(sqlite_client_without_model):
     client = sqlite_client_without_model
     response = client.post("/v1/score", json=LEAD, headers=auth("ops"))
     assert response.status_code == 403
-    assert response.json()["detail"] == "the key 'ops-key' has role ops; this needs role admin or scorer"
+    assert (
+        response.json()["detail"]
+        == "the key 'ops-key' has role ops; this needs role admin or scorer"
+    )
     response = client.post("/v1/admin/reload", headers=auth("scorer"))
     assert response.status_code == 403
     assert "this needs role admin" in response.json()["detail"]
@@ -43,7 +46,9 @@ def test_wrong_role_is_403_naming_the_role_needed(sqlite_client_without_model):
     assert response.status_code == 403
     response = client.post(
         "/v1/outcomes",
-        json={"outcomes": [{"lead_id": "L-1", "outcome": "won", "closed_at": "2026-01-01T00:00:00Z"}]},
+        json={
+            "outcomes": [{"lead_id": "L-1", "outcome": "won", "closed_at": "2026-01-01T00:00:00Z"}]
+        },
         headers=auth("ops"),
     )
     assert response.status_code == 403
@@ -82,11 +87,17 @@ def test_revoked_key_is_refused_within_a_second(sqlite_client_without_model, sql
 def test_keys_are_stored_hashed_and_never_logged(sqlite_client_without_model, sqlite_url, caplog):
     client = sqlite_client_without_model
     with caplog.at_level(logging.DEBUG):
-        created = client.post("/v1/keys", json={"name": "hubspot", "role": "scorer"}, headers=auth("admin"))
+        created = client.post(
+            "/v1/keys", json={"name": "hubspot", "role": "scorer"}, headers=auth("admin")
+        )
         assert created.status_code == 201
         key = created.json()["key"]
         client.post("/v1/score", json=LEAD, headers={"Authorization": f"Bearer {key}"})
-        client.post("/v1/score", json=LEAD, headers={"Authorization": "Bearer ls_wrong-key-1234567890abcdef"})
+        client.post(
+            "/v1/score",
+            json=LEAD,
+            headers={"Authorization": "Bearer ls_wrong-key-1234567890abcdef"},
+        )
     engine = make_engine(sqlite_url)
     with engine.connect() as connection:
         rows = connection.execute(sa.select(api_keys)).mappings().all()
@@ -107,7 +118,12 @@ def test_keys_over_http(sqlite_client_without_model):
     response = client.post("/v1/keys", json={"name": "crm", "role": "boss"}, headers=auth("admin"))
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "role"
-    assert client.post("/v1/keys", json={"name": "crm", "role": "scorer"}, headers=auth("admin")).status_code == 201
+    assert (
+        client.post(
+            "/v1/keys", json={"name": "crm", "role": "scorer"}, headers=auth("admin")
+        ).status_code
+        == 201
+    )
     again = client.post("/v1/keys", json={"name": "crm", "role": "scorer"}, headers=auth("admin"))
     assert again.status_code == 409
     assert again.json()["detail"] == (

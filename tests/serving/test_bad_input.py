@@ -9,14 +9,19 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from features.contract import CHANNELS
+from features.data.vocabulary import CHANNELS
 from tests.serving.conftest import auth
 
 TOUCH = {"occurred_at": "2026-11-20T09:30:00Z", "channel": "email", "activity": "email_open"}
 
 
 def lead(lead_id="L-1", **extra):
-    return {"lead_id": lead_id, "attributes": {"industry": "retail"}, "touchpoints": [TOUCH], **extra}
+    return {
+        "lead_id": lead_id,
+        "attributes": {"industry": "retail"},
+        "touchpoints": [TOUCH],
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -26,11 +31,16 @@ def post(sqlite_client_without_model):
     def send(body, raw: bytes | None = None, headers=None):
         headers = {**auth("scorer"), **(headers or {})}
         if raw is not None:
-            response = client.post("/v1/score", content=raw, headers={**headers, "content-type": "application/json"})
+            response = client.post(
+                "/v1/score", content=raw, headers={**headers, "content-type": "application/json"}
+            )
         else:
             response = client.post("/v1/score", json=body, headers=headers)
         # Whatever came before, the service still answers a good request (503: no model here).
-        assert client.post("/v1/score", json={"leads": [lead()]}, headers=auth("scorer")).status_code == 503
+        assert (
+            client.post("/v1/score", json={"leads": [lead()]}, headers=auth("scorer")).status_code
+            == 503
+        )
         return response
 
     return send
@@ -59,7 +69,11 @@ def test_missing_lead_id_names_the_lead(post):
     second = lead()
     del second["lead_id"]
     body, error = only_error(post({"leads": [lead("L-0"), second]}))
-    assert error == {"lead_index": 1, "field": "lead_id", "message": "lead_id is required but missing"}
+    assert error == {
+        "lead_index": 1,
+        "field": "lead_id",
+        "message": "lead_id is required but missing",
+    }
     assert body["detail"] == "lead 1 lead_id: lead_id is required but missing"
 
 
@@ -68,12 +82,21 @@ def test_wrong_types_name_field_and_expectation(post):
     bad_value["touchpoints"] = [TOUCH, {**TOUCH, "value": "lots"}]
     _, error = only_error(post({"leads": [lead("L-0"), bad_value]}))
     assert error == {
-        "lead_index": 1, "lead_id": "L-7", "field": "touchpoints[1].value",
-        "message": "got the string 'lots'", "expected": "a number",
+        "lead_index": 1,
+        "lead_id": "L-7",
+        "field": "touchpoints[1].value",
+        "message": "got the string 'lots'",
+        "expected": "a number",
     }
     _, error = only_error(post({"leads": [lead("L-0", attributes=["retail"])]}))
-    assert (error["lead_index"], error["field"], error["expected"]) == (0, "attributes", "a JSON object")
-    _, error = only_error(post({"leads": [lead("L-0", attributes={"industry": {"name": "retail"}})]}))
+    assert (error["lead_index"], error["field"], error["expected"]) == (
+        0,
+        "attributes",
+        "a JSON object",
+    )
+    _, error = only_error(
+        post({"leads": [lead("L-0", attributes={"industry": {"name": "retail"}})]})
+    )
     assert error["field"] == "attributes.industry"
     assert error["message"] == "got an object"
     assert error["expected"] == "a string, a number, a boolean or null"
@@ -82,7 +105,9 @@ def test_wrong_types_name_field_and_expectation(post):
 def test_duplicate_lead_ids(post):
     body, error = only_error(post({"leads": [lead("L-1"), lead("L-2"), lead("L-1")]}))
     assert error == {
-        "lead_index": 2, "lead_id": "L-1", "field": "lead_id",
+        "lead_index": 2,
+        "lead_id": "L-1",
+        "field": "lead_id",
         "message": "lead_id 'L-1' was already given for lead 0",
         "expected": "each lead at most once per request",
     }
@@ -132,7 +157,9 @@ def test_body_over_the_size_limit_is_413(post):
     huge = {"leads": [lead(f"L-{i}", attributes={"notes": "x" * 10_000}) for i in range(900)]}
     response = post(None, raw=orjson.dumps(huge))
     assert response.status_code == 413
-    assert response.json()["detail"].startswith("request body is larger than the limit of 8000000 bytes")
+    assert response.json()["detail"].startswith(
+        "request body is larger than the limit of 8000000 bytes"
+    )
 
 
 def test_body_over_the_size_limit_without_content_length_is_413(sqlite_client_without_model):
@@ -141,7 +168,9 @@ def test_body_over_the_size_limit_without_content_length_is_413(sqlite_client_wi
             yield b" " * 100_000
 
     response = sqlite_client_without_model.post(
-        "/v1/score", content=chunks(), headers={**auth("scorer"), "content-type": "application/json"}
+        "/v1/score",
+        content=chunks(),
+        headers={**auth("scorer"), "content-type": "application/json"},
     )
     assert response.status_code == 413
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from features.compiled import AdditiveLogistic
+from features.model.compiled import AdditiveLogistic
 from serving.schemas import ScoreRequest
 from tests.serving.conftest import demo_records
 
@@ -16,18 +16,25 @@ from tests.serving.conftest import demo_records
 def logistic_scorer(trained_model):
     """The session model's featurizer with a spline logistic regression fitted on the demo leads,
     compiled and not compiled (the scikit-learn reference)."""
-    from features.contract import DataConfig, load_lead_data
-    from features.pyfunc_model import load_model_scorer
-    from features.scoring import CalibratedModel, LeadScorer, typical_lead
+    from features.data.config import DataConfig
+    from features.data.loading import load_lead_data
+    from features.model.artifact import load_model_scorer
+    from features.model.calibration import CalibratedModel
+    from features.model.reasons import typical_lead
+    from features.model.scorer import LeadScorer
     from training.data import build_examples
     from training.models import Candidate, build_estimator
 
     trained_model.client()
     hgb = load_model_scorer(f"models:/{trained_model.name}/{trained_model.versions[0]}")
     demo = trained_model.demo_dir
-    data = load_lead_data(DataConfig(
-        leads=demo / "leads.parquet", touchpoints=demo / "touchpoints.parquet", outcomes=demo / "outcomes.parquet",
-    ))
+    data = load_lead_data(
+        DataConfig(
+            leads=demo / "leads.parquet",
+            touchpoints=demo / "touchpoints.parquet",
+            outcomes=demo / "outcomes.parquet",
+        )
+    )
     examples = build_examples(data, hgb.featurizer.config)
     X = hgb.featurizer.transform(examples.frame, data.touchpoints)
     mask = hgb.featurizer.categorical_mask_
@@ -36,30 +43,47 @@ def logistic_scorer(trained_model):
     calibration = {"method": "isotonic", "x": [0.0, 0.2, 0.5, 1.0], "y": [0.0, 0.1, 0.6, 1.0]}
 
     def scorer(featurizer, model, calibration, compile):
-        return LeadScorer(featurizer, CalibratedModel(model, calibration, compile=compile),
-                          policy=hgb.policy, baseline=typical_lead(X, mask))
+        return LeadScorer(
+            featurizer,
+            CalibratedModel(model, calibration, compile=compile),
+            policy=hgb.policy,
+            baseline=typical_lead(X, mask),
+        )
 
     return {
         "logistic": scorer(hgb.featurizer, pipeline, calibration, True),
         "logistic_sklearn": scorer(hgb.featurizer, pipeline, calibration, False),
         "hgb": hgb,
-        "hgb_sklearn": LeadScorer(hgb.featurizer, CalibratedModel(hgb.estimator.model, hgb.estimator.calibration,
-                                                                  compile=False),
-                                  policy=hgb.policy, baseline=hgb.baseline),
+        "hgb_sklearn": LeadScorer(
+            hgb.featurizer,
+            CalibratedModel(hgb.estimator.model, hgb.estimator.calibration, compile=False),
+            policy=hgb.policy,
+            baseline=hgb.baseline,
+        ),
     }
 
 
 def records(trained_model, n):
-    return ScoreRequest.model_validate({"leads": demo_records(trained_model, n)}).model_dump()["leads"]
+    return ScoreRequest.model_validate({"leads": demo_records(trained_model, n)}).model_dump()[
+        "leads"
+    ]
 
 
 def _same_scores(fast, slow, probability_tolerance):
-    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(fast, slow, strict=True)) <= probability_tolerance
+    assert (
+        max(abs(a["probability"] - b["probability"]) for a, b in zip(fast, slow, strict=True))
+        <= probability_tolerance
+    )
     assert [a["score"] for a in fast] == [b["score"] for b in slow]
     assert [a["decision"] for a in fast] == [b["decision"] for b in slow]
     for a, b in zip(fast, slow, strict=True):
-        for mine, theirs in ((a["reasons_for"], b["reasons_for"]), (a["reasons_against"], b["reasons_against"])):
-            assert [r["effect"] for r in mine] == pytest.approx([r["effect"] for r in theirs], abs=0.1)
+        for mine, theirs in (
+            (a["reasons_for"], b["reasons_for"]),
+            (a["reasons_against"], b["reasons_against"]),
+        ):
+            assert [r["effect"] for r in mine] == pytest.approx(
+                [r["effect"] for r in theirs], abs=0.1
+            )
     assert len({round(a["probability"], 4) for a in fast}) > 20
 
 
@@ -95,7 +119,7 @@ def test_contributions_add_up_to_the_pipeline_logit(logistic_scorer, trained_mod
 def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(
     logistic_scorer, trained_model, monkeypatch, kind
 ):
-    import features.scoring as scoring
+    import features.model.scorer as scoring
 
     scorer = logistic_scorer[kind]
     leads = records(trained_model, 120)
@@ -105,8 +129,15 @@ def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(
         if i % 5 == 0:  # a rule touchpoint before, at or after the scoring moment
             moment = lead["as_of"] + (i % 3 - 1) * timedelta(hours=1)
             activity = "demo_request" if i % 10 == 0 else "unsubscribe"
-            lead["touchpoints"].append({"occurred_at": moment, "channel": "email",
-                                        "activity": activity, "campaign": None, "value": None})
+            lead["touchpoints"].append(
+                {
+                    "occurred_at": moment,
+                    "channel": "email",
+                    "activity": activity,
+                    "campaign": None,
+                    "value": None,
+                }
+            )
     fast = scorer.score_columns(leads)
     monkeypatch.setattr(scoring, "FEW_RECORDS", 10**9)  # every lead through lead_facts + decide
     reference = scorer.score_columns(leads)

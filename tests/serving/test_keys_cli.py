@@ -34,7 +34,11 @@ def test_create_list_revoke(keys, database_url):
     with engine.connect() as connection:
         row = connection.execute(sa.select(api_keys)).one()
     engine.dispose()
-    assert (row.name, row.role, row.key_hash) == ("hubspot", "scorer", hashlib.sha256(key.encode()).hexdigest())
+    assert (row.name, row.role, row.key_hash) == (
+        "hubspot",
+        "scorer",
+        hashlib.sha256(key.encode()).hexdigest(),
+    )
 
     listed = keys("list")
     assert listed.exit_code == 0
@@ -75,8 +79,14 @@ def test_unreachable_database_is_a_message_not_a_traceback():
     ("value", "message"),
     [
         ("crm:scorer", "entry 1 must be name:role:key (got 2 part(s))"),
-        ("crm:boss:0123456789abcdefgh", "entry 1 ('crm') has role 'boss'; expected one of scorer, ops, admin"),
-        ("a:admin:0123456789abcdefgh,crm:scorer:short", "entry 2 ('crm') has a key shorter than 16 characters"),
+        (
+            "crm:boss:0123456789abcdefgh",
+            "entry 1 ('crm') has role 'boss'; expected one of scorer, ops, admin",
+        ),
+        (
+            "a:admin:0123456789abcdefgh,crm:scorer:short",
+            "entry 2 ('crm') has a key shorter than 16 characters",
+        ),
     ],
 )
 def test_bootstrap_setting_errors(value, message, monkeypatch):
@@ -87,10 +97,14 @@ def test_bootstrap_setting_errors(value, message, monkeypatch):
 
 
 def test_bootstrap_keys_are_parsed(monkeypatch):
-    monkeypatch.setenv("LEADSCORE_API_KEYS_BOOTSTRAP", "crm:scorer:0123456789abcdefgh, ops:ops:abcdefghij0123456789")
+    monkeypatch.setenv(
+        "LEADSCORE_API_KEYS_BOOTSTRAP",
+        "crm:scorer:0123456789abcdefgh, ops:ops:abcdefghij0123456789",
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     settings = Settings()
     assert settings.bootstrap_keys() == [
-        ("crm", "scorer", "0123456789abcdefgh"), ("ops", "ops", "abcdefghij0123456789"),
+        ("crm", "scorer", "0123456789abcdefgh"),
+        ("ops", "ops", "abcdefghij0123456789"),
     ]
     assert settings.mlflow_tracking_uri == "http://mlflow:5000"

@@ -25,33 +25,46 @@ def test_unreachable_registry_means_not_ready_and_a_clear_message(client_without
     checks = response.json()["checks"]
     assert checks["database"] == {"ok": True}
     assert checks["model"]["ok"] is False
-    assert "cannot load models:/lead-scoring@champion from the MLflow registry at http://127.0.0.1:9" in (
-        checks["model"]["error"]
+    assert (
+        "cannot load models:/lead-scoring@champion from the MLflow registry at http://127.0.0.1:9"
+        in (checks["model"]["error"])
     )
     assert client_without_model.get("/healthz").json() == {"status": "ok"}
-    assert 'leadscore_model_load_failures_total{stage="start"}' in client_without_model.get("/metrics").text
+    assert (
+        'leadscore_model_load_failures_total{stage="start"}'
+        in client_without_model.get("/metrics").text
+    )
 
 
 def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
     alias = "retry-test"
     settings = model_settings(
-        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}", model_retry_seconds=0.2
+        trained_model,
+        sqlite_url,
+        model_uri=f"models:/{trained_model.name}@{alias}",
+        model_retry_seconds=0.2,
     )
     with TestClient(create_app(settings)) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         error = response.json()["checks"]["model"]["error"]
-        assert error.startswith(f"cannot load models:/lead-scoring@{alias} from the MLflow registry")
+        assert error.startswith(
+            f"cannot load models:/lead-scoring@{alias} from the MLflow registry"
+        )
         assert alias in error.split("registry at", 1)[1]
         trained_model.set_alias(alias, trained_model.versions[0])
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, "the model was not retried")
-        assert client.get("/readyz").json()["checks"]["model"]["version"] == trained_model.versions[0]
+        assert (
+            client.get("/readyz").json()["checks"]["model"]["version"] == trained_model.versions[0]
+        )
 
 
 def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_model, sqlite_url):
     alias = "reload-test"
     trained_model.set_alias(alias, trained_model.versions[0])
-    settings = model_settings(trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}")
+    settings = model_settings(
+        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}"
+    )
     records = demo_records(trained_model, 3)
     with TestClient(create_app(settings)) as client:
         statuses, versions = [], []
@@ -72,8 +85,10 @@ def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_mode
         response = client.post("/v1/admin/reload", headers=auth("admin"))
         assert response.status_code == 200, response.text
         assert response.json() == {
-            "name": "lead-scoring", "version": trained_model.versions[1],
-            "previous_version": trained_model.versions[0], "changed": True,
+            "name": "lead-scoring",
+            "version": trained_model.versions[1],
+            "previous_version": trained_model.versions[0],
+            "changed": True,
         }
         count = len(statuses)
         wait_for(lambda: len(statuses) >= count + 5, 30, "no traffic after the reload")
@@ -90,14 +105,18 @@ def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_mode
 def test_failed_reload_keeps_the_last_good_model(trained_model, sqlite_url):
     alias = "failing-reload-test"
     trained_model.set_alias(alias, trained_model.versions[0])
-    settings = model_settings(trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}")
+    settings = model_settings(
+        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}"
+    )
     records = demo_records(trained_model, 2)
     with TestClient(create_app(settings)) as client:
         trained_model.client().delete_registered_model_alias(trained_model.name, alias)
         response = client.post("/v1/admin/reload", headers=auth("admin"))
         assert response.status_code == 502
         detail = response.json()["detail"]
-        assert detail.startswith(f"reload failed, version {trained_model.versions[0]} keeps serving: cannot load")
+        assert detail.startswith(
+            f"reload failed, version {trained_model.versions[0]} keeps serving: cannot load"
+        )
         scored = client.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
         assert scored.status_code == 200
         assert scored.json()["model"]["version"] == trained_model.versions[0]
@@ -117,13 +136,18 @@ def test_polling_follows_the_alias(trained_model, sqlite_url):
     alias = "poll-test"
     trained_model.set_alias(alias, trained_model.versions[0])
     settings = model_settings(
-        trained_model, sqlite_url, model_uri=f"models:/{trained_model.name}@{alias}", model_poll_seconds=0.2
+        trained_model,
+        sqlite_url,
+        model_uri=f"models:/{trained_model.name}@{alias}",
+        model_poll_seconds=0.2,
     )
     with TestClient(create_app(settings)) as client:
         version = lambda: client.get("/v1/model", headers=auth("scorer")).json()["version"]  # noqa: E731
         assert version() == trained_model.versions[0]
         trained_model.set_alias(alias, trained_model.versions[1])
-        wait_for(lambda: version() == trained_model.versions[1], 20, "the new champion was not picked up")
+        wait_for(
+            lambda: version() == trained_model.versions[1], 20, "the new champion was not picked up"
+        )
 
 
 def test_a_python_model_without_a_lead_scorer_fails_at_load_with_what_to_do():

@@ -24,12 +24,18 @@ def test_no_server_errors(fuzzed_app):
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
-        "POST /v1/score", "GET /v1/model", "POST /v1/outcomes", "POST /v1/admin/reload", "GET /readyz",
+        "POST /v1/score",
+        "GET /v1/model",
+        "POST /v1/outcomes",
+        "POST /v1/admin/reload",
+        "GET /readyz",
     }
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def no_server_error(case):
             for role in ("admin", "scorer"):
                 case.call_and_validate(headers=auth(role), checks=[not_a_server_error])

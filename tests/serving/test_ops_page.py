@@ -10,13 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import missing_service
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.db import outcomes, score_log
 from serving.routes.ops import plotly_js_path
+from tests.conftest import missing_service
 from tests.serving.policy_support import (
     OPS_KEY,
     PROBABILITIES,
@@ -29,8 +28,12 @@ from tests.serving.policy_support import (
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -57,11 +60,22 @@ def test_page_and_plotly_are_served_by_the_app(client):
 
 
 def log_score(connection, lead: str, probability: float, grade: str, when: datetime) -> None:
-    connection.execute(score_log.insert().values(
-        request_id=str(uuid.uuid4()), lead_id=lead, model_name="lead-scoring", model_version="7",
-        policy_version=0, probability=probability, score=round(100 * probability), grade=grade,
-        decision="sales", reasons=[], scored_at=when, api_key_name="crm",
-    ))
+    connection.execute(
+        score_log.insert().values(
+            request_id=str(uuid.uuid4()),
+            lead_id=lead,
+            model_name="lead-scoring",
+            model_version="7",
+            policy_version=0,
+            probability=probability,
+            score=round(100 * probability),
+            grade=grade,
+            decision="sales",
+            reasons=[],
+            scored_at=when,
+            api_key_name="crm",
+        )
+    )
 
 
 def test_monitoring_compares_recent_scores_with_the_holdout_and_counts_wins_by_grade(client):
@@ -69,7 +83,13 @@ def test_monitoring_compares_recent_scores_with_the_holdout_and_counts_wins_by_g
     with client.app.state.engine.begin() as connection:
         # recent traffic: the holdout's ten probabilities shifted up by 0.1
         for i, p in enumerate(PROBABILITIES):
-            log_score(connection, f"r{i}", min(p + 0.1, 1.0), "A" if p >= 0.5 else "C", now - timedelta(days=1))
+            log_score(
+                connection,
+                f"r{i}",
+                min(p + 0.1, 1.0),
+                "A" if p >= 0.5 else "C",
+                now - timedelta(days=1),
+            )
         # outcomes: grade of the last score before closing counts
         log_score(connection, "w1", 0.8, "A", now - timedelta(days=60))
         log_score(connection, "w1", 0.3, "C", now - timedelta(days=40))  # latest before close: C
@@ -77,10 +97,17 @@ def test_monitoring_compares_recent_scores_with_the_holdout_and_counts_wins_by_g
         log_score(connection, "w3", 0.2, "D", now - timedelta(days=50))
         log_score(connection, "w2", 0.1, "D", now - timedelta(days=20))  # after close: ignored
         for lead, won in (("w1", True), ("w2", True), ("w3", False)):
-            connection.execute(outcomes.insert().values(
-                lead_id=lead, won=won, closed_at=now - timedelta(days=30), amount=1000.0,
-                reported_at=now, updated_at=now, api_key_name="crm",
-            ))
+            connection.execute(
+                outcomes.insert().values(
+                    lead_id=lead,
+                    won=won,
+                    closed_at=now - timedelta(days=30),
+                    amount=1000.0,
+                    reported_at=now,
+                    updated_at=now,
+                    api_key_name="crm",
+                )
+            )
     body = client.get("/v1/ops/monitoring?days=7", headers=auth(SCORER_KEY)).json()
     assert body["recent_leads"] == 10
     # holdout deciles split exactly between the ten holdout leads: each bin holds 10%
@@ -120,12 +147,16 @@ def live_server(live_app):
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists():
-        missing_service("Debian chromium is not installed: run `apt-get install -y chromium chromium-driver` "
-                    "(or `make browser`) to run the /ops browser test")
+        missing_service(
+            "Debian chromium is not installed: run `apt-get install -y chromium chromium-driver` "
+            "(or `make browser`) to run the /ops browser test"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         yield browser
         browser.close()
 
@@ -158,7 +189,10 @@ def test_ops_page_in_chromium_draws_simulates_and_saves(live_server, browser):
     page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
     assert page.locator("#curves .scatterlayer .trace").count() == 4
     assert page.locator("#curves .legendtext").all_text_contents() == [
-        "leads a week to sales", "wins a week (observed)", "precision", "recall",
+        "leads a week to sales",
+        "wins a week (observed)",
+        "precision",
+        "recall",
     ]
     assert page.text_content("#current-policy [data-field='version']") == "0 (the model's default)"
     assert page.text_content("#current-policy [data-field='sales']") == "score ≥ 55"
@@ -183,7 +217,12 @@ def test_ops_page_in_chromium_draws_simulates_and_saves(live_server, browser):
     assert "Saved policy version 1" in page.text_content("#message")
     page.wait_for_selector("#history tr[data-version='1']", timeout=10_000)
     row = page.locator("#history tr[data-version='1'] td").all_text_contents()
-    assert row[2:6] == ["marketing-ops", "set", "sales_threshold: 55 -> 65", "sales can take 2 leads a week"]
+    assert row[2:6] == [
+        "marketing-ops",
+        "set",
+        "sales_threshold: 55 -> 65",
+        "sales can take 2 leads a week",
+    ]
 
     # visible through the API
     current = httpx.get(live_server + "/v1/policy", headers=auth(OPS_KEY)).json()
@@ -203,16 +242,28 @@ def test_ops_page_with_a_scorer_key_can_look_but_not_save(live_app, browser):
     with app.state.engine.begin() as connection:
         for i, p in enumerate(PROBABILITIES):
             log_score(connection, f"r{i}", p, "A" if p >= 0.6 else "C", now - timedelta(days=1))
-        connection.execute(outcomes.insert().values(
-            lead_id="r0", won=True, closed_at=now, amount=5000.0, reported_at=now, updated_at=now,
-        ))
+        connection.execute(
+            outcomes.insert().values(
+                lead_id="r0",
+                won=True,
+                closed_at=now,
+                amount=5000.0,
+                reported_at=now,
+                updated_at=now,
+            )
+        )
     page, outside, errors = open_page(browser, live_server, SCORER_KEY)
     page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
     # drift chart (holdout vs recent bars) and win rate by grade are shown to anyone with a key
     page.wait_for_selector("#psi-chart .barlayer .trace", timeout=10_000)
     assert page.locator("#psi-chart .barlayer .trace").count() == 2
     assert "Population stability index 0.000 over 10 leads" in page.text_content("#psi")
-    assert page.locator("#win-rate tr[data-grade='A'] td").all_text_contents() == ["A", "1", "1", "100.0%"]
+    assert page.locator("#win-rate tr[data-grade='A'] td").all_text_contents() == [
+        "A",
+        "1",
+        "1",
+        "100.0%",
+    ]
     page.fill("#sales-threshold", "10")
     page.fill("#reason", "more leads please")
     page.click("#save")

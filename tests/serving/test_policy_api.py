@@ -50,7 +50,10 @@ def test_ops_change_is_versioned_and_audited(client):
     assert answer.status_code == 200, answer.text
     saved = answer.json()
     assert saved["version"] == 1 and saved["source"] == "saved"
-    assert saved["created_by"] == "marketing-ops" and saved["reason"] == "sales can take 2 leads a week"
+    assert (
+        saved["created_by"] == "marketing-ops"
+        and saved["reason"] == "sales can take 2 leads a week"
+    )
     assert saved["previous_version"] == 0
     assert saved["changes"] == ["sales_threshold: 55 -> 65"]
     # fields left out keep their value
@@ -71,7 +74,10 @@ def test_ops_change_is_versioned_and_audited(client):
 
 
 def test_admin_may_change_the_policy(client):
-    assert put(client, ADMIN, policy={"sales_threshold": 70}, reason="admin fix").json()["created_by"] == "root"
+    assert (
+        put(client, ADMIN, policy={"sales_threshold": 70}, reason="admin fix").json()["created_by"]
+        == "root"
+    )
 
 
 def test_a_scorer_key_cannot_change_the_policy(client):
@@ -82,7 +88,10 @@ def test_a_scorer_key_cannot_change_the_policy(client):
 
 
 def test_a_missing_or_wrong_key_is_refused(client):
-    assert client.put("/v1/policy", json={"policy": {"sales_threshold": 1}, "reason": "x"}).status_code == 401
+    assert (
+        client.put("/v1/policy", json={"policy": {"sales_threshold": 1}, "reason": "x"}).status_code
+        == 401
+    )
     answer = client.get("/v1/policy/history", headers=auth("not-a-real-key-at-all"))
     assert answer.status_code == 401 and "invalid or revoked API key" in answer.json()["detail"]
 
@@ -90,19 +99,42 @@ def test_a_missing_or_wrong_key_is_refused(client):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"policy": {"nurture_threshold": 70}, "reason": "x"}, 422,
-         "policy: nurture_threshold (70.0) must not be above sales_threshold (55.0): "
-         "lower nurture_threshold or raise sales_threshold"),
-        ({"policy": {"sales_threshold": 101}, "reason": "x"}, 422,
-         "policy.sales_threshold: Input should be less than or equal to 100"),
-        ({"policy": {}, "reason": "x"}, 422, "policy: nothing to change; give at least one of sales_threshold"),
+        (
+            {"policy": {"nurture_threshold": 70}, "reason": "x"},
+            422,
+            "policy: nurture_threshold (70.0) must not be above sales_threshold (55.0): "
+            "lower nurture_threshold or raise sales_threshold",
+        ),
+        (
+            {"policy": {"sales_threshold": 101}, "reason": "x"},
+            422,
+            "policy.sales_threshold: Input should be less than or equal to 100",
+        ),
+        (
+            {"policy": {}, "reason": "x"},
+            422,
+            "policy: nothing to change; give at least one of sales_threshold",
+        ),
         ({"policy": {"sales_threshold": 60}}, 422, "reason is required but missing"),
-        ({"policy": {"sales_threshold": 60}, "reason": "   "}, 422, "a policy change needs a reason"),
+        (
+            {"policy": {"sales_threshold": 60}, "reason": "   "},
+            422,
+            "a policy change needs a reason",
+        ),
         ({"policy": {"threshold": 60}, "reason": "x"}, 422, "unknown field 'threshold'"),
-        ({"policy": {"rules": [{"fact": "vip", "decision": "sales", "reason": "x"}]}, "reason": "x"}, 422,
-         "unknown fact 'vip'; rules can use: do_not_contact, demo_request"),
-        ({"policy": {"sales_threshold": 60}, "reason": "x", "expected_version": 4}, 409,
-         "the policy changed since you read it: you edited version 4, the current one is version 0"),
+        (
+            {
+                "policy": {"rules": [{"fact": "vip", "decision": "sales", "reason": "x"}]},
+                "reason": "x",
+            },
+            422,
+            "unknown fact 'vip'; rules can use: do_not_contact, demo_request",
+        ),
+        (
+            {"policy": {"sales_threshold": 60}, "reason": "x", "expected_version": 4},
+            409,
+            "the policy changed since you read it: you edited version 4, the current one is version 0",
+        ),
     ],
 )
 def test_bad_changes_are_refused_with_what_to_fix(client, body, status, message):
@@ -123,7 +155,9 @@ def test_expected_version_guards_against_lost_updates(client):
 def test_rollback_restores_an_old_version_as_a_new_audited_one(client):
     put(client, policy={"sales_threshold": 65}, reason="v1")
     put(client, policy={"sales_threshold": 80, "nurture_threshold": 40}, reason="v2")
-    answer = client.post("/v1/policy/rollback", json={"version": 1, "reason": "v2 starved sales"}, headers=OPS)
+    answer = client.post(
+        "/v1/policy/rollback", json={"version": 1, "reason": "v2 starved sales"}, headers=OPS
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["version"] == 3 and body["action"] == "rollback" and body["restored_version"] == 1
@@ -131,7 +165,9 @@ def test_rollback_restores_an_old_version_as_a_new_audited_one(client):
     assert body["changes"] == ["sales_threshold: 80 -> 65", "nurture_threshold: 40 -> 25"]
     assert client.get("/v1/policy", headers=SCORER).json()["version"] == 3
     # back to the model's own default
-    zero = client.post("/v1/policy/rollback", json={"version": 0, "reason": "reset"}, headers=OPS).json()
+    zero = client.post(
+        "/v1/policy/rollback", json={"version": 0, "reason": "reset"}, headers=OPS
+    ).json()
     assert zero["version"] == 4 and zero["policy"]["sales_threshold"] == 55
 
 
@@ -158,7 +194,11 @@ def simulate(client, headers=SCORER, **body):
 def test_simulate_a_given_threshold(client):
     body = simulate(client, threshold=50)
     assert body["basis"] == {
-        "source": "holdout", "leads": 10, "weeks": 2.0, "leads_per_week": 5.0, "wins": 4,
+        "source": "holdout",
+        "leads": 10,
+        "weeks": 2.0,
+        "leads_per_week": 5.0,
+        "wins": 4,
         "observed_outcomes": True,
         "description": "holdout of model lead-scoring version 7: 10 leads over 2.0 weeks with known outcomes",
     }
@@ -189,7 +229,9 @@ def test_simulate_a_given_threshold(client):
         ({"by": "value", "value": 3000, "cost_per_lead": 1000}, 45, 3.0, 2.0, 4 / 6, 1.0),
     ],
 )
-def test_simulate_each_way_of_choosing(client, request_body, threshold, per_week, wins, precision, recall):
+def test_simulate_each_way_of_choosing(
+    client, request_body, threshold, per_week, wins, precision, recall
+):
     body = simulate(client, include_table=False, **request_body)
     chosen = body["chosen"]
     assert chosen["threshold"] == threshold
@@ -218,9 +260,18 @@ def test_simulate_then_save_the_proposal(client):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"by": "recall", "value": 30}, "target recall must be between 0 and 1 (e.g. 0.4 for 40%), got 30.0"),
-        ({"by": "capacity"}, "value is required when choosing by capacity: give how many leads a week sales can take"),
-        ({"by": "volume", "value": 3}, "by: Input should be 'value', 'capacity', 'precision' or 'recall'"),
+        (
+            {"by": "recall", "value": 30},
+            "target recall must be between 0 and 1 (e.g. 0.4 for 40%), got 30.0",
+        ),
+        (
+            {"by": "capacity"},
+            "value is required when choosing by capacity: give how many leads a week sales can take",
+        ),
+        (
+            {"by": "volume", "value": 3},
+            "by: Input should be 'value', 'capacity', 'precision' or 'recall'",
+        ),
         ({"threshold": 120}, "threshold: Input should be less than or equal to 100"),
     ],
 )
@@ -231,7 +282,9 @@ def test_simulate_errors_say_what_to_change(client, body, message):
 
 
 def test_simulate_on_recent_scores_without_any_says_so(client):
-    answer = client.post("/v1/policy/simulate", json={"source": "recent", "days": 7}, headers=SCORER)
+    answer = client.post(
+        "/v1/policy/simulate", json={"source": "recent", "days": 7}, headers=SCORER
+    )
     assert answer.status_code == 409
     assert answer.json()["detail"] == (
         "no leads were scored in the last 7 days; simulate on the holdout (source=holdout) or widen `days`"
@@ -241,20 +294,41 @@ def test_simulate_on_recent_scores_without_any_says_so(client):
 def log_scores(engine, rows):
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        connection.execute(score_log.insert(), [
-            dict(request_id=str(uuid.uuid4()), lead_id=lead, model_name="lead-scoring", model_version="7",
-                 policy_version=0, probability=p, score=round(100 * p), grade=grade, decision="sales",
-                 reasons=[], scored_at=now - timedelta(days=age), api_key_name="crm")
-            for lead, p, grade, age in rows
-        ])
+        connection.execute(
+            score_log.insert(),
+            [
+                dict(
+                    request_id=str(uuid.uuid4()),
+                    lead_id=lead,
+                    model_name="lead-scoring",
+                    model_version="7",
+                    policy_version=0,
+                    probability=p,
+                    score=round(100 * p),
+                    grade=grade,
+                    decision="sales",
+                    reasons=[],
+                    scored_at=now - timedelta(days=age),
+                    api_key_name="crm",
+                )
+                for lead, p, grade, age in rows
+            ],
+        )
 
 
 def test_simulate_on_recent_scores_uses_latest_score_per_lead_and_expected_wins(client):
     # lead a was scored twice: its latest score (0.8) counts; the window holds 14 days = 2 weeks
-    log_scores(client.app.state.engine, [
-        ("a", 0.9, "A", 14), ("a", 0.8, "A", 1), ("b", 0.6, "A", 2), ("c", 0.3, "C", 3), ("d", 0.1, "D", 4),
-        ("old", 0.5, "B", 40),
-    ])
+    log_scores(
+        client.app.state.engine,
+        [
+            ("a", 0.9, "A", 14),
+            ("a", 0.8, "A", 1),
+            ("b", 0.6, "A", 2),
+            ("c", 0.3, "C", 3),
+            ("d", 0.1, "D", 4),
+            ("old", 0.5, "B", 40),
+        ],
+    )
     body = simulate(client, source="recent", days=28, threshold=50)
     assert body["basis"]["leads"] == 4 and body["basis"]["wins"] is None
     assert body["basis"]["weeks"] == pytest.approx(2.0, abs=1e-3)
@@ -268,8 +342,11 @@ def test_simulate_on_recent_scores_uses_latest_score_per_lead_and_expected_wins(
     by_capacity = simulate(client, source="recent", days=28, by="capacity", value=1.5)["chosen"]
     assert by_capacity["threshold"] == 30  # a, b and c (score 30): 3 leads in 2 weeks
     # the best expected precision is lead a alone (0.8)
-    answer = client.post("/v1/policy/simulate", headers=SCORER,
-                         json={"source": "recent", "days": 28, "by": "precision", "value": 0.9})
+    answer = client.post(
+        "/v1/policy/simulate",
+        headers=SCORER,
+        json={"source": "recent", "days": 28, "by": "precision", "value": 0.9},
+    )
     assert answer.status_code == 422
     assert answer.json()["detail"] == (
         "no threshold reaches precision 0.900; the highest is 0.800 at threshold 61: lower the target"

@@ -24,7 +24,9 @@ def env(tmp_path, database_url, no_registry, monkeypatch):
 @pytest.fixture
 def holdout_csv(tmp_path):
     path = tmp_path / "holdout.csv"
-    path.write_text("probability,label\n" + "".join(f"{p},{y}\n" for p, y in zip(PROBABILITIES, LABELS)))
+    path.write_text(
+        "probability,label\n" + "".join(f"{p},{y}\n" for p, y in zip(PROBABILITIES, LABELS))
+    )
     return path
 
 
@@ -36,7 +38,9 @@ def run(*args: str, ok: bool = True):
 
 
 def simulate_json(holdout_csv, *args: str) -> dict:
-    return json.loads(run("simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--json", *args).stdout)
+    return json.loads(
+        run("simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--json", *args).stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +57,9 @@ def simulate_json(holdout_csv, *args: str) -> dict:
         (("--threshold", "50"), 50, 2.5, 1.5, 0.6, 0.75),
     ],
 )
-def test_simulate_each_way_of_choosing(env, holdout_csv, args, threshold, per_week, wins, precision, recall):
+def test_simulate_each_way_of_choosing(
+    env, holdout_csv, args, threshold, per_week, wins, precision, recall
+):
     chosen = simulate_json(holdout_csv, *args)["chosen"]
     assert chosen["threshold"] == threshold
     assert chosen["leads_per_week"] == pytest.approx(per_week)
@@ -65,7 +71,17 @@ def test_simulate_each_way_of_choosing(env, holdout_csv, args, threshold, per_we
 
 def test_simulate_prints_a_readable_table(env, holdout_csv, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
-    out = run("simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--by", "capacity", "--value", "2").stdout
+    out = run(
+        "simulate",
+        "--holdout",
+        str(holdout_csv),
+        "--weeks",
+        "2",
+        "--by",
+        "capacity",
+        "--value",
+        "2",
+    ).stdout
     assert "Simulated on holdout.csv: 10 leads over 2 weeks with known outcomes." in out
     lines = [line for line in out.splitlines() if "capacity 2" in line]
     # threshold, leads a week, share, wins a week, precision, recall, lift
@@ -76,15 +92,29 @@ def test_simulate_prints_a_readable_table(env, holdout_csv, monkeypatch):
 
 def test_simulate_and_save_then_history_and_rollback(env, holdout_csv, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    saved = simulate_json(holdout_csv, "--by", "value", "--value", "3000", "--cost-per-lead", "1000",
-                          "--save", "--reason", "deal worth 3 leads of work")
+    saved = simulate_json(
+        holdout_csv,
+        "--by",
+        "value",
+        "--value",
+        "3000",
+        "--cost-per-lead",
+        "1000",
+        "--save",
+        "--reason",
+        "deal worth 3 leads of work",
+    )
     assert saved["chosen"]["net_value_per_week"] == pytest.approx(3000)
     assert saved["saved_version"] == 1
     shown = json.loads(run("show", "--json").stdout)
     assert shown["version"] == 1 and shown["policy"]["sales_threshold"] == 45
-    assert shown["created_by"].startswith("cli:") and shown["reason"] == "deal worth 3 leads of work"
+    assert (
+        shown["created_by"].startswith("cli:") and shown["reason"] == "deal worth 3 leads of work"
+    )
 
-    changed = json.loads(run("set", "--sales-threshold", "70", "--grade-a", "75", "-m", "tighter", "--json").stdout)
+    changed = json.loads(
+        run("set", "--sales-threshold", "70", "--grade-a", "75", "-m", "tighter", "--json").stdout
+    )
     assert changed["version"] == 2
     assert changed["changes"] == ["sales_threshold: 45 -> 70", "grade A from: 60 -> 75"]
 
@@ -94,7 +124,9 @@ def test_simulate_and_save_then_history_and_rollback(env, holdout_csv, monkeypat
 
     history = json.loads(run("history", "--json").stdout)
     assert [(v["version"], v["action"], v["reason"]) for v in history] == [
-        (3, "rollback", "too few leads"), (2, "set", "tighter"), (1, "set", "deal worth 3 leads of work"),
+        (3, "rollback", "too few leads"),
+        (2, "set", "tighter"),
+        (1, "set", "deal worth 3 leads of work"),
     ]
     table = run("history").stdout
     assert "rollback to 1" in table and "tighter" in table
@@ -111,21 +143,50 @@ def test_set_from_a_file(env, tmp_path):
     "args, message",
     [
         (("simulate", "--by", "capacity"), "--by capacity needs --value (the target)"),
-        (("simulate", "--by", "volume", "--value", "3"), "--by 'volume' is not a way to choose a threshold; use one of: value, capacity, precision, recall"),
-        (("simulate", "--threshold", "50", "--save"), "--save needs --reason (kept in the history)"),
-        (("simulate", "--by", "precision", "--value", "1.5", "HOLDOUT"), "target precision must be between 0 and 1 (e.g. 0.4 for 40%), got 1.5"),
-        (("simulate", "--threshold", "50", "--holdout", "NOCOLUMN", "--weeks", "2"), "has no column label; it needs `probability` (0-1) and `label` (1 won, 0 lost); found: probability, won"),
-        (("simulate", "--threshold", "50", "--holdout", "HOLDOUT_ONLY"), "needs --weeks: how many weeks of leads the file covers"),
-        (("simulate", "--threshold", "50"), "cannot load models:/lead-scoring@champion from the MLflow registry"),
-        (("simulate", "--threshold", "50", "--recent-days", "7"), "no leads were scored in the last 7 days"),
+        (
+            ("simulate", "--by", "volume", "--value", "3"),
+            "--by 'volume' is not a way to choose a threshold; use one of: value, capacity, precision, recall",
+        ),
+        (
+            ("simulate", "--threshold", "50", "--save"),
+            "--save needs --reason (kept in the history)",
+        ),
+        (
+            ("simulate", "--by", "precision", "--value", "1.5", "HOLDOUT"),
+            "target precision must be between 0 and 1 (e.g. 0.4 for 40%), got 1.5",
+        ),
+        (
+            ("simulate", "--threshold", "50", "--holdout", "NOCOLUMN", "--weeks", "2"),
+            "has no column label; it needs `probability` (0-1) and `label` (1 won, 0 lost); found: probability, won",
+        ),
+        (
+            ("simulate", "--threshold", "50", "--holdout", "HOLDOUT_ONLY"),
+            "needs --weeks: how many weeks of leads the file covers",
+        ),
+        (
+            ("simulate", "--threshold", "50"),
+            "cannot load models:/lead-scoring@champion from the MLflow registry",
+        ),
+        (
+            ("simulate", "--threshold", "50", "--recent-days", "7"),
+            "no leads were scored in the last 7 days",
+        ),
         (("set", "-m", "x"), "nothing to change: give --sales-threshold"),
-        (("set", "--nurture-threshold", "90", "-m", "x"), "policy: nurture_threshold (90.0) must not be above sales_threshold (50.0)"),
+        (
+            ("set", "--nurture-threshold", "90", "-m", "x"),
+            "policy: nurture_threshold (90.0) must not be above sales_threshold (50.0)",
+        ),
         (("set", "--sales-threshold", "60", "-m", " "), "a policy change needs a reason"),
         (("rollback", "4", "-m", "x"), "there is no policy version 4: no policy was saved yet"),
-        (("simulate", "--threshold", "50", "--holdout", "BADROWS", "--weeks", "2"),
-         "badrows.csv: row 3 (and 1 more) has probability outside 0-1 or a label other than 0/1"),
+        (
+            ("simulate", "--threshold", "50", "--holdout", "BADROWS", "--weeks", "2"),
+            "badrows.csv: row 3 (and 1 more) has probability outside 0-1 or a label other than 0/1",
+        ),
         (("set", "--from-file", "BADJSON", "-m", "x"), "it must be a JSON object of policy fields"),
-        (("set", "--from-file", "LISTJSON", "-m", "x"), "must hold a JSON object such as {\"sales_threshold\": 60}"),
+        (
+            ("set", "--from-file", "LISTJSON", "-m", "x"),
+            'must hold a JSON object such as {"sales_threshold": 60}',
+        ),
     ],
 )
 def test_errors_name_the_problem_and_the_fix(env, holdout_csv, tmp_path, args, message):

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from features.contract import lookup_activity
-from features.policy import choose_threshold, threshold_table
+from features.data.vocabulary import lookup_activity
+from features.policy.thresholds import choose_threshold, threshold_table
 from serving.app import create_app
 from serving.db import score_log
 from tests.serving.conftest import auth, demo_records, model_settings
@@ -47,8 +47,11 @@ def test_default_policy_and_simulation_come_from_the_champion(client):
     capacity = float(table.loc[table["threshold"] == median_score, "leads_per_week"].iloc[0])
     assert capacity > 0
     expected = choose_threshold(table, "capacity", capacity)
-    answer = client.post("/v1/policy/simulate", headers=auth("ops"),
-                         json={"by": "capacity", "value": capacity, "include_table": False})
+    answer = client.post(
+        "/v1/policy/simulate",
+        headers=auth("ops"),
+        json={"by": "capacity", "value": capacity, "include_table": False},
+    )
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert result["basis"]["leads"] == len(holdout)
@@ -62,7 +65,8 @@ def did(record: dict, activity: str) -> bool:
     """A touchpoint of this canonical activity up to `as_of` (the contract's names)."""
     as_of = datetime.fromisoformat(record["as_of"])
     return any(
-        lookup_activity(t["activity"]) == activity and datetime.fromisoformat(t["occurred_at"]) <= as_of
+        lookup_activity(t["activity"]) == activity
+        and datetime.fromisoformat(t["occurred_at"]) <= as_of
         for t in record["touchpoints"]
     )
 
@@ -80,16 +84,21 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     clean = [i for i, gone in enumerate(already) if not gone]
     demo, dnc = clean[0], clean[1]
     # one lead asks for a demo; another asks for one too but asked not to be contacted
-    records[demo]["touchpoints"].append({"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct",
-                                         "activity": "demo_request"})
+    records[demo]["touchpoints"].append(
+        {"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct", "activity": "demo_request"}
+    )
     records[dnc]["attributes"]["Do Not Email"] = "yes"
-    records[dnc]["touchpoints"].append({"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct",
-                                        "activity": "Request a Demo"})
+    records[dnc]["touchpoints"].append(
+        {"occurred_at": "2025-05-30T10:00:00Z", "channel": "direct", "activity": "Request a Demo"}
+    )
     blocked = {i for i, gone in enumerate(already) if gone} | {dnc}
 
     # send everything to sales: everyone goes, except the leads that asked not to be contacted
-    saved = client.put("/v1/policy", headers=auth("ops"), json={
-        "policy": {"sales_threshold": 0, "nurture_threshold": 0}, "reason": "flood test"}).json()
+    saved = client.put(
+        "/v1/policy",
+        headers=auth("ops"),
+        json={"policy": {"sales_threshold": 0, "nurture_threshold": 0}, "reason": "flood test"},
+    ).json()
     body = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
     assert body["policy_version"] == saved["version"] == 1
     results = body["results"]
@@ -102,8 +111,11 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     ]
 
     # nothing reaches sales on the score alone: only the demo request does
-    client.put("/v1/policy", headers=auth("ops"), json={
-        "policy": {"sales_threshold": 100, "nurture_threshold": 100}, "reason": "drain test"})
+    client.put(
+        "/v1/policy",
+        headers=auth("ops"),
+        json={"policy": {"sales_threshold": 100, "nurture_threshold": 100}, "reason": "drain test"},
+    )
     body = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
     assert body["policy_version"] == 2
     results = body["results"]
@@ -111,8 +123,13 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     assert results[demo]["policy_reasons"][0].startswith("Hard rule: requested a demo -> sales")
     assert results[dnc]["decision"] == "disqualify"
     expected = [
-        "disqualify" if i in blocked else "sales" if did(r, "demo_request") or r is records[demo]
-        else "sales" if results[i]["score"] >= 100 else "disqualify"
+        "disqualify"
+        if i in blocked
+        else "sales"
+        if did(r, "demo_request") or r is records[demo]
+        else "sales"
+        if results[i]["score"] >= 100
+        else "disqualify"
         for i, r in enumerate(records)
     ]
     assert [r["decision"] for r in results] == expected
@@ -121,16 +138,22 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     bands = scorer(client).policy.grades
     for r in results:
         s = r["score"]
-        assert r["grade"] == ("A" if s >= bands.A else "B" if s >= bands.B else "C" if s >= bands.C else "D")
+        assert r["grade"] == (
+            "A" if s >= bands.A else "B" if s >= bands.B else "C" if s >= bands.C else "D"
+        )
 
     # the score log records which policy version decided
     engine = client.app.state.engine
     deadline = time.monotonic() + 5
     while True:
         with engine.connect() as connection:
-            versions = dict(connection.execute(
-                sa.select(score_log.c.policy_version, sa.func.count()).group_by(score_log.c.policy_version)
-            ).all())
+            versions = dict(
+                connection.execute(
+                    sa.select(score_log.c.policy_version, sa.func.count()).group_by(
+                        score_log.c.policy_version
+                    )
+                ).all()
+            )
         if versions == {1: 40, 2: 40} or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -154,11 +177,14 @@ def test_cli_simulates_on_the_champions_holdout_from_mlflow(trained_model, tmp_p
     monkeypatch.setenv("LEADSCORE_MODEL_URI", uri)
     monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     model = load_from_mlflow(uri, trained_model.tracking_uri).scorer
-    table = threshold_table(model.holdout["probability"], model.holdout["label"],
-                            float(model.metadata["holdout_weeks"]))
+    table = threshold_table(
+        model.holdout["probability"], model.holdout["label"], float(model.metadata["holdout_weeks"])
+    )
     expected = choose_threshold(table, "recall", 0.8)
 
-    result = CliRunner().invoke(app, ["policy", "simulate", "--by", "recall", "--value", "0.8", "--json"])
+    result = CliRunner().invoke(
+        app, ["policy", "simulate", "--by", "recall", "--value", "0.8", "--json"]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["basis"]["leads"] == len(model.holdout)

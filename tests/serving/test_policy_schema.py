@@ -24,10 +24,26 @@ def test_policy_endpoints_never_answer_with_a_server_error(tmp_path):
     app = create_app(settings_for(tmp_path), model_store=hand_model_store())
     with serve_in_thread(app) as url:
         run = subprocess.run(
-            [str(cli), "run", url + "/openapi.json", "--include-path-regex", "^/v1/(policy|ops)",
-             "-H", f"Authorization: Bearer {OPS_KEY}", "--checks", "not_a_server_error",
-             "--max-examples", "25", "--seed", "1", "--workers", "1"],
-            capture_output=True, text=True, timeout=300,
+            [
+                str(cli),
+                "run",
+                url + "/openapi.json",
+                "--include-path-regex",
+                "^/v1/(policy|ops)",
+                "-H",
+                f"Authorization: Bearer {OPS_KEY}",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert "6 selected" in run.stdout  # policy x4 (+ rollback) and ops monitoring were tested

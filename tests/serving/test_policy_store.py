@@ -9,7 +9,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from serving.db import current_revision, make_engine, upgrade_database
 from serving.policy_store import (
     PolicyCache,
@@ -51,8 +51,16 @@ def test_migration_matches_the_table_the_code_queries_and_downgrades(database_ur
 
 def test_versions_keep_who_when_why_and_the_previous_value(engine):
     assert current_policy(engine, DEFAULT).version == 0
-    first = save_policy(engine, DEFAULT.model_copy(update={"sales_threshold": 60}), "ops-a", "more focus", DEFAULT)
-    second = save_policy(engine, first.policy.model_copy(update={"nurture_threshold": 10}), "ops-b", "nurture more", DEFAULT)
+    first = save_policy(
+        engine, DEFAULT.model_copy(update={"sales_threshold": 60}), "ops-a", "more focus", DEFAULT
+    )
+    second = save_policy(
+        engine,
+        first.policy.model_copy(update={"nurture_threshold": 10}),
+        "ops-b",
+        "nurture more",
+        DEFAULT,
+    )
     assert (first.version, second.version) == (1, 2)
     stored = history(engine)
     assert [v.version for v in stored] == [2, 1]
@@ -74,11 +82,15 @@ def test_rollback_creates_a_new_version_equal_to_the_old_one(engine):
 
 def test_conflicts_and_missing_reasons_are_refused(engine):
     save_policy(engine, DEFAULT, "a", "v1", DEFAULT)
-    with pytest.raises(PolicyConflict, match="you edited version 0, the current one is version 1 \\(saved by a\\)"):
+    with pytest.raises(
+        PolicyConflict, match="you edited version 0, the current one is version 1 \\(saved by a\\)"
+    ):
         save_policy(engine, DEFAULT, "b", "late", DEFAULT, expected_version=0)
     with pytest.raises(PolicyStoreError, match="a policy change needs a reason"):
         save_policy(engine, DEFAULT, "b", "  ", DEFAULT)
-    with pytest.raises(PolicyStoreError, match="there is no policy version 7; versions go from 1 to 1"):
+    with pytest.raises(
+        PolicyStoreError, match="there is no policy version 7; versions go from 1 to 1"
+    ):
         rollback(engine, 7, "b", "x", DEFAULT)
 
 
@@ -87,7 +99,13 @@ def test_concurrent_saves_get_distinct_versions(engine):
 
     def save(i: int) -> None:
         try:
-            save_policy(engine, DEFAULT.model_copy(update={"sales_threshold": 40 + i}), f"w{i}", f"r{i}", DEFAULT)
+            save_policy(
+                engine,
+                DEFAULT.model_copy(update={"sales_threshold": 40 + i}),
+                f"w{i}",
+                f"r{i}",
+                DEFAULT,
+            )
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
 

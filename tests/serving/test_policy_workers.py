@@ -38,9 +38,23 @@ def start_worker(tmp_path: Path, database_url: str, port: int, name: str) -> sub
     )
     log = open(tmp_path / f"{name}.log", "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "serving.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -72,7 +86,9 @@ def two_workers(tmp_path, database_url):
     ensure_keys(engine, parse_bootstrap_keys(BOOTSTRAP))
     engine.dispose()
     ports = free_port(), free_port()
-    processes = [start_worker(tmp_path, database_url, port, f"worker{i}") for i, port in enumerate(ports)]
+    processes = [
+        start_worker(tmp_path, database_url, port, f"worker{i}") for i, port in enumerate(ports)
+    ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for i, (url, process) in enumerate(zip(urls, processes)):
@@ -98,7 +114,9 @@ def test_a_change_in_one_worker_applies_in_the_other_within_a_second(two_workers
     lags = []
     for version, threshold in ((1, 62), (2, 47), (3, 71)):
         answer = httpx.put(
-            first + "/v1/policy", headers=auth(OPS_KEY), timeout=5,
+            first + "/v1/policy",
+            headers=auth(OPS_KEY),
+            timeout=5,
             json={"policy": {"sales_threshold": threshold}, "reason": f"step {version}"},
         )
         assert answer.status_code == 200, answer.text
@@ -115,5 +133,7 @@ def test_a_change_in_one_worker_applies_in_the_other_within_a_second(two_workers
         assert seen["policy"]["sales_threshold"] == threshold
         assert seen["created_by"] == "marketing-ops"
         lags.append(lag)
-    print(f"policy propagation lag between workers: {', '.join(f'{x * 1000:.0f} ms' for x in lags)}")
+    print(
+        f"policy propagation lag between workers: {', '.join(f'{x * 1000:.0f} ms' for x in lags)}"
+    )
     assert max(lags) < 1.0

@@ -22,7 +22,9 @@ def test_api_cli_and_pyfunc_agree(scoring_app, trained_model, tmp_path, monkeypa
     ids = [r["lead_id"] for r in records]
     uri = f"models:/{trained_model.name}/{trained_model.versions[0]}"
 
-    api = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()["results"]
+    api = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()[
+        "results"
+    ]
     api_p = {r["lead_id"]: r["probability"] for r in api}
 
     # `leadscore score` on the same leads, read from files as exported.
@@ -32,24 +34,47 @@ def test_api_cli_and_pyfunc_agree(scoring_app, trained_model, tmp_path, monkeypa
     touches[touches["lead_id"].isin(ids)].to_parquet(tmp_path / "touchpoints.parquet", index=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
     out = tmp_path / "scores.parquet"
-    result = CliRunner().invoke(cli, [
-        "score", "--model", uri, "--leads", str(tmp_path / "leads.parquet"),
-        "--touchpoints", str(tmp_path / "touchpoints.parquet"), "--out", str(out), "--as-of", AS_OF,
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score",
+            "--model",
+            uri,
+            "--leads",
+            str(tmp_path / "leads.parquet"),
+            "--touchpoints",
+            str(tmp_path / "touchpoints.parquet"),
+            "--out",
+            str(out),
+            "--as-of",
+            AS_OF,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    cli_p = dict(zip(*pd.read_parquet(out)[["lead_id", "probability"]].to_dict("list").values(), strict=True))
+    cli_p = dict(
+        zip(*pd.read_parquet(out)[["lead_id", "probability"]].to_dict("list").values(), strict=True)
+    )
 
     # The MLflow pyfunc, with touchpoints as a JSON string column.
     mlflow.set_tracking_uri(trained_model.tracking_uri)
-    frame = pd.DataFrame([
-        {"lead_id": r["lead_id"], **r["attributes"], "created_at": r["created_at"], "as_of": r["as_of"],
-         "touchpoints": json.dumps(r["touchpoints"])}
-        for r in records
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "lead_id": r["lead_id"],
+                **r["attributes"],
+                "created_at": r["created_at"],
+                "as_of": r["as_of"],
+                "touchpoints": json.dumps(r["touchpoints"]),
+            }
+            for r in records
+        ]
+    )
     predicted = mlflow.pyfunc.load_model(uri).predict(frame)
     pyfunc_p = dict(zip(predicted["lead_id"], predicted["probability"], strict=True))
 
     assert set(api_p) == set(cli_p) == set(pyfunc_p) == set(ids)
-    spread = max(max(api_p[i], cli_p[i], pyfunc_p[i]) - min(api_p[i], cli_p[i], pyfunc_p[i]) for i in ids)
+    spread = max(
+        max(api_p[i], cli_p[i], pyfunc_p[i]) - min(api_p[i], cli_p[i], pyfunc_p[i]) for i in ids
+    )
     assert spread < 1e-12, f"probabilities differ by up to {spread}"
     assert len(set(api_p.values())) >= 2  # the leads do get different scores (isotonic steps)

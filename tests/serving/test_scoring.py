@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from serving.db import make_engine, score_log
 from tests.serving.conftest import auth, demo_records
 
@@ -23,11 +23,20 @@ def test_score_one_lead(scoring_app, trained_model):
     assert 0 < lead["probability"] < 1
     assert lead["score"] == round(100 * lead["probability"])
     policy = Policy()  # the model's default policy: training used the defaults
-    expected_grade = next(g for g in "ABC" if lead["score"] >= getattr(policy.grades, g)) if lead["score"] >= policy.grades.C else "D"
+    expected_grade = (
+        next(g for g in "ABC" if lead["score"] >= getattr(policy.grades, g))
+        if lead["score"] >= policy.grades.C
+        else "D"
+    )
     assert lead["grade"] == expected_grade
     if not lead["policy_reasons"]:
-        expected = ("sales" if lead["score"] >= policy.sales_threshold
-                    else "nurture" if lead["score"] >= policy.nurture_threshold else "disqualify")
+        expected = (
+            "sales"
+            if lead["score"] >= policy.sales_threshold
+            else "nurture"
+            if lead["score"] >= policy.nurture_threshold
+            else "disqualify"
+        )
         assert lead["decision"] == expected
     assert lead["model"] == body["model"]
     assert len(lead["reasons_for"]) <= 3 and len(lead["reasons_against"]) <= 3
@@ -43,7 +52,11 @@ def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_mo
     records = demo_records(trained_model, 5)
     body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
     engine = make_engine(scoring_app.app.state.settings.database_url)
-    query = sa.select(score_log).where(score_log.c.request_id == body["request_id"]).order_by(score_log.c.id)
+    query = (
+        sa.select(score_log)
+        .where(score_log.c.request_id == body["request_id"])
+        .order_by(score_log.c.id)
+    )
     deadline = time.monotonic() + 5
     while True:
         with engine.connect() as connection:
@@ -55,7 +68,11 @@ def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_mo
     assert [r.lead_id for r in rows] == [r["lead_id"] for r in records]
     for row, result in zip(rows, body["results"], strict=True):
         assert row.probability == result["probability"]
-        assert (row.score, row.grade, row.decision) == (result["score"], result["grade"], result["decision"])
+        assert (row.score, row.grade, row.decision) == (
+            result["score"],
+            result["grade"],
+            result["decision"],
+        )
         assert row.model_version == trained_model.versions[0] and row.policy_version == 0
         assert row.reasons["for"] == result["reasons_for"]
         assert row.api_key_name == "scorer-key"
@@ -78,7 +95,9 @@ def test_concurrent_requests_get_their_own_leads(scoring_app, trained_model):
     records = demo_records(trained_model, 24)
     alone = {
         r["lead_id"]: r["probability"]
-        for r in scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()["results"]
+        for r in scoring_app.post(
+            "/v1/score", json={"leads": records}, headers=auth("scorer")
+        ).json()["results"]
     }
 
     def one(record):
@@ -96,7 +115,11 @@ def test_get_model(scoring_app, trained_model):
     response = scoring_app.get("/v1/model", headers=auth("ops"))
     assert response.status_code == 200
     info = response.json()
-    assert (info["name"], info["version"], info["alias"]) == ("lead-scoring", trained_model.versions[0], None)
+    assert (info["name"], info["version"], info["alias"]) == (
+        "lead-scoring",
+        trained_model.versions[0],
+        None,
+    )
     scorer = scoring_app.app.state.model_store.current.scorer
     assert info["trained_at"] == str(scorer.metadata["trained_at"])
     assert info["metrics"] == scorer.metadata["metrics"]
@@ -109,12 +132,18 @@ def test_metrics_after_scoring(scoring_app, trained_model):
     scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
     scoring_app.post("/v1/score", json={"leads": []}, headers=auth("scorer"))
     text = scoring_app.get("/metrics").text
-    assert f'leadscore_model_info{{name="lead-scoring",version="{trained_model.versions[0]}"}} 1.0' in text
+    assert (
+        f'leadscore_model_info{{name="lead-scoring",version="{trained_model.versions[0]}"}} 1.0'
+        in text
+    )
     assert 'leadscore_http_requests_total{method="POST",route="/v1/score",status="200"}' in text
     assert 'leadscore_http_errors_total{kind="client",route="/v1/score"}' in text
     assert "leadscore_lead_score_bucket" in text
     assert "leadscore_decisions_total" in text
-    assert 'leadscore_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score"}' in text
+    assert (
+        'leadscore_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score"}'
+        in text
+    )
 
 
 def test_timestamps_in_any_accepted_form_give_the_same_scores(scoring_app, trained_model):
@@ -147,8 +176,11 @@ def test_many_scores_are_counted_as_observing_them_one_by_one():
     for s in scores:
         single.observe(s)
     text = generate_latest(registry).decode()
-    lines = lambda name: sorted(l.replace(name, "h") for l in text.splitlines()  # noqa: E731
-                                if l.startswith(name) and "_created" not in l)
+    lines = lambda name: sorted(
+        l.replace(name, "h")
+        for l in text.splitlines()  # noqa: E731
+        if l.startswith(name) and "_created" not in l
+    )
     assert lines("bulk") == lines("single")
     assert 'h_bucket{le="10.0"} 4.0' in lines("bulk")
 
@@ -160,7 +192,11 @@ def test_leads_scored_after_2262_in_one_request_are_scored_as_alone(scoring_app,
     together = scoring_app.post("/v1/score", json={"leads": [far, near]}, headers=auth("scorer"))
     assert together.status_code == 200, together.text
     alone = [
-        scoring_app.post("/v1/score", json={"leads": [lead]}, headers=auth("scorer")).json()["results"][0]
+        scoring_app.post("/v1/score", json={"leads": [lead]}, headers=auth("scorer")).json()[
+            "results"
+        ][0]
         for lead in (far, near)
     ]
-    assert [r["probability"] for r in together.json()["results"]] == [r["probability"] for r in alone]
+    assert [r["probability"] for r in together.json()["results"]] == [
+        r["probability"] for r in alone
+    ]

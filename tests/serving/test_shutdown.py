@@ -43,7 +43,10 @@ def test_sigterm_under_load_loses_no_score_records(trained_model, database_url, 
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen(
         [LEADSCORE, "serve", "--port", str(port), "--workers", "2"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -68,10 +71,16 @@ def test_sigterm_under_load_loses_no_score_records(trained_model, database_url, 
                 n = 0
                 while not stop.is_set():
                     n += 1
-                    leads = [{**r, "lead_id": f"w{worker}-{n}-{r['lead_id']}"} for r in records[: 1 + n % 4]]
+                    leads = [
+                        {**r, "lead_id": f"w{worker}-{n}-{r['lead_id']}"}
+                        for r in records[: 1 + n % 4]
+                    ]
                     try:
-                        response = client.post("/v1/score", json={"leads": leads},
-                                               headers={"Authorization": f"Bearer {KEYS['scorer']}"})
+                        response = client.post(
+                            "/v1/score",
+                            json={"leads": leads},
+                            headers={"Authorization": f"Bearer {KEYS['scorer']}"},
+                        )
                     except httpx.HTTPError:
                         continue  # refused once the server stops accepting: not answered
                     if response.status_code == 200:

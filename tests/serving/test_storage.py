@@ -10,7 +10,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from serving.db import as_utc, current_revision, make_engine, metadata, outcomes, score_log, upgrade_database
+from serving.db import (
+    as_utc,
+    current_revision,
+    make_engine,
+    metadata,
+    outcomes,
+    score_log,
+    upgrade_database,
+)
 from serving.score_log import ScoreLogWriter, ScoreRows
 from tests.serving.conftest import auth
 
@@ -34,8 +42,11 @@ def row(i: int, request_id: str = "r-1") -> dict:
         "score": round(i / 10),
         "grade": "D",
         "decision": "disqualify",
-        "reasons": {"for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
-                    "against": [], "policy": []},
+        "reasons": {
+            "for": [{"feature": "visits_30d", "text": "5 visits in 30 days", "effect": 4.2}],
+            "against": [],
+            "policy": [],
+        },
         "scored_at": datetime(2026, 11, 23, 8, 0, i % 60, tzinfo=UTC),
         "api_key_name": "scorer-key",
     }
@@ -58,13 +69,23 @@ def test_migrations_create_the_tables_the_code_queries(database_url):
 def test_score_log_writes_everything_submitted_from_many_threads(engine):
     writer = ScoreLogWriter(engine, batch_size=64, flush_seconds=0.05)
     inserts = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *a: inserts.append(1) if statement.startswith("INSERT INTO score_log") else None)
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *a: (
+            inserts.append(1) if statement.startswith("INSERT INTO score_log") else None
+        ),
+    )
     writer.start()
 
     def submit(thread: int):
         for j in range(50):
-            writer.submit([row(thread * 1000 + j * 2, f"t{thread}"), row(thread * 1000 + j * 2 + 1, f"t{thread}")])
+            writer.submit(
+                [
+                    row(thread * 1000 + j * 2, f"t{thread}"),
+                    row(thread * 1000 + j * 2 + 1, f"t{thread}"),
+                ]
+            )
 
     threads = [threading.Thread(target=submit, args=(t,)) for t in range(8)]
     for t in threads:
@@ -74,7 +95,9 @@ def test_score_log_writes_everything_submitted_from_many_threads(engine):
     writer.stop()
     with engine.connect() as connection:
         count = connection.execute(sa.select(sa.func.count()).select_from(score_log)).scalar_one()
-        stored = connection.execute(sa.select(score_log).where(score_log.c.lead_id == "L-3001")).one()
+        stored = connection.execute(
+            sa.select(score_log).where(score_log.c.lead_id == "L-3001")
+        ).one()
     assert count == 8 * 50 * 2
     assert writer.pending == 0 and writer.written == 800
     assert len(inserts) < 400 / 2, "rows were not batched"
@@ -98,7 +121,11 @@ def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine)
         connection.execute(sa.text("ALTER TABLE score_log_away RENAME TO score_log"))
     writer.stop()
     with engine.connect() as connection:
-        ids = connection.execute(sa.select(score_log.c.lead_id).order_by(score_log.c.lead_id)).scalars().all()
+        ids = (
+            connection.execute(sa.select(score_log.c.lead_id).order_by(score_log.c.lead_id))
+            .scalars()
+            .all()
+        )
     assert ids == ["L-1", "L-2"]
     assert writer.last_error is None
 
@@ -128,14 +155,19 @@ def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(eng
     assert writer.written == n and writer.pending == 0
     mine, reference = stored[:n], stored[n:]
     assert [r.lead_id for r in mine] == [f"L-{i}" for i in range(n)]  # complete, in order
-    assert [(r.probability, r.score) for r in mine] == [(x["probability"], x["score"]) for x in results]
+    assert [(r.probability, r.score) for r in mine] == [
+        (x["probability"], x["score"]) for x in results
+    ]
     for a, b in zip(mine, reference, strict=True):
         assert a._mapping["request_id"] == "r-9"
         assert {k: v for k, v in a._mapping.items() if k not in ("id", "request_id")} == {
             k: v for k, v in b._mapping.items() if k not in ("id", "request_id")
         }
-    assert mine[2].reasons == {"for": results[2]["reasons_for"], "against": [],
-                               "policy": ["Hard rule: requested a demo -> sales"]}
+    assert mine[2].reasons == {
+        "for": results[2]["reasons_for"],
+        "against": [],
+        "policy": ["Hard rule: requested a demo -> sales"],
+    }
     assert as_utc(mine[0].scored_at) == common["scored_at"] and mine[1].probability == 1 / 7
 
 
@@ -147,7 +179,9 @@ def test_outcomes_are_idempotent_per_lead(client_without_model, database_url):
     client = client_without_model
 
     def send(*items):
-        response = client.post("/v1/outcomes", json={"outcomes": list(items)}, headers=auth("scorer"))
+        response = client.post(
+            "/v1/outcomes", json={"outcomes": list(items)}, headers=auth("scorer")
+        )
         assert response.status_code == 200, response.text
         return [r["status"] for r in response.json()["results"]]
 
@@ -160,7 +194,10 @@ def test_outcomes_are_idempotent_per_lead(client_without_model, database_url):
     with engine.connect() as connection:
         rows = connection.execute(sa.select(outcomes).order_by(outcomes.c.lead_id)).all()
     engine.dispose()
-    assert [(r.lead_id, r.won, r.amount) for r in rows] == [("L-1", True, 14000.0), ("L-2", False, None)]
+    assert [(r.lead_id, r.won, r.amount) for r in rows] == [
+        ("L-1", True, 14000.0),
+        ("L-2", False, None),
+    ]
     assert as_utc(rows[0].closed_at) == datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
     assert rows[0].api_key_name == "scorer-key"
 
@@ -168,14 +205,18 @@ def test_outcomes_are_idempotent_per_lead(client_without_model, database_url):
 def test_outcome_errors_name_the_item_and_field(client_without_model):
     client = client_without_model
     response = client.post(
-        "/v1/outcomes", json={"outcomes": [outcome("L-1"), outcome("L-1", "lost")]}, headers=auth("scorer")
+        "/v1/outcomes",
+        json={"outcomes": [outcome("L-1"), outcome("L-1", "lost")]},
+        headers=auth("scorer"),
     )
     assert response.status_code == 422
-    assert response.json()["errors"] == [{
-        "field": "outcomes[1].lead_id",
-        "message": "lead_id 'L-1' is also at outcomes[0]",
-        "expected": "one outcome per lead in a request",
-    }]
+    assert response.json()["errors"] == [
+        {
+            "field": "outcomes[1].lead_id",
+            "message": "lead_id 'L-1' is also at outcomes[0]",
+            "expected": "one outcome per lead in a request",
+        }
+    ]
     response = client.post(
         "/v1/outcomes",
         json={"outcomes": [outcome("L-1", "maybe", closed_at="2026-12-02T10:00:00")]},

@@ -14,7 +14,7 @@ XEDUCATION = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "x
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """3,000 demo leads (Parquet) with their oracle."""
-    from features import demo
+    from features.data import demo
 
     out = tmp_path_factory.mktemp("demo")
     demo.write(demo.generate(3000, seed=7), out, formats=("parquet",))

@@ -22,7 +22,9 @@ def test_train_with_too_few_wins_says_how_many_are_needed(tracking, tmp_path):
     path = tmp_path / "leads.csv"
     pd.DataFrame({"lead_id": [f"L{i}" for i in range(50)], "source": ["web", "ads"] * 25,
                   "won": ["yes"] * 3 + ["no"] * 47}).to_csv(path, index=False)  # fmt: skip
-    result = runner.invoke(app, ["train", "--leads", str(path), "--label", "won", "--positive", "yes"])
+    result = runner.invoke(
+        app, ["train", "--leads", str(path), "--label", "won", "--positive", "yes"]
+    )
     assert result.exit_code == 2
     assert "only 3 examples of the rarer class" in result.output
     assert "at least 10 won and 10 lost" in result.output and "Traceback" not in result.output
@@ -31,7 +33,9 @@ def test_train_with_too_few_wins_says_how_many_are_needed(tracking, tmp_path):
 def test_train_with_a_bad_config_names_the_field(tracking, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("training:\n  holdout_fraction: 2\n")
-    result = runner.invoke(app, ["train", "--leads", "x.csv", "--label", "won", "--config", str(config)])
+    result = runner.invoke(
+        app, ["train", "--leads", "x.csv", "--label", "won", "--config", str(config)]
+    )
     assert result.exit_code == 2
     assert "config training.holdout_fraction" in result.output
 
@@ -65,13 +69,15 @@ def test_promote_an_unknown_version(tracking):
 
 
 @pytest.mark.slow
-def test_flat_xeducation_train_warns_about_leakage_then_scores_ignoring_the_label(tracking, xeducation, tmp_path):
+def test_flat_xeducation_train_warns_about_leakage_then_scores_ignoring_the_label(
+    tracking, xeducation, tmp_path
+):
     config = tmp_path / "config.yaml"
     config.write_text("training:\n  search: tiny\n  cv_folds: 2\n")
     result = runner.invoke(app, ["train", "--leads", str(xeducation), "--id", "Prospect ID", "--label",
                                  "Converted", "--config", str(config), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     flagged = {w["column"] for w in summary["leakage"]}
     assert {"Tags", "Lead Quality", "Last Notable Activity"} <= flagged
     tags = next(w for w in summary["leakage"] if w["column"] == "Tags")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from features.policy import Policy
+from features.policy.rules import Policy
 from training.evaluate import (
     calibration_table,
     classification_metrics,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from features.scoring import CalibratedModel
+from features.model.calibration import CalibratedModel
 from training.models import Candidate, build_estimator
 
 
@@ -38,7 +38,9 @@ def test_fast_path_equals_predict_proba(kind, params):
     test[::9, 0] = 17.0  # a category never seen in training
     test[::11, 3] = np.nan
     np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
-    np.testing.assert_allclose(fast.raw_proba(test[:1]), model.predict_proba(test[:1])[:, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        fast.raw_proba(test[:1]), model.predict_proba(test[:1])[:, 1], atol=1e-12
+    )
 
 
 def test_ordinal_category_boosting_has_no_categorical_splits_and_a_fast_path():
@@ -47,7 +49,9 @@ def test_ordinal_category_boosting_has_no_categorical_splits_and_a_fast_path():
     model = build_estimator(candidate, MASK, seed=0).fit(X, y)
     assert model.categorical_features is None
     assert model.is_categorical_ is None or not model.is_categorical_.any()
-    native = build_estimator(Candidate("gradient_boosting", {"max_leaf_nodes": 8}), MASK, seed=0).fit(X, y)
+    native = build_estimator(
+        Candidate("gradient_boosting", {"max_leaf_nodes": 8}), MASK, seed=0
+    ).fit(X, y)
     assert native.is_categorical_.tolist() == MASK.tolist()
     fast = CalibratedModel(model, {"method": "none"})
     assert fast._trees is not None

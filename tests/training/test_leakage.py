@@ -28,27 +28,47 @@ def test_a_column_that_is_the_outcome_is_flagged_with_the_exclude_to_use():
 
 
 def test_dominant_importance_is_flagged():
-    importance = pd.DataFrame({"column": ["Tags", "Source"], "auc_drop": [0.2, 0.02], "share": [0.9, 0.1]})
+    importance = pd.DataFrame(
+        {"column": ["Tags", "Source"], "auc_drop": [0.2, 0.02], "share": [0.9, 0.1]}
+    )
     warnings = check_leakage({"Tags": 0.9, "Source": 0.64}, importance)
     assert [w.column for w in warnings] == ["Tags"]
     assert "dominates the model (90% of permutation importance" in warnings[0].reason
 
 
 def test_names_that_read_like_sales_fields():
-    assert name_hint("Lead Quality") and name_hint("LeadStatus") and name_hint("Last Notable Activity")
+    assert (
+        name_hint("Lead Quality") and name_hint("LeadStatus") and name_hint("Last Notable Activity")
+    )
     assert name_hint("industry") is None and name_hint("Do Not Call") is None
     assert name_hint("Total Time Spent on Website") is None
 
 
 def test_xeducation_sales_filled_columns_are_caught(xeducation):
-    from features.contract import DataConfig, load_lead_data
+    from features.data.config import DataConfig
+    from features.data.loading import load_lead_data
     from training.leakage import single_feature_aucs
 
-    data = load_lead_data(DataConfig(leads={"path": xeducation, "lead_id": "Prospect ID"}, label="Converted"))
+    data = load_lead_data(
+        DataConfig(leads={"path": xeducation, "lead_id": "Prospect ID"}, label="Converted")
+    )
     aucs = single_feature_aucs(data.leads, data.label, data.attribute_types)
     flagged = {w.column for w in check_leakage(aucs)}
-    sales_filled = {"Tags", "Lead Quality", "Lead Profile", "Last Activity", "Last Notable Activity",
-                    "Asymmetrique Activity Score", "Asymmetrique Profile Score"}
+    sales_filled = {
+        "Tags",
+        "Lead Quality",
+        "Lead Profile",
+        "Last Activity",
+        "Last Notable Activity",
+        "Asymmetrique Activity Score",
+        "Asymmetrique Profile Score",
+    }
     assert sales_filled <= flagged
-    marketing = {"Lead Source", "Lead Origin", "Total Time Spent on Website", "TotalVisits", "Country"}
+    marketing = {
+        "Lead Source",
+        "Lead Origin",
+        "Total Time Spent on Website",
+        "TotalVisits",
+        "Country",
+    }
     assert not marketing & flagged

@@ -27,7 +27,12 @@ def test_notebook_runs_on_demo_data(name, demo_dir, tracking, monkeypatch):
     monkeypatch.setenv("LEADSCORE_DATA", str(demo_dir))
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS.parent)}},
+    ).execute()
     outputs = "".join(
         o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
     )

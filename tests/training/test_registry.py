@@ -32,7 +32,9 @@ def test_promoting_an_unknown_version_names_the_known_ones(tracking):
 
     client = MlflowClient()
     client.create_registered_model("lead-scoring")
-    with pytest.raises(RegistryError, match=r"model 'lead-scoring' has no version 7 \(versions: none\)"):
+    with pytest.raises(
+        RegistryError, match=r"model 'lead-scoring' has no version 7 \(versions: none\)"
+    ):
         promote("lead-scoring", "7", client)
     with pytest.raises(RegistryError, match="version must be a number"):
         promote("lead-scoring", "v2", client)

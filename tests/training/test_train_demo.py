@@ -48,12 +48,19 @@ def test_gate_promotes_a_better_model_and_keeps_a_worse_one_challenger(trained):
     assert not weak_again.gate.promote
     assert weak_again.gate.champion_version == strong.version
     client = MlflowClient(uri)
-    assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == strong.version
-    assert str(client.get_model_version_by_alias("lead-scoring", "challenger").version) == weak_again.version
+    assert (
+        str(client.get_model_version_by_alias("lead-scoring", "champion").version) == strong.version
+    )
+    assert (
+        str(client.get_model_version_by_alias("lead-scoring", "challenger").version)
+        == weak_again.version
+    )
     run = client.get_run(weak_again.run_id)
     assert run.data.tags["promotion"] == "challenger"
     # Same data and seed: the same holdout, so the champion scores what it scored in its own run.
-    assert run.data.metrics["champion_roc_auc"] == pytest.approx(strong.metrics["roc_auc"], abs=1e-9)
+    assert run.data.metrics["champion_roc_auc"] == pytest.approx(
+        strong.metrics["roc_auc"], abs=1e-9
+    )
     assert "holdout_roc_auc" in run.data.metrics and "champion_ece" in run.data.metrics
 
 
@@ -76,7 +83,9 @@ def test_run_has_the_evaluation_artifacts(trained):
         assert expected in names, expected
     thresholds = pd.read_csv(client.download_artifacts(strong.run_id, "evaluation/thresholds.csv"))
     assert len(thresholds) == 101 and thresholds.loc[0, "share_to_sales"] == pytest.approx(1.0)
-    fingerprints = json.loads(open(client.download_artifacts(strong.run_id, "data/fingerprints.json")).read())
+    fingerprints = json.loads(
+        open(client.download_artifacts(strong.run_id, "data/fingerprints.json")).read()
+    )
     assert fingerprints["tables"]["leads"]["rows"] == 3000
 
 
@@ -140,20 +149,24 @@ def test_fast_linear_path_equals_the_scikit_learn_pipeline(trained, demo_dir):
     if not hasattr(model, "named_steps"):
         pytest.skip("the selected model is not the logistic pipeline")
     assert scorer.estimator._linear is not None
-    np.testing.assert_allclose(scorer.estimator.raw_proba(X), model.predict_proba(X)[:, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        scorer.estimator.raw_proba(X), model.predict_proba(X)[:, 1], atol=1e-12
+    )
 
 
 def test_served_model_is_refitted_and_the_gate_model_reproduces_the_holdout(trained):
     """Small data: the served estimator learned training + holdout; the evaluation model, kept
     beside it for the gate, is the one whose holdout scores the run reports."""
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
 
     uri, (_, strong, _) = trained
     served = load_model_scorer(strong.model_uri)
     evaluated = load_model_scorer(strong.model_uri, evaluation=True)
     params = MlflowClient(uri).get_run(strong.run_id).data.params
     assert served.metadata["refit"] is True and params["refit_with_holdout"] == "True"
-    assert served.metadata["examples_fitted"] == int(params["training_examples"]) + int(params["holdout_examples"])
+    assert served.metadata["examples_fitted"] == int(params["training_examples"]) + int(
+        params["holdout_examples"]
+    )
     assert served.estimator.model is not evaluated.estimator.model
     # the evaluation model gives exactly the holdout probabilities shipped in the model
     frame, touches, holdout = _holdout_inputs(strong, served)
@@ -166,9 +179,10 @@ def test_served_model_is_refitted_and_the_gate_model_reproduces_the_holdout(trai
 
 def _holdout_inputs(result, scorer):
     """The held-out examples of a demo run, rebuilt from its own config and split."""
-    from features.contract import DataConfig, load_lead_data
-    from training.data import build_examples, split_holdout, subsample
     from features.config import FeatureConfig
+    from features.data.config import DataConfig
+    from features.data.loading import load_lead_data
+    from training.data import build_examples, split_holdout, subsample
 
     config = DataConfig.model_validate(scorer.metadata["data_config"])
     data = load_lead_data(config)
@@ -181,7 +195,7 @@ def _holdout_inputs(result, scorer):
 
 
 def test_refit_off_serves_the_evaluation_model(demo_dir, tracking):
-    from features.pyfunc_model import load_model_scorer
+    from features.model.artifact import load_model_scorer
 
     config = demo_config(demo_dir)
     config.training.refit = False
@@ -192,5 +206,9 @@ def test_refit_off_serves_the_evaluation_model(demo_dir, tracking):
     assert served.metadata["examples_fitted"] == int(params["training_examples"])
     evaluated = load_model_scorer(result.model_uri, evaluation=True)
     frame, touches, holdout = _holdout_inputs(result, served)
-    np.testing.assert_allclose(served.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12)
-    np.testing.assert_allclose(evaluated.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        served.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        evaluated.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12
+    )

@@ -12,6 +12,10 @@ from typing import Annotated
 
 import typer
 
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.data.validation import DataValidationError
+
 
 class DemoFormat(str, Enum):
     parquet = "parquet"
@@ -36,7 +40,7 @@ def demo_data(
     """Write demo leads, touchpoints and outcomes (and oracle.parquet, the true win probabilities)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from features import demo
+    from features.data import demo
 
     formats = ("parquet", "csv") if format is DemoFormat.both else (format.value,)
     if out.exists() and not out.is_dir():
@@ -98,8 +102,6 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Read and check lead data; print what is wrong and how to fix it (exit code 1 on errors)."""
-    from features.contract import DataConfig, load_lead_data
-    from features.validation import DataValidationError
 
     overrides = {
         "leads": leads,

@@ -36,13 +36,22 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.contract import ACTIVITIES, CHANNELS
+from features.data.vocabulary import ACTIVITIES, CHANNELS, normalise_channel
 
 START = np.datetime64("2023-01-01T00:00:00", "s")
+
+
 SPAN_DAYS = 730
+
+
 EARLY_DAYS = 21
+
+
 LATE_DAYS = 180
+
+
 DAY = 86_400
+
 
 # ---- channels: canonical order is CHANNELS; raw spellings as CRMs export them ---------------------
 CHANNEL_SHARE = {  # share of leads by lead-source channel
@@ -57,6 +66,8 @@ CHANNEL_SHARE = {  # share of leads by lead-source channel
     "direct": 0.10,
     "print": 0.02,
 }
+
+
 CHANNEL_SPELLINGS = {
     "organic_search": ("Organic Search", "organic", "SEO", "Google Organic"),
     "paid_search": ("Paid Search", "Google Ads", "google / cpc", "PPC", "Bing Ads"),
@@ -70,6 +81,8 @@ CHANNEL_SPELLINGS = {
     "print": ("Print", "Print Ad", "Magazine"),
     "other": ("Other",),
 }
+
+
 SOURCE_EFFECT = {
     "organic_search": 0.0,
     "paid_search": 0.05,
@@ -82,6 +95,7 @@ SOURCE_EFFECT = {
     "direct": 0.25,
     "print": -0.2,
 }
+
 
 # ---- activities: canonical order is ACTIVITIES --------------------------------------------------
 ACTIVITY_SPELLINGS = {
@@ -97,7 +111,11 @@ ACTIVITY_SPELLINGS = {
     "email_bounce": ("Email Bounced", "Hard Bounce"),
     "other": ("Chat Started", "Olark Chat Conversation"),  # not in the contract: read as 'other'
 }
+
+
 HIGH_SPLIT = {"pricing_page_view": 0.55, "form_submit": 0.25, "demo_request": 0.20}
+
+
 LOW_SPLIT = {
     "visit": 0.50,
     "email_open": 0.24,
@@ -108,6 +126,8 @@ LOW_SPLIT = {
     "email_bounce": 0.01,
     "other": 0.005,
 }
+
+
 # Where each activity happens: channel shares; None means "the lead-source channel".
 ACTIVITY_CHANNELS: dict[str, dict[str | None, float]] = {
     "visit": {
@@ -148,6 +168,8 @@ ACTIVITY_CHANNELS: dict[str, dict[str | None, float]] = {
     "email_bounce": {"email": 1.0},
     "other": {"direct": 1.0},
 }
+
+
 # Logit contribution of the first-21-day activity counts (the observable engagement).
 ACTIVITY_EFFECT = {  # activity: (weight, transform) with transform "log" = log1p(count), "any" = count>0
     "pricing_page_view": (0.55, "log"),
@@ -159,7 +181,10 @@ ACTIVITY_EFFECT = {  # activity: (weight, transform) with transform "log" = log1
     "unsubscribe": (-0.8, "any"),
     "email_bounce": (-0.6, "any"),
 }
+
+
 INTERCEPT = -2.8  # calibrated once so that about 15% of leads win
+
 
 # ---- firmographics ------------------------------------------------------------------------------
 INDUSTRIES = {  # name: (share, effect)
@@ -175,6 +200,8 @@ INDUSTRIES = {  # name: (share, effect)
     "Energy": (0.04, 0.0),
     "Media": (0.07, -0.10),
 }
+
+
 SIZES = {  # band: (share, effect, sales-cycle stretch 0..1)
     "1-10": (0.16, -0.7, 0.0),
     "11-50": (0.20, -0.3, 0.1),
@@ -184,7 +211,11 @@ SIZES = {  # band: (share, effect, sales-cycle stretch 0..1)
     "1001-5000": (0.10, 0.45, 0.8),
     "5001+": (0.07, 0.3, 1.0),
 }
+
+
 REGION_EFFECT = {"North America": 0.2, "EMEA": 0.0, "APAC": -0.2, "LATAM": -0.35}
+
+
 COUNTRIES = {  # canonical: (region, share, export spellings)
     "United States": ("North America", 0.32, ("United States", "USA", "US", "U.S.")),
     "Canada": ("North America", 0.05, ("Canada",)),
@@ -203,6 +234,8 @@ COUNTRIES = {  # canonical: (region, share, export spellings)
     "Mexico": ("LATAM", 0.02, ("Mexico",)),
     "Argentina": ("LATAM", 0.01, ("Argentina",)),
 }
+
+
 SENIORITY = {  # level: (share, effect, export spellings)
     "C-Level": (0.06, 0.5, ("C-Level", "CXO")),
     "VP": (0.08, 0.55, ("VP", "Vice President")),
@@ -211,6 +244,8 @@ SENIORITY = {  # level: (share, effect, export spellings)
     "Individual Contributor": (0.35, -0.25, ("Individual Contributor", "IC")),
     "Student": (0.08, -1.6, ("Student",)),
 }
+
+
 FUNCTIONS = {  # function: (share, effect, C-level title)
     "Marketing": (0.30, 0.25, "CMO"),
     "Sales": (0.15, 0.10, "CRO"),
@@ -220,12 +255,25 @@ FUNCTIONS = {  # function: (share, effect, C-level title)
     "Engineering": (0.12, -0.05, "CTO"),
     "HR": (0.06, -0.2, "CHRO"),
 }
+
+
 MISSING_SENIORITY_EFFECT = -0.15
+
+
 MISSING_SIZE_EFFECT = -0.1
+
+
 PERSONAL_EMAIL_EFFECT = -0.6
+
+
 DO_NOT_EMAIL_EFFECT = -0.3
+
+
 MONTH_VOLUME = np.array([1.15, 1.1, 1.1, 1.0, 1.0, 0.9, 0.85, 0.7, 1.1, 1.15, 1.05, 0.75])
+
+
 WEEKDAY_VOLUME = np.array([1.1, 1.15, 1.1, 1.05, 0.9, 0.35, 0.3])  # Monday first
+
 
 CAMPAIGN_TOPICS = (
     "Pipeline Analytics",
@@ -233,6 +281,8 @@ CAMPAIGN_TOPICS = (
     "Attribution 101",
     "AI for Sales Ops",
 )
+
+
 EVENTS = ("SaaStr", "Dreamforce", "Web Summit", "INBOUND")
 
 
@@ -789,8 +839,6 @@ def oracle_from_observables(leads, touchpoints) -> np.ndarray:
     exported and the touchpoints of the first 21 days. Valid for leads created at least 21 days
     before the export date (later touchpoints of younger leads are not in the files yet)."""
     import pandas as pd
-
-    from features.contract import normalise_channel
 
     def effect(column: str, table: dict[str, float], missing: float = 0.0) -> np.ndarray:
         keys = _text_key(leads[column])

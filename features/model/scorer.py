@@ -23,129 +23,17 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from features.compiled import AdditiveLogistic, compile_model
 from features.featurizer import LeadFeaturizer
-from features.touchpoints import ACTIVITIES, TouchpointArrays
-from features.policy import (
-    Policy,
-    apply_policy,
+from features.model.calibration import CalibratedModel
+from features.model.reasons import MIN_EFFECT_POINTS, N_REASONS, _baseline_equal, strongest_effects
+from features.policy.facts import (
+    _touch_facts,
+    _touches_until,
     attribute_facts,
-    decide,
     frame_facts,
     lead_facts,
-    score_from_probability,
 )
-
-N_REASONS = 3
-MIN_EFFECT_POINTS = 0.5  # effects smaller than half a score point are noise, not reasons
-_EPS = 1e-6
-SMALL_BATCH = 256  # up to this many rows, boosted trees are walked node by node in numpy
-
-
-class CalibratedModel:
-    """A frozen scikit-learn classifier and one probability calibrator fitted after it.
-
-    `calibration` is JSON-safe: ``{"method": "none"}``, ``{"method": "sigmoid", "a", "b"}`` (Platt
-    scaling of the model's log-odds) or ``{"method": "isotonic", "x": [...], "y": [...]}``
-    (piecewise-linear map of the model's probability). One calibrator on one frozen model, not an
-    ensemble of cross-validation models, keeps scoring a single estimator call.
-    """
-
-    def __init__(
-        self, model: Any, calibration: Mapping[str, Any] | None = None, compile: bool = True
-    ) -> None:
-        self.model = model
-        self.calibration = dict(calibration or {"method": "none"})
-        self._compile()
-        # The numpy form of the model (features.compiled), checked against predict_proba here.
-        compiled = compile_model(model) if compile else None
-        self._linear = compiled if isinstance(compiled, AdditiveLogistic) else None
-        self._trees = None if compiled is None or self._linear is not None else compiled
-
-    def _compile(self) -> None:
-        method = self.calibration.get("method", "none")
-        if method == "sigmoid":
-            self._a = float(self.calibration["a"])
-            self._b = float(self.calibration["b"])
-        elif method == "isotonic":
-            self._x = np.asarray(self.calibration["x"], dtype=float)
-            self._y = np.asarray(self.calibration["y"], dtype=float)
-        elif method != "none":
-            raise ValueError(f"unknown calibration method {method!r}; use none, sigmoid or isotonic")
-        self._method = method
-
-    def raw_proba(self, X: np.ndarray) -> np.ndarray:
-        """The frozen model's uncalibrated win probability."""
-        if self._linear is not None:
-            return self._linear(X)
-        if self._trees is not None and (
-            X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)
-        ):
-            return self._trees(X)
-        return self.model.predict_proba(X)[:, 1]
-
-    def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, dtype=float)
-        if self._method == "sigmoid":
-            logit = np.log(np.clip(raw, _EPS, 1 - _EPS) / np.clip(1 - raw, _EPS, 1))
-            return 1.0 / (1.0 + np.exp(-(self._a * logit + self._b)))
-        if self._method == "isotonic":
-            return np.interp(raw, self._x, self._y)
-        return raw
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated win probability per row (1-d)."""
-        return self.calibrate(self.raw_proba(X))
-
-
-def _baseline_equal(X: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    both_nan = np.isnan(X) & np.isnan(baseline)
-    return (X == baseline) | both_nan
-
-
-def strongest_effects(
-    effects: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(top columns, their effects, bottom columns, their effects), `n` per lead (row).
-
-    Top: largest effects first, ties to the earlier column; bottom: smallest first, ties to the
-    later column; NaN (no effect) is never picked: a lead with fewer effects gets NaN there.
-    The same picks as a stable argsort of each row (`ranked_effects`), by n passes of argmax.
-    """
-    n_leads = effects.shape[0]
-    rows = np.arange(n_leads)
-    missing = np.isnan(effects)
-    out = []
-    for fill, flip in ((-np.inf, False), (np.inf, True)):
-        key = np.where(missing, fill, effects)
-        if flip:  # smallest, ties to the later column: argmax of the negated, reversed row
-            key = -key[:, ::-1]
-        columns = np.empty((n_leads, n), dtype=np.intp)
-        picked = np.empty((n_leads, n))
-        for k in range(n):
-            j = key.argmax(axis=1)
-            picked[:, k] = key[rows, j]
-            key[rows, j] = -np.inf
-            columns[:, k] = effects.shape[1] - 1 - j if flip else j
-        exhausted = np.isneginf(picked)  # only NaN effects were left
-        values = np.where(exhausted, np.nan, -picked if flip else picked)
-        out += [columns, values]
-    return out[0], out[1], out[2], out[3]
-
-
-def ranked_effects(
-    effects: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`strongest_effects` by a stable argsort of every row (the tests' reference)."""
-    n_features = effects.shape[1]
-    order = np.argsort(np.where(np.isnan(effects), np.inf, -effects), axis=1, kind="stable")
-    top = order[:, :n]
-    counts = (~np.isnan(effects)).sum(axis=1)
-    back = counts[:, None] - 1 - np.arange(n)[None, :]
-    bottom = np.take_along_axis(order, np.clip(back, 0, n_features - 1), axis=1)
-    top_effect = np.take_along_axis(effects, top, axis=1)
-    bottom_effect = np.where(back >= 0, np.take_along_axis(effects, bottom, axis=1), np.nan)
-    return top, top_effect, bottom, bottom_effect
+from features.policy.rules import Policy, apply_policy, decide, score_from_probability
 
 
 class LeadScorer:
@@ -173,7 +61,9 @@ class LeadScorer:
         self.feature_names = [str(n) for n in featurizer.get_feature_names_out()]
         n = len(self.feature_names)
         self.baseline = (
-            np.full(n, np.nan) if baseline is None else np.asarray(baseline, dtype=float).reshape(-1)
+            np.full(n, np.nan)
+            if baseline is None
+            else np.asarray(baseline, dtype=float).reshape(-1)
         )
         if self.baseline.shape[0] != n:
             raise ValueError(
@@ -343,7 +233,9 @@ class LeadScorer:
         grades, decisions, rule_reasons = apply_policy(scores, facts, policy)
         out = pd.DataFrame(
             {
-                "lead_id": frame["lead_id"].astype(str).to_numpy() if "lead_id" in frame else np.arange(n),
+                "lead_id": frame["lead_id"].astype(str).to_numpy()
+                if "lead_id" in frame
+                else np.arange(n),
                 "probability": probabilities,
                 "score": scores,
                 "grade": grades.astype(str),
@@ -432,60 +324,6 @@ class LeadScorer:
 
 
 FEW_RECORDS = 8  # up to this many leads, facts and decisions lead by lead (no numpy overhead)
-_UNSUBSCRIBE_CODE = ACTIVITIES.index("unsubscribe")
-_DEMO_REQUEST_CODE = ACTIVITIES.index("demo_request")
-
-
-def _touch_facts(arrays: TouchpointArrays, n: int) -> dict[str, np.ndarray]:
-    """The touchpoint facts of many leads from the featurizer's arrays (canonical activities).
-
-    A touchpoint counts up to and including the lead's `as_of` (age >= 0) or when its moment is
-    unknown (NaN age), as `_touches_until` decides lead by lead.
-    """
-    known = ~(arrays.age_days < 0)
-    return {
-        "do_not_contact": np.bincount(arrays.row[known & (arrays.activity == _UNSUBSCRIBE_CODE)],
-                                      minlength=n) > 0,
-        "demo_request": np.bincount(arrays.row[known & (arrays.activity == _DEMO_REQUEST_CODE)],
-                                    minlength=n) > 0,
-    }  # fmt: skip
-
-
-_RULE_ACTIVITIES = frozenset({"unsubscribe", "demo_request"})
-_OTHER_ACTIVITIES = frozenset({"visit", "pricing_page_view", "email_open", "email_click", "form_submit",
-                               "download", "webinar_attend", "email_bounce", "other"})  # fmt: skip
-
-
-def _is_rule_activity(activity: Any) -> bool:
-    if activity.__class__ is str:
-        if activity in _RULE_ACTIVITIES:
-            return True
-        if activity in _OTHER_ACTIVITIES:
-            return False
-    return str(activity).strip().lower() in _RULE_ACTIVITIES
-
-
-def _touches_until(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The record's rule-relevant touchpoints up to its `as_of` (later ones are not known yet)."""
-    touches = record.get("touchpoints") or ()
-    # Canonical names (what the API passes on) need no normalising: 20,000 touches in a request.
-    try:
-        relevant = [t for t in touches if (a := t.get("activity", "")) in _RULE_ACTIVITIES
-                    or (a not in _OTHER_ACTIVITIES and _is_rule_activity(a))]  # fmt: skip
-    except TypeError:  # an unhashable activity
-        relevant = [t for t in touches if _is_rule_activity(t.get("activity", ""))]
-    as_of = record.get("as_of")
-    if not relevant or as_of is None:
-        return relevant
-    from features.touchpoints import datetime_ns
-
-    cut = datetime_ns(as_of, "as_of")
-    kept = []
-    for t in relevant:
-        moment = datetime_ns(t.get("occurred_at"), "touchpoint occurred_at")
-        if moment is None or cut is None or moment <= cut:
-            kept.append(t)
-    return kept
 
 
 def check_probabilities(probabilities: np.ndarray, lead_ids: Sequence[Any]) -> None:
@@ -500,32 +338,3 @@ def check_probabilities(probabilities: np.ndarray, lead_ids: Sequence[Any]) -> N
             f"the model gave no valid probability for lead(s) {named}{more}: check their numeric "
             "attributes for values out of range (such as 1e400, read as infinity)"
         )
-
-
-def format_reasons(reasons: Sequence[Mapping[str, Any]] | None) -> str:
-    """Reasons as one line for files and terminals: 'text (+8.0); text (-3.1)'."""
-    if not reasons:
-        return ""
-    return "; ".join(f"{r['text']} ({r['effect']:+.1f})" for r in reasons)
-
-
-def typical_lead(X: np.ndarray, categorical_mask: np.ndarray) -> np.ndarray:
-    """The baseline for reasons: per feature the most common category or the median number.
-
-    A feature missing for most leads has a missing baseline (missing is the typical value).
-    """
-    X = np.asarray(X, dtype=float)
-    baseline = np.full(X.shape[1], np.nan)
-    for j in range(X.shape[1]):
-        column = X[:, j]
-        present = column[~np.isnan(column)]
-        if present.size * 2 < column.size or present.size == 0:
-            continue
-        if categorical_mask[j]:
-            values, counts = np.unique(present, return_counts=True)
-            baseline[j] = values[int(np.argmax(counts))]
-        else:
-            baseline[j] = float(np.median(present))
-    return baseline
-
-

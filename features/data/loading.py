@@ -12,548 +12,18 @@ Users keep their files as their CRM exported them; `DataConfig` says which colum
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel
 
-from features import readers, validation
-from features.validation import DataValidationError, Finding, ValidationReport, format_examples
-
-__all__ = [
-    "ACTIVITIES",
-    "CHANNELS",
-    "HIGH_INTENT",
-    "AttributeType",
-    "DataConfig",
-    "DataValidationError",
-    "Finding",
-    "LeadData",
-    "LeadsSource",
-    "OutcomesSource",
-    "TouchpointsSource",
-    "ValidationReport",
-    "load_lead_data",
-    "lookup_activity",
-    "lookup_channel",
-    "normalise_activity",
-    "normalise_channel",
-]
-
-CHANNELS: tuple[str, ...] = (
-    "organic_search",
-    "paid_search",
-    "paid_social",
-    "email",
-    "webinar",
-    "content",
-    "event",
-    "referral",
-    "direct",
-    "print",
-    "other",
-)
-ACTIVITIES: tuple[str, ...] = (
-    "visit",
-    "pricing_page_view",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "download",
-    "webinar_attend",
-    "demo_request",
-    "unsubscribe",
-    "email_bounce",
-    "other",
-)
-HIGH_INTENT: tuple[str, ...] = ("demo_request", "pricing_page_view", "form_submit")
-
-AttributeType = Literal["categorical", "numeric", "boolean", "datetime"]
-ATTRIBUTE_TYPES: tuple[str, ...] = ("categorical", "numeric", "boolean", "datetime")
-
-# Values CRM exports use for "nobody filled this in"; read as missing (case and spaces ignored).
-DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
-    "select",
-    "n/a",
-    "na",
-    "none",
-    "null",
-    "nil",
-    "-",
-    "--",
-    "?",
-    "#n/a",
-    "nan",
-    "(blank)",
-    "not provided",
-    "not specified",
-)
-
-_CHANNEL_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "organic_search": (
-        "organic",
-        "seo",
-        "organic search",
-        "google organic",
-        "bing organic",
-        "google organic search",
-        "search engine",
-        "natural search",
-        "google",
-        "bing",
-        "yahoo",
-    ),
-    "paid_search": (
-        "paid search",
-        "google ads",
-        "adwords",
-        "google adwords",
-        "ppc",
-        "sem",
-        "cpc",
-        "google cpc",
-        "bing ads",
-        "microsoft ads",
-        "search ads",
-        "paid search ads",
-        "welingak website",
-    ),
-    "paid_social": (
-        "paid social",
-        "linkedin ads",
-        "linkedin",
-        "facebook ads",
-        "facebook",
-        "meta ads",
-        "meta",
-        "twitter ads",
-        "twitter",
-        "x ads",
-        "social ads",
-        "social media",
-        "social",
-        "instagram",
-        "paid social media",
-        "olark chat",
-        "youtubechannel",
-        "youtube",
-    ),
-    "email": (
-        "email",
-        "e mail",
-        "email campaign",
-        "email campaigns",
-        "newsletter",
-        "email marketing",
-        "nurture email",
-        "marketing email",
-        "mailchimp",
-        "hubspot email",
-    ),
-    "webinar": ("webinar", "webinars", "online event", "virtual event", "webcast"),
-    "content": (
-        "content",
-        "content download",
-        "content downloads",
-        "ebook",
-        "e book",
-        "whitepaper",
-        "white paper",
-        "content syndication",
-        "blog",
-        "gated content",
-        "case study",
-    ),
-    "event": (
-        "event",
-        "events",
-        "trade show",
-        "tradeshow",
-        "trade shows",
-        "events and trade shows",
-        "events trade shows",
-        "conference",
-        "field event",
-        "trade show event",
-        "live event",
-        "expo",
-    ),
-    "referral": (
-        "referral",
-        "referrals",
-        "referral sites",
-        "partner",
-        "partner referral",
-        "customer referral",
-        "word of mouth",
-        "reference",
-    ),
-    "direct": ("direct", "direct traffic", "direct none", "website", "web", "type in", "live chat"),
-    "print": ("print", "print ad", "print ads", "magazine", "newspaper", "direct mail", "mailer"),
-    "other": ("other", "others", "unknown", "misc", "miscellaneous"),
-}
-
-_ACTIVITY_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "visit": (
-        "visit",
-        "page visit",
-        "page visited on website",
-        "website visit",
-        "web visit",
-        "page view",
-        "pageview",
-        "session",
-        "site visit",
-        "visited website",
-    ),
-    "pricing_page_view": (
-        "pricing page view",
-        "pricing page",
-        "viewed pricing",
-        "pricing",
-        "pricing page visit",
-        "pricing view",
-        "viewed pricing page",
-    ),
-    "email_open": ("email open", "email opened", "opened email", "open", "email opens"),
-    "email_click": (
-        "email click",
-        "email clicked",
-        "email link clicked",
-        "clicked email",
-        "click",
-        "link click",
-        "email clicks",
-    ),
-    "form_submit": (
-        "form submit",
-        "form submitted",
-        "form fill",
-        "form submission",
-        "form filled",
-        "contact form",
-        "contact us",
-        "form submitted on website",
-        "signup",
-        "sign up",
-    ),
-    "download": (
-        "download",
-        "content download",
-        "asset download",
-        "ebook download",
-        "whitepaper download",
-        "downloaded",
-        "resource download",
-    ),
-    "webinar_attend": (
-        "webinar attend",
-        "webinar attended",
-        "attended webinar",
-        "webinar attendance",
-        "webinar attendee",
-    ),
-    "demo_request": (
-        "demo request",
-        "demo requested",
-        "requested demo",
-        "request a demo",
-        "book a demo",
-        "demo",
-        "demo booked",
-        "trial request",
-    ),
-    "unsubscribe": (
-        "unsubscribe",
-        "unsubscribed",
-        "email unsubscribe",
-        "email unsubscribed",
-        "opt out",
-        "opted out",
-        "unreachable",
-    ),
-    "email_bounce": (
-        "email bounce",
-        "email bounced",
-        "bounced",
-        "bounce",
-        "hard bounce",
-        "soft bounce",
-    ),
-    "other": ("other", "others", "unknown"),
-}
-
-
-def _key(value: object) -> str:
-    """Case, punctuation and spacing removed: 'Google / CPC ' -> 'google cpc'."""
-    return re.sub(r"[^a-z0-9]+", " ", str(value).lower()).strip()
-
-
-def _build_lookup(
-    canonical: tuple[str, ...], synonyms: dict[str, tuple[str, ...]]
-) -> dict[str, str]:
-    lookup: dict[str, str] = {}
-    for name in canonical:
-        lookup[_key(name)] = name
-    for name, words in synonyms.items():
-        for word in words:
-            lookup[_key(word)] = name
-    return lookup
-
-
-_CHANNEL_LOOKUP = _build_lookup(CHANNELS, _CHANNEL_SYNONYMS)
-_ACTIVITY_LOOKUP = _build_lookup(ACTIVITIES, _ACTIVITY_SYNONYMS)
-
-
-def _lookup(value: object, table: dict[str, str], extra: dict[str, str] | None) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    key = _key(value)
-    if extra:
-        for raw, name in extra.items():
-            if _key(raw) == key:
-                return name
-    if key in table:
-        return table[key]
-    if key.endswith("s") and key[:-1] in table:
-        return table[key[:-1]]
-    return None
-
-
-def lookup_channel(value: object, extra: dict[str, str] | None = None) -> str | None:
-    """The canonical channel for a spelling, or None when it is not recognised."""
-    return _lookup(value, _CHANNEL_LOOKUP, extra)
-
-
-def lookup_activity(value: object, extra: dict[str, str] | None = None) -> str | None:
-    """The canonical activity for a spelling, or None when it is not recognised."""
-    return _lookup(value, _ACTIVITY_LOOKUP, extra)
-
-
-def normalise_channel(value: object, extra: dict[str, str] | None = None) -> str:
-    """Canonical channel name for a messy spelling ('Google Ads' -> 'paid_search'); else 'other'."""
-    return lookup_channel(value, extra) or "other"
-
-
-def normalise_activity(value: object, extra: dict[str, str] | None = None) -> str:
-    """Canonical activity name for a messy spelling ('Email Opened' -> 'email_open'); else 'other'."""
-    return lookup_activity(value, extra) or "other"
-
-
-# --------------------------------------------------------------------------------------------------
-# Configuration: which column is which
-
-
-class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: Path | None = None
-    delimiter: str | None = Field(default=None, description="CSV delimiter; sniffed when absent")
-    encoding: str | None = Field(
-        default=None, description="CSV encoding; utf-8, else cp1252 with a note"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _path_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, (str, Path)):
-            return {"path": data}
-        return data
-
-
-class LeadsSource(_Source):
-    lead_id: str = "lead_id"
-    created_at: str | None = "created_at"
-
-
-class TouchpointsSource(_Source):
-    lead_id: str = "lead_id"
-    occurred_at: str = "occurred_at"
-    channel: str = "channel"
-    activity: str = "activity"
-    campaign: str | None = "campaign"
-    value: str | None = "value"
-
-
-class OutcomesSource(_Source):
-    lead_id: str = "lead_id"
-    closed_at: str = "closed_at"
-    won: str = "won"
-    amount: str | None = "amount"
-
-
-class DataConfig(BaseModel):
-    """Where the files are and which column is which.
-
-    A table given as a plain path uses the canonical column names. Flat mode (one leads table with a
-    label column, no timestamps) is on when `label` is set. Paths in a YAML file are relative to it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    leads: LeadsSource
-    touchpoints: TouchpointsSource | None = None
-    outcomes: OutcomesSource | None = None
-    label: str | None = Field(
-        default=None, description="flat mode: the label column of the leads file"
-    )
-    positive: str | None = Field(
-        default=None, description="flat mode: the label value meaning 'won'"
-    )
-    exclude: list[str] = Field(
-        default_factory=list, description="lead columns never used as attributes"
-    )
-    types: dict[str, AttributeType] = Field(
-        default_factory=dict, description="attribute type overrides"
-    )
-    timezone: str | None = Field(
-        default=None, description="zone of timestamps without an offset (UTC)"
-    )
-    dayfirst: bool = False
-    datetime_format: str | None = None
-    placeholders: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACEHOLDERS))
-    channel_map: dict[str, str] = Field(
-        default_factory=dict, description="extra spellings -> channel"
-    )
-    activity_map: dict[str, str] = Field(
-        default_factory=dict, description="extra spellings -> activity"
-    )
-
-    @field_validator("positive", mode="before")
-    @classmethod
-    def _positive_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
-
-    @field_validator("channel_map")
-    @classmethod
-    def _known_channels(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted({v for v in value.values() if v not in CHANNELS})
-        if bad:
-            raise ValueError(
-                f"channel_map maps to unknown channels {bad}; use one of {list(CHANNELS)}"
-            )
-        return value
-
-    @field_validator("activity_map")
-    @classmethod
-    def _known_activities(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted({v for v in value.values() if v not in ACTIVITIES})
-        if bad:
-            raise ValueError(
-                f"activity_map maps to unknown activities {bad}; use one of {list(ACTIVITIES)}"
-            )
-        return value
-
-    @property
-    def flat(self) -> bool:
-        return self.label is not None
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> DataConfig:
-        """Read a YAML column mapping; keyword overrides (CLI options) win over the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataValidationError(_config_report(path, f"config file {path} not found", None))
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DataValidationError(
-                _config_report(path, f"config file is not valid YAML: {exc}", None)
-            ) from None
-        if not isinstance(raw, dict):
-            raise DataValidationError(
-                _config_report(path, "config file must be a mapping (key: value lines)", None)
-            )
-        try:
-            config = cls.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise DataValidationError(
-                _config_report(path, f"{field}: {first['msg']}", field)
-            ) from None
-        config = config._relative_to(path.parent)
-        return config.with_overrides(**overrides)
-
-    @classmethod
-    def from_directory(cls, directory: str | Path, **overrides: Any) -> DataConfig:
-        """The three tables under their canonical names (as `leadscore demo-data` writes them)."""
-        directory = Path(directory)
-
-        def pick(stem: str) -> Path | None:
-            for ext in (".parquet", ".csv"):
-                if (directory / f"{stem}{ext}").is_file():
-                    return directory / f"{stem}{ext}"
-            return None
-
-        leads = pick("leads") or directory / "leads.parquet"
-        config = cls(leads=leads, touchpoints=pick("touchpoints"), outcomes=pick("outcomes"))
-        return config.with_overrides(**overrides)
-
-    def _relative_to(self, base: Path) -> DataConfig:
-        update: dict[str, Any] = {}
-        for name in ("leads", "touchpoints", "outcomes"):
-            source = getattr(self, name)
-            if source is not None and source.path is not None and not source.path.is_absolute():
-                update[name] = source.model_copy(
-                    update={"path": Path(os.path.normpath(base / source.path))}
-                )
-        return self.model_copy(update=update)
-
-    def with_overrides(
-        self,
-        *,
-        leads: str | Path | None = None,
-        touchpoints: str | Path | None = None,
-        outcomes: str | Path | None = None,
-        id: str | None = None,
-        created_at: str | None = None,
-        label: str | None = None,
-        positive: Any = None,
-        timezone: str | None = None,
-        exclude: list[str] | None = None,
-        types: dict[str, str] | None = None,
-    ) -> DataConfig:
-        """A copy with the CLI options that were given (None means 'not given')."""
-        # Only fields that were set explicitly, so optional columns (campaign, value, amount)
-        # keep counting as "not asked for" and may be absent from the file.
-        data = self.model_dump(exclude_unset=True)
-        tables = {
-            "leads": {"path": leads, "lead_id": id, "created_at": created_at},
-            "touchpoints": {"path": touchpoints},
-            "outcomes": {"path": outcomes},
-        }
-        for table, fields in tables.items():
-            given = {k: (Path(v) if k == "path" else v) for k, v in fields.items() if v is not None}
-            if given:
-                data[table] = {**(data.get(table) or {}), **given}
-        for name, value in (("label", label), ("positive", positive), ("timezone", timezone)):
-            if value is not None:
-                data[name] = value
-        if exclude:
-            data["exclude"] = [*self.exclude, *exclude]
-        if types:
-            data["types"] = {**self.types, **types}
-        return self.model_validate(data)
-
-
-def _config_report(path: Path, message: str, field: str | None) -> ValidationReport:
-    report = ValidationReport()
-    report.error(
-        message,
-        file=str(path),
-        column=field,
-        fix="see the 'Data contract' section of the README for the config format",
-    )
-    return report
-
+from features.data import readers, validation
+from features.data.config import DataConfig
+from features.data.validation import DataValidationError, ValidationReport, format_examples
+from features.data.values import OUTCOME_WORDS, placeholder_mask, to_boolean, to_numeric, to_text
+from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 
 # --------------------------------------------------------------------------------------------------
 # The loaded data
@@ -675,7 +145,7 @@ def _lead_ids(values: pd.Series) -> pd.Series:
         whole = values.dropna()
         if (whole == whole.round()).all():
             values = values.astype("Int64")
-    text = readers.to_text(values).str.strip()
+    text = to_text(values).str.strip()
     return text.where(text != "", other=pd.NA)
 
 
@@ -786,7 +256,7 @@ def _canonical_leads(
             file,
             config.label,
             report,
-            words=readers.OUTCOME_WORDS,
+            words=OUTCOME_WORDS,
         )
         if label is not None:
             no_label = label.isna()
@@ -853,7 +323,7 @@ def _attributes(
     types: dict[str, str] = {}
     for name in raw.columns:
         values = raw[name]
-        mask, found = readers.placeholder_mask(values, placeholders)
+        mask, found = placeholder_mask(values, placeholders)
         if found:
             report.warning(
                 "placeholder values read as missing",
@@ -895,7 +365,12 @@ def _attributes(
             )
         integral = kind == "numeric" and bool((present == present.round()).all())
         every_row = len(values) >= 50 and len(present) == len(values)
-        if (kind == "categorical" or integral) and every_row and present.is_unique and name not in config.types:
+        if (
+            (kind == "categorical" or integral)
+            and every_row
+            and present.is_unique
+            and name not in config.types
+        ):
             # An id is no attribute: a sequential one encodes time (it flatters random CV by
             # interpolating drift and cannot extrapolate to new leads), a random one is noise.
             report.warning(
@@ -926,9 +401,9 @@ def _attributes(
 
 def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Series, pd.Series]:
     if kind == "numeric":
-        return readers.to_numeric(values)
+        return to_numeric(values)
     if kind == "boolean":
-        return readers.to_boolean(values)
+        return to_boolean(values)
     if kind == "datetime":
         parsed, bad, _ = readers.parse_timestamps(
             values,
@@ -937,7 +412,7 @@ def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Serie
             datetime_format=config.datetime_format,
         )
         return parsed, bad
-    return readers.to_text(values), pd.Series(False, index=values.index)
+    return to_text(values), pd.Series(False, index=values.index)
 
 
 def _explicit_optional(source: BaseModel, field: str) -> bool:
@@ -1003,12 +478,12 @@ def _canonical_touchpoints(
     placeholders = {p.strip().lower() for p in config.placeholders}
     if source.campaign is not None and source.campaign in raw.columns:
         campaign = raw[source.campaign]
-        mask, _ = readers.placeholder_mask(campaign, placeholders)
-        frame["campaign"] = readers.to_text(campaign.where(~mask))[kept]
+        mask, _ = placeholder_mask(campaign, placeholders)
+        frame["campaign"] = to_text(campaign.where(~mask))[kept]
     else:
         frame["campaign"] = pd.Series(pd.NA, index=frame.index, dtype="str")
     if source.value is not None and source.value in raw.columns:
-        value, bad = readers.to_numeric(raw[source.value])
+        value, bad = to_numeric(raw[source.value])
         if bad.any():
             report.warning(
                 "values that are not numbers read as missing",
@@ -1059,7 +534,7 @@ def _normalised(
     mapped = [lookup(u, extra) for u in uniques]
     unknown = [(u, i) for i, (u, m) in enumerate(zip(uniques, mapped)) if m is None]
     canonical = np.array([allowed.index(m or "other") for m in mapped] + [allowed.index("other")])
-    result = readers.to_text(
+    result = to_text(
         pd.Series(
             pd.Categorical.from_codes(canonical[codes], categories=list(allowed)),
             index=values.index,
@@ -1114,7 +589,7 @@ def _canonical_outcomes(
         file,
         source.won,
         report,
-        words=readers.OUTCOME_WORDS,
+        words=OUTCOME_WORDS,
         role="won",
     )
     if won is None:
@@ -1131,7 +606,7 @@ def _canonical_outcomes(
         )
         keep &= ~no_won
     if source.amount is not None and source.amount in raw.columns:
-        amount, bad = readers.to_numeric(raw[source.amount])
+        amount, bad = to_numeric(raw[source.amount])
         if bad.any():
             report.warning(
                 "amounts that are not numbers read as missing",

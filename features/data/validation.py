@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from features.data.values import isin
+
 Level = Literal["error", "warning", "note"]
+
 
 MAX_EXAMPLES = 5
 
@@ -245,6 +248,8 @@ ROLE_KEYS = {
     "amount": "amount",
     "label": "label",
 }
+
+
 ROLE_OPTIONS = {
     ("leads", "lead id"): "--id",
     ("leads", "created at"): "--created-at",
@@ -283,7 +288,6 @@ def check_unknown_leads(
 ) -> pd.Series:
     """Rows whose lead is in the leads file. Unknown leads are dropped with a warning, or an error
     when none match (the id columns are mapped wrong)."""
-    from features.readers import isin
 
     known_mask = isin(ids, known)
     unknown = ~known_mask

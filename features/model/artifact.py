@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.data.vocabulary import normalise_activity, normalise_channel
 from features.featurizer import LeadFeaturizer
-from features.policy import Policy
-from features.scoring import CalibratedModel, LeadScorer
+from features.model.calibration import CalibratedModel
+from features.model.scorer import LeadScorer
+from features.policy.rules import Policy
 
 # Every type the candidate models (HistGradientBoosting, logistic regression pipelines) contain that
 # skops does not trust by default. Loading refuses anything else.
@@ -46,8 +48,16 @@ TRUSTED_TYPES: list[str] = [
     "sklearn.utils.validation.check_array",
 ]
 
+
 ARTIFACTS = ("featurizer", "estimator", "scorer", "policy", "holdout", "metadata")
-EVALUATION_FILES = {"evaluation_estimator": "evaluation_estimator.skops", "evaluation": "evaluation.json"}
+
+
+EVALUATION_FILES = {
+    "evaluation_estimator": "evaluation_estimator.skops",
+    "evaluation": "evaluation.json",
+}
+
+
 FILES = {
     "featurizer": "featurizer.json",
     "estimator": "estimator.skops",
@@ -117,8 +127,10 @@ def save_scorer(
         )
     )
     Path(paths["policy"]).write_text(scorer.policy.model_dump_json(indent=2))
-    holdout = scorer.holdout if scorer.holdout is not None else pd.DataFrame(
-        {"probability": [], "label": [], "as_of": []}
+    holdout = (
+        scorer.holdout
+        if scorer.holdout is not None
+        else pd.DataFrame({"probability": [], "label": [], "as_of": []})
     )
     holdout.to_parquet(paths["holdout"], index=False)
     Path(paths["metadata"]).write_text(json.dumps(_json_safe(scorer.metadata), indent=2))
@@ -181,7 +193,6 @@ def frame_touchpoints(model_input: pd.DataFrame) -> pd.DataFrame | None:
     touches = pd.DataFrame(rows, columns=columns)
     touches["occurred_at"] = pd.to_datetime(touches["occurred_at"], utc=True, format="ISO8601")
     touches["value"] = pd.to_numeric(touches["value"], errors="coerce")
-    from features.contract import normalise_activity, normalise_channel
 
     touches["channel"] = touches["channel"].map(normalise_channel).astype(str)
     touches["activity"] = touches["activity"].map(normalise_activity).astype(str)

@@ -14,44 +14,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from features.validation import ValidationReport, format_examples, row_examples
+from features.data.validation import ValidationReport, format_examples, row_examples
+from features.data.values import BOOLEAN_WORDS
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zip")
+
+
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
 EXCEL_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods")
+
+
 DELIMITERS = (",", ";", "\t", "|")
+
+
 SAMPLE_BYTES = 1 << 16
 
-BOOLEAN_WORDS: dict[str, bool] = {
-    "true": True,
-    "false": False,
-    "yes": True,
-    "no": False,
-    "y": True,
-    "n": False,
-    "t": True,
-    "f": False,
-    "1": True,
-    "0": False,
-    "1.0": True,
-    "0.0": False,
-}
-OUTCOME_WORDS: dict[str, bool] = {
-    **BOOLEAN_WORDS,
-    "won": True,
-    "lost": False,
-    "closed won": True,
-    "closed lost": False,
-    "win": True,
-    "loss": False,
-    "converted": True,
-    "not converted": False,
-}
+
 _OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+
+
 _DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+
+
 # Timestamps outside these years are almost always typos (0024 for 2024) and overflow ns.
 _MIN_YEAR, _MAX_YEAR = 1900, 2200
 
@@ -387,29 +374,6 @@ def _read_csv_c(
         return None
 
 
-# --------------------------------------------------------------------------------------------------
-# Placeholders and type inference
-
-
-def placeholder_mask(series: pd.Series, placeholders: set[str]) -> tuple[pd.Series, list[str]]:
-    """Rows whose text is a placeholder ('Select', 'N/A' ...), and the spellings found."""
-    if not _is_text(series):
-        return pd.Series(False, index=series.index), []
-    uniques = series.dropna().unique()
-    found = [u for u in uniques if str(u).strip().lower() in placeholders]
-    if not found:
-        return pd.Series(False, index=series.index), []
-    return series.isin(found), found
-
-
-def _is_text(series: pd.Series) -> bool:
-    return (
-        pd.api.types.is_string_dtype(series)
-        or series.dtype == object
-        or isinstance(series.dtype, pd.CategoricalDtype)
-    )
-
-
 def infer_type(series: pd.Series) -> str:
     """'numeric', 'boolean', 'datetime' or 'categorical' for an attribute column."""
     if pd.api.types.is_bool_dtype(series):
@@ -440,58 +404,6 @@ def infer_type(series: pd.Series) -> str:
         if parsed.notna().mean() >= 0.99:
             return "datetime"
     return "categorical"
-
-
-def to_boolean(
-    series: pd.Series, words: dict[str, bool] = BOOLEAN_WORDS
-) -> tuple[pd.Series, pd.Series]:
-    """Nullable booleans and a mask of non-missing values that are not boolean words."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("boolean"), pd.Series(False, index=series.index)
-    if pd.api.types.is_numeric_dtype(series):
-        mapped = series.map({1: True, 0: False})
-    else:
-        text = series.astype(str).str.strip().str.lower()
-        uniques = pd.unique(text[series.notna()])
-        lookup = {u: words[u] for u in uniques if u in words}
-        mapped = text.map(lookup)
-        mapped[series.isna()] = pd.NA
-    result = mapped.astype("boolean")
-    bad = series.notna() & result.isna()
-    return result, bad
-
-
-def to_numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """float64 values and a mask of non-missing values that are not numbers."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype(float), pd.Series(False, index=series.index)
-    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
-    return numbers, series.notna() & numbers.isna()
-
-
-def to_text(series: pd.Series) -> pd.Series:
-    """The `str` dtype with missing values kept missing."""
-    if series.dtype == "str":
-        return series
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        # Parquet dictionary columns: decoding in Arrow is ten times faster than astype.
-        try:
-            decoded = pc.cast(pa.array(series), pa.string())
-            return pd.Series(decoded.to_pandas(), index=series.index, name=series.name).astype(
-                "str"
-            )
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            series = series.astype(object)
-    return series.astype("str").where(series.notna(), other=pd.NA).astype("str")
-
-
-def isin(values: pd.Series, known: pd.Series) -> pd.Series:
-    """`values.isin(known)` for text, via Arrow (pandas' is a Python loop for Arrow strings)."""
-    try:
-        mask = pc.is_in(pa.array(to_text(values).array), value_set=pa.array(to_text(known).array))
-        return pd.Series(mask.to_numpy(zero_copy_only=False), index=values.index)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return values.isin(known)
 
 
 def parse_timestamps(

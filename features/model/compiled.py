@@ -27,11 +27,22 @@ from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
+
 TOLERANCE = 1e-9
+
+
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
+
+
 LEAD_CHUNK = 32  # leads per bitvector pass: its arrays stay in cache (128: 1.5x slower)
+
+
 OCCLUSION_CHUNK = 64  # leads per occlusion pass (buffers reused: 32 is ~8% slower, 96 no faster)
+
+
 FEW_ROWS = 16  # up to this many rows, interval indices by comparing with every threshold at once
+
+
 # Element-wise functions a FunctionTransformer may apply (no state, no inverse needed).
 ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
@@ -80,7 +91,9 @@ class AdditiveLogistic:
         from sklearn.preprocessing import OneHotEncoder
 
         if isinstance(transformer, OneHotEncoder):
-            if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False):
+            if transformer.drop_idx_ is not None or getattr(
+                transformer, "_infrequent_enabled", False
+            ):
                 raise NotCompilable("one-hot with drop or infrequent categories")
             tables = []
             for i, categories in enumerate(transformer.categories_):
@@ -88,8 +101,14 @@ class AdditiveLogistic:
                 weights = coef[offset : offset + categories.size]
                 offset += categories.size
                 nan = np.isnan(categories)
-                tables.append((int(cols[i]), categories[~nan], weights[~nan],
-                               float(weights[nan][0]) if nan.any() else 0.0))
+                tables.append(
+                    (
+                        int(cols[i]),
+                        categories[~nan],
+                        weights[~nan],
+                        float(weights[nan][0]) if nan.any() else 0.0,
+                    )
+                )
             return sum(len(c) for c in transformer.categories_), ("onehot", tables)
         if isinstance(transformer, MissingIndicator):
             features = np.asarray(transformer.features_)
@@ -120,8 +139,11 @@ class AdditiveLogistic:
             elif isinstance(step, VarianceThreshold) and keep.all():
                 keep = step.get_support()
             elif (
-                isinstance(step, FunctionTransformer) and step.func in ELEMENTWISE and not step.kw_args
-                and function is None and mean is None
+                isinstance(step, FunctionTransformer)
+                and step.func in ELEMENTWISE
+                and not step.kw_args
+                and function is None
+                and mean is None
             ):
                 function = step.func
             elif isinstance(step, StandardScaler) and splines is None:
@@ -148,8 +170,9 @@ class AdditiveLogistic:
             for k, spl in enumerate(splines):
                 w = coef[offset + k * n_splines : offset + (k + 1) * n_splines]
                 degree = spl.k
-                functions.append((BSpline(spl.t, w, degree, extrapolate=True),
-                                  spl.t[degree], spl.t[-degree - 1]))
+                functions.append(
+                    (BSpline(spl.t, w, degree, extrapolate=True), spl.t[degree], spl.t[-degree - 1])
+                )
             weights = None
         part = ("numbers", (cols[kept], fill[kept], function, mean, scale, weights, functions))
         return width, part
@@ -164,7 +187,11 @@ class AdditiveLogistic:
                     v = X[:, col]
                     index = np.searchsorted(categories, v)
                     index_safe = np.minimum(index, max(categories.size - 1, 0))
-                    hit = (index < categories.size) & (categories[index_safe] == v) if categories.size else np.zeros(v.shape, bool)
+                    hit = (
+                        (index < categories.size) & (categories[index_safe] == v)
+                        if categories.size
+                        else np.zeros(v.shape, bool)
+                    )
                     value = np.where(hit, weights[index_safe] if categories.size else 0.0, 0.0)
                     out[:, col] += np.where(np.isnan(v), nan_weight, value)
             elif kind == "missing":
@@ -207,7 +234,6 @@ class AdditiveLogistic:
         return X
 
 
-
 def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     """A numpy walk of a binary HistGradientBoostingClassifier's trees, all trees at once.
 
@@ -215,7 +241,10 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     (row, tree) pair advances one level per step. Same rules as scikit-learn's predictor (missing
     values, categorical bitsets, unknown categories); tests check it equals `predict_proba`.
     """
-    if type(model).__name__ != "HistGradientBoostingClassifier" or getattr(model, "n_trees_per_iteration_", 0) != 1:
+    if (
+        type(model).__name__ != "HistGradientBoostingClassifier"
+        or getattr(model, "n_trees_per_iteration_", 0) != 1
+    ):
         return None
     predictors = [p[0] for p in model._predictors]
     if not predictors:
@@ -237,7 +266,11 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     value = allnodes["value"].astype(float)
     categorical = allnodes["is_categorical"].astype(bool)
     bitset = allnodes["bitset_idx"].astype(np.intp) + bit_offsets[tree_of]
-    raw_bits = np.concatenate([p.raw_left_cat_bitsets for p in predictors]).astype(np.uint64) if bit_sizes.sum() else None
+    raw_bits = (
+        np.concatenate([p.raw_left_cat_bitsets for p in predictors]).astype(np.uint64)
+        if bit_sizes.sum()
+        else None
+    )
     known = np.asarray(known, dtype=np.uint64)
     f_map = np.asarray(f_map, dtype=np.intp)
     baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
@@ -288,7 +321,9 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     column_of = (np.concatenate([cat_cols, num_cols]) if preprocessor is not None
                  else np.arange(int(model.n_features_in_)))  # fmt: skip
 
-    def walk(X: np.ndarray, r: np.ndarray, t: np.ndarray, visited: list | None = None) -> np.ndarray:
+    def walk(
+        X: np.ndarray, r: np.ndarray, t: np.ndarray, visited: list | None = None
+    ) -> np.ndarray:
         """Leaf node of each (row r of prepared X, tree t) pair; `visited` collects (pair, input
         column) of the splits passed, each column once per pair."""
         node = offsets[t].copy()
@@ -667,7 +702,9 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
     preprocessor = getattr(model, "_preprocessor", None)
     cat_cols = np.flatnonzero(is_categorical)
     num_cols = np.flatnonzero(~is_categorical)
-    order = np.concatenate([cat_cols, num_cols]) if preprocessor is not None else np.arange(n_features)
+    order = (
+        np.concatenate([cat_cols, num_cols]) if preprocessor is not None else np.arange(n_features)
+    )
     for predictors in model._predictors:
         nodes = predictors[0].nodes
         inner = nodes[~nodes["is_leaf"].astype(bool)]
@@ -682,12 +719,16 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
         elif j in pools:
             t = np.asarray(pools[j])
             base = t[rng.integers(0, t.size, n)]
-            X[:, j] = base + rng.choice([-1e-3, 0.0, 1e-3, -10.0, 10.0], n) * np.maximum(1, np.abs(base))
+            X[:, j] = base + rng.choice([-1e-3, 0.0, 1e-3, -10.0, 10.0], n) * np.maximum(
+                1, np.abs(base)
+            )
     X[rng.random(X.shape) < 0.1] = np.nan
     return X
 
 
-def compile_model(model: Any, n_features: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+def compile_model(
+    model: Any, n_features: int | None = None
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """The numpy form of `model` (called with X, returns the raw win probability), or None.
 
     None for other model kinds, for unexpected layouts, and when the compiled probabilities differ
@@ -709,7 +750,9 @@ def compile_model(model: Any, n_features: int | None = None) -> Callable[[np.nda
         log.warning("model not compiled (%s: %s): scikit-learn path", type(error).__name__, error)
         return None
     if not worst <= TOLERANCE:
-        log.warning("model not compiled (differs from scikit-learn by %.2e): scikit-learn path", worst)
+        log.warning(
+            "model not compiled (differs from scikit-learn by %.2e): scikit-learn path", worst
+        )
         return None
     log.info("model compiled to numpy (largest difference from scikit-learn %.1e)", worst)
     return compiled

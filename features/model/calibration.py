@@ -1,0 +1,71 @@
+"""features.model.calibration"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from features.model.compiled import AdditiveLogistic, compile_model
+
+_EPS = 1e-6
+SMALL_BATCH = 256  # up to this many rows, boosted trees are walked node by node in numpy
+
+
+class CalibratedModel:
+    """A frozen scikit-learn classifier and one probability calibrator fitted after it.
+
+    `calibration` is JSON-safe: ``{"method": "none"}``, ``{"method": "sigmoid", "a", "b"}`` (Platt
+    scaling of the model's log-odds) or ``{"method": "isotonic", "x": [...], "y": [...]}``
+    (piecewise-linear map of the model's probability). One calibrator on one frozen model, not an
+    ensemble of cross-validation models, keeps scoring a single estimator call.
+    """
+
+    def __init__(
+        self, model: Any, calibration: Mapping[str, Any] | None = None, compile: bool = True
+    ) -> None:
+        self.model = model
+        self.calibration = dict(calibration or {"method": "none"})
+        self._compile()
+        # The numpy form of the model (features.compiled), checked against predict_proba here.
+        compiled = compile_model(model) if compile else None
+        self._linear = compiled if isinstance(compiled, AdditiveLogistic) else None
+        self._trees = None if compiled is None or self._linear is not None else compiled
+
+    def _compile(self) -> None:
+        method = self.calibration.get("method", "none")
+        if method == "sigmoid":
+            self._a = float(self.calibration["a"])
+            self._b = float(self.calibration["b"])
+        elif method == "isotonic":
+            self._x = np.asarray(self.calibration["x"], dtype=float)
+            self._y = np.asarray(self.calibration["y"], dtype=float)
+        elif method != "none":
+            raise ValueError(
+                f"unknown calibration method {method!r}; use none, sigmoid or isotonic"
+            )
+        self._method = method
+
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        """The frozen model's uncalibrated win probability."""
+        if self._linear is not None:
+            return self._linear(X)
+        if self._trees is not None and (
+            X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)
+        ):
+            return self._trees(X)
+        return self.model.predict_proba(X)[:, 1]
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        if self._method == "sigmoid":
+            logit = np.log(np.clip(raw, _EPS, 1 - _EPS) / np.clip(1 - raw, _EPS, 1))
+            return 1.0 / (1.0 + np.exp(-(self._a * logit + self._b)))
+        if self._method == "isotonic":
+            return np.interp(raw, self._x, self._y)
+        return raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated win probability per row (1-d)."""
+        return self.calibrate(self.raw_proba(X))

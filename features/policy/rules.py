@@ -1,0 +1,251 @@
+"""Qualification policy maths shared by training and serving.
+
+A *policy* turns a lead's 0-100 score into a grade (A-D) and a hand-off decision (`sales`,
+`nurture`, `disqualify`), then applies marketing ops' hard rules (a lead that asked not to be
+contacted never goes to sales; a demo request always does). Everything here is a pure function of
+arrays or frames: no I/O, no global state, so the same code runs in the API, in batch scoring, in
+training (the logged threshold table) and in Spark UDFs.
+
+Facts for the hard rules
+------------------------
+Rules look at a small dict of booleans per lead, the *facts* (`FACTS`):
+
+- ``do_not_contact``: the lead asked not to be contacted: a truthy attribute such as
+  ``do_not_contact``, ``Do Not Email``, ``DoNotCall``, ``HasOptedOutOfEmail``, ``opt_out``,
+  ``unsubscribed`` (see `DO_NOT_CONTACT_ATTRIBUTES`), or an ``unsubscribe`` touchpoint.
+- ``demo_request``: the lead has a ``demo_request`` touchpoint, or a truthy attribute such as
+  ``demo_requested`` (see `DEMO_REQUEST_ATTRIBUTES`).
+
+Touchpoint activities are recognised under the contract's spellings too ('Email Unsubscribe',
+'Request a Demo': `features.contract.lookup_activity`).
+
+`lead_facts(attributes, touchpoints)` builds them for one lead (API), `frame_facts(leads,
+touchpoints)` for a batch (columnar dict of boolean arrays), `attribute_facts(attributes)` the
+attribute part for many API leads (the scorer adds the touchpoint part from its feature arrays).
+`apply_policy` accepts either shape.
+
+Threshold tables
+----------------
+`threshold_table(probabilities, labels, weeks)` gives, for every integer score threshold 0-100,
+what sending every lead scoring at or above it to sales would do, per week of leads:
+``share_to_sales``, ``leads_per_week``, ``precision``, ``recall``, ``expected_wins`` (wins per
+week among the leads sent) and ``lift`` (precision over the win rate when sending everyone).
+With labels (the holdout) these are the observed counts; without labels (the recent score log,
+outcomes not known yet) they are expectations from the calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.policy.facts import FACTS
+
+DECISIONS = ("sales", "nurture", "disqualify")
+
+
+GRADES = ("A", "B", "C", "D")
+
+
+Decision = Literal["sales", "nurture", "disqualify"]
+
+
+class PolicyError(ValueError):
+    """A policy or threshold request that cannot be satisfied; the message says what to change."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy
+
+
+class GradeBands(BaseModel):
+    """Minimum score (0-100) for each grade; a score below `C` is grade D."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    A: float = Field(60.0, ge=0, le=100, description="Lowest score graded A.")
+    B: float = Field(35.0, ge=0, le=100, description="Lowest score graded B.")
+    C: float = Field(15.0, ge=0, le=100, description="Lowest score graded C; below is D.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GradeBands:
+        if not (self.A >= self.B >= self.C):
+            raise ValueError(
+                f"grade bands must satisfy A >= B >= C (minimum scores), got A={self.A}, "
+                f"B={self.B}, C={self.C}: lower the higher grade or raise the lower one"
+            )
+        return self
+
+
+class HardRule(BaseModel):
+    """When a fact is true for a lead, force its decision, whatever the model says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fact: str = Field(description=f"One of {', '.join(FACTS)}.")
+    decision: Decision
+    reason: str = Field(min_length=1, max_length=200, description="Plain words shown to sales.")
+
+    @field_validator("fact")
+    @classmethod
+    def _known_fact(cls, fact: str) -> str:
+        if fact not in FACTS:
+            raise ValueError(f"unknown fact {fact!r}; rules can use: {', '.join(FACTS)}")
+        return fact
+
+
+DEFAULT_RULES: tuple[HardRule, ...] = (
+    HardRule(
+        fact="do_not_contact",
+        decision="disqualify",
+        reason="asked not to be contacted (do-not-contact flag or unsubscribe)",
+    ),
+    HardRule(fact="demo_request", decision="sales", reason="requested a demo"),
+)
+
+
+class Policy(BaseModel):
+    """Grades and hand-off rule on the 0-100 score, then hard rules (first matching rule wins).
+
+    score >= sales_threshold -> sales; nurture_threshold <= score < sales_threshold -> nurture;
+    below -> disqualify.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sales_threshold: float = Field(
+        50.0, ge=0, le=100, description="Scores at or above go to sales."
+    )
+    nurture_threshold: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="Scores at or above (and below the sales threshold) are nurtured.",
+    )
+    grades: GradeBands = Field(default_factory=GradeBands)
+    rules: tuple[HardRule, ...] = Field(
+        default=DEFAULT_RULES,
+        description="Applied after the model, in order; the first rule whose fact is true decides.",
+    )
+
+    @model_validator(mode="after")
+    def _nurture_below_sales(self) -> Policy:
+        if self.nurture_threshold > self.sales_threshold:
+            raise ValueError(
+                f"nurture_threshold ({self.nurture_threshold}) must not be above sales_threshold "
+                f"({self.sales_threshold}): lower nurture_threshold or raise sales_threshold"
+            )
+        return self
+
+
+def score_from_probability(probabilities: Any) -> np.ndarray:
+    """The 0-100 integer score of calibrated probabilities: round(100 * p), halves to even."""
+    p = np.asarray(probabilities, dtype=float)
+    return np.clip(np.rint(100.0 * p), 0, 100).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying a policy
+
+
+def _facts_columns(facts: Any, n: int) -> dict[str, np.ndarray]:
+    if facts is None:
+        return {}
+    if isinstance(facts, Mapping):
+        columns = {}
+        for name in FACTS:
+            if name in facts:
+                column = np.asarray(facts[name], dtype=bool).reshape(-1)
+                if column.shape[0] != n:
+                    raise PolicyError(
+                        f"facts[{name!r}] has {column.shape[0]} values for {n} scores: "
+                        "give one value per lead"
+                    )
+                columns[name] = column
+        return columns
+    rows = list(facts)
+    if len(rows) != n:
+        raise PolicyError(f"got facts for {len(rows)} leads and {n} scores: give one per lead")
+    return {
+        name: np.fromiter((bool(r.get(name, False)) for r in rows), dtype=bool, count=n)
+        for name in FACTS
+    }
+
+
+def apply_policy(
+    scores: Any, facts: Any, policy: Policy
+) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Grades, decisions and hard-rule reasons for 0-100 scores under `policy`.
+
+    `facts` is None, a dict of fact name -> booleans (one per lead), or a list of per-lead dicts
+    (see `lead_facts`). Returns `grades` and `decisions` as object arrays and, per lead, a list
+    of plain-word reasons from the hard rule that decided (empty when no rule applied).
+    """
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    n = s.shape[0]
+    if n == 1 and (facts is None or not isinstance(facts, Mapping)):
+        one = None if facts is None else next(iter(facts))
+        grade, decision, reason = decide(float(s[0]), one, policy)
+        return (
+            np.array([grade], dtype=object),
+            np.array([decision], dtype=object),
+            [[reason] if reason else []],
+        )
+    bands = policy.grades
+    grades = np.select([s >= bands.A, s >= bands.B, s >= bands.C], ["A", "B", "C"], "D").astype(
+        object
+    )
+    model_decisions = np.select(
+        [s >= policy.sales_threshold, s >= policy.nurture_threshold],
+        ["sales", "nurture"],
+        "disqualify",
+    ).astype(object)
+    decisions = model_decisions.copy()
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    columns = _facts_columns(facts, n)
+    if not columns or not policy.rules:
+        return grades, decisions, reasons
+    decided = np.zeros(n, dtype=bool)
+    for rule in policy.rules:
+        column = columns.get(rule.fact)
+        if column is None:
+            continue
+        hit = column & ~decided
+        if not hit.any():
+            continue
+        decided |= hit
+        decisions[hit] = rule.decision
+        for i in np.flatnonzero(hit):
+            reasons[i].append(_rule_reason(rule, model_decisions[i]))
+    return grades, decisions, reasons
+
+
+def decide(
+    score: float, facts: Mapping[str, bool] | None, policy: Policy
+) -> tuple[str, str, str | None]:
+    """One lead in pure Python (the API's hot path): (grade, decision, hard-rule reason or None)."""
+    bands = policy.grades
+    grade = (
+        "A" if score >= bands.A else "B" if score >= bands.B else "C" if score >= bands.C else "D"
+    )
+    model = (
+        "sales"
+        if score >= policy.sales_threshold
+        else "nurture"
+        if score >= policy.nurture_threshold
+        else "disqualify"
+    )
+    if facts:
+        for rule in policy.rules:
+            if facts.get(rule.fact):
+                return grade, rule.decision, _rule_reason(rule, model)
+    return grade, model, None
+
+
+def _rule_reason(rule: HardRule, model_decision: str) -> str:
+    if rule.decision == model_decision:
+        return f"Hard rule: {rule.reason} -> {rule.decision}"
+    return f"Hard rule: {rule.reason} -> {rule.decision} (the score alone says {model_decision})"
