@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test browser bench clean
+.PHONY: install demo test test-fast lint format browser bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,31 @@ demo: install
 browser:
 	@bash scripts/install-browser.sh
 
+# The house rules, checked by machines: lint and format, types (no new mypy errors), and the
+# import contracts of pyproject.toml ([tool.importlinter]). CI runs this before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPY=$(BIN)/mypy bash scripts/mypy-ratchet.sh
+	$(BIN)/lint-imports
+
+# Apply the formatter and the safe lint fixes.
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
 test: install browser
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow (trained models, servers in subprocesses, notebooks).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q
+
+# The quick benchmarks (each prints a table with the command, the machine and the load average);
+# the scale runs have their own options: see bench/README.md.
+bench: install
+	$(BIN)/python bench/policy.py --leads 100000 --repeat 200
+	$(BIN)/python bench/feature_pipeline.py --leads 100000 --touchpoints 1000000 --repeats 200
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts leadscore.db demo-data .pytest_cache

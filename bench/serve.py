@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.data.vocabulary import normalise_activity, normalise_channel
+from features.data.vocabulary import normalise_activity, normalise_channel  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY = "ls_bench-scorer-key-0123456789abcdef"
@@ -252,8 +252,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
     one_ls = work / "one-lead-leadscore.jsonl"
     one_ml = work / "one-lead-mlflow.jsonl"
-    one_ls.write_text("\n".join(leadscore_body([l]).decode() for l in leads[:N_DISTINCT]) + "\n")
-    one_ml.write_text("\n".join(mlflow_body([l]).decode() for l in leads[:N_DISTINCT]) + "\n")
+    one_ls.write_text(
+        "\n".join(leadscore_body([lead]).decode() for lead in leads[:N_DISTINCT]) + "\n"
+    )
+    one_ml.write_text("\n".join(mlflow_body([lead]).decode() for lead in leads[:N_DISTINCT]) + "\n")
 
     # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
     env = {

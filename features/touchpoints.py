@@ -11,9 +11,10 @@ and the single-lead path (`touchpoint_arrays_from_record`) only build those arra
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ _UNSUBSCRIBE = _ACTIVITY_CODE["unsubscribe"]
 _BOUNCE = _ACTIVITY_CODE["email_bounce"]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 _MICROSECOND = timedelta(microseconds=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import InitErrorDetails
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 

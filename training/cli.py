@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,26 +20,22 @@ def _print_json(payload: dict) -> None:
 
 
 def train_command(
-    leads: Optional[Path] = typer.Option(None, "--leads", help="Leads file (CSV or Parquet)."),
-    touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="Touchpoints file."),
-    outcomes: Optional[Path] = typer.Option(
+    leads: Path | None = typer.Option(None, "--leads", help="Leads file (CSV or Parquet)."),
+    touchpoints: Path | None = typer.Option(None, "--touchpoints", help="Touchpoints file."),
+    outcomes: Path | None = typer.Option(
         None, "--outcomes", help="Outcomes file (lead_id, closed_at, won)."
     ),
-    id: Optional[str] = typer.Option(None, "--id", help="Lead id column of the leads file."),
-    label: Optional[str] = typer.Option(None, "--label", help="Flat mode: the label column."),
-    positive: Optional[str] = typer.Option(
+    id: str | None = typer.Option(None, "--id", help="Lead id column of the leads file."),
+    label: str | None = typer.Option(None, "--label", help="Flat mode: the label column."),
+    positive: str | None = typer.Option(
         None, "--positive", help="Flat mode: label value meaning won."
     ),
-    created_at: Optional[str] = typer.Option(
-        None, "--created-at", help="Lead creation time column."
-    ),
-    exclude: Optional[list[str]] = typer.Option(
-        None, "--exclude", help="Column never used (repeat)."
-    ),
-    config: Optional[Path] = typer.Option(
+    created_at: str | None = typer.Option(None, "--created-at", help="Lead creation time column."),
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Column never used (repeat)."),
+    config: Path | None = typer.Option(
         None, "--config", help="YAML: column mapping, features:, training:, policy:."
     ),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name."),
+    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(
         DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
     ),
@@ -106,14 +101,14 @@ def score_command(
         ..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."
     ),
     leads: Path = typer.Option(..., "--leads", help="Leads file to score (CSV or Parquet)."),
-    touchpoints: Optional[Path] = typer.Option(
+    touchpoints: Path | None = typer.Option(
         None, "--touchpoints", help="Touchpoints of those leads."
     ),
     out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
-    as_of: Optional[str] = typer.Option(
+    as_of: str | None = typer.Option(
         None, "--as-of", help="Scoring moment (ISO 8601); default now, or the file's as_of column."
     ),
-    id: Optional[str] = typer.Option(
+    id: str | None = typer.Option(
         None, "--id", help="Lead id column, if not the one used in training."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -158,7 +159,7 @@ def permutation_importance_by_column(
     base = roc_auc_score(y, predict(X))
     drops = []
     order = rng.permutation(X.shape[0])
-    for name, columns in groups.items():
+    for columns in groups.values():
         shuffled = X.copy()
         shuffled[:, columns] = X[order][:, columns]
         drops.append(base - roc_auc_score(y, predict(shuffled)))

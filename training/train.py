@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -516,7 +516,7 @@ def _train(
             "as_of": holdout_as_of.to_numpy(),
         }
     )
-    trained_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    trained_at = datetime.now(UTC).isoformat(timespec="seconds")
     scorer.metadata = {
         "name": model_name,
         "version": None,

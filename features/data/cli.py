@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +17,7 @@ from features.data.loading import load_lead_data
 from features.data.validation import DataValidationError
 
 
-class DemoFormat(str, Enum):
+class DemoFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
     both = "both"

@@ -389,7 +389,7 @@ def infer_type(series: pd.Series) -> str:
     if values.empty:
         return "categorical"
     uniques = pd.Series(pd.unique(values.astype(str).str.strip()))
-    lowered = set(uniques.str.lower())
+    lowered = set(uniques.str.casefold())
     if lowered <= set(BOOLEAN_WORDS):
         return "boolean"
     numbers = pd.to_numeric(uniques, errors="coerce")

@@ -1,10 +1,16 @@
-"""features.data.values"""
+"""Reading one value: what "yes", "no", a number, a placeholder or a moment means.
+
+This is the only place that decides it. File reading (`features.data.loading`, column at a
+time), the featurizer (`features.attributes`, value at a time) and the hard-rule facts
+(`features.policy.facts`) all call these functions, so a lead sent with `"Do Not Email": "x"`
+is read the same way by the model and by the do-not-contact rule.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # Values CRM exports use for "nobody filled this in"; read as missing (case and spaces ignored).
@@ -34,21 +40,16 @@ DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
 )
 
 
-BOOLEAN_WORDS: dict[str, bool] = {
-    "true": True,
-    "false": False,
-    "yes": True,
-    "no": False,
-    "y": True,
-    "n": False,
-    "t": True,
-    "f": False,
-    "1": True,
-    "0": False,
-    "1.0": True,
-    "0.0": False,
-}
+# --------------------------------------------------------------------------------------------------
+# Yes / no
 
+# Spellings of yes and no in CRM exports and form posts (compared case-folded, spaces trimmed).
+YES_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "x", "on", "checked"})
+NO_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", "off", "unchecked"})
+BOOLEAN_WORDS: dict[str, bool] = {
+    **dict.fromkeys(YES_WORDS, True),
+    **dict.fromkeys(NO_WORDS, False),
+}
 
 OUTCOME_WORDS: dict[str, bool] = {
     **BOOLEAN_WORDS,
@@ -87,7 +88,7 @@ def to_boolean(
     if pd.api.types.is_numeric_dtype(series):
         mapped = series.map({1: True, 0: False})
     else:
-        text = series.astype(str).str.strip().str.lower()
+        text = series.astype(str).str.strip().str.casefold()
         uniques = pd.unique(text[series.notna()])
         lookup = {u: words[u] for u in uniques if u in words}
         mapped = text.map(lookup)
@@ -113,12 +114,6 @@ PLACEHOLDERS = frozenset(DEFAULT_PLACEHOLDERS) | frozenset(
         "not provided", "not specified", "not set", "-", "--", "?", "#n/a", "(blank)", "blank",
     }
 )  # fmt: skip
-
-
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0", "x", "on", "checked"})
-
-
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0", "off", "unchecked"})
 
 
 # --- normalisers shared by both paths ----------------------------------------------------------
@@ -168,16 +163,26 @@ def to_number(value: Any) -> float:
         return math.nan
 
 
+def yes_no(value: Any) -> bool | None:
+    """True for a yes, False for a no, None when missing or not a yes/no (e.g. 'maybe', 2)."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return bool(value) if value in (0, 1) else None
+    return BOOLEAN_WORDS.get(str(value).strip().casefold())
+
+
+def is_yes(value: Any) -> bool:
+    """Whether the value says yes (missing and unrecognisable values do not)."""
+    return yes_no(value) is True
+
+
 def to_yes_no(value: Any) -> float:
     """A boolean attribute as 1.0/0.0; NaN when missing or not recognisable."""
-    if _is_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value) if value in (0, 1) else math.nan
-    text = str(value).strip().casefold()
-    return 1.0 if text in _TRUE else 0.0 if text in _FALSE else math.nan
+    answer = yes_no(value)
+    return math.nan if answer is None else float(answer)
 
 
 def to_utc_datetime(value: Any) -> datetime | None:
@@ -197,8 +202,8 @@ def to_utc_datetime(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
@@ -222,7 +227,7 @@ def datetime_ns(value: Any, what: str = "timestamp") -> int | None:
             ) from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return ((value - _EPOCH) // _MICROSECOND) * 1000
     if isinstance(value, date):
         return datetime_ns(datetime(value.year, value.month, value.day), what)

@@ -444,7 +444,7 @@ class _LeafBitvectors:
                 else:
                     stack += [(n, True), (int(right[n]), False), (int(left[n]), False)]
             by_feature: dict[int, list[tuple[int, int]]] = {}
-            for n, (low, high) in spans.items():
+            for n in spans:
                 if not leaf[n]:
                     l_low, l_high = spans[int(left[n])]
                     mask = ((1 << (l_high - l_low)) - 1) << (l_low - leaf_offset[t])

@@ -15,7 +15,7 @@ points (+8.0 means the feature adds 8 points).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -74,7 +74,7 @@ class LeadScorer:
     def _with_as_of(self, frame: pd.DataFrame, as_of: Any) -> pd.DataFrame:
         if not self.featurizer.needs_as_of or ("as_of" in frame.columns and as_of is None):
             return frame
-        moment = pd.Timestamp(as_of if as_of is not None else datetime.now(timezone.utc))
+        moment = pd.Timestamp(as_of if as_of is not None else datetime.now(UTC))
         moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
         return frame.assign(as_of=moment)
 
@@ -279,7 +279,7 @@ class LeadScorer:
         `touch_moments`: the touchpoints' moments if already parsed (`record_touchpoints`)."""
         policy = policy or self.policy
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             records = [r if r.get("as_of") is not None else {**r, "as_of": now} for r in records]
         X, touches = self.featurizer.transform_records(
             records, return_touchpoints=True, touch_moments=touch_moments

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.data.values import datetime_ns
+from features.data.values import datetime_ns, is_yes
 from features.data.vocabulary import ACTIVITIES, lookup_activity
 
 if TYPE_CHECKING:
@@ -43,9 +42,6 @@ DO_NOT_CONTACT_ATTRIBUTES = frozenset(
 DEMO_REQUEST_ATTRIBUTES = frozenset({"demorequest", "demorequested", "requesteddemo"})
 
 
-_TRUE_TEXT = frozenset({"1", "true", "t", "yes", "y", "on"})
-
-
 _KEY_JUNK = re.compile(r"[^a-z0-9]")
 
 
@@ -57,16 +53,6 @@ def _key_text(name: str) -> str:
 def _key(name: Any) -> str:
     # Cached: the same attribute names come with every lead (15,000 in a 1,000-lead request).
     return _key_text(name if name.__class__ is str else str(name))
-
-
-def _truthy(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return not math.isnan(value) and value != 0
-    return str(value).strip().lower() in _TRUE_TEXT
 
 
 @lru_cache(maxsize=4096)
@@ -86,9 +72,9 @@ def lead_facts(
     dnc = demo = False
     for name, value in (attributes or {}).items():
         key = _key(name)
-        if key in DO_NOT_CONTACT_ATTRIBUTES and _truthy(value):
+        if key in DO_NOT_CONTACT_ATTRIBUTES and is_yes(value):
             dnc = True
-        elif key in DEMO_REQUEST_ATTRIBUTES and _truthy(value):
+        elif key in DEMO_REQUEST_ATTRIBUTES and is_yes(value):
             demo = True
     for touch in touchpoints or ():
         activity = _activity(touch.get("activity", ""))
@@ -115,7 +101,7 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
         target = _fact_of_attribute(name)
         if target is not None:
             facts[target] |= np.fromiter(
-                (_truthy(lead.get(name)) if lead else False for lead in attributes),
+                (is_yes(lead.get(name)) if lead else False for lead in attributes),
                 dtype=bool,
                 count=n,
             )
@@ -142,7 +128,7 @@ def frame_facts(
     for column in leads.columns:
         target = _fact_of_attribute(column)
         if target is not None:
-            facts[target] |= np.fromiter((_truthy(v) for v in leads[column]), dtype=bool, count=n)
+            facts[target] |= np.fromiter((is_yes(v) for v in leads[column]), dtype=bool, count=n)
     if touchpoints is not None and len(touchpoints) and n:
         tp = touchpoints[["lead_id", "activity"]].copy()
         if "as_of" in leads.columns and "occurred_at" in touchpoints.columns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -92,9 +92,7 @@ def test_datetimes_expand_to_day_of_week_hour_and_month_in_utc():
                                           "last_visit__month"]  # fmt: skip
     assert x[0].tolist() == [1.0, 12.0, 3.0]
     assert np.isnan(x[1]).all()
-    record = encoder.transform_record(
-        {"last_visit": datetime(2024, 3, 5, 12, 30, tzinfo=timezone.utc)}
-    )
+    record = encoder.transform_record({"last_visit": datetime(2024, 3, 5, 12, 30, tzinfo=UTC)})
     assert record.tolist() == [1.0, 12.0, 3.0]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ ATTRIBUTE_TYPES = {
     "opted_in": "boolean",
     "last_visit": "datetime",
 }
-BASE = datetime(2024, 3, 1, tzinfo=timezone.utc)
+BASE = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def training_leads() -> pd.DataFrame:
@@ -102,7 +102,7 @@ attributes_strategy = st.fixed_dictionaries({
     "opted_in": st.sampled_from([True, False, None, "yes", "No", "maybe", 1, 0]),
     "last_visit": st.one_of(st.none(), st.datetimes(
         min_value=datetime(2020, 1, 1), max_value=datetime(2025, 1, 1),
-        timezones=st.just(timezone.utc))),
+        timezones=st.just(UTC))),
 })  # fmt: skip
 lead_strategy = st.fixed_dictionaries({
     "attributes": attributes_strategy,
@@ -231,7 +231,7 @@ def test_many_records_name_the_lead_and_touchpoint_of_a_bad_moment_and_allow_any
         FEATURIZER.transform_records([good, dict(good, lead_id="X", as_of=None)])
     # Year 1 and 9999 are beyond int64 nanoseconds: still scored, equal to the per-lead path.
     ancient = dict(good, lead_id="A", touchpoints=[
-        {"occurred_at": datetime(1, 1, 1, tzinfo=timezone.utc), "channel": "email",
+        {"occurred_at": datetime(1, 1, 1, tzinfo=UTC), "channel": "email",
          "activity": "visit"}])  # fmt: skip
     rows = FEATURIZER.transform_records([good, ancient])
     np.testing.assert_array_equal(rows[1], FEATURIZER.transform_records([ancient])[0])
@@ -460,7 +460,7 @@ def test_unreadable_snapshot_timestamps_are_refused_with_the_fix():
 
 def test_many_records_with_a_moment_beyond_int64_nanoseconds_equal_each_lead_alone():
     featurizer = fitted()
-    far = datetime(2300, 1, 1, tzinfo=timezone.utc)
+    far = datetime(2300, 1, 1, tzinfo=UTC)
     records = [
         {"lead_id": "L0", "attributes": {"industry": "Software"}, "created_at": None, "as_of": far,
          "touchpoints": []},

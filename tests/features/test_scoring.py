@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,7 +50,7 @@ class _NaNForHugeEmployees:
 
 @pytest.mark.parametrize("n_leads", [1, 8, 9, 12])  # both the per-lead and the array paths
 def test_a_lead_without_a_valid_probability_is_refused_by_name(n_leads):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from features.model.scorer import LeadScorer
     from tests.features.test_featurizer import fitted
@@ -56,7 +58,7 @@ def test_a_lead_without_a_valid_probability_is_refused_by_name(n_leads):
     featurizer = fitted()
     names = list(featurizer.get_feature_names_out())
     scorer = LeadScorer(featurizer, _NaNForHugeEmployees(names.index("employees")))
-    now = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2024, 6, 1, tzinfo=UTC)
     records = [
         {"lead_id": f"L{i}", "attributes": {"employees": float("inf") if i == n_leads - 1 else 10.0},
          "as_of": now, "created_at": None, "touchpoints": []}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from features.touchpoints import (
     touchpoint_feature_names,
 )
 
-T = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 CONFIG = FeatureConfig()
 NAMES = touchpoint_feature_names(CONFIG)
 
@@ -148,7 +148,7 @@ def test_frames_repeat_touches_for_every_row_of_a_lead_and_drop_unknown_leads():
 
 
 def test_ages_are_exact_integer_nanoseconds():
-    occurred = datetime(2023, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    occurred = datetime(2023, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
     assert (
         datetime_ns(T) - datetime_ns(occurred)
         == ((T - occurred) // timedelta(microseconds=1)) * 1000
@@ -177,7 +177,7 @@ def test_many_iso_strings_parse_like_one_at_a_time():
     from features.data.values import iso_strings_ns
 
     rng = np.random.default_rng(5)
-    base = datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc)
+    base = datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)
     texts = []
     for i in range(100):
         moment = base + timedelta(

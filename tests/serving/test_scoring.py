@@ -176,11 +176,14 @@ def test_many_scores_are_counted_as_observing_them_one_by_one():
     for s in scores:
         single.observe(s)
     text = generate_latest(registry).decode()
-    lines = lambda name: sorted(
-        l.replace(name, "h")
-        for l in text.splitlines()  # noqa: E731
-        if l.startswith(name) and "_created" not in l
-    )
+
+    def lines(name):
+        return sorted(
+            line.replace(name, "h")
+            for line in text.splitlines()
+            if line.startswith(name) and "_created" not in line
+        )
+
     assert lines("bulk") == lines("single")
     assert 'h_bucket{le="10.0"} 4.0' in lines("bulk")
 
