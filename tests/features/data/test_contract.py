@@ -20,7 +20,7 @@ from features.data.vocabulary import (
 )
 from tests.conftest import missing_service
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 XEDUCATION = REPO.parent / "shared" / "data" / "xeducation_leads.csv"
 
 
