@@ -16,3 +16,18 @@ def missing_service(message: str) -> None:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"CI must not skip: {message}", pytrace=False)
     pytest.skip(message)
+
+
+# Fixtures that train a real model (MLflow registry included), run a notebook or start servers:
+# every test that uses one is slow, so `make test-fast` (-m "not slow") leaves it out without each
+# test having to say so. Tests can also be marked by hand with @pytest.mark.slow.
+SLOW_FIXTURES = frozenset(
+    {"trained_model", "scoring_app", "trained", "tracking", "logistic_scorer", "fuzzed_app"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(slow)
