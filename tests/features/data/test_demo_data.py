@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -46,6 +50,38 @@ def test_same_seed_same_data_and_another_seed_differs():
         assert getattr(a, name).equals(getattr(b, name)), name
     assert not a.oracle.equals(c.oracle)
     assert not a.touchpoints.equals(c.touchpoints)
+
+
+def _digest(table: pa.Table) -> str:
+    """sha256 of the table as an Arrow IPC stream: schema, dictionaries and every value."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
+
+
+def test_a_small_dataset_is_pinned_bit_for_bit(tmp_path):
+    """Seed 7, 300 leads: the tables and the CSV files as the generator made them at 464f4d0.
+
+    A new digest means the demo data changed for everyone's seed: refactors must keep these; a
+    deliberate change to the generating process updates them in the same commit, saying why."""
+    data = demo.generate(300, seed=7)
+    tables = {name: getattr(data, name) for name in ("leads", "touchpoints", "outcomes", "oracle")}
+    assert {name: (t.num_rows, _digest(t)) for name, t in tables.items()} == {
+        "leads": (300, "601a2da2c8d9ff46"),
+        "touchpoints": (3389, "70c67032427a111b"),
+        "outcomes": (213, "04fd9acba8dcbb6c"),
+        "oracle": (300, "e4377a27da1a2961"),
+    }
+    demo.write(data, tmp_path, formats=("csv",))
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in tmp_path.glob("*.csv")
+    }
+    assert files == {
+        "leads.csv": "6bd0d6f4015aa4f7",
+        "touchpoints.csv": "ed1217129c511a34",
+        "outcomes.csv": "13949dee0c838260",
+    }
 
 
 def test_files_written_in_both_formats_with_the_same_rows(written):
