@@ -22,18 +22,16 @@ from features.config import FeatureConfig
 from features.data.values import datetime_ns
 from features.data.vocabulary import ACTIVITIES, CHANNELS
 from features.feature import Feature
-from features.touchpoints import (
+from features.touchpoint_arrays import (
     NAT,
     NS_PER_DAY,
     RecordTouchpoints,
-    TouchpointArrays,
     record_touchpoints,
     series_ns,
-    touchpoint_aggregates,
     touchpoint_arrays_from_frames,
     touchpoint_arrays_from_record,
-    touchpoint_features,
 )
+from features.touchpoints import TouchpointArrays, touchpoint_aggregates, touchpoint_features
 
 STATE_FORMAT = "leadscore.features/1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

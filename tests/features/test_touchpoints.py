@@ -12,13 +12,15 @@ import pytest
 from features.config import FeatureConfig
 from features.data.values import datetime_ns
 from features.data.vocabulary import ACTIVITIES, CHANNELS
-from features.touchpoints import (
+from features.touchpoint_arrays import (
     NS_PER_DAY,
-    TouchpointArrays,
     series_ns,
-    touchpoint_aggregates,
     touchpoint_arrays_from_frames,
     touchpoint_arrays_from_record,
+)
+from features.touchpoints import (
+    TouchpointArrays,
+    touchpoint_aggregates,
     touchpoint_feature_names,
     touchpoint_features,
 )
