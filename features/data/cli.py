@@ -1,6 +1,6 @@
 """Commands of this package, mounted on the `leadscore` app by `leadscore.cli`: `demo-data` and
-`validate`. Each is a thin layer over `features.demo.create_demo_data` and
-`features.contract.load_lead_data`."""
+`validate`. Each is a thin layer over `features.data.demo.create_demo_data` and
+`features.data.loading.load_lead_data`."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from features.data import demo
 from features.data.config import DataConfig
+from features.data.demo.process import ACTIVITY_SPELLINGS, CHANNEL_SPELLINGS
 from features.data.loading import load_lead_data
 from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 from leadscore.cli import app
@@ -180,11 +181,11 @@ def test_exports_are_messy_like_a_real_crm(loaded, written):
 
 
 def test_every_raw_spelling_normalises_to_its_channel_and_activity():
-    for channel, spellings in demo.CHANNEL_SPELLINGS.items():
+    for channel, spellings in CHANNEL_SPELLINGS.items():
         for spelling in spellings:
             variants = (spelling, spelling.lower(), spelling.upper(), f" {spelling} ")
             assert {lookup_channel(v) for v in variants} == {channel}, spelling
-    for activity, spellings in demo.ACTIVITY_SPELLINGS.items():
+    for activity, spellings in ACTIVITY_SPELLINGS.items():
         if activity == "other":  # deliberately unknown, read as 'other' with a warning
             assert all(lookup_activity(s) is None for s in spellings)
             continue
