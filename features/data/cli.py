@@ -48,7 +48,7 @@ def demo_data(
             f"error: --out {out} is a file; pass a directory (it is created if missing)", err=True
         )
         raise typer.Exit(2)
-    steps = 5 + 3 * len(formats)
+    steps = demo.progress_steps(formats)
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), transient=True
     ) as bar:

@@ -28,7 +28,7 @@ true probabilities from the files as `load_lead_data` reads them.
 """
 
 from features.data.demo.dataset import DemoData, generate
-from features.data.demo.files import DemoSummary, create_demo_data, write
+from features.data.demo.files import DemoSummary, create_demo_data, progress_steps, write
 from features.data.demo.oracle import oracle_from_observables
 
 __all__ = [
@@ -37,5 +37,6 @@ __all__ = [
     "create_demo_data",
     "generate",
     "oracle_from_observables",
+    "progress_steps",
     "write",
 ]

@@ -13,9 +13,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.data.demo.dataset import DemoData, generate
+from features.data.demo.dataset import STEPS, DemoData, generate
 
 TABLES = ("leads", "touchpoints", "outcomes")
+
+
+def progress_steps(formats: tuple[str, ...]) -> int:
+    """How many times `create_demo_data` calls `progress`: a progress bar's total."""
+    return len(STEPS) + len(_files(formats))
 
 
 def _files(formats: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -121,6 +121,21 @@ def test_format_option_writes_only_what_was_asked(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("formats", [("parquet", "csv"), ("csv",)])
+def test_progress_is_told_each_step_once_and_the_total_is_known(tmp_path, formats):
+    told: list[str] = []
+    demo.create_demo_data(tmp_path, 50, seed=1, formats=formats, progress=told.append)
+    assert len(told) == demo.progress_steps(formats) == 5 + 3 * len(formats) + 1
+    assert told[:5] == [
+        "leads",
+        "touchpoints (first 21 days)",
+        "touchpoints (later)",
+        "outcomes",
+        "assembling",
+    ]
+    assert sorted(told[5:]) == sorted(f"wrote {p.name}" for p in tmp_path.iterdir())
+
+
 def test_demo_data_rejects_zero_leads(tmp_path):
     result = CliRunner().invoke(app, ["demo-data", "--leads", "0", "--out", str(tmp_path)])
     assert result.exit_code != 0
