@@ -29,14 +29,5 @@ class Feature:
 
 
 def is_missing(value: float | None) -> bool:
+    """Whether a value to describe is missing (None or NaN)."""
     return value is None or math.isnan(value)
-
-
-def number_words(value: float) -> str:
-    """'3' for whole numbers, '2.5' otherwise."""
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-
-
-def days_words(days: int) -> str:
-    """'1 day', '12 days'."""
-    return f"{days} day{'s' if days != 1 else ''}"

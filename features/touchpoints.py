@@ -22,7 +22,7 @@ import numpy as np
 
 from features.config import FeatureConfig
 from features.data.vocabulary import ACTIVITIES, CHANNELS, HIGH_INTENT
-from features.feature import Feature, days_words, is_missing, number_words
+from features.feature import Feature, is_missing
 
 _IS_HIGH_INTENT = np.isin(np.arange(len(ACTIVITIES)), [ACTIVITIES.index(a) for a in HIGH_INTENT])
 
@@ -125,7 +125,7 @@ class Touches:
 # --- how each feature is computed: (n_rows,) for one feature, (n_rows, k) for k ----------------
 
 
-def _touches(t: Touches) -> np.ndarray:
+def _touches_per_window(t: Touches) -> np.ndarray:
     return t.by_channel.sum(axis=2)
 
 
@@ -242,13 +242,23 @@ def window_phrase(days: int | None) -> str:
     return "in total" if days is None else f"in the last {days} days"
 
 
+def _number_words(value: float) -> str:
+    """'3' for whole numbers, '2.5' otherwise."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _days_words(days: int) -> str:
+    """'1 day', '12 days'."""
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
 def _count_words(one: str, many: str, days: int | None) -> Callable[[float], str]:
     window = window_phrase(days)
 
     def words(value: float) -> str:
         if is_missing(value) or value == 0:
             return f"No {many} {window}"
-        return f"{number_words(value)} {one if value == 1 else many} {window}"
+        return f"{_number_words(value)} {one if value == 1 else many} {window}"
 
     return words
 
@@ -279,7 +289,7 @@ def _days_since_last_touch_words(value: float) -> str:
         return "No touchpoints yet"
     if value < 1:
         return "Last touch less than a day ago"
-    return f"No touch for {days_words(int(value))}"
+    return f"No touch for {_days_words(int(value))}"
 
 
 _HIGH_INTENT_NOUNS = [activity_nouns(a)[0] for a in HIGH_INTENT]
@@ -290,7 +300,7 @@ def _days_since_last_high_intent_words(value: float) -> str:
         return f"No {', '.join(_HIGH_INTENT_NOUNS[:-1])} or {_HIGH_INTENT_NOUNS[-1]} yet"
     if value < 1:
         return "High-intent action (demo request, pricing page or form) less than a day ago"
-    return f"Last high-intent action {days_words(int(value))} ago"
+    return f"Last high-intent action {_days_words(int(value))} ago"
 
 
 def _engagement_words(value: float) -> str:
@@ -312,7 +322,7 @@ def _touch_value_words(value: float) -> str:
 def _lead_age_words(value: float) -> str:
     if is_missing(value):
         return "Creation date unknown"
-    return f"Lead created {days_words(int(value))} ago"
+    return f"Lead created {_days_words(int(value))} ago"
 
 
 # --- the touchpoint features, in column order ---------------------------------------------------
@@ -323,7 +333,7 @@ Computation = Callable[[Touches], np.ndarray]
 def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Feature, ...]]]:
     """Each computation with the features whose columns it fills, in column order."""
     windows = [*config.windows_days, None]
-    yield _touches, tuple(
+    yield _touches_per_window, tuple(
         Feature(name=f"touches_{window_label(w)}", unit="touches",
                 description=f"Marketing touches {window_phrase(w)}",
                 describe=_count_words("touch", "touches", w))
