@@ -4,14 +4,19 @@ Categorical outputs are integer codes in a float matrix (NaN = missing) so HistG
 use native categorical support and a linear pipeline can one-hot them (see `categorical_mask_`).
 The code after the learned categories means "other": rare in fit, or never seen before.
 
-Batch and single-lead paths share the python normalisers below: the batch path applies them to the
-distinct values of a column only, so both give exactly the same numbers.
+Each attribute type declares once the features a column of it yields (name, unit, description,
+plain words) and how they are computed (`_ColumnFeatures` and its subclasses); the encoder only
+lays the columns side by side. Batch and single-lead paths share the python normalisers below:
+the batch path applies them to the distinct values of a column only, so both give exactly the
+same numbers.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +31,7 @@ from features.data.values import (
     to_yes_no,
 )
 from features.data.vocabulary import ATTRIBUTE_TYPES
+from features.feature import Feature, is_missing
 
 # Columns that are never features: the key, the moments, and outcome fields (they would leak).
 NOT_FEATURES = ("lead_id", "as_of", "snapshot_age_days")
@@ -34,22 +40,31 @@ NOT_FEATURES = ("lead_id", "as_of", "snapshot_age_days")
 OUTCOME_COLUMNS = ("label", "won", "closed_at")
 
 
-SENIORITY_LEVELS = ("c_level", "vp", "director", "manager", "individual_contributor")
-
-
-SENIORITY_LABELS = ("C-level", "VP", "Director", "Manager", "Individual contributor")
-
-
-DEPARTMENTS = (
-    "engineering", "it", "product", "marketing", "sales", "customer_success", "finance",
-    "operations", "hr", "legal", "executive", "other",
+# Seniority and department read from a job title: (code name, label shown to sales), in code order.
+_SENIORITY = (
+    ("c_level", "C-level"), ("vp", "VP"), ("director", "Director"), ("manager", "Manager"),
+    ("individual_contributor", "Individual contributor"),
 )  # fmt: skip
 
 
-DEPARTMENT_LABELS = (
-    "Engineering", "IT", "Product", "Marketing", "Sales", "Customer success", "Finance",
-    "Operations", "HR", "Legal", "Executive", "Other",
+_DEPARTMENT = (
+    ("engineering", "Engineering"), ("it", "IT"), ("product", "Product"),
+    ("marketing", "Marketing"), ("sales", "Sales"), ("customer_success", "Customer success"),
+    ("finance", "Finance"), ("operations", "Operations"), ("hr", "HR"), ("legal", "Legal"),
+    ("executive", "Executive"), ("other", "Other"),
 )  # fmt: skip
+
+
+SENIORITY_LEVELS = tuple(key for key, _ in _SENIORITY)
+
+
+SENIORITY_LABELS = tuple(label for _, label in _SENIORITY)
+
+
+DEPARTMENTS = tuple(key for key, _ in _DEPARTMENT)
+
+
+DEPARTMENT_LABELS = tuple(label for _, label in _DEPARTMENT)
 
 
 _SENIORITY_PATTERNS = (  # first match wins: "Vice President" before "President"
@@ -157,6 +172,196 @@ def _label(name: str) -> str:
     return text[:1].upper() + text[1:] if text else name
 
 
+# --- the features each attribute type yields, and how they are computed ------------------------
+
+
+class _ColumnFeatures(ABC):
+    """The features one attribute column yields and how they are computed: from one value (a lead
+    from the API), a list of values (many API leads) or a pandas column (files). Each writes its
+    `len(features)` columns into `out` from column `at` on."""
+
+    features: tuple[Feature, ...]
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.label = "Created" if column == "created_at" else _label(column)
+
+    @abstractmethod
+    def value(self, value: Any, row: np.ndarray, at: int) -> None: ...
+
+    @abstractmethod
+    def values(self, values: list[Any], out: np.ndarray, at: int) -> None: ...
+
+    @abstractmethod
+    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None: ...
+
+
+class _Mapped(_ColumnFeatures):
+    """Features computed value by value, one python mapper (value -> float) per feature."""
+
+    mappers: tuple[Callable[[Any], float], ...]
+
+    def value(self, value: Any, row: np.ndarray, at: int) -> None:
+        for i, mapper in enumerate(self.mappers):
+            row[at + i] = mapper(value)
+
+    def values(self, values: list[Any], out: np.ndarray, at: int) -> None:
+        for i, mapper in enumerate(self.mappers):
+            out[:, at + i] = _map_values(values, mapper)
+
+    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
+        for i, mapper in enumerate(self.mappers):
+            out[:, at + i] = _map_uniques(series, mapper)
+
+
+class _Category(_Mapped):
+    """The code of a learned category (the code after the last is "other": rare or new); a job
+    title also yields the seniority and the department it states."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec["column"])
+        lookup = {key: float(i) for i, key in enumerate(spec["categories"])}
+        other = float(len(spec["categories"]))
+
+        def code(value: Any) -> float:
+            key = normalise_category(value)
+            return math.nan if key is None else lookup.get(key, other)
+
+        self.features = (
+            Feature(name=self.column, unit="category", categorical=True,
+                    description=f"{self.label} (category; 'other' = rare or new value)",
+                    describe=_category_words(self.label, [*spec["labels"], "other"],
+                                             other_code=len(spec["labels"]))),
+        )  # fmt: skip
+        self.mappers = (code,)
+        if spec.get("title"):
+            self.features += (
+                Feature(name=f"{self.column}__seniority", unit="category", categorical=True,
+                        description=f"Seniority read from {self.label}",
+                        describe=_category_words("Seniority", SENIORITY_LABELS)),
+                Feature(name=f"{self.column}__department", unit="category", categorical=True,
+                        description=f"Department read from {self.label}",
+                        describe=_category_words("Department", DEPARTMENT_LABELS)),
+            )  # fmt: skip
+            self.mappers += (_nan_if_none(seniority_of), _nan_if_none(department_of))
+
+
+class _Number(_Mapped):
+    """A number as given."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec["column"])
+        self.features = (
+            Feature(name=self.column, unit="as given",
+                    description=f"{self.label} (number as given)",
+                    describe=_given_words(self.label, lambda v: f"{self.label}: {v:g}")),
+        )  # fmt: skip
+        self.mappers = (to_number,)
+
+    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
+        if series.dtype.kind in "iuf":
+            out[:, at] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            super().series(series, out, at)
+
+
+class _YesNo(_Mapped):
+    """1 for yes, 0 for no, in any of the spellings `features.data.values` reads."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec["column"])
+        self.features = (
+            Feature(name=self.column, unit="yes/no",
+                    description=f"{self.label} (1 = yes, 0 = no)",
+                    describe=_given_words(
+                        self.label, lambda v: f"{self.label}: {'yes' if v >= 0.5 else 'no'}")),
+        )  # fmt: skip
+        self.mappers = (to_yes_no,)
+
+    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
+        if series.dtype.kind == "b":  # numpy bool or the contract's nullable "boolean"
+            out[:, at] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            super().series(series, out, at)
+
+
+class _Moment(_ColumnFeatures):
+    """Day of the week, hour and month (UTC) of a date-time, read once for the three."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec["column"])
+        label = self.label
+        self.features = (
+            Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
+                    description=f"{label}: day of the week",
+                    describe=_given_words(label, lambda v: f"{label} on a {_day_name(int(v))}")),
+            Feature(name=f"{self.column}__hour", unit="hour of day, UTC",
+                    description=f"{label}: hour of the day (UTC)",
+                    describe=_given_words(label, lambda v: f"{label} at {_hours(int(v))} UTC")),
+            Feature(name=f"{self.column}__month", unit="1 = January ... 12 = December",
+                    description=f"{label}: month",
+                    describe=_given_words(label, lambda v: f"{label} in {_month_name(int(v))}")),
+        )  # fmt: skip
+
+    def value(self, value: Any, row: np.ndarray, at: int) -> None:
+        moment = to_utc_datetime(value)
+        if moment is None:
+            row[at : at + 3] = np.nan
+        else:
+            row[at : at + 3] = (moment.weekday(), moment.hour, moment.month)
+
+    def values(self, values: list[Any], out: np.ndarray, at: int) -> None:
+        if values:
+            parts = _map_values(values, _moment_parts, as_array=False)
+            out[:, at : at + 3] = np.array(parts, dtype=np.float64)
+
+    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
+        out[:, at : at + 3] = _datetime_parts(series)
+
+
+_FEATURES_OF_TYPE: dict[str, Callable[[dict[str, Any]], _ColumnFeatures]] = {
+    "categorical": _Category,
+    "numeric": _Number,
+    "boolean": _YesNo,
+    "datetime": _Moment,
+}
+
+
+def _category_words(
+    label: str, labels: list[str] | tuple[str, ...], other_code: int | None = None
+) -> Callable[[float], str]:
+    def words(value: float) -> str:
+        if is_missing(value):
+            return f"{label}: not given"
+        index = int(value)
+        if index == other_code or not 0 <= index < len(labels):
+            return f"{label}: other (rare or new value)"
+        return f"{label}: {labels[index]}"
+
+    return words
+
+
+def _given_words(label: str, say: Callable[[float], str]) -> Callable[[float], str]:
+    """'{label}: not given' for a missing value, else what `say` makes of it."""
+
+    def words(value: float) -> str:
+        return f"{label}: not given" if is_missing(value) else say(value)
+
+    return words
+
+
+def _day_name(day: int) -> str:
+    return _DAY_NAMES[day % 7]
+
+
+def _hours(hour: int) -> str:
+    return f"{hour:02d}:00-{hour:02d}:59"
+
+
+def _month_name(month: int) -> str:
+    return f"{datetime(2000, month, 1):%B}"
+
+
 # --- the encoder -------------------------------------------------------------------------------
 
 
@@ -216,139 +421,37 @@ class AttributeEncoder:
         return {"categories": kept, "labels": [spelling[k][1] for k in kept]}
 
     def _build_outputs(self) -> None:
-        names, mask, info = [], [], []
+        # Each column's features, and the output column its first one goes to.
+        self._columns: list[tuple[_ColumnFeatures, int]] = []
+        at = 0
         for spec in self.columns_:
-            column, kind = spec["column"], spec["type"]
-            label = "Created" if column == "created_at" else _label(column)
-            if kind == "categorical":
-                names.append(column)
-                mask.append(True)
-                info.append({"name": column, "kind": "category", "label": label,
-                             "labels": [*spec["labels"], "other"],
-                             "other_code": len(spec["labels"]),
-                             "description": f"{label} (category; 'other' = rare or new value)",
-                             "unit": "category"})  # fmt: skip
-                if spec.get("title"):
-                    names += [f"{column}__seniority", f"{column}__department"]
-                    mask += [True, True]
-                    info.append({"name": f"{column}__seniority", "kind": "category",
-                                 "label": "Seniority", "labels": list(SENIORITY_LABELS),
-                                 "description": f"Seniority read from {label}",
-                                 "unit": "category"})  # fmt: skip
-                    info.append({"name": f"{column}__department", "kind": "category",
-                                 "label": "Department", "labels": list(DEPARTMENT_LABELS),
-                                 "description": f"Department read from {label}",
-                                 "unit": "category"})  # fmt: skip
-            elif kind == "numeric":
-                names.append(column)
-                mask.append(False)
-                info.append(
-                    {
-                        "name": column,
-                        "kind": "number",
-                        "label": label,
-                        "description": f"{label} (number as given)",
-                        "unit": "as given",
-                    }
-                )
-            elif kind == "boolean":
-                names.append(column)
-                mask.append(False)
-                info.append(
-                    {
-                        "name": column,
-                        "kind": "yes_no",
-                        "label": label,
-                        "description": f"{label} (1 = yes, 0 = no)",
-                        "unit": "yes/no",
-                    }
-                )
-            else:
-                for part, unit, what in (
-                    ("day_of_week", "0 = Monday ... 6 = Sunday", "day of the week"),
-                    ("hour", "hour of day, UTC", "hour of the day (UTC)"),
-                    ("month", "1 = January ... 12 = December", "month"),
-                ):
-                    names.append(f"{column}__{part}")
-                    mask.append(False)
-                    info.append(
-                        {
-                            "name": f"{column}__{part}",
-                            "kind": part,
-                            "label": label,
-                            "description": f"{label}: {what}",
-                            "unit": unit,
-                        }
-                    )
-        self.feature_names_out_ = names
-        self.categorical_mask_ = np.array(mask, dtype=bool)
-        self.feature_info_ = info
+            column = _FEATURES_OF_TYPE[spec["type"]](spec)
+            self._columns.append((column, at))
+            at += len(column.features)
+        self.features_ = tuple(f for column, _ in self._columns for f in column.features)
+        self.feature_names_out_ = [f.name for f in self.features_]
+        self.categorical_mask_ = np.array([f.categorical for f in self.features_], dtype=bool)
 
     # transform ------------------------------------------------------------------------------
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Float matrix (len(frame), n_features); every fitted column must be in the frame."""
-        absent = [s["column"] for s in self.columns_ if s["column"] not in frame.columns]
+        absent = [c.column for c, _ in self._columns if c.column not in frame.columns]
         if absent:
             raise ValueError(
                 f"the frame to score lacks column(s) {absent} that the model was trained with; "
                 "add them (empty values are allowed and count as missing)"
             )
-        out = np.empty((len(frame), len(self.feature_names_out_)), dtype=np.float64)
-        col = 0
-        for spec in self.columns_:
-            series = frame[spec["column"]]
-            kind = spec["type"]
-            if kind == "categorical":
-                out[:, col] = _map_uniques(series, self._category_mapper(spec))
-                col += 1
-                if spec.get("title"):
-                    out[:, col] = _map_uniques(series, _nan_if_none(seniority_of))
-                    out[:, col + 1] = _map_uniques(series, _nan_if_none(department_of))
-                    col += 2
-            elif kind == "numeric":
-                if series.dtype.kind in "iuf":
-                    out[:, col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                else:
-                    out[:, col] = _map_uniques(series, to_number)
-                col += 1
-            elif kind == "boolean":
-                if series.dtype.kind == "b":  # numpy bool or the contract's nullable "boolean"
-                    out[:, col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                else:
-                    out[:, col] = _map_uniques(series, to_yes_no)
-                col += 1
-            else:
-                out[:, col : col + 3] = _datetime_parts(series)
-                col += 3
+        out = np.empty((len(frame), len(self.features_)), dtype=np.float64)
+        for column, at in self._columns:
+            column.series(frame[column.column], out, at)
         return out
 
     def transform_record(self, attributes: dict[str, Any], created_at: Any = None) -> np.ndarray:
         """One row for one lead; attributes absent from the dict are missing (NaN)."""
-        row = np.empty(len(self.feature_names_out_), dtype=np.float64)
-        col = 0
-        for spec in self.columns_:
-            column, kind = spec["column"], spec["type"]
-            value = created_at if column == "created_at" else attributes.get(column)
-            if kind == "categorical":
-                row[col] = self._category_mapper(spec)(value)
-                col += 1
-                if spec.get("title"):
-                    row[col] = _nan_if_none(seniority_of)(value)
-                    row[col + 1] = _nan_if_none(department_of)(value)
-                    col += 2
-            elif kind == "numeric":
-                row[col] = to_number(value)
-                col += 1
-            elif kind == "boolean":
-                row[col] = to_yes_no(value)
-                col += 1
-            else:
-                moment = to_utc_datetime(value)
-                if moment is None:
-                    row[col : col + 3] = np.nan
-                else:
-                    row[col : col + 3] = (moment.weekday(), moment.hour, moment.month)
-                col += 3
+        row = np.empty(len(self.features_), dtype=np.float64)
+        for column, at in self._columns:
+            name = column.column
+            column.value(created_at if name == "created_at" else attributes.get(name), row, at)
         return row
 
     def transform_records(
@@ -356,46 +459,15 @@ class AttributeEncoder:
     ) -> np.ndarray:
         """Rows for many leads at once, column by column; equal to `transform_record` per lead."""
         n = len(attributes)
-        out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
-        col = 0
-        for spec in self.columns_:
-            column, kind = spec["column"], spec["type"]
-            if column == "created_at":
+        out = np.empty((n, len(self.features_)), dtype=np.float64)
+        for column, at in self._columns:
+            name = column.column
+            if name == "created_at":
                 values = list(created_at) if created_at is not None else [None] * n
             else:
-                values = [a.get(column) for a in attributes]
-            if kind == "categorical":
-                out[:, col] = _map_values(values, self._category_mapper(spec))
-                col += 1
-                if spec.get("title"):
-                    out[:, col] = _map_values(values, _nan_if_none(seniority_of))
-                    out[:, col + 1] = _map_values(values, _nan_if_none(department_of))
-                    col += 2
-            elif kind == "numeric":
-                out[:, col] = _map_values(values, to_number)
-                col += 1
-            elif kind == "boolean":
-                out[:, col] = _map_values(values, to_yes_no)
-                col += 1
-            else:
-                if n:
-                    out[:, col : col + 3] = np.array(
-                        _map_values(values, _moment_parts, as_array=False), dtype=np.float64
-                    )
-                col += 3
+                values = [a.get(name) for a in attributes]
+            column.values(values, out, at)
         return out
-
-    def _category_mapper(self, spec: dict[str, Any]):
-        lookup = spec.get("_lookup")
-        if lookup is None:
-            lookup = spec["_lookup"] = {k: float(i) for i, k in enumerate(spec["categories"])}
-        other = float(len(spec["categories"]))
-
-        def code(value: Any) -> float:
-            key = normalise_category(value)
-            return math.nan if key is None else lookup.get(key, other)
-
-        return code
 
     # state ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -461,27 +533,3 @@ def _datetime_parts(series: pd.Series) -> np.ndarray:
         if moment is not None:
             table[i] = (moment.weekday(), moment.hour, moment.month)
     return table[codes]
-
-
-def describe_attribute(info: dict[str, Any], value: float) -> str:
-    """Plain words for one attribute feature value, e.g. 'Industry: Software'."""
-    label, kind = info["label"], info["kind"]
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    if kind == "category":
-        if missing:
-            return f"{label}: not given"
-        index = int(value)
-        if index == info.get("other_code") or not 0 <= index < len(info["labels"]):
-            return f"{label}: other (rare or new value)"
-        return f"{label}: {info['labels'][index]}"
-    if missing:
-        return f"{label}: not given"
-    if kind == "yes_no":
-        return f"{label}: {'yes' if value >= 0.5 else 'no'}"
-    if kind == "day_of_week":
-        return f"{label} on a {_DAY_NAMES[int(value) % 7]}"
-    if kind == "hour":
-        return f"{label} at {int(value):02d}:00-{int(value):02d}:59 UTC"
-    if kind == "month":
-        return f"{label} in {datetime(2000, int(value), 1):%B}"
-    return f"{label}: {value:g}"

@@ -2,7 +2,9 @@
 
 scikit-learn style: `fit` learns only the attribute vocabularies; `transform` (frames, batch) and
 `transform_records` (list of dicts, the API's single-lead path) return the same float64 rows,
-because both go through the same normalisers and the same numpy core.
+because both go through the same normalisers and the same numpy core. Names, units, descriptions
+and `describe()` come from the features' declarations (`features.feature.Feature`) beside their
+computations in `features.attributes` and `features.touchpoints`.
 """
 
 from __future__ import annotations
@@ -15,186 +17,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.attributes import AttributeEncoder, describe_attribute
+from features.attributes import AttributeEncoder
 from features.config import FeatureConfig
 from features.data.values import datetime_ns
-from features.data.vocabulary import ACTIVITIES, CHANNELS, HIGH_INTENT
-from features.touchpoints import (
-    CATEGORICAL_TOUCH_FEATURES,
+from features.data.vocabulary import ACTIVITIES, CHANNELS
+from features.feature import Feature
+from features.touchpoint_arrays import (
     NAT,
     NS_PER_DAY,
     RecordTouchpoints,
-    TouchpointArrays,
     record_touchpoints,
     series_ns,
-    touchpoint_aggregates,
     touchpoint_arrays_from_frames,
     touchpoint_arrays_from_record,
-    touchpoint_feature_names,
-    window_label,
 )
+from features.touchpoints import TouchpointArrays, touchpoint_aggregates, touchpoint_features
 
 STATE_FORMAT = "leadscore.features/1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-
-CHANNEL_LABELS = {
-    "organic_search": "organic search", "paid_search": "paid search", "paid_social": "paid social",
-    "email": "email", "webinar": "webinars", "content": "content", "event": "events",
-    "referral": "referrals", "direct": "direct visits", "print": "print", "other": "other channels",
-}  # fmt: skip
-ACTIVITY_NOUNS = {
-    "visit": ("website visit", "website visits"),
-    "pricing_page_view": ("pricing-page visit", "pricing-page visits"),
-    "email_open": ("email open", "email opens"),
-    "email_click": ("email click", "email clicks"),
-    "form_submit": ("form submission", "form submissions"),
-    "download": ("download", "downloads"),
-    "webinar_attend": ("webinar attended", "webinars attended"),
-    "demo_request": ("demo request", "demo requests"),
-    "unsubscribe": ("unsubscribe", "unsubscribes"),
-    "email_bounce": ("bounced email", "bounced emails"),
-    "other": ("other activity", "other activities"),
-}
 _EMPTY_TOUCHES = TouchpointArrays(
     *(
         np.empty(0, dtype=t)
         for t in (np.int64, np.float64, np.int64, np.int64, np.int64, np.float64)
     )
 )
-
-
-def _channel_label(channel: str) -> str:
-    return CHANNEL_LABELS.get(channel, channel.replace("_", " "))
-
-
-def _activity_nouns(activity: str) -> tuple[str, str]:
-    text = activity.replace("_", " ")
-    return ACTIVITY_NOUNS.get(activity, (text, text + "s"))
-
-
-def _window_phrase(days: int | None) -> str:
-    return "in total" if days is None else f"in the last {days} days"
-
-
-def _touch_feature_info(config: FeatureConfig) -> list[dict[str, Any]]:
-    """Name, plain-words description and unit of every touchpoint feature, in core order."""
-    windows = [*config.windows_days, None]
-    info: list[dict[str, Any]] = []
-    for w in windows:
-        info.append({"name": f"touches_{window_label(w)}", "kind": "count", "window": w,
-                     "nouns": ("touch", "touches"), "unit": "touches",
-                     "description": f"Marketing touches {_window_phrase(w)}"})  # fmt: skip
-    for w in windows:
-        for ch in CHANNELS:
-            label = _channel_label(ch)
-            info.append({"name": f"{ch}_touches_{window_label(w)}", "kind": "count", "window": w,
-                         "nouns": (f"touch from {label}", f"touches from {label}"),
-                         "unit": "touches",
-                         "description": f"Touches from {label} {_window_phrase(w)}"})  # fmt: skip
-    for w in windows:
-        for act in ACTIVITIES:
-            one, many = _activity_nouns(act)
-            info.append(
-                {
-                    "name": f"{act}_count_{window_label(w)}",
-                    "kind": "count",
-                    "window": w,
-                    "nouns": (one, many),
-                    "unit": many.split()[-1],
-                    "description": f"{many[:1].upper()}{many[1:]} {_window_phrase(w)}",
-                }
-            )
-    high = ", ".join(_activity_nouns(a)[0] for a in HIGH_INTENT)
-    channel_labels = [_channel_label(c) for c in CHANNELS]
-    info += [
-        {"name": "days_since_last_touch", "kind": "days_since_last_touch", "unit": "days",
-         "description": "Days since the last touch before the scoring moment (empty if none)"},
-        {"name": "days_since_last_high_intent", "kind": "days_since_high_intent", "unit": "days",
-         "description": f"Days since the last high-intent action ({high}); empty if none"},
-        {"name": "engagement_score", "kind": "score", "unit": "decayed touches",
-         "description": f"Touches weighted by recency: a touch counts 1 now, 1/2 after "
-                        f"{config.half_life_days:g} days, 1/4 after {2 * config.half_life_days:g}"},
-        {"name": "first_touch_channel", "kind": "category", "label": "First touch",
-         "labels": channel_labels, "unit": "category",
-         "description": "Channel of the first touch"},
-        {"name": "last_touch_channel", "kind": "category", "label": "Last touch",
-         "labels": channel_labels, "unit": "category",
-         "description": "Channel of the most recent touch"},
-        {"name": "distinct_channels", "kind": "distinct", "nouns": ("channel", "channels"),
-         "unit": "channels", "description": "Number of different channels that touched the lead"},
-        {"name": "distinct_campaigns", "kind": "distinct", "nouns": ("campaign", "campaigns"),
-         "unit": "campaigns", "description": "Number of different campaigns that touched the lead"},
-        {"name": "touch_velocity", "kind": "velocity", "unit": "touches per week",
-         "description": f"Touches per week in the last {config.velocity_recent_days} days minus "
-                        f"touches per week in the {config.velocity_prior_days} days before"},
-        {"name": "unsubscribed", "kind": "flag", "unit": "yes/no",
-         "yes": "Unsubscribed from email", "no": "Has not unsubscribed",
-         "description": "1 if the lead ever unsubscribed before the scoring moment"},
-        {"name": "bounced", "kind": "flag", "unit": "yes/no",
-         "yes": "An email to this lead bounced", "no": "No bounced email",
-         "description": "1 if an email to the lead ever bounced before the scoring moment"},
-        {"name": "touch_value_total", "kind": "number", "label": "Total touchpoint value",
-         "unit": "unit of the touchpoint 'value' column",
-         "description": "Sum of the touchpoints' value column (e.g. minutes, amount)"},
-        {"name": "days_since_created", "kind": "lead_age", "unit": "days",
-         "description": "Days between the lead's creation and the scoring moment"},
-    ]  # fmt: skip
-    assert [i["name"] for i in info] == touchpoint_feature_names(config)
-    return info
-
-
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-
-
-def _describe_touch(info: dict[str, Any], value: float) -> str:
-    kind = info["kind"]
-    missing = value is None or math.isnan(value)
-    if kind == "count":
-        one, many = info["nouns"]
-        window = _window_phrase(info["window"])
-        if missing or value == 0:
-            return f"No {many} {window}"
-        return f"{_number(value)} {one if value == 1 else many} {window}"
-    if kind == "days_since_last_touch":
-        if missing:
-            return "No touchpoints yet"
-        if value < 1:
-            return "Last touch less than a day ago"
-        days = int(value)
-        return f"No touch for {days} day{'s' if days != 1 else ''}"
-    if kind == "days_since_high_intent":
-        if missing:
-            return "No demo request, pricing-page visit or form submission yet"
-        if value < 1:
-            return "High-intent action (demo request, pricing page or form) less than a day ago"
-        days = int(value)
-        return f"Last high-intent action {days} day{'s' if days != 1 else ''} ago"
-    if kind == "score":
-        return f"Engagement score {value:.1f} (recent touches count most)"
-    if kind == "category":
-        if missing:
-            return f"{info['label']}: none yet"
-        return f"{info['label']}: {info['labels'][int(value)]}"
-    if kind == "distinct":
-        one, many = info["nouns"]
-        n = int(value)
-        return f"Touched through {n} different {one if n == 1 else many}"
-    if kind == "velocity":
-        if value > 0:
-            return f"{value:.1f} more touches per week than in the month before"
-        if value < 0:
-            return f"{-value:.1f} fewer touches per week than in the month before"
-        return "Same touch pace as in the month before"
-    if kind == "flag":
-        return info["yes"] if value >= 0.5 else info["no"]
-    if kind == "lead_age":
-        if missing:
-            return "Creation date unknown"
-        days = int(value)
-        return f"Lead created {days} day{'s' if days != 1 else ''} ago"
-    return f"{info['label']}: {value:g}"
 
 
 class LeadFeaturizer:
@@ -220,32 +67,28 @@ class LeadFeaturizer:
         return self
 
     def _build_outputs(self) -> None:
-        touch_names = touchpoint_feature_names(self.config)
+        touch_features = touchpoint_features(self.config)
         if self.uses_touchpoints_:
-            selected = list(range(len(touch_names)))
+            selected = list(range(len(touch_features)))
         elif self.timestamped_:
-            selected = [touch_names.index("days_since_created")]
+            selected = [i for i, f in enumerate(touch_features) if f.name == "days_since_created"]
         else:
             selected = []
         self._touch_columns = np.array(selected, dtype=np.int64)
-        touch_info = _touch_feature_info(self.config)
-        names = list(self.attributes_.feature_names_out_) + [touch_names[i] for i in selected]
+        self._all_touch_columns = len(selected) == len(touch_features)
+        features = (*self.attributes_.features_, *(touch_features[i] for i in selected))
+        names = [f.name for f in features]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(
                 f"attribute column(s) {clashes} have the name of a touchpoint feature; rename "
                 "them in the leads file or the column mapping"
             )
+        self.features_: tuple[Feature, ...] = features  # the declaration of every output column
         self.feature_names_out_ = np.array(names, dtype=object)
-        self.categorical_mask_ = np.concatenate(
-            [self.attributes_.categorical_mask_,
-             np.array([touch_names[i] in CATEGORICAL_TOUCH_FEATURES for i in selected], dtype=bool)]
-        )  # fmt: skip
-        self.feature_info_ = list(self.attributes_.feature_info_) + [
-            touch_info[i] for i in selected
-        ]
-        self._info_by_name = {i["name"]: i for i in self.feature_info_}
-        self._n_attribute_features = len(self.attributes_.feature_names_out_)
+        self.categorical_mask_ = np.array([f.categorical for f in features], dtype=bool)
+        self._feature_by_name = {f.name: f for f in features}
+        self._n_attribute_features = len(self.attributes_.features_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "attributes_"):
@@ -305,7 +148,7 @@ class LeadFeaturizer:
         out = np.empty((len(frame), len(self.feature_names_out_)), dtype=np.float64)
         out[:, :n_attr] = attributes
         del attributes
-        if len(self._touch_columns) == len(touchpoint_feature_names(self.config)):
+        if self._all_touch_columns:
             touchpoint_aggregates(arrays, len(frame), lead_age, self.config, out=out[:, n_attr:])
         else:
             touch = touchpoint_aggregates(arrays, len(frame), lead_age, self.config)
@@ -363,7 +206,7 @@ class LeadFeaturizer:
             if touches is None:  # a moment beyond int64 nanoseconds: exact python integers
                 return self._transform_each(records), None
             arrays = touches.arrays
-        if len(self._touch_columns) == len(touchpoint_feature_names(self.config)):
+        if self._all_touch_columns:
             touchpoint_aggregates(arrays, n, lead_age, self.config, out=out[:, n_attr:])
         else:
             touch = touchpoint_aggregates(arrays, n, lead_age, self.config)
@@ -436,13 +279,10 @@ class LeadFeaturizer:
     def describe(self, name: str, value: float) -> str:
         """One plain sentence for sales, e.g. '3 pricing-page visits in the last 7 days'."""
         self._check_fitted()
-        info = self._info_by_name.get(name)
-        if info is None:
+        feature = self._feature_by_name.get(name)
+        if feature is None:
             raise ValueError(f"unknown feature {name!r}; see get_feature_names_out()")
-        value = float(value) if value is not None else math.nan
-        if name in self.attributes_.feature_names_out_:
-            return describe_attribute(info, value)
-        return _describe_touch(info, value)
+        return feature.describe(float(value) if value is not None else math.nan)
 
     def feature_table(self) -> pd.DataFrame:
         """name, categorical, unit, description of every output column (for docs and MLflow)."""
@@ -451,8 +291,8 @@ class LeadFeaturizer:
             {
                 "name": list(self.feature_names_out_),
                 "categorical": self.categorical_mask_,
-                "unit": [i["unit"] for i in self.feature_info_],
-                "description": [i["description"] for i in self.feature_info_],
+                "unit": [f.unit for f in self.features_],
+                "description": [f.description for f in self.features_],
             }
         )
 

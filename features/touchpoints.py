@@ -1,62 +1,36 @@
-"""Touchpoint aggregates as of a moment T: one pure numpy core for a million leads or for one.
+"""Touchpoint aggregates as of a moment T: each feature declared once, one pure numpy core.
 
 Every row to featurise has its own moment T (`as_of`). A touchpoint counts for that row only if
 `occurred_at < T`, so nothing that happened at or after the scoring moment can reach a feature.
 
-The core, `touchpoint_aggregates`, works on plain arrays (row index, age in days = T - occurred_at,
-channel code, activity code, campaign code, value). The batch path (`touchpoint_arrays_from_frames`)
-and the single-lead path (`touchpoint_arrays_from_record`) only build those arrays; both call the core.
+`touchpoint_features(config)` is the one list of the touchpoint features: each declared with its
+name, unit, description and plain words, next to the function that computes it. The core,
+`touchpoint_aggregates`, writes each computation into the columns of its declaration; it works on
+plain arrays (row index, age in days = T - occurred_at, channel code, activity code, campaign
+code, value) for a million leads or for one. `features.touchpoint_arrays` builds those arrays
+from frames (batch) and from API records (one lead or many); every path calls this core.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from operator import itemgetter
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from features.config import FeatureConfig
-from features.data.values import datetime_ns, iso_strings_ns
-from features.data.vocabulary import (
-    ACTIVITIES,
-    CHANNELS,
-    HIGH_INTENT,
-    normalise_activity,
-    normalise_channel,
-)
+from features.data.vocabulary import ACTIVITIES, CHANNELS, HIGH_INTENT
+from features.feature import Feature, is_missing
 
-NS_PER_DAY = 86_400 * 10**9
+_IS_HIGH_INTENT = np.isin(np.arange(len(ACTIVITIES)), [ACTIVITIES.index(a) for a in HIGH_INTENT])
 
 
-_CHANNEL_CODE = {name: i for i, name in enumerate(CHANNELS)}
+_UNSUBSCRIBE = ACTIVITIES.index("unsubscribe")
 
 
-_ACTIVITY_CODE = {name: i for i, name in enumerate(ACTIVITIES)}
-
-
-_OTHER_CHANNEL = _CHANNEL_CODE["other"]
-
-
-_OTHER_ACTIVITY = _ACTIVITY_CODE["other"]
-
-
-_IS_HIGH_INTENT = np.isin(np.arange(len(ACTIVITIES)), [_ACTIVITY_CODE[a] for a in HIGH_INTENT])
-
-
-_UNSUBSCRIBE = _ACTIVITY_CODE["unsubscribe"]
-
-
-_BOUNCE = _ACTIVITY_CODE["email_bounce"]
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-_MICROSECOND = timedelta(microseconds=1)
+_BOUNCE = ACTIVITIES.index("email_bounce")
 
 
 class TouchpointArrays(NamedTuple):
@@ -70,34 +44,409 @@ class TouchpointArrays(NamedTuple):
     value: np.ndarray  # float64, NaN when missing
 
 
+# --- what several features share -----------------------------------------------------------
+
+
+class Touches:
+    """The touchpoints that count for each row (strictly before its moment T), and what several
+    features share: each part is computed once per call of the core, when first asked for."""
+
+    def __init__(
+        self,
+        arrays: TouchpointArrays,
+        n_rows: int,
+        lead_age_days: np.ndarray,
+        config: FeatureConfig,
+    ) -> None:
+        row, age, channel, activity, campaign, value = arrays
+        keep = age > 0  # strictly before T; also drops NaN ages
+        if not keep.all():
+            row, age, channel, activity = row[keep], age[keep], channel[keep], activity[keep]
+            campaign, value = campaign[keep], value[keep]
+        self.row, self.age, self.channel, self.activity = row, age, channel, activity
+        self.campaign, self.value = campaign, value
+        self.n_rows = n_rows
+        self.lead_age_days = lead_age_days
+        self.config = config
+
+    @cached_property
+    def _row_window(self) -> np.ndarray:
+        """row * n_windows + index of the smallest window holding the touch (age <= window);
+        the last window is "all time"."""
+        windows = np.asarray(self.config.windows_days, dtype=np.float64)
+        window = np.searchsorted(windows, self.age, side="left")
+        return self.row * (len(windows) + 1) + window
+
+    def _per_window(self, codes: np.ndarray, n_codes: int) -> np.ndarray:
+        n_windows = len(self.config.windows_days) + 1
+        counts = np.bincount(
+            self._row_window * n_codes + codes, minlength=self.n_rows * n_windows * n_codes
+        ).reshape(self.n_rows, n_windows, n_codes)
+        np.cumsum(counts, axis=1, out=counts)  # windows are nested: 7d within 30d within ...
+        return counts
+
+    @cached_property
+    def by_channel(self) -> np.ndarray:
+        """Touches per (row, window, channel), int64."""
+        return self._per_window(self.channel, len(CHANNELS))
+
+    @cached_property
+    def by_activity(self) -> np.ndarray:
+        """Touches per (row, window, activity), int64."""
+        return self._per_window(self.activity, len(ACTIVITIES))
+
+    @cached_property
+    def last_age(self) -> np.ndarray:
+        """Age of each row's latest touch in days; inf when it has none."""
+        last_age = np.full(self.n_rows, np.inf)
+        np.minimum.at(last_age, self.row, self.age)
+        return last_age
+
+    @cached_property
+    def first_age(self) -> np.ndarray:
+        """Age of each row's earliest touch in days; -inf when it has none."""
+        first_age = np.full(self.n_rows, -np.inf)
+        np.maximum.at(first_age, self.row, self.age)
+        return first_age
+
+    @cached_property
+    def touched(self) -> np.ndarray:
+        return np.isfinite(self.last_age)
+
+    def channel_at(self, target_age: np.ndarray) -> np.ndarray:
+        """Channel code of the touch at `target_age` of each row; NaN for rows without touches.
+        Ties (several touches at the same moment) go to the lowest code, whatever the order."""
+        at_target = self.age == target_age[self.row]
+        code = np.full(self.n_rows, len(CHANNELS), dtype=np.int64)
+        np.minimum.at(code, self.row[at_target], self.channel[at_target])
+        return np.where(self.touched, code, np.nan)
+
+
+# --- how each feature is computed: (n_rows,) for one feature, (n_rows, k) for k ----------------
+
+
+def _touches_per_window(t: Touches) -> np.ndarray:
+    return t.by_channel.sum(axis=2)
+
+
+def _touches_by_channel(t: Touches) -> np.ndarray:
+    return t.by_channel.reshape(t.n_rows, -1)  # window by window, channel by channel
+
+
+def _touches_by_activity(t: Touches) -> np.ndarray:
+    return t.by_activity.reshape(t.n_rows, -1)  # window by window, activity by activity
+
+
+def _days_since_last_touch(t: Touches) -> np.ndarray:
+    return np.where(t.touched, t.last_age, np.nan)
+
+
+def _days_since_last_high_intent(t: Touches) -> np.ndarray:
+    high = _IS_HIGH_INTENT[t.activity]
+    last_high = np.full(t.n_rows, np.inf)
+    np.minimum.at(last_high, t.row[high], t.age[high])
+    return np.where(np.isfinite(last_high), last_high, np.nan)
+
+
+def _engagement_score(t: Touches) -> np.ndarray:
+    weights = np.exp2(-t.age / t.config.half_life_days)
+    return np.bincount(t.row, weights=weights, minlength=t.n_rows)
+
+
+def _first_touch_channel(t: Touches) -> np.ndarray:
+    return t.channel_at(t.first_age)
+
+
+def _last_touch_channel(t: Touches) -> np.ndarray:
+    return t.channel_at(t.last_age)
+
+
+def _distinct_channels(t: Touches) -> np.ndarray:
+    return np.count_nonzero(t.by_channel[:, -1, :], axis=1)
+
+
+def _distinct_campaigns(t: Touches) -> np.ndarray:
+    known = t.campaign >= 0
+    if not known.any():
+        return np.zeros(t.n_rows)
+    span = int(t.campaign.max()) + 1
+    keys = np.sort(t.row[known] * span + t.campaign[known])
+    new = np.empty(len(keys), dtype=bool)
+    new[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return np.bincount(keys[new] // span, minlength=t.n_rows).astype(np.float64)
+
+
+def _touch_velocity(t: Touches) -> np.ndarray:
+    recent, prior = t.config.velocity_recent_days, t.config.velocity_prior_days
+    n_recent = np.bincount(t.row[t.age <= recent], minlength=t.n_rows)
+    n_prior = np.bincount(t.row[(t.age > recent) & (t.age <= recent + prior)], minlength=t.n_rows)
+    return 7.0 * (n_recent / recent - n_prior / prior)  # touches per week, change
+
+
+def _unsubscribed(t: Touches) -> np.ndarray:
+    return t.by_activity[:, -1, _UNSUBSCRIBE] > 0
+
+
+def _bounced(t: Touches) -> np.ndarray:
+    return t.by_activity[:, -1, _BOUNCE] > 0
+
+
+def _touch_value_total(t: Touches) -> np.ndarray:
+    has_value = ~np.isnan(t.value)
+    return np.bincount(t.row[has_value], weights=t.value[has_value], minlength=t.n_rows)
+
+
+def _days_since_created(t: Touches) -> np.ndarray:
+    return t.lead_age_days
+
+
+# --- how a value reads to sales ---------------------------------------------------------------
+
+CHANNEL_LABELS = {
+    "organic_search": "organic search", "paid_search": "paid search", "paid_social": "paid social",
+    "email": "email", "webinar": "webinars", "content": "content", "event": "events",
+    "referral": "referrals", "direct": "direct visits", "print": "print", "other": "other channels",
+}  # fmt: skip
+
+
+ACTIVITY_NOUNS = {
+    "visit": ("website visit", "website visits"),
+    "pricing_page_view": ("pricing-page visit", "pricing-page visits"),
+    "email_open": ("email open", "email opens"),
+    "email_click": ("email click", "email clicks"),
+    "form_submit": ("form submission", "form submissions"),
+    "download": ("download", "downloads"),
+    "webinar_attend": ("webinar attended", "webinars attended"),
+    "demo_request": ("demo request", "demo requests"),
+    "unsubscribe": ("unsubscribe", "unsubscribes"),
+    "email_bounce": ("bounced email", "bounced emails"),
+    "other": ("other activity", "other activities"),
+}
+
+
+def channel_label(channel: str) -> str:
+    return CHANNEL_LABELS.get(channel, channel.replace("_", " "))
+
+
+def activity_nouns(activity: str) -> tuple[str, str]:
+    text = activity.replace("_", " ")
+    return ACTIVITY_NOUNS.get(activity, (text, text + "s"))
+
+
 def window_label(days: int | None) -> str:
     return "all" if days is None else f"{days}d"
 
 
+def window_phrase(days: int | None) -> str:
+    return "in total" if days is None else f"in the last {days} days"
+
+
+def _number_words(value: float) -> str:
+    """'3' for whole numbers, '2.5' otherwise."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _days_words(days: int) -> str:
+    """'1 day', '12 days'."""
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def _count_words(one: str, many: str, days: int | None) -> Callable[[float], str]:
+    window = window_phrase(days)
+
+    def words(value: float) -> str:
+        if is_missing(value) or value == 0:
+            return f"No {many} {window}"
+        return f"{_number_words(value)} {one if value == 1 else many} {window}"
+
+    return words
+
+
+def _distinct_words(one: str, many: str) -> Callable[[float], str]:
+    def words(value: float) -> str:
+        n = int(value)
+        return f"Touched through {n} different {one if n == 1 else many}"
+
+    return words
+
+
+def _channel_words(label: str) -> Callable[[float], str]:
+    labels = [channel_label(c) for c in CHANNELS]
+
+    def words(value: float) -> str:
+        return f"{label}: none yet" if is_missing(value) else f"{label}: {labels[int(value)]}"
+
+    return words
+
+
+def _flag_words(yes: str, no: str) -> Callable[[float], str]:
+    return lambda value: yes if value >= 0.5 else no
+
+
+def _days_since_last_touch_words(value: float) -> str:
+    if is_missing(value):
+        return "No touchpoints yet"
+    if value < 1:
+        return "Last touch less than a day ago"
+    return f"No touch for {_days_words(int(value))}"
+
+
+_HIGH_INTENT_NOUNS = [activity_nouns(a)[0] for a in HIGH_INTENT]
+
+
+def _days_since_last_high_intent_words(value: float) -> str:
+    if is_missing(value):
+        return f"No {', '.join(_HIGH_INTENT_NOUNS[:-1])} or {_HIGH_INTENT_NOUNS[-1]} yet"
+    if value < 1:
+        return "High-intent action (demo request, pricing page or form) less than a day ago"
+    return f"Last high-intent action {_days_words(int(value))} ago"
+
+
+def _engagement_words(value: float) -> str:
+    return f"Engagement score {value:.1f} (recent touches count most)"
+
+
+def _velocity_words(value: float) -> str:
+    if value > 0:
+        return f"{value:.1f} more touches per week than in the month before"
+    if value < 0:
+        return f"{-value:.1f} fewer touches per week than in the month before"
+    return "Same touch pace as in the month before"
+
+
+def _touch_value_words(value: float) -> str:
+    return f"Total touchpoint value: {value:g}"
+
+
+def _lead_age_words(value: float) -> str:
+    if is_missing(value):
+        return "Creation date unknown"
+    return f"Lead created {_days_words(int(value))} ago"
+
+
+# --- the touchpoint features, in column order ---------------------------------------------------
+
+Computation = Callable[[Touches], np.ndarray]
+
+
+def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Feature, ...]]]:
+    """Each computation with the features whose columns it fills, in column order."""
+    windows = [*config.windows_days, None]
+    yield _touches_per_window, tuple(
+        Feature(name=f"touches_{window_label(w)}", unit="touches",
+                description=f"Marketing touches {window_phrase(w)}",
+                describe=_count_words("touch", "touches", w))
+        for w in windows
+    )  # fmt: skip
+    yield _touches_by_channel, tuple(
+        Feature(name=f"{ch}_touches_{window_label(w)}", unit="touches",
+                description=f"Touches from {channel_label(ch)} {window_phrase(w)}",
+                describe=_count_words(f"touch from {channel_label(ch)}",
+                                      f"touches from {channel_label(ch)}", w))
+        for w in windows
+        for ch in CHANNELS
+    )  # fmt: skip
+    yield _touches_by_activity, tuple(
+        Feature(name=f"{act}_count_{window_label(w)}", unit=many.split()[-1],
+                description=f"{many[:1].upper()}{many[1:]} {window_phrase(w)}",
+                describe=_count_words(one, many, w))
+        for w in windows
+        for act in ACTIVITIES
+        for one, many in [activity_nouns(act)]
+    )  # fmt: skip
+    yield _days_since_last_touch, (
+        Feature(name="days_since_last_touch", unit="days",
+                description="Days since the last touch before the scoring moment (empty if none)",
+                describe=_days_since_last_touch_words),
+    )  # fmt: skip
+    yield _days_since_last_high_intent, (
+        Feature(name="days_since_last_high_intent", unit="days",
+                description=f"Days since the last high-intent action "
+                            f"({', '.join(_HIGH_INTENT_NOUNS)}); empty if none",
+                describe=_days_since_last_high_intent_words),
+    )  # fmt: skip
+    half_life = config.half_life_days
+    yield _engagement_score, (
+        Feature(name="engagement_score", unit="decayed touches",
+                description=f"Touches weighted by recency: a touch counts 1 now, 1/2 after "
+                            f"{half_life:g} days, 1/4 after {2 * half_life:g}",
+                describe=_engagement_words),
+    )  # fmt: skip
+    yield _first_touch_channel, (
+        Feature(name="first_touch_channel", unit="category", categorical=True,
+                description="Channel of the first touch", describe=_channel_words("First touch")),
+    )  # fmt: skip
+    yield _last_touch_channel, (
+        Feature(name="last_touch_channel", unit="category", categorical=True,
+                description="Channel of the most recent touch",
+                describe=_channel_words("Last touch")),
+    )  # fmt: skip
+    yield _distinct_channels, (
+        Feature(name="distinct_channels", unit="channels",
+                description="Number of different channels that touched the lead",
+                describe=_distinct_words("channel", "channels")),
+    )  # fmt: skip
+    yield _distinct_campaigns, (
+        Feature(name="distinct_campaigns", unit="campaigns",
+                description="Number of different campaigns that touched the lead",
+                describe=_distinct_words("campaign", "campaigns")),
+    )  # fmt: skip
+    recent, prior = config.velocity_recent_days, config.velocity_prior_days
+    yield _touch_velocity, (
+        Feature(name="touch_velocity", unit="touches per week",
+                description=f"Touches per week in the last {recent} days minus touches per "
+                            f"week in the {prior} days before",
+                describe=_velocity_words),
+    )  # fmt: skip
+    yield _unsubscribed, (
+        Feature(name="unsubscribed", unit="yes/no",
+                description="1 if the lead ever unsubscribed before the scoring moment",
+                describe=_flag_words("Unsubscribed from email", "Has not unsubscribed")),
+    )  # fmt: skip
+    yield _bounced, (
+        Feature(name="bounced", unit="yes/no",
+                description="1 if an email to the lead ever bounced before the scoring moment",
+                describe=_flag_words("An email to this lead bounced", "No bounced email")),
+    )  # fmt: skip
+    yield _touch_value_total, (
+        Feature(name="touch_value_total", unit="unit of the touchpoint 'value' column",
+                description="Sum of the touchpoints' value column (e.g. minutes, amount)",
+                describe=_touch_value_words),
+    )  # fmt: skip
+    yield _days_since_created, (
+        Feature(name="days_since_created", unit="days",
+                description="Days between the lead's creation and the scoring moment",
+                describe=_lead_age_words),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Layout:
+    features: tuple[Feature, ...]
+    columns: tuple[tuple[int | slice, Computation], ...]  # where each computation writes
+
+
+@lru_cache(maxsize=32)
+def _layout(config: FeatureConfig) -> _Layout:
+    features: list[Feature] = []
+    columns: list[tuple[int | slice, Computation]] = []
+    for compute, declared in _declarations(config):
+        start = len(features)
+        features += declared
+        where = start if len(declared) == 1 else slice(start, len(features))
+        columns.append((where, compute))
+    return _Layout(tuple(features), tuple(columns))
+
+
+def touchpoint_features(config: FeatureConfig) -> tuple[Feature, ...]:
+    """The touchpoint features, in the order of the columns `touchpoint_aggregates` returns."""
+    return _layout(config).features
+
+
 def touchpoint_feature_names(config: FeatureConfig) -> list[str]:
     """Names of the columns `touchpoint_aggregates` returns, in order."""
-    windows = [*config.windows_days, None]
-    names = [f"touches_{window_label(w)}" for w in windows]
-    names += [f"{ch}_touches_{window_label(w)}" for w in windows for ch in CHANNELS]
-    names += [f"{act}_count_{window_label(w)}" for w in windows for act in ACTIVITIES]
-    names += [
-        "days_since_last_touch",
-        "days_since_last_high_intent",
-        "engagement_score",
-        "first_touch_channel",
-        "last_touch_channel",
-        "distinct_channels",
-        "distinct_campaigns",
-        "touch_velocity",
-        "unsubscribed",
-        "bounced",
-        "touch_value_total",
-        "days_since_created",
-    ]
-    return names
-
-
-CATEGORICAL_TOUCH_FEATURES = ("first_touch_channel", "last_touch_channel")
+    return [feature.name for feature in _layout(config).features]
 
 
 def touchpoint_aggregates(
@@ -110,376 +459,16 @@ def touchpoint_aggregates(
     """Aggregate touchpoints per row as of each row's moment T.
 
     `lead_age_days[i]` is T - created_at of row i in days (NaN when unknown). Returns a float64
-    array (n_rows, len(touchpoint_feature_names(config))), written into `out` when given (e.g. a
+    array (n_rows, len(touchpoint_features(config))), written into `out` when given (e.g. a
     column slice of a bigger feature table, to save a copy). Pure: no state, inputs untouched.
     """
-    row, age, channel, activity, campaign, value = arrays
-    keep = age > 0  # strictly before T; also drops NaN ages
-    if not keep.all():
-        row, age, channel, activity = row[keep], age[keep], channel[keep], activity[keep]
-        campaign, value = campaign[keep], value[keep]
-    n_channels, n_activities = len(CHANNELS), len(ACTIVITIES)
-    windows = np.asarray(config.windows_days, dtype=np.float64)
-    n_windows = len(windows) + 1
-    shape = (n_rows, len(touchpoint_feature_names(config)))
+    layout = _layout(config)
+    shape = (n_rows, len(layout.features))
     if out is None:
         out = np.empty(shape, dtype=np.float64)
     elif out.shape != shape:
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
-
-    # Index of the smallest window holding each touch (age <= window); the last one is "all time".
-    window = np.searchsorted(windows, age, side="left")
-    base = row * n_windows + window
-    by_channel = np.bincount(base * n_channels + channel, minlength=n_rows * n_windows * n_channels)
-    by_channel = by_channel.reshape(n_rows, n_windows, n_channels)
-    np.cumsum(by_channel, axis=1, out=by_channel)  # windows are nested: 7d within 30d within ...
-    by_activity = np.bincount(
-        base * n_activities + activity, minlength=n_rows * n_windows * n_activities
-    ).reshape(n_rows, n_windows, n_activities)
-    np.cumsum(by_activity, axis=1, out=by_activity)
-
-    col = 0
-    out[:, col : col + n_windows] = by_channel.sum(axis=2)
-    col += n_windows
-    out[:, col : col + n_windows * n_channels] = by_channel.reshape(n_rows, -1)
-    col += n_windows * n_channels
-    out[:, col : col + n_windows * n_activities] = by_activity.reshape(n_rows, -1)
-    col += n_windows * n_activities
-    all_time_channels = by_channel[:, -1, :]
-    all_time_activities = by_activity[:, -1, :]
-
-    last_age = np.full(n_rows, np.inf)
-    np.minimum.at(last_age, row, age)
-    first_age = np.full(n_rows, -np.inf)
-    np.maximum.at(first_age, row, age)
-    touched = np.isfinite(last_age)
-    out[:, col] = np.where(touched, last_age, np.nan)
-
-    high = _IS_HIGH_INTENT[activity]
-    last_high = np.full(n_rows, np.inf)
-    np.minimum.at(last_high, row[high], age[high])
-    out[:, col + 1] = np.where(np.isfinite(last_high), last_high, np.nan)
-
-    weights = np.exp2(-age / config.half_life_days)
-    out[:, col + 2] = np.bincount(row, weights=weights, minlength=n_rows)
-
-    # Ties (several touches at the same moment) go to the lowest channel code, whatever the order.
-    out[:, col + 3] = _channel_at(first_age, row, age, channel, n_rows, touched)
-    out[:, col + 4] = _channel_at(last_age, row, age, channel, n_rows, touched)
-    out[:, col + 5] = np.count_nonzero(all_time_channels, axis=1)
-    out[:, col + 6] = _distinct_campaigns(row, campaign, n_rows)
-
-    recent, prior = config.velocity_recent_days, config.velocity_prior_days
-    n_recent = np.bincount(row[age <= recent], minlength=n_rows)
-    n_prior = np.bincount(row[(age > recent) & (age <= recent + prior)], minlength=n_rows)
-    out[:, col + 7] = 7.0 * (n_recent / recent - n_prior / prior)  # touches per week, change
-
-    out[:, col + 8] = all_time_activities[:, _UNSUBSCRIBE] > 0
-    out[:, col + 9] = all_time_activities[:, _BOUNCE] > 0
-    has_value = ~np.isnan(value)
-    out[:, col + 10] = np.bincount(row[has_value], weights=value[has_value], minlength=n_rows)
-    out[:, col + 11] = lead_age_days
+    touches = Touches(arrays, n_rows, lead_age_days, config)
+    for where, compute in layout.columns:
+        out[:, where] = compute(touches)
     return out
-
-
-def _channel_at(
-    target_age: np.ndarray,
-    row: np.ndarray,
-    age: np.ndarray,
-    channel: np.ndarray,
-    n_rows: int,
-    touched: np.ndarray,
-) -> np.ndarray:
-    at_target = age == target_age[row]
-    code = np.full(n_rows, len(CHANNELS), dtype=np.int64)
-    np.minimum.at(code, row[at_target], channel[at_target])
-    return np.where(touched, code, np.nan)
-
-
-def _distinct_campaigns(row: np.ndarray, campaign: np.ndarray, n_rows: int) -> np.ndarray:
-    known = campaign >= 0
-    if not known.any():
-        return np.zeros(n_rows)
-    span = int(campaign.max()) + 1
-    keys = np.sort(row[known] * span + campaign[known])
-    new = np.empty(len(keys), dtype=bool)
-    new[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    return np.bincount(keys[new] // span, minlength=n_rows).astype(np.float64)
-
-
-# --- value normalisation shared by both paths (so batch and single lead agree exactly) ---------
-
-
-def channel_code(value: Any) -> int:
-    """Code of a channel; messy spellings via the contract's synonyms; unknown/missing: 'other'."""
-    if not isinstance(value, str):
-        return _OTHER_CHANNEL
-    code = _CHANNEL_CODE.get(value)  # canonical names: the fast, common case
-    return code if code is not None else _CHANNEL_CODE[normalise_channel(value)]
-
-
-def activity_code(value: Any) -> int:
-    """Code of an activity; messy spellings via the contract's synonyms; unknown/missing: 'other'."""
-    if not isinstance(value, str):
-        return _OTHER_ACTIVITY
-    code = _ACTIVITY_CODE.get(value)
-    return code if code is not None else _ACTIVITY_CODE[normalise_activity(value)]
-
-
-def campaign_key(value: Any) -> str | None:
-    """Campaign identity: stripped text, or None when missing or blank."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def touch_value(value: Any) -> float:
-    """A touchpoint's value as a float (NaN when missing or not a number)."""
-    if value is None or isinstance(value, bool):
-        return math.nan if value is None else float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def series_ns(series: pd.Series, what: str) -> np.ndarray:
-    """int64 nanoseconds since the epoch (UTC) of a date-time column; NaT stays NaT (min int64)."""
-    if not isinstance(series.dtype, pd.DatetimeTZDtype) and series.dtype.kind != "M":
-        try:
-            series = pd.to_datetime(series, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"column {what!r} must hold ISO 8601 date-times such as 2024-05-01T09:30:00Z "
-                f"({error})"
-            ) from None
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    return series.dt.as_unit("ns").array.asi8.copy()
-
-
-NAT = np.iinfo(np.int64).min
-
-
-def _codes_via_uniques(series: pd.Series, mapper, missing) -> np.ndarray:
-    """Apply a python mapper to the distinct values only, then broadcast (fast on big columns)."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    table = np.array([mapper(u) for u in uniques] + [missing])
-    return table[codes]  # code -1 (missing) picks the last entry
-
-
-def touchpoint_arrays_from_frames(
-    row_lead_ids: pd.Series,
-    as_of_ns: np.ndarray,
-    touchpoints: pd.DataFrame,
-) -> TouchpointArrays:
-    """Pair every row (a lead at its moment T) with the touchpoints of its lead.
-
-    A lead may appear in several rows (snapshots at several ages): its touchpoints are repeated
-    for each. Touchpoints of leads not in the rows are dropped.
-    """
-    row_code, lead_uniques = pd.factorize(row_lead_ids.astype(str))
-    # Factorise the (long) touchpoint column first, then match only its distinct ids: much faster
-    # than hashing 10M strings against the rows' index.
-    touch_lead, touch_uniques = pd.factorize(touchpoints["lead_id"].astype(str))
-    lookup = np.append(pd.Index(lead_uniques).get_indexer(touch_uniques), -1)
-    touch_code = lookup[touch_lead]  # -1: a lead that is not among the rows
-    mine = np.flatnonzero(touch_code >= 0)
-    touch_code = touch_code[mine]
-    rows_per_lead = np.bincount(row_code, minlength=len(lead_uniques))
-    if len(rows_per_lead) == 0 or rows_per_lead.max() <= 1:
-        row_of_lead = np.empty(len(lead_uniques), dtype=np.int64)
-        row_of_lead[row_code] = np.arange(len(row_code))
-        row = row_of_lead[touch_code]
-        touch = mine
-    else:
-        order = np.argsort(row_code, kind="stable")
-        first_row = np.concatenate([[0], np.cumsum(rows_per_lead)[:-1]])
-        repeats = rows_per_lead[touch_code]
-        touch = np.repeat(mine, repeats)
-        start = np.repeat(first_row[touch_code], repeats)
-        offset = np.arange(len(touch)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-        row = order[start + offset]
-
-    occurred = series_ns(touchpoints["occurred_at"], "occurred_at")[touch]
-    valid = occurred != NAT
-    age = np.where(valid, (as_of_ns[row] - occurred) / NS_PER_DAY, np.nan)
-    channel = _codes_via_uniques(touchpoints["channel"], channel_code, _OTHER_CHANNEL)[touch]
-    activity = _codes_via_uniques(touchpoints["activity"], activity_code, _OTHER_ACTIVITY)[touch]
-    if "campaign" in touchpoints.columns:
-        keys = _codes_via_uniques(touchpoints["campaign"], campaign_key, None)
-        campaign = pd.factorize(keys, use_na_sentinel=True)[0].astype(np.int64)[touch]
-    else:
-        campaign = np.full(len(touch), -1, dtype=np.int64)
-    if "value" in touchpoints.columns:
-        raw = touchpoints["value"]
-        if raw.dtype.kind in "iuf":
-            value = raw.to_numpy(dtype=np.float64, na_value=np.nan)[touch]
-        else:
-            value = _codes_via_uniques(raw, touch_value, math.nan).astype(np.float64)[touch]
-    else:
-        value = np.full(len(touch), np.nan)
-    return TouchpointArrays(
-        row.astype(np.int64), age, channel.astype(np.int64), activity.astype(np.int64),
-        campaign, value,
-    )  # fmt: skip
-
-
-def touchpoint_arrays_from_record(
-    touchpoints: Iterable[dict[str, Any]], as_of_ns: int, lead_id: Any = None
-) -> TouchpointArrays:
-    """Arrays for one lead (row 0) from a list of touchpoint dicts; no pandas on this path."""
-    ages, channels, activities, campaigns, values = [], [], [], [], []
-    campaign_codes: dict[str, int] = {}
-    for i, touch in enumerate(touchpoints):
-        occurred = datetime_ns(
-            touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at"
-        )
-        # float(int) rounds like numpy's int64 -> float64 cast, so ages match the batch path bit for bit
-        ages.append(math.nan if occurred is None else float(as_of_ns - occurred) / NS_PER_DAY)
-        channels.append(channel_code(touch.get("channel")))
-        activities.append(activity_code(touch.get("activity")))
-        key = campaign_key(touch.get("campaign"))
-        campaigns.append(-1 if key is None else campaign_codes.setdefault(key, len(campaign_codes)))
-        values.append(touch_value(touch.get("value")))
-    n = len(ages)
-    return TouchpointArrays(
-        np.zeros(n, dtype=np.int64),
-        np.array(ages, dtype=np.float64),
-        np.array(channels, dtype=np.int64),
-        np.array(activities, dtype=np.int64),
-        np.array(campaigns, dtype=np.int64),
-        np.array(values, dtype=np.float64),
-    )
-
-
-class RecordTouchpoints(NamedTuple):
-    """The touchpoints of many records as core arrays, and what the policy's facts need to know."""
-
-    arrays: TouchpointArrays
-    canonical_activities: bool  # every activity was a canonical name (no spelling was mapped)
-
-
-def touchpoint_arrays_from_records(
-    touch_lists: list[Any], as_of_ns: np.ndarray, lead_ids: list[Any]
-) -> TouchpointArrays | None:
-    """Arrays for many leads (row i = lead i) in one pass over all their touchpoint dicts.
-
-    Same numbers as `touchpoint_arrays_from_record` per lead. Returns None when a moment is
-    outside numpy's int64 nanosecond range (years before 1678 or after 2261): the caller then
-    uses the per-lead path, whose python integers do not overflow.
-    """
-    touches = record_touchpoints(touch_lists, as_of_ns, lead_ids)
-    return None if touches is None else touches.arrays
-
-
-def record_touchpoints(
-    touch_lists: list[Any],
-    as_of_ns: np.ndarray,
-    lead_ids: list[Any],
-    moments: np.ndarray | None = None,
-) -> RecordTouchpoints | None:
-    """`touchpoint_arrays_from_records`, with whether the activities were canonical names.
-
-    `moments`: int64 ns of every touchpoint in order, when the caller has parsed them already
-    (`iso_strings_ns` of their `occurred_at`: the API checks them so before scoring)."""
-    touch_lists = [ts or () for ts in touch_lists]
-    counts = np.fromiter(map(len, touch_lists), dtype=np.int64, count=len(touch_lists))
-    flat = [t for ts in touch_lists for t in ts]
-    row = np.repeat(np.arange(len(touch_lists), dtype=np.int64), counts)
-    if not flat:
-        empty = TouchpointArrays(
-            row,
-            *(np.empty(0, dtype=t) for t in (np.float64, np.int64, np.int64, np.int64, np.float64)),
-        )
-        return RecordTouchpoints(empty, True)
-    # One C-level pass per field (20,000 touchpoints in a 1,000-lead request).
-    if moments is None or len(moments) != len(flat):
-        occurred = _field(flat, "occurred_at")
-        # The API passes the strings on: one vectorised parse (else the per-value python path).
-        moments = iso_strings_ns(occurred) if occurred[0].__class__ is str else None
-    if moments is None:
-        ns: list[int | None]
-        if all(v.__class__ is datetime and v.tzinfo is not None for v in occurred):
-            ns = [((v - _EPOCH) // _MICROSECOND) * 1000 for v in occurred]
-        else:  # strings, naive or missing moments: the shared parser, naming the lead on an error
-            ns = []
-            for i, touches in enumerate(touch_lists):
-                for j, touch in enumerate(touches):
-                    value = touch.get("occurred_at")
-                    try:
-                        ns.append(datetime_ns(value))
-                    except ValueError:
-                        datetime_ns(value, f"lead {lead_ids[i]!r} touchpoint {j} occurred_at")
-        try:
-            moments = np.array([NAT if v is None else v for v in ns], dtype=np.int64)
-        except OverflowError:
-            return None
-    valid = moments != NAT
-    cut = as_of_ns[row]
-    diff = cut - moments
-    # int64 subtraction wraps silently: operands of different signs whose result flips sign.
-    if (((cut ^ moments) & (cut ^ diff))[valid] < 0).any():
-        return None
-    age = np.where(valid, diff / NS_PER_DAY, np.nan)
-    channel = _codes(_field(flat, "channel"), _CHANNEL_CODE, channel_code)
-    activity, canonical = _codes(_field(flat, "activity"), _ACTIVITY_CODE, activity_code, True)
-    campaign = _campaign_codes(_field(flat, "campaign"))
-    raw_values = _field(flat, "value")
-    if set(map(type, raw_values)) <= _FLOAT_OR_NONE:
-        value = np.array(raw_values, dtype=np.float64)  # None -> NaN, as touch_value does
-    else:
-        value = np.array([touch_value(v) for v in raw_values], dtype=np.float64)
-    arrays = TouchpointArrays(row, age, channel, activity, campaign, value)
-    return RecordTouchpoints(arrays, canonical)
-
-
-_FLOAT_OR_NONE = frozenset({float, type(None)})
-
-
-_STR_OR_NONE = frozenset({str, type(None)})
-
-
-def _field(touches: list[Any], name: str) -> list[Any]:
-    """One field of every touchpoint (None where a touchpoint lacks it)."""
-    try:
-        return list(map(itemgetter(name), touches))
-    except (KeyError, TypeError):
-        return [t.get(name) for t in touches]
-
-
-def _campaign_codes(values: list[Any]) -> np.ndarray:
-    """int64 campaign codes, -1 when missing; equality only, so one numbering for all leads."""
-    codes: dict[str, int] = {}
-    if set(map(type, values)) <= _STR_OR_NONE:  # the API's case: each distinct text keyed once
-        keys = {v: campaign_key(v) for v in set(values)}
-        code_of = {v: -1 if k is None else codes.setdefault(k, len(codes)) for v, k in keys.items()}
-        return np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=len(values))
-    return np.array(
-        [
-            -1 if k is None else codes.setdefault(k, len(codes))
-            for k in _mapped(values, campaign_key)
-        ],  # fmt: skip
-        dtype=np.int64,
-    )
-
-
-def _codes(values: list[Any], canonical: dict[str, int], mapper, tell: bool = False):
-    """int64 codes of channel or activity names: canonical names (what the API passes on) by one
-    dict lookup each, anything else through `mapper`. With `tell`, also whether all were
-    canonical."""
-    try:
-        array = np.fromiter(map(canonical.__getitem__, values), dtype=np.int64, count=len(values))
-        all_canonical = True
-    except (KeyError, TypeError):  # a spelling to map, or an unhashable value
-        array = np.array(_mapped(values, mapper), dtype=np.int64)
-        all_canonical = False
-    return (array, all_canonical) if tell else array
-
-
-def _mapped(values: list[Any], mapper) -> list[Any]:
-    """`mapper` over a list, each distinct text computed once (True, 1, 1.0 are not cached)."""
-    table = {v: mapper(v) for v in {v for v in values if v.__class__ is str}}
-    return [table[v] if v.__class__ is str else mapper(v) for v in values]

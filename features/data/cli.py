@@ -1,6 +1,6 @@
 """Commands of this package, mounted on the `leadscore` app by `leadscore.cli`: `demo-data` and
-`validate`. Each is a thin layer over `features.demo.create_demo_data` and
-`features.contract.load_lead_data`."""
+`validate`. Each is a thin layer over `features.data.demo.create_demo_data` and
+`features.data.loading.load_lead_data`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def demo_data(
             f"error: --out {out} is a file; pass a directory (it is created if missing)", err=True
         )
         raise typer.Exit(2)
-    steps = 5 + 3 * len(formats)
+    steps = demo.progress_steps(formats)
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), transient=True
     ) as bar:

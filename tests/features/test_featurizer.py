@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -355,6 +356,28 @@ def test_state_round_trips_through_json():
                                   FEATURIZER.transform(frame, touches))  # fmt: skip
     assert list(restored.get_feature_names_out()) == list(FEATURIZER.get_feature_names_out())
     np.testing.assert_array_equal(restored.categorical_mask_, FEATURIZER.categorical_mask_)
+
+
+SAVED = Path(__file__).with_name("saved_featurizer_464f4d0.json")
+
+
+def test_a_model_saved_before_loads_and_gives_the_same_features_and_words():
+    saved = json.loads(SAVED.read_text())
+    restored = LeadFeaturizer.from_dict(saved["state"])
+    assert FEATURIZER.to_dict() == saved["state"]  # the state written today is the same too
+    leads, touches = timeline()
+    frame = leads.assign(as_of=pd.Timestamp("2024-04-01", tz="UTC"))
+    expected = np.array(saved["features"], dtype=np.float64)  # null -> NaN
+    # Not bit for bit: exp2 (engagement_score) may round the last bit differently on another CPU.
+    np.testing.assert_allclose(restored.transform(frame, touches), expected, rtol=1e-12, atol=0)
+    assert list(restored.get_feature_names_out()) == saved["names"]
+    assert restored.categorical_mask_.tolist() == saved["categorical"]
+    table = restored.feature_table()
+    assert table["unit"].tolist() == saved["units"]
+    assert table["description"].tolist() == saved["descriptions"]
+    for name, pairs in saved["describe"].items():
+        for value, text in pairs:
+            assert restored.describe(name, math.nan if value is None else value) == text, name
 
 
 def test_foreign_state_is_refused_with_the_fix():

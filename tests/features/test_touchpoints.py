@@ -12,14 +12,17 @@ import pytest
 from features.config import FeatureConfig
 from features.data.values import datetime_ns
 from features.data.vocabulary import ACTIVITIES, CHANNELS
-from features.touchpoints import (
+from features.touchpoint_arrays import (
     NS_PER_DAY,
-    TouchpointArrays,
     series_ns,
-    touchpoint_aggregates,
     touchpoint_arrays_from_frames,
     touchpoint_arrays_from_record,
+)
+from features.touchpoints import (
+    TouchpointArrays,
+    touchpoint_aggregates,
     touchpoint_feature_names,
+    touchpoint_features,
 )
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -83,6 +86,41 @@ def test_recency_engagement_and_channels():
     assert f["unsubscribed"] == 1 and f["bounced"] == 0
     assert f["touch_value_total"] == pytest.approx(4.5)
     assert f["days_since_created"] == 100
+
+
+def test_every_count_column_counts_what_its_name_says():
+    """Each windowed count, computed from the history by its name alone, is in its column."""
+    config = FeatureConfig(windows_days=(5, 15))  # windows that cut HISTORY differently
+    arrays = touchpoint_arrays_from_record(HISTORY, datetime_ns(T))
+    row = touchpoint_aggregates(arrays, 1, np.array([100.0]), config)[0]
+    features = touchpoint_features(config)
+    assert len(row) == len(features) == len({f.name for f in features})
+    checked = 0
+    for window, days in (("5d", 5), ("15d", 15), ("all", math.inf)):
+        counted = [t for t in HISTORY if (T - t["occurred_at"]).days <= days]
+        expected = {f"touches_{window}": len(counted)}
+        for channel in CHANNELS:
+            expected[f"{channel}_touches_{window}"] = sum(t["channel"] == channel for t in counted)
+        for activity in ACTIVITIES:
+            expected[f"{activity}_count_{window}"] = sum(t["activity"] == activity for t in counted)
+        for name, count in expected.items():
+            assert row[touchpoint_feature_names(config).index(name)] == count, name
+            checked += 1
+    assert checked == 3 * (1 + len(CHANNELS) + len(ACTIVITIES))
+
+
+def test_descriptions_follow_the_configured_windows_and_half_life():
+    config = FeatureConfig(windows_days=(3,), half_life_days=7.5, velocity_prior_days=21)
+    by_name = {f.name: f for f in touchpoint_features(config)}
+    assert [n for n in by_name if n.startswith("touches_")] == ["touches_3d", "touches_all"]
+    assert by_name["email_touches_3d"].description == "Touches from email in the last 3 days"
+    assert by_name["engagement_score"].description == (
+        "Touches weighted by recency: a touch counts 1 now, 1/2 after 7.5 days, 1/4 after 15"
+    )
+    assert by_name["touch_velocity"].description.endswith("touches per week in the 21 days before")
+    assert by_name["demo_request_count_all"].describe(2) == "2 demo requests in total"
+    assert by_name["first_touch_channel"].categorical
+    assert not by_name["distinct_channels"].categorical
 
 
 def test_a_lead_without_touches_has_zero_counts_and_empty_recency():

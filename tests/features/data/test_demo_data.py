@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.data import demo
 from features.data.config import DataConfig
+from features.data.demo.process import ACTIVITY_SPELLINGS, CHANNEL_SPELLINGS
 from features.data.loading import load_lead_data
 from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 from leadscore.cli import app
@@ -48,6 +53,38 @@ def test_same_seed_same_data_and_another_seed_differs():
     assert not a.touchpoints.equals(c.touchpoints)
 
 
+def _digest(table: pa.Table) -> str:
+    """sha256 of the table as an Arrow IPC stream: schema, dictionaries and every value."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
+
+
+def test_a_small_dataset_is_pinned_bit_for_bit(tmp_path):
+    """Seed 7, 300 leads: the tables and the CSV files as the generator made them at 464f4d0.
+
+    A new digest means the demo data changed for everyone's seed: refactors must keep these; a
+    deliberate change to the generating process updates them in the same commit, saying why."""
+    data = demo.generate(300, seed=7)
+    tables = {name: getattr(data, name) for name in ("leads", "touchpoints", "outcomes", "oracle")}
+    assert {name: (t.num_rows, _digest(t)) for name, t in tables.items()} == {
+        "leads": (300, "601a2da2c8d9ff46"),
+        "touchpoints": (3389, "70c67032427a111b"),
+        "outcomes": (213, "04fd9acba8dcbb6c"),
+        "oracle": (300, "e4377a27da1a2961"),
+    }
+    demo.write(data, tmp_path, formats=("csv",))
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in tmp_path.glob("*.csv")
+    }
+    assert files == {
+        "leads.csv": "6bd0d6f4015aa4f7",
+        "touchpoints.csv": "ed1217129c511a34",
+        "outcomes.csv": "13949dee0c838260",
+    }
+
+
 def test_files_written_in_both_formats_with_the_same_rows(written):
     out, summary = written
     names = sorted(p.name for p in out.iterdir())
@@ -82,6 +119,21 @@ def test_format_option_writes_only_what_was_asked(tmp_path):
         "outcomes.csv",
         "touchpoints.csv",
     ]
+
+
+@pytest.mark.parametrize("formats", [("parquet", "csv"), ("csv",)])
+def test_progress_is_told_each_step_once_and_the_total_is_known(tmp_path, formats):
+    told: list[str] = []
+    demo.create_demo_data(tmp_path, 50, seed=1, formats=formats, progress=told.append)
+    assert len(told) == demo.progress_steps(formats) == 5 + 3 * len(formats) + 1
+    assert told[:5] == [
+        "leads",
+        "touchpoints (first 21 days)",
+        "touchpoints (later)",
+        "outcomes",
+        "assembling",
+    ]
+    assert sorted(told[5:]) == sorted(f"wrote {p.name}" for p in tmp_path.iterdir())
 
 
 def test_demo_data_rejects_zero_leads(tmp_path):
@@ -144,11 +196,11 @@ def test_exports_are_messy_like_a_real_crm(loaded, written):
 
 
 def test_every_raw_spelling_normalises_to_its_channel_and_activity():
-    for channel, spellings in demo.CHANNEL_SPELLINGS.items():
+    for channel, spellings in CHANNEL_SPELLINGS.items():
         for spelling in spellings:
             variants = (spelling, spelling.lower(), spelling.upper(), f" {spelling} ")
             assert {lookup_channel(v) for v in variants} == {channel}, spelling
-    for activity, spellings in demo.ACTIVITY_SPELLINGS.items():
+    for activity, spellings in ACTIVITY_SPELLINGS.items():
         if activity == "other":  # deliberately unknown, read as 'other' with a warning
             assert all(lookup_activity(s) is None for s in spellings)
             continue

@@ -1,0 +1,305 @@
+"""The known true process of the demo data: dates, shares, effects and export spellings.
+
+Everything the generator draws from and everything the oracle knows is here, once: the other
+modules of `features.data.demo` only draw (`leads`, `touchpoints`, `outcomes`) or recompute
+(`oracle`) from these tables. Channels follow the canonical order of `CHANNELS`, activities that
+of `ACTIVITIES`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.data.vocabulary import ACTIVITIES
+
+START = np.datetime64("2023-01-01T00:00:00", "s")
+
+
+SPAN_DAYS = 730
+
+
+EARLY_DAYS = 21
+
+
+LATE_DAYS = 180
+
+
+DAY = 86_400
+
+
+EXPORT_DATE = START + np.timedelta64(SPAN_DAYS, "D")  # nothing after it is written
+
+
+# ---- channels: canonical order is CHANNELS; raw spellings as CRMs export them ---------------------
+CHANNEL_SHARE = {  # share of leads by lead-source channel
+    "organic_search": 0.22,
+    "paid_search": 0.17,
+    "paid_social": 0.12,
+    "email": 0.05,
+    "webinar": 0.07,
+    "content": 0.12,
+    "event": 0.07,
+    "referral": 0.06,
+    "direct": 0.10,
+    "print": 0.02,
+}
+
+
+CHANNEL_SPELLINGS = {
+    "organic_search": ("Organic Search", "organic", "SEO", "Google Organic"),
+    "paid_search": ("Paid Search", "Google Ads", "google / cpc", "PPC", "Bing Ads"),
+    "paid_social": ("Paid Social", "LinkedIn Ads", "Facebook Ads", "linkedin"),
+    "email": ("Email", "Email Campaign", "Newsletter", "e-mail"),
+    "webinar": ("Webinar", "webinars", "Virtual Event"),
+    "content": ("Content Download", "Content Syndication", "eBook", "Whitepaper"),
+    "event": ("Events and Trade Shows", "Trade Show", "Conference", "Event"),
+    "referral": ("Referral", "Partner Referral", "Customer Referral"),
+    "direct": ("Direct", "Direct Traffic", "Website"),
+    "print": ("Print", "Print Ad", "Magazine"),
+    "other": ("Other",),
+}
+
+
+SOURCE_EFFECT = {
+    "organic_search": 0.0,
+    "paid_search": 0.05,
+    "paid_social": -0.3,
+    "email": -0.1,
+    "webinar": 0.2,
+    "content": -0.15,
+    "event": 0.3,
+    "referral": 0.6,
+    "direct": 0.25,
+    "print": -0.2,
+}
+
+
+# ---- activities: canonical order is ACTIVITIES --------------------------------------------------
+ACTIVITY_SPELLINGS = {
+    "visit": ("Page Visited on Website", "Website Visit", "visit"),
+    "pricing_page_view": ("Pricing Page View", "Viewed Pricing", "pricing page"),
+    "email_open": ("Email Opened", "Email Open", "email_open"),
+    "email_click": ("Email Link Clicked", "Email Click"),
+    "form_submit": ("Form Submitted", "Form Submit", "form fill"),
+    "download": ("Content Download", "Download"),
+    "webinar_attend": ("Webinar Attended", "Attended Webinar"),
+    "demo_request": ("Demo Requested", "Demo Request", "Request a Demo"),
+    "unsubscribe": ("Unsubscribed", "Email Unsubscribe"),
+    "email_bounce": ("Email Bounced", "Hard Bounce"),
+    "other": ("Chat Started", "Olark Chat Conversation"),  # not in the contract: read as 'other'
+}
+
+
+HIGH_SPLIT = {"pricing_page_view": 0.55, "form_submit": 0.25, "demo_request": 0.20}
+
+
+LOW_SPLIT = {
+    "visit": 0.50,
+    "email_open": 0.24,
+    "email_click": 0.09,
+    "download": 0.09,
+    "webinar_attend": 0.045,
+    "unsubscribe": 0.02,
+    "email_bounce": 0.01,
+    "other": 0.005,
+}
+
+
+# Where each activity happens: channel shares; None means "the lead-source channel".
+ACTIVITY_CHANNELS: dict[str, dict[str | None, float]] = {
+    "visit": {
+        None: 0.3,
+        "organic_search": 0.25,
+        "paid_search": 0.12,
+        "direct": 0.18,
+        "referral": 0.05,
+        "paid_social": 0.05,
+        "email": 0.05,
+    },
+    "pricing_page_view": {
+        None: 0.2,
+        "direct": 0.35,
+        "organic_search": 0.2,
+        "paid_search": 0.1,
+        "email": 0.15,
+    },
+    "form_submit": {
+        None: 0.5,
+        "organic_search": 0.15,
+        "paid_search": 0.15,
+        "direct": 0.1,
+        "paid_social": 0.1,
+    },
+    "download": {"content": 0.65, "paid_social": 0.2, "email": 0.15},
+    "webinar_attend": {"webinar": 1.0},
+    "demo_request": {
+        None: 0.3,
+        "direct": 0.4,
+        "organic_search": 0.15,
+        "paid_search": 0.1,
+        "event": 0.05,
+    },
+    "email_open": {"email": 1.0},
+    "email_click": {"email": 1.0},
+    "unsubscribe": {"email": 1.0},
+    "email_bounce": {"email": 1.0},
+    "other": {"direct": 1.0},
+}
+
+
+# Logit contribution of the first-21-day activity counts (the observable engagement).
+ACTIVITY_EFFECT = {  # activity: (weight, transform) with transform "log" = log1p(count), "any" = count>0
+    "pricing_page_view": (0.55, "log"),
+    "demo_request": (0.9, "any"),
+    "form_submit": (0.3, "log"),
+    "visit": (0.25, "log"),
+    "email_click": (0.2, "log"),
+    "webinar_attend": (0.35, "any"),
+    "unsubscribe": (-0.8, "any"),
+    "email_bounce": (-0.6, "any"),
+}
+
+
+INTERCEPT = -2.8  # calibrated once so that about 15% of leads win
+
+
+# ---- firmographics ------------------------------------------------------------------------------
+INDUSTRIES = {  # name: (share, effect)
+    "Software": (0.18, 0.35),
+    "Financial Services": (0.12, 0.25),
+    "Healthcare": (0.10, 0.05),
+    "Manufacturing": (0.12, 0.10),
+    "Retail": (0.09, -0.15),
+    "Education": (0.08, -0.45),
+    "Professional Services": (0.10, 0.15),
+    "Telecommunications": (0.05, 0.05),
+    "Government": (0.05, -0.35),
+    "Energy": (0.04, 0.0),
+    "Media": (0.07, -0.10),
+}
+
+
+SIZES = {  # band: (share, effect, sales-cycle stretch 0..1, typical deal amount)
+    "1-10": (0.16, -0.7, 0.0, 8e3),
+    "11-50": (0.20, -0.3, 0.1, 15e3),
+    "51-200": (0.22, 0.0, 0.3, 30e3),
+    "201-500": (0.15, 0.25, 0.5, 55e3),
+    "501-1000": (0.10, 0.4, 0.6, 80e3),
+    "1001-5000": (0.10, 0.45, 0.8, 120e3),
+    "5001+": (0.07, 0.3, 1.0, 200e3),
+}
+
+
+REGION_EFFECT = {"North America": 0.2, "EMEA": 0.0, "APAC": -0.2, "LATAM": -0.35}
+
+
+COUNTRIES = {  # canonical: (region, share, export spellings)
+    "United States": ("North America", 0.32, ("United States", "USA", "US", "U.S.")),
+    "Canada": ("North America", 0.05, ("Canada",)),
+    "United Kingdom": ("EMEA", 0.09, ("United Kingdom", "UK")),
+    "Germany": ("EMEA", 0.07, ("Germany", "Deutschland")),
+    "France": ("EMEA", 0.05, ("France",)),
+    "Netherlands": ("EMEA", 0.03, ("Netherlands",)),
+    "Spain": ("EMEA", 0.02, ("Spain",)),
+    "Sweden": ("EMEA", 0.02, ("Sweden",)),
+    "South Africa": ("EMEA", 0.01, ("South Africa",)),
+    "India": ("APAC", 0.08, ("India",)),
+    "Australia": ("APAC", 0.05, ("Australia",)),
+    "Singapore": ("APAC", 0.02, ("Singapore",)),
+    "Japan": ("APAC", 0.03, ("Japan",)),
+    "Brazil": ("LATAM", 0.03, ("Brazil", "Brasil")),
+    "Mexico": ("LATAM", 0.02, ("Mexico",)),
+    "Argentina": ("LATAM", 0.01, ("Argentina",)),
+}
+
+
+# level: (share, effect, export spellings, the two job titles of a function at that level with
+# {fn} the function and {chief} its C-level title; a title with neither does not say the function)
+SENIORITY = {
+    "C-Level": (0.06, 0.5, ("C-Level", "CXO"), ("{chief}", "{chief}")),
+    "VP": (0.08, 0.55, ("VP", "Vice President"), ("VP of {fn}", "VP {fn}")),
+    "Director": (0.16, 0.45, ("Director",), ("Director of {fn}", "{fn} Director")),
+    "Manager": (0.27, 0.15, ("Manager",), ("{fn} Manager", "Senior {fn} Manager")),
+    "Individual Contributor": (
+        0.35,
+        -0.25,
+        ("Individual Contributor", "IC"),
+        ("{fn} Specialist", "{fn} Analyst"),
+    ),
+    "Student": (0.08, -1.6, ("Student",), ("Student", "Student")),
+}
+
+
+FUNCTIONS = {  # function: (share, effect, C-level title)
+    "Marketing": (0.30, 0.25, "CMO"),
+    "Sales": (0.15, 0.10, "CRO"),
+    "IT": (0.15, 0.15, "CIO"),
+    "Operations": (0.12, 0.0, "COO"),
+    "Finance": (0.10, -0.05, "CFO"),
+    "Engineering": (0.12, -0.05, "CTO"),
+    "HR": (0.06, -0.2, "CHRO"),
+}
+
+
+MISSING_SENIORITY_EFFECT = -0.15
+
+
+MISSING_SIZE_EFFECT = -0.1
+
+
+PERSONAL_EMAIL_EFFECT = -0.6
+
+
+DO_NOT_EMAIL_EFFECT = -0.3
+
+
+MONTH_VOLUME = np.array([1.15, 1.1, 1.1, 1.0, 1.0, 0.9, 0.85, 0.7, 1.1, 1.15, 1.05, 0.75])
+
+
+WEEKDAY_VOLUME = np.array([1.1, 1.15, 1.1, 1.05, 0.9, 0.35, 0.3])  # Monday first
+
+
+CAMPAIGN_TOPICS = (
+    "Pipeline Analytics",
+    "Revenue Forecasting",
+    "Attribution 101",
+    "AI for Sales Ops",
+)
+
+
+EVENTS = ("SaaStr", "Dreamforce", "Web Summit", "INBOUND")
+
+
+def true_logit_from_counts(attribute_logit: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The oracle: attribute effects plus the effects of the first-21-day activity counts.
+
+    `counts` is (n_leads, len(ACTIVITIES)), in the order of ACTIVITIES."""
+    logit = INTERCEPT + attribute_logit
+    for activity, (weight, transform) in ACTIVITY_EFFECT.items():
+        column = counts[:, ACTIVITIES.index(activity)].astype(float)
+        logit = logit + weight * (np.log1p(column) if transform == "log" else (column > 0))
+    return logit
+
+
+def add_activity_counts(counts: np.ndarray, lead: np.ndarray, activity: np.ndarray) -> None:
+    """Add touchpoints to `counts` (n_leads, len(ACTIVITIES)) int32: one per (lead, activity)."""
+    k = counts.shape[1]
+    flat = np.bincount(lead.astype(np.int64) * k + activity, minlength=counts.size)
+    counts += flat.reshape(counts.shape).astype(np.int32)
+
+
+def true_win_probability(attribute_logit: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The oracle's probability from the attribute effects and the first-21-day counts."""
+    return 1 / (1 + np.exp(-true_logit_from_counts(attribute_logit, counts)))
+
+
+def job_titles(level: str, function: str) -> tuple[str, str]:
+    """The two export spellings of a job title at a seniority level in a function."""
+    chief = FUNCTIONS[function][2]
+    first, second = SENIORITY[level][3]
+    return first.format(fn=function, chief=chief), second.format(fn=function, chief=chief)
+
+
+def title_states_function(level: str) -> bool:
+    """Whether the job titles of a level say the function ('Student' does not)."""
+    return any("{" in template for template in SENIORITY[level][3])
