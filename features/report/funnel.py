@@ -249,7 +249,7 @@ class _LeadIndex:
         n = len(self.ids)
         both = pd.concat([self.ids, ids.reset_index(drop=True)], ignore_index=True)
         codes, _ = pd.factorize(both)
-        codes = codes[n:].astype(np.int64)
+        codes = np.asarray(codes[n:], dtype=np.int64)  # a view: factorize's codes are ours
         codes[codes >= n] = -1
         return codes
 
@@ -508,7 +508,7 @@ def _touch_assignment(
     # Every value with touchpoints is a row, even one whose touches all came after the close.
     codes, uniques = pd.factorize(touchpoints[grouping])
     labels = [str(u) for u in uniques]
-    code = codes[counted].astype(np.int64)
+    code = np.asarray(codes[counted], dtype=np.int64)
     if (codes < 0).any():
         code[code < 0] = len(labels)
         labels.append(MISSING if grouping == "channel" else NO_CAMPAIGN)
