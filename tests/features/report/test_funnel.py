@@ -264,6 +264,7 @@ def test_from_and_to_select_leads_by_creation_time():
     check(row(frame, "webinar"), leads=1, won=1)  # L4
     check(row(frame, "email"), leads=1, lost=1)  # L5
     check(row(frame, "paid_search"), leads=1, open=1)  # L6
+    assert "(none)" not in set(frame["channel"])  # all three have a touch before their close
     assert frame.attrs["start"] == "2024-01-08T00:00:00+00:00"
     assert frame.attrs["end"] == "2024-01-15T00:00:00+00:00"
     # Bounds: start included, end excluded, a zone respected (09:00 UTC = 10:00 in Berlin).
