@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse
 
 from serving.deps import ReaderKey
-from serving.policy_data import (
+from serving.policy.simulation import (
     BasisUnavailable,
     holdout_basis,
     monitoring,

@@ -18,14 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from features.policy.rules import GradeBands, HardRule, PolicyError
 from serving.deps import OpsKey, ReaderKey
 from serving.errors import RequestProblem, problem
-from serving.policy_data import (
+from serving.policy.simulation import (
     BasisUnavailable,
     holdout_basis,
     model_default_policy,
     recent_basis,
     simulate,
 )
-from serving.policy_store import (
+from serving.policy.store import (
     PolicyCache,
     PolicyConflict,
     PolicyStoreError,

@@ -55,7 +55,7 @@ def test_page_and_plotly_are_served_by_the_app(client):
     assert "site-packages" in str(plotly_js_path()) or ".venv" in str(plotly_js_path())
     assert js.content == plotly_js_path().read_bytes()
     assert client.get("/ops/static/ops.js").status_code == 200
-    missing = client.get("/ops/static/..%2Fpolicy_store.py")
+    missing = client.get("/ops/static/..%2Fapp.py")
     assert missing.status_code == 404
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from features.policy.rules import Policy
 from serving.db import current_revision, make_engine, upgrade_database
-from serving.policy_store import (
+from serving.policy.store import (
     PolicyCache,
     PolicyConflict,
     PolicyStoreError,

@@ -97,7 +97,7 @@ class _Model:
 
     def default_policy(self):
         from features.policy.rules import Policy
-        from serving.policy_data import model_default_policy
+        from serving.policy.simulation import model_default_policy
 
         loaded = self.get()
         if loaded is None:
@@ -114,7 +114,7 @@ class _Model:
 
 
 def _current(engine, model: _Model):
-    from serving.policy_store import (
+    from serving.policy.store import (
         MODEL_DEFAULT,
         PolicyVersion,
         current_policy,
@@ -254,7 +254,7 @@ def _file_fields(path: Path) -> dict[str, Any]:
 def _save(engine, current, changes: dict, reason: str, expected_version: int | None):
     from pydantic import ValidationError
 
-    from serving.policy_store import PolicyStoreError, merge_policy, save_policy, validation_message
+    from serving.policy.store import PolicyStoreError, merge_policy, save_policy, validation_message
 
     try:
         policy = merge_policy(current.policy, changes)
@@ -281,7 +281,7 @@ def show_history(
     as_json: bool = JsonOption,
 ) -> None:
     """Every saved version: who, when, why and what changed."""
-    from serving.policy_store import history
+    from serving.policy.store import history
 
     engine = _engine(database_url)
     try:
@@ -322,7 +322,7 @@ def rollback_policy(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore an earlier version, as a new audited version."""
-    from serving.policy_store import PolicyStoreError, rollback
+    from serving.policy.store import PolicyStoreError, rollback
 
     engine = _engine(database_url)
     try:
@@ -381,7 +381,7 @@ def simulate_policy(
     """What a threshold would do: leads a week to sales, expected wins, precision, recall, lift."""
     from features.policy.rules import PolicyError
     from features.policy.thresholds import CHOOSE_BY
-    from serving.policy_data import BasisUnavailable, holdout_basis, recent_basis, simulate
+    from serving.policy.simulation import BasisUnavailable, holdout_basis, recent_basis, simulate
 
     if by is not None and by not in CHOOSE_BY:
         raise _fail(
@@ -450,7 +450,7 @@ def simulate_policy(
 def _file_basis(path: Path, weeks: float | None):
     import pandas as pd
 
-    from serving.policy_data import Basis
+    from serving.policy.simulation import Basis
 
     if weeks is None or weeks <= 0:
         raise _fail(
