@@ -47,6 +47,14 @@ class KeyCommandError(ValueError):
     """A key operation a user asked for cannot be done; the message says why and what to do."""
 
 
+class KeyExists(KeyCommandError):
+    """A key with that name exists already (active or revoked)."""
+
+
+class KeyNotFound(KeyCommandError):
+    """No key has that name."""
+
+
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(30)
 
@@ -75,7 +83,7 @@ def create_key(engine: Engine, name: str, role: str, key: str | None = None) -> 
         ).first()
         if existing is not None:
             state = "revoked" if existing.revoked_at else "active"
-            raise KeyCommandError(
+            raise KeyExists(
                 f"a key named {name!r} already exists ({state}); choose another name"
                 + (
                     ""
@@ -140,7 +148,7 @@ def revoke_key(engine: Engine, name: str) -> KeyRecord:
                 sa.select(api_keys.c.name).order_by(api_keys.c.name)
             ).scalars()
             names = ", ".join(known) or "none yet"
-            raise KeyCommandError(f"no key named {name!r}; existing keys: {names}")
+            raise KeyNotFound(f"no key named {name!r}; existing keys: {names}")
         revoked_at = as_utc(row.revoked_at)
         if revoked_at is None:
             revoked_at = utcnow()

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         0.0, ge=0, description="Check the alias for a new champion this often (0 = only on reload)."
     )
+    policy_refresh_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often each worker checks for a new policy version (a change saved "
+        "through another worker or the CLI applies within it).",
+    )
 
     @field_validator("api_keys_bootstrap")
     @classmethod

@@ -125,6 +125,10 @@ def current_registry_version(uri: str, tracking_uri: str) -> str | None:
     return str(MlflowClient().get_model_version_by_alias(name, alias).version)
 
 
+class ModelNotLoaded(LookupError):
+    """No model is loaded yet (still loading, or every load failed so far)."""
+
+
 class ModelStore:
     """Holds the current model; loads it at start, on reload, and in the background: retrying
     every `retry_seconds` until a first load succeeds, and (`poll_seconds` > 0) checking the alias
@@ -157,6 +161,13 @@ class ModelStore:
     @property
     def ready(self) -> bool:
         return self.current is not None
+
+    def require(self) -> LoadedModel:
+        """The current model, or `ModelNotLoaded` saying why there is none."""
+        current = self.current
+        if current is None:
+            raise ModelNotLoaded(f"no model loaded yet: {self.last_error or 'it is still loading'}")
+        return current
 
     def load(self, stage: str = "reload") -> LoadedModel:
         """Load the model at the URI and swap it in; on failure keep the current one and raise."""

@@ -106,11 +106,7 @@ class _Model:
                 f"default stands for version 0 ({self._error})"
             )
             return Policy()
-
-        class _Store:
-            current = loaded
-
-        return model_default_policy(_Store)
+        return model_default_policy(loaded)
 
 
 def _current(engine, model: _Model):
@@ -405,16 +401,13 @@ def simulate_policy(
             elif recent_days is not None:
                 basis = recent_basis(engine, recent_days)
             else:
-
-                class _Store:
-                    current = model.get()
-
-                if _Store.current is None:
+                loaded = model.get()
+                if loaded is None:
                     raise BasisUnavailable(
                         f"{model._error}\nOr simulate on a file (--holdout FILE --weeks N) or on "
                         "recent scores (--recent-days N)"
                     )
-                basis = holdout_basis(_Store)
+                basis = holdout_basis(loaded)
             result = simulate(
                 basis,
                 current.policy,

@@ -56,6 +56,10 @@ class PolicyConflict(PolicyStoreError):
     """The policy changed since the caller read it."""
 
 
+class PolicyVersionNotFound(PolicyStoreError):
+    """A rollback asked for a version that was never saved."""
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyVersion:
     """One version of the policy. Version 0 is the model's default, never saved."""
@@ -260,7 +264,7 @@ def rollback(
         old = load_version(engine, version)
         if old is None:
             newest = latest_version_number(engine)
-            raise PolicyStoreError(
+            raise PolicyVersionNotFound(
                 f"there is no policy version {version}; versions go from 1 to {newest}"
                 if newest
                 else f"there is no policy version {version}: no policy was saved yet"

@@ -29,7 +29,7 @@ def client(trained_model, tmp_path):
 
 
 def scorer(client):
-    return client.app.state.model_store.current.scorer
+    return client.app.state.services.models.current.scorer
 
 
 def test_default_policy_and_simulation_come_from_the_champion(client):
@@ -143,7 +143,7 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
         )
 
     # the score log records which policy version decided
-    engine = client.app.state.engine
+    engine = client.app.state.services.engine
     deadline = time.monotonic() + 5
     while True:
         with engine.connect() as connection:

@@ -51,7 +51,7 @@ def test_score_one_lead(scoring_app, trained_model):
 def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_model):
     records = demo_records(trained_model, 5)
     body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
-    engine = make_engine(scoring_app.app.state.settings.database_url)
+    engine = make_engine(scoring_app.app.state.services.settings.database_url)
     query = (
         sa.select(score_log)
         .where(score_log.c.request_id == body["request_id"])
@@ -120,7 +120,7 @@ def test_get_model(scoring_app, trained_model):
         trained_model.versions[0],
         None,
     )
-    scorer = scoring_app.app.state.model_store.current.scorer
+    scorer = scoring_app.app.state.services.models.current.scorer
     assert info["trained_at"] == str(scorer.metadata["trained_at"])
     assert info["metrics"] == scorer.metadata["metrics"]
     assert 0 <= info["metrics"]["roc_auc"] <= 1
