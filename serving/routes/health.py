@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from serving import metrics
 from serving.db import ping
-from serving.deps import EngineDep, ModelStoreDep, ScoreLogDep
+from serving.deps import EngineDep, ModelStoreDep, ScoreLogDep, SettingsDep
 from serving.responses import OrjsonResponse
 from serving.schemas import Health, Readiness
 
@@ -64,6 +64,6 @@ async def readyz(
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
-    payload, content_type = metrics.metrics_payload()
+async def prometheus_metrics(settings: SettingsDep) -> Response:
+    payload, content_type = metrics.metrics_payload(settings.prometheus_multiproc_dir)
     return Response(payload, media_type=content_type)
