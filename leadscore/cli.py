@@ -27,7 +27,7 @@ def _mount() -> None:
     from features.data import cli as features_cli
     from features.report import cli as report_cli
     from serving import cli as serving_cli
-    from serving import policy_cli
+    from serving.policy import cli as policy_cli
     from training import cli as training_cli
 
     for module in (features_cli, report_cli, training_cli, serving_cli, policy_cli):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from serving.config import ROLES
 from serving.db import api_keys, as_utc, utcnow
+from serving.refresher import Refresher
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ class KeyRecord:
 
 class KeyCommandError(ValueError):
     """A key operation a user asked for cannot be done; the message says why and what to do."""
+
+
+class KeyExists(KeyCommandError):
+    """A key with that name exists already (active or revoked)."""
+
+
+class KeyNotFound(KeyCommandError):
+    """No key has that name."""
 
 
 def generate_key() -> str:
@@ -75,7 +83,7 @@ def create_key(engine: Engine, name: str, role: str, key: str | None = None) -> 
         ).first()
         if existing is not None:
             state = "revoked" if existing.revoked_at else "active"
-            raise KeyCommandError(
+            raise KeyExists(
                 f"a key named {name!r} already exists ({state}); choose another name"
                 + (
                     ""
@@ -140,7 +148,7 @@ def revoke_key(engine: Engine, name: str) -> KeyRecord:
                 sa.select(api_keys.c.name).order_by(api_keys.c.name)
             ).scalars()
             names = ", ".join(known) or "none yet"
-            raise KeyCommandError(f"no key named {name!r}; existing keys: {names}")
+            raise KeyNotFound(f"no key named {name!r}; existing keys: {names}")
         revoked_at = as_utc(row.revoked_at)
         if revoked_at is None:
             revoked_at = utcnow()
@@ -152,20 +160,17 @@ def revoke_key(engine: Engine, name: str) -> KeyRecord:
 
 
 class KeyCache:
-    """Active keys by hash, refreshed from the database in a background thread.
+    """Active keys by hash, refreshed from the database every `refresh_seconds` by a `Refresher`.
 
     `lookup` is a dict read: no I/O on the request path. If the database is unreachable the last
-    known keys stay in force (and the error is logged once per outage).
+    known keys stay in force (the refresher logs the error once per outage).
     """
 
     def __init__(self, engine: Engine, refresh_seconds: float = 0.5) -> None:
         self._engine = engine
-        self._refresh_seconds = refresh_seconds
         self._keys: dict[str, ApiKey] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
         self.loaded = False
+        self.refresher = Refresher("leadscore-key-cache", self.refresh, refresh_seconds)
 
     def refresh(self) -> None:
         query = sa.select(api_keys.c.key_hash, api_keys.c.name, api_keys.c.role).where(
@@ -185,22 +190,7 @@ class KeyCache:
             self.refresh()
         except Exception as error:  # the service still starts; /readyz reports the database
             log.error("could not load API keys: %s", error)
-        self._thread = threading.Thread(target=self._run, name="leadscore-key-cache", daemon=True)
-        self._thread.start()
+        self.refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._refresh_seconds):
-            try:
-                self.refresh()
-                if self._failing:
-                    log.info("API key cache: database reachable again")
-                self._failing = False
-            except Exception as error:
-                if not self._failing:
-                    log.error("API key cache: cannot refresh from the database: %s", error)
-                self._failing = True
+        self.refresher.stop()

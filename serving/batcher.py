@@ -88,9 +88,17 @@ class ScoringBatcher:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
+    async def stop(self) -> None:
+        """Wait for the batch being scored, if any (at shutdown uvicorn has already finished the
+        requests, so normally there is none)."""
+        drainer = self._drainer
+        if drainer is not None:
+            await drainer
+
     def _take(self) -> list[_Job]:
         first = self._pending[0]
-        taken, size = [], 0
+        taken: list[_Job] = []
+        size = 0
         for job in self._pending:
             if job.loaded is not first.loaded or job.policy is not first.policy:
                 break

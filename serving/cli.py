@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 
 import typer
@@ -132,7 +131,7 @@ def serve(
     from pydantic import ValidationError
 
     from serving.auth import ensure_keys
-    from serving.config import Settings
+    from serving.config import Settings, export_for_workers
     from serving.db import upgrade_database
 
     try:
@@ -140,26 +139,26 @@ def serve(
     except ValidationError as error:
         err_console.print(f"[red]error:[/red] invalid LEADSCORE_* settings:\n{error}")
         raise typer.Exit(2) from None
-    workers = workers or settings.workers
-    # OpenMP reads this once at start-up: set it before the workers import the model's libraries.
-    os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
-    if workers > 1:
+    options = {"host": host, "port": port, "workers": workers}
+    settings = settings.model_copy(update={k: v for k, v in options.items() if v})
+    # Whatever the parent decides below reaches the workers as settings (export_for_workers).
+    decided: dict[str, object] = {"auto_migrate": False}
+    if settings.workers > 1:
         # Migrate and bootstrap keys once here, not racing in every worker.
         engine = _engine(settings.database_url)
         if settings.bootstrap_keys():
             ensure_keys(engine, settings.bootstrap_keys())
         engine.dispose()
-        os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
-        os.environ["LEADSCORE_API_KEYS_BOOTSTRAP"] = ""
+        decided["api_keys_bootstrap"] = ""
         if settings.model_poll_seconds == 0:
             # An admin reload reaches one worker; the others follow the alias by polling.
-            os.environ["LEADSCORE_MODEL_POLL_SECONDS"] = "30"
+            decided["model_poll_seconds"] = 30.0
             err_console.print(
-                f"{workers} workers: each checks the model alias every 30 s "
+                f"{settings.workers} workers: each checks the model alias every 30 s "
                 "(set LEADSCORE_MODEL_POLL_SECONDS to change)"
             )
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="leadscore-metrics-")
+        if not settings.prometheus_multiproc_dir:
+            decided["prometheus_multiproc_dir"] = tempfile.mkdtemp(prefix="leadscore-metrics-")
     else:
         try:
             upgrade_database(settings.database_url)
@@ -169,7 +168,8 @@ def serve(
                 "Check LEADSCORE_DATABASE_URL and that the database server is running."
             )
             raise typer.Exit(2) from None
-        os.environ["LEADSCORE_AUTO_MIGRATE"] = "false"
+    settings = settings.model_copy(update=decided)
+    export_for_workers(settings)
     # The service's own messages (model loaded or failed, score-log errors) next to uvicorn's.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["serving"] = {
@@ -181,9 +181,9 @@ def serve(
         "serving.app:create_app_from_env",
         log_config=log_config,
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         loop="uvloop",
         http="httptools",
         access_log=access_log,

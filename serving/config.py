@@ -1,7 +1,9 @@
-"""Service settings, read once from the environment (prefix `LEADSCORE_`, plus `MLFLOW_TRACKING_URI`)."""
+"""Service settings, read once from the environment (prefix `LEADSCORE_`, plus `MLFLOW_TRACKING_URI`
+and `PROMETHEUS_MULTIPROC_DIR`), and the one function that hands them to uvicorn's workers."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field, field_validator
@@ -75,6 +77,20 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         0.0, ge=0, description="Check the alias for a new champion this often (0 = only on reload)."
     )
+    policy_refresh_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often each worker checks for a new policy version (a change saved "
+        "through another worker or the CLI applies within it).",
+    )
+    prometheus_multiproc_dir: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "PROMETHEUS_MULTIPROC_DIR", "LEADSCORE_PROMETHEUS_MULTIPROC_DIR"
+        ),
+        description="Directory where the workers' metrics are added up (prometheus_client reads "
+        "it at import); `leadscore serve --workers N` creates one when it is not set.",
+    )
 
     @field_validator("api_keys_bootstrap")
     @classmethod
@@ -111,6 +127,37 @@ def parse_bootstrap_keys(value: str) -> list[tuple[str, str, str]]:
             )
         keys.append((name, role, key))
     return keys
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Every setting as the environment variable `Settings()` reads it back from."""
+    environment = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        alias = field.validation_alias
+        variable = (
+            str(alias.choices[0])
+            if isinstance(alias, AliasChoices)
+            else f"LEADSCORE_{name.upper()}"
+        )
+        environment[variable] = str(value).lower() if isinstance(value, bool) else str(value)
+    return environment
+
+
+def export_for_workers(settings: Settings) -> None:
+    """Hand `settings` to the processes uvicorn starts, through this process's environment.
+
+    `leadscore serve` runs uvicorn with the import string `serving.app:create_app_from_env`, and
+    with `--workers N` each worker is a new process that builds its own `Settings()`: the
+    environment is the only way to give it what the CLI decided (no migrations in the workers,
+    the alias polling interval, the metrics directory). This is the one place that writes it.
+    OMP_NUM_THREADS is set too (unless already set): OpenMP reads it once, when the model's
+    libraries are imported.
+    """
+    os.environ.update(settings_environment(settings))
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
 
 
 @lru_cache(maxsize=1)

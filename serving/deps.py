@@ -3,18 +3,45 @@
 `ScorerKey`, `OpsKey`, `AdminKey` and `ReaderKey` authenticate the request and check its role;
 `admin` may do everything, `ops` may also read (GET /v1/model). 401 for a missing or unknown key,
 403 for a known key with the wrong role. The key itself is never logged or echoed.
+
+The services (`Services`) are started and stopped by the app's lifespan (`serving.app`), which
+puts them on `app.state.services`. The functions below are the only readers of `app.state`:
+routes name what they use (`ModelDep`, `PolicyDep`, `ScoreLogDep`, ...) in their signatures.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
-from serving.auth import ApiKey
+from serving.auth import ApiKey, KeyCache
+from serving.batcher import ScoringBatcher
 from serving.config import Settings
+from serving.model_store import LoadedModel, ModelStore
+from serving.policy.store import PolicyCache, PolicyVersion
+from serving.score_log import ScoreLogWriter
+
+
+@dataclass(frozen=True)
+class Services:
+    """What one worker runs while it serves, from start-up to shutdown."""
+
+    settings: Settings
+    engine: Engine
+    keys: KeyCache
+    models: ModelStore
+    policies: PolicyCache
+    score_log: ScoreLogWriter
+    batcher: ScoringBatcher
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -48,14 +75,13 @@ def require_role(*roles: str):
         key = bearer.credentials if bearer is not None else header_key
         if not key:
             raise HTTPException(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
-        api_key = request.app.state.keys.lookup(key)
+        api_key = services(request).keys.lookup(key)
         if api_key is None:
             raise HTTPException(401, WRONG_KEY, headers={"WWW-Authenticate": "Bearer"})
         if api_key.role not in allowed:
             raise HTTPException(
                 403, f"the key {api_key.name!r} has role {api_key.role}; this needs role {needed}"
             )
-        request.state.api_key = api_key
         return api_key
 
     return authenticate
@@ -67,13 +93,51 @@ AdminKey = Annotated[ApiKey, Depends(require_role("admin"))]
 ReaderKey = Annotated[ApiKey, Depends(require_role("scorer", "ops"))]
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+# async: FastAPI would run plain functions in the thread pool, a hop per dependency per request.
+async def _settings(request: Request) -> Settings:
+    return services(request).settings
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+async def _engine(request: Request) -> Engine:
+    return services(request).engine
+
+
+async def _key_cache(request: Request) -> KeyCache:
+    return services(request).keys
+
+
+async def _model_store(request: Request) -> ModelStore:
+    return services(request).models
+
+
+async def _model(request: Request) -> LoadedModel:
+    """The model serving now (one reference for the whole request: a reload never mixes two);
+    `ModelNotLoaded` (503) while there is none."""
+    return services(request).models.require()
+
+
+async def _policy_cache(request: Request) -> PolicyCache:
+    return services(request).policies
+
+
+async def _policy(request: Request) -> PolicyVersion:
+    return services(request).policies.current()
+
+
+async def _score_log(request: Request) -> ScoreLogWriter:
+    return services(request).score_log
+
+
+async def _batcher(request: Request) -> ScoringBatcher:
+    return services(request).batcher
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
+KeyCacheDep = Annotated[KeyCache, Depends(_key_cache)]
+ModelStoreDep = Annotated[ModelStore, Depends(_model_store)]
+ModelDep = Annotated[LoadedModel, Depends(_model)]
+PolicyCacheDep = Annotated[PolicyCache, Depends(_policy_cache)]
+PolicyDep = Annotated[PolicyVersion, Depends(_policy)]
+ScoreLogDep = Annotated[ScoreLogWriter, Depends(_score_log)]
+BatcherDep = Annotated[ScoringBatcher, Depends(_batcher)]

@@ -7,17 +7,35 @@ the field path inside that lead, what was wrong and what is expected.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.auth import KeyCommandError, KeyNotFound
+from serving.model_store import ModelNotLoaded
+from serving.policy.simulation import BasisUnavailable
+from serving.policy.store import PolicyConflict, PolicyStoreError, PolicyVersionNotFound
 from serving.responses import OrjsonResponse
 
 log = logging.getLogger("serving")
 
 MAX_LISTED_ERRORS = 50
+
+# What the service's own errors answer over HTTP, by type (never by message text): the most
+# specific class in the raised error's MRO decides; the answer is `{"detail": str(error)}`.
+ERROR_STATUS: dict[type[Exception], int] = {
+    ModelNotLoaded: 503,  # with Retry-After
+    PolicyConflict: 409,  # the policy changed since `expected_version`
+    PolicyVersionNotFound: 404,
+    PolicyStoreError: 422,  # e.g. no reason given
+    BasisUnavailable: 409,  # nothing to simulate on yet
+    KeyNotFound: 404,
+    KeyCommandError: 409,  # e.g. the name is taken
+}
+RETRY_AFTER_SECONDS = 5
 
 
 class RequestProblem(Exception):
@@ -121,7 +139,7 @@ def _lead_id(body: Any, list_field: str, index: int) -> Any:
 LEAD_LISTS = ("leads", "outcomes")
 
 
-def describe_validation_errors(raw_errors: list[dict], body: Any) -> list[dict]:
+def describe_validation_errors(raw_errors: Sequence[Mapping[str, Any]], body: Any) -> list[dict]:
     """Turn pydantic/FastAPI errors into problems naming the lead index, field and expectation."""
     errors = []
     list_field = "leads"
@@ -229,7 +247,10 @@ def _is_tag(part: Any) -> bool:
 
 
 def _answer(
-    status: int, detail: str, errors: list[dict] | None = None, headers=None
+    status: int,
+    detail: str,
+    errors: list[dict] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> OrjsonResponse:
     content: dict[str, Any] = {"detail": detail}
     if errors:
@@ -239,20 +260,30 @@ def _answer(
     return OrjsonResponse(content, status_code=status, headers=headers)
 
 
-async def validation_exception_handler(
-    request: Request, exc: RequestValidationError
-) -> OrjsonResponse:
+# Handlers take `exc: Exception` (Starlette's signature) and are registered for the type named.
+async def validation_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, RequestValidationError)
     errors = describe_validation_errors(list(exc.errors()), getattr(exc, "body", None))
     if not errors:
         errors = [problem("invalid request")]
     return _answer(422, summarise(errors), errors)
 
 
-async def request_problem_handler(request: Request, exc: RequestProblem) -> OrjsonResponse:
+async def request_problem_handler(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, RequestProblem)
     return _answer(exc.status, exc.detail, exc.errors)
 
 
-async def http_exception_handler(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+async def service_error_handler(request: Request, exc: Exception) -> OrjsonResponse:
+    """One of the `ERROR_STATUS` types: its status, and its message as the detail."""
+    status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
+    retry = isinstance(exc, ModelNotLoaded)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
+    return _answer(status, str(exc), headers=headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"

@@ -1,12 +1,12 @@
 """Prometheus metrics and the ASGI middleware that times requests and enforces the body size limit.
 
 With several workers (`leadscore serve --workers N`) the CLI sets `PROMETHEUS_MULTIPROC_DIR`
-before the workers start, and /metrics aggregates every worker's numbers.
+(the setting `prometheus_multiproc_dir`) before the workers start, and /metrics aggregates every
+worker's numbers.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -69,13 +69,13 @@ SCORE_LOG_FAILURES = Counter(
 )
 
 
-def metrics_payload() -> tuple[bytes, str]:
-    """The exposition text of this process, or of all workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def metrics_payload(multiprocess_dir: str | None = None) -> tuple[bytes, str]:
+    """The exposition text of this process, or of all workers when `multiprocess_dir` is set."""
+    if multiprocess_dir:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 

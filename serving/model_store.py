@@ -16,6 +16,7 @@ from typing import Any
 
 from serving import metrics
 from serving.db import utcnow
+from serving.refresher import Refresher
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,14 @@ def current_registry_version(uri: str, tracking_uri: str) -> str | None:
     return str(MlflowClient().get_model_version_by_alias(name, alias).version)
 
 
+class ModelNotLoaded(LookupError):
+    """No model is loaded yet (still loading, or every load failed so far)."""
+
+
 class ModelStore:
-    """Holds the current model; loads it at start (retrying), on reload and on alias polling."""
+    """Holds the current model; loads it at start, on reload, and in the background: retrying
+    every `retry_seconds` until a first load succeeds, and (`poll_seconds` > 0) checking the alias
+    for a new version. Both background loops are `Refresher`s."""
 
     def __init__(
         self,
@@ -138,13 +145,15 @@ class ModelStore:
     ) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri
-        self._retry_seconds = retry_seconds
-        self._poll_seconds = poll_seconds
         self._loader = loader
         self._version_probe = version_probe
         self._load_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.retrying = Refresher("leadscore-model-retry", self._retry, retry_seconds)
+        self.polling = (
+            Refresher("leadscore-model-poll", self._poll, poll_seconds)
+            if poll_seconds > 0
+            else None
+        )
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -152,6 +161,13 @@ class ModelStore:
     @property
     def ready(self) -> bool:
         return self.current is not None
+
+    def require(self) -> LoadedModel:
+        """The current model, or `ModelNotLoaded` saying why there is none."""
+        current = self.current
+        if current is None:
+            raise ModelNotLoaded(f"no model loaded yet: {self.last_error or 'it is still loading'}")
+        return current
 
     def load(self, stage: str = "reload") -> LoadedModel:
         """Load the model at the URI and swap it in; on failure keep the current one and raise."""
@@ -194,33 +210,35 @@ class ModelStore:
             self.load("start")
         except ModelLoadError:
             pass
-        if self.current is None or self._poll_seconds > 0:
-            self._thread = threading.Thread(target=self._run, name="leadscore-model", daemon=True)
-            self._thread.start()
+        if self.current is None:
+            self.retrying.start()
+        if self.polling is not None:
+            self.polling.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.retrying.stop()
+        if self.polling is not None:
+            self.polling.stop()
 
-    def _run(self) -> None:
-        while self.current is None:
-            if self._stop.wait(self._retry_seconds):
-                return
+    def _retry(self) -> None:
+        if self.current is None:
             try:
                 self.load("start")
             except ModelLoadError:
-                continue
-        while self._poll_seconds > 0 and not self._stop.wait(self._poll_seconds):
+                return  # logged and counted by load(); try again at the next interval
+        self.retrying.stop()  # loaded: nothing left to retry
+
+    def _poll(self) -> None:
+        if self.current is None:
+            return  # still loading: the retry loop's job
+        try:
+            version = self._version_probe(self.uri, self.tracking_uri)
+        except Exception:
+            metrics.MODEL_LOAD_FAILURES.labels("poll").inc()
+            raise  # the refresher logs it (once per outage)
+        current = self.current
+        if version is not None and current is not None and version != current.version:
             try:
-                version = self._version_probe(self.uri, self.tracking_uri)
-                if (
-                    version is not None
-                    and self.current is not None
-                    and version != self.current.version
-                ):
-                    self.load("poll")
-            except Exception as error:  # logged and counted by load(); probe errors logged here
-                if not isinstance(error, ModelLoadError):
-                    metrics.MODEL_LOAD_FAILURES.labels("poll").inc()
-                    log.error("model poll failed: %s", error)
+                self.load("poll")
+            except ModelLoadError:
+                return  # logged and counted by load(); the last good model keeps serving

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from serving import metrics
 from serving.db import ping
+from serving.deps import EngineDep, ModelStoreDep, ScoreLogDep, SettingsDep
 from serving.responses import OrjsonResponse
 from serving.schemas import Health, Readiness
 
@@ -27,31 +28,35 @@ async def healthz() -> OrjsonResponse:
         503: {"model": Readiness, "description": "Not ready; `checks` says what is missing"}
     },
 )
-async def readyz(request: Request) -> OrjsonResponse:
-    store = request.app.state.model_store
-    current = store.current
-    model_check = (
+async def readyz(
+    models: ModelStoreDep, engine: EngineDep, score_log: ScoreLogDep
+) -> OrjsonResponse:
+    current = models.current
+    model_check: dict[str, object] = (
         {"ok": True, "name": current.name, "version": current.version}
         if current is not None
-        else {"ok": False, "error": store.last_error or "the model is still loading"}
+        else {"ok": False, "error": models.last_error or "the model is still loading"}
     )
-    if current is not None and store.last_error:
-        model_check["last_reload_error"] = store.last_error
+    if current is not None and models.last_error:
+        model_check["last_reload_error"] = models.last_error
     try:
-        await run_in_threadpool(ping, request.app.state.engine)
-        database_check = {"ok": True}
+        await run_in_threadpool(ping, engine)
+        database_check: dict[str, object] = {"ok": True}
     except Exception as error:
         database_check = {
             "ok": False,
             "error": f"database unreachable: {type(error).__name__}: {error}",
         }
-    writer = request.app.state.score_log
     checks = {
         "model": model_check,
         "database": database_check,
-        "score_log": {"ok": True, "pending": writer.pending, "last_error": writer.last_error},
+        "score_log": {
+            "ok": True,
+            "pending": score_log.pending,
+            "last_error": score_log.last_error,
+        },
     }
-    ready = model_check["ok"] and database_check["ok"]
+    ready = current is not None and database_check["ok"] is True
     return OrjsonResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
@@ -59,6 +64,6 @@ async def readyz(request: Request) -> OrjsonResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
-    payload, content_type = metrics.metrics_payload()
+async def prometheus_metrics(settings: SettingsDep) -> Response:
+    payload, content_type = metrics.metrics_payload(settings.prometheus_multiproc_dir)
     return Response(payload, media_type=content_type)

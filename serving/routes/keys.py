@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from serving import auth
-from serving.deps import AdminKey, EngineDep
+from serving.deps import AdminKey, EngineDep, KeyCacheDep
 from serving.schemas import CreatedKey, KeyInfo, NewKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -33,20 +33,16 @@ async def list_keys(_: AdminKey, engine: EngineDep) -> list[dict]:
     status_code=201,
     summary="Create an API key; the key is shown only in this answer",
 )
-async def create_key(body: NewKey, _: AdminKey, engine: EngineDep, request: Request) -> dict:
-    try:
-        key = await run_in_threadpool(auth.create_key, engine, body.name, body.role)
-    except auth.KeyCommandError as error:
-        raise HTTPException(409, str(error)) from None
-    await run_in_threadpool(request.app.state.keys.refresh)
+async def create_key(body: NewKey, _: AdminKey, engine: EngineDep, keys: KeyCacheDep) -> dict:
+    # A taken name is auth.KeyExists: 409 (serving.errors.ERROR_STATUS).
+    key = await run_in_threadpool(auth.create_key, engine, body.name, body.role)
+    await run_in_threadpool(keys.refresh)
     return {"name": body.name.strip(), "role": body.role, "key": key}
 
 
 @router.delete("/{name}", response_model=KeyInfo, summary="Revoke an API key (applies within ~1 s)")
-async def revoke_key(name: str, _: AdminKey, engine: EngineDep, request: Request) -> dict:
-    try:
-        record = await run_in_threadpool(auth.revoke_key, engine, name)
-    except auth.KeyCommandError as error:
-        raise HTTPException(404, str(error)) from None
-    await run_in_threadpool(request.app.state.keys.refresh)
+async def revoke_key(name: str, _: AdminKey, engine: EngineDep, keys: KeyCacheDep) -> dict:
+    # An unknown name is auth.KeyNotFound: 404.
+    record = await run_in_threadpool(auth.revoke_key, engine, name)
+    await run_in_threadpool(keys.refresh)
     return _info(record)

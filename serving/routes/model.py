@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import gc
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import AdminKey, ReaderKey
+from serving.deps import AdminKey, ModelDep, ModelStoreDep, ReaderKey
 from serving.model_store import ModelLoadError
 from serving.schemas import ModelInfo, ReloadResult
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
 
-def model_not_loaded(store) -> HTTPException:
-    reason = store.last_error or "it is still loading"
-    return HTTPException(503, f"no model loaded yet: {reason}", headers={"Retry-After": "5"})
-
-
 @router.get(
     "/model", response_model=ModelInfo, summary="Name, version, metrics and features of the model"
 )
-async def get_model(_: ReaderKey, request: Request) -> dict:
-    store = request.app.state.model_store
-    loaded = store.current
-    if loaded is None:
-        raise model_not_loaded(store)
+async def get_model(_: ReaderKey, loaded: ModelDep) -> dict:
     meta = loaded.metadata
     features = meta.get("features") or []
     return {
@@ -48,11 +39,10 @@ async def get_model(_: ReaderKey, request: Request) -> dict:
     summary="Load the model at the configured URI (e.g. a new champion) and swap it in",
     responses={502: {"description": "The load failed; the previous model keeps serving."}},
 )
-async def reload_model(_: AdminKey, request: Request) -> dict:
-    store = request.app.state.model_store
-    previous = store.current
+async def reload_model(_: AdminKey, models: ModelStoreDep) -> dict:
+    previous = models.current
     try:
-        loaded = await run_in_threadpool(store.load, "reload")
+        loaded = await run_in_threadpool(models.load, "reload")
     except ModelLoadError as error:
         still = f"version {previous.version} keeps serving" if previous else "no model is loaded"
         raise HTTPException(502, f"reload failed, {still}: {error}") from None

@@ -11,12 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse
 
-from serving.deps import ReaderKey
-from serving.policy_data import (
+from serving.deps import EngineDep, ModelStoreDep, ReaderKey
+from serving.policy.simulation import (
     BasisUnavailable,
     holdout_basis,
     monitoring,
@@ -76,18 +76,18 @@ async def ops_static(name: str) -> FileResponse:
     summary="Recent score distribution against the holdout (PSI) and win rate by grade",
 )
 async def ops_monitoring(
-    request: Request,
     _key: ReaderKey,
+    models: ModelStoreDep,
+    engine: EngineDep,
     days: Annotated[
         float, Query(gt=0, le=3650, description="How far back to look at scores.")
     ] = 28,
 ) -> OrjsonResponse:
     def run() -> dict:
         try:
-            holdout = holdout_basis(request.app.state.model_store)
+            holdout = holdout_basis(models.current)
         except BasisUnavailable:
             holdout = None
-        engine = request.app.state.engine
         return monitoring(
             holdout, read_recent_scores(engine, days), read_outcomes_with_grades(engine), days
         )

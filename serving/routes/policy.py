@@ -1,62 +1,46 @@
 """The qualification policy: read it, simulate a threshold, change it (ops), see and undo changes.
 
 Reading, simulating and the history need a `scorer` or `ops` key; changing and rolling back need
-`ops` (or `admin`). Every change is a new audited version; all workers apply it within ~0.5 s.
-This router's lifespan starts the worker's `PolicyCache` as `app.state.policies`; the score route
-reads `app.state.policies.current()`.
+`ops` (or `admin`). Every change is a new audited version; all workers apply it within
+`policy_refresh_seconds` (0.5 s). The worker's `PolicyCache` is started by the app's lifespan;
+routes get it as `PolicyCacheDep`, the version in force as `PolicyDep`. Store errors are types
+(`PolicyConflict` 409, `PolicyVersionNotFound` 404, `PolicyStoreError` 422: serving.errors).
 """
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from features.policy.rules import GradeBands, HardRule, PolicyError
-from serving.deps import OpsKey, ReaderKey
+from serving.deps import (
+    EngineDep,
+    ModelStoreDep,
+    OpsKey,
+    PolicyCacheDep,
+    PolicyDep,
+    ReaderKey,
+)
 from serving.errors import RequestProblem, problem
-from serving.policy_data import (
-    BasisUnavailable,
+from serving.policy.simulation import (
     holdout_basis,
-    model_default_policy,
     recent_basis,
     simulate,
 )
-from serving.policy_store import (
-    PolicyCache,
-    PolicyConflict,
-    PolicyStoreError,
+from serving.policy.store import (
     history,
     merge_policy,
     validation_message,
 )
 from serving.responses import OrjsonResponse
 
-POLICY_REFRESH_SECONDS = 0.5
 MAX_VERSION = 2**31 - 1  # the column is a 32-bit INTEGER
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    cache = PolicyCache(
-        app.state.engine,
-        default=lambda: model_default_policy(app.state.model_store),
-        refresh_seconds=getattr(
-            app.state.settings, "policy_refresh_seconds", POLICY_REFRESH_SECONDS
-        ),
-    )
-    await run_in_threadpool(cache.start)
-    app.state.policies = cache
-    try:
-        yield
-    finally:
-        cache.stop()
-
-
-router = APIRouter(prefix="/v1/policy", tags=["policy"], lifespan=lifespan)
+router = APIRouter(prefix="/v1/policy", tags=["policy"])
 
 
 class PolicyFields(BaseModel):
@@ -150,13 +134,9 @@ class SimulateRequest(BaseModel):
     include_table: bool = Field(True, description="Return the whole table (thresholds 0-100).")
 
 
-def _cache(request: Request) -> PolicyCache:
-    return request.app.state.policies
-
-
 @router.get("", summary="The qualification policy in force")
-async def get_policy(request: Request, _key: ReaderKey) -> OrjsonResponse:
-    return OrjsonResponse(_cache(request).current().to_dict())
+async def get_policy(_key: ReaderKey, in_force: PolicyDep) -> OrjsonResponse:
+    return OrjsonResponse(in_force.to_dict())
 
 
 @router.put(
@@ -164,8 +144,7 @@ async def get_policy(request: Request, _key: ReaderKey) -> OrjsonResponse:
     summary="Change the policy (ops): a new audited version, in force in every worker within a second",
     responses={409: {"description": "The policy changed since `expected_version`"}},
 )
-async def put_policy(request: Request, change: PolicyChange, key: OpsKey) -> OrjsonResponse:
-    cache = _cache(request)
+async def put_policy(change: PolicyChange, key: OpsKey, policies: PolicyCacheDep) -> OrjsonResponse:
     fields = change.policy.model_dump(exclude_unset=True, mode="json")
     if not fields:
         raise RequestProblem(
@@ -175,50 +154,33 @@ async def put_policy(request: Request, change: PolicyChange, key: OpsKey) -> Orj
             [problem("no policy field given", field="policy")],
         )
     try:
-        policy = merge_policy(cache.current().policy, fields)
+        policy = merge_policy(policies.current().policy, fields)
     except ValidationError as error:
         message = validation_message(error)
         raise RequestProblem(422, message, [problem(message, field="policy")]) from None
     saved = await run_in_threadpool(
-        _save, cache, policy, key.name, change.reason, change.expected_version
+        policies.save, policy, key.name, change.reason, change.expected_version
     )
     return OrjsonResponse(saved.to_dict())
 
 
-def _save(cache: PolicyCache, policy, who: str, reason: str, expected: int | None):
-    try:
-        return cache.save(policy, who, reason, expected_version=expected)
-    except PolicyConflict as error:
-        raise RequestProblem(409, str(error)) from None
-    except PolicyStoreError as error:
-        raise RequestProblem(422, str(error)) from None
-
-
 @router.post("/rollback", summary="Restore an earlier version (ops), as a new audited version")
-async def rollback_policy(request: Request, body: Rollback, key: OpsKey) -> OrjsonResponse:
-    cache = _cache(request)
-
-    def run():
-        try:
-            return cache.rollback(
-                body.version, key.name, body.reason, expected_version=body.expected_version
-            )
-        except PolicyConflict as error:
-            raise RequestProblem(409, str(error)) from None
-        except PolicyStoreError as error:
-            status = 404 if "there is no policy version" in str(error) else 422
-            raise RequestProblem(status, str(error)) from None
-
-    saved = await run_in_threadpool(run)
+async def rollback_policy(body: Rollback, key: OpsKey, policies: PolicyCacheDep) -> OrjsonResponse:
+    saved = await run_in_threadpool(
+        policies.rollback, body.version, key.name, body.reason, body.expected_version
+    )
     return OrjsonResponse(saved.to_dict())
 
 
 @router.get("/history", summary="Every saved version, newest first: who, when, why, what changed")
 async def policy_history(
-    request: Request, _key: ReaderKey, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    _key: ReaderKey,
+    engine: EngineDep,
+    policies: PolicyCacheDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrjsonResponse:
-    versions = await run_in_threadpool(history, request.app.state.engine, limit)
-    current = _cache(request).current()
+    versions = await run_in_threadpool(history, engine, limit)
+    current = policies.current()
     return OrjsonResponse(
         {
             "current_version": current.version,
@@ -232,7 +194,11 @@ async def policy_history(
     summary="What a threshold would do: leads a week to sales, expected wins, precision, recall, lift",
 )
 async def simulate_policy(
-    request: Request, body: SimulateRequest, _key: ReaderKey
+    body: SimulateRequest,
+    _key: ReaderKey,
+    current: PolicyDep,
+    models: ModelStoreDep,
+    engine: EngineDep,
 ) -> OrjsonResponse:
     if body.by is not None and body.value is None:
         message = {
@@ -246,17 +212,14 @@ async def simulate_policy(
             f"value is required when choosing by {body.by}: give {message}",
             [problem("is required", expected=message, field="value")],
         )
-    current = _cache(request).current()
 
     def run() -> dict[str, Any]:
-        try:
-            basis = (
-                holdout_basis(request.app.state.model_store)
-                if body.source == "holdout"
-                else recent_basis(request.app.state.engine, body.days)
-            )
-        except BasisUnavailable as error:
-            raise RequestProblem(409, str(error)) from None
+        # No basis yet is BasisUnavailable: 409 (serving.errors.ERROR_STATUS).
+        basis = (
+            holdout_basis(models.current)
+            if body.source == "holdout"
+            else recent_basis(engine, body.days)
+        )
         try:
             result = simulate(
                 basis,

@@ -1,30 +1,31 @@
 """POST /v1/score: validate, score with the loaded model, apply the policy in force, log, answer.
 
-The hot path avoids pandas and per-request I/O: the key check is a dict read, the policy is an
-attribute read, the score-log rows go to a queue written by a background thread, and the answer is
-rendered with orjson. Concurrent requests are scored together in one model call
-(`serving.batcher`).
+The route's signature lists what it uses (serving.deps): the key, the parsed leads, the model and
+the policy in force, the batcher and the score log. The hot path avoids pandas and per-request
+I/O: the key check is a dict read, the policy is an attribute read, the score-log rows go to a
+queue written by a background thread, and the answer is rendered with orjson. Concurrent
+requests are scored together in one model call (`serving.batcher`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from features.data.values import iso_strings_ns
-from features.policy.rules import Policy
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
-from serving.deps import ScorerKey
+from serving.deps import BatcherDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
 from serving.errors import RequestProblem, describe_validation_errors, problem, summarise
 from serving.responses import OrjsonResponse
-from serving.routes.model import model_not_loaded
 from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
 from serving.score_log import ScoreRows
 
@@ -45,7 +46,7 @@ ERROR_EXAMPLE = {
 }
 
 
-def _duplicates(leads: list[dict]) -> list[dict]:
+def _duplicates(leads: Sequence[Mapping[str, Any]]) -> list[dict]:
     first: dict[str, int] = {}
     errors = []
     for index, lead in enumerate(leads):
@@ -65,7 +66,7 @@ def _duplicates(leads: list[dict]) -> list[dict]:
     return errors
 
 
-def _moments(leads: list[dict]) -> np.ndarray | None:
+def _moments(leads: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
     """int64 ns of every touchpoint moment in order, when each is a plain ISO 8601 string with a
     zone and a real date (else None)."""
     moments = [t["occurred_at"] for lead in leads for t in lead["touchpoints"]]
@@ -99,6 +100,27 @@ def parse_leads(raw: bytes) -> tuple[ScoreRequest | ScoreRequestText, np.ndarray
         raise RequestProblem(422, summarise(errors), errors) from None
 
 
+class ParsedLeads(NamedTuple):
+    leads: list[Any]  # the validated leads as plain dicts (TypedDicts)
+    moments: np.ndarray | None  # every touchpoint's moment, when the fast path parsed them
+
+
+async def read_leads(request: Request) -> ParsedLeads:
+    """The request body as validated leads, or a 422 naming each problem: bad fields, then
+    duplicate ids. A dependency listed after the key, so auth answers first and the model
+    check (503) comes after the body's."""
+    body, moments = parse_leads(await request.body())
+    duplicates = _duplicates(body.leads)
+    if duplicates:
+        raise RequestProblem(
+            422, f"duplicate lead ids in one request: {duplicates[0]['message']}", duplicates
+        )
+    return ParsedLeads(body.leads, moments)
+
+
+LeadsDep = Annotated[ParsedLeads, Depends(read_leads)]
+
+
 @router.post(
     "/score",
     response_model=ScoreResponse,
@@ -124,37 +146,27 @@ def parse_leads(raw: bytes) -> tuple[ScoreRequest | ScoreRequestText, np.ndarray
         503: {"description": "No model loaded yet"},
     },
 )
-async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
-    state = request.app.state
-    body, moments = parse_leads(await request.body())
-    leads = body.leads  # plain dicts (TypedDicts)
-    duplicates = _duplicates(leads)
-    if duplicates:
-        raise RequestProblem(
-            422, f"duplicate lead ids in one request: {duplicates[0]['message']}", duplicates
-        )
-    loaded = state.model_store.current
-    if loaded is None:
-        raise model_not_loaded(state.model_store)
-    policies = getattr(state, "policies", None)
-    if policies is not None:
-        in_force = policies.current()
-        policy, policy_version = in_force.policy, in_force.version
-    else:
-        policy, policy_version = getattr(loaded.scorer, "policy", None) or Policy(), 0
+async def score(
+    key: ScorerKey,
+    leads: LeadsDep,
+    loaded: ModelDep,
+    in_force: PolicyDep,
+    batcher: BatcherDep,
+    score_log: ScoreLogDep,
+) -> OrjsonResponse:
     now = utcnow()
-    for lead in leads:
+    for lead in leads.leads:
         if lead["as_of"] is None:
             lead["as_of"] = now
     try:
-        results = await state.batcher.score(loaded, leads, policy, moments)
+        results = await batcher.score(loaded, leads.leads, in_force.policy, leads.moments)
     except ScoringError as error:
         raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
-    state.score_log.submit(ScoreRows(results, {
+    score_log.submit(ScoreRows(results, {
         "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
-        "policy_version": policy_version, "scored_at": now, "api_key_name": key.name,
+        "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
     }))  # fmt: skip
     metrics.LEADS_SCORED.inc(len(results))
     metrics.observe_many(metrics.SCORES, [r["score"] for r in results])
@@ -165,7 +177,7 @@ async def score(key: ScorerKey, request: Request) -> OrjsonResponse:
             "request_id": request_id,
             "scored_at": now,
             "model": {"name": loaded.name, "version": loaded.version},
-            "policy_version": policy_version,
+            "policy_version": in_force.version,
             "results": results,
         }
     )

@@ -20,6 +20,7 @@ import pandas as pd
 from features.policy.rules import Policy
 from serving.config import Settings
 from serving.model_store import LoadedModel, ModelStore
+from tests.serving.waiting import HANG_GUARD_SECONDS
 
 PROBABILITIES = [0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15, 0.05]
 LABELS = [1, 1, 0, 1, 0, 1, 0, 0, 0, 0]
@@ -90,7 +91,7 @@ def serve_in_thread(app) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from tests.serving.conftest import auth, demo_records, model_settings
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+from tests.serving.waiting import wait_for, wait_for_fresh_run
 
 
 def test_unreachable_registry_means_not_ready_and_a_clear_message(client_without_model):
@@ -52,11 +45,14 @@ def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
             f"cannot load models:/lead-scoring@{alias} from the MLflow registry"
         )
         assert alias in error.split("registry at", 1)[1]
+        retrying = client.app.state.services.models.retrying
+        assert retrying.running and retrying.interval == 0.2
         trained_model.set_alias(alias, trained_model.versions[0])
-        wait_for(lambda: client.get("/readyz").status_code == 200, 30, "the model was not retried")
-        assert (
-            client.get("/readyz").json()["checks"]["model"]["version"] == trained_model.versions[0]
-        )
+        wait_for_fresh_run(retrying, "the model load was not retried")
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["model"]["version"] == trained_model.versions[0]
+        assert not retrying.running  # loaded: nothing left to retry
 
 
 def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_model, sqlite_url):
@@ -80,7 +76,7 @@ def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_mode
         workers = [threading.Thread(target=traffic) for _ in range(3)]
         for w in workers:
             w.start()
-        wait_for(lambda: len(statuses) >= 5, 30, "no traffic")
+        wait_for(lambda: len(statuses) >= 5, "no traffic")
         trained_model.set_alias(alias, trained_model.versions[1])
         response = client.post("/v1/admin/reload", headers=auth("admin"))
         assert response.status_code == 200, response.text
@@ -91,7 +87,7 @@ def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_mode
             "changed": True,
         }
         count = len(statuses)
-        wait_for(lambda: len(statuses) >= count + 5, 30, "no traffic after the reload")
+        wait_for(lambda: len(statuses) >= count + 5, "no traffic after the reload")
         stop.set()
         for w in workers:
             w.join()
@@ -144,10 +140,11 @@ def test_polling_follows_the_alias(trained_model, sqlite_url):
     with TestClient(create_app(settings)) as client:
         version = lambda: client.get("/v1/model", headers=auth("scorer")).json()["version"]  # noqa: E731
         assert version() == trained_model.versions[0]
+        polling = client.app.state.services.models.polling
+        assert polling is not None and polling.interval == 0.2
         trained_model.set_alias(alias, trained_model.versions[1])
-        wait_for(
-            lambda: version() == trained_model.versions[1], 20, "the new champion was not picked up"
-        )
+        wait_for_fresh_run(polling, "the alias was not polled")
+        assert version() == trained_model.versions[1]
 
 
 def test_a_python_model_without_a_lead_scorer_fails_at_load_with_what_to_do():

@@ -55,7 +55,7 @@ def test_page_and_plotly_are_served_by_the_app(client):
     assert "site-packages" in str(plotly_js_path()) or ".venv" in str(plotly_js_path())
     assert js.content == plotly_js_path().read_bytes()
     assert client.get("/ops/static/ops.js").status_code == 200
-    missing = client.get("/ops/static/..%2Fpolicy_store.py")
+    missing = client.get("/ops/static/..%2Fapp.py")
     assert missing.status_code == 404
 
 
@@ -80,7 +80,7 @@ def log_score(connection, lead: str, probability: float, grade: str, when: datet
 
 def test_monitoring_compares_recent_scores_with_the_holdout_and_counts_wins_by_grade(client):
     now = datetime.now(UTC)
-    with client.app.state.engine.begin() as connection:
+    with client.app.state.services.engine.begin() as connection:
         # recent traffic: the holdout's ten probabilities shifted up by 0.1
         for i, p in enumerate(PROBABILITIES):
             log_score(
@@ -239,7 +239,7 @@ def test_ops_page_in_chromium_draws_simulates_and_saves(live_server, browser):
 def test_ops_page_with_a_scorer_key_can_look_but_not_save(live_app, browser):
     live_server, app = live_app
     now = datetime.now(UTC)
-    with app.state.engine.begin() as connection:
+    with app.state.services.engine.begin() as connection:
         for i, p in enumerate(PROBABILITIES):
             log_score(connection, f"r{i}", p, "A" if p >= 0.6 else "C", now - timedelta(days=1))
         connection.execute(

@@ -319,7 +319,7 @@ def log_scores(engine, rows):
 def test_simulate_on_recent_scores_uses_latest_score_per_lead_and_expected_wins(client):
     # lead a was scored twice: its latest score (0.8) counts; the window holds 14 days = 2 weeks
     log_scores(
-        client.app.state.engine,
+        client.app.state.services.engine,
         [
             ("a", 0.9, "A", 14),
             ("a", 0.8, "A", 1),

@@ -4,7 +4,6 @@ steering the decisions of `POST /v1/score` (hard rules included) and the score l
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import numpy as np
@@ -17,6 +16,7 @@ from features.policy.thresholds import choose_threshold, threshold_table
 from serving.app import create_app
 from serving.db import score_log
 from tests.serving.conftest import auth, demo_records, model_settings
+from tests.serving.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def client(trained_model, tmp_path):
 
 
 def scorer(client):
-    return client.app.state.model_store.current.scorer
+    return client.app.state.services.models.current.scorer
 
 
 def test_default_policy_and_simulation_come_from_the_champion(client):
@@ -143,20 +143,16 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
         )
 
     # the score log records which policy version decided
-    engine = client.app.state.engine
-    deadline = time.monotonic() + 5
-    while True:
-        with engine.connect() as connection:
-            versions = dict(
-                connection.execute(
-                    sa.select(score_log.c.policy_version, sa.func.count()).group_by(
-                        score_log.c.policy_version
-                    )
-                ).all()
-            )
-        if versions == {1: 40, 2: 40} or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    services = client.app.state.services
+    wait_for(lambda: services.score_log.pending == 0, "the score log was not written")
+    with services.engine.connect() as connection:
+        versions = dict(
+            connection.execute(
+                sa.select(score_log.c.policy_version, sa.func.count()).group_by(
+                    score_log.c.policy_version
+                )
+            ).all()
+        )
     assert versions == {1: 40, 2: 40}
 
     # and the page's monitoring sees those recent scores against the holdout

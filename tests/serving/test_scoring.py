@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import sqlalchemy as sa
 
 from features.policy.rules import Policy
 from serving.db import make_engine, score_log
 from tests.serving.conftest import auth, demo_records
+from tests.serving.waiting import wait_for
 
 
 def test_score_one_lead(scoring_app, trained_model):
@@ -51,19 +50,16 @@ def test_score_one_lead(scoring_app, trained_model):
 def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_model):
     records = demo_records(trained_model, 5)
     body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
-    engine = make_engine(scoring_app.app.state.settings.database_url)
+    engine = make_engine(scoring_app.app.state.services.settings.database_url)
     query = (
         sa.select(score_log)
         .where(score_log.c.request_id == body["request_id"])
         .order_by(score_log.c.id)
     )
-    deadline = time.monotonic() + 5
-    while True:
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-        if len(rows) == 5 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    writer = scoring_app.app.state.services.score_log
+    wait_for(lambda: writer.pending == 0, "the score log writer did not write the rows")
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
     engine.dispose()
     assert [r.lead_id for r in rows] == [r["lead_id"] for r in records]
     for row, result in zip(rows, body["results"], strict=True):
@@ -120,7 +116,7 @@ def test_get_model(scoring_app, trained_model):
         trained_model.versions[0],
         None,
     )
-    scorer = scoring_app.app.state.model_store.current.scorer
+    scorer = scoring_app.app.state.services.models.current.scorer
     assert info["trained_at"] == str(scorer.metadata["trained_at"])
     assert info["metrics"] == scorer.metadata["metrics"]
     assert 0 <= info["metrics"]["roc_auc"] <= 1

@@ -1,11 +1,10 @@
-"""A clean shutdown under load writes every score that was answered (real `leadscore serve`)."""
+"""A clean shutdown under load writes every score that was answered (real `leadscore serve`, in
+its own process group: tests.serving.servers kills it whole at the end)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -17,14 +16,10 @@ import sqlalchemy as sa
 
 from serving.db import make_engine, score_log
 from tests.serving.conftest import BOOTSTRAP, KEYS, demo_records
+from tests.serving.servers import free_port, server_process
+from tests.serving.waiting import HANG_GUARD_SECONDS
 
 LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -41,19 +36,14 @@ def test_sigterm_under_load_loses_no_score_records(trained_model, database_url, 
         "LEADSCORE_SCORE_LOG_BATCH_SIZE": "100000",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen(
-        [LEADSCORE, "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
+    command = [LEADSCORE, "serve", "--port", str(port), "--workers", "2"]
+    with server_process(command, env=env, cwd=tmp_path, log=log) as server:
+        deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a start-up claim
         ready = 0
         while ready < 4:
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the service did not become ready"
             try:
                 ready += httpx.get(f"{base}/readyz", timeout=2).status_code == 200
@@ -90,21 +80,22 @@ def test_sigterm_under_load_loses_no_score_records(trained_model, database_url, 
         threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
         for t in threads:
             t.start()
-        time.sleep(2.5)
-        pending = sum(
-            float(line.split()[-1])
-            for line in httpx.get(f"{base}/metrics").text.splitlines()
-            if line.startswith("leadscore_score_log_pending")
-        )
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        stop.set()
-        for t in threads:
-            t.join()
-    finally:
-        if server.poll() is None:
-            server.kill()
-    assert server.returncode == 0, server.stdout.read().decode()[-3000:]
+        try:
+            time.sleep(2.5)
+            pending = sum(
+                float(line.split()[-1])
+                for line in httpx.get(f"{base}/metrics").text.splitlines()
+                if line.startswith("leadscore_score_log_pending")
+            )
+            # The signal a process manager sends, to uvicorn's main process only: it stops the
+            # workers itself (the group is killed whole only afterwards, in any case).
+            server.send_signal(signal.SIGTERM)
+            server.wait(HANG_GUARD_SECONDS)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert server.returncode == 0, log.read_text()[-3000:]
     assert pending > 0, "nothing was pending at shutdown: the test would prove nothing"
     assert len(answered) > 50
     engine = make_engine(database_url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +20,7 @@ from serving.db import (
 )
 from serving.score_log import ScoreLogWriter, ScoreRows
 from tests.serving.conftest import auth
+from tests.serving.waiting import wait_for
 
 
 @pytest.fixture
@@ -112,10 +112,7 @@ def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("ALTER TABLE score_log RENAME TO score_log_away"))
     writer.submit([row(1), row(2)])
-    deadline = time.monotonic() + 5
-    while writer.last_error is None:
-        assert time.monotonic() < deadline, "the failed write was not reported"
-        time.sleep(0.02)
+    wait_for(lambda: writer.last_error is not None, "the failed write was not reported")
     assert writer.pending == 2
     with engine.begin() as connection:
         connection.execute(sa.text("ALTER TABLE score_log_away RENAME TO score_log"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from features.policy.monitoring import population_stability_index, win_rate_by_g
 from features.policy.rules import Policy
 from features.policy.thresholds import choose_threshold, threshold_table
 from serving.db import as_utc, outcomes, score_log, utcnow
+
+if TYPE_CHECKING:
+    from serving.model_store import LoadedModel
 
 MAX_RECENT_ROWS = 500_000
 
@@ -56,10 +59,9 @@ class Basis:
         }
 
 
-def model_default_policy(model_store: Any) -> Policy:
+def model_default_policy(loaded: LoadedModel | None) -> Policy:
     """The loaded model's own policy (from its metadata), or the built-in default."""
-    current = getattr(model_store, "current", None)
-    policy = getattr(getattr(current, "scorer", None), "policy", None)
+    policy = getattr(getattr(loaded, "scorer", None), "policy", None)
     if isinstance(policy, Policy):
         return policy
     if isinstance(policy, dict):
@@ -73,8 +75,8 @@ def model_default_policy(model_store: Any) -> Policy:
 _DEFAULT = Policy()
 
 
-def holdout_basis(model_store: Any) -> Basis:
-    current = getattr(model_store, "current", None)
+def holdout_basis(current: LoadedModel | None) -> Basis:
+    """The held-out leads shipped inside `current` (the model being served)."""
     if current is None:
         raise BasisUnavailable(
             "no model is loaded yet, so there is no holdout to simulate on; check /readyz, or "
@@ -102,9 +104,9 @@ def holdout_basis(model_store: Any) -> Basis:
 
 def holdout_weeks(metadata: dict, holdout: pd.DataFrame) -> float:
     """Weeks of leads the holdout covers: from the metadata, else the span of `as_of`, else 1."""
-    weeks = metadata.get("holdout_weeks")
+    given = metadata.get("holdout_weeks")
     try:
-        weeks = float(weeks)
+        weeks = math.nan if given is None else float(given)
         if math.isfinite(weeks) and weeks > 0:
             return weeks
     except (TypeError, ValueError):

@@ -97,7 +97,7 @@ class _Model:
 
     def default_policy(self):
         from features.policy.rules import Policy
-        from serving.policy_data import model_default_policy
+        from serving.policy.simulation import model_default_policy
 
         loaded = self.get()
         if loaded is None:
@@ -106,15 +106,11 @@ class _Model:
                 f"default stands for version 0 ({self._error})"
             )
             return Policy()
-
-        class _Store:
-            current = loaded
-
-        return model_default_policy(_Store)
+        return model_default_policy(loaded)
 
 
 def _current(engine, model: _Model):
-    from serving.policy_store import (
+    from serving.policy.store import (
         MODEL_DEFAULT,
         PolicyVersion,
         current_policy,
@@ -254,7 +250,7 @@ def _file_fields(path: Path) -> dict[str, Any]:
 def _save(engine, current, changes: dict, reason: str, expected_version: int | None):
     from pydantic import ValidationError
 
-    from serving.policy_store import PolicyStoreError, merge_policy, save_policy, validation_message
+    from serving.policy.store import PolicyStoreError, merge_policy, save_policy, validation_message
 
     try:
         policy = merge_policy(current.policy, changes)
@@ -281,7 +277,7 @@ def show_history(
     as_json: bool = JsonOption,
 ) -> None:
     """Every saved version: who, when, why and what changed."""
-    from serving.policy_store import history
+    from serving.policy.store import history
 
     engine = _engine(database_url)
     try:
@@ -322,7 +318,7 @@ def rollback_policy(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore an earlier version, as a new audited version."""
-    from serving.policy_store import PolicyStoreError, rollback
+    from serving.policy.store import PolicyStoreError, rollback
 
     engine = _engine(database_url)
     try:
@@ -381,7 +377,7 @@ def simulate_policy(
     """What a threshold would do: leads a week to sales, expected wins, precision, recall, lift."""
     from features.policy.rules import PolicyError
     from features.policy.thresholds import CHOOSE_BY
-    from serving.policy_data import BasisUnavailable, holdout_basis, recent_basis, simulate
+    from serving.policy.simulation import BasisUnavailable, holdout_basis, recent_basis, simulate
 
     if by is not None and by not in CHOOSE_BY:
         raise _fail(
@@ -405,16 +401,13 @@ def simulate_policy(
             elif recent_days is not None:
                 basis = recent_basis(engine, recent_days)
             else:
-
-                class _Store:
-                    current = model.get()
-
-                if _Store.current is None:
+                loaded = model.get()
+                if loaded is None:
                     raise BasisUnavailable(
                         f"{model._error}\nOr simulate on a file (--holdout FILE --weeks N) or on "
                         "recent scores (--recent-days N)"
                     )
-                basis = holdout_basis(_Store)
+                basis = holdout_basis(loaded)
             result = simulate(
                 basis,
                 current.policy,
@@ -450,7 +443,7 @@ def simulate_policy(
 def _file_basis(path: Path, weeks: float | None):
     import pandas as pd
 
-    from serving.policy_data import Basis
+    from serving.policy.simulation import Basis
 
     if weeks is None or weeks <= 0:
         raise _fail(

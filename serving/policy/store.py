@@ -6,7 +6,7 @@ Nothing is updated or deleted, so the table is the audit log. Version 0 is the m
 policy (from its metadata), in force until marketing ops save one.
 
 Workers never read the table on the request path: `PolicyCache.current()` is an attribute read.
-A background thread asks the database for the latest version number every `refresh_seconds`
+A background `Refresher` asks the database for the latest version number every `refresh_seconds`
 (an index-only `max()`), and loads the row only when it changed, so a save in one worker is in
 force in every worker within about that interval, without a restart.
 """
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from features.policy.rules import Policy
 from serving.db import as_utc, metadata, utcnow
+from serving.refresher import Refresher
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class PolicyStoreError(ValueError):
 
 class PolicyConflict(PolicyStoreError):
     """The policy changed since the caller read it."""
+
+
+class PolicyVersionNotFound(PolicyStoreError):
+    """A rollback asked for a version that was never saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +264,7 @@ def rollback(
         old = load_version(engine, version)
         if old is None:
             newest = latest_version_number(engine)
-            raise PolicyStoreError(
+            raise PolicyVersionNotFound(
                 f"there is no policy version {version}; versions go from 1 to {newest}"
                 if newest
                 else f"there is no policy version {version}: no policy was saved yet"
@@ -295,7 +300,7 @@ def validation_message(error: ValidationError, prefix: str = "policy") -> str:
 
 
 class PolicyCache:
-    """The policy in force in this worker, refreshed from the database in a background thread.
+    """The policy in force in this worker, refreshed from the database by a `Refresher`.
 
     `default` returns the model's default policy (version 0); it is called on each `current()`
     while nothing was saved, so a new champion's default applies at once.
@@ -306,12 +311,9 @@ class PolicyCache:
     ) -> None:
         self._engine = engine
         self._default = default
-        self._refresh_seconds = refresh_seconds
         self._saved: PolicyVersion | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
         self._lock = threading.Lock()
+        self.refresher = Refresher("leadscore-policy", self.refresh, refresh_seconds)
 
     def current(self) -> PolicyVersion:
         saved = self._saved
@@ -361,27 +363,9 @@ class PolicyCache:
     def start(self) -> None:
         try:
             self.refresh()
-        except (
-            Exception
-        ) as error:  # the service still starts on the default; /readyz reports the DB
+        except Exception as error:  # the service starts on the default; /readyz reports the DB
             log.error("could not load the qualification policy: %s", error)
-        self._thread = threading.Thread(target=self._run, name="leadscore-policy", daemon=True)
-        self._thread.start()
+        self.refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._refresh_seconds):
-            try:
-                self.refresh()
-                if self._failing:
-                    log.info("policy cache: database reachable again")
-                self._failing = False
-            except Exception as error:
-                if not self._failing:
-                    log.error("policy cache: cannot refresh from the database: %s", error)
-                self._failing = True
+        self.refresher.stop()

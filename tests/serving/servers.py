@@ -1,0 +1,81 @@
+"""Servers in subprocesses for tests (`leadscore serve`, uvicorn workers).
+
+Each server starts in its own session, so it leads a process group of its own with every worker
+it forks; `server_process` kills that whole group when the test ends, whatever happened, so a
+failed test never leaves uvicorn workers running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server_process(
+    command: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path
+) -> Iterator[subprocess.Popen]:
+    """Run `command` in a new process group (output to `log`); kill the group at the end."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            list(command),
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen, grace_seconds: float = 20) -> None:
+    """SIGTERM to the server's whole process group, then SIGKILL to whatever is left of it."""
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(process, signal.SIGKILL)  # workers that outlived their parent, too
+    process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # start_new_session: the group id is the leader's pid
+    except ProcessLookupError:
+        pass  # the whole group is gone already
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Wait for `url`/healthz to answer; fail with the server's log if it exits or never does
+    (a hang guard, not a start-up time claim)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"server at {url} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server at {url} did not start:\n{log.read_text()[-3000:]}")
