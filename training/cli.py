@@ -72,7 +72,7 @@ def train_command(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from features.data.loading import load_lead_data
+    from features.data.loading import load_lead_data, unused_columns
     from features.data.validation import DataValidationError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
@@ -104,7 +104,14 @@ def train_command(
         _fail(str(exc))
         return
     summary = result.summary()
-    for warning in result.warnings:
+    # columns left out of the features (empty, unreadable, constant), as `validate` reports them
+    left_out = [
+        f"column '{f.column}': {f.message}"
+        for f in unused_columns(data.report)
+        if "identifier" not in f.message  # the run's own warnings name those
+    ]
+    summary["warnings"] = left_out + summary["warnings"]
+    for warning in left_out + result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if result.leakage:
         from training.leakage import exclude_command
