@@ -7,6 +7,28 @@ from pathlib import Path
 
 import typer
 
+from features.data.cli import (
+    ConfigOption,
+    CreatedAtOption,
+    DatetimeFormatOption,
+    DayfirstOption,
+    DecimalOption,
+    DelimiterOption,
+    DemoRequestOption,
+    DoNotContactOption,
+    EncodingOption,
+    ExcludeOption,
+    IdOption,
+    LabelOption,
+    LeadsOption,
+    OutcomesOption,
+    PositiveOption,
+    ThousandsOption,
+    TimezoneOption,
+    TouchpointsOption,
+    TypeOption,
+    data_overrides,
+)
 from training.tracking import DEFAULT_MODEL_NAME
 
 
@@ -20,21 +42,25 @@ def _print_json(payload: dict) -> None:
 
 
 def train_command(
-    leads: Path | None = typer.Option(None, "--leads", help="Leads file (CSV or Parquet)."),
-    touchpoints: Path | None = typer.Option(None, "--touchpoints", help="Touchpoints file."),
-    outcomes: Path | None = typer.Option(
-        None, "--outcomes", help="Outcomes file (lead_id, closed_at, won)."
-    ),
-    id: str | None = typer.Option(None, "--id", help="Lead id column of the leads file."),
-    label: str | None = typer.Option(None, "--label", help="Flat mode: the label column."),
-    positive: str | None = typer.Option(
-        None, "--positive", help="Flat mode: label value meaning won."
-    ),
-    created_at: str | None = typer.Option(None, "--created-at", help="Lead creation time column."),
-    exclude: list[str] | None = typer.Option(None, "--exclude", help="Column never used (repeat)."),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML: column mapping, features:, training:, policy:."
-    ),
+    leads: LeadsOption = None,
+    touchpoints: TouchpointsOption = None,
+    outcomes: OutcomesOption = None,
+    id: IdOption = None,
+    created_at: CreatedAtOption = None,
+    label: LabelOption = None,
+    positive: PositiveOption = None,
+    exclude: ExcludeOption = None,
+    types: TypeOption = None,
+    timezone: TimezoneOption = None,
+    dayfirst: DayfirstOption = None,
+    datetime_format: DatetimeFormatOption = None,
+    decimal: DecimalOption = None,
+    thousands: ThousandsOption = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    do_not_contact: DoNotContactOption = None,
+    demo_request: DemoRequestOption = None,
+    config: ConfigOption = None,
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(
         DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
@@ -46,24 +72,29 @@ def train_command(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from features.data.loading import load_lead_data, unused_columns
     from features.data.validation import DataValidationError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
 
     console = Console(stderr=True)
     try:
-        run_config = resolve_config(
-            config, leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id,
-            created_at=created_at, label=label, positive=positive, exclude=exclude or None,
-        )  # fmt: skip
+        run_config = resolve_config(config, **data_overrides(
+            leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id, created_at=created_at,
+            label=label, positive=positive, exclude=exclude, types=types, timezone=timezone,
+            dayfirst=dayfirst, datetime_format=datetime_format, decimal=decimal,
+            thousands=thousands, delimiter=delimiter, encoding=encoding,
+            do_not_contact=do_not_contact, demo_request=demo_request,
+        ))  # fmt: skip
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,
         ) as progress:  # fmt: skip
-            task = progress.add_task("starting", total=None)
+            task = progress.add_task("reading and validating the lead files", total=None)
+            data = load_lead_data(run_config.data)
             result = train(
                 run_config, experiment=experiment, model_name=model_name, seed=seed,
-                step=lambda text: progress.update(task, description=text),
+                step=lambda text: progress.update(task, description=text), data=data,
             )  # fmt: skip
             progress.update(task, description="done")
     except DataValidationError as exc:
@@ -73,7 +104,14 @@ def train_command(
         _fail(str(exc))
         return
     summary = result.summary()
-    for warning in result.warnings:
+    # columns left out of the features (empty, unreadable, constant), as `validate` reports them
+    left_out = [
+        f"column '{f.column}': {f.message}"
+        for f in unused_columns(data.report)
+        if "identifier" not in f.message  # the run's own warnings name those
+    ]
+    summary["warnings"] = left_out + summary["warnings"]
+    for warning in left_out + result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if result.leakage:
         from training.leakage import exclude_command
@@ -100,17 +138,29 @@ def score_command(
     model: str = typer.Option(
         ..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."
     ),
-    leads: Path = typer.Option(..., "--leads", help="Leads file to score (CSV or Parquet)."),
-    touchpoints: Path | None = typer.Option(
-        None, "--touchpoints", help="Touchpoints of those leads."
-    ),
     out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
     as_of: str | None = typer.Option(
         None, "--as-of", help="Scoring moment (ISO 8601); default now, or the file's as_of column."
     ),
-    id: str | None = typer.Option(
-        None, "--id", help="Lead id column, if not the one used in training."
-    ),
+    leads: LeadsOption = None,
+    touchpoints: TouchpointsOption = None,
+    outcomes: OutcomesOption = None,
+    id: IdOption = None,
+    created_at: CreatedAtOption = None,
+    label: LabelOption = None,
+    positive: PositiveOption = None,
+    exclude: ExcludeOption = None,
+    types: TypeOption = None,
+    timezone: TimezoneOption = None,
+    dayfirst: DayfirstOption = None,
+    datetime_format: DatetimeFormatOption = None,
+    decimal: DecimalOption = None,
+    thousands: ThousandsOption = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    do_not_contact: DoNotContactOption = None,
+    demo_request: DemoRequestOption = None,
+    config: ConfigOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
@@ -124,20 +174,35 @@ def score_command(
         load_for_scoring,
         score_data,
         scoring_config,
+        use_fact_columns,
         write_scores,
     )
     from training.tracking import tracking_uri
 
     console = Console(stderr=True)
+    # the label column of a scoring file is ignored, like any excluded column
+    overrides = data_overrides(
+        leads=leads, touchpoints=touchpoints, id=id, created_at=created_at,
+        exclude=[*(exclude or []), *([label] if label else [])], types=types, timezone=timezone, dayfirst=dayfirst,
+        datetime_format=datetime_format, decimal=decimal, thousands=thousands,
+        delimiter=delimiter, encoding=encoding, do_not_contact=do_not_contact,
+        demo_request=demo_request,
+    )  # fmt: skip
+    unused = [name for name, value in (("--outcomes", outcomes), ("--positive", positive)) if value]
+    if unused:
+        console.print(f"note: {' and '.join(unused)} not used when scoring", highlight=False)
     try:
         out_path = check_output_path(out)
-        if not leads.is_file():
+        if config is None and leads is None:
+            raise ScoreError("pass --leads PATH (the leads to score) or --config FILE with leads:")
+        if leads is not None and not leads.is_file():
             raise ScoreError(f"--leads {leads}: file not found")
         if touchpoints is not None and not touchpoints.is_file():
             raise ScoreError(f"--touchpoints {touchpoints}: file not found")
         scorer = _load_scorer(model)
-        config = scoring_config(scorer, leads, touchpoints, id=id)
-        data = load_for_scoring(config)
+        data_config = scoring_config(scorer, config_file=config, **overrides)
+        use_fact_columns(scorer, data_config)
+        data = load_for_scoring(data_config)
         with Progress(
             TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=as_json,

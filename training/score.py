@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.data.config import DataConfig
+from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
 from features.model.reasons import format_reasons
 from features.model.scorer import LeadScorer
@@ -33,12 +33,11 @@ def check_output_path(out: str | Path) -> Path:
     return path
 
 
-def scoring_config(
-    scorer: LeadScorer, leads: str | Path, touchpoints: str | Path | None = None, **overrides: Any
-) -> DataConfig:
-    """The column mapping the model was trained with, pointed at the files to score.
+def trained_mapping(scorer: LeadScorer) -> dict[str, Any]:
+    """The column mapping the model was trained with, without its files: what a leads file to
+    score is read with unless a config file or options say otherwise.
 
-    The label is dropped (a label column in the file is ignored) and so are outcomes.
+    The label is excluded (a label column in the file is ignored) and outcomes are dropped.
     """
     trained = scorer.metadata.get("data_config") or {}
     lead_columns = dict(trained.get("leads") or {})
@@ -46,7 +45,7 @@ def scoring_config(
     if not scorer.metadata.get("timestamped", False):
         lead_columns["created_at"] = None
     raw: dict[str, Any] = {
-        "leads": {**lead_columns, "path": str(leads)},
+        "leads": lead_columns,
         "exclude": list(trained.get("exclude") or []),
         "types": dict(trained.get("types") or {}),
     }
@@ -54,21 +53,54 @@ def scoring_config(
         "timezone",
         "dayfirst",
         "datetime_format",
+        "decimal",
+        "thousands",
         "placeholders",
         "channel_map",
         "activity_map",
+        "do_not_contact_columns",
+        "demo_request_columns",
     ):
         if key in trained and trained[key] is not None:
             raw[key] = trained[key]
-    if touchpoints is not None:
-        tp_columns = dict(trained.get("touchpoints") or {})
-        tp_columns.pop("path", None)
-        raw["touchpoints"] = {**tp_columns, "path": str(touchpoints)}
+    tp_columns = dict(trained.get("touchpoints") or {})
+    tp_columns.pop("path", None)
+    raw["touchpoints"] = tp_columns or None
     label = trained.get("label")
     if label:
         raw["exclude"] = [*raw["exclude"], label]
-    config = DataConfig.model_validate(raw)
-    return config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    return raw
+
+
+def scoring_config(
+    scorer: LeadScorer,
+    leads: str | Path | None = None,
+    touchpoints: str | Path | None = None,
+    config_file: str | Path | None = None,
+    **overrides: Any,
+) -> DataConfig:
+    """The mapping the model was trained with (`trained_mapping`), then a config file's data
+    part, then the options, pointed at the files to score. Raises `DataValidationError`."""
+    base = trained_mapping(scorer)
+    loaded = load_config(
+        config_file,
+        base=base,
+        **{**overrides, "leads": leads or overrides.get("leads"),
+           "touchpoints": touchpoints or overrides.get("touchpoints")},
+    )  # fmt: skip
+    config = loaded.data
+    if config.touchpoints is not None and config.touchpoints.path is None:
+        config = config.model_copy(update={"touchpoints": None})  # the model's mapping, no file
+    return config
+
+
+def use_fact_columns(scorer: LeadScorer, config: DataConfig) -> None:
+    """Let the scorer's hard rules also read the fact columns named for this scoring run."""
+    trained = dict(scorer.metadata.get("data_config") or {})
+    for key in ("do_not_contact_columns", "demo_request_columns"):
+        named = list(trained.get(key) or [])
+        trained[key] = named + [c for c in getattr(config, key) if c not in named]
+    scorer.metadata["data_config"] = trained
 
 
 def score_data(

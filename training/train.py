@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import FeatureConfig
-from features.data.config import DataConfig
+from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
 from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
@@ -108,48 +107,19 @@ class RunConfig:
 
 def resolve_config(config_file: str | Path | None = None, **data_overrides: Any) -> RunConfig:
     """The config file's sections (data mapping at the top level, `features:`, `training:`,
-    `policy:`) with the CLI options (`data_overrides`) winning over the file."""
-    raw: dict[str, Any] = {}
-    base = Path.cwd()
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise TrainingConfigError(f"config file {path} not found: check the --config path")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise TrainingConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise TrainingConfigError(f"config file {path} must be a mapping of `key: value` lines")
-        base = path.parent
-    sections = {}
-    for name, model in (
-        ("features", FeatureConfig),
-        ("training", TrainingConfig),
-        ("policy", Policy),
-    ):
-        try:
-            sections[name] = model.model_validate(raw.pop(name, None) or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in (name, *first["loc"]))
-            raise TrainingConfigError(f"config {where}: {first['msg']}") from None
-    if "leads" not in raw:
-        if data_overrides.get("leads") is None:
-            raise TrainingConfigError(
-                "no leads file: give --leads PATH (or `leads:` in the config file)"
-            )
-        raw["leads"] = str(data_overrides["leads"])
-    try:
-        data = DataConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise TrainingConfigError(
-            f"config {where}: {first['msg']} (see the README's data contract for the fields)"
-        ) from None
-    data = data._relative_to(base).with_overrides(**data_overrides)
-    return RunConfig(data, sections["features"], sections["training"], sections["policy"])
+    `policy:`) with the CLI options (`data_overrides`) winning over the file.
+
+    One reader for every command: `features.data.config.load_config` (paths in the file are
+    relative to it, paths given as options to the working directory); it raises
+    `DataValidationError` naming the file, the field and the fix.
+    """
+    loaded = load_config(
+        config_file,
+        sections={"features": FeatureConfig, "training": TrainingConfig, "policy": Policy},
+        **data_overrides,
+    )
+    sections = loaded.sections
+    return RunConfig(loaded.data, sections["features"], sections["training"], sections["policy"])
 
 
 @dataclass

@@ -22,7 +22,19 @@ from pydantic import BaseModel
 from features.data import readers, validation
 from features.data.config import DataConfig
 from features.data.validation import DataValidationError, ValidationReport, format_examples
-from features.data.values import OUTCOME_WORDS, placeholder_mask, to_boolean, to_numeric, to_text
+from features.data.values import (
+    COMMA,
+    OUTCOME_WORDS,
+    POINT,
+    NumberFormat,
+    NumberReading,
+    column_key,
+    number_reading,
+    placeholder_mask,
+    to_boolean,
+    to_numeric,
+    to_text,
+)
 from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
 
 # --------------------------------------------------------------------------------------------------
@@ -95,6 +107,15 @@ def load_lead_data(config: DataConfig, progress: bool = False) -> LeadData:
     )
 
 
+def unused_columns(report: ValidationReport) -> list[validation.Finding]:
+    """The warnings about lead columns left out of the attributes: empty, unreadable, the same
+    in every row, or identifier-like."""
+    return [f for f in report.warnings if f.column is not None and NOT_USED in f.message]
+
+
+NOT_USED = "not used"  # in the message of every warning about a column left out
+
+
 class _progress:
     """A rich progress bar over the loading steps, or nothing."""
 
@@ -159,14 +180,15 @@ def _timestamps(
     what: str,
 ) -> tuple[pd.Series, pd.Series]:
     """Parsed UTC timestamps and the mask of rows to keep; findings for bad and naive values."""
+    misordered = _day_month_findings(values, config, report, file, column, what=what)
     parsed, bad, naive = readers.parse_timestamps(
         values,
         timezone=config.timezone,
-        dayfirst=config.dayfirst,
+        dayfirst=bool(config.dayfirst),
         datetime_format=config.datetime_format,
     )
     n_bad = int(bad.sum())
-    if n_bad:
+    if n_bad and not misordered:
         share = n_bad / len(values)
         hint = (
             "the dates look day-first: set 'dayfirst: true' in the config"
@@ -210,6 +232,71 @@ def _timestamps(
             fix="if they are local times, set 'timezone:' (e.g. Europe/Berlin) in the config",
         )
     return parsed, ~(bad | missing)
+
+
+def _day_month_findings(
+    values: pd.Series,
+    config: DataConfig,
+    report: ValidationReport,
+    file: str,
+    column: str,
+    *,
+    what: str,
+) -> bool:
+    """Report dates whose day and month order contradicts `dayfirst` (or is a guess); True when
+    an error was recorded (the dates would be misread)."""
+    if config.datetime_format:
+        return False
+    order = readers.day_month_order(values)
+    if order is None:
+        return False
+    share = (order.day_first + order.month_first) / max(len(values), 1)
+    if order.day_first and order.month_first:
+        report.error(
+            f"{what} dates are written both day-first and month-first",
+            file=file,
+            column=column,
+            rows=order.day_first + order.month_first,
+            examples=order.day_first_examples[:2] + order.month_first_examples[:2],
+            fix="export the dates in one form (ISO 8601, YYYY-MM-DD, is safest) or set "
+            "'datetime_format:' (e.g. '%d/%m/%Y') in the config",
+        )
+        return True
+    if order.day_first and not config.dayfirst:
+        setting = "(the default)" if config.dayfirst is None else "(dayfirst: false)"
+        report.error(
+            f"{share:.0%} of {what} timestamps cannot be read as dates month-first {setting}: "
+            "the dates are day-first, so reading them month-first would swap day and month "
+            "in the others",
+            file=file,
+            column=column,
+            rows=order.day_first,
+            examples=order.day_first_examples,
+            fix="set 'dayfirst: true' in the config or pass --dayfirst",
+        )
+        return True
+    if order.month_first and config.dayfirst:
+        report.error(
+            f"{share:.0%} of {what} timestamps cannot be read as dates day-first "
+            "(dayfirst: true): the dates are month-first",
+            file=file,
+            column=column,
+            rows=order.month_first,
+            examples=order.month_first_examples,
+            fix="remove 'dayfirst: true' from the config, or pass --no-dayfirst",
+        )
+        return True
+    if order.ambiguous and config.dayfirst is None:
+        report.warning(
+            f"every {what} date reads both day-first and month-first; read month-first "
+            "(MM/DD/YYYY)",
+            file=file,
+            column=column,
+            examples=order.ambiguous,
+            fix="if they are day-first (DD/MM/YYYY), set 'dayfirst: true' in the config or pass "
+            "--dayfirst; set 'dayfirst: false' (--no-dayfirst) to confirm month-first",
+        )
+    return False
 
 
 def _canonical_leads(
@@ -290,6 +377,8 @@ def _canonical_leads(
             fix="check the spelling of the columns under 'types:' against the file's header",
         )
 
+    _fact_column_findings(raw, config, report, file)
+
     kept = keep.to_numpy()
     out: dict[str, pd.Series] = {"lead_id": ids[kept]}
     if created is not None:
@@ -315,12 +404,66 @@ def _canonical_leads(
     return frame, label, attribute_types
 
 
+def _fact_column_findings(
+    raw: pd.DataFrame, config: DataConfig, report: ValidationReport, file: str
+) -> None:
+    """The configured do-not-contact and demo-request columns are in the file, not excluded,
+    and hold yes/no values (anything else never triggers the hard rule)."""
+    header = {column_key(c): c for c in raw.columns}
+    excluded = {column_key(c) for c in config.exclude}
+    placeholders = {p.strip().lower() for p in config.placeholders}
+    for key, names, what in (
+        ("do_not_contact_columns", config.do_not_contact_columns, "do-not-contact"),
+        ("demo_request_columns", config.demo_request_columns, "demo-request"),
+    ):
+        missing = [c for c in names if column_key(c) not in header]
+        if missing:
+            report.warning(
+                f"{what} columns named under '{key}' are not in the file",
+                file=file,
+                examples=format_examples(missing),
+                fix="check the spelling against the file's header (case, accents and spaces do "
+                "not matter)",
+            )
+        for name in names:
+            column = header.get(column_key(name))
+            if column is None:
+                continue
+            if column_key(name) in excluded:
+                report.warning(
+                    f"the {what} column is also under 'exclude:', so the hard rule cannot read it",
+                    file=file,
+                    column=column,
+                    fix=f"remove '{column}' from 'exclude:' (or from '{key}:')",
+                )
+                continue
+            values = raw[column]
+            mask, _ = placeholder_mask(values, placeholders)
+            _, bad = to_boolean(values.where(~mask))
+            if bad.any():
+                report.warning(
+                    f"values of the {what} column that are not yes/no: the hard rule does not "
+                    "count them as yes",
+                    file=file,
+                    column=column,
+                    rows=int(bad.sum()),
+                    examples=format_examples(values[bad].head(100)),
+                    fix="write yes or no (oui/non, ja/nein, sí/no ... are read too) in the column",
+                )
+
+
 def _attributes(
     raw: pd.DataFrame, config: DataConfig, report: ValidationReport, file: str
 ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Typed attribute columns and their types.
+
+    Columns that end up with nothing to learn from (empty after placeholders and unreadable
+    values, or one value in every row) are left out of the types with a warning, so `validate`
+    and `train` agree on what is usable; constant ones stay in the frame (a hard rule may read
+    them, and a model trained when they varied needs their values).
+    """
     placeholders = {p.strip().lower() for p in config.placeholders}
-    columns: dict[str, pd.Series] = {}
-    types: dict[str, str] = {}
+    present: dict[str, pd.Series] = {}
     for name in raw.columns:
         values = raw[name]
         mask, found = placeholder_mask(values, placeholders)
@@ -344,8 +487,29 @@ def _attributes(
                 fix="nothing to do, or add it to 'exclude:'",
             )
             continue
-        kind = config.types.get(name) or readers.infer_type(values)
-        converted, bad = _convert(values, kind, config)
+        present[name] = values
+    number_formats = _number_formats(present, config, report, file)
+    columns: dict[str, pd.Series] = {}
+    types: dict[str, str] = {}
+    for name, values in present.items():
+        number_format = number_formats.get(name)
+        kind = config.types.get(name) or readers.infer_type(values, number_format)
+        misordered = kind == "datetime" and _day_month_findings(
+            values, config, report, file, name, what=f"'{name}'"
+        )
+        converted, bad = _convert(values, kind, config, number_format)
+        if misordered:  # the error says why these are unreadable
+            bad = pd.Series(False, index=values.index)
+        if converted.isna().all():
+            report.warning(
+                f"no value can be read as {kind}: the column is empty and is not used",
+                file=file,
+                column=name,
+                rows=int(bad.sum()),
+                examples=format_examples(values[bad].head(100)),
+                fix=f"fix the values, or set 'types: {{{name}: categorical}}' in the config",
+            )
+            continue
         if bad.any():
             report.warning(
                 f"values that are not {kind} read as missing",
@@ -355,20 +519,32 @@ def _attributes(
                 examples=format_examples(values[bad].head(100)),
                 fix=f"fix the values, or set 'types: {{{name}: categorical}}' in the config",
             )
-        present = converted.dropna()
-        if present.nunique() == 1:
+        known = converted.dropna()
+        if known.nunique() == 1 and len(known) == len(converted):
+            report.warning(
+                "column has the same value in every row and is not used as a feature",
+                file=file,
+                column=name,
+                rows=len(converted),
+                examples=format_examples(values.head(1)),
+                fix="nothing to do: it carries no information (add it to 'exclude:' to silence "
+                "this)",
+            )
+            columns[name] = converted
+            continue
+        if known.nunique() == 1:
             report.note(
                 "column has a single value and carries no information",
                 file=file,
                 column=name,
-                examples=format_examples(present.head(1)),
+                examples=format_examples(known.head(1)),
             )
-        integral = kind == "numeric" and bool((present == present.round()).all())
-        every_row = len(values) >= 50 and len(present) == len(values)
+        integral = kind == "numeric" and bool((known == known.round()).all())
+        every_row = len(values) >= 50 and len(known) == len(values)
         if (
             (kind == "categorical" or integral)
             and every_row
-            and present.is_unique
+            and known.is_unique
             and name not in config.types
         ):
             # An id is no attribute: a sequential one encodes time (it flatters random CV by
@@ -378,7 +554,7 @@ def _attributes(
                 file=file,
                 column=name,
                 rows=len(values),
-                examples=format_examples(present.head(3)),
+                examples=format_examples(known.head(3)),
                 fix=f"add '{name}' to 'exclude:' to silence this; to use it anyway, set "
                 f"'types: {{{name}: {kind}}}' in the config",
             )
@@ -399,20 +575,133 @@ def _attributes(
     return frame, types
 
 
-def _convert(values: pd.Series, kind: str, config: DataConfig) -> tuple[pd.Series, pd.Series]:
+def _number_formats(
+    columns: dict[str, pd.Series], config: DataConfig, report: ValidationReport, file: str
+) -> dict[str, NumberFormat | None]:
+    """How each text column writes its numbers: the config's format, else what its values show,
+    else (values such as 1,234 that read both ways) what the file's other columns show."""
+    if config.number_format is not None:
+        return dict.fromkeys(columns, config.number_format)
+    readings: dict[str, NumberReading] = {}
+    for name, values in columns.items():
+        if config.types.get(name) in ("categorical", "boolean", "datetime"):
+            continue
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        reading = number_reading(values)
+        if reading.kind != "text":
+            readings[name] = reading
+    kinds = {r.kind for r in readings.values()}
+    in_file = None
+    if "decimal_comma" in kinds and "decimal_point" not in kinds:
+        in_file = COMMA
+    elif "decimal_point" in kinds and "decimal_comma" not in kinds:
+        in_file = POINT
+    formats: dict[str, NumberFormat | None] = {}
+    for name, reading in readings.items():
+        formats[name] = _number_format_finding(name, reading, in_file, report, file)
+    return formats
+
+
+_DECIMAL_FIX = (
+    "set 'decimal:' (and 'thousands:') in the config, or pass --decimal ',' / --decimal '.'"
+)
+
+
+def _number_format_finding(
+    column: str,
+    reading: NumberReading,
+    in_file: NumberFormat | None,
+    report: ValidationReport,
+    file: str,
+) -> NumberFormat | None:
+    """The format to read `column` in, after recording what was decided and why."""
+    if reading.number_format is not None:
+        report.note(
+            f"numbers read with a {reading.number_format.describe()}",
+            file=file,
+            column=column,
+            examples=format_examples(reading.examples),
+            fix=f"if that is wrong, {_DECIMAL_FIX}",
+        )
+        return reading.number_format
+    if reading.kind == "mixed":
+        report.warning(
+            "numbers are written both with a decimal point and with a decimal comma: the column "
+            "is not read as numbers",
+            file=file,
+            column=column,
+            examples=format_examples(reading.examples),
+            fix=f"{_DECIMAL_FIX} (values written the other way are then missing)",
+        )
+        return None
+    if reading.kind != "ambiguous":
+        return None
+    if in_file is not None:
+        report.note(
+            f"numbers such as {reading.examples[0]!r} read either way; read with a "
+            f"{in_file.describe()}, like the file's other numbers",
+            file=file,
+            column=column,
+            examples=format_examples(reading.examples),
+            fix=f"if that is wrong, {_DECIMAL_FIX}",
+        )
+        return in_file
+    example = reading.examples[0]
+    if reading.default is None:
+        report.warning(
+            f"numbers such as {example!r} are a thousand or a decimal depending on the country: "
+            "the column is not read as numbers",
+            file=file,
+            column=column,
+            examples=format_examples(reading.examples),
+            fix="set 'decimal: \",\"' (--decimal ,) if ',' is the decimal mark, or "
+            "'decimal: \".\"' (--decimal .) if ',' separates thousands",
+        )
+        return None
+    report.warning(
+        f"numbers such as {example!r} read with a decimal point; if '.' separates thousands "
+        "in this file they are a thousand times too small",
+        file=file,
+        column=column,
+        examples=format_examples(reading.examples),
+        fix="set 'decimal: \",\"' (--decimal ,) if '.' separates thousands, or 'decimal: \".\"' "
+        "(--decimal .) to confirm and silence this",
+    )
+    return reading.default
+
+
+def _convert(
+    values: pd.Series, kind: str, config: DataConfig, number_format: NumberFormat | None = None
+) -> tuple[pd.Series, pd.Series]:
     if kind == "numeric":
-        return to_numeric(values)
+        return to_numeric(values, number_format)
     if kind == "boolean":
         return to_boolean(values)
     if kind == "datetime":
         parsed, bad, _ = readers.parse_timestamps(
             values,
             timezone=config.timezone,
-            dayfirst=config.dayfirst,
+            dayfirst=bool(config.dayfirst),
             datetime_format=config.datetime_format,
         )
         return parsed, bad
     return to_text(values), pd.Series(False, index=values.index)
+
+
+def _numbers(
+    values: pd.Series, config: DataConfig, report: ValidationReport, file: str, column: str
+) -> tuple[pd.Series, pd.Series]:
+    """A numeric column of touchpoints or outcomes (value, amount) read in the config's format,
+    else the one its values show."""
+    number_format = config.number_format
+    if number_format is None and not pd.api.types.is_numeric_dtype(values):
+        reading = number_reading(values)
+        if reading.kind != "text":
+            number_format = _number_format_finding(column, reading, None, report, file)
+    return to_numeric(values, number_format)
 
 
 def _explicit_optional(source: BaseModel, field: str) -> bool:
@@ -483,7 +772,7 @@ def _canonical_touchpoints(
     else:
         frame["campaign"] = pd.Series(pd.NA, index=frame.index, dtype="str")
     if source.value is not None and source.value in raw.columns:
-        value, bad = to_numeric(raw[source.value])
+        value, bad = _numbers(raw[source.value], config, report, file, source.value)
         if bad.any():
             report.warning(
                 "values that are not numbers read as missing",
@@ -606,7 +895,7 @@ def _canonical_outcomes(
         )
         keep &= ~no_won
     if source.amount is not None and source.amount in raw.columns:
-        amount, bad = to_numeric(raw[source.amount])
+        amount, bad = _numbers(raw[source.amount], config, report, file, source.amount)
         if bad.any():
             report.warning(
                 "amounts that are not numbers read as missing",

@@ -10,13 +10,16 @@ import codecs
 import csv
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.data.validation import ValidationReport, format_examples, row_examples
-from features.data.values import BOOLEAN_WORDS
+from features.data.values import BOOLEAN_WORDS, NumberFormat, to_numeric
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zip")
 
@@ -374,8 +377,11 @@ def _read_csv_c(
         return None
 
 
-def infer_type(series: pd.Series) -> str:
-    """'numeric', 'boolean', 'datetime' or 'categorical' for an attribute column."""
+def infer_type(series: pd.Series, number_format: NumberFormat | None = None) -> str:
+    """'numeric', 'boolean', 'datetime' or 'categorical' for an attribute column.
+
+    Text is numeric when every value is a number written in `number_format` (default: plain
+    numbers such as 1234.5)."""
     if pd.api.types.is_bool_dtype(series):
         return "boolean"
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -392,7 +398,7 @@ def infer_type(series: pd.Series) -> str:
     lowered = set(uniques.str.casefold())
     if lowered <= set(BOOLEAN_WORDS):
         return "boolean"
-    numbers = pd.to_numeric(uniques, errors="coerce")
+    numbers, _ = to_numeric(uniques, number_format)
     if numbers.notna().all():
         # Codes written with leading zeros (postal codes, account numbers) are not quantities.
         return "categorical" if uniques.str.match(r"^0\d").any() else "numeric"
@@ -486,3 +492,66 @@ def bad_value_examples(series: pd.Series, bad: pd.Series) -> tuple[str, ...]:
     idx = series.index[bad.to_numpy()][:5]
     lines = row_examples(idx)
     return tuple(f"{line}: {series.loc[i]!r}" for line, i in zip(lines, idx))
+
+
+# --------------------------------------------------------------------------------------------------
+# Day-first or month-first
+
+_DAY_MONTH_START = r"^\s*[0-9]{1,2}[/.-][0-9]{1,2}[/.-]"
+_DAY_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b"
+
+
+@dataclass(frozen=True)
+class DayMonthOrder:
+    """What the 03/04/2024-style dates of a column say about their order.
+
+    `day_first`/`month_first`: rows whose date only reads day-first (13/03/2024) or only
+    month-first (03/13/2024), with examples; `ambiguous`: every such date reads both ways
+    (03/04/2024), with examples.
+    """
+
+    day_first: int
+    day_first_examples: tuple[str, ...]
+    month_first: int
+    month_first_examples: tuple[str, ...]
+    ambiguous: tuple[str, ...]
+
+
+def day_month_order(series: pd.Series) -> DayMonthOrder | None:
+    """The day/month evidence of a text column of dates; None when it has no dd/mm/yyyy-like
+    dates (ISO 8601 and other forms are unambiguous)."""
+    if pd.api.types.is_datetime64_any_dtype(series) or not len(series):
+        return None
+    text = series.dropna().astype(str)
+    try:
+        starts = pc.match_substring_regex(pa.array(text.array), _DAY_MONTH_START)
+        if not pc.any(starts).as_py():  # one vectorised pass: ISO columns stop here
+            return None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    codes, uniques = pd.factorize(text)
+    parts = pd.Series(uniques, dtype="str").str.extract(_DAY_MONTH)
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    rows = np.bincount(codes, minlength=len(uniques))
+    with np.errstate(invalid="ignore"):
+        day_only = (first > 12) & (first <= 31) & (second >= 1) & (second <= 12)
+        month_only = (second > 12) & (second <= 31) & (first >= 1) & (first <= 12)
+        both = (first >= 1) & (first <= 12) & (second >= 1) & (second <= 12)
+    dated = day_only | month_only | both
+    if not dated.any():
+        return None
+
+    def examples(mask: np.ndarray) -> tuple[str, ...]:
+        return format_examples(uniques[mask][:5])
+
+    ambiguous: tuple[str, ...] = ()
+    if not (day_only | month_only).any():
+        ambiguous = examples(both & (first != second))  # 04/04 reads the same both ways
+    return DayMonthOrder(
+        day_first=int(rows[day_only].sum()),
+        day_first_examples=examples(day_only),
+        month_first=int(rows[month_only].sum()),
+        month_first_examples=examples(month_only),
+        ambiguous=ambiguous,
+    )

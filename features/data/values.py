@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -43,9 +46,27 @@ DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
 # --------------------------------------------------------------------------------------------------
 # Yes / no
 
-# Spellings of yes and no in CRM exports and form posts (compared case-folded, spaces trimmed).
-YES_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "x", "on", "checked"})
-NO_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", "off", "unchecked"})
+# Spellings of yes and no in CRM exports and form posts (compared case-folded, spaces trimmed):
+# English, then the words European CRMs export in French, German, Spanish, Italian, Portuguese,
+# Dutch, the Scandinavian languages and Polish.
+YES_WORDS = frozenset(
+    {
+        "true", "t", "yes", "y", "1", "1.0", "x", "on", "checked",
+        "oui", "vrai",  # fr
+        "ja", "wahr",  # de, nl, sv, da, no
+        "sí", "si", "sì", "verdadero", "vero", "sim", "verdadeiro",  # es, it, pt
+        "waar", "sant", "sann", "tak", "prawda",  # nl, sv, no, pl
+    }
+)  # fmt: skip
+NO_WORDS = frozenset(
+    {
+        "false", "f", "no", "n", "0", "0.0", "off", "unchecked",
+        "non", "faux",  # fr
+        "nein", "falsch",  # de
+        "falso", "não", "nao",  # es, it, pt ("no" is English too)
+        "nee", "onwaar", "nej", "nei", "falskt", "usann", "nie", "fałsz",  # nl, sv, da, no, pl
+    }
+)  # fmt: skip
 BOOLEAN_WORDS: dict[str, bool] = {
     **dict.fromkeys(YES_WORDS, True),
     **dict.fromkeys(NO_WORDS, False),
@@ -61,6 +82,15 @@ OUTCOME_WORDS: dict[str, bool] = {
     "loss": False,
     "converted": True,
     "not converted": False,
+    "gagné": True,  # fr
+    "perdu": False,
+    "gewonnen": True,  # de, nl
+    "verloren": False,
+    "ganado": True,  # es
+    "perdido": False,  # es, pt
+    "ganho": True,  # pt
+    "vinto": True,  # it
+    "perso": False,
 }
 
 
@@ -98,12 +128,148 @@ def to_boolean(
     return result, bad
 
 
-def to_numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """float64 values and a mask of non-missing values that are not numbers."""
+def to_numeric(
+    series: pd.Series, number_format: NumberFormat | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """float64 values and a mask of non-missing values that are not numbers.
+
+    Without `number_format`, plain numbers only (1234.5, 1e3); with it, numbers written the way it
+    says ('1.234,5' with a decimal comma), thousands separators only in groups of three digits.
+    """
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float), pd.Series(False, index=series.index)
-    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
+    if number_format is None or pd.api.types.is_numeric_dtype(series):
+        numbers = pd.to_numeric(series, errors="coerce").astype("float64")
+        return numbers, series.notna() & numbers.isna()
+    numbers = _formatted_numbers(to_text(series).str.strip(), number_format)
     return numbers, series.notna() & numbers.isna()
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers written with decimal commas and thousands separators
+
+DECIMAL_MARKS = (".", ",")
+# Thousands separators seen in exports: comma, point, spaces (French exports use a no-break or a
+# narrow no-break space) and the Swiss apostrophe.
+THOUSANDS_MARKS = (",", ".", " ", "\u00a0", "\u202f", "'", "\u2019")
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """How a file writes numbers: its decimal mark and thousands separator.
+
+    `thousands=None`: any separator other than the decimal mark, between groups of three digits.
+    """
+
+    decimal: str = "."
+    thousands: str | None = None
+
+    def describe(self) -> str:
+        mark = {".": "decimal point", ",": "decimal comma"}[self.decimal]
+        return f"{mark} ({_EXAMPLE[self.decimal]})"
+
+
+_EXAMPLE = {".": "1,234.5 = 1234.5", ",": "1.234,5 = 1234.5"}
+POINT = NumberFormat(".")
+COMMA = NumberFormat(",")
+
+
+def _number_pattern(number_format: NumberFormat) -> str:
+    marks = [number_format.thousands] if number_format.thousands else THOUSANDS_MARKS
+    groups = "".join(re.escape(m) for m in marks if m != number_format.decimal)
+    point = re.escape(number_format.decimal)
+    # no back-references: Arrow's regex engine (RE2) has none
+    return (
+        rf"[+-]?(?:(?:[0-9]{{1,3}}(?:[{groups}][0-9]{{3}})+|[0-9]+)(?:{point}[0-9]+)?"
+        rf"|{point}[0-9]+)"
+    )
+
+
+def _formatted_numbers(text: pd.Series, number_format: NumberFormat) -> pd.Series:
+    """float64 of stripped texts written in `number_format`; NaN for anything else."""
+    valid = text.str.fullmatch(_number_pattern(number_format)).fillna(False).astype(bool)
+    groups = "".join(re.escape(m) for m in THOUSANDS_MARKS if m != number_format.decimal)
+    cleaned = text.where(valid).str.replace(f"[{groups}]", "", regex=True)
+    if number_format.decimal != ".":
+        cleaned = cleaned.str.replace(number_format.decimal, ".", regex=False)
+    numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
+    if number_format.decimal == ".":
+        # plain forms the pattern leaves out (1e3, 5.) read as before
+        plain = pd.to_numeric(text.where(~valid), errors="coerce").astype("float64")
+        numbers = numbers.fillna(plain)
+    return numbers
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """How a column's numbers are written, as far as its values tell.
+
+    `kind`: "plain" (no separators: 12, 3.5, 1e3), "decimal_point" (1,234.5), "decimal_comma"
+    (1,5 or 1.234,5), "ambiguous" (only values such as 1,234 or 1.500 that both marks read, as
+    different numbers), "mixed" (both 2.5 and 2,5) or "text" (not all numbers either way).
+    `examples`: the values that decided it. `default`: the format an ambiguous column is read in
+    when nothing else decides (None: not read as numbers).
+    """
+
+    kind: str
+    examples: tuple[str, ...] = ()
+    default: NumberFormat | None = None
+
+    @property
+    def number_format(self) -> NumberFormat | None:
+        return {"plain": None, "decimal_point": POINT, "decimal_comma": COMMA}.get(self.kind)
+
+
+_NOT_NUMBER_CHARACTERS = "[^0-9.,+\\- '\u00a0\u202f\u2019]"
+
+# a point between groups of three digits (1.500, 12.000.000): thousands in Europe
+_DOTTED_THOUSANDS = r"[+-]?[1-9][0-9]{0,2}(?:\.[0-9]{3})+"
+
+
+def number_reading(values: pd.Series) -> NumberReading:
+    """How the numbers in a text column are written (see `NumberReading`)."""
+    distinct = pd.Series(pd.unique(values.dropna()))  # a million touchpoints: ~1,500 values
+    text = pd.Series(pd.unique(to_text(distinct).str.strip()), dtype="str")
+    text = text[text != ""]
+    if text.empty or text.str.contains(_NOT_NUMBER_CHARACTERS).any():
+        return NumberReading("text")  # words, and 1e3 (read as a plain number)
+    plain = pd.to_numeric(text, errors="coerce")
+    point = _formatted_numbers(text, POINT)
+    comma = _formatted_numbers(text, COMMA)
+    if (point.isna() & comma.isna()).any():
+        return NumberReading("text")
+    point_only, comma_only = comma.isna(), point.isna()
+    if point_only.any() and comma_only.any():
+        return NumberReading(
+            "mixed", _examples(text[point_only], 2) + _examples(text[comma_only], 2)
+        )
+    if comma_only.any():
+        return NumberReading("decimal_comma", _examples(text[comma_only]))
+    if point_only.any():
+        separated = point_only & plain.isna()
+        if separated.any():
+            return NumberReading("decimal_point", _examples(text[separated]))
+        return NumberReading("plain")
+    differ = point != comma
+    with_comma = differ & text.str.contains(",", regex=False)
+    if with_comma.any():  # 1,234: a thousand or one and a bit; never guessed
+        return NumberReading("ambiguous", _examples(text[with_comma]), default=None)
+    dotted = text[text.str.contains(".", regex=False)]
+    if len(dotted) >= 2 and dotted.str.fullmatch(_DOTTED_THOUSANDS).all():
+        # 1.500 and 2.750 only: decimals read as before, but they may be thousands
+        return NumberReading("ambiguous", _examples(dotted), default=POINT)
+    return NumberReading("plain")
+
+
+def _examples(values: pd.Series, limit: int = 3) -> tuple[str, ...]:
+    return tuple(values.head(limit).tolist())
+
+
+_NUMBER_PATTERNS = tuple((re.compile(_number_pattern(f)), f) for f in (POINT, COMMA))
+_GROUPS = {
+    d: re.compile("[" + "".join(re.escape(m) for m in THOUSANDS_MARKS if m != d) + "]")
+    for d in DECIMAL_MARKS
+}
 
 
 # The contract's list (DataConfig.placeholders) plus web-form defaults such as 'Please select'.
@@ -114,6 +280,25 @@ PLACEHOLDERS = frozenset(DEFAULT_PLACEHOLDERS) | frozenset(
         "not provided", "not specified", "not set", "-", "--", "?", "#n/a", "(blank)", "blank",
     }
 )  # fmt: skip
+
+
+# --- column names ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _column_key_text(name: str) -> str:
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return _KEY_JUNK.sub("", plain.lower())
+
+
+_KEY_JUNK = re.compile(r"[^a-z0-9]")
+
+
+def column_key(name: Any) -> str:
+    """How a column name is compared with a list of names: case, accents, spaces and punctuation
+    ignored ('Ne pas contacter', 'NE_PAS_CONTACTER' and 'né pas contacter' are one name)."""
+    # Cached: the same attribute names come with every lead (15,000 in a 1,000-lead request).
+    return _column_key_text(name if name.__class__ is str else str(name))
 
 
 # --- normalisers shared by both paths ----------------------------------------------------------
@@ -154,13 +339,19 @@ def to_number(value: Any) -> float:
         return float(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value)
-    text = str(value).strip().replace(",", "")
+    text = str(value).strip()
     if text.casefold() in PLACEHOLDERS:
         return math.nan
     try:
         return float(text)
     except ValueError:
-        return math.nan
+        pass
+    # 1,200 and 1,234.5 (thousands), else 1,5 and 1.234,5 (decimal comma): never 1,5 -> 15
+    for pattern, number_format in _NUMBER_PATTERNS:
+        if pattern.fullmatch(text):
+            digits = _GROUPS[number_format.decimal].sub("", text)
+            return float(digits.replace(number_format.decimal, "."))
+    return math.nan
 
 
 def yes_no(value: Any) -> bool | None:

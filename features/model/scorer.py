@@ -30,6 +30,7 @@ from features.policy.facts import (
     _touch_facts,
     _touches_until,
     attribute_facts,
+    fact_columns_of,
     frame_facts,
     lead_facts,
 )
@@ -229,7 +230,7 @@ class LeadScorer:
         lead_ids = frame["lead_id"].tolist() if "lead_id" in frame else list(range(n))
         check_probabilities(probabilities, lead_ids)
         scores = score_from_probability(probabilities)
-        facts = frame_facts(frame, touchpoints)
+        facts = frame_facts(frame, touchpoints, fact_columns_of(self.metadata.get("data_config")))
         grades, decisions, rule_reasons = apply_policy(scores, facts, policy)
         out = pd.DataFrame(
             {
@@ -291,12 +292,13 @@ class LeadScorer:
             reasons_for = [[] for _ in records]
             reasons_against = [[] for _ in records]
         check_probabilities(probabilities, [r.get("lead_id") for r in records])
+        fact_columns = fact_columns_of(self.metadata.get("data_config"))  # trained config's
         if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
             # One lead (the latency case) or unusual input: the per-lead facts and decision.
             scores, grades, decisions, rules = [], [], [], []
             for record, p in zip(records, probabilities.tolist()):
                 score = int(min(100, max(0, round(100.0 * p))))
-                facts = lead_facts(record.get("attributes"), _touches_until(record))
+                facts = lead_facts(record.get("attributes"), _touches_until(record), fact_columns)
                 grade, decision, rule = decide(score, facts, policy)
                 scores.append(score)
                 grades.append(grade)
@@ -304,7 +306,7 @@ class LeadScorer:
                 rules.append(rule)
         else:
             scores_array = score_from_probability(probabilities)
-            facts = attribute_facts([r.get("attributes") for r in records])
+            facts = attribute_facts([r.get("attributes") for r in records], fact_columns)
             for fact, known in _touch_facts(touches.arrays, len(records)).items():
                 facts[fact] |= known
             grade_array, decision_array, rule_reasons = apply_policy(scores_array, facts, policy)

@@ -1,16 +1,25 @@
-"""features.policy.facts"""
+"""features.policy.facts: the facts hard rules read (do-not-contact, demo request), from a lead's
+attributes and touchpoints.
+
+An attribute column states a fact when its name is one of the built-in names below (English and
+the common French, German, Spanish, Italian, Portuguese and Dutch CRM fields) or one a data config
+adds (`do_not_contact_columns:`, `demo_request_columns:`), and its value says yes
+(`features.data.values.is_yes`: yes, oui, ja, sí ...). Names compare with case, accents, spaces
+and punctuation ignored (`features.data.values.column_key`).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from features.data.values import datetime_ns, is_yes
+from features.data.values import column_key, datetime_ns, is_yes
 from features.data.vocabulary import ACTIVITIES, lookup_activity
 
 if TYPE_CHECKING:
@@ -35,24 +44,80 @@ DO_NOT_CONTACT_ATTRIBUTES = frozenset(
         "unsubscribed",
         "unsubscribe",
         "nocontact",
+        # fr: Ne pas contacter, Ne pas appeler, Ne pas envoyer d'e-mail, Désabonné, Désinscrit
+        "nepascontacter", "nepasappeler", "nepasenvoyerdemail", "nepasenvoyerdemails",
+        "nepasenvoyerdecourriel", "nepasenvoyerdecourriels", "nepasenvoyerdemailing",
+        "desabonne", "desinscrit",
+        # de: Nicht kontaktieren, Nicht anrufen, Keine E-Mail, Keine Werbung, Abgemeldet
+        "nichtkontaktieren", "nichtanrufen", "keinekontaktaufnahme", "keineemail",
+        "keineemails", "keinewerbung", "abgemeldet", "kontaktsperre", "werbesperre",
+        # es: No contactar, No llamar, No enviar e-mail / correo, Dado de baja
+        "nocontactar", "nollamar", "noenviaremail", "noenviarcorreo", "noenviarcorreos",
+        "dadodebaja",
+        # it: Non contattare, Non chiamare, Non inviare e-mail; pt: Não contactar / contatar
+        "noncontattare", "nonchiamare", "noninviareemail", "naocontactar", "naocontatar",
+        "naoligar", "naoenviaremail",
+        # nl: Niet contacteren, Niet bellen, Niet mailen, Afgemeld
+        "nietcontacteren", "nietbellen", "nietmailen", "afgemeld",
     }
-)
+)  # fmt: skip
 
 
-DEMO_REQUEST_ATTRIBUTES = frozenset({"demorequest", "demorequested", "requesteddemo"})
+DEMO_REQUEST_ATTRIBUTES = frozenset(
+    {
+        "demorequest", "demorequested", "requesteddemo",
+        "demandededemo", "demodemandee", "demandedemo",  # fr
+        "demoangefordert", "demoanfrage",  # de
+        "solicituddedemo", "demosolicitada", "pedidodedemo",  # es, pt
+        "richiestademo", "demorichiesta",  # it
+        "demoaangevraagd", "demoaanvraag",  # nl
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FactColumns:
+    """The attribute columns that state each fact, as `column_key`s."""
+
+    do_not_contact: frozenset[str] = DO_NOT_CONTACT_ATTRIBUTES
+    demo_request: frozenset[str] = DEMO_REQUEST_ATTRIBUTES
+
+    def fact_of(self, name: Any) -> str | None:
+        """The fact an attribute column states ('do_not_contact', 'demo_request'), if any."""
+        key = column_key(name)
+        if key in self.do_not_contact:
+            return "do_not_contact"
+        return "demo_request" if key in self.demo_request else None
+
+
+BUILT_IN = FactColumns()
+
+
+@lru_cache(maxsize=64)
+def fact_columns(
+    do_not_contact: tuple[str, ...] = (), demo_request: tuple[str, ...] = ()
+) -> FactColumns:
+    """The built-in names plus the columns a data config adds."""
+    if not do_not_contact and not demo_request:
+        return BUILT_IN
+    return FactColumns(
+        DO_NOT_CONTACT_ATTRIBUTES | {column_key(c) for c in do_not_contact},
+        DEMO_REQUEST_ATTRIBUTES | {column_key(c) for c in demo_request},
+    )
+
+
+def fact_columns_of(data_config: Mapping[str, Any] | None) -> FactColumns:
+    """The fact columns of a model: built-in plus its training data config's
+    `do_not_contact_columns` / `demo_request_columns` (`metadata["data_config"]`)."""
+    if not data_config:
+        return BUILT_IN
+    return fact_columns(
+        tuple(data_config.get("do_not_contact_columns") or ()),
+        tuple(data_config.get("demo_request_columns") or ()),
+    )
 
 
 _KEY_JUNK = re.compile(r"[^a-z0-9]")
-
-
-@lru_cache(maxsize=4096)
-def _key_text(name: str) -> str:
-    return _KEY_JUNK.sub("", name.lower())
-
-
-def _key(name: Any) -> str:
-    # Cached: the same attribute names come with every lead (15,000 in a 1,000-lead request).
-    return _key_text(name if name.__class__ is str else str(name))
 
 
 @lru_cache(maxsize=4096)
@@ -66,15 +131,17 @@ def _activity(value: Any) -> str:
 
 
 def lead_facts(
-    attributes: Mapping[str, Any] | None, touchpoints: Sequence[Mapping[str, Any]] | None = None
+    attributes: Mapping[str, Any] | None,
+    touchpoints: Sequence[Mapping[str, Any]] | None = None,
+    columns: FactColumns = BUILT_IN,
 ) -> dict[str, bool]:
     """Facts of one lead from its attributes and touchpoints (already cut at `as_of`)."""
     dnc = demo = False
     for name, value in (attributes or {}).items():
-        key = _key(name)
-        if key in DO_NOT_CONTACT_ATTRIBUTES and is_yes(value):
+        key = column_key(name)
+        if key in columns.do_not_contact and is_yes(value):
             dnc = True
-        elif key in DEMO_REQUEST_ATTRIBUTES and is_yes(value):
+        elif key in columns.demo_request and is_yes(value):
             demo = True
     for touch in touchpoints or ():
         activity = _activity(touch.get("activity", ""))
@@ -85,7 +152,9 @@ def lead_facts(
     return {"do_not_contact": dnc, "demo_request": demo}
 
 
-def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str, np.ndarray]:
+def attribute_facts(
+    attributes: Sequence[Mapping[str, Any] | None], columns: FactColumns = BUILT_IN
+) -> dict[str, np.ndarray]:
     """The attribute part of `lead_facts` for many leads, as boolean arrays (one per fact).
 
     Each distinct attribute name is keyed once, and only the values of the few names that are
@@ -98,7 +167,7 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
         if lead:
             names.update(lead)
     for name in names:
-        target = _fact_of_attribute(name)
+        target = columns.fact_of(name)
         if target is not None:
             facts[target] |= np.fromiter(
                 (is_yes(lead.get(name)) if lead else False for lead in attributes),
@@ -108,16 +177,8 @@ def attribute_facts(attributes: Sequence[Mapping[str, Any] | None]) -> dict[str,
     return facts
 
 
-def _fact_of_attribute(name: Any) -> str | None:
-    """The fact an attribute column states ('do_not_contact', 'demo_request'), if any."""
-    key = _key(name)
-    if key in DO_NOT_CONTACT_ATTRIBUTES:
-        return "do_not_contact"
-    return "demo_request" if key in DEMO_REQUEST_ATTRIBUTES else None
-
-
 def frame_facts(
-    leads: pd.DataFrame, touchpoints: pd.DataFrame | None = None
+    leads: pd.DataFrame, touchpoints: pd.DataFrame | None = None, columns: FactColumns = BUILT_IN
 ) -> dict[str, np.ndarray]:
     """Facts of many leads as boolean arrays aligned with `leads` rows.
 
@@ -126,7 +187,7 @@ def frame_facts(
     n = len(leads)
     facts = {name: np.zeros(n, dtype=bool) for name in FACTS}
     for column in leads.columns:
-        target = _fact_of_attribute(column)
+        target = columns.fact_of(column)
         if target is not None:
             facts[target] |= np.fromiter((is_yes(v) for v in leads[column]), dtype=bool, count=n)
     if touchpoints is not None and len(touchpoints) and n:
