@@ -25,6 +25,7 @@ from scipy.special import expit
 
 from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
+from features.model.compiled import AdditiveLogistic, CompiledTrees
 from features.model.reasons import MIN_EFFECT_POINTS, N_REASONS, _baseline_equal, strongest_effects
 from features.policy.facts import (
     _touch_facts,
@@ -98,19 +99,19 @@ class LeadScorer:
             return np.empty(0), np.empty(X.shape)
         differs = ~_baseline_equal(X, self.baseline[None, :])
         lead, column = np.nonzero(differs)  # row-major: each lead's columns in order
-        linear = getattr(self.estimator, "_linear", None)
-        if linear is not None:
+        compiled = self.estimator.compiled
+        if isinstance(compiled, AdditiveLogistic):
             # Additive model: the lead with feature j set to typical is exact without re-predicting.
-            contributions = linear.contributions(X)
-            logit = linear.intercept + contributions.sum(axis=1)
+            contributions = compiled.contributions(X)
+            logit = compiled.intercept + contributions.sum(axis=1)
             calibrate = self.estimator.calibrate
             probabilities = calibrate(expit(logit))
-            typical = self._typical_contributions(linear)
+            typical = self._typical_contributions(compiled)
             occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
             occluded = np.round(occluded, 12)  # features with equal weights tie exactly
-        elif hasattr(getattr(self.estimator, "_trees", None), "occluded_raw"):
-            # Boosted trees: only the trees whose path splits on a feature are walked again.
-            raw, raw_occluded = self.estimator._trees.occluded_raw(X, self.baseline, lead, column)
+        elif isinstance(compiled, CompiledTrees):
+            # Boosted trees: only the trees whose path splits on a feature are looked at again.
+            raw, raw_occluded = compiled.occluded_raw(X, self.baseline, lead, column)
             calibrate = self.estimator.calibrate
             probabilities = calibrate(expit(raw))
             occluded = calibrate(expit(raw_occluded))
@@ -129,7 +130,7 @@ class LeadScorer:
         effects[lead, column] = 100.0 * (probabilities[lead] - occluded)
         return probabilities, effects
 
-    def _typical_contributions(self, linear: Any) -> np.ndarray:
+    def _typical_contributions(self, linear: AdditiveLogistic) -> np.ndarray:
         cached = getattr(self, "_typical_cache", None)
         if cached is None or cached[0] is not linear:
             cached = self._typical_cache = (linear, linear.contributions(self.baseline[None, :])[0])
