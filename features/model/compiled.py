@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import BSpline
 from scipy.special import expit
 
 log = logging.getLogger(__name__)
@@ -225,6 +224,7 @@ def _compile_part(
 def _compile_numbers(
     pipeline: Any, cols: np.ndarray, coef: np.ndarray, offset: int
 ) -> tuple[int, tuple[str, Any]]:
+    from scipy.interpolate import BSpline
     from sklearn.feature_selection import VarianceThreshold
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler

@@ -161,9 +161,10 @@ class LeadScorer:
         lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in rank order
         picked = columns[lead, rank]
         names = self.feature_names
-        cached = self.__dict__.get("_texts")
+        cached: list[dict[Any, str]] | None = self.__dict__.get("_texts")
         if cached is None or sum(map(len, cached)) > 100_000:
-            cached = self._texts = [{} for _ in names]  # per feature: value -> text
+            cached = [{} for _ in names]  # per feature: value -> text
+            self._texts = cached
         describe = self.featurizer.describe
         picked_list = picked.tolist()
         texts = []
@@ -297,8 +298,8 @@ class LeadScorer:
             scores, grades, decisions, rules = [], [], [], []
             for record, p in zip(records, probabilities.tolist()):
                 score = int(min(100, max(0, round(100.0 * p))))
-                facts = lead_facts(record.get("attributes"), _touches_until(record))
-                grade, decision, rule = decide(score, facts, policy)
+                lead_fact = lead_facts(record.get("attributes"), _touches_until(record))
+                grade, decision, rule = decide(score, lead_fact, policy)
                 scores.append(score)
                 grades.append(grade)
                 decisions.append(decision)
