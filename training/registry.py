@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from features.model.artifact import CHAMPION
+
 AUC_MARGIN = 0.005
 ECE_TOLERANCE = 0.005
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 class RegistryError(ValueError):

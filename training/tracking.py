@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 DEFAULT_EXPERIMENT = "lead-scoring"
-DEFAULT_MODEL_NAME = "lead-scoring"
 
 
 def tracking_uri() -> str:

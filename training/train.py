@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from features.config import FeatureConfig
 from features.data.config import DataConfig
 from features.data.loading import LeadData, load_lead_data
 from features.featurizer import LeadFeaturizer
+from features.model.artifact import CHALLENGER, CHAMPION, MODEL_NAME
 from features.model.calibration import CalibratedModel
 from features.model.reasons import typical_lead
 from features.model.scorer import LeadScorer
@@ -36,16 +36,13 @@ from training.data import Examples, Split, build_examples, fingerprints, split_h
 from training.models import build_estimator, candidates, choose_calibration, search_models
 from training.registry import (
     AUC_MARGIN,
-    CHALLENGER,
     ECE_TOLERANCE,
     GateDecision,
     champion_version,
     promotion_gate,
 )
-from training.tracking import DEFAULT_MODEL_NAME, configure_tracking
+from training.tracking import configure_tracking
 
-PYFUNC_CODE = Path(__file__).resolve().parent.parent / "features" / "model" / "artifact.py"
-FEATURES_PACKAGE = Path(__file__).resolve().parent.parent / "features"
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
 
 
@@ -174,7 +171,7 @@ class TrainResult:
             "model_uri": self.model_uri,
             "model_name": self.model_name,
             "version": self.version,
-            "alias": "champion" if self.gate.promote else CHALLENGER,
+            "alias": CHAMPION if self.gate.promote else CHALLENGER,
             "promoted": self.gate.promote,
             "promotion": self.gate.reason,
             "model": self.selected,
@@ -384,68 +381,10 @@ def _champion_metrics(
     return version, evaluate.classification_metrics(labels, probability, config.policy), None
 
 
-def _pip_requirements() -> list[str]:
-    packages = [
-        "mlflow",
-        "numpy",
-        "pandas",
-        "pyarrow",
-        "scikit-learn",
-        "skops",
-        "pydantic",
-        "scipy",
-    ]
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name}=={importlib_metadata.version(name)}")
-        except importlib_metadata.PackageNotFoundError:
-            out.append(name)
-    return out
-
-
-def _input_example(
-    frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool
-) -> pd.DataFrame:
-    """A few raw leads in the pyfunc input format (timestamps as ISO text, touchpoints as JSON)."""
-    example = frame.head(3).copy()
-    example = example.drop(columns=[c for c in ("snapshot_age_days",) if c in example.columns])
-    for column in ("created_at", "as_of"):
-        if column in example.columns:
-            example[column] = example[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for column in example.columns:
-        if example[column].dtype.kind in "M":
-            example[column] = example[column].astype(str)
-        elif example[column].dtype == bool:
-            example[column] = example[column].astype("float64")
-        elif example[column].dtype.kind in "iu":
-            example[column] = example[column].astype("float64")
-        elif example[column].dtype.kind not in "f":
-            example[column] = example[column].astype(object).where(example[column].notna(), None)
-            example[column] = [None if v is None else str(v) for v in example[column]]
-    if uses_touchpoints:
-        texts = []
-        for lead_id, as_of in zip(frame.head(3)["lead_id"], frame.head(3).get("as_of", [None] * 3)):
-            rows = (
-                touchpoints[touchpoints["lead_id"] == lead_id] if touchpoints is not None else None
-            )
-            if rows is not None and as_of is not None:
-                rows = rows[rows["occurred_at"] <= as_of]
-            items = [] if rows is None else [
-                {"occurred_at": r.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "channel": r.channel,
-                 "activity": r.activity, "campaign": None if pd.isna(r.campaign) else r.campaign,
-                 "value": None if pd.isna(r.value) else float(r.value)}
-                for r in rows.itertuples()
-            ]  # fmt: skip
-            texts.append(json.dumps(items))
-        example["touchpoints"] = texts
-    return example.reset_index(drop=True)
-
-
 def train(
     config: RunConfig,
     experiment: str | None = None,
-    model_name: str = DEFAULT_MODEL_NAME,
+    model_name: str = MODEL_NAME,
     seed: int = 42,
     step: Step = _noop,
     data: LeadData | None = None,
@@ -467,6 +406,8 @@ def _train(
     data: LeadData | None,
 ) -> TrainResult:
     import mlflow
+
+    from features.model.artifact import log_model, pyfunc_input_example
 
     started = time.perf_counter()
     if data is None:
@@ -608,23 +549,10 @@ def _train(
             mlflow.set_tag("leakage_warning", "; ".join(w.column for w in leaks)[:5000])
 
         step("logging the model")
-        artifact_paths = _save_artifacts(
-            scorer, tmp_path / "artifacts", evaluation_estimator if fitted.refitted else None
-        )
-        example = _input_example(
+        example = pyfunc_input_example(
             holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_)
         )
-        output = _pyfunc_predict(scorer, example)
-        signature = _signature(example, output)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts=artifact_paths,
-            code_paths=[str(FEATURES_PACKAGE)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-        )
+        info = log_model(scorer, example, evaluation_estimator if fitted.refitted else None)
         step("registering the model")
         version = mlflow.register_model(info.model_uri, model_name).version
         client = mlflow.MlflowClient()
@@ -645,14 +573,14 @@ def _train(
             gate = promotion_gate(metrics, champ_metrics, champ_version, config.training.auc_margin,
                                   config.training.ece_tolerance)  # fmt: skip
         if gate.promote:
-            client.set_registered_model_alias(model_name, "champion", version)
+            client.set_registered_model_alias(model_name, CHAMPION, version)
         if champ_metrics:
             mlflow.log_metrics(
                 {f"champion_{k}": v for k, v in champ_metrics.items() if math.isfinite(v)}
             )
         mlflow.log_dict(gate.to_dict(), "promotion.json")
         mlflow.set_tags(
-            {"promotion": "champion" if gate.promote else CHALLENGER, "promotion_reason": gate.reason[:5000],
+            {"promotion": CHAMPION if gate.promote else CHALLENGER, "promotion_reason": gate.reason[:5000],
              "model_version": version, "model_name": model_name}
         )  # fmt: skip
         client.set_model_version_tag(model_name, version, "promotion", gate.reason[:5000])
@@ -673,31 +601,3 @@ def _train(
         seconds=time.perf_counter() - started,
         refit=fitted.refitted,
     )
-
-
-def _signature(example: pd.DataFrame, output: pd.DataFrame):
-    """Input schema: lead_id required, every other column optional (CRM records are sparse)."""
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
-
-    columns = []
-    for name in example.columns:
-        kind = "double" if example[name].dtype.kind in "fiub" else "string"
-        columns.append(ColSpec(kind, name, required=name == "lead_id"))
-    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
-
-
-def _save_artifacts(
-    scorer: LeadScorer, directory: Path, evaluation_estimator: CalibratedModel | None = None
-) -> dict[str, str]:
-    from features.model.artifact import save_scorer
-
-    return save_scorer(scorer, directory, evaluation_estimator)
-
-
-def _pyfunc_predict(scorer: LeadScorer, example: pd.DataFrame) -> pd.DataFrame:
-    from features.model.artifact import LeadScoringModel
-
-    model = LeadScoringModel()
-    model.scorer = scorer
-    return model.predict(None, example)
