@@ -40,17 +40,13 @@ class LoadedModel:
 
 
 def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """`models:/name@alias` -> (name, alias, None); `models:/name/3` -> (name, None, "3")."""
-    if not uri.startswith("models:/"):
-        return "", None, None
-    rest = uri[len("models:/") :].strip("/")
-    if "@" in rest:
-        name, alias = rest.rsplit("@", 1)
-        return name, alias, None
-    if "/" in rest:
-        name, version = rest.rsplit("/", 1)
-        return name, None, version
-    return rest, None, None
+    """`models:/name@alias` -> (name, alias, None); `models:/name/3` -> (name, None, "3");
+    ("", None, None) for URIs that name no registered model (`features.model.artifact`
+    reads them)."""
+    from features.model.artifact import parse_model_uri
+
+    ref = parse_model_uri(uri)
+    return ("", None, None) if ref is None else (ref.name, ref.alias, ref.version)
 
 
 def _find_scorer(python_model: Any) -> Any:
@@ -76,37 +72,22 @@ def _find_scorer(python_model: Any) -> Any:
 
 def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) -> LoadedModel:
     """Resolve `uri` (alias -> version) in the registry and load that exact version."""
-    import mlflow
-    from mlflow import MlflowClient
+    from features.model.artifact import MODEL_NAME, load_model_scorer
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    name, alias, version = parse_registry_uri(uri)
     try:
-        if alias is not None:
-            version = MlflowClient().get_model_version_by_alias(name, alias).version
-            load_uri = f"models:/{name}/{version}"
-        else:
-            load_uri = uri
-        pyfunc = mlflow.pyfunc.load_model(load_uri)
+        _, alias, _ = parse_registry_uri(uri)
+        scorer = load_model_scorer(uri, tracking_uri, compile=compile_model)
     except Exception as error:
         raise ModelLoadError(
             f"cannot load {uri} from the MLflow registry at {tracking_uri}: {error}. "
             "Check MLFLOW_TRACKING_URI and that a model is registered with that alias "
             "(`leadscore train` then `leadscore promote`)"
         ) from error
-    scorer = _find_scorer(pyfunc.unwrap_python_model())
-    if not compile_model:  # the compiled forms (features.compiled) are checked at load anyway
-        from features.model.calibration import CalibratedModel
-
-        scorer.estimator = CalibratedModel(
-            scorer.estimator.model, scorer.estimator.calibration, compile=False
-        )
-    meta = dict(getattr(scorer, "metadata", None) or {})
+    meta = scorer.metadata
     return LoadedModel(
         scorer=scorer,
-        name=name or str(meta.get("name", "lead-scoring")),
-        version=str(version or meta.get("version") or "local"),
+        name=str(meta.get("name") or MODEL_NAME),
+        version=str(meta.get("version") or "local"),
         alias=alias,
         uri=uri,
     )
@@ -114,15 +95,9 @@ def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) ->
 
 def current_registry_version(uri: str, tracking_uri: str) -> str | None:
     """The version an alias URI points at now (None for URIs without an alias)."""
-    name, alias, _ = parse_registry_uri(uri)
-    if alias is None:
-        return None
-    import mlflow
-    from mlflow import MlflowClient
+    from features.model.artifact import resolve_version
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    return resolve_version(uri, tracking_uri)
 
 
 class ModelNotLoaded(LookupError):

@@ -29,7 +29,7 @@ from features.data.cli import (
     TypeOption,
     data_overrides,
 )
-from training.tracking import DEFAULT_MODEL_NAME
+from features.model.artifact import MODEL_NAME
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -62,9 +62,7 @@ def train_command(
     demo_request: DemoRequestOption = None,
     config: ConfigOption = None,
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
-    model_name: str = typer.Option(
-        DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
-    ),
+    model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
@@ -238,16 +236,12 @@ def score_command(
 
 
 def _load_scorer(model_uri: str):
-    import mlflow
-
     from features.model.artifact import load_model_scorer
     from training.score import ScoreError
     from training.tracking import tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
     try:
-        return load_model_scorer(model_uri)
+        return load_model_scorer(model_uri, tracking_uri=tracking_uri())
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
         first_line = (
             str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -261,9 +255,7 @@ def _load_scorer(model_uri: str):
 
 def promote_command(
     version: str = typer.Argument(..., help="Model version to make champion."),
-    model_name: str = typer.Option(
-        DEFAULT_MODEL_NAME, "--model-name", help="Registered model name."
-    ),
+    model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
 ) -> None:
     """Make VERSION the champion, whatever the gate said."""
     import mlflow

@@ -1,6 +1,6 @@
-"""Model registry: register a trained model, the champion/challenger gate, promotion.
+"""Model registry: register a trained model, score the champion, the gate, promotion.
 
-Every new version gets the alias ``challenger``. The gate promotes it to ``champion`` only when,
+Every new version gets the alias ``challenger`` (`register`). The gate promotes it to ``champion`` only when,
 on the SAME recent holdout (the new run's, scored by both models):
 
 - its ROC AUC is at least `AUC_MARGIN` (0.005) higher than the champion's, and
@@ -10,19 +10,28 @@ on the SAME recent holdout (the new run's, scored by both models):
   that much from sampling alone; 0.005 from 10,000 leads up).
 
 The margin keeps a retrain on the same data (equal metrics, or noise-level gains) from churning
-the champion. With no champion yet, the first model is promoted. `leadscore promote VERSION`
-moves the alias by hand.
+the champion. With no champion yet, the first model is promoted. `score_champion` gives the
+champion's metrics on the new run's holdout, `gate` the decision and `apply_gate` moves the alias;
+`leadscore promote VERSION` moves it by hand (`promote`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from features.model.artifact import CHALLENGER, CHAMPION, ModelRef
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from features.data.config import DataConfig
+    from features.data.loading import LeadData
+    from features.policy.rules import Policy
 
 AUC_MARGIN = 0.005
 ECE_TOLERANCE = 0.005
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 class RegistryError(ValueError):
@@ -109,3 +118,109 @@ def promote(model_name: str, version: str | int, client: Any = None) -> str:
         ) from None
     client.set_registered_model_alias(model_name, CHAMPION, version)
     return version
+
+
+def register(model_uri: str, model_name: str) -> str:
+    """Register the logged model at `model_uri` as a new version of `model_name`, with the alias
+    `CHALLENGER`; returns the version."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, model_name).version
+    mlflow.MlflowClient().set_registered_model_alias(model_name, CHALLENGER, version)
+    return str(version)
+
+
+@dataclass
+class ChampionScore:
+    """The champion on a new run's holdout."""
+
+    version: str | None  # None: no champion yet
+    metrics: dict[str, float] | None = None  # None: no champion, or it could not score
+    error: str | None = None  # why it could not score this holdout
+
+
+def score_champion(
+    model_name: str,
+    holdout_frame: pd.DataFrame,
+    data: LeadData,
+    data_config: DataConfig,
+    policy: Policy,
+    labels: np.ndarray,
+) -> ChampionScore:
+    """The champion's metrics on this run's holdout, or why it could not be scored.
+
+    A refitted champion is compared through its evaluation model (fitted without its holdout), as
+    the challenger is: the refit may have learned this very holdout.
+    The champion gets the inputs it was trained with: attribute columns this run excludes are
+    read again from the leads file for the held-out leads.
+    """
+    from mlflow import MlflowClient
+
+    from features.data.loading import load_lead_data
+    from features.model.artifact import load_model_scorer
+    from training import evaluate
+
+    version = champion_version(MlflowClient(), model_name)
+    if version is None:
+        return ChampionScore(None)
+    try:
+        # the champion's evaluation model: fitted without its own holdout, like this run's
+        champion = load_model_scorer(ModelRef(model_name, version=version).uri, evaluation=True)
+        if champion.featurizer.uses_touchpoints_ and data.touchpoints is None:
+            return ChampionScore(
+                version, error="the champion uses touchpoints and this run has none (--touchpoints)"
+            )
+        needed = [
+            c["column"]
+            for c in champion.featurizer.attributes_.columns_
+            if c["column"] != "created_at"
+        ]
+        absent = [c for c in needed if c not in holdout_frame.columns]
+        frame = holdout_frame
+        if absent:
+            again = data_config.model_copy(
+                update={"exclude": [c for c in data_config.exclude if c not in absent],
+                        "touchpoints": None, "outcomes": None, "label": data_config.label}
+            )  # fmt: skip
+            extra = load_lead_data(again).leads
+            lacking = [c for c in absent if c not in extra.columns]
+            if lacking:
+                return ChampionScore(
+                    version,
+                    error=f"the champion needs column(s) {lacking} that the leads file lacks",
+                )
+            frame = holdout_frame.merge(extra[["lead_id", *absent]], on="lead_id", how="left")
+        probability = champion.predict_proba(frame, data.touchpoints)
+    except Exception as exc:  # noqa: BLE001 - any failure means the champion cannot be compared
+        return ChampionScore(version, error=f"{type(exc).__name__}: {exc}")
+    return ChampionScore(version, evaluate.classification_metrics(labels, probability, policy))
+
+
+def gate(
+    version: str,
+    metrics: dict[str, float],
+    champion: ChampionScore,
+    auc_margin: float = AUC_MARGIN,
+    ece_tolerance: float = ECE_TOLERANCE,
+) -> GateDecision:
+    """The decision for challenger `version` (`metrics` on its holdout) against the champion: a
+    champion that could not score the holdout keeps the challenger a challenger."""
+    if champion.error is not None:
+        return GateDecision(
+            False,
+            f"stays challenger: champion v{champion.version} could not score this holdout "
+            f"({champion.error[:300]}); promote by hand with `leadscore promote {version}`",
+            metrics, None, champion.version,
+        )  # fmt: skip
+    return promotion_gate(metrics, champion.metrics, champion.version, auc_margin, ece_tolerance)
+
+
+def apply_gate(model_name: str, version: str, decision: GateDecision) -> None:
+    """Move the champion alias to `version` if the gate promotes it; the reason goes on the
+    version (tag `promotion`)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if decision.promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.set_model_version_tag(model_name, version, "promotion", decision.reason[:5000])

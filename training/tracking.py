@@ -1,16 +1,40 @@
-"""MLflow set-up: where runs and models are stored.
+"""MLflow tracking: where runs are stored, and everything a training run logs.
 
 `MLFLOW_TRACKING_URI` wins; otherwise MLflow's embedded SQLite store `mlflow.db` in the working
 directory (artifacts next to it in `mlartifacts/`), so `leadscore train` works with no server.
+
+A run logs its parameters, holdout and cross-validation metrics, evaluation tables and charts,
+the data validation report, resolved config, data fingerprints, calibration choice and leakage
+findings (`log_training`); the model (`log_model`, files as `features.model.artifact` defines
+them); the gate's decision (`log_gate`) and the warnings (`log_warnings`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from training import evaluate, leakage
+from training.data import fingerprints
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+
+    from features.data.loading import LeadData
+    from features.model.calibration import CalibratedModel
+    from features.model.scorer import LeadScorer
+    from training.registry import GateDecision
+    from training.train import Fitted, LeakageCheck, RunConfig
 
 DEFAULT_EXPERIMENT = "lead-scoring"
-DEFAULT_MODEL_NAME = "lead-scoring"
 
 
 def tracking_uri() -> str:
@@ -43,3 +67,131 @@ def configure_tracking(experiment: str | None = None) -> str:
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextmanager
+def start_run(experiment: str | None = None) -> Iterator[tuple[str, str]]:
+    """Configure tracking and run the block inside a new MLflow run: yields (experiment id,
+    run id)."""
+    import mlflow
+
+    experiment_id = configure_tracking(experiment)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        yield experiment_id, run.info.run_id
+
+
+def log_training(
+    fitted: Fitted,
+    config: RunConfig,
+    data: LeadData,
+    metrics: dict[str, float],
+    leaks: LeakageCheck,
+    seed: int,
+) -> None:
+    """Everything about how the model was chosen and how it did on the holdout."""
+    import mlflow
+
+    scorer, split, examples = fitted.scorer, fitted.split, fitted.examples
+    mlflow.log_params(
+        {
+            "model": fitted.selected[:500],
+            "model_kind": fitted.selected.split("(")[0],
+            "calibration": scorer.estimator.calibration["method"],
+            "split": split.kind,
+            "seed": seed,
+            "training_examples": len(fitted.train_rows),
+            "holdout_examples": len(fitted.holdout_rows),
+            "features": len(scorer.feature_names),
+            "excluded_columns": json.dumps(config.data.exclude)[:500],
+            "leads_file": str(config.data.leads.path)[:500],
+            "timestamped": examples.timestamped,
+            "refit_with_holdout": fitted.refitted,
+        }
+    )
+    mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})
+    best = fitted.search_table[fitted.search_table["selected"]].iloc[0]
+    mlflow.log_metrics(
+        {
+            "cv_log_loss": float(best["calibrated_log_loss"]),
+            "cv_roc_auc": float(best["roc_auc"]),
+        }
+    )
+
+    labels, probabilities = fitted.holdout_labels, fitted.holdout_probability
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        tables = evaluate.evaluation_tables(
+            labels, probabilities, split.holdout_weeks or 1.0, config.policy
+        )
+        tables["search"] = fitted.search_table
+        tables["permutation_importance"] = leaks.importance
+        tables["single_feature_auc"] = pd.DataFrame(
+            {"column": list(leaks.single), "roc_auc": list(leaks.single.values())}
+        )
+        tables["features"] = scorer.featurizer.feature_table()
+        table_dir = tmp_path / "tables"
+        table_dir.mkdir()
+        for name, table in tables.items():
+            table.to_csv(table_dir / f"{name}.csv", index=False)
+        mlflow.log_artifacts(str(table_dir), "evaluation")
+        evaluate.save_charts(labels, probabilities, tmp_path / "charts")
+        mlflow.log_artifacts(str(tmp_path / "charts"), "charts")
+
+    mlflow.log_text(data.report.to_text() or "no findings", "data/validation_report.txt")
+    mlflow.log_dict(data.report.to_dict(), "data/validation_report.json")
+    mlflow.log_dict(config.to_dict(), "config/resolved_config.json")
+    mlflow.log_dict(
+        {"tables": fingerprints(data), "split": split.description, "now": str(examples.now),
+         "snapshots": examples.snapshot_report}, "data/fingerprints.json",
+    )  # fmt: skip
+    mlflow.log_dict(
+        {
+            "calibration": scorer.estimator.calibration["method"],
+            "cross_fitted_log_loss": fitted.calibration_losses,
+        },
+        "evaluation/calibration_choice.json",
+    )
+    found = leaks.warnings
+    mlflow.log_dict({"warnings": [w.to_dict() for w in found], "exclude": leakage.exclude_command(found)},
+                    "leakage.json")  # fmt: skip
+    if found:
+        mlflow.set_tag("leakage_warning", "; ".join(w.column for w in found)[:5000])
+
+
+def log_model(
+    scorer: LeadScorer,
+    holdout_frame: pd.DataFrame,
+    touchpoints: pd.DataFrame | None,
+    evaluation_estimator: CalibratedModel | None = None,
+) -> ModelInfo:
+    """Log the model to serve (with a few held-out leads as its input example)."""
+    from features.model.artifact import log_model, pyfunc_input_example
+
+    example = pyfunc_input_example(
+        holdout_frame, touchpoints, bool(scorer.featurizer.uses_touchpoints_)
+    )
+    return log_model(scorer, example, evaluation_estimator)
+
+
+def log_gate(gate: GateDecision, model_name: str, version: str) -> None:
+    """The champion's metrics on this holdout, the decision and its reason."""
+    import mlflow
+
+    from features.model.artifact import CHALLENGER, CHAMPION
+
+    if gate.champion:
+        mlflow.log_metrics(
+            {f"champion_{k}": v for k, v in gate.champion.items() if math.isfinite(v)}
+        )
+    mlflow.log_dict(gate.to_dict(), "promotion.json")
+    mlflow.set_tags(
+        {"promotion": CHAMPION if gate.promote else CHALLENGER, "promotion_reason": gate.reason[:5000],
+         "model_version": version, "model_name": model_name}
+    )  # fmt: skip
+
+
+def log_warnings(warnings: list[str]) -> None:
+    import mlflow
+
+    if warnings:
+        mlflow.log_text("\n".join(warnings), "warnings.txt")

@@ -1,20 +1,19 @@
 """The training pipeline: files -> examples -> model search -> calibration -> evaluation ->
 MLflow run, registered model version, champion/challenger gate.
 
-`train(...)` is the whole job as one function (the CLI is a thin layer over it). Every step is a
-pure function elsewhere in this package; this module only orders them and records the results.
+`train(...)` is the whole job as a list of named steps (the CLI is a thin layer over it). The
+fitting steps are here; what a run logs is `training.tracking`, the registry and the gate
+`training.registry`, the model's files `features.model.artifact`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +25,16 @@ from features.config import FeatureConfig
 from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
 from features.featurizer import LeadFeaturizer
+from features.model.artifact import CHALLENGER, CHAMPION, MODEL_NAME, ModelRef
 from features.model.calibration import CalibratedModel
 from features.model.reasons import typical_lead
 from features.model.scorer import LeadScorer
 from features.policy.rules import Policy
-from training import evaluate, leakage
-from training.data import Examples, Split, build_examples, fingerprints, split_holdout, subsample
+from training import evaluate, leakage, registry, tracking
+from training.data import Examples, Split, build_examples, split_holdout, subsample
 from training.models import build_estimator, candidates, choose_calibration, search_models
-from training.registry import (
-    AUC_MARGIN,
-    CHALLENGER,
-    ECE_TOLERANCE,
-    GateDecision,
-    champion_version,
-    promotion_gate,
-)
-from training.tracking import DEFAULT_MODEL_NAME, configure_tracking
+from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 
-PYFUNC_CODE = Path(__file__).resolve().parent.parent / "features" / "model" / "artifact.py"
-FEATURES_PACKAGE = Path(__file__).resolve().parent.parent / "features"
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
 
 
@@ -144,7 +134,7 @@ class TrainResult:
             "model_uri": self.model_uri,
             "model_name": self.model_name,
             "version": self.version,
-            "alias": "champion" if self.gate.promote else CHALLENGER,
+            "alias": CHAMPION if self.gate.promote else CHALLENGER,
             "promoted": self.gate.promote,
             "promotion": self.gate.reason,
             "model": self.selected,
@@ -189,6 +179,14 @@ class Fitted:
     @property
     def refitted(self) -> bool:
         return self.final_estimator is not None
+
+    @property
+    def holdout_frame(self) -> pd.DataFrame:
+        return self.examples.frame.iloc[self.holdout_rows]
+
+    @property
+    def holdout_labels(self) -> np.ndarray:
+        return self.examples.labels[self.holdout_rows]
 
 
 def fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step = _noop) -> Fitted:
@@ -297,125 +295,10 @@ def _refit(
     return CalibratedModel(model, calibration)
 
 
-def _champion_metrics(
-    model_name: str,
-    holdout_frame: pd.DataFrame,
-    data: LeadData,
-    config: RunConfig,
-    labels: np.ndarray,
-) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """(champion version, its metrics on this run's holdout, or why it could not be scored).
-
-    A refitted champion is compared through its evaluation model (fitted without its holdout), as
-    the challenger is: the refit may have learned this very holdout.
-    The champion gets the inputs it was trained with: attribute columns this run excludes are
-    read again from the leads file for the held-out leads.
-    """
-    from mlflow import MlflowClient
-
-    from features.model.artifact import load_model_scorer
-
-    version = champion_version(MlflowClient(), model_name)
-    if version is None:
-        return None, None, None
-    try:
-        # the champion's evaluation model: fitted without its own holdout, like this run's
-        champion = load_model_scorer(f"models:/{model_name}/{version}", evaluation=True)
-        if champion.featurizer.uses_touchpoints_ and data.touchpoints is None:
-            return (
-                version,
-                None,
-                "the champion uses touchpoints and this run has none (--touchpoints)",
-            )
-        needed = [
-            c["column"]
-            for c in champion.featurizer.attributes_.columns_
-            if c["column"] != "created_at"
-        ]
-        absent = [c for c in needed if c not in holdout_frame.columns]
-        frame = holdout_frame
-        if absent:
-            again = config.data.model_copy(
-                update={"exclude": [c for c in config.data.exclude if c not in absent],
-                        "touchpoints": None, "outcomes": None, "label": config.data.label}
-            )  # fmt: skip
-            extra = load_lead_data(again).leads
-            lacking = [c for c in absent if c not in extra.columns]
-            if lacking:
-                return (
-                    version,
-                    None,
-                    f"the champion needs column(s) {lacking} that the leads file lacks",
-                )
-            frame = holdout_frame.merge(extra[["lead_id", *absent]], on="lead_id", how="left")
-        probability = champion.predict_proba(frame, data.touchpoints)
-    except Exception as exc:  # noqa: BLE001 - any failure means the champion cannot be compared
-        return version, None, f"{type(exc).__name__}: {exc}"
-    return version, evaluate.classification_metrics(labels, probability, config.policy), None
-
-
-def _pip_requirements() -> list[str]:
-    packages = [
-        "mlflow",
-        "numpy",
-        "pandas",
-        "pyarrow",
-        "scikit-learn",
-        "skops",
-        "pydantic",
-        "scipy",
-    ]
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name}=={importlib_metadata.version(name)}")
-        except importlib_metadata.PackageNotFoundError:
-            out.append(name)
-    return out
-
-
-def _input_example(
-    frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool
-) -> pd.DataFrame:
-    """A few raw leads in the pyfunc input format (timestamps as ISO text, touchpoints as JSON)."""
-    example = frame.head(3).copy()
-    example = example.drop(columns=[c for c in ("snapshot_age_days",) if c in example.columns])
-    for column in ("created_at", "as_of"):
-        if column in example.columns:
-            example[column] = example[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for column in example.columns:
-        if example[column].dtype.kind in "M":
-            example[column] = example[column].astype(str)
-        elif example[column].dtype == bool:
-            example[column] = example[column].astype("float64")
-        elif example[column].dtype.kind in "iu":
-            example[column] = example[column].astype("float64")
-        elif example[column].dtype.kind not in "f":
-            example[column] = example[column].astype(object).where(example[column].notna(), None)
-            example[column] = [None if v is None else str(v) for v in example[column]]
-    if uses_touchpoints:
-        texts = []
-        for lead_id, as_of in zip(frame.head(3)["lead_id"], frame.head(3).get("as_of", [None] * 3)):
-            rows = (
-                touchpoints[touchpoints["lead_id"] == lead_id] if touchpoints is not None else None
-            )
-            if rows is not None and as_of is not None:
-                rows = rows[rows["occurred_at"] <= as_of]
-            items = [] if rows is None else [
-                {"occurred_at": r.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "channel": r.channel,
-                 "activity": r.activity, "campaign": None if pd.isna(r.campaign) else r.campaign,
-                 "value": None if pd.isna(r.value) else float(r.value)}
-                for r in rows.itertuples()
-            ]  # fmt: skip
-            texts.append(json.dumps(items))
-        example["touchpoints"] = texts
-    return example.reset_index(drop=True)
-
-
 def train(
     config: RunConfig,
     experiment: str | None = None,
-    model_name: str = DEFAULT_MODEL_NAME,
+    model_name: str = MODEL_NAME,
     seed: int = 42,
     step: Step = _noop,
     data: LeadData | None = None,
@@ -436,44 +319,105 @@ def _train(
     step: Step,
     data: LeadData | None,
 ) -> TrainResult:
-    import mlflow
-
     started = time.perf_counter()
     if data is None:
         step("reading and validating the lead files")
         data = load_lead_data(config.data)
     fitted = fit_scorer(data, config, seed, step)
-    scorer, examples, split = fitted.scorer, fitted.examples, fitted.split
-    y_holdout = examples.labels[fitted.holdout_rows]
-    p_holdout = fitted.holdout_probability
-    metrics = evaluate.classification_metrics(y_holdout, p_holdout, config.policy)
-
+    metrics = evaluate.classification_metrics(
+        fitted.holdout_labels, fitted.holdout_probability, config.policy
+    )
     step("checking for leakage")
-    feature_names = list(scorer.feature_names)
-    groups = leakage.feature_groups(feature_names, list(data.attribute_types))
+    leaks = check_leakage(fitted, data, seed)
+    warnings = run_warnings(leaks, fitted, data)
+    evaluation_estimator = prepare_served_model(fitted, data, config, metrics, model_name, seed)
+
+    step("logging to MLflow")
+    with tracking.start_run(experiment) as (experiment_id, run_id):
+        tracking.log_training(fitted, config, data, metrics, leaks, seed)
+        step("logging the model")
+        info = tracking.log_model(
+            fitted.scorer, fitted.holdout_frame, data.touchpoints, evaluation_estimator
+        )
+        step("registering the model")
+        version = registry.register(info.model_uri, model_name)
+        step("comparing with the champion")
+        champion = registry.score_champion(
+            model_name, fitted.holdout_frame, data, config.data, config.policy,
+            fitted.holdout_labels,
+        )  # fmt: skip
+        gate = registry.gate(
+            version, metrics, champion, config.training.auc_margin, config.training.ece_tolerance
+        )
+        registry.apply_gate(model_name, version, gate)
+        tracking.log_gate(gate, model_name, version)
+        tracking.log_warnings(warnings)
+
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=ModelRef(model_name, version=version).uri,
+        model_name=model_name,
+        version=version,
+        metrics=metrics,
+        warnings=warnings,
+        gate=gate,
+        leakage=leaks.warnings,
+        selected=fitted.selected,
+        seconds=time.perf_counter() - started,
+        refit=fitted.refitted,
+    )
+
+
+@dataclass
+class LeakageCheck:
+    """Leakage signs: permutation importance on the holdout, single-column AUCs, the warnings."""
+
+    importance: pd.DataFrame
+    single: dict[str, float]
+    warnings: list[leakage.LeakageWarning]
+
+
+def check_leakage(fitted: Fitted, data: LeadData, seed: int) -> LeakageCheck:
+    """Columns that predict the outcome too well, alone or for the model (evaluation model)."""
+    scorer, examples = fitted.scorer, fitted.examples
+    groups = leakage.feature_groups(list(scorer.feature_names), list(data.attribute_types))
     importance = leakage.permutation_importance_by_column(
-        scorer.estimator.predict_proba, fitted.X_holdout, y_holdout, groups, seed=seed
+        scorer.estimator.predict_proba, fitted.X_holdout, fitted.holdout_labels, groups, seed=seed
     )
     train_frame = examples.frame.iloc[fitted.train_rows]
-    leak_rows = subsample(
-        np.arange(len(train_frame)), examples.labels[fitted.train_rows], 200_000, seed
-    )
+    train_labels = examples.labels[fitted.train_rows]
+    leak_rows = subsample(np.arange(len(train_frame)), train_labels, 200_000, seed)
     single = leakage.single_feature_aucs(
-        train_frame.iloc[leak_rows],
-        examples.labels[fitted.train_rows][leak_rows],
-        data.attribute_types,
-        seed,
+        train_frame.iloc[leak_rows], train_labels[leak_rows], data.attribute_types, seed
     )
-    leaks = leakage.check_leakage(single, importance)
-    warnings = [w.to_text() for w in leaks] + fitted.notes
+    return LeakageCheck(importance, single, leakage.check_leakage(single, importance))
+
+
+def run_warnings(leaks: LeakageCheck, fitted: Fitted, data: LeadData) -> list[str]:
+    """What the user should read: leakage, sampling notes, identifier-like columns left out."""
+    warnings = [w.to_text() for w in leaks.warnings] + fitted.notes
     # identifier-like columns are dropped by the loader: say so, and how to keep one
     warnings += [
         f"column '{f.column}' looks like an identifier and is not used as a feature; {f.fix}"
         for f in getattr(data.report, "findings", [])
         if f.level == "warning" and "looks like an identifier" in f.message
     ]
+    return warnings
 
-    holdout_frame = examples.frame.iloc[fitted.holdout_rows]
+
+def prepare_served_model(
+    fitted: Fitted,
+    data: LeadData,
+    config: RunConfig,
+    metrics: dict[str, float],
+    model_name: str,
+    seed: int,
+) -> CalibratedModel | None:
+    """Give the scorer what it ships with (holdout scores, metadata) and the estimator to serve;
+    returns the evaluation estimator to ship beside a refit (None without one)."""
+    scorer, examples, split = fitted.scorer, fitted.examples, fitted.split
+    holdout_frame = fitted.holdout_frame
     holdout_as_of = (
         holdout_frame["as_of"]
         if "as_of" in holdout_frame
@@ -481,8 +425,8 @@ def _train(
     )
     scorer.holdout = pd.DataFrame(
         {
-            "probability": p_holdout,
-            "label": y_holdout.astype(np.int64),
+            "probability": fitted.holdout_probability,
+            "label": fitted.holdout_labels.astype(np.int64),
             "as_of": holdout_as_of.to_numpy(),
         }
     )
@@ -494,7 +438,7 @@ def _train(
         "metrics": {k: _finite(v) for k, v in metrics.items()},
         "holdout_weeks": split.holdout_weeks,
         "holdout": split.description,
-        "features": feature_names,
+        "features": list(scorer.feature_names),
         "attributes": list(data.attribute_types),
         "model": fitted.selected,
         "calibration": scorer.estimator.calibration["method"],
@@ -503,171 +447,11 @@ def _train(
         "seed": seed,
         "data_config": json.loads(config.data.model_dump_json()),
     }
-
     evaluation_estimator = scorer.estimator
-    if fitted.refitted:
+    if fitted.final_estimator is not None:
         scorer.estimator = fitted.final_estimator
     scorer.metadata["refit"] = fitted.refitted
     scorer.metadata["examples_fitted"] = len(fitted.train_rows) + fitted.refitted * len(
         fitted.holdout_rows
     )
-
-    step("logging to MLflow")
-    experiment_id = configure_tracking(experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        run_id = run.info.run_id
-        mlflow.log_params(
-            {
-                "model": fitted.selected[:500],
-                "model_kind": fitted.selected.split("(")[0],
-                "calibration": scorer.estimator.calibration["method"],
-                "split": split.kind,
-                "seed": seed,
-                "training_examples": len(fitted.train_rows),
-                "holdout_examples": len(fitted.holdout_rows),
-                "features": len(feature_names),
-                "excluded_columns": json.dumps(config.data.exclude)[:500],
-                "leads_file": str(config.data.leads.path)[:500],
-                "timestamped": examples.timestamped,
-                "refit_with_holdout": fitted.refitted,
-            }
-        )
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})
-        best = fitted.search_table[fitted.search_table["selected"]].iloc[0]
-        mlflow.log_metrics(
-            {
-                "cv_log_loss": float(best["calibrated_log_loss"]),
-                "cv_roc_auc": float(best["roc_auc"]),
-            }
-        )
-
-        tables = evaluate.evaluation_tables(
-            y_holdout, p_holdout, split.holdout_weeks or 1.0, config.policy
-        )
-        tables["search"] = fitted.search_table
-        tables["permutation_importance"] = importance
-        tables["single_feature_auc"] = pd.DataFrame(
-            {"column": list(single), "roc_auc": list(single.values())}
-        )
-        tables["features"] = scorer.featurizer.feature_table()
-        table_dir = tmp_path / "tables"
-        table_dir.mkdir()
-        for name, table in tables.items():
-            table.to_csv(table_dir / f"{name}.csv", index=False)
-        mlflow.log_artifacts(str(table_dir), "evaluation")
-        evaluate.save_charts(y_holdout, p_holdout, tmp_path / "charts")
-        mlflow.log_artifacts(str(tmp_path / "charts"), "charts")
-        mlflow.log_text(data.report.to_text() or "no findings", "data/validation_report.txt")
-        mlflow.log_dict(data.report.to_dict(), "data/validation_report.json")
-        mlflow.log_dict(config.to_dict(), "config/resolved_config.json")
-        mlflow.log_dict(
-            {"tables": fingerprints(data), "split": split.description, "now": str(examples.now),
-             "snapshots": examples.snapshot_report}, "data/fingerprints.json",
-        )  # fmt: skip
-        mlflow.log_dict(
-            {
-                "calibration": scorer.estimator.calibration["method"],
-                "cross_fitted_log_loss": fitted.calibration_losses,
-            },
-            "evaluation/calibration_choice.json",
-        )
-        mlflow.log_dict({"warnings": [w.to_dict() for w in leaks], "exclude": leakage.exclude_command(leaks)},
-                        "leakage.json")  # fmt: skip
-        if leaks:
-            mlflow.set_tag("leakage_warning", "; ".join(w.column for w in leaks)[:5000])
-
-        step("logging the model")
-        artifact_paths = _save_artifacts(
-            scorer, tmp_path / "artifacts", evaluation_estimator if fitted.refitted else None
-        )
-        example = _input_example(
-            holdout_frame, data.touchpoints, bool(scorer.featurizer.uses_touchpoints_)
-        )
-        output = _pyfunc_predict(scorer, example)
-        signature = _signature(example, output)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts=artifact_paths,
-            code_paths=[str(FEATURES_PACKAGE)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-        )
-        step("registering the model")
-        version = mlflow.register_model(info.model_uri, model_name).version
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
-
-        step("comparing with the champion")
-        champ_version, champ_metrics, champ_error = _champion_metrics(
-            model_name, holdout_frame, data, config, y_holdout
-        )
-        if champ_error is not None:
-            gate = GateDecision(
-                False,
-                f"stays challenger: champion v{champ_version} could not score this holdout "
-                f"({champ_error[:300]}); promote by hand with `leadscore promote {version}`",
-                metrics, None, champ_version,
-            )  # fmt: skip
-        else:
-            gate = promotion_gate(metrics, champ_metrics, champ_version, config.training.auc_margin,
-                                  config.training.ece_tolerance)  # fmt: skip
-        if gate.promote:
-            client.set_registered_model_alias(model_name, "champion", version)
-        if champ_metrics:
-            mlflow.log_metrics(
-                {f"champion_{k}": v for k, v in champ_metrics.items() if math.isfinite(v)}
-            )
-        mlflow.log_dict(gate.to_dict(), "promotion.json")
-        mlflow.set_tags(
-            {"promotion": "champion" if gate.promote else CHALLENGER, "promotion_reason": gate.reason[:5000],
-             "model_version": version, "model_name": model_name}
-        )  # fmt: skip
-        client.set_model_version_tag(model_name, version, "promotion", gate.reason[:5000])
-        if warnings:
-            mlflow.log_text("\n".join(warnings), "warnings.txt")
-
-    return TrainResult(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        model_uri=f"models:/{model_name}/{version}",
-        model_name=model_name,
-        version=str(version),
-        metrics=metrics,
-        warnings=warnings,
-        gate=gate,
-        leakage=leaks,
-        selected=fitted.selected,
-        seconds=time.perf_counter() - started,
-        refit=fitted.refitted,
-    )
-
-
-def _signature(example: pd.DataFrame, output: pd.DataFrame):
-    """Input schema: lead_id required, every other column optional (CRM records are sparse)."""
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
-
-    columns = []
-    for name in example.columns:
-        kind = "double" if example[name].dtype.kind in "fiub" else "string"
-        columns.append(ColSpec(kind, name, required=name == "lead_id"))
-    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
-
-
-def _save_artifacts(
-    scorer: LeadScorer, directory: Path, evaluation_estimator: CalibratedModel | None = None
-) -> dict[str, str]:
-    from features.model.artifact import save_scorer
-
-    return save_scorer(scorer, directory, evaluation_estimator)
-
-
-def _pyfunc_predict(scorer: LeadScorer, example: pd.DataFrame) -> pd.DataFrame:
-    from features.model.artifact import LeadScoringModel
-
-    model = LeadScoringModel()
-    model.scorer = scorer
-    return model.predict(None, example)
+    return evaluation_estimator if fitted.refitted else None

@@ -1,4 +1,4 @@
-"""features.model.calibration"""
+"""The shipped estimator: a frozen scikit-learn classifier, its numpy form and one calibrator."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from features.model.compiled import AdditiveLogistic, compile_model
+from features.model.compiled import CompiledModel, compile_model
 
 _EPS = 1e-6
-SMALL_BATCH = 256  # up to this many rows, boosted trees are walked node by node in numpy
 
 
 class CalibratedModel:
@@ -27,13 +26,12 @@ class CalibratedModel:
     ) -> None:
         self.model = model
         self.calibration = dict(calibration or {"method": "none"})
-        self._compile()
-        # The numpy form of the model (features.compiled), checked against predict_proba here.
-        compiled = compile_model(model) if compile else None
-        self._linear = compiled if isinstance(compiled, AdditiveLogistic) else None
-        self._trees = None if compiled is None or self._linear is not None else compiled
+        self._read_calibration()
+        # The numpy form of the model (features.model.compiled), checked against predict_proba
+        # when built; None: scikit-learn only.
+        self.compiled: CompiledModel | None = compile_model(model) if compile else None
 
-    def _compile(self) -> None:
+    def _read_calibration(self) -> None:
         method = self.calibration.get("method", "none")
         if method == "sigmoid":
             self._a = float(self.calibration["a"])
@@ -49,12 +47,8 @@ class CalibratedModel:
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
         """The frozen model's uncalibrated win probability."""
-        if self._linear is not None:
-            return self._linear(X)
-        if self._trees is not None and (
-            X.shape[0] <= SMALL_BATCH or getattr(self._trees, "any_batch", False)
-        ):
-            return self._trees(X)
+        if self.compiled is not None and self.compiled.faster_than_sklearn(X.shape[0]):
+            return self.compiled.raw_proba(X)
         return self.model.predict_proba(X)[:, 1]
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:

@@ -2,27 +2,32 @@
 
 One scikit-learn `predict_proba` call costs milliseconds whatever the number of rows (validation
 in every pipeline step, one call per boosted tree), which is most of the time of scoring one lead.
-Two model kinds are restated in numpy here:
+Two model kinds are restated in numpy here, behind one interface, `CompiledModel`:
 
-- the logistic pipeline (one-hot categories; imputed, arcsinh, scaled and spline-expanded numbers;
-  missing and "any at all" indicators; LogisticRegression) is additive in the input features:
-  logit(x) = b + sum_j f_j(x_j). `AdditiveLogistic.contributions` gives every f_j, so a reason's
-  effect (the lead with feature j set to the typical value) is exact without re-predicting;
-- a binary HistGradientBoostingClassifier: all trees walked at once (`compile_boosting`).
+- `AdditiveLogistic`: the logistic pipeline (one-hot categories; imputed, arcsinh, scaled and
+  spline-expanded numbers; missing and "any at all" indicators; LogisticRegression) is additive
+  in the input features: logit(x) = b + sum_j f_j(x_j). `contributions` gives every f_j, so a
+  reason's effect (the lead with feature j set to the typical value) is exact without
+  re-predicting;
+- `CompiledTrees`: a binary HistGradientBoostingClassifier, all trees at once, with
+  `occluded_raw` for reasons: `LeafBitvectors` (trees of up to `BITVECTOR_MAX_LEAVES` leaves) or
+  `WalkedTrees` (node by node).
 
-`compile_model` returns one of them only when it equals `predict_proba` within `TOLERANCE` on
-generated rows (known and unknown categories, NaN, values at the split thresholds); otherwise None
-and the caller keeps scikit-learn. Imports nothing of ours (features/ is the bottom layer).
+Each is built by a classmethod (`AdditiveLogistic.from_pipeline`, `WalkedTrees.from_model`,
+`LeafBitvectors.from_trees`); `__init__` only stores. `compile_model` returns one of them only
+when it equals `predict_proba` within `TOLERANCE` on generated rows (known and unknown
+categories, NaN, values at the split thresholds); otherwise None and the caller keeps
+scikit-learn. Imports nothing of ours (features/ is the bottom layer).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import BSpline
 from scipy.special import expit
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,9 @@ TOLERANCE = 1e-9
 
 
 BITVECTOR_MAX_LEAVES = 64  # trees with more leaves are walked node by node
+
+
+WALKED_MAX_ROWS = 256  # above this many rows, scikit-learn is faster than walking node by node
 
 
 LEAD_CHUNK = 32  # leads per bitvector pass: its arrays stay in cache (128: 1.5x slower)
@@ -48,13 +56,52 @@ ELEMENTWISE = (np.arcsinh, np.sign, np.log1p, np.tanh, np.sqrt, np.abs)
 
 
 class NotCompilable(Exception):
-    pass
+    """The estimator is not a layout this module restates in numpy (the message says which part)."""
 
 
-class AdditiveLogistic:
-    """Per-feature logit contributions of a fitted Pipeline(ColumnTransformer, LogisticRegression)."""
+class CompiledModel(ABC):
+    """The numpy form of a fitted binary classifier."""
 
-    def __init__(self, pipeline: Any, n_features: int) -> None:
+    @abstractmethod
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        """The win probability of each row, as the estimator's `predict_proba(X)[:, 1]` gives it
+        (uncalibrated: "raw" as in `CalibratedModel.raw_proba`)."""
+
+    def faster_than_sklearn(self, n_rows: int) -> bool:
+        """Whether `raw_proba` beats the estimator's own `predict_proba` at `n_rows` rows."""
+        return True
+
+
+class CompiledTrees(CompiledModel):
+    """Boosted trees, with the occluded log-odds that reasons need."""
+
+    @abstractmethod
+    def occluded_raw(
+        self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw log-odds of each row of `X`, raw log-odds of row `lead[i]` with column
+        `column[i]` set to `typical[column[i]]`, for every i)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The logistic pipeline
+
+
+class AdditiveLogistic(CompiledModel):
+    """Per-feature logit contributions of a fitted Pipeline(ColumnTransformer, LogisticRegression).
+
+    `parts`: one ("onehot" | "missing" | "numbers", data) entry per transformer of the
+    ColumnTransformer, in order (see `from_pipeline`)."""
+
+    def __init__(self, n_features: int, intercept: float, parts: list[tuple[str, Any]]) -> None:
+        self.n_features = n_features
+        self.intercept = intercept
+        self.parts = parts
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, n_features: int) -> AdditiveLogistic:
+        """Read the fitted pipeline's transformers and coefficients; raises NotCompilable for any
+        other layout."""
         from sklearn.compose import ColumnTransformer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline
@@ -66,10 +113,8 @@ class AdditiveLogistic:
             raise NotCompilable("not ColumnTransformer + LogisticRegression")
         if model.coef_.shape[0] != 1:
             raise NotCompilable("not a binary model")
-        self.n_features = n_features
-        self.intercept = float(model.intercept_[0])
         coef = model.coef_[0]
-        self.parts: list[tuple[str, Any]] = []
+        parts: list[tuple[str, Any]] = []
         offset = 0
         for name, transformer, cols in columns.transformers_:
             if name == "remainder":
@@ -79,103 +124,12 @@ class AdditiveLogistic:
             cols = np.asarray(cols)
             if cols.dtype == bool:
                 cols = np.flatnonzero(cols)
-            width, part = self._compile(transformer, cols, coef, offset)
-            self.parts.append(part)
+            width, part = _compile_part(transformer, cols, coef, offset)
+            parts.append(part)
             offset += width
         if offset != coef.shape[0]:
             raise NotCompilable("output width does not match the coefficients")
-
-    def _compile(self, transformer, cols, coef, offset):
-        from sklearn.impute import MissingIndicator
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder
-
-        if isinstance(transformer, OneHotEncoder):
-            if transformer.drop_idx_ is not None or getattr(
-                transformer, "_infrequent_enabled", False
-            ):
-                raise NotCompilable("one-hot with drop or infrequent categories")
-            tables = []
-            for i, categories in enumerate(transformer.categories_):
-                categories = np.asarray(categories, dtype=float)
-                weights = coef[offset : offset + categories.size]
-                offset += categories.size
-                nan = np.isnan(categories)
-                tables.append(
-                    (
-                        int(cols[i]),
-                        categories[~nan],
-                        weights[~nan],
-                        float(weights[nan][0]) if nan.any() else 0.0,
-                    )
-                )
-            return sum(len(c) for c in transformer.categories_), ("onehot", tables)
-        if isinstance(transformer, MissingIndicator):
-            features = np.asarray(transformer.features_)
-            weights = coef[offset : offset + features.size]
-            return features.size, ("missing", (cols[features], weights))
-        if isinstance(transformer, Pipeline):
-            return self._compile_numbers(transformer, cols, coef, offset)
-        raise NotCompilable(f"unsupported transformer {type(transformer).__name__}")
-
-    def _compile_numbers(self, pipeline, cols, coef, offset):
-        from sklearn.feature_selection import VarianceThreshold
-        from sklearn.impute import SimpleImputer
-        from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler
-
-        steps = [step for _, step in pipeline.steps]
-        fill = None
-        keep = np.ones(cols.size, dtype=bool)
-        function = None
-        mean, scale = None, None
-        splines = None
-        for step in steps:
-            if isinstance(step, SimpleImputer) and fill is None:
-                if not (isinstance(step.missing_values, float) and np.isnan(step.missing_values)):
-                    raise NotCompilable("imputer for other missing values")
-                if step.add_indicator or step.statistics_.shape[0] != cols.size:
-                    raise NotCompilable("imputer drops or adds columns")
-                fill = np.asarray(step.statistics_, dtype=float)
-            elif isinstance(step, VarianceThreshold) and keep.all():
-                keep = step.get_support()
-            elif (
-                isinstance(step, FunctionTransformer)
-                and step.func in ELEMENTWISE
-                and not step.kw_args
-                and function is None
-                and mean is None
-            ):
-                function = step.func
-            elif isinstance(step, StandardScaler) and splines is None:
-                mean = step.mean_ if step.with_mean else np.zeros(int(keep.sum()))
-                scale = step.scale_ if step.with_std else np.ones(int(keep.sum()))
-            elif isinstance(step, SplineTransformer) and splines is None:
-                if step.extrapolation != "constant" or not step.include_bias or step.sparse_output:
-                    raise NotCompilable("spline settings")
-                splines = step.bsplines_
-            else:
-                raise NotCompilable(f"unsupported numeric step {type(step).__name__}")
-        if fill is None:
-            raise NotCompilable("numbers are not imputed")
-        kept = np.flatnonzero(keep)
-        mean = np.zeros(kept.size) if mean is None else np.asarray(mean, dtype=float)
-        scale = np.ones(kept.size) if scale is None else np.asarray(scale, dtype=float)
-        functions = []
-        if splines is None:
-            weights = coef[offset : offset + kept.size]
-            width = kept.size
-        else:
-            n_splines = splines[0].c.shape[1]
-            width = kept.size * n_splines
-            for k, spl in enumerate(splines):
-                w = coef[offset + k * n_splines : offset + (k + 1) * n_splines]
-                degree = spl.k
-                functions.append(
-                    (BSpline(spl.t, w, degree, extrapolate=True), spl.t[degree], spl.t[-degree - 1])
-                )
-            weights = None
-        part = ("numbers", (cols[kept], fill[kept], function, mean, scale, weights, functions))
-        return width, part
+        return cls(n_features, float(model.intercept_[0]), parts)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, n_features) logit contributions; features the model does not use get 0."""
@@ -214,8 +168,6 @@ class AdditiveLogistic:
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(self.intercept + self.contributions(X).sum(axis=1))
 
-    __call__ = raw_proba
-
     def probe_rows(self, n: int, seed: int = 0) -> np.ndarray:
         """Leads the model could see: known and unknown categories, typical and extreme numbers, NaN."""
         rng = np.random.default_rng(seed)
@@ -234,146 +186,308 @@ class AdditiveLogistic:
         return X
 
 
-def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A numpy walk of a binary HistGradientBoostingClassifier's trees, all trees at once.
+def _compile_part(
+    transformer: Any, cols: np.ndarray, coef: np.ndarray, offset: int
+) -> tuple[int, tuple[str, Any]]:
+    """(output width, part) of one ColumnTransformer entry."""
+    from sklearn.impute import MissingIndicator
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    if isinstance(transformer, OneHotEncoder):
+        if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False):
+            raise NotCompilable("one-hot with drop or infrequent categories")
+        tables = []
+        for i, categories in enumerate(transformer.categories_):
+            categories = np.asarray(categories, dtype=float)
+            weights = coef[offset : offset + categories.size]
+            offset += categories.size
+            nan = np.isnan(categories)
+            tables.append(
+                (
+                    int(cols[i]),
+                    categories[~nan],
+                    weights[~nan],
+                    float(weights[nan][0]) if nan.any() else 0.0,
+                )
+            )
+        return sum(len(c) for c in transformer.categories_), ("onehot", tables)
+    if isinstance(transformer, MissingIndicator):
+        features = np.asarray(transformer.features_)
+        weights = coef[offset : offset + features.size]
+        return features.size, ("missing", (cols[features], weights))
+    if isinstance(transformer, Pipeline):
+        return _compile_numbers(transformer, cols, coef, offset)
+    raise NotCompilable(f"unsupported transformer {type(transformer).__name__}")
+
+
+def _compile_numbers(
+    pipeline: Any, cols: np.ndarray, coef: np.ndarray, offset: int
+) -> tuple[int, tuple[str, Any]]:
+    from scipy.interpolate import BSpline
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer, SplineTransformer, StandardScaler
+
+    steps = [step for _, step in pipeline.steps]
+    fill = None
+    keep = np.ones(cols.size, dtype=bool)
+    function = None
+    mean, scale = None, None
+    splines = None
+    for step in steps:
+        if isinstance(step, SimpleImputer) and fill is None:
+            if not (isinstance(step.missing_values, float) and np.isnan(step.missing_values)):
+                raise NotCompilable("imputer for other missing values")
+            if step.add_indicator or step.statistics_.shape[0] != cols.size:
+                raise NotCompilable("imputer drops or adds columns")
+            fill = np.asarray(step.statistics_, dtype=float)
+        elif isinstance(step, VarianceThreshold) and keep.all():
+            keep = step.get_support()
+        elif (
+            isinstance(step, FunctionTransformer)
+            and step.func in ELEMENTWISE
+            and not step.kw_args
+            and function is None
+            and mean is None
+        ):
+            function = step.func
+        elif isinstance(step, StandardScaler) and splines is None:
+            mean = step.mean_ if step.with_mean else np.zeros(int(keep.sum()))
+            scale = step.scale_ if step.with_std else np.ones(int(keep.sum()))
+        elif isinstance(step, SplineTransformer) and splines is None:
+            if step.extrapolation != "constant" or not step.include_bias or step.sparse_output:
+                raise NotCompilable("spline settings")
+            splines = step.bsplines_
+        else:
+            raise NotCompilable(f"unsupported numeric step {type(step).__name__}")
+    if fill is None:
+        raise NotCompilable("numbers are not imputed")
+    kept = np.flatnonzero(keep)
+    mean = np.zeros(kept.size) if mean is None else np.asarray(mean, dtype=float)
+    scale = np.ones(kept.size) if scale is None else np.asarray(scale, dtype=float)
+    functions = []
+    if splines is None:
+        weights = coef[offset : offset + kept.size]
+        width = kept.size
+    else:
+        n_splines = splines[0].c.shape[1]
+        width = kept.size * n_splines
+        for k, spl in enumerate(splines):
+            w = coef[offset + k * n_splines : offset + (k + 1) * n_splines]
+            degree = spl.k
+            functions.append(
+                (BSpline(spl.t, w, degree, extrapolate=True), spl.t[degree], spl.t[-degree - 1])
+            )
+        weights = None
+    part = ("numbers", (cols[kept], fill[kept], function, mean, scale, weights, functions))
+    return width, part
+
+
+# ------------------------------------------------------------------------------------------------
+# Boosted trees
+
+
+@dataclass(eq=False)
+class WalkedTrees(CompiledTrees):
+    """A binary HistGradientBoostingClassifier's trees walked node by node, all trees at once.
 
     scikit-learn walks each tree in its own call (~10 us each, 4-5 ms for one lead); here every
     (row, tree) pair advances one level per step. Same rules as scikit-learn's predictor (missing
     values, categorical bitsets, unknown categories); tests check it equals `predict_proba`.
+    Node arrays are the trees' nodes concatenated (`left`/`right`/`bitset` already offset).
     """
-    if (
-        type(model).__name__ != "HistGradientBoostingClassifier"
-        or getattr(model, "n_trees_per_iteration_", 0) != 1
-    ):
-        return None
-    predictors = [p[0] for p in model._predictors]
-    if not predictors:
-        return None
-    known, f_map = model._bin_mapper.make_known_categories_bitsets()
-    nodes = [p.nodes for p in predictors]
-    sizes = np.array([len(n) for n in nodes])
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    bit_sizes = np.array([len(p.raw_left_cat_bitsets) for p in predictors])
-    bit_offsets = np.concatenate([[0], np.cumsum(bit_sizes)[:-1]])
-    allnodes = np.concatenate(nodes)
-    tree_of = np.repeat(np.arange(len(nodes)), sizes)
-    feature = allnodes["feature_idx"].astype(np.intp)
-    threshold = allnodes["num_threshold"].astype(float)
-    missing_left = allnodes["missing_go_to_left"].astype(bool)
-    left = allnodes["left"].astype(np.intp) + offsets[tree_of]
-    right = allnodes["right"].astype(np.intp) + offsets[tree_of]
-    leaf = allnodes["is_leaf"].astype(bool)
-    value = allnodes["value"].astype(float)
-    categorical = allnodes["is_categorical"].astype(bool)
-    bitset = allnodes["bitset_idx"].astype(np.intp) + bit_offsets[tree_of]
-    raw_bits = (
-        np.concatenate([p.raw_left_cat_bitsets for p in predictors]).astype(np.uint64)
-        if bit_sizes.sum()
-        else None
-    )
-    known = np.asarray(known, dtype=np.uint64)
-    f_map = np.asarray(f_map, dtype=np.intp)
-    baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
-    depth = int(allnodes["depth"].max()) + 1
+
+    roots: np.ndarray  # node index of each tree's root
+    tree_of: np.ndarray  # tree of each node
+    feature: np.ndarray  # feature index (among the prepared columns) of each split
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray
+    value: np.ndarray
+    categorical: np.ndarray
+    bitset: np.ndarray  # row of `raw_bits` of each categorical split
+    raw_bits: np.ndarray | None  # the categorical splits' left-category bitsets
+    known: np.ndarray  # the known-category bitset of each categorical feature
+    f_map: np.ndarray  # feature -> row of `known`
+    baseline: float
+    depth: int
+    column_of: np.ndarray  # input column of each prepared feature
     # With categorical features scikit-learn first ordinal-encodes them (categories seen in fit
-    # -> 0..k-1, anything else -> missing) and puts them before the numbers.
-    preprocessor = getattr(model, "_preprocessor", None)
-    if preprocessor is not None:
-        encoder = preprocessor.named_transformers_["encoder"]
-        cat_cols = np.flatnonzero(model.is_categorical_)
-        num_cols = np.flatnonzero(~np.asarray(model.is_categorical_))
-        seen = [np.asarray(c, dtype=float) for c in encoder.categories_]
-        seen = [c[~np.isnan(c)] for c in seen]
+    # -> 0..k-1, anything else -> missing) and puts them before the numbers: those columns and the
+    # categories seen in fit, or None without categorical features.
+    categories: list[np.ndarray] | None
+    cat_cols: np.ndarray
+    num_cols: np.ndarray
 
-        def prepare(X: np.ndarray) -> np.ndarray:
-            out = np.empty((X.shape[0], cat_cols.size + num_cols.size))
-            for k, (j, cats) in enumerate(zip(cat_cols, seen)):
-                x = X[:, j]
-                if cats.size == 0:
-                    out[:, k] = np.nan
-                    continue
-                pos = np.clip(np.searchsorted(cats, x), 0, cats.size - 1)
-                out[:, k] = np.where(cats[pos] == x, pos, np.nan)
-            out[:, cat_cols.size :] = X[:, num_cols]
-            return out
-    else:
+    @classmethod
+    def from_model(cls, model: Any) -> WalkedTrees:
+        """The node arrays of a fitted binary HistGradientBoostingClassifier (NotCompilable for
+        anything else)."""
+        if (
+            type(model).__name__ != "HistGradientBoostingClassifier"
+            or getattr(model, "n_trees_per_iteration_", 0) != 1
+        ):
+            raise NotCompilable("not a binary HistGradientBoostingClassifier")
+        predictors = [p[0] for p in model._predictors]
+        if not predictors:
+            raise NotCompilable("no trees")
+        known, f_map = model._bin_mapper.make_known_categories_bitsets()
+        nodes = [p.nodes for p in predictors]
+        sizes = np.array([len(n) for n in nodes])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        bit_sizes = np.array([len(p.raw_left_cat_bitsets) for p in predictors])
+        bit_offsets = np.concatenate([[0], np.cumsum(bit_sizes)[:-1]])
+        allnodes = np.concatenate(nodes)
+        tree_of = np.repeat(np.arange(len(nodes)), sizes)
+        preprocessor = getattr(model, "_preprocessor", None)
+        if preprocessor is not None:
+            encoder = preprocessor.named_transformers_["encoder"]
+            cat_cols = np.flatnonzero(model.is_categorical_)
+            num_cols = np.flatnonzero(~np.asarray(model.is_categorical_))
+            seen = [np.asarray(c, dtype=float) for c in encoder.categories_]
+            categories: list[np.ndarray] | None = [c[~np.isnan(c)] for c in seen]
+            column_of = np.concatenate([cat_cols, num_cols])
+        else:
+            cat_cols = num_cols = np.empty(0, dtype=np.intp)
+            categories = None
+            column_of = np.arange(int(model.n_features_in_))
+        return cls(
+            roots=offsets,
+            tree_of=tree_of,
+            feature=allnodes["feature_idx"].astype(np.intp),
+            threshold=allnodes["num_threshold"].astype(float),
+            missing_left=allnodes["missing_go_to_left"].astype(bool),
+            left=allnodes["left"].astype(np.intp) + offsets[tree_of],
+            right=allnodes["right"].astype(np.intp) + offsets[tree_of],
+            leaf=allnodes["is_leaf"].astype(bool),
+            value=allnodes["value"].astype(float),
+            categorical=allnodes["is_categorical"].astype(bool),
+            bitset=allnodes["bitset_idx"].astype(np.intp) + bit_offsets[tree_of],
+            raw_bits=(
+                np.concatenate([p.raw_left_cat_bitsets for p in predictors]).astype(np.uint64)
+                if bit_sizes.sum()
+                else None
+            ),
+            known=np.asarray(known, dtype=np.uint64),
+            f_map=np.asarray(f_map, dtype=np.intp),
+            baseline=float(np.asarray(model._baseline_prediction).ravel()[0]),
+            depth=int(allnodes["depth"].max()) + 1,
+            column_of=column_of,
+            categories=categories,
+            cat_cols=cat_cols,
+            num_cols=num_cols,
+        )
 
-        def prepare(X: np.ndarray) -> np.ndarray:
+    @property
+    def n_trees(self) -> int:
+        return int(self.roots.size)
+
+    def leaves_per_tree(self) -> np.ndarray:
+        return np.bincount(self.tree_of[self.leaf], minlength=self.n_trees)
+
+    def faster_than_sklearn(self, n_rows: int) -> bool:
+        return n_rows <= WALKED_MAX_ROWS
+
+    def prepare(self, X: np.ndarray) -> np.ndarray:
+        """Input rows -> the columns the trees split on (categories as codes, then numbers)."""
+        if self.categories is None:
             return X
+        out = np.empty((X.shape[0], self.cat_cols.size + self.num_cols.size))
+        for k, (j, cats) in enumerate(zip(self.cat_cols, self.categories)):
+            x = X[:, j]
+            if cats.size == 0:
+                out[:, k] = np.nan
+                continue
+            pos = np.clip(np.searchsorted(cats, x), 0, cats.size - 1)
+            out[:, k] = np.where(cats[pos] == x, pos, np.nan)
+        out[:, self.cat_cols.size :] = X[:, self.num_cols]
+        return out
 
-    def in_bitset(bits: np.ndarray, row: np.ndarray, v: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _in_bitset(bits: np.ndarray, row: np.ndarray, v: np.ndarray) -> np.ndarray:
         return ((bits[row, v >> 5] >> (v & 31).astype(np.uint64)) & np.uint64(1)).astype(bool)
 
-    def goes_left(nd: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def goes_left(self, nd: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Whether prepared value `x` goes left at node `nd` (pairwise), as scikit-learn decides."""
-        go_left = x <= threshold[nd]
-        cat = categorical[nd]
-        if cat.any() and raw_bits is not None:
+        go_left = x <= self.threshold[nd]
+        cat = self.categorical[nd]
+        if cat.any() and self.raw_bits is not None:
             xc, ndc = x[cat], nd[cat]
             unusable = np.isnan(xc) | (xc < 0)
             v = np.where(unusable, 0, xc).astype(np.intp)
-            in_left = in_bitset(raw_bits, bitset[ndc], v)
-            is_known = in_bitset(known, f_map[feature[ndc]], v)
-            go = np.where(in_left, True, np.where(is_known, False, missing_left[ndc]))
-            go_left[cat] = np.where(unusable, missing_left[ndc], go)
-        return np.where(np.isnan(x), missing_left[nd], go_left)
-
-    column_of = (np.concatenate([cat_cols, num_cols]) if preprocessor is not None
-                 else np.arange(int(model.n_features_in_)))  # fmt: skip
+            in_left = self._in_bitset(self.raw_bits, self.bitset[ndc], v)
+            is_known = self._in_bitset(self.known, self.f_map[self.feature[ndc]], v)
+            missing_left = self.missing_left[ndc]
+            go = np.where(in_left, True, np.where(is_known, False, missing_left))
+            go_left[cat] = np.where(unusable, missing_left, go)
+        return np.where(np.isnan(x), self.missing_left[nd], go_left)
 
     def walk(
-        X: np.ndarray, r: np.ndarray, t: np.ndarray, visited: list | None = None
+        self,
+        X: np.ndarray,
+        r: np.ndarray,
+        t: np.ndarray,
+        visited: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> np.ndarray:
         """Leaf node of each (row r of prepared X, tree t) pair; `visited` collects (pair, input
         column) of the splits passed, each column once per pair."""
-        node = offsets[t].copy()
+        leaf, feature = self.leaf, self.feature
+        node = self.roots[t].copy()
         todo = np.flatnonzero(~leaf[node])
-        path = np.full((node.size, depth), -1, dtype=np.int32) if visited is not None else None
-        for level in range(depth):
+        path = np.full((node.size, self.depth), -1, dtype=np.int32) if visited is not None else None
+        for level in range(self.depth):
             if not todo.size:
                 break
             nd = node[todo]
             f = feature[nd]
-            if path is not None:
-                columns = column_of[f]
+            if visited is not None and path is not None:
+                columns = self.column_of[f]
                 fresh = ~(path[todo, :level] == columns[:, None]).any(axis=1)
                 path[todo, level] = columns
                 visited.append((todo[fresh], columns[fresh]))
-            node[todo] = np.where(goes_left(nd, X[r[todo], f]), left[nd], right[nd])
+            node[todo] = np.where(self.goes_left(nd, X[r[todo], f]), self.left[nd], self.right[nd])
             todo = todo[~leaf[node[todo]]]
         return node
 
-    n_trees = offsets.size
-
-    def leaves(X: np.ndarray, visited: list | None = None) -> np.ndarray:
+    def leaves(
+        self, X: np.ndarray, visited: list[tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> np.ndarray:
+        """(rows, trees): the leaf node each prepared row reaches in each tree."""
+        n_trees = self.n_trees
         r = np.repeat(np.arange(X.shape[0]), n_trees)
         t = np.tile(np.arange(n_trees), X.shape[0])
-        return walk(X, r, t, visited).reshape(X.shape[0], n_trees)
+        return self.walk(X, r, t, visited).reshape(X.shape[0], n_trees)
 
-    def predict(X: np.ndarray) -> np.ndarray:
-        X = prepare(np.asarray(X, dtype=float))
-        node = leaves(X)
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        X = self.prepare(np.asarray(X, dtype=float))
+        node = self.leaves(X)
         # Trees added one after another from the baseline, as scikit-learn does, so the result
         # is the same bits as predict_proba whatever the batch size (cumsum is sequential).
-        terms = np.empty((X.shape[0], n_trees + 1))
-        terms[:, 0] = baseline
-        terms[:, 1:] = value[node]
+        terms = np.empty((X.shape[0], self.n_trees + 1))
+        terms[:, 0] = self.baseline
+        terms[:, 1:] = self.value[node]
         return expit(np.cumsum(terms, axis=1)[:, -1])
 
-    def occluded_raw(X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray):
+    def occluded_raw(
+        self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(raw log-odds of each lead, raw log-odds of each lead with `column` set to `typical`).
 
         Only trees whose path for the lead splits on that column can change, so only those
         (variant, tree) pairs are walked again: ~depth pairs per tree instead of one per feature.
         """
-        Xp = prepare(np.asarray(X, dtype=float))
-        visited: list = []
-        node = leaves(Xp, visited)
-        own = value[node]
+        n_trees = self.n_trees
+        Xp = self.prepare(np.asarray(X, dtype=float))
+        visited: list[tuple[np.ndarray, np.ndarray]] = []
+        node = self.leaves(Xp, visited)
+        own = self.value[node]
         terms = np.empty((X.shape[0], n_trees + 1))
-        terms[:, 0] = baseline
+        terms[:, 0] = self.baseline
         terms[:, 1:] = own
-        raw = np.cumsum(terms, axis=1)[:, -1]  # the order of predict(): the same bits
+        raw = np.cumsum(terms, axis=1)[:, -1]  # the order of raw_proba(): the same bits
         if not lead.size:
             return raw, np.empty(0)
         pairs = np.concatenate([v[0] for v in visited])
@@ -388,25 +502,13 @@ def compile_boosting(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         v, t = variant[hit], pair_tree[hit]  # each (variant, tree) once: see walk()
         rows = X[lead].copy()
         rows[np.arange(lead.size), column] = typical[column]
-        new = walk(prepare(rows), v, t)
-        change = np.bincount(v, weights=value[new] - own[lead[v], t], minlength=lead.size)
+        new = self.walk(self.prepare(rows), v, t)
+        change = np.bincount(v, weights=self.value[new] - own[lead[v], t], minlength=lead.size)
         return raw, raw[lead] + change
 
-    predict.occluded_raw = occluded_raw  # type: ignore[attr-defined]
-    n_leaves = np.bincount(tree_of[leaf], minlength=n_trees)
-    if n_leaves.max() > BITVECTOR_MAX_LEAVES:
-        return predict
-    fast = _LeafBitvectors(
-        nodes=[(offsets[t], sizes[t]) for t in range(n_trees)], feature=feature, left=left,
-        right=right, leaf=leaf, value=value, categorical=categorical, goes_left=goes_left,
-        baseline=baseline, threshold=threshold, column_of=column_of,
-        categories=dict(enumerate(seen)) if preprocessor is not None else {},
-    )  # fmt: skip
-    fast.walk_predict = predict  # the node-walking reference (tests)
-    return fast
 
-
-class _LeafBitvectors:
+@dataclass(eq=False)
+class LeafBitvectors(CompiledTrees):
     """Binary boosted trees evaluated as leaf bitvectors (the QuickScorer idea), all trees at once.
 
     A tree's leaves are numbered left to right; a split the lead fails (goes right) rules out
@@ -419,18 +521,51 @@ class _LeafBitvectors:
     the leftmost leaf of (AND of the tree's other features' tables) & (j's table at the typical
     value); the ANDs of the others are prefix/suffix ANDs along each tree's features.
     Probabilities are summed tree by tree from the baseline as scikit-learn does: the same bits.
+    Faster than scikit-learn at any number of rows.
     """
 
-    any_batch = True  # faster than scikit-learn at any number of rows
+    walked: WalkedTrees  # the node-walking form of the same trees (the tests' reference)
+    dtype: type[np.unsignedinteger]  # the smallest unsigned integer with a bit per leaf
+    everything: np.unsignedinteger  # every leaf possible
+    # per used feature: (input column, is a category, sorted thresholds or categories seen)
+    features: list[tuple[int, bool, np.ndarray]]
+    used_columns: np.ndarray
+    order: np.ndarray  # sorted position -> tree
+    rank: np.ndarray  # tree -> sorted position
+    blocks: list[tuple[int, int, int]]  # (first slot, stop, trees): slots at one position
+    table: np.ndarray  # every slot's bitvector per interval, concatenated
+    slot_table: np.ndarray  # where each slot's entries start in `table`
+    slot_feature: np.ndarray  # used feature of each slot
+    slot_tree: np.ndarray  # sorted position of each slot's tree
+    leaf_values: np.ndarray
+    leaf_offset: np.ndarray  # by sorted position: where its leaves start, minus one
+    baseline: float
+    n_trees: int
+    n_used: int  # features any tree splits on
+    # `_few_intervals`: every threshold compared at once
+    with_edges: np.ndarray  # used features with a threshold or a category seen
+    is_category: np.ndarray
+    nan_interval: np.ndarray
+    edges: np.ndarray
+    edge_column: np.ndarray
+    edge_starts: np.ndarray
+    # `_slots_by_feature`: per used feature, (its slots' entries by interval, first, stop)
+    by_feature: list[tuple[np.ndarray, int, int]]
+    from_feature_order: np.ndarray  # column of each slot among the slots ordered by feature
 
-    def __init__(self, *, nodes, feature, left, right, leaf, value, categorical, goes_left,
-                 baseline, threshold, column_of, categories) -> None:  # fmt: skip
-        n_trees = len(nodes)
+    @classmethod
+    def from_trees(cls, walked: WalkedTrees) -> LeafBitvectors:
+        """Table every (tree, feature) pair's bitvectors (trees of up to 64 leaves)."""
+        leaf, left, right, value, feature = (
+            walked.leaf, walked.left, walked.right, walked.value, walked.feature
+        )  # fmt: skip
+        categories = dict(enumerate(walked.categories or []))
+        n_trees = walked.n_trees
         leaf_values: list[float] = []
         leaf_offset = np.empty(n_trees, dtype=np.intp)
         # per tree: (feature, [(node, mask of the leaves of its left subtree)])
         groups: list[list[tuple[int, list[tuple[int, int]]]]] = []
-        for t, (root, _) in enumerate(nodes):
+        for t, root in enumerate(walked.roots):
             leaf_offset[t] = len(leaf_values)
             spans: dict[int, tuple[int, int]] = {}
             stack = [(int(root), False)]
@@ -451,64 +586,89 @@ class _LeafBitvectors:
                     by_feature.setdefault(int(feature[n]), []).append((n, mask))
             groups.append(sorted(by_feature.items()))
         n_leaves = np.diff(np.append(leaf_offset, len(leaf_values)))
-        self.dtype = next(d for d in (np.uint8, np.uint16, np.uint32, np.uint64)
-                          if np.iinfo(d).bits >= n_leaves.max())  # fmt: skip
-        all_leaves = self.dtype(np.iinfo(self.dtype).max)
+        dtype = next(d for d in (np.uint8, np.uint16, np.uint32, np.uint64)
+                     if np.iinfo(d).bits >= n_leaves.max())  # fmt: skip
+        all_leaves = dtype(np.iinfo(dtype).max)
         used = sorted({f for tree in groups for f, _ in tree})
         position = {f: k for k, f in enumerate(used)}
         # Intervals of each used feature: numbers between sorted thresholds (+ above all, NaN),
         # categories by their code among those seen in fit (+ unseen or NaN).
-        self.features = []
+        features: list[tuple[int, bool, np.ndarray]] = []
         representatives = []
         for f in used:
             if f in categories:
                 cats = np.asarray(categories[f], dtype=float)
-                self.features.append((int(column_of[f]), True, cats))
+                features.append((int(walked.column_of[f]), True, cats))
                 representatives.append(np.append(np.arange(cats.size, dtype=float), np.nan))
             else:
                 on_f = np.flatnonzero((feature == f) & ~leaf)
-                edges = np.unique(threshold[on_f])
-                self.features.append((int(column_of[f]), False, edges))
+                edges = np.unique(walked.threshold[on_f])
+                features.append((int(walked.column_of[f]), False, edges))
                 representatives.append(np.concatenate([edges, [np.inf, np.nan]]))
         # Slots (tree, feature) in blocks by position within the tree; trees sorted by how many
         # features they split on, so block p holds a prefix of the sorted trees (no padding).
         counts = np.array([len(tree) for tree in groups], dtype=np.intp)
-        self.order = np.argsort(-counts, kind="stable")  # sorted position -> tree
-        self.rank = np.empty(n_trees, dtype=np.intp)  # tree -> sorted position
-        self.rank[self.order] = np.arange(n_trees)
+        order = np.argsort(-counts, kind="stable")
+        rank = np.empty(n_trees, dtype=np.intp)
+        rank[order] = np.arange(n_trees)
         entries = []
         size = 0
-        slot_table, slot_feature, slot_tree, self.blocks = [], [], [], []
+        slot_table: list[int] = []
+        slot_feature: list[int] = []
+        slot_tree: list[int] = []
+        blocks: list[tuple[int, int, int]] = []
         for p in range(int(counts.max(initial=0))):
             in_block = int((counts > p).sum())
-            self.blocks.append((len(slot_table), len(slot_table) + in_block, in_block))
+            blocks.append((len(slot_table), len(slot_table) + in_block, in_block))
             for sorted_position in range(in_block):
-                f, members = groups[int(self.order[sorted_position])][p]
+                f, members = groups[int(order[sorted_position])][p]
                 reps = representatives[position[f]]
                 entry = np.full(reps.size, all_leaves)
                 for n, mask in members:
-                    go_left = goes_left(np.full(reps.size, n, dtype=np.intp), reps)
-                    entry &= np.where(go_left, all_leaves, all_leaves ^ self.dtype(mask))
+                    go_left = walked.goes_left(np.full(reps.size, n, dtype=np.intp), reps)
+                    entry &= np.where(go_left, all_leaves, all_leaves ^ dtype(mask))
                 entries.append(entry)
                 slot_table.append(size)
                 slot_feature.append(position[f])
                 slot_tree.append(sorted_position)
                 size += entry.size
-        self.table = np.concatenate(entries) if entries else np.empty(0, dtype=self.dtype)
-        self.slot_table = np.array(slot_table, dtype=np.intp)
-        self.slot_feature = np.array(slot_feature, dtype=np.intp)
-        self.slot_tree = np.array(slot_tree, dtype=np.intp)
-        self.leaf_values = np.asarray(leaf_values, dtype=float)
-        # by sorted position; + the number of bits up to and including the lowest set one
-        self.leaf_offset = leaf_offset[self.order] - 1
-        self.baseline = float(baseline)
-        self.n_trees, self.n_used = n_trees, len(used)
-        self.used_columns = np.array([c for c, _, _ in self.features], dtype=np.intp)
-        self.everything = all_leaves
-        self._prepare_few()
-        self._prepare_by_feature(representatives)
+        table = np.concatenate(entries) if entries else np.empty(0, dtype=dtype)
+        slots = np.array(slot_table, dtype=np.intp)
+        slot_features = np.array(slot_feature, dtype=np.intp)
+        used_columns = np.array([c for c, _, _ in features], dtype=np.intp)
+        few = _few_rows_index(features, used_columns)
+        by_feature_rows, from_feature_order = _slots_by_feature_index(
+            table, slots, slot_features, representatives
+        )
+        return cls(
+            walked=walked,
+            dtype=dtype,
+            everything=all_leaves,
+            features=features,
+            used_columns=used_columns,
+            order=order,
+            rank=rank,
+            blocks=blocks,
+            table=table,
+            slot_table=slots,
+            slot_feature=slot_features,
+            slot_tree=np.array(slot_tree, dtype=np.intp),
+            leaf_values=np.asarray(leaf_values, dtype=float),
+            # by sorted position; + the number of bits up to and including the lowest set one
+            leaf_offset=leaf_offset[order] - 1,
+            baseline=float(walked.baseline),
+            n_trees=n_trees,
+            n_used=len(used),
+            with_edges=few[0],
+            is_category=few[1],
+            nan_interval=few[2],
+            edges=few[3],
+            edge_column=few[4],
+            edge_starts=few[5],
+            by_feature=by_feature_rows,
+            from_feature_order=from_feature_order,
+        )
 
-    # ---------------------------------------------------------------------------------------
     def _intervals(self, X: np.ndarray) -> np.ndarray:
         """(rows, used features): the interval index of each row's value of each used feature."""
         out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
@@ -527,56 +687,28 @@ class _LeafBitvectors:
     def _few_intervals(self, X: np.ndarray) -> np.ndarray:
         """`_intervals` for a few rows: every threshold compared at once instead of a call per
         feature (one lead: ~25 us instead of ~0.4 ms)."""
-        x = X[:, self._edge_column]
-        below = np.add.reduceat(x > self._edges, self._edge_starts, axis=1)  # edges < x
-        equal = np.add.reduceat(x == self._edges, self._edge_starts, axis=1)  # a seen category
+        x = X[:, self.edge_column]
+        below = np.add.reduceat(x > self.edges, self.edge_starts, axis=1)  # edges < x
+        equal = np.add.reduceat(x == self.edges, self.edge_starts, axis=1)  # a seen category
         out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
-        mine = self._with_edges
+        mine = self.with_edges
         values = X[:, self.used_columns[mine]]
         out[:, mine] = np.where(
-            np.isnan(values), self._nan_interval[mine],
-            np.where(self._is_category[mine] & (equal == 0), self._nan_interval[mine], below),
+            np.isnan(values), self.nan_interval[mine],
+            np.where(self.is_category[mine] & (equal == 0), self.nan_interval[mine], below),
         )  # fmt: skip
         return out
-
-    def _prepare_by_feature(self, representatives: list[np.ndarray]) -> None:
-        """Per used feature, its slots' table entries as (intervals, slots of the feature): a
-        lead's slots of that feature are then one row, copied, not one look-up per slot."""
-        self._by_feature = []
-        order = []
-        for k, reps in enumerate(representatives):
-            mine = np.flatnonzero(self.slot_feature == k)
-            self._by_feature.append(
-                (self.table[self.slot_table[mine][None, :] + np.arange(reps.size)[:, None]],
-                 len(order), len(order) + mine.size)
-            )  # fmt: skip
-            order.extend(mine.tolist())
-        # column of each slot among the slots ordered by feature
-        self._from_feature_order = np.empty(len(order), dtype=np.intp)
-        self._from_feature_order[np.array(order, dtype=np.intp)] = np.arange(len(order))
 
     def _slots_by_feature(self, intervals: np.ndarray) -> np.ndarray:
         """`_slots` of many rows with the slots ordered by feature (columns: `_from_feature_order`
         takes them back to slot order)."""
-        out = np.empty((intervals.shape[0], self._from_feature_order.size), dtype=self.dtype)
-        for k, (rows, first, stop) in enumerate(self._by_feature):
+        out = np.empty((intervals.shape[0], self.from_feature_order.size), dtype=self.dtype)
+        for k, (rows, first, stop) in enumerate(self.by_feature):
             out[:, first:stop] = rows[intervals[:, k]]
         return out
 
-    def _prepare_few(self) -> None:
-        sizes = np.array([edges.size for _, _, edges in self.features], dtype=np.intp)
-        self._with_edges = sizes > 0  # a categorical feature with no category seen: interval 0
-        self._is_category = np.array([c for _, c, _ in self.features], dtype=bool)
-        # NaN: the interval after "above every threshold" for numbers, "not seen" for categories
-        self._nan_interval = np.where(self._is_category, sizes, sizes + 1)
-        kept = [edges for (_, _, edges), size in zip(self.features, sizes) if size]
-        self._edges = np.concatenate(kept) if kept else np.empty(0)
-        self._edge_column = np.repeat(self.used_columns[self._with_edges], sizes[self._with_edges])
-        starts = np.cumsum(sizes[self._with_edges])[:-1]
-        self._edge_starts = np.concatenate([[0], starts]).astype(np.intp)
-
     def _all_intervals(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[0] <= FEW_ROWS and self._with_edges.any():
+        if X.shape[0] <= FEW_ROWS and self.with_edges.any():
             return self._few_intervals(X)
         return self._intervals(X)
 
@@ -600,21 +732,26 @@ class _LeafBitvectors:
         terms[:, 1:] = own[:, self.rank]
         return np.cumsum(terms, axis=1)[:, -1]  # tree after tree, as scikit-learn adds them
 
-    def _full(self, slots: np.ndarray, twice: bool = False):
-        """(rows, trees) AND of each tree's slots; with `twice`, also the leaves that two or more
-        of the tree's features rule out."""
+    def _full(self, slots: np.ndarray) -> np.ndarray:
+        """(rows, trees) AND of each tree's slots: the leaves the tree's features leave possible."""
         full = np.full((slots.shape[0], self.n_trees), self.everything, dtype=self.dtype)
-        ruled_out_twice = np.zeros_like(full) if twice else None
+        for start, stop, n in self.blocks:
+            full[:, :n] &= slots[:, start:stop]
+        return full
+
+    def _full_and_twice(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_full`, and the leaves that two or more of the tree's features rule out."""
+        full = np.full((slots.shape[0], self.n_trees), self.everything, dtype=self.dtype)
+        ruled_out_twice = np.zeros_like(full)
         for start, stop, n in self.blocks:
             keep = slots[:, start:stop]
-            if twice:
-                # ruled out before and by this feature: ~full & ~keep = ~(full | keep)
-                either = np.bitwise_or(full[:, :n], keep)
-                ruled_out_twice[:, :n] |= np.invert(either, out=either)
+            # ruled out before and by this feature: ~full & ~keep = ~(full | keep)
+            either = np.bitwise_or(full[:, :n], keep)
+            ruled_out_twice[:, :n] |= np.invert(either, out=either)
             full[:, :n] &= keep
-        return (full, ruled_out_twice) if twice else full
+        return full, ruled_out_twice
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         raw = np.empty(X.shape[0])
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
@@ -624,7 +761,7 @@ class _LeafBitvectors:
         slots_buffer = np.empty((OCCLUSION_CHUNK, self.slot_table.size), dtype=self.dtype)
         for start in range(0, X.shape[0], OCCLUSION_CHUNK):
             part = by_feature[start : start + OCCLUSION_CHUNK]
-            slots = np.take(part, self._from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
+            slots = np.take(part, self.from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
                             mode="wrap")  # fmt: skip
             raw[start : start + part.shape[0]] = self._raw(self._leaf_values(self._full(slots)))
         return expit(raw)
@@ -656,9 +793,9 @@ class _LeafBitvectors:
         for start in range(0, n, OCCLUSION_CHUNK):
             part = by_feature[start : start + OCCLUSION_CHUNK]
             # back to slot order ("wrap": the columns are in range; it only skips a bounds copy)
-            slots = np.take(part, self._from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
+            slots = np.take(part, self.from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
                             mode="wrap")  # fmt: skip
-            full, twice = self._full(slots, twice=True)
+            full, twice = self._full_and_twice(slots)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
             lowest = full & (zero - full)
@@ -690,6 +827,59 @@ class _LeafBitvectors:
         return raw, raw[lead] + change[lead, feature_of[column]]
 
 
+def _few_rows_index(
+    features: list[tuple[int, bool, np.ndarray]], used_columns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(with_edges, is_category, nan_interval, edges, edge_column, edge_starts) for
+    `LeafBitvectors._few_intervals`."""
+    sizes = np.array([edges.size for _, _, edges in features], dtype=np.intp)
+    with_edges = sizes > 0  # a categorical feature with no category seen: interval 0
+    is_category = np.array([c for _, c, _ in features], dtype=bool)
+    # NaN: the interval after "above every threshold" for numbers, "not seen" for categories
+    nan_interval = np.where(is_category, sizes, sizes + 1)
+    kept = [edges for (_, _, edges), size in zip(features, sizes) if size]
+    edges = np.concatenate(kept) if kept else np.empty(0)
+    edge_column = np.repeat(used_columns[with_edges], sizes[with_edges])
+    starts = np.cumsum(sizes[with_edges])[:-1]
+    edge_starts = np.concatenate([[0], starts]).astype(np.intp)
+    return with_edges, is_category, nan_interval, edges, edge_column, edge_starts
+
+
+def _slots_by_feature_index(
+    table: np.ndarray,
+    slot_table: np.ndarray,
+    slot_feature: np.ndarray,
+    representatives: list[np.ndarray],
+) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
+    """Per used feature, its slots' table entries as (intervals, slots of the feature): a lead's
+    slots of that feature are then one row, copied, not one look-up per slot. Also the column of
+    each slot among the slots ordered by feature."""
+    by_feature = []
+    order: list[int] = []
+    for k, reps in enumerate(representatives):
+        mine = np.flatnonzero(slot_feature == k)
+        by_feature.append(
+            (table[slot_table[mine][None, :] + np.arange(reps.size)[:, None]],
+             len(order), len(order) + mine.size)
+        )  # fmt: skip
+        order.extend(mine.tolist())
+    from_feature_order = np.empty(len(order), dtype=np.intp)
+    from_feature_order[np.array(order, dtype=np.intp)] = np.arange(len(order))
+    return by_feature, from_feature_order
+
+
+def compile_boosting(model: Any) -> CompiledTrees | None:
+    """The numpy form of a binary HistGradientBoostingClassifier (None for other models): leaf
+    bitvectors when every tree has at most `BITVECTOR_MAX_LEAVES` leaves, else walked trees."""
+    try:
+        walked = WalkedTrees.from_model(model)
+    except NotCompilable:
+        return None
+    if walked.leaves_per_tree().max() > BITVECTOR_MAX_LEAVES:
+        return walked
+    return LeafBitvectors.from_trees(walked)
+
+
 def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
     """Rows at, just below and just above every split threshold, seen and unseen categories, NaN."""
     rng = np.random.default_rng(seed)
@@ -713,7 +903,8 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
     for j in range(n_features):
         if is_categorical[j] and preprocessor is not None:
             encoder = preprocessor.named_transformers_["encoder"]
-            cats = np.asarray(encoder.categories_[list(cat_cols).index(j)], dtype=float)
+            position = int(np.flatnonzero(cat_cols == j)[0])
+            cats = np.asarray(encoder.categories_[position], dtype=float)
             pool = np.concatenate([cats, [np.nan, np.nanmax(cats, initial=0) + 7, -1.0]])
             X[:, j] = pool[rng.integers(0, pool.size, n)]
         elif j in pools:
@@ -726,18 +917,17 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
     return X
 
 
-def compile_model(
-    model: Any, n_features: int | None = None
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The numpy form of `model` (called with X, returns the raw win probability), or None.
+def compile_model(model: Any, n_features: int | None = None) -> CompiledModel | None:
+    """The numpy form of `model`, or None.
 
     None for other model kinds, for unexpected layouts, and when the compiled probabilities differ
     from `model.predict_proba` by more than `TOLERANCE` on generated rows.
     """
+    compiled: CompiledModel | None
     try:
         n_features = int(n_features if n_features is not None else model.n_features_in_)
         try:
-            compiled: Any = AdditiveLogistic(model, n_features)
+            compiled = AdditiveLogistic.from_pipeline(model, n_features)
             rows = compiled.probe_rows(400)
         except NotCompilable:
             compiled = compile_boosting(model)
@@ -745,7 +935,7 @@ def compile_model(
                 return None
             rows = _tree_probe_rows(model, 400)
         expected = model.predict_proba(rows)[:, 1]
-        worst = float(np.max(np.abs(compiled(rows) - expected)))
+        worst = float(np.max(np.abs(compiled.raw_proba(rows) - expected)))
     except Exception as error:  # an unexpected estimator layout: keep scikit-learn
         log.warning("model not compiled (%s: %s): scikit-learn path", type(error).__name__, error)
         return None

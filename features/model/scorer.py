@@ -25,6 +25,7 @@ from scipy.special import expit
 
 from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
+from features.model.compiled import AdditiveLogistic, CompiledTrees
 from features.model.reasons import MIN_EFFECT_POINTS, N_REASONS, _baseline_equal, strongest_effects
 from features.policy.facts import (
     _touch_facts,
@@ -99,19 +100,19 @@ class LeadScorer:
             return np.empty(0), np.empty(X.shape)
         differs = ~_baseline_equal(X, self.baseline[None, :])
         lead, column = np.nonzero(differs)  # row-major: each lead's columns in order
-        linear = getattr(self.estimator, "_linear", None)
-        if linear is not None:
+        compiled = self.estimator.compiled
+        if isinstance(compiled, AdditiveLogistic):
             # Additive model: the lead with feature j set to typical is exact without re-predicting.
-            contributions = linear.contributions(X)
-            logit = linear.intercept + contributions.sum(axis=1)
+            contributions = compiled.contributions(X)
+            logit = compiled.intercept + contributions.sum(axis=1)
             calibrate = self.estimator.calibrate
             probabilities = calibrate(expit(logit))
-            typical = self._typical_contributions(linear)
+            typical = self._typical_contributions(compiled)
             occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
             occluded = np.round(occluded, 12)  # features with equal weights tie exactly
-        elif hasattr(getattr(self.estimator, "_trees", None), "occluded_raw"):
-            # Boosted trees: only the trees whose path splits on a feature are walked again.
-            raw, raw_occluded = self.estimator._trees.occluded_raw(X, self.baseline, lead, column)
+        elif isinstance(compiled, CompiledTrees):
+            # Boosted trees: only the trees whose path splits on a feature are looked at again.
+            raw, raw_occluded = compiled.occluded_raw(X, self.baseline, lead, column)
             calibrate = self.estimator.calibrate
             probabilities = calibrate(expit(raw))
             occluded = calibrate(expit(raw_occluded))
@@ -130,7 +131,7 @@ class LeadScorer:
         effects[lead, column] = 100.0 * (probabilities[lead] - occluded)
         return probabilities, effects
 
-    def _typical_contributions(self, linear: Any) -> np.ndarray:
+    def _typical_contributions(self, linear: AdditiveLogistic) -> np.ndarray:
         cached = getattr(self, "_typical_cache", None)
         if cached is None or cached[0] is not linear:
             cached = self._typical_cache = (linear, linear.contributions(self.baseline[None, :])[0])
@@ -161,9 +162,10 @@ class LeadScorer:
         lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in rank order
         picked = columns[lead, rank]
         names = self.feature_names
-        cached = self.__dict__.get("_texts")
+        cached: list[dict[Any, str]] | None = self.__dict__.get("_texts")
         if cached is None or sum(map(len, cached)) > 100_000:
-            cached = self._texts = [{} for _ in names]  # per feature: value -> text
+            cached = [{} for _ in names]  # per feature: value -> text
+            self._texts = cached
         describe = self.featurizer.describe
         picked_list = picked.tolist()
         texts = []

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from features.model.compiled import AdditiveLogistic
+from features.model.compiled import AdditiveLogistic, CompiledTrees
 from serving.schemas import ScoreRequest
 from tests.serving.conftest import demo_records
 
@@ -89,8 +89,8 @@ def _same_scores(fast, slow, probability_tolerance):
 
 def test_logistic_model_is_compiled_and_scores_the_same(logistic_scorer, trained_model):
     fast, slow = logistic_scorer["logistic"], logistic_scorer["logistic_sklearn"]
-    assert isinstance(fast.estimator._linear, AdditiveLogistic)
-    assert slow.estimator._linear is None and slow.estimator._trees is None
+    assert isinstance(fast.estimator.compiled, AdditiveLogistic)
+    assert slow.estimator.compiled is None
     leads = records(trained_model, 200)
     _same_scores(fast.score_records(leads), slow.score_records(leads), 1e-12)
     assert any(a["reasons_for"] for a in fast.score_records(leads))
@@ -98,7 +98,7 @@ def test_logistic_model_is_compiled_and_scores_the_same(logistic_scorer, trained
 
 def test_gradient_boosting_is_compiled_and_scores_the_same(logistic_scorer, trained_model):
     fast, slow = logistic_scorer["hgb"], logistic_scorer["hgb_sklearn"]
-    assert fast.estimator._trees is not None and fast.estimator._linear is None
+    assert isinstance(fast.estimator.compiled, CompiledTrees)
     leads = records(trained_model, 40)
     one_by_one = [fast.score_records([r])[0] for r in leads]  # few variant rows: numpy trees
     _same_scores(one_by_one, slow.score_records(leads), 0.0)
@@ -109,7 +109,7 @@ def test_gradient_boosting_is_compiled_and_scores_the_same(logistic_scorer, trai
 def test_contributions_add_up_to_the_pipeline_logit(logistic_scorer, trained_model):
     scorer = logistic_scorer["logistic"]
     pipeline = scorer.estimator.model
-    compiled = AdditiveLogistic(pipeline, len(scorer.feature_names))
+    compiled = AdditiveLogistic.from_pipeline(pipeline, len(scorer.feature_names))
     X = scorer.featurizer.transform_records(records(trained_model, 50))
     logit = compiled.intercept + compiled.contributions(X).sum(axis=1)
     assert np.allclose(logit, pipeline.decision_function(X), atol=1e-10, rtol=0)

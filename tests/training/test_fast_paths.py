@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from features.model.calibration import CalibratedModel
+from features.model.compiled import AdditiveLogistic, CompiledTrees
 from training.models import Candidate, build_estimator
 
 
@@ -33,7 +34,9 @@ def test_fast_path_equals_predict_proba(kind, params):
     X, y = _data()
     model = build_estimator(Candidate(kind, params), MASK, seed=0).fit(X, y)
     fast = CalibratedModel(model, {"method": "none"})
-    assert (fast._trees if kind == "gradient_boosting" else fast._linear) is not None
+    assert isinstance(
+        fast.compiled, CompiledTrees if kind == "gradient_boosting" else AdditiveLogistic
+    )
     test, _ = _data(seed=1, n=200)
     test[::9, 0] = 17.0  # a category never seen in training
     test[::11, 3] = np.nan
@@ -54,6 +57,6 @@ def test_ordinal_category_boosting_has_no_categorical_splits_and_a_fast_path():
     ).fit(X, y)
     assert native.is_categorical_.tolist() == MASK.tolist()
     fast = CalibratedModel(model, {"method": "none"})
-    assert fast._trees is not None
+    assert isinstance(fast.compiled, CompiledTrees)
     test, _ = _data(seed=2, n=100)
     np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)

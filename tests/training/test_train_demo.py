@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from features.model.compiled import AdditiveLogistic
 from tests.training.conftest import demo_config
 from training.train import train
 
@@ -148,7 +149,7 @@ def test_fast_linear_path_equals_the_scikit_learn_pipeline(trained, demo_dir):
     model = scorer.estimator.model
     if not hasattr(model, "named_steps"):
         pytest.skip("the selected model is not the logistic pipeline")
-    assert scorer.estimator._linear is not None
+    assert isinstance(scorer.estimator.compiled, AdditiveLogistic)
     np.testing.assert_allclose(
         scorer.estimator.raw_proba(X), model.predict_proba(X)[:, 1], atol=1e-12
     )

@@ -55,12 +55,13 @@ def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
 ):
     model = _model(max_leaf_nodes, categorical)
     fast = compile_boosting(model)
-    assert isinstance(fast, compiled._LeafBitvectors)
+    assert isinstance(fast, compiled.LeafBitvectors)
     X = _leads()
-    assert np.array_equal(fast(X), model.predict_proba(X)[:, 1])  # the same bits, any batch size
-    assert np.array_equal(fast(X[:1]), model.predict_proba(X[:1])[:, 1])
+    # the same bits, any batch size
+    assert np.array_equal(fast.raw_proba(X), model.predict_proba(X)[:, 1])
+    assert np.array_equal(fast.raw_proba(X[:1]), model.predict_proba(X[:1])[:, 1])
     assert np.array_equal(
-        fast(X[:100]), model.predict_proba(X[:100])[:, 1]
+        fast.raw_proba(X[:100]), model.predict_proba(X[:100])[:, 1]
     )  # a last pass of 36 leads
     typical = np.array([2.0, 0.0, 2.0, np.nan, 1.0])
     lead, column = np.nonzero(np.ones(X.shape, dtype=bool))
@@ -69,7 +70,7 @@ def test_bitvectors_give_scikit_learns_probabilities_and_the_occluded_log_odds(
     rows[np.arange(lead.size), column] = typical[column]
     np.testing.assert_array_equal(raw, model.decision_function(X))
     np.testing.assert_allclose(occluded, model.decision_function(rows), rtol=0, atol=1e-12)
-    walked_raw, walked = fast.walk_predict.occluded_raw(X, typical, lead, column)
+    walked_raw, walked = fast.walked.occluded_raw(X, typical, lead, column)
     np.testing.assert_allclose(occluded, walked, rtol=0, atol=1e-12)
     assert np.abs(occluded - raw[lead]).max() > 0.1  # occlusion changes something
 
@@ -78,9 +79,9 @@ def test_trees_with_more_leaves_than_a_bitvector_holds_are_walked(monkeypatch):
     monkeypatch.setattr(compiled, "BITVECTOR_MAX_LEAVES", 4)
     model = _model(8, True)
     walked = compile_boosting(model)
-    assert not isinstance(walked, compiled._LeafBitvectors)
+    assert isinstance(walked, compiled.WalkedTrees)
     X = _leads()
-    assert np.array_equal(walked(X), model.predict_proba(X)[:, 1])
+    assert np.array_equal(walked.raw_proba(X), model.predict_proba(X)[:, 1])
 
 
 @pytest.mark.parametrize("categorical", [True, False])
@@ -102,5 +103,5 @@ def test_slots_copied_feature_by_feature_equal_the_slot_by_slot_look_ups(
     intervals = fast._intervals(X)
     by_feature = fast._slots_by_feature(intervals)
     expected = fast._slots(intervals)
-    np.testing.assert_array_equal(by_feature[:, fast._from_feature_order], expected)
+    np.testing.assert_array_equal(by_feature[:, fast.from_feature_order], expected)
     assert len(np.unique(expected, axis=0)) > 10  # the leads' slots differ

@@ -37,7 +37,7 @@ def test_strongest_effects_pick_what_a_stable_sort_picks(seed):
 class _NaNForHugeEmployees:
     """An estimator whose sum became inf - inf for a lead with an out-of-range number."""
 
-    _linear = _trees = None
+    compiled = None
 
     def __init__(self, column: int) -> None:
         self.column = column
