@@ -1,0 +1,145 @@
+"""CaptureWriter: inserts the captured rows in a thread, ignoring the ones already stored.
+
+Built on `serving.queued_writer.QueuedWriter` (the queue, batching, retries and drops). The
+request queues a `Scored` or `Events` item (a reference to its validated leads: O(1)); the rows
+and their hashes are built here. Inserts are `INSERT ... ON CONFLICT DO NOTHING` (SQLite and
+PostgreSQL alike), so the first arrival of a fact keeps its `received_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+import sqlalchemy as sa
+from prometheus_client import Counter, Gauge
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from serving.capture.rows import CaptureRows, event_rows, scored_rows
+from serving.db import as_utc, captured_leads, lead_attributes, lead_touchpoints
+from serving.queued_writer import QueuedWriter, WriterMetrics
+
+METRICS = WriterMetrics(
+    pending=Gauge(
+        "leadscore_capture_pending",
+        "Captured requests (scored leads, events) accepted but not yet written",
+        multiprocess_mode="livesum",
+    ),
+    written=Counter("leadscore_capture_written_total", "Captured requests written"),
+    failures=Counter("leadscore_capture_write_failures_total", "Failed capture writes (retried)"),
+    dropped=Counter(
+        "leadscore_capture_dropped_total",
+        "Captured requests given up on (queue full, or rows the database refused)",
+    ),
+)
+
+_SQLITE_MAX_VARIABLES = 999  # parameters in one statement: any SQLite build takes this many
+
+
+class Scored(NamedTuple):
+    """The leads of one scored request, as the route validated them."""
+
+    leads: Sequence[Any]
+    moments: np.ndarray | None
+    received_at: datetime
+
+
+class Events(NamedTuple):
+    """The leads of one `POST /v1/events` request."""
+
+    leads: Sequence[Any]
+    received_at: datetime
+
+
+def insert_ignoring_duplicates(connection: Connection, table: sa.Table, rows: list[dict]) -> None:
+    """INSERT the rows, skipping any that collide with a stored row on a unique key."""
+    if not rows:
+        return
+    name = connection.dialect.name
+    if name == "postgresql":
+        statement: Any = postgresql.insert(table).on_conflict_do_nothing()
+    elif name == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - the service supports SQLite and PostgreSQL
+        raise RuntimeError(f"capture: unsupported database {name!r} (SQLite or PostgreSQL)")
+    connection.execute(statement, rows)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+class CaptureWriter(QueuedWriter):
+    name = "leadscore-capture"
+
+    def __init__(self, engine: Engine, **options: Any) -> None:
+        super().__init__(engine, METRICS, **options)
+
+    def prepare(self, item: Scored | Events) -> CaptureRows:
+        if isinstance(item, Scored):
+            return scored_rows(item.leads, item.moments, item.received_at)
+        return event_rows(item.leads, item.received_at)
+
+    def write(self, connection: Connection, prepared: Sequence[CaptureRows]) -> None:
+        rows = CaptureRows()
+        for part in prepared:
+            rows.extend(part)
+        leads = list({row["lead_id"]: row for row in reversed(rows.leads)}.values())
+        insert_ignoring_duplicates(connection, captured_leads, leads)
+        created: dict[str, datetime] = {}
+        for row in rows.leads:
+            if row["created_at"] is not None:
+                created.setdefault(row["lead_id"], row["created_at"])
+        dated = [{"id": lead_id, "created": moment} for lead_id, moment in created.items()]
+        if dated:  # a lead first heard of without its creation moment gets it when it comes
+            connection.execute(
+                captured_leads.update()
+                .where(captured_leads.c.lead_id == sa.bindparam("id"))
+                .where(captured_leads.c.created_at.is_(None))
+                .values(created_at=sa.bindparam("created")),
+                dated,
+            )
+        insert_ignoring_duplicates(connection, lead_touchpoints, _unique(rows.touchpoints))
+        changes = rows.attributes + self._changed(connection, rows.attributes, rows.observed)
+        insert_ignoring_duplicates(connection, lead_attributes, _unique(changes))
+
+    def _changed(
+        self, connection: Connection, changes: list[dict], observed: list[dict]
+    ) -> list[dict]:
+        """The observed attribute values that differ from the lead's latest value (stored, or
+        changed in this batch)."""
+        if not observed:
+            return []
+        ids = sorted({row["lead_id"] for row in observed})
+        latest: dict[tuple[str, str], tuple[datetime, Any]] = {}
+        columns = (lead_attributes.c.lead_id, lead_attributes.c.name, lead_attributes.c.value,
+                   lead_attributes.c.changed_at)  # fmt: skip
+        order = (lead_attributes.c.changed_at, lead_attributes.c.id)
+        for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+            chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+            query = sa.select(*columns).where(lead_attributes.c.lead_id.in_(chunk)).order_by(*order)
+            for lead_id, name, value, changed_at in connection.execute(query):
+                latest[(lead_id, name)] = (as_utc(changed_at), value)
+        for row in changes:
+            key = (row["lead_id"], row["name"])
+            if key not in latest or latest[key][0] <= row["changed_at"]:
+                latest[key] = (row["changed_at"], row["value"])
+        changed = []
+        for row in observed:
+            key = (row["lead_id"], row["name"])
+            if key in latest and _same(latest[key][1], row["value"]):
+                continue
+            latest[key] = (row["changed_at"], row["value"])
+            changed.append(row)
+        return changed
+
+
+def _unique(rows: list[dict]) -> list[dict]:
+    """One row per (lead, dedup key): the first, which arrived first."""
+    seen: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        seen.setdefault((row["lead_id"], row["dedup_key"]), row)
+    return list(seen.values())
