@@ -311,3 +311,28 @@ def test_events_answer_503_when_the_capture_queue_is_full(engine):
         capture.events([{"lead_id": "L-2"}], moment(20))
     capture.scored([{"lead_id": "L-3"}], None, moment(20))  # a score's capture: dropped, counted
     assert capture.writer.dropped == 2
+
+
+def test_scored_leads_are_captured_once_with_their_inputs(trained_model, sqlite_url):
+    from serving.app import create_app
+    from tests.serving.conftest import demo_records, model_settings
+
+    records = demo_records(trained_model, 5)
+    touches = sum(len(r["touchpoints"]) for r in records)
+    with TestClient(create_app(model_settings(trained_model, sqlite_url))) as client:
+        for _ in range(2):  # the CRM scores the same leads again: nothing new to keep
+            response = client.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
+            assert response.status_code == 200, response.text
+        assert client.app.state.services.capture.writer.flush()
+        score_log_writer = client.app.state.services.score_log
+        wait_for(lambda: score_log_writer.pending == 0, "the scores are written")
+        history = client.get(f"/v1/leads/{records[0]['lead_id']}", headers=auth("scorer")).json()
+    engine = make_engine(sqlite_url)
+    assert len(rows(engine, captured_leads)) == 5
+    assert len(rows(engine, lead_touchpoints)) == touches
+    attributes = sum(len(r["attributes"]) for r in records)
+    assert len(rows(engine, lead_attributes)) == attributes
+    engine.dispose()
+    assert len(history["scores"]) == 2
+    assert history["scores"][0]["model"]["version"] == trained_model.versions[0]
+    assert history["captured"]["touchpoints"] == len(records[0]["touchpoints"])
