@@ -9,11 +9,15 @@ whenever the CRM says it happened, so a late backfill cannot leak into the past:
 
 - Only rows received by `as_of` (the data's end: the moment of reading, or `training.now`) are
   read; outcomes reported by then.
-- Touchpoints: `occurred_at` becomes `max(occurred_at, received_at)`. The featurizer counts a
-  touch in a snapshot when `occurred_at < T`, so a touch that happened on day 3 but reached the
-  service on day 10 counts from day 10 on, never in the day-7 snapshot, and is otherwise the same
-  touch (channel, activity, recency from day 10). Dropping late touches instead would lose them
-  for the later snapshots too; keeping their true moment would leak them into earlier ones.
+- Touchpoints keep their true `occurred_at` and carry `received_at`; the featurizer's frame path
+  (`features.touchpoint_arrays`) counts a touch in a snapshot only when `received_at <= T` (and,
+  as always, `occurred_at < T`). A touch that happened on day 3 but reached the service on day
+  10 is absent from the day-7 snapshot and present, as a day-3 touch, in the day-30 one: exactly
+  what the service (and the CRM) had at each moment. Shifting late touches to their arrival
+  (`occurred_at = max(occurred_at, received_at)`) gives the same membership but wrong ages: a
+  CRM that sends the history only with each score request makes every touch "late" until the
+  next request, and recency features would learn "it just happened" where serving sees the true
+  moments, a train/serve skew the bench measured (docs: /work/notes-capture.md).
 - Attributes: each value counts from `max(changed_at, received_at)`; `attribute_history` holds
   every lead's attributes as known at each of those moments, and `build_examples` gives each
   snapshot the version known at its `as_of` (`features.snapshots.attach_attributes`). `leads`
@@ -110,7 +114,18 @@ def read_lead_data(
         )
     versions = _attribute_versions(tables["leads"], tables["attributes"])
     latest = versions.drop_duplicates("lead_id", keep="last").drop(columns="known_at")
-    data = lead_data_from_frames(latest, tables["touchpoints"], tables["outcomes"], config)
+    # touches of leads the loader keeps only, so its rows stay those given, in order
+    dated = set(latest.loc[latest["created_at"].notna(), "lead_id"])
+    touches = tables["touchpoints"]
+    touches = touches[touches["lead_id"].isin(dated)].reset_index(drop=True)
+    data = lead_data_from_frames(latest, touches.drop(columns="received_at"), tables["outcomes"],
+                                 config)  # fmt: skip
+    if data.touchpoints is None or len(data.touchpoints) != len(touches):
+        raise TrainingDataError(
+            f"{len(touches) - len(data.touchpoints or ())} captured touchpoints could not be "
+            "read; see the data report: " + data.report.to_text()
+        )
+    data.touchpoints["received_at"] = touches["received_at"].to_numpy()
     data.attribute_history = _typed_history(versions, data, config)
     return data
 
@@ -154,11 +169,10 @@ def _read_tables(engine: Engine, as_of: datetime) -> dict[str, pd.DataFrame]:
     touches = frames["touchpoints"]
     occurred, received = _moments(touches["occurred_at"]), _moments(touches["received_at"])
     touchpoints = pd.DataFrame({
-        "lead_id": touches["lead_id"].astype(str),
-        # a touch counts from when the service had it: late arrivals cannot reach back in time
-        "occurred_at": occurred.where(occurred >= received, received),
+        "lead_id": touches["lead_id"].astype(str), "occurred_at": occurred,
         "channel": touches["channel"], "activity": touches["activity"],
         "campaign": touches["campaign"], "value": pd.to_numeric(touches["value"]),
+        "received_at": received,
     })  # fmt: skip
     result_outcomes = pd.DataFrame({
         "lead_id": frames["outcomes"]["lead_id"].astype(str),

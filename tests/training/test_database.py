@@ -121,6 +121,8 @@ def test_a_touch_received_after_a_snapshot_does_not_change_it(files, engine):
         )
     in_time = _features(read_lead_data(engine, as_of=NOW), lead_id)
     assert not np.array_equal(in_time[7.0], before[7.0])
+    # ... and where both count it, it counts with its true moment (day 3), not its arrival
+    np.testing.assert_array_equal(after[30.0], in_time[30.0])
 
 
 def test_nothing_received_after_the_data_end_is_read(files, engine):
