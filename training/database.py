@@ -17,7 +17,8 @@ whenever the CRM says it happened, so a late backfill cannot leak into the past:
   (`occurred_at = max(occurred_at, received_at)`) gives the same membership but wrong ages: a
   CRM that sends the history only with each score request makes every touch "late" until the
   next request, and recency features would learn "it just happened" where serving sees the true
-  moments, a train/serve skew the bench measured (docs: /work/notes-capture.md).
+  moments: a train/serve skew (`bench/closed_loop.py`: 3,000 demo leads, ROC AUC 0.6986
+  with this rule, the files' own figure, 0.6644 with the shift).
 - Attributes: each value counts from `max(changed_at, received_at)`; `attribute_history` holds
   every lead's attributes as known at each of those moments, and `build_examples` gives each
   snapshot the version known at its `as_of` (`features.snapshots.attach_attributes`). `leads`
