@@ -4,8 +4,8 @@ Each fact gets a `dedup_key`: a 128-bit hash of its content (a touchpoint's mome
 activity, campaign and value; an attribute's name, value and change moment), unique per lead in
 the database, so the same fact sent twice (a lead scored again with its whole history, an event
 replayed by the CRM) is stored once, with the moment it first arrived. Moments enter the key as
-UTC ISO 8601 text with microseconds, so `2026-11-21T14:05:00+01:00` and `2026-11-21T13:05:00Z`
-are one touchpoint, whichever endpoint or parsing path brought them.
+microseconds since the epoch, so `2026-11-21T14:05:00+01:00` and `2026-11-21T13:05:00Z` are one
+touchpoint, whichever endpoint or parsing path brought them.
 
 Attributes come two ways:
 - `attribute_changes` of `POST /v1/events`: the CRM says when the value changed; stored as given.
@@ -38,8 +38,12 @@ def from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(ns) // 1000)
 
 
-def _moment_text(value: datetime) -> str:
-    return utc(value).isoformat(timespec="microseconds")
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _microseconds(value: datetime) -> int:
+    """Microseconds since the epoch: one number per instant, whatever the zone it was given in."""
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def _hash(parts: list[Any]) -> str:
@@ -49,12 +53,12 @@ def _hash(parts: list[Any]) -> str:
 def touch_key(
     occurred_at: datetime, channel: str, activity: str, campaign: str | None, value: float | None
 ) -> str:
-    return _hash([_moment_text(occurred_at), channel, activity, campaign, value])
+    return _hash([_microseconds(occurred_at), channel, activity, campaign, value])
 
 
 def attribute_key(name: str, value: Any, changed_at: datetime) -> str:
     # the value's JSON type is part of it: true and 1.0 are different values
-    return _hash([name, type(value).__name__, value, _moment_text(changed_at)])
+    return _hash([name, type(value).__name__, value, _microseconds(changed_at)])
 
 
 @dataclass
