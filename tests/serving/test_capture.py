@@ -78,6 +78,19 @@ def test_migration_creates_the_capture_tables_the_code_queries(engine):
         assert ("lead_id", "dedup_key") in unique, table
 
 
+def test_the_capture_migration_downgrades(database_url, engine):
+    from alembic import command
+
+    from serving.db import alembic_config, current_revision
+
+    assert current_revision(engine) == "0004_capture"
+    command.downgrade(alembic_config(database_url), "0002_policy")
+    assert not set(CAPTURE_TABLES) & set(sa.inspect(engine).get_table_names())
+    assert current_revision(engine) == "0002_policy"
+    upgrade_database(database_url)  # and up again
+    assert set(CAPTURE_TABLES) <= set(sa.inspect(engine).get_table_names())
+
+
 def test_the_same_touchpoint_is_stored_once_with_its_first_arrival(engine, capture):
     first, later = moment(22), moment(23)
     lead = {"lead_id": "L-1", "touchpoints": [touch(20, campaign=None), touch(21, value=None)]}
