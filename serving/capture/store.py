@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from serving.capture.erasure import lead_id_hash
 from serving.capture.writer import CaptureWriter, Events, Scored
 from serving.db import (
     as_utc,
@@ -123,27 +123,54 @@ def purge_captured(engine: Engine, cutoff: datetime) -> dict[str, int]:
     return deleted
 
 
-def lead_id_hash(lead_id: str) -> str:
-    return hashlib.sha256(lead_id.encode()).hexdigest()
-
-
-def erase_lead(engine: Engine, lead_id: str, erased_by: str) -> dict[str, int]:
-    """Delete every row about `lead_id` and audit the erasure; returns rows deleted per table.
-    The audit row is written even when nothing was held (the request itself is recorded)."""
+def erase_lead(engine: Engine, lead_id: str, erased_by: str) -> tuple[int, dict[str, int]]:
+    """Delete every row about `lead_id` and write the audit row, in one transaction; returns
+    (the audit row's id, rows deleted per table). The audit row is written even when nothing was
+    held (the request itself is recorded); it is also the tombstone the capture writers check."""
     deleted = {}
     with engine.begin() as connection:
         for table in LEAD_TABLES:
             result = connection.execute(table.delete().where(table.c.lead_id == lead_id))
             deleted[table.name] = int(result.rowcount or 0)
-        connection.execute(
-            erasures.insert().values(
-                lead_id_sha256=lead_id_hash(lead_id),
-                erased_at=utcnow(),
-                erased_by=erased_by,
-                rows_deleted=deleted,
+        inserted = connection.execute(
+            erasures.insert()
+            .values(lead_id_sha256=lead_id_hash(lead_id), erased_at=utcnow(), erased_by=erased_by,
+                    rows_deleted=deleted)
+        ).inserted_primary_key  # fmt: skip
+    assert inserted is not None
+    return int(inserted[0]), deleted
+
+
+# The moment each table's rows arrived: a row from before the erasure, written late by another
+# worker's queue, is found by it (a score requested after the erasure is new data and stays).
+_ARRIVED = {
+    "lead_attributes": lead_attributes.c.received_at,
+    "lead_touchpoints": lead_touchpoints.c.received_at,
+    "captured_leads": captured_leads.c.received_at,
+    "score_log": score_log.c.scored_at,
+    "outcomes": outcomes.c.reported_at,
+}
+
+
+def sweep_erased(engine: Engine, audit_id: int, lead_id: str) -> dict[str, int]:
+    """Delete the lead's rows that arrived before its erasure but were written after it (queued
+    in another worker), and add them to the audit row; returns rows deleted per table."""
+    with engine.begin() as connection:
+        audit = connection.execute(sa.select(erasures).where(erasures.c.id == audit_id)).one()
+        erased_at = as_utc(audit.erased_at)
+        late = {}
+        for table in LEAD_TABLES:
+            arrived = _ARRIVED[table.name]
+            result = connection.execute(
+                table.delete().where(table.c.lead_id == lead_id, arrived <= erased_at)
             )
-        )
-    return deleted
+            late[table.name] = int(result.rowcount or 0)
+        if any(late.values()):
+            total = {k: int(v) + late.get(k, 0) for k, v in dict(audit.rows_deleted).items()}
+            connection.execute(
+                erasures.update().where(erasures.c.id == audit_id).values(rows_deleted=total)
+            )
+    return late
 
 
 def lead_history(engine: Engine, lead_id: str) -> dict[str, Any] | None:

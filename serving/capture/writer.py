@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from serving.capture.erasure import erased_since
 from serving.capture.rows import CaptureRows, event_rows, scored_rows
 from serving.db import as_utc, captured_leads, lead_attributes, lead_touchpoints
 from serving.queued_writer import QueuedWriter, WriterMetrics
@@ -125,6 +126,9 @@ class CaptureWriter(QueuedWriter):
         rows = CaptureRows()
         for part in prepared:
             rows.extend(part)
+        erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
+        if erased:  # queued before the lead was erased (maybe in another worker): not kept
+            rows = _not_erased(rows, erased)
         leads = list({row["lead_id"]: row for row in reversed(rows.leads)}.values())
         insert_ignoring_duplicates(connection, captured_leads, leads)
         created: dict[str, datetime] = {}
@@ -187,6 +191,17 @@ class CaptureWriter(QueuedWriter):
             latest[key] = (row["changed_at"], row["value"])
             changed.append(row)
         return changed
+
+
+def _not_erased(rows: CaptureRows, erased: dict[str, datetime]) -> CaptureRows:
+    def keep(part: list[dict]) -> list[dict]:
+        return [
+            row for row in part
+            if row["lead_id"] not in erased or row["received_at"] > erased[row["lead_id"]]
+        ]  # fmt: skip
+
+    return CaptureRows(keep(rows.leads), keep(rows.touchpoints), keep(rows.attributes),
+                       keep(rows.observed))  # fmt: skip
 
 
 def _unique(rows: list[dict]) -> list[dict]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from serving.capture.schemas import Erased, LeadHistory
-from serving.capture.store import erase_lead, lead_history
-from serving.deps import AdminKey, CaptureDep, EngineDep, ReaderKey, ScoreLogDep
+from serving.capture.store import erase_lead, lead_history, sweep_erased
+from serving.deps import AdminKey, CaptureDep, EngineDep, ReaderKey, ScoreLogDep, SettingsDep
 from serving.schemas import _id_as_text
 from serving.score_log import ScoreLogWriter
 
@@ -55,7 +56,12 @@ def _drained(score_log: ScoreLogWriter, deadline: float) -> bool:
     responses={503: {"description": "Queued writes could not be finished first; nothing erased"}},
 )
 async def delete_lead(
-    lead_id: str, key: AdminKey, engine: EngineDep, capture: CaptureDep, score_log: ScoreLogDep
+    lead_id: str,
+    key: AdminKey,
+    engine: EngineDep,
+    capture: CaptureDep,
+    score_log: ScoreLogDep,
+    settings: SettingsDep,
 ) -> dict:
     lead_id = _lead_id(lead_id)
     # What this worker accepted before the request is written first, so it is erased too.
@@ -67,5 +73,9 @@ async def delete_lead(
             503, "queued scores or captured data are still being written (is the database "
             "down?); nothing was erased, send the request again", headers={"Retry-After": "5"},
         )  # fmt: skip
-    deleted = await run_in_threadpool(erase_lead, engine, lead_id, key.name)
-    return {"lead_id": lead_id, "rows_deleted": deleted}
+    audit, deleted = await run_in_threadpool(erase_lead, engine, lead_id, key.name)
+    # Other workers write what they queued before the erasure within their flush interval:
+    # sweep once more for rows that arrived before it (new arrivals are new data and stay).
+    await asyncio.sleep(max(1.0, 5 * settings.score_log_flush_seconds))
+    late = await run_in_threadpool(sweep_erased, engine, audit, lead_id)
+    return {"lead_id": lead_id, "rows_deleted": {k: v + late[k] for k, v in deleted.items()}}

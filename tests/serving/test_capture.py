@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from serving.capture.store import Capture, lead_id_hash, outcomes_since
+from serving.capture.erasure import lead_id_hash
+from serving.capture.store import Capture, erase_lead, outcomes_since, sweep_erased
 from serving.capture.writer import Scored
 from serving.db import (
     as_utc,
@@ -349,3 +350,29 @@ def test_scored_leads_are_captured_once_with_their_inputs(trained_model, sqlite_
     assert len(history["scores"]) == 2
     assert history["scores"][0]["model"]["version"] == trained_model.versions[0]
     assert history["captured"]["touchpoints"] == len(records[0]["touchpoints"])
+
+
+def test_rows_queued_before_an_erasure_do_not_bring_the_lead_back(engine):
+    """Another worker's queue still holds the lead when it is erased: its capture rows are not
+    written, and its late score-log row is swept; what arrives after the erasure is kept."""
+    other_worker = Capture(engine, flush_seconds=0.02)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    other_worker.events([{"lead_id": "L-GONE", "touchpoints": [touch(20)]}], before)
+    audit, _ = erase_lead(engine, "L-GONE", "admin-key")
+    with engine.begin() as connection:  # written late by another worker's score log
+        connection.execute(score_log.insert(), [
+            dict(score_row("L-GONE", 20, "1", 0), scored_at=before),
+            dict(score_row("L-GONE", 21, "1", 0), scored_at=datetime.now(UTC) + timedelta(hours=1)),
+        ])  # fmt: skip
+    other_worker.writer.start()
+    assert other_worker.writer.flush()
+    other_worker.events([{"lead_id": "L-GONE", "touchpoints": [touch(22)]}], datetime.now(UTC))
+    assert other_worker.writer.flush()
+    other_worker.stop()
+
+    late = sweep_erased(engine, audit, "L-GONE")
+    assert late["score_log"] == 1
+    assert [r.score for r in rows(engine, score_log)] == [21]  # scored after the erasure
+    assert [as_utc(r.occurred_at) for r in rows(engine, lead_touchpoints)] == [moment(22)]
+    (audit_row,) = rows(engine, erasures)
+    assert audit_row.rows_deleted["score_log"] == 1
