@@ -93,7 +93,10 @@ def test_retrain_waits_for_new_outcomes_then_trains_through_the_gate(
     with TestClient(create_app(settings)) as client:
         model = client.get("/v1/model", headers=auth("ops")).json()
     assert model["outcomes_since_training"] == HELD_BACK
-    assert model["training_data_end"] is not None
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking).get_run(summary["run_id"])
+    assert run.data.params["training_data_end"] == model["training_data_end"]
 
     trained = runner.invoke(app, retrain)
     assert trained.exit_code == 0, trained.output
