@@ -185,6 +185,13 @@ def _read_tables(engine: Engine, as_of: datetime) -> dict[str, pd.DataFrame]:
             "outcomes": result_outcomes}  # fmt: skip
 
 
+def _null_marked(value: Any) -> Any:
+    """An emptied value as `_NULL` (pandas may have read JSON null as None or NaN)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return _NULL
+    return value
+
+
 def _attribute_versions(leads: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
     """One row per lead and moment its attributes changed (from its first arrival on): lead_id,
     created_at, known_at, then every attribute's value as known from that moment; sorted by lead
@@ -193,7 +200,7 @@ def _attribute_versions(leads: pd.DataFrame, attributes: pd.DataFrame) -> pd.Dat
     if len(attributes):
         attributes = attributes[attributes["lead_id"].isin(set(leads["lead_id"]))]
         changes = attributes.sort_values(["lead_id", "known_at", "changed_at", "id"], kind="stable")
-        changes = changes.assign(value=changes["value"].map(lambda v: _NULL if v is None else v))
+        changes = changes.assign(value=changes["value"].map(_null_marked))
         changes = changes.drop_duplicates(["lead_id", "known_at", "name"], keep="last")
         wide = changes.pivot(index=["lead_id", "known_at"], columns="name", values="value")
         first_seen = attributes.groupby("name")["id"].min().sort_values(kind="stable").index

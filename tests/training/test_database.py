@@ -187,3 +187,29 @@ def test_train_from_an_empty_database_says_what_to_do(tmp_path):
     assert result.exit_code == 2
     assert "holds no captured lead" in result.output
     assert "POST /v1/events" in result.output
+
+
+def test_an_emptied_attribute_is_missing_from_then_on(engine):
+    from serving.capture.store import Capture
+
+    capture = Capture(engine, flush_seconds=0.02)
+    capture.writer.start()
+    created = datetime(2024, 3, 1, tzinfo=UTC)
+    for i in range(3):
+        capture.events([{"lead_id": f"L-{i}", "created_at": created,
+                         "attributes": {"industry": "Software", "visits": 2.0 + i}}], created)  # fmt: skip
+    emptied = created + timedelta(days=5)
+    capture.events([{"lead_id": "L-0", "attribute_changes": [
+        {"name": "industry", "value": None, "changed_at": emptied},
+        {"name": "visits", "value": None, "changed_at": emptied}]}], emptied)  # fmt: skip
+    assert capture.writer.flush()
+    capture.stop()
+    data = read_lead_data(engine, as_of=datetime(2024, 6, 1, tzinfo=UTC))
+    latest = data.leads.set_index("lead_id")
+    assert pd.isna(latest.loc["L-0", "industry"]) and pd.isna(latest.loc["L-0", "visits"])
+    assert latest.loc["L-1", "visits"] == 3.0
+    history = data.attribute_history
+    mine = history[history["lead_id"] == "L-0"].sort_values("known_at")
+    assert mine["industry"].isna().tolist() == [False, True]
+    assert mine["visits"].tolist()[0] == 2.0 and pd.isna(mine["visits"].tolist()[1])
+    assert mine["known_at"].tolist() == [pd.Timestamp(created), pd.Timestamp(emptied)]
