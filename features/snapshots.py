@@ -186,8 +186,40 @@ def build_snapshots(
     return snapshots, report
 
 
-def attach_attributes(snapshots: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
-    """Snapshot rows with the lead attributes next to them (ready for LeadFeaturizer.transform)."""
+def attach_attributes(
+    snapshots: pd.DataFrame, leads: pd.DataFrame, history: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Snapshot rows with the lead attributes next to them (ready for LeadFeaturizer.transform).
+
+    With `history` (`lead_id`, `known_at`, attribute columns: what the service knew of each lead
+    from `known_at` on), each snapshot gets the attributes as known at its `as_of` (the latest
+    row with `known_at <= as_of`), and snapshots taken before the lead was first known are left
+    out: nothing could have been scored then. Rows keep the snapshots' order.
+    """
+    if history is not None:
+        return _attach_as_known(snapshots, leads, history)
     attributes = leads.drop(columns=[c for c in ("created_at",) if c in leads.columns])
     attributes = attributes.assign(lead_id=attributes["lead_id"].astype(str))
     return snapshots.merge(attributes, on="lead_id", how="left", validate="many_to_one")
+
+
+def _attach_as_known(
+    snapshots: pd.DataFrame, leads: pd.DataFrame, history: pd.DataFrame
+) -> pd.DataFrame:
+    columns = [c for c in leads.columns if c not in ("lead_id", "created_at")]
+    known = history[["lead_id", "known_at", *columns]].assign(
+        lead_id=history["lead_id"].astype(str),
+        known_at=pd.to_datetime(history["known_at"], utc=True).dt.as_unit("ns"),
+    )
+    frame = snapshots.reset_index(drop=True).assign(_row=np.arange(len(snapshots)))
+    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True).dt.as_unit("ns")
+    merged = pd.merge_asof(
+        frame.sort_values("as_of", kind="stable"),
+        known.sort_values("known_at", kind="stable"),
+        left_on="as_of",
+        right_on="known_at",
+        by="lead_id",
+        direction="backward",
+    )
+    merged = merged[merged["known_at"].notna()].sort_values("_row", kind="stable")
+    return merged.drop(columns=["_row", "known_at"]).reset_index(drop=True)

@@ -113,7 +113,9 @@ def touchpoint_arrays_from_frames(
     """Pair every row (a lead at its moment T) with the touchpoints of its lead.
 
     A lead may appear in several rows (snapshots at several ages): its touchpoints are repeated
-    for each. Touchpoints of leads not in the rows are dropped.
+    for each. Touchpoints of leads not in the rows are dropped. With a `received_at` column (data
+    the service captured), a touchpoint received after a row's moment does not count in that row:
+    it was not known then, whenever it happened.
     """
     row_code, lead_uniques = pd.factorize(row_lead_ids.astype(str))
     # Factorise the (long) touchpoint column first, then match only its distinct ids: much faster
@@ -140,6 +142,9 @@ def touchpoint_arrays_from_frames(
 
     occurred = series_ns(touchpoints["occurred_at"], "occurred_at")[touch]
     valid = occurred != NAT
+    if "received_at" in touchpoints.columns:
+        received = series_ns(touchpoints["received_at"], "received_at")[touch]
+        valid &= (received == NAT) | (received <= as_of_ns[row])
     age = np.where(valid, (as_of_ns[row] - occurred) / NS_PER_DAY, np.nan)
     channel = _codes_via_uniques(touchpoints["channel"], channel_code, _OTHER_CHANNEL)[touch]
     activity = _codes_via_uniques(touchpoints["activity"], activity_code, _OTHER_ACTIVITY)[touch]

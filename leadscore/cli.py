@@ -29,8 +29,9 @@ def _mount() -> None:
     from serving import cli as serving_cli
     from serving.policy import cli as policy_cli
     from training import cli as training_cli
+    from training import retrain as retrain_cli
 
-    for module in (features_cli, report_cli, training_cli, serving_cli, policy_cli):
+    for module in (features_cli, report_cli, training_cli, retrain_cli, serving_cli, policy_cli):
         module.register(app)
 
 

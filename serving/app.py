@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import metrics
 from serving.auth import KeyCache, ensure_keys
 from serving.batcher import ScoringBatcher
+from serving.capture.store import Capture
 from serving.config import Settings, get_settings
 from serving.db import make_engine, upgrade_database
 from serving.deps import Services
@@ -97,9 +98,9 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     app.add_exception_handler(Exception, unhandled_exception_handler)
     app.add_middleware(metrics.ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
 
-    from serving.routes import health, keys, model, ops, outcomes, policy, score
+    from serving.routes import events, health, keys, leads, model, ops, outcomes, policy, score
 
-    for module in (score, model, outcomes, keys, policy, ops, health):
+    for module in (score, events, model, outcomes, leads, keys, policy, ops, health):
         app.include_router(module.router)
     return app
 
@@ -145,9 +146,16 @@ def _start_services(
     )
     policies.start()
     started.callback(policies.stop)
+    capture = Capture(
+        engine, enabled=settings.capture_enabled, retention_days=settings.capture_retention_days,
+        purge_seconds=settings.capture_purge_seconds,
+        flush_seconds=settings.score_log_flush_seconds, max_pending=settings.capture_max_pending,
+    )  # fmt: skip
+    capture.start()
+    started.callback(capture.stop)
     batcher = ScoringBatcher()
     started.push_async_callback(batcher.stop)
-    return Services(settings, engine, keys, models, policies, score_log, batcher)
+    return Services(settings, engine, keys, models, policies, score_log, batcher, capture)
 
 
 def _version() -> str:

@@ -83,6 +83,26 @@ class Settings(BaseSettings):
         description="How often each worker checks for a new policy version (a change saved "
         "through another worker or the CLI applies within it).",
     )
+    capture_enabled: bool = Field(
+        True,
+        description="Keep the inputs of every scored lead and accept POST /v1/events "
+        "(attributes, touchpoints, creation moment; each once, with when it arrived).",
+    )
+    capture_retention_days: float = Field(
+        730,
+        ge=0,
+        description="Delete captured attributes and touchpoints received longer ago than this "
+        "(checked every capture_purge_seconds); 0 keeps them.",
+    )
+    capture_purge_seconds: float = Field(
+        3600, gt=0, description="How often the capture retention purge runs."
+    )
+    capture_max_pending: int = Field(
+        10_000,
+        ge=1,
+        description="Requests whose capture may wait in memory; beyond it a score's capture is "
+        "dropped (counted) and POST /v1/events answers 503.",
+    )
     prometheus_multiproc_dir: str | None = Field(
         None,
         validation_alias=AliasChoices(

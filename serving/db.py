@@ -1,8 +1,9 @@
 """Database: the SQLAlchemy engine, the table definitions the code queries, and the migrations.
 
 The schema itself is created only by the alembic migrations in `serving/migrations`
-(`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions). The `Table`
-objects below mirror them for queries; a test checks that the two agree.
+(`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions; `0004_capture`:
+what the service captured of each lead, and the erasure audit). The `Table` objects below mirror
+them for queries; a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -65,6 +66,56 @@ outcomes = sa.Table(
     sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("api_key_name", sa.String(100), nullable=True),
+)
+
+# What the service captured of each lead (`serving.capture`): every row once (`dedup_key`, a hash
+# of the row's content, unique per lead: campaign and value may be NULL, which a plain composite
+# key would not deduplicate), with the moment it happened and the one it first reached the service.
+captured_leads = sa.Table(
+    "captured_leads",
+    metadata,
+    sa.Column("lead_id", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+lead_attributes = sa.Table(
+    "lead_attributes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(200), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("dedup_key", sa.String(32), nullable=False),
+    sa.UniqueConstraint("lead_id", "dedup_key", name="uq_lead_attributes_dedup"),
+)
+
+lead_touchpoints = sa.Table(
+    "lead_touchpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(200), nullable=False, index=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("activity", sa.String(32), nullable=False),
+    sa.Column("campaign", sa.Text, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("dedup_key", sa.String(32), nullable=False),
+    sa.UniqueConstraint("lead_id", "dedup_key", name="uq_lead_touchpoints_dedup"),
+)
+
+# Right to erasure: who erased which lead when (the lead id only as a hash), never the data.
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("lead_id_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("erased_by", sa.String(100), nullable=False),
+    sa.Column("rows_deleted", sa.JSON, nullable=False),
 )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from serving.auth import ApiKey, KeyCache
 from serving.batcher import ScoringBatcher
+from serving.capture.store import Capture
 from serving.config import Settings
 from serving.model_store import LoadedModel, ModelStore
 from serving.policy.store import PolicyCache, PolicyVersion
@@ -37,6 +38,7 @@ class Services:
     policies: PolicyCache
     score_log: ScoreLogWriter
     batcher: ScoringBatcher
+    capture: Capture
 
 
 def services(request: Request) -> Services:
@@ -132,6 +134,10 @@ async def _batcher(request: Request) -> ScoringBatcher:
     return services(request).batcher
 
 
+async def _capture(request: Request) -> Capture:
+    return services(request).capture
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 KeyCacheDep = Annotated[KeyCache, Depends(_key_cache)]
@@ -141,3 +147,4 @@ PolicyCacheDep = Annotated[PolicyCache, Depends(_policy_cache)]
 PolicyDep = Annotated[PolicyVersion, Depends(_policy)]
 ScoreLogDep = Annotated[ScoreLogWriter, Depends(_score_log)]
 BatcherDep = Annotated[ScoringBatcher, Depends(_batcher)]
+CaptureDep = Annotated[Capture, Depends(_capture)]

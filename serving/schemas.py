@@ -248,6 +248,12 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     features: list[str]
     holdout_weeks: float | None = None
+    training_data_end: str | None = Field(
+        None, description="The end of the model's training data (outcomes known by then)."
+    )
+    outcomes_since_training: int | None = Field(
+        None, description="Outcomes reported since the training data ended (null: unknown)."
+    )
 
 
 class ReloadResult(BaseModel):

@@ -61,6 +61,12 @@ def train_command(
     do_not_contact: DoNotContactOption = None,
     demo_request: DemoRequestOption = None,
     config: ConfigOption = None,
+    from_database: str | None = typer.Option(
+        None,
+        "--from-database",
+        help="Train from what the service captured and the outcomes it was sent (the URL of "
+        "its LEADSCORE_DATABASE_URL), point in time, instead of files.",
+    ),
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
@@ -76,20 +82,34 @@ def train_command(
     from training.train import TrainingConfigError, resolve_config, train
 
     console = Console(stderr=True)
+    if from_database is not None and any(v is not None for v in (leads, touchpoints, outcomes)):
+        _fail(
+            "--from-database reads the leads, touchpoints and outcomes from the service's "
+            "database: leave out --leads, --touchpoints and --outcomes"
+        )
     try:
-        run_config = resolve_config(config, **data_overrides(
-            leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id, created_at=created_at,
-            label=label, positive=positive, exclude=exclude, types=types, timezone=timezone,
-            dayfirst=dayfirst, datetime_format=datetime_format, decimal=decimal,
-            thousands=thousands, delimiter=delimiter, encoding=encoding,
-            do_not_contact=do_not_contact, demo_request=demo_request,
-        ))  # fmt: skip
+        from training.database import database_run_config, read_lead_data
+
+        if from_database:
+            run_config = database_run_config(config)
+        else:
+            run_config = resolve_config(config, **data_overrides(
+                leads=leads, touchpoints=touchpoints, outcomes=outcomes, id=id, created_at=created_at,
+                label=label, positive=positive, exclude=exclude, types=types, timezone=timezone,
+                dayfirst=dayfirst, datetime_format=datetime_format, decimal=decimal,
+                thousands=thousands, delimiter=delimiter, encoding=encoding,
+                do_not_contact=do_not_contact, demo_request=demo_request,
+            ))  # fmt: skip
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,
         ) as progress:  # fmt: skip
-            task = progress.add_task("reading and validating the lead files", total=None)
-            data = load_lead_data(run_config.data)
+            task = progress.add_task("reading and validating the lead data", total=None)
+            data = (
+                read_lead_data(from_database, run_config.data, run_config.training.now)
+                if from_database
+                else load_lead_data(run_config.data)
+            )
             result = train(
                 run_config, experiment=experiment, model_name=model_name, seed=seed,
                 step=lambda text: progress.update(task, description=text), data=data,

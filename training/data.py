@@ -84,10 +84,19 @@ def build_examples(data: LeadData, feature_config: FeatureConfig, now: Any = Non
             f"no lead has a known outcome yet at any snapshot age ({report.to_text()}); "
             "add older leads or outcomes, or shorten horizon_days in the config"
         )
-    frame = attach_attributes(snapshots, data.leads)
+    frame = attach_attributes(snapshots, data.leads, data.attribute_history)
+    snapshot_report = report.model_dump()
+    if data.attribute_history is not None:  # point in time: before its arrival a lead is unknown
+        snapshot_report["skipped_before_received"] = len(snapshots) - len(frame)
+        if len(frame) == 0:
+            raise TrainingDataError(
+                f"every snapshot is older than the first time the service heard of its lead "
+                f"({len(snapshots)} snapshots): the database holds no lead seen at a snapshot "
+                "age yet; train from the CRM's files for the history before the capture started"
+            )
     labels = frame.pop("label").to_numpy(dtype=np.int64)
     _check_both_classes(labels, "the snapshots")
-    return Examples(frame, labels, True, now_ts, report.model_dump())
+    return Examples(frame, labels, True, now_ts, snapshot_report)
 
 
 def _check_both_classes(labels: np.ndarray, what: str) -> None:

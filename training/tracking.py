@@ -106,6 +106,7 @@ def log_training(
             "leads_file": str(config.data.leads.path)[:500],
             "timestamped": examples.timestamped,
             "refit_with_holdout": fitted.refitted,
+            "training_data_end": None if examples.now is None else examples.now.isoformat(),
         }
     )
     mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})

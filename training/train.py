@@ -435,6 +435,8 @@ def prepare_served_model(
         "name": model_name,
         "version": None,
         "trained_at": trained_at,
+        # the data's end (outcomes known by then): retraining counts the outcomes that came after
+        "training_data_end": None if examples.now is None else examples.now.isoformat(),
         "metrics": {k: _finite(v) for k, v in metrics.items()},
         "holdout_weeks": split.holdout_weeks,
         "holdout": split.description,

@@ -51,6 +51,10 @@ class LeadData:
     label: pd.Series | None
     attribute_types: dict[str, str]
     report: ValidationReport
+    # Point in time (data captured by the service): `lead_id`, `known_at`, then the attribute
+    # columns of `leads`; each row the lead's attributes as known from `known_at` on. None for
+    # files, whose attributes are those of the export.
+    attribute_history: pd.DataFrame | None = None
 
     @property
     def flat(self) -> bool:
@@ -86,21 +90,43 @@ def load_lead_data(config: DataConfig, progress: bool = False) -> LeadData:
         if report.errors:
             raise DataValidationError(report)
         advance("checking")
-        leads, label, attribute_types = _canonical_leads(raw["leads"], config, report)
-        touchpoints = outcomes = None
-        if raw.get("touchpoints") is not None:
-            touchpoints = _canonical_touchpoints(raw["touchpoints"], config, report)
-        if raw.get("outcomes") is not None:
-            outcomes = _canonical_outcomes(raw["outcomes"], config, report)
-        if report.errors:
-            raise DataValidationError(report)
-        touchpoints, outcomes = _cross_checks(leads, touchpoints, outcomes, config, report)
+        return lead_data_from_frames(raw["leads"], raw.get("touchpoints"), raw.get("outcomes"),
+                                     config, report)  # fmt: skip
+
+
+def lead_data_from_frames(
+    leads: pd.DataFrame,
+    touchpoints: pd.DataFrame | None,
+    outcomes: pd.DataFrame | None,
+    config: DataConfig,
+    report: ValidationReport | None = None,
+) -> LeadData:
+    """`load_lead_data` for tables already read (e.g. from a database): the same mapping, types,
+    validation and canonical frames. The tables' `path` in `config` only names them in findings.
+
+    Raises `DataValidationError(report)` when the report has errors.
+    """
+    report = report if report is not None else ValidationReport()
+    _check_mode(config, report)
+    if report.errors:
+        raise DataValidationError(report)
+    canonical, label, attribute_types = _canonical_leads(leads, config, report)
+    canonical_touchpoints = canonical_outcomes = None
+    if touchpoints is not None:
+        canonical_touchpoints = _canonical_touchpoints(touchpoints, config, report)
+    if outcomes is not None:
+        canonical_outcomes = _canonical_outcomes(outcomes, config, report)
+    if report.errors:
+        raise DataValidationError(report)
+    canonical_touchpoints, canonical_outcomes = _cross_checks(
+        canonical, canonical_touchpoints, canonical_outcomes, config, report
+    )
     if report.errors:
         raise DataValidationError(report)
     return LeadData(
-        leads=leads,
-        touchpoints=touchpoints,
-        outcomes=outcomes,
+        leads=canonical,
+        touchpoints=canonical_touchpoints,
+        outcomes=canonical_outcomes,
         label=label,
         attribute_types=attribute_types,
         report=report,

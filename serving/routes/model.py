@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+from datetime import datetime
 
 from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import AdminKey, ModelDep, ModelStoreDep, ReaderKey
+from serving.capture.store import outcomes_since
+from serving.deps import AdminKey, EngineDep, ModelDep, ModelStoreDep, ReaderKey
 from serving.model_store import ModelLoadError
 from serving.schemas import ModelInfo, ReloadResult
 
@@ -17,9 +19,13 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get(
     "/model", response_model=ModelInfo, summary="Name, version, metrics and features of the model"
 )
-async def get_model(_: ReaderKey, loaded: ModelDep) -> dict:
+async def get_model(_: ReaderKey, loaded: ModelDep, engine: EngineDep) -> dict:
     meta = loaded.metadata
     features = meta.get("features") or []
+    data_end = meta.get("training_data_end")
+    since = None
+    if data_end is not None:
+        since = await run_in_threadpool(outcomes_since, engine, datetime.fromisoformat(data_end))
     return {
         "name": loaded.name,
         "version": loaded.version,
@@ -30,6 +36,8 @@ async def get_model(_: ReaderKey, loaded: ModelDep) -> dict:
         "metrics": meta.get("metrics") or {},
         "features": [str(f) for f in features],
         "holdout_weeks": meta.get("holdout_weeks"),
+        "training_data_end": data_end,
+        "outcomes_since_training": since,
     }
 
 

@@ -23,7 +23,7 @@ from features.data.values import iso_strings_ns
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
-from serving.deps import BatcherDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
+from serving.deps import BatcherDep, CaptureDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
 from serving.errors import RequestProblem, describe_validation_errors, problem, summarise
 from serving.responses import OrjsonResponse
 from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
@@ -153,6 +153,7 @@ async def score(
     in_force: PolicyDep,
     batcher: BatcherDep,
     score_log: ScoreLogDep,
+    capture: CaptureDep,
 ) -> OrjsonResponse:
     now = utcnow()
     for lead in leads.leads:
@@ -168,6 +169,7 @@ async def score(
         "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
         "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
     }))  # fmt: skip
+    capture.scored(leads.leads, leads.moments, now)  # queued: the inputs, each fact once
     metrics.LEADS_SCORED.inc(len(results))
     metrics.observe_many(metrics.SCORES, [r["score"] for r in results])
     for decision, count in Counter(r["decision"] for r in results).items():

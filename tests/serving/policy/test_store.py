@@ -34,7 +34,7 @@ def engine(database_url):
 
 
 def test_migration_matches_the_table_the_code_queries_and_downgrades(database_url):
-    upgrade_database(database_url)
+    upgrade_database(database_url, "0002_policy")  # later revisions are tested on their own
     engine = make_engine(database_url)
     assert current_revision(engine) == "0002_policy"
     migrated = {c["name"] for c in sa.inspect(engine).get_columns("policy_versions")}

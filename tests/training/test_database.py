@@ -1,0 +1,215 @@
+"""Training from the service's database (SQLite and PostgreSQL): the same canonical frames as the
+files, point in time by receipt, and the CLI's messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.config import FeatureConfig
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.featurizer import LeadFeaturizer
+from serving.capture.rows import touch_key
+from serving.db import lead_touchpoints, make_engine, upgrade_database
+from tests.serving.conftest import (  # noqa: F401 - the database fixtures, for both databases
+    database_url,
+    postgres_available,
+    postgres_url,
+    sqlite_url,
+)
+from tests.training.capture_support import capture_lead_data
+from training.data import build_examples
+from training.database import read_lead_data
+
+NOW = pd.Timestamp("2024-12-31", tz="UTC")  # the demo data's export date
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from features.data import demo
+
+    out = tmp_path_factory.mktemp("capture-demo")
+    demo.write(demo.generate(400, seed=11), out, formats=("parquet",))
+    config = DataConfig(
+        leads=out / "leads.parquet",
+        touchpoints=out / "touchpoints.parquet",
+        outcomes=out / "outcomes.parquet",
+    )
+    return load_lead_data(config)
+
+
+@pytest.fixture
+def engine(database_url):  # noqa: F811
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _sorted(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return frame.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def test_the_database_gives_the_files_canonical_frames(files, engine):
+    capture_lead_data(engine, files)
+    data = read_lead_data(engine, as_of=NOW)
+    assert data.attribute_types == files.attribute_types
+    assert data.report.ok, data.report.to_text()
+    leads = _sorted(data.leads, ["lead_id"])[list(files.leads.columns)]
+    pd.testing.assert_frame_equal(leads, _sorted(files.leads, ["lead_id"]))
+    columns = list(files.touchpoints.columns)
+    order = ["lead_id", "occurred_at", "channel", "activity"]
+    pd.testing.assert_frame_equal(
+        _sorted(data.touchpoints[columns], order), _sorted(files.touchpoints, order)
+    )
+    pd.testing.assert_frame_equal(
+        _sorted(data.outcomes, ["lead_id"]), _sorted(files.outcomes, ["lead_id"])
+    )
+
+
+def _features(data, lead_id: str) -> dict[float, np.ndarray]:
+    """The lead's feature rows by snapshot age (fitted on the data itself)."""
+    examples = build_examples(data, FeatureConfig(), NOW)
+    featurizer = LeadFeaturizer(FeatureConfig()).fit(
+        data.leads, data.attribute_types, data.touchpoints
+    )
+    mine = examples.frame[examples.frame["lead_id"] == lead_id]
+    X = featurizer.transform(mine, data.touchpoints)
+    return dict(zip(mine["snapshot_age_days"].tolist(), np.asarray(X, dtype=float), strict=True))
+
+
+def _open_lead(files) -> tuple[str, pd.Timestamp]:
+    """A lead created well before the export, with no outcome: every snapshot is there."""
+    closed = set(files.outcomes["lead_id"])
+    leads = files.leads[~files.leads["lead_id"].isin(closed)]
+    lead = leads[leads["created_at"] < NOW - pd.Timedelta(days=200)].iloc[0]
+    return lead["lead_id"], lead["created_at"]
+
+
+def test_a_touch_received_after_a_snapshot_does_not_change_it(files, engine):
+    lead_id, created = _open_lead(files)
+    capture_lead_data(engine, files)
+    before = _features(read_lead_data(engine, as_of=NOW), lead_id)
+
+    occurred = (created + pd.Timedelta(days=3)).to_pydatetime()  # before the day-7 snapshot
+    received = (created + pd.Timedelta(days=10)).to_pydatetime()  # after it
+    late = {"lead_id": lead_id, "occurred_at": occurred, "channel": "direct",
+            "activity": "demo_request", "campaign": None, "value": None,
+            "received_at": received,
+            "dedup_key": touch_key(occurred, "direct", "demo_request", None, None)}  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(lead_touchpoints.insert(), [late])
+    after = _features(read_lead_data(engine, as_of=NOW), lead_id)
+
+    assert sorted(before) == sorted(after) == [1.0, 7.0, 30.0]
+    np.testing.assert_array_equal(after[1.0], before[1.0])
+    np.testing.assert_array_equal(after[7.0], before[7.0])  # it happened on day 3: not seen
+    assert not np.array_equal(after[30.0], before[30.0])  # received on day 10: counts from then
+
+    # Had it arrived in time, the day-7 snapshot would have seen it (the check above can fail).
+    with engine.begin() as connection:
+        connection.execute(
+            lead_touchpoints.update()
+            .where(lead_touchpoints.c.dedup_key == late["dedup_key"])
+            .values(received_at=occurred)
+        )
+    in_time = _features(read_lead_data(engine, as_of=NOW), lead_id)
+    assert not np.array_equal(in_time[7.0], before[7.0])
+    # ... and where both count it, it counts with its true moment (day 3), not its arrival
+    np.testing.assert_array_equal(after[30.0], in_time[30.0])
+
+
+def test_nothing_received_after_the_data_end_is_read(files, engine):
+    capture_lead_data(engine, files, reported_at=datetime(2025, 3, 1, tzinfo=UTC))
+    data = read_lead_data(engine, as_of=NOW)
+    assert data.outcomes is not None and len(data.outcomes) == 0  # reported after NOW
+    first = files.leads["created_at"].min().to_pydatetime()
+    early = read_lead_data(engine, as_of=first + timedelta(days=30))
+    assert early.leads["created_at"].max() <= first + timedelta(days=30)
+    assert early.touchpoints["occurred_at"].max() <= first + timedelta(days=30)
+
+
+def test_snapshots_get_the_attributes_known_at_their_moment(files, engine):
+    from serving.capture.rows import attribute_key
+    from serving.db import captured_leads, lead_attributes
+
+    lead_id, created = _open_lead(files)
+    capture_lead_data(engine, files)
+    changed = (created + pd.Timedelta(days=2)).to_pydatetime()
+    received = (created + pd.Timedelta(days=12)).to_pydatetime()  # after day 7, before day 30
+    with engine.begin() as connection:
+        connection.execute(lead_attributes.insert(), [{
+            "lead_id": lead_id, "name": "industry", "value": "Aerospace", "changed_at": changed,
+            "received_at": received, "dedup_key": attribute_key("industry", "Aerospace", changed),
+        }])  # fmt: skip
+        # the service first heard of the lead on day 3: no day-1 snapshot
+        connection.execute(
+            captured_leads.update()
+            .where(captured_leads.c.lead_id == lead_id)
+            .values(received_at=(created + pd.Timedelta(days=3)).to_pydatetime())
+        )
+    data = read_lead_data(engine, as_of=NOW)
+    examples = build_examples(data, FeatureConfig(), NOW)
+    mine = examples.frame[examples.frame["lead_id"] == lead_id].set_index("snapshot_age_days")
+    original = files.leads.set_index("lead_id").loc[lead_id, "industry"]
+    assert mine["industry"].to_dict() == {7.0: original, 30.0: "Aerospace"}
+    assert examples.snapshot_report["skipped_before_received"] == 1
+    assert data.leads.set_index("lead_id").loc[lead_id, "industry"] == "Aerospace"  # latest
+
+
+def test_train_from_an_unreadable_database_says_which_and_how(tmp_path):
+    from leadscore.cli import app
+
+    missing = f"sqlite:///{tmp_path / 'nothing-here.db'}"
+    result = runner.invoke(app, ["train", "--from-database", missing])
+    assert result.exit_code == 2
+    assert "cannot read the service's database" in result.output
+    assert "LEADSCORE_DATABASE_URL" in result.output
+    result = runner.invoke(
+        app, ["train", "--from-database", missing, "--leads", str(tmp_path / "x.csv")]
+    )
+    assert result.exit_code == 2
+    assert "leave out --leads, --touchpoints and --outcomes" in result.output
+
+
+def test_train_from_an_empty_database_says_what_to_do(tmp_path):
+    from leadscore.cli import app
+
+    url = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    upgrade_database(url)
+    result = runner.invoke(app, ["train", "--from-database", url])
+    assert result.exit_code == 2
+    assert "holds no captured lead" in result.output
+    assert "POST /v1/events" in result.output
+
+
+def test_an_emptied_attribute_is_missing_from_then_on(engine):
+    from serving.capture.store import Capture
+
+    capture = Capture(engine, flush_seconds=0.02)
+    capture.writer.start()
+    created = datetime(2024, 3, 1, tzinfo=UTC)
+    for i in range(3):
+        capture.events([{"lead_id": f"L-{i}", "created_at": created,
+                         "attributes": {"industry": "Software", "visits": 2.0 + i}}], created)  # fmt: skip
+    emptied = created + timedelta(days=5)
+    capture.events([{"lead_id": "L-0", "attribute_changes": [
+        {"name": "industry", "value": None, "changed_at": emptied},
+        {"name": "visits", "value": None, "changed_at": emptied}]}], emptied)  # fmt: skip
+    assert capture.writer.flush()
+    capture.stop()
+    data = read_lead_data(engine, as_of=datetime(2024, 6, 1, tzinfo=UTC))
+    latest = data.leads.set_index("lead_id")
+    assert pd.isna(latest.loc["L-0", "industry"]) and pd.isna(latest.loc["L-0", "visits"])
+    assert latest.loc["L-1", "visits"] == 3.0
+    history = data.attribute_history
+    mine = history[history["lead_id"] == "L-0"].sort_values("known_at")
+    assert mine["industry"].isna().tolist() == [False, True]
+    assert mine["visits"].tolist()[0] == 2.0 and pd.isna(mine["visits"].tolist()[1])
+    assert mine["known_at"].tolist() == [pd.Timestamp(created), pd.Timestamp(emptied)]
