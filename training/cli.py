@@ -64,6 +64,12 @@ def train_command(
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
+    allow_suspected_leakage: bool = typer.Option(
+        False,
+        "--allow-suspected-leakage",
+        help="Let the gate promote the model even with strongly suspected leakage (only when the "
+        "suspected column is known when a lead arrives); config: training.allow_suspected_leakage.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Train, evaluate and register a lead scoring model in MLflow."""
@@ -84,6 +90,8 @@ def train_command(
             thousands=thousands, delimiter=delimiter, encoding=encoding,
             do_not_contact=do_not_contact, demo_request=demo_request,
         ))  # fmt: skip
+        if allow_suspected_leakage:
+            run_config.training.allow_suspected_leakage = True
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,

@@ -67,6 +67,12 @@ class TrainingConfig(BaseModel):
         "the holdout). None (default): when there are at most 100,000 examples, where the "
         "holdout's extra 25% of data matters.",
     )
+    allow_suspected_leakage: bool = Field(
+        False,
+        description="Let the gate promote a model with strongly suspected leakage (a column that "
+        "alone separates won and lost leads, or a sales-named column that separates or dominates); "
+        "only when such a column is known when a lead arrives.",
+    )
     threads: int | None = Field(
         1,
         ge=1,
@@ -141,6 +147,8 @@ class TrainResult:
             "refit": self.refit,
             "metrics": {k: _finite(v) for k, v in self.metrics.items()},
             "champion_metrics": self.gate.champion,
+            "suspected_leakage": self.gate.leakage,
+            "champion_suspected_leakage": self.gate.champion_leakage,
             "warnings": self.warnings,
             "leakage": [w.to_dict() for w in self.leakage],
             "seconds": round(self.seconds, 1),
@@ -347,8 +355,10 @@ def _train(
             fitted.holdout_labels,
         )  # fmt: skip
         gate = registry.gate(
-            version, metrics, champion, config.training.auc_margin, config.training.ece_tolerance
-        )
+            version, metrics, champion, config.training.auc_margin, config.training.ece_tolerance,
+            leaks=[w for w in leaks.warnings if w.strong],
+            allow_leakage=config.training.allow_suspected_leakage,
+        )  # fmt: skip
         registry.apply_gate(model_name, version, gate)
         tracking.log_gate(gate, model_name, version)
         tracking.log_warnings(warnings)
