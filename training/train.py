@@ -32,7 +32,7 @@ from features.model.scorer import LeadScorer
 from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
 from training.data import Examples, Split, build_examples, split_holdout, subsample
-from training.models import build_estimator, candidates, choose_calibration, search_models
+from training.models import candidates, choose_calibration, fit_estimator, search_models
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
@@ -254,7 +254,12 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
         progress=lambda name: step(f"cross-validating candidate {next(counter)}/{total}: {name}"),
     )  # fmt: skip
     step(f"fitting {selection.candidate.name} on all training examples")
-    model = build_estimator(selection.candidate, mask, seed).fit(X_train, y_train)
+    unknown: set[int] = set()  # features with no value in any training example
+    model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
+    notes += empty_feature_notes(
+        featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
+        selection.empty_columns | unknown,
+    )  # fmt: skip
     seen = ~np.isnan(selection.oof_raw)
     calibration, losses = choose_calibration(selection.oof_raw[seen], y_train[seen], seed)
     estimator = CalibratedModel(model, calibration)
@@ -279,6 +284,34 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     )  # fmt: skip
 
 
+def empty_feature_notes(
+    names: Any, attributes: list[str], X_train: np.ndarray, empty: set[int]
+) -> list[str]:
+    """What to tell the user about features that had no value in the rows some model was fitted
+    on (`training.models.fill_empty_columns`: that model does not use them), per source column."""
+    known = (~np.isnan(X_train)).sum(axis=0)
+    notes, named = [], set()
+    for i in sorted(empty):
+        name = str(names[i])
+        source = name.split("__")[0]
+        what = f"column '{source}'" if source in attributes else f"feature '{name}'"
+        if what in named:
+            continue
+        named.add(what)
+        if known[i] == 0:
+            notes.append(
+                f"{what} has no value in the {len(X_train):,} training examples: the model does "
+                "not use it"
+            )
+        else:
+            notes.append(
+                f"{what} has a value in only {known[i]:,} of {len(X_train):,} training examples, "
+                "none in the rows some cross-validation models were fitted on: those models do "
+                "not use it"
+            )
+    return notes
+
+
 def _refit(
     candidate: Any,
     mask: np.ndarray,
@@ -295,7 +328,7 @@ def _refit(
     scores and the evaluation model's scores of the holdout."""
     X_all = np.concatenate([X_train, X_holdout])
     y_all = np.concatenate([y_train, y_holdout])
-    model = build_estimator(candidate, mask, seed).fit(X_all, y_all)
+    model = fit_estimator(candidate, mask, seed, X_all, y_all)
     seen = ~np.isnan(oof_raw)
     raw = np.concatenate([oof_raw[seen], evaluated.raw_proba(X_holdout)])
     labels = np.concatenate([y_train[seen], y_holdout])
