@@ -76,7 +76,6 @@ def train_command(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from features.data.loading import load_lead_data, unused_columns
     from features.data.validation import DataValidationError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
@@ -96,11 +95,11 @@ def train_command(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,
         ) as progress:  # fmt: skip
-            task = progress.add_task("reading and validating the lead files", total=None)
-            data = load_lead_data(run_config.data)
+            task = progress.add_task("starting the MLflow run", total=None)
+            # train reads the files itself, inside the MLflow run (the run spans the training)
             result = train(
                 run_config, experiment=experiment, model_name=model_name, seed=seed,
-                step=lambda text: progress.update(task, description=text), data=data,
+                step=lambda text: progress.update(task, description=text),
             )  # fmt: skip
             progress.update(task, description="done")
     except DataValidationError as exc:
@@ -110,14 +109,7 @@ def train_command(
         _fail(str(exc))
         return
     summary = result.summary()
-    # columns left out of the features (empty, unreadable, constant), as `validate` reports them
-    left_out = [
-        f"column '{f.column}': {f.message}"
-        for f in unused_columns(data.report)
-        if "identifier" not in f.message  # the run's own warnings name those
-    ]
-    summary["warnings"] = left_out + summary["warnings"]
-    for warning in left_out + result.warnings:
+    for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if result.leakage:
         from training.leakage import exclude_command

@@ -18,6 +18,7 @@ the probabilities back to honest win rates.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -268,8 +269,12 @@ def search_models(
     n_folds: int,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    done: Callable[[Candidate, dict[str, Any]], None] | None = None,
 ) -> Selection:
-    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss."""
+    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss.
+
+    `done(candidate, row)` is called after each candidate with its row of the search table (CV
+    scores, `started` as epoch seconds and `seconds`): the training run logs it as a nested run."""
     y = np.asarray(labels).astype(int)
     folds = make_folds(y, groups, n_folds, seed)
     rows, oofs, searched = [], {}, []
@@ -277,6 +282,7 @@ def search_models(
     for candidate in candidate_list:
         if progress is not None:
             progress(candidate.name)
+        started = time.time()
         if (
             candidate.kind == "gradient_boosting"
             and "max_iter" not in candidate.params
@@ -303,8 +309,12 @@ def search_models(
                 ),
                 "calibrated_log_loss": min(losses.values()),
                 "roc_auc": float(roc_auc_score(y[seen], oof[seen])),
+                "started": started,
+                "seconds": time.time() - started,
             }
         )
+        if done is not None:
+            done(candidate, rows[-1])
         oofs[candidate.name] = oof
         searched.append(candidate)
     table = pd.DataFrame(rows)

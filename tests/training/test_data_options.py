@@ -48,9 +48,10 @@ def captured(monkeypatch, tmp_path):
     import features.data.cli
     import training.cli
     import training.score
+    import training.train
 
     monkeypatch.setattr(features.data.cli, "load_lead_data", grab)
-    monkeypatch.setattr("features.data.loading.load_lead_data", grab)
+    monkeypatch.setattr(training.train, "train", grab)  # it reads the files in its MLflow run
     monkeypatch.setattr(training.cli, "_load_scorer", lambda uri: FakeScorer())
     monkeypatch.setattr(training.score, "load_for_scoring", grab)
     monkeypatch.chdir(tmp_path)
