@@ -159,6 +159,14 @@ def score_command(
     do_not_contact: DoNotContactOption = None,
     demo_request: DemoRequestOption = None,
     config: ConfigOption = None,
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar="LEADSCORE_DATABASE_URL",
+        help="The service's database: decide with the qualification policy in force there (what "
+        "POST /v1/score applies). Default: LEADSCORE_DATABASE_URL if set, else the model's own "
+        "policy. The `policy` column says which was used.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
@@ -170,6 +178,7 @@ def score_command(
         ScoreError,
         check_output_path,
         load_for_scoring,
+        policy_in_force,
         score_data,
         scoring_config,
         use_fact_columns,
@@ -198,6 +207,7 @@ def score_command(
         if touchpoints is not None and not touchpoints.is_file():
             raise ScoreError(f"--touchpoints {touchpoints}: file not found")
         scorer = _load_scorer(model)
+        applied = policy_in_force(scorer, database_url)
         data_config = scoring_config(scorer, config_file=config, **overrides)
         use_fact_columns(scorer, data_config)
         data = load_for_scoring(data_config)
@@ -207,8 +217,9 @@ def score_command(
         ) as progress:  # fmt: skip
             task = progress.add_task("scoring", total=len(data.leads))
             scored = score_data(
-                scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n)
-            )
+                scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n),
+                policy=applied,
+            )  # fmt: skip
         write_scores(scored, out_path)
     except DataValidationError as exc:
         typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
@@ -222,6 +233,7 @@ def score_command(
         "version": scorer.metadata.get("version"),
         "tracking_uri": tracking_uri(),
         "leads": int(len(scored)),
+        "policy": applied.label,
         "out": str(out_path),
         "decisions": {k: int(v) for k, v in scored["decision"].value_counts().items()},
         "mean_probability": float(scored["probability"].mean()) if len(scored) else None,
@@ -232,7 +244,9 @@ def score_command(
     if as_json:
         _print_json(summary)
     else:
-        typer.echo(f"scored {len(scored):,} leads with {model} -> {out_path}")
+        typer.echo(
+            f"scored {len(scored):,} leads with {model} under the {applied.label} -> {out_path}"
+        )
 
 
 def _load_scorer(model_uri: str):
