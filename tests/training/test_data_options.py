@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from features.data.config import DataConfig
+from features.policy.rules import Policy
 from leadscore.cli import app
 
 runner = CliRunner()
@@ -44,6 +45,7 @@ def captured(monkeypatch, tmp_path):
 
     class FakeScorer:
         metadata = {"timestamped": True, "data_config": {"leads": {"lead_id": "id"}}}
+        policy = Policy()  # `leadscore score` names the policy it decides with
 
     import features.data.cli
     import training.cli
