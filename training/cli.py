@@ -70,13 +70,18 @@ def train_command(
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same data + seed = same metrics)."),
+    allow_suspected_leakage: bool = typer.Option(
+        False,
+        "--allow-suspected-leakage",
+        help="Let the gate promote the model even with strongly suspected leakage (only when the "
+        "suspected column is known when a lead arrives); config: training.allow_suspected_leakage.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Train, evaluate and register a lead scoring model in MLflow."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from features.data.loading import load_lead_data, unused_columns
     from features.data.validation import DataValidationError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
@@ -100,15 +105,18 @@ def train_command(
                 thousands=thousands, delimiter=delimiter, encoding=encoding,
                 do_not_contact=do_not_contact, demo_request=demo_request,
             ))  # fmt: skip
+        if allow_suspected_leakage:
+            run_config.training.allow_suspected_leakage = True
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,
         ) as progress:  # fmt: skip
-            task = progress.add_task("reading and validating the lead data", total=None)
+            task = progress.add_task("starting the MLflow run", total=None)
+            # files are read by train, inside the MLflow run (the run spans the training)
             data = (
                 read_lead_data(from_database, run_config.data, run_config.training.now)
                 if from_database
-                else load_lead_data(run_config.data)
+                else None
             )
             result = train(
                 run_config, experiment=experiment, model_name=model_name, seed=seed,
@@ -122,14 +130,7 @@ def train_command(
         _fail(str(exc))
         return
     summary = result.summary()
-    # columns left out of the features (empty, unreadable, constant), as `validate` reports them
-    left_out = [
-        f"column '{f.column}': {f.message}"
-        for f in unused_columns(data.report)
-        if "identifier" not in f.message  # the run's own warnings name those
-    ]
-    summary["warnings"] = left_out + summary["warnings"]
-    for warning in left_out + result.warnings:
+    for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if result.leakage:
         from training.leakage import exclude_command
@@ -179,6 +180,14 @@ def score_command(
     do_not_contact: DoNotContactOption = None,
     demo_request: DemoRequestOption = None,
     config: ConfigOption = None,
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar="LEADSCORE_DATABASE_URL",
+        help="The service's database: decide with the qualification policy in force there (what "
+        "POST /v1/score applies). Default: LEADSCORE_DATABASE_URL if set, else the model's own "
+        "policy. The `policy` column says which was used.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
@@ -190,6 +199,7 @@ def score_command(
         ScoreError,
         check_output_path,
         load_for_scoring,
+        policy_in_force,
         score_data,
         scoring_config,
         use_fact_columns,
@@ -218,6 +228,7 @@ def score_command(
         if touchpoints is not None and not touchpoints.is_file():
             raise ScoreError(f"--touchpoints {touchpoints}: file not found")
         scorer = _load_scorer(model)
+        applied = policy_in_force(scorer, database_url)
         data_config = scoring_config(scorer, config_file=config, **overrides)
         use_fact_columns(scorer, data_config)
         data = load_for_scoring(data_config)
@@ -227,8 +238,9 @@ def score_command(
         ) as progress:  # fmt: skip
             task = progress.add_task("scoring", total=len(data.leads))
             scored = score_data(
-                scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n)
-            )
+                scorer, data, as_of=as_of, progress=lambda n: progress.advance(task, n),
+                policy=applied,
+            )  # fmt: skip
         write_scores(scored, out_path)
     except DataValidationError as exc:
         typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
@@ -242,6 +254,7 @@ def score_command(
         "version": scorer.metadata.get("version"),
         "tracking_uri": tracking_uri(),
         "leads": int(len(scored)),
+        "policy": applied.label,
         "out": str(out_path),
         "decisions": {k: int(v) for k, v in scored["decision"].value_counts().items()},
         "mean_probability": float(scored["probability"].mean()) if len(scored) else None,
@@ -252,7 +265,9 @@ def score_command(
     if as_json:
         _print_json(summary)
     else:
-        typer.echo(f"scored {len(scored):,} leads with {model} -> {out_path}")
+        typer.echo(
+            f"scored {len(scored):,} leads with {model} under the {applied.label} -> {out_path}"
+        )
 
 
 def _load_scorer(model_uri: str):

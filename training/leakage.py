@@ -12,6 +12,13 @@ the column is empty then. Three tests, each naming the column and the `--exclude
    (tags, quality, status, stage, owner, a score or index, the last activity) and it carries some
    signal (single-feature AUC at least `HINT_MIN_AUC`). Weaker evidence: checked by a person.
 
+A warning is **strong** (`LeakageWarning.strong`) when the evidence leaves little doubt: the
+column alone separates won and lost leads almost perfectly (single-feature ROC AUC at least
+`STRONG_SINGLE_AUC`: no attribute known when a lead arrives does that), or it is named like a
+sales field AND separates alone or dominates the model (a CRM `Stage` of Won/Lost, X Education's
+`Tags`). The gate never promotes a model with a strong warning unless the user allows it
+(`training.registry.gate`); the other warnings are for a person to check.
+
 Warnings never change the training data; they are printed and recorded on the MLflow run.
 """
 
@@ -28,6 +35,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 SINGLE_AUC_LIMIT = 0.95
+STRONG_SINGLE_AUC = 0.99
 DOMINANCE_SHARE = 0.5
 DOMINANCE_AUC_DROP = 0.05
 HINT_MIN_AUC = 0.53
@@ -70,6 +78,7 @@ class LeakageWarning:
     single_auc: float | None
     importance_share: float | None
     fix: str
+    strong: bool = False  # blocks promotion (see the module docstring)
 
     def to_text(self) -> str:
         return f"suspected leakage in column '{self.column}': {self.reason}; {self.fix}"
@@ -207,17 +216,14 @@ def check_leakage(
             reasons.append(
                 f"it alone separates won and lost leads (single-feature ROC AUC {auc:.3f})"
             )
-        if (
-            share is not None
-            and share >= DOMINANCE_SHARE
-            and drop is not None
-            and drop >= DOMINANCE_AUC_DROP
-        ):
+        if _dominates(share, drop):
             reasons.append(
                 f"it dominates the model ({share:.0%} of permutation importance; shuffling it "
                 f"costs {drop:.3f} ROC AUC)"
             )
         hint = name_hint(column)
+        if reasons and hint:
+            reasons.append(f"its name suggests sales fills it in ({hint})")
         if not reasons and hint and auc is not None and auc >= HINT_MIN_AUC:
             reasons.append(
                 f"its name suggests sales fills it in ({hint}; single-feature ROC AUC {auc:.3f})"
@@ -230,11 +236,53 @@ def check_leakage(
                     single_auc=None if auc is None or np.isnan(auc) else round(float(auc), 4),
                     importance_share=None if share is None else round(float(share), 4),
                     fix=_fix(column),
+                    strong=is_strong(column, auc, share, drop),
                 )
             )
-    strong = [w for w in warnings if "name suggests" not in w.reason]
-    weak = [w for w in warnings if "name suggests" in w.reason]
-    return strong + weak
+    strong = [w for w in warnings if w.strong]
+    signal = [w for w in warnings if not w.strong and "name suggests" not in w.reason]
+    named = [w for w in warnings if not w.strong and "name suggests" in w.reason]
+    return strong + signal + named
+
+
+def _dominates(share: float | None, drop: float | None) -> bool:
+    return (
+        share is not None
+        and drop is not None
+        and share >= DOMINANCE_SHARE
+        and drop >= DOMINANCE_AUC_DROP
+    )
+
+
+def is_strong(
+    column: str, auc: float | None, share: float | None = None, drop: float | None = None
+) -> bool:
+    """Whether the evidence of a leak is strong enough to keep the model from being promoted:
+    near-perfect separation alone, or a sales-field name with separation or dominance."""
+    if auc is not None and not np.isnan(auc) and auc >= STRONG_SINGLE_AUC:
+        return True
+    separates = auc is not None and not np.isnan(auc) and auc > SINGLE_AUC_LIMIT
+    return name_hint(column) is not None and (separates or _dominates(share, drop))
+
+
+def strong_columns(warnings: list[dict[str, Any]]) -> list[str]:
+    """The columns of the strong warnings among logged ones (`leakage.json`'s `warnings`);
+    warnings logged before `strong` existed are judged again from their numbers and reason."""
+    columns = []
+    for w in warnings:
+        strong = w.get("strong")
+        if strong is None:
+            auc = w.get("single_auc")
+            dominates = "dominates the model" in str(w.get("reason", ""))
+            strong = is_strong(
+                str(w["column"]),
+                None if auc is None else float(auc),
+                DOMINANCE_SHARE if dominates else None,
+                DOMINANCE_AUC_DROP if dominates else None,
+            )
+        if strong:
+            columns.append(str(w["column"]))
+    return columns
 
 
 def exclude_command(warnings: list[LeakageWarning]) -> str:

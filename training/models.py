@@ -18,6 +18,7 @@ the probabilities back to honest win rates.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,37 @@ def build_estimator(candidate: Candidate, categorical_mask: np.ndarray, seed: in
     raise ValueError(f"unknown model kind {candidate.kind!r}")
 
 
+def fill_empty_columns(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """`X` with every column that has no value (all NaN) set to 0, and those columns' indices.
+
+    A column with no value in the rows a model is fitted on teaches it nothing, and scikit-learn's
+    gradient boosting cannot even bin it ("window shape cannot be larger than input array
+    shape"). Set to a constant it is never split on (and the logistic pipeline drops it), so the
+    fitted model ignores the column, whatever it holds when leads are scored."""
+    empty = np.flatnonzero(np.isnan(X).all(axis=0)) if X.shape[0] else np.empty(0, dtype=int)
+    if not empty.size:
+        return X, []
+    X = X.copy()
+    X[:, empty] = 0.0
+    return X, empty.tolist()
+
+
+def fit_estimator(
+    candidate: Candidate,
+    categorical_mask: np.ndarray,
+    seed: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    empty: set[int] | None = None,
+) -> Any:
+    """`build_estimator(...)` fitted on `X`, `y`, its all-missing columns set aside
+    (`fill_empty_columns`); their indices are added to `empty`."""
+    X, found = fill_empty_columns(X)
+    if empty is not None:
+        empty.update(found)
+    return build_estimator(candidate, categorical_mask, seed).fit(X, y)
+
+
 def make_folds(
     labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -225,6 +257,7 @@ class Selection:
     candidate: Candidate
     oof_raw: np.ndarray
     table: pd.DataFrame
+    empty_columns: set[int] = field(default_factory=set)  # all missing in some fit's rows
 
 
 def search_models(
@@ -236,24 +269,32 @@ def search_models(
     n_folds: int,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    done: Callable[[Candidate, dict[str, Any]], None] | None = None,
 ) -> Selection:
-    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss."""
+    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss.
+
+    `done(candidate, row)` is called after each candidate with its row of the search table (CV
+    scores, `started` as epoch seconds and `seconds`): the training run logs it as a nested run."""
     y = np.asarray(labels).astype(int)
     folds = make_folds(y, groups, n_folds, seed)
     rows, oofs, searched = [], {}, []
+    empty: set[int] = set()
     for candidate in candidate_list:
         if progress is not None:
             progress(candidate.name)
+        started = time.time()
         if (
             candidate.kind == "gradient_boosting"
             and "max_iter" not in candidate.params
             and len(y) <= CV_ROUNDS_MAX_ROWS
         ):
-            candidate, oof = _boosting_rounds_by_cv(X, y, folds, candidate, categorical_mask, seed)
+            candidate, oof = _boosting_rounds_by_cv(
+                X, y, folds, candidate, categorical_mask, seed, empty=empty
+            )
         else:
             oof = np.full(len(y), np.nan)
             for train, test in folds:
-                model = build_estimator(candidate, categorical_mask, seed).fit(X[train], y[train])
+                model = fit_estimator(candidate, categorical_mask, seed, X[train], y[train], empty)
                 oof[test] = model.predict_proba(X[test])[:, 1]
         seen = ~np.isnan(oof)
         _, losses = choose_calibration(oof[seen], y[seen], seed)
@@ -268,8 +309,12 @@ def search_models(
                 ),
                 "calibrated_log_loss": min(losses.values()),
                 "roc_auc": float(roc_auc_score(y[seen], oof[seen])),
+                "started": started,
+                "seconds": time.time() - started,
             }
         )
+        if done is not None:
+            done(candidate, rows[-1])
         oofs[candidate.name] = oof
         searched.append(candidate)
     table = pd.DataFrame(rows)
@@ -277,7 +322,7 @@ def search_models(
     table["selected"] = False
     table.loc[best, "selected"] = True
     winner = searched[best]
-    return Selection(winner, oofs[winner.name], table)
+    return Selection(winner, oofs[winner.name], table, empty)
 
 
 def _boosting_rounds_by_cv(
@@ -288,6 +333,7 @@ def _boosting_rounds_by_cv(
     categorical_mask: np.ndarray,
     seed: int,
     max_rounds: int = MAX_BOOSTING_ROUNDS,
+    empty: set[int] | None = None,
 ) -> tuple[Candidate, np.ndarray]:
     """The number of boosting rounds chosen on the cross-validation folds themselves.
 
@@ -303,7 +349,7 @@ def _boosting_rounds_by_cv(
         candidate.kind, {**candidate.params, "max_iter": max_rounds, "early_stopping": False}
     )
     for train, test in folds:
-        model = build_estimator(grow, categorical_mask, seed).fit(X[train], y[train])
+        model = fit_estimator(grow, categorical_mask, seed, X[train], y[train], empty)
         fold_models.append(model)
         for i, p in enumerate(model.staged_predict_proba(X[test])):
             curves[i] += log_loss(y[test], np.clip(p[:, 1], _EPS, 1 - _EPS), labels=[0, 1]) * len(

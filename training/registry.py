@@ -13,10 +13,19 @@ The margin keeps a retrain on the same data (equal metrics, or noise-level gains
 the champion. With no champion yet, the first model is promoted. `score_champion` gives the
 champion's metrics on the new run's holdout, `gate` the decision and `apply_gate` moves the alias;
 `leadscore promote VERSION` moves it by hand (`promote`).
+
+Suspected leakage (the strong warnings of `training.leakage`) comes first: a model with one is
+registered but never promoted, the first one included, unless the user allows it
+(`--allow-suspected-leakage`, `training.allow_suspected_leakage`). A champion that carries one
+(version tag `suspected_leakage`, or for older versions its run's `leakage.json`) looked good on
+a column filled in after hand-off: its metrics are not comparable, so a challenger without
+suspected leakage replaces it without having to beat them.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +38,11 @@ if TYPE_CHECKING:
     from features.data.config import DataConfig
     from features.data.loading import LeadData
     from features.policy.rules import Policy
+    from training.leakage import LeakageWarning
 
 AUC_MARGIN = 0.005
 ECE_TOLERANCE = 0.005
+LEAKAGE_TAG = "suspected_leakage"  # version tag: JSON list of the strongly suspected columns
 
 
 class RegistryError(ValueError):
@@ -45,6 +56,8 @@ class GateDecision:
     challenger: dict[str, float] = field(default_factory=dict)
     champion: dict[str, float] | None = None
     champion_version: str | None = None
+    leakage: list[str] = field(default_factory=list)  # the challenger's strongly suspected columns
+    champion_leakage: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +150,30 @@ class ChampionScore:
     version: str | None  # None: no champion yet
     metrics: dict[str, float] | None = None  # None: no champion, or it could not score
     error: str | None = None  # why it could not score this holdout
+    leakage: list[str] = field(default_factory=list)  # its strongly suspected columns
+
+
+def version_leakage(client: Any, model_name: str, version: str) -> list[str]:
+    """The strongly suspected leakage columns of a registered version: its `suspected_leakage`
+    tag, or (a version registered before the tag existed) its run's `leakage.json`."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from training.leakage import strong_columns
+
+    try:
+        found = client.get_model_version(model_name, version)
+    except MlflowException:
+        return []
+    if LEAKAGE_TAG in (found.tags or {}):
+        return [str(c) for c in json.loads(found.tags[LEAKAGE_TAG])]
+    if not found.run_id:
+        return []
+    try:
+        logged = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/leakage.json")
+    except Exception:  # noqa: BLE001 - no leakage file (or no run): nothing is known
+        return []
+    return strong_columns(logged.get("warnings") or [])
 
 
 def score_champion(
@@ -156,13 +193,29 @@ def score_champion(
     """
     from mlflow import MlflowClient
 
+    client = MlflowClient()
+    version = champion_version(client, model_name)
+    if version is None:
+        return ChampionScore(None)
+    leaks = version_leakage(client, model_name, version)
+    scored = _score_version(model_name, version, holdout_frame, data, data_config, policy, labels)
+    scored.leakage = leaks
+    return scored
+
+
+def _score_version(
+    model_name: str,
+    version: str,
+    holdout_frame: pd.DataFrame,
+    data: LeadData,
+    data_config: DataConfig,
+    policy: Policy,
+    labels: np.ndarray,
+) -> ChampionScore:
     from features.data.loading import load_lead_data
     from features.model.artifact import load_model_scorer
     from training import evaluate
 
-    version = champion_version(MlflowClient(), model_name)
-    if version is None:
-        return ChampionScore(None)
     try:
         # the champion's evaluation model: fitted without its own holdout, like this run's
         champion = load_model_scorer(ModelRef(model_name, version=version).uri, evaluation=True)
@@ -202,25 +255,92 @@ def gate(
     champion: ChampionScore,
     auc_margin: float = AUC_MARGIN,
     ece_tolerance: float = ECE_TOLERANCE,
+    leaks: Sequence[LeakageWarning] = (),
+    allow_leakage: bool = False,
 ) -> GateDecision:
-    """The decision for challenger `version` (`metrics` on its holdout) against the champion: a
-    champion that could not score the holdout keeps the challenger a challenger."""
-    if champion.error is not None:
-        return GateDecision(
+    """The decision for challenger `version` (`metrics` on its holdout) against the champion.
+
+    `leaks`: the challenger's strong leakage warnings; with any (and not `allow_leakage`) it stays
+    challenger, the first model included. A champion with suspected leakage is not compared: a
+    challenger without any replaces it. A champion that could not score the holdout keeps the
+    challenger a challenger."""
+    columns = [w.column for w in leaks]
+    if columns and not allow_leakage:
+        decision = GateDecision(
+            False, _leak_reason(version, leaks, champion.version), metrics,
+            champion.metrics, champion.version,
+        )  # fmt: skip
+    elif champion.leakage and not columns:
+        decision = _replace_leaky_champion(metrics, champion)
+    elif champion.error is not None:
+        decision = GateDecision(
             False,
             f"stays challenger: champion v{champion.version} could not score this holdout "
             f"({champion.error[:300]}); promote by hand with `leadscore promote {version}`",
             metrics, None, champion.version,
         )  # fmt: skip
-    return promotion_gate(metrics, champion.metrics, champion.version, auc_margin, ece_tolerance)
+    else:
+        decision = promotion_gate(
+            metrics, champion.metrics, champion.version, auc_margin, ece_tolerance
+        )
+        if columns:
+            decision.reason += (
+                f"; suspected leakage in {_columns(columns)} allowed (--allow-suspected-leakage, "
+                "training.allow_suspected_leakage)"
+            )
+    decision.leakage, decision.champion_leakage = columns, list(champion.leakage)
+    return decision
+
+
+def _columns(columns: Sequence[str]) -> str:
+    quoted = ", ".join(f"'{c}'" for c in columns)
+    return f"column{'s' if len(columns) > 1 else ''} {quoted}"
+
+
+def _leak_reason(version: str, leaks: Sequence[LeakageWarning], champion: str | None) -> str:
+    from training.leakage import exclude_command
+
+    numbers = ", ".join(
+        f"'{w.column}' alone: ROC AUC {w.single_auc:.3f}" for w in leaks if w.single_auc is not None
+    )
+    where = (
+        f"Champion v{champion} stays in service."
+        if champion is not None
+        else "There is no champion yet: the service has no model until one is promoted."
+    )
+    return (
+        f"stays challenger: suspected leakage in {_columns([w.column for w in leaks])}"
+        f"{f' ({numbers})' if numbers else ''}: a model reading a column filled in after the lead "
+        f"reached sales looks excellent here and fails on new leads. {where} Retrain without it: "
+        f"{exclude_command(list(leaks))}; if the column is known when a lead arrives, use "
+        "--allow-suspected-leakage (config: training.allow_suspected_leakage: true) or "
+        f"`leadscore promote {version}`"
+    )
+
+
+def _replace_leaky_champion(metrics: dict[str, float], champion: ChampionScore) -> GateDecision:
+    if champion.metrics is not None:
+        facts = (
+            f"ROC AUC {metrics['roc_auc']:.4f} vs {champion.metrics['roc_auc']:.4f} on this holdout"
+        )
+    else:
+        facts = f"it could not score this holdout: {(champion.error or '')[:200]}"
+    reason = (
+        f"promoted: champion v{champion.version} has suspected leakage in "
+        f"{_columns(champion.leakage)}, so its metrics are not comparable ({facts}); this model "
+        "has no suspected leakage and replaces it"
+    )
+    return GateDecision(True, reason, metrics, champion.metrics, champion.version)
 
 
 def apply_gate(model_name: str, version: str, decision: GateDecision) -> None:
     """Move the champion alias to `version` if the gate promotes it; the reason goes on the
-    version (tag `promotion`)."""
+    version (tag `promotion`), and its strongly suspected leakage columns (tag
+    `suspected_leakage`, a JSON list) for the gates of later runs."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     if decision.promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
     client.set_model_version_tag(model_name, version, "promotion", decision.reason[:5000])
+    client.set_model_version_tag(model_name, version, LEAKAGE_TAG, json.dumps(decision.leakage))

@@ -1,5 +1,10 @@
-"""Batch scoring: a leads file (and touchpoints) -> one row per lead with score, grade, decision
-and reasons, written as CSV or Parquet."""
+"""Batch scoring: a leads file (and touchpoints) -> one row per lead with score, grade, decision,
+reasons and the policy that decided, written as CSV or Parquet.
+
+The decision uses the policy in force in the service when given its database (`policy_in_force`
+reads it with `serving.policy.store`, the one reader of the policy table: the same version the
+API applies), otherwise the model's own; the `policy` column says which
+(`features.policy.applied`)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
 from features.model.reasons import format_reasons
 from features.model.scorer import LeadScorer
+from features.policy.applied import AppliedPolicy, model_default, service_policy
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -103,15 +109,68 @@ def use_fact_columns(scorer: LeadScorer, config: DataConfig) -> None:
     scorer.metadata["data_config"] = trained
 
 
+def policy_in_force(scorer: LeadScorer, database_url: str | None = None) -> AppliedPolicy:
+    """The policy to decide with: the newest version saved in the service database at
+    `database_url` (version 0, nothing saved: the model's own, as the service does), or without a
+    database the model's own. Raises ScoreError naming the database and the fix."""
+    default = model_default(scorer.policy, scorer.metadata)
+    if not database_url:
+        return default
+    import sqlalchemy as sa
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving.db import make_engine
+    from serving.policy.store import current_policy, policy_versions
+
+    shown = _hide_password(database_url)
+    try:
+        engine = make_engine(database_url)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise ScoreError(
+            f"--database-url {shown}: not a database URL ({_first_line(exc)})"
+        ) from None
+    try:
+        if not sa.inspect(engine).has_table(policy_versions.name):
+            raise ScoreError(
+                f"--database-url {shown}: no policy table there; give the URL of the service's "
+                "database (its LEADSCORE_DATABASE_URL), which the service sets up when it starts"
+            )
+        current = current_policy(engine, scorer.policy)
+    except SQLAlchemyError as exc:
+        raise ScoreError(
+            f"--database-url {shown}: cannot read the policy in force ({_first_line(exc)}); check "
+            "the URL and that the database server is running"
+        ) from None
+    finally:
+        engine.dispose()
+    return service_policy(current.version, current.policy, default)
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: shown as given
+        return url
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def score_data(
     scorer: LeadScorer,
     data: LeadData,
     as_of: Any = None,
     explain: bool = True,
     progress: Callable[[int], None] | None = None,
+    policy: AppliedPolicy | None = None,
 ) -> pd.DataFrame:
     """Scored leads: lead_id, probability, score, grade, decision, reasons_for, reasons_against
-    (plain text), hard_rule."""
+    (plain text), hard_rule and policy (which one decided: `policy`, default the model's own)."""
+    policy = policy or model_default(scorer.policy, scorer.metadata)
     frame = data.leads
     for column in scorer.featurizer.attributes_.columns_:
         if column["column"] not in frame.columns and column["column"] != "created_at":
@@ -119,11 +178,13 @@ def score_data(
     if scorer.featurizer.timestamped_ and "created_at" not in frame.columns:
         frame = frame.assign(created_at=pd.NaT)
     scored = scorer.score_frame(
-        frame, data.touchpoints, as_of=as_of, explain=explain, progress=progress
-    )
+        frame, data.touchpoints, as_of=as_of, explain=explain, progress=progress,
+        policy=policy.policy,
+    )  # fmt: skip
     if explain:
         scored["reasons_for"] = [format_reasons(r) for r in scored["reasons_for"]]
         scored["reasons_against"] = [format_reasons(r) for r in scored["reasons_against"]]
+    scored["policy"] = policy.label
     return scored
 
 

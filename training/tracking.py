@@ -3,10 +3,14 @@
 `MLFLOW_TRACKING_URI` wins; otherwise MLflow's embedded SQLite store `mlflow.db` in the working
 directory (artifacts next to it in `mlartifacts/`), so `leadscore train` works with no server.
 
-A run logs its parameters, holdout and cross-validation metrics, evaluation tables and charts,
-the data validation report, resolved config, data fingerprints, calibration choice and leakage
-findings (`log_training`); the model (`log_model`, files as `features.model.artifact` defines
-them); the gate's decision (`log_gate`) and the warnings (`log_warnings`).
+The run spans the whole training (`start_run` is opened before the files are read), so its
+duration is the training's. It logs each model candidate as a nested run with its
+cross-validation scores and duration (`log_candidate`); its parameters, holdout and
+cross-validation metrics, evaluation tables and charts, the data validation report, resolved
+config, data fingerprints, calibration choice and leakage findings (`log_training`); the model
+(`log_model`, files as `features.model.artifact` defines them); the gate's decision (`log_gate`)
+and the warnings (`log_warnings`). A training that fails leaves a FAILED run with the error in
+its `error` tag.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -72,12 +76,47 @@ def configure_tracking(experiment: str | None = None) -> str:
 @contextmanager
 def start_run(experiment: str | None = None) -> Iterator[tuple[str, str]]:
     """Configure tracking and run the block inside a new MLflow run: yields (experiment id,
-    run id)."""
+    run id). An exception ends the run FAILED, its first line in the run's `error` tag."""
     import mlflow
 
     experiment_id = configure_tracking(experiment)
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        yield experiment_id, run.info.run_id
+        try:
+            yield experiment_id, run.info.run_id
+        except BaseException as exc:
+            text = str(exc).strip().splitlines()
+            mlflow.set_tag("error", f"{type(exc).__name__}: {text[0] if text else ''}"[:5000])
+            raise
+
+
+def log_candidate(
+    name: str, params: dict[str, Any], metrics: dict[str, float], started: float, seconds: float
+) -> str | None:
+    """One model candidate of the search as a run nested in the active training run: its
+    settings, cross-validation scores and how long it took (`started`: epoch seconds), with the
+    run's start and end set to when it ran. Returns the nested run's id (None outside a run)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    parent = mlflow.active_run()
+    if parent is None:
+        return None
+    client = MlflowClient()
+    start_ms, end_ms = int(started * 1000), int((started + seconds) * 1000)
+    child = client.create_run(
+        parent.info.experiment_id, start_time=start_ms, run_name=name[:250],
+        tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "candidate": name[:5000]},
+    )  # fmt: skip
+    values = {**metrics, "seconds": seconds}
+    client.log_batch(
+        child.info.run_id,
+        metrics=[Metric(k, float(v), end_ms, 0) for k, v in values.items() if math.isfinite(v)],
+        params=[Param(k, str(v)[:500]) for k, v in params.items()],
+    )
+    client.set_terminated(child.info.run_id, end_time=end_ms)
+    return child.info.run_id
 
 
 def log_training(
@@ -157,6 +196,21 @@ def log_training(
                     "leakage.json")  # fmt: skip
     if found:
         mlflow.set_tag("leakage_warning", "; ".join(w.column for w in found)[:5000])
+
+
+def mark_selected(candidate_run: str | None) -> None:
+    """Tag the nested run of the candidate the search chose (`selected`)."""
+    from mlflow import MlflowClient
+
+    if candidate_run is not None:
+        MlflowClient().set_tag(candidate_run, "selected", "true")
+
+
+def log_seconds(seconds: float) -> None:
+    """How long the whole training took, as a metric (the run's own span says it too)."""
+    import mlflow
+
+    mlflow.log_metric("training_seconds", round(seconds, 3))
 
 
 def log_model(

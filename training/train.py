@@ -32,7 +32,13 @@ from features.model.scorer import LeadScorer
 from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
 from training.data import Examples, Split, build_examples, split_holdout, subsample
-from training.models import build_estimator, candidates, choose_calibration, search_models
+from training.models import (
+    Candidate,
+    candidates,
+    choose_calibration,
+    fit_estimator,
+    search_models,
+)
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
@@ -66,6 +72,12 @@ class TrainingConfig(BaseModel):
         "and serve that (the holdout metrics and the champion gate use the model fitted without "
         "the holdout). None (default): when there are at most 100,000 examples, where the "
         "holdout's extra 25% of data matters.",
+    )
+    allow_suspected_leakage: bool = Field(
+        False,
+        description="Let the gate promote a model with strongly suspected leakage (a column that "
+        "alone separates won and lost leads, or a sales-named column that separates or dominates); "
+        "only when such a column is known when a lead arrives.",
     )
     threads: int | None = Field(
         1,
@@ -141,6 +153,8 @@ class TrainResult:
             "refit": self.refit,
             "metrics": {k: _finite(v) for k, v in self.metrics.items()},
             "champion_metrics": self.gate.champion,
+            "suspected_leakage": self.gate.leakage,
+            "champion_suspected_leakage": self.gate.champion_leakage,
             "warnings": self.warnings,
             "leakage": [w.to_dict() for w in self.leakage],
             "seconds": round(self.seconds, 1),
@@ -152,6 +166,7 @@ def _finite(value: Any) -> Any:
 
 
 Step = Callable[[str], None]
+CandidateDone = Callable[[Candidate, dict[str, Any]], None]  # see `search_models`
 
 
 def _noop(_: str) -> None:
@@ -189,15 +204,24 @@ class Fitted:
         return self.examples.labels[self.holdout_rows]
 
 
-def fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step = _noop) -> Fitted:
-    """Examples, holdout split, featurizer, model search, final fit and calibration."""
+def fit_scorer(
+    data: LeadData,
+    config: RunConfig,
+    seed: int,
+    step: Step = _noop,
+    done: CandidateDone | None = None,
+) -> Fitted:
+    """Examples, holdout split, featurizer, model search, final fit and calibration.
+    `done(candidate, row)` is called as each candidate's cross-validation ends."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=config.training.threads):
-        return _fit_scorer(data, config, seed, step)
+        return _fit_scorer(data, config, seed, step, done)
 
 
-def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fitted:
+def _fit_scorer(
+    data: LeadData, config: RunConfig, seed: int, step: Step, done: CandidateDone | None = None
+) -> Fitted:
     notes: list[str] = []
     step("building training examples")
     examples = build_examples(data, config.features, config.training.now)
@@ -244,9 +268,15 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     selection = search_models(
         X_train, y_train, groups, mask, candidate_list, n_folds, seed,
         progress=lambda name: step(f"cross-validating candidate {next(counter)}/{total}: {name}"),
+        done=done,
     )  # fmt: skip
     step(f"fitting {selection.candidate.name} on all training examples")
-    model = build_estimator(selection.candidate, mask, seed).fit(X_train, y_train)
+    unknown: set[int] = set()  # features with no value in any training example
+    model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
+    notes += empty_feature_notes(
+        featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
+        selection.empty_columns | unknown,
+    )  # fmt: skip
     seen = ~np.isnan(selection.oof_raw)
     calibration, losses = choose_calibration(selection.oof_raw[seen], y_train[seen], seed)
     estimator = CalibratedModel(model, calibration)
@@ -271,6 +301,34 @@ def _fit_scorer(data: LeadData, config: RunConfig, seed: int, step: Step) -> Fit
     )  # fmt: skip
 
 
+def empty_feature_notes(
+    names: Any, attributes: list[str], X_train: np.ndarray, empty: set[int]
+) -> list[str]:
+    """What to tell the user about features that had no value in the rows some model was fitted
+    on (`training.models.fill_empty_columns`: that model does not use them), per source column."""
+    known = (~np.isnan(X_train)).sum(axis=0)
+    notes, named = [], set()
+    for i in sorted(empty):
+        name = str(names[i])
+        source = name.split("__")[0]
+        what = f"column '{source}'" if source in attributes else f"feature '{name}'"
+        if what in named:
+            continue
+        named.add(what)
+        if known[i] == 0:
+            notes.append(
+                f"{what} has no value in the {len(X_train):,} training examples: the model does "
+                "not use it"
+            )
+        else:
+            notes.append(
+                f"{what} has a value in only {known[i]:,} of {len(X_train):,} training examples, "
+                "none in the rows some cross-validation models were fitted on: those models do "
+                "not use it"
+            )
+    return notes
+
+
 def _refit(
     candidate: Any,
     mask: np.ndarray,
@@ -287,7 +345,7 @@ def _refit(
     scores and the evaluation model's scores of the holdout."""
     X_all = np.concatenate([X_train, X_holdout])
     y_all = np.concatenate([y_train, y_holdout])
-    model = build_estimator(candidate, mask, seed).fit(X_all, y_all)
+    model = fit_estimator(candidate, mask, seed, X_all, y_all)
     seen = ~np.isnan(oof_raw)
     raw = np.concatenate([oof_raw[seen], evaluated.raw_proba(X_holdout)])
     labels = np.concatenate([y_train[seen], y_holdout])
@@ -320,20 +378,35 @@ def _train(
     data: LeadData | None,
 ) -> TrainResult:
     started = time.perf_counter()
-    if data is None:
-        step("reading and validating the lead files")
-        data = load_lead_data(config.data)
-    fitted = fit_scorer(data, config, seed, step)
-    metrics = evaluate.classification_metrics(
-        fitted.holdout_labels, fitted.holdout_probability, config.policy
-    )
-    step("checking for leakage")
-    leaks = check_leakage(fitted, data, seed)
-    warnings = run_warnings(leaks, fitted, data)
-    evaluation_estimator = prepare_served_model(fitted, data, config, metrics, model_name, seed)
-
-    step("logging to MLflow")
+    # the run spans the whole training: its duration in MLflow is the training's
     with tracking.start_run(experiment) as (experiment_id, run_id):
+        if data is None:
+            step("reading and validating the lead files")
+            data = load_lead_data(config.data)
+        candidate_runs: dict[str, str | None] = {}
+
+        def log_candidate(candidate: Candidate, row: dict[str, Any]) -> None:
+            candidate_runs[candidate.name] = tracking.log_candidate(
+                candidate.name,
+                {"kind": candidate.kind, **candidate.params},
+                {k: row[k] for k in ("calibrated_log_loss", "raw_log_loss", "roc_auc")},
+                row["started"],
+                row["seconds"],
+            )
+
+        fitted = fit_scorer(data, config, seed, step, done=log_candidate)
+        tracking.mark_selected(candidate_runs.get(fitted.selected))
+        metrics = evaluate.classification_metrics(
+            fitted.holdout_labels, fitted.holdout_probability, config.policy
+        )
+        step("checking for leakage")
+        leaks = check_leakage(fitted, data, seed)
+        warnings = run_warnings(leaks, fitted, data)
+        evaluation_estimator = prepare_served_model(
+            fitted, data, config, metrics, model_name, seed, run_id
+        )
+
+        step("logging to MLflow")
         tracking.log_training(fitted, config, data, metrics, leaks, seed)
         step("logging the model")
         info = tracking.log_model(
@@ -347,11 +420,15 @@ def _train(
             fitted.holdout_labels,
         )  # fmt: skip
         gate = registry.gate(
-            version, metrics, champion, config.training.auc_margin, config.training.ece_tolerance
-        )
+            version, metrics, champion, config.training.auc_margin, config.training.ece_tolerance,
+            leaks=[w for w in leaks.warnings if w.strong],
+            allow_leakage=config.training.allow_suspected_leakage,
+        )  # fmt: skip
         registry.apply_gate(model_name, version, gate)
         tracking.log_gate(gate, model_name, version)
         tracking.log_warnings(warnings)
+        seconds = time.perf_counter() - started
+        tracking.log_seconds(seconds)
 
     return TrainResult(
         run_id=run_id,
@@ -364,7 +441,7 @@ def _train(
         gate=gate,
         leakage=leaks.warnings,
         selected=fitted.selected,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         refit=fitted.refitted,
     )
 
@@ -395,8 +472,17 @@ def check_leakage(fitted: Fitted, data: LeadData, seed: int) -> LeakageCheck:
 
 
 def run_warnings(leaks: LeakageCheck, fitted: Fitted, data: LeadData) -> list[str]:
-    """What the user should read: leakage, sampling notes, identifier-like columns left out."""
-    warnings = [w.to_text() for w in leaks.warnings] + fitted.notes
+    """What the user should read: columns left out of the features (empty, unreadable, constant,
+    as `validate` reports them), leakage, sampling and fitting notes, identifier-like columns."""
+    from features.data.loading import unused_columns
+
+    report = data.report
+    left_out = [
+        f"column '{f.column}': {f.message}"
+        for f in (unused_columns(report) if hasattr(report, "findings") else [])
+        if "identifier" not in f.message  # said below, with how to keep one
+    ]
+    warnings = left_out + [w.to_text() for w in leaks.warnings] + fitted.notes
     # identifier-like columns are dropped by the loader: say so, and how to keep one
     warnings += [
         f"column '{f.column}' looks like an identifier and is not used as a feature; {f.fix}"
@@ -413,6 +499,7 @@ def prepare_served_model(
     metrics: dict[str, float],
     model_name: str,
     seed: int,
+    run_id: str | None = None,
 ) -> CalibratedModel | None:
     """Give the scorer what it ships with (holdout scores, metadata) and the estimator to serve;
     returns the evaluation estimator to ship beside a refit (None without one)."""
@@ -434,6 +521,7 @@ def prepare_served_model(
     scorer.metadata = {
         "name": model_name,
         "version": None,
+        "run_id": run_id,
         "trained_at": trained_at,
         # the data's end (outcomes known by then): retraining counts the outcomes that came after
         "training_data_end": None if examples.now is None else examples.now.isoformat(),

@@ -30,8 +30,11 @@ the `LeadScorer` with this process's code: it never runs the python file or the 
 
 **Pyfunc input**: a DataFrame with `lead_id`, the attribute columns, optional `created_at` and
 `as_of`, and `touchpoints` (a JSON string: list of {occurred_at, channel, activity, campaign,
-value}) when the model uses touchpoints. Output: `probability`, `score`, `grade`, `decision`,
-`lead_id`, `reasons_for`, `reasons_against` (JSON strings), `hard_rule`.
+value}) when the model uses touchpoints. Params (optional): `explain` (false leaves out the
+reasons) and `policy` (JSON text of a qualification policy, or of `GET /v1/policy`'s answer: the
+policy marketing ops saved; default: the model's own). Output: `probability`, `score`, `grade`,
+`decision`, `lead_id`, `reasons_for`, `reasons_against` (JSON strings), `hard_rule`, `policy`
+(which policy decided: `features.policy.applied`).
 """
 
 from __future__ import annotations
@@ -318,7 +321,13 @@ def score_pyfunc_input(
     scorer: LeadScorer, model_input: Any, params: dict | None = None
 ) -> pd.DataFrame:
     """What the pyfunc's `predict` returns for `model_input` (`params`: `{"explain": False}`
-    leaves out the reasons)."""
+    leaves out the reasons; `{"policy": "<JSON>"}` decides with that policy instead of the
+    model's own, see `features.policy.applied.policy_param`)."""
+    from features.policy.applied import model_default, policy_param
+
+    applied = policy_param(
+        (params or {}).get("policy"), model_default(scorer.policy, scorer.metadata)
+    )
     if not isinstance(model_input, pd.DataFrame):
         model_input = pd.DataFrame(model_input)
     frame = model_input.copy()
@@ -331,8 +340,10 @@ def score_pyfunc_input(
     touchpoints = frame_touchpoints(frame)
     frame = frame.drop(columns=["touchpoints"], errors="ignore")
     explain = bool((params or {}).get("explain", True))
-    scored = scorer.score_frame(frame, touchpoints, explain=explain)
-    return pyfunc_output(scored)
+    scored = scorer.score_frame(frame, touchpoints, explain=explain, policy=applied.policy)
+    out = pyfunc_output(scored)
+    out["policy"] = applied.label
+    return out
 
 
 def pyfunc_input_example(
@@ -389,15 +400,19 @@ def pip_requirements() -> list[str]:
 
 
 def model_signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
-    """Input schema: lead_id required, every other column optional (CRM records are sparse)."""
+    """Input schema: lead_id required, every other column optional (CRM records are sparse);
+    params `explain` and `policy` (MLflow passes on only the params a signature declares)."""
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     columns: list[ColSpec | TensorSpec] = []
     for name in example.columns:
         kind = "double" if example[name].dtype.kind in "fiub" else "string"
         columns.append(ColSpec(kind, name, required=name == "lead_id"))
-    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
+    params = ParamSchema([ParamSpec("explain", "boolean", True), ParamSpec("policy", "string", "")])
+    return ModelSignature(
+        inputs=Schema(columns), outputs=infer_signature(example, output).outputs, params=params
+    )
 
 
 def log_model(

@@ -82,8 +82,11 @@ def test_flat_xeducation_train_warns_about_leakage_then_scores_ignoring_the_labe
     assert {"Tags", "Lead Quality", "Last Notable Activity"} <= flagged
     tags = next(w for w in summary["leakage"] if w["column"] == "Tags")
     assert "dominates the model" in tags["reason"] and tags["fix"].endswith("--exclude Tags")
-    assert summary["version"] == "1" and summary["alias"] == "champion"
     assert summary["metrics"]["roc_auc"] > 0.95  # with the leaks in, the model looks excellent
+    # ... so it is registered but not promoted, and the gate says what to exclude
+    assert summary["version"] == "1" and summary["alias"] == "challenger"
+    assert "Tags" in summary["suspected_leakage"]
+    assert "Retrain without it: --exclude Tags" in summary["promotion"]
     # the sequential lead id is no feature, and the run says so and how to keep it
     (lead_number,) = [w for w in summary["warnings"] if "'Lead Number'" in w]
     assert "not used as a feature" in lead_number and "types: {Lead Number: numeric}" in lead_number

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from features.data.config import DataConfig
+from features.policy.rules import Policy
 from leadscore.cli import app
 
 runner = CliRunner()
@@ -44,13 +45,15 @@ def captured(monkeypatch, tmp_path):
 
     class FakeScorer:
         metadata = {"timestamped": True, "data_config": {"leads": {"lead_id": "id"}}}
+        policy = Policy()  # `leadscore score` names the policy it decides with
 
     import features.data.cli
     import training.cli
     import training.score
+    import training.train
 
     monkeypatch.setattr(features.data.cli, "load_lead_data", grab)
-    monkeypatch.setattr("features.data.loading.load_lead_data", grab)
+    monkeypatch.setattr(training.train, "train", grab)  # it reads the files in its MLflow run
     monkeypatch.setattr(training.cli, "_load_scorer", lambda uri: FakeScorer())
     monkeypatch.setattr(training.score, "load_for_scoring", grab)
     monkeypatch.chdir(tmp_path)
