@@ -4,7 +4,8 @@ scikit-learn style: `fit` learns only the attribute vocabularies; `transform` (f
 `transform_records` (list of dicts, the API's single-lead path) return the same float64 rows,
 because both go through the same normalisers and the same numpy core. Names, units, descriptions
 and `describe()` come from the features' declarations (`features.feature.Feature`) beside their
-computations in `features.attributes` and `features.touchpoints`.
+computations in `features.attributes` and `features.touchpoints`; so do the facts (`facts_`:
+which columns say the same thing about a lead, and how it reads), which the reasons use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from features.attributes import AttributeEncoder
 from features.config import FeatureConfig
 from features.data.values import datetime_ns
 from features.data.vocabulary import ACTIVITIES, CHANNELS
-from features.feature import Feature
+from features.feature import FactColumns, Feature, facts_of
 from features.touchpoint_arrays import (
     NAT,
     NS_PER_DAY,
@@ -85,6 +86,8 @@ class LeadFeaturizer:
                 "them in the leads file or the column mapping"
             )
         self.features_: tuple[Feature, ...] = features  # the declaration of every output column
+        # what the columns say about a lead: one entry per fact (a reason names each fact once)
+        self.facts_: tuple[FactColumns, ...] = facts_of(features)
         self.feature_names_out_ = np.array(names, dtype=object)
         self.categorical_mask_ = np.array([f.categorical for f in features], dtype=bool)
         self._feature_by_name = {f.name: f for f in features}

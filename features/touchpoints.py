@@ -13,7 +13,7 @@ from frames (batch) and from API records (one lead or many); every path calls th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import NamedTuple
@@ -22,7 +22,7 @@ import numpy as np
 
 from features.config import FeatureConfig
 from features.data.vocabulary import ACTIVITIES, CHANNELS, HIGH_INTENT
-from features.feature import Feature, is_missing
+from features.feature import Fact, Feature, is_missing
 
 _IS_HIGH_INTENT = np.isin(np.arange(len(ACTIVITIES)), [ACTIVITIES.index(a) for a in HIGH_INTENT])
 
@@ -263,6 +263,38 @@ def _count_words(one: str, many: str, days: int | None) -> Callable[[float], str
     return words
 
 
+def _windowed_count_words(
+    one: str, many: str, windows: Sequence[int | None]
+) -> Callable[[Sequence[float]], str]:
+    """One sentence for the nested window counts of one thing (7 days within 30 within ... within
+    all time), read in the windows' order: the narrowest window that holds any, and the total
+    when it holds more, e.g. '1 demo request in the last 7 days', '5 demo requests, 1 in the last
+    7 days', '2 demo requests, none in the last 90 days'. Extra values (a flag derived from the
+    same touches) are ignored."""
+    n = len(windows)
+
+    def noun(count: float) -> str:
+        return one if count == 1 else many
+
+    def words(values: Sequence[float]) -> str:
+        counts = [0.0 if is_missing(v) else float(v) for v in values[:n]]
+        total = counts[-1]
+        if total <= 0:
+            return f"No {many} yet"
+        days, count = next((d, c) for d, c in zip(windows, counts) if c > 0)
+        if days is None:
+            if n == 1:
+                return f"{_number_words(total)} {noun(total)} in total"
+            return f"{_number_words(total)} {noun(total)}, none in the last {windows[-2]} days"
+        if count == total:
+            return f"{_number_words(count)} {noun(count)} in the last {days} days"
+        return (
+            f"{_number_words(total)} {noun(total)}, {_number_words(count)} in the last {days} days"
+        )
+
+    return words
+
+
 def _distinct_words(one: str, many: str) -> Callable[[float], str]:
     def words(value: float) -> str:
         n = int(value)
@@ -322,6 +354,8 @@ def _touch_value_words(value: float) -> str:
 def _lead_age_words(value: float) -> str:
     if is_missing(value):
         return "Creation date unknown"
+    if value < 0:  # scored before it was created: never a negative age in front of sales
+        return "Created after the moment it was scored (check its creation date)"
     return f"Lead created {_days_words(int(value))} ago"
 
 
@@ -333,24 +367,40 @@ Computation = Callable[[Touches], np.ndarray]
 def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Feature, ...]]]:
     """Each computation with the features whose columns it fills, in column order."""
     windows = [*config.windows_days, None]
+    # The windows of one count are one fact (a lead's reasons say it once), and so are the
+    # unsubscribed / bounced flags and the counts they are read from.
+    all_touches = Fact(name="touches", describe=_windowed_count_words("touch", "touches", windows))
+    by_channel = {
+        ch: Fact(name=f"{ch}_touches",
+                 describe=_windowed_count_words(f"touch from {channel_label(ch)}",
+                                                f"touches from {channel_label(ch)}", windows))
+        for ch in CHANNELS
+    }  # fmt: skip
+    by_activity = {
+        act: Fact(
+            name=f"{act}_count", describe=_windowed_count_words(*activity_nouns(act), windows)
+        )
+        for act in ACTIVITIES
+    }
     yield _touches_per_window, tuple(
         Feature(name=f"touches_{window_label(w)}", unit="touches",
                 description=f"Marketing touches {window_phrase(w)}",
-                describe=_count_words("touch", "touches", w))
+                describe=_count_words("touch", "touches", w), fact=all_touches)
         for w in windows
     )  # fmt: skip
     yield _touches_by_channel, tuple(
         Feature(name=f"{ch}_touches_{window_label(w)}", unit="touches",
                 description=f"Touches from {channel_label(ch)} {window_phrase(w)}",
                 describe=_count_words(f"touch from {channel_label(ch)}",
-                                      f"touches from {channel_label(ch)}", w))
+                                      f"touches from {channel_label(ch)}", w),
+                fact=by_channel[ch])
         for w in windows
         for ch in CHANNELS
     )  # fmt: skip
     yield _touches_by_activity, tuple(
         Feature(name=f"{act}_count_{window_label(w)}", unit=many.split()[-1],
                 description=f"{many[:1].upper()}{many[1:]} {window_phrase(w)}",
-                describe=_count_words(one, many, w))
+                describe=_count_words(one, many, w), fact=by_activity[act])
         for w in windows
         for act in ACTIVITIES
         for one, many in [activity_nouns(act)]
@@ -402,12 +452,14 @@ def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Fe
     yield _unsubscribed, (
         Feature(name="unsubscribed", unit="yes/no",
                 description="1 if the lead ever unsubscribed before the scoring moment",
-                describe=_flag_words("Unsubscribed from email", "Has not unsubscribed")),
+                describe=_flag_words("Unsubscribed from email", "Has not unsubscribed"),
+                fact=by_activity["unsubscribe"]),
     )  # fmt: skip
     yield _bounced, (
         Feature(name="bounced", unit="yes/no",
                 description="1 if an email to the lead ever bounced before the scoring moment",
-                describe=_flag_words("An email to this lead bounced", "No bounced email")),
+                describe=_flag_words("An email to this lead bounced", "No bounced email"),
+                fact=by_activity["email_bounce"]),
     )  # fmt: skip
     yield _touch_value_total, (
         Feature(name="touch_value_total", unit="unit of the touchpoint 'value' column",

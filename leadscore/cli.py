@@ -150,7 +150,7 @@ def _run(arguments: list[str]) -> None:
         app(arguments, standalone_mode=False)
     except SystemExit as done:  # typer.Exit inside standalone_mode=False surfaces as an exit code
         if done.code:
-            raise typer.Exit(done.code) from None
+            raise typer.Exit(done.code if isinstance(done.code, int) else 1) from None
     except click.exceptions.Exit as done:
         if done.exit_code:
             raise typer.Exit(done.exit_code) from None

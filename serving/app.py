@@ -2,7 +2,9 @@
 
 One lifespan starts every background service of a worker (API-key cache, score-log writer, model
 store, policy cache, batcher), hands them to the routes' dependencies as `app.state.services`
-(`serving.deps.Services`) and stops them in reverse order at shutdown.
+(`serving.deps.Services`) and stops them in reverse order at shutdown. Nothing in it waits for the
+model registry (nor imports mlflow): the model loads in the background, so the port opens and
+/healthz answers at once, and /readyz says why the service is not ready yet.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from features.policy.rules import FACTS
 from serving import metrics
 from serving.auth import KeyCache, ensure_keys
 from serving.batcher import ScoringBatcher
+from serving.bodies import BODY_MODELS
 from serving.capture.store import Capture
 from serving.config import Settings, get_settings
 from serving.db import make_engine, upgrade_database
@@ -37,8 +42,8 @@ from serving.errors import (
 from serving.model_store import ModelStore, load_from_mlflow
 from serving.policy.simulation import model_default_policy
 from serving.policy.store import PolicyCache
-from serving.responses import OrjsonResponse
-from serving.schemas import ScoreRequest
+from serving.responses import PROBLEM_MEDIA_TYPE, OrjsonResponse
+from serving.schemas import TEXT_PATTERN, Problem, ScoreRequest
 from serving.score_log import ScoreLogWriter
 
 log = logging.getLogger("serving")
@@ -48,23 +53,88 @@ Scores leads for CRM systems: a calibrated win probability, a 0-100 score, a gra
 decision under the current qualification policy and the reasons in plain words.
 
 Authenticate with an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`); roles are
-`scorer` (score, outcomes), `ops` (policy) and `admin` (everything, reload, keys).
+`scorer` (score, outcomes), `ops` (policy) and `admin` (everything, reload, keys). The key is
+checked before the body is read.
+
+Errors are RFC 9457 problems (`application/problem+json`) with `detail` (one line) and, for
+invalid requests, `errors`: each problem's lead index, field, message and what is expected.
+Text fields refuse NUL characters; timestamps need a zone and lie between 1970-01-01 and
+2100-01-01; numbers are finite, at most 1e15 in size.
 """
+
+_REF = "#/components/schemas/{model}"
+# Answers that quote what was sent, NUL included (a problem names the text it refuses; a warning
+# the unknown name it ignored): their text is not refused.
+QUOTES_THE_REQUEST = frozenset(
+    {"Problem", "ProblemEntry", "LeadRejected", "LeadError", "InputWarning"}
+)
 
 
 class ScoringAPI(FastAPI):
-    """FastAPI, with the schema of the body POST /v1/score parses itself in its OpenAPI."""
+    """FastAPI, with what its own generator cannot see added to the OpenAPI: the bodies routes
+    read themselves after auth (`serving.bodies`), error answers as problem details, and the
+    refusal of NUL characters in every text field."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = super().openapi()
-            extra = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in extra.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components["ScoreRequest"] = extra
+            models: list[type[BaseModel]] = [ScoreRequest, Problem, *BODY_MODELS.values()]
+            for model in models:
+                extra = model.model_json_schema(ref_template=_REF)
+                for name, definition in extra.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components[model.__name__] = extra
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)  # FastAPI's 422 shape, never answered here
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    _problem_responses(operation)
+            if "HardRule" in components:  # checked by its validator, listed here
+                components["HardRule"]["properties"]["fact"]["enum"] = list(FACTS)
+            for name, definition in components.items():
+                if name not in QUOTES_THE_REQUEST:
+                    _refuse_nul(definition)
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    _refuse_nul(operation.get("parameters", []))
             self.openapi_schema = schema
         return self.openapi_schema
+
+
+def _problem_responses(operation: dict[str, Any]) -> None:
+    """Every 4xx/5xx of an operation is a Problem, unless it documents a body of its own."""
+    for status, response in operation.get("responses", {}).items():
+        if not status.isdigit() or int(status) < 400:
+            continue
+        content = response.get("content") or {}
+        own = [
+            media
+            for media in content.values()
+            if "schema" in media and "ValidationError" not in str(media["schema"])
+        ]
+        if own:
+            continue  # e.g. /readyz's 503: a Readiness body
+        media = {"schema": {"$ref": _REF.format(model="Problem")}}
+        for old in content.values():
+            if "example" in old:
+                media["example"] = old["example"]
+        response["content"] = {PROBLEM_MEDIA_TYPE: media}
+
+
+def _refuse_nul(node: Any) -> None:
+    """Say in the schema what the service does: no text (nor object key) holds a NUL."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = TEXT_PATTERN
+        if node.get("type") == "object" and "properties" not in node:
+            if node.get("additionalProperties") not in (None, False):  # a map: its keys are data
+                node.setdefault("propertyNames", {"pattern": TEXT_PATTERN})
+        for value in node.values():
+            _refuse_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _refuse_nul(value)
 
 
 def create_app(settings: Settings | None = None, model_store: ModelStore | None = None) -> FastAPI:
@@ -88,6 +158,9 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # /docs and /redoc come from routes/docs.py: files of an installed package, no CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_exception_handler(RequestProblem, request_problem_handler)
@@ -96,11 +169,26 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)
-    app.add_middleware(metrics.ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        metrics.ServiceMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
+    )
 
-    from serving.routes import events, health, keys, leads, model, ops, outcomes, policy, score
+    from serving.routes import (
+        docs,
+        events,
+        health,
+        keys,
+        leads,
+        model,
+        ops,
+        outcomes,
+        policy,
+        score,
+    )  # fmt: skip
 
-    for module in (score, events, model, outcomes, leads, keys, policy, ops, health):
+    for module in (score, events, model, outcomes, leads, keys, policy, ops, health, docs):
         app.include_router(module.router)
     return app
 
@@ -133,10 +221,14 @@ def _start_services(
         settings.mlflow_tracking_uri,
         retry_seconds=settings.model_retry_seconds,
         poll_seconds=settings.model_poll_seconds,
-        loader=partial(load_from_mlflow, compile_model=settings.compile_model),
+        loader=partial(
+            load_from_mlflow,
+            compile_model=settings.compile_model,
+            require_hashes=settings.model_require_hashes,
+        ),
     )
     if model_store is None or not models.ready:
-        models.start()
+        models.start()  # in the background: the port opens without waiting for the registry
     started.callback(models.stop)
     # Version 0 is the model's own policy: read from the model serving at the time.
     policies = PolicyCache(

@@ -185,7 +185,9 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a request-header time limit (slowloris); bodies: ServiceMiddleware
+        http="serving.http:HeaderTimeoutProtocol",
+        timeout_keep_alive=settings.keep_alive_seconds,
         access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=30,

@@ -50,6 +50,22 @@ class Settings(BaseSettings):
         "each are about 3 MB).",
     )
     max_leads_per_request: int = 1000
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a request's whole header within this time "
+        "(from the connection or its first byte; else 408 and closed): slow-header clients "
+        "(slowloris) cannot hold connections open.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A request's whole body must arrive within this time from the request's "
+        "start (else 408): slow-drip bodies cannot hold a worker's memory.",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
+    )
     compile_model: bool = Field(
         True,
         description="Evaluate logistic and gradient-boosting models with numpy "
@@ -73,6 +89,11 @@ class Settings(BaseSettings):
     )
     model_retry_seconds: float = Field(
         5.0, gt=0, description="Retry interval while the model cannot be loaded at start."
+    )
+    model_require_hashes: bool = Field(
+        False,
+        description="Refuse model versions registered without file hashes (before leadscore "
+        "recorded them) instead of loading them with a warning.",
     )
     model_poll_seconds: float = Field(
         0.0, ge=0, description="Check the alias for a new champion this often (0 = only on reload)."

@@ -1,24 +1,30 @@
-"""Error answers: every 4xx/5xx is JSON `{"detail": "...", "errors": [...]}`, never a stack trace.
+"""Error answers: every 4xx/5xx is an RFC 9457 problem (`application/problem+json`), never a
+stack trace: `{"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+"detail": "...", "errors": [...]}`.
 
-`errors` (validation problems only) lists each problem with the lead index (when inside a lead),
-the field path inside that lead, what was wrong and what is expected.
+`detail` and `errors` are the fields this API always answered with, kept as extension members so
+clients written for them keep working. `errors` (validation problems only) lists each problem
+with the lead index (when inside a lead), the field path inside that lead, what was wrong and
+what is expected.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from serving.auth import KeyCommandError, KeyNotFound
 from serving.model_store import ModelNotLoaded
 from serving.policy.simulation import BasisUnavailable
 from serving.policy.store import PolicyConflict, PolicyStoreError, PolicyVersionNotFound
-from serving.responses import OrjsonResponse
+from serving.responses import ProblemResponse
 
 log = logging.getLogger("serving")
 
@@ -108,7 +114,13 @@ _TYPE_EXPECTATIONS = {
     "timezone_aware": "a timestamp with a zone: add Z or an offset such as +02:00",
     "string_too_short": "a non-empty string",
     "none_required": "null",
+    "finite_number": "a finite number",
 }
+
+# Text no supported database stores: PostgreSQL refuses NUL in text, so it is refused here.
+NUL_ESCAPE = b"\\u0000"  # how a NUL can appear in a JSON body (a raw one is malformed JSON)
+NUL_MESSAGE = "contains a NUL character (\\u0000), which cannot be stored"
+NUL_EXPECTED = "text without NUL characters; remove them"
 
 
 def _describe_input(value: Any) -> str:
@@ -139,14 +151,16 @@ def _lead_id(body: Any, list_field: str, index: int) -> Any:
 LEAD_LISTS = ("leads", "outcomes")
 
 
-def describe_validation_errors(raw_errors: Sequence[Mapping[str, Any]], body: Any) -> list[dict]:
-    """Turn pydantic/FastAPI errors into problems naming the lead index, field and expectation."""
+def describe_validation_errors(
+    raw_errors: Sequence[Mapping[str, Any]], body: Any, list_field: str = "leads"
+) -> list[dict]:
+    """Turn pydantic/FastAPI errors into problems naming the lead index, field and expectation.
+    `list_field`: the body's main field, named in the messages about the body as a whole."""
     errors = []
-    list_field = "leads"
     for error in raw_errors:
         loc = list(error.get("loc", ()))
         kind = error.get("type", "")
-        if loc and loc[0] == "body":
+        if loc and loc[0] in ("body", "path", "query"):
             loc = loc[1:]
         if kind == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", "invalid JSON")
@@ -192,6 +206,23 @@ def describe_validation_errors(raw_errors: Sequence[Mapping[str, Any]], body: An
             text = str(ctx_error) if ctx_error is not None else error.get("msg", "")
             message, _, expected = text.partition("; expected ")
             expected = expected or None
+        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+            ctx = error.get("ctx") or {}
+            bound = next(iter(ctx.values()), None)
+            word = {"less_than_equal": "at most", "greater_than_equal": "at least"}.get(
+                kind, "below" if kind == "less_than" else "above"
+            )
+            message = f"got {_describe_input(error.get('input'))}"
+            expected = f"{_number_word(error.get('input'))} {word} {_bound(bound)}"
+        elif kind == "string_pattern_mismatch":
+            message, expected = NUL_MESSAGE, NUL_EXPECTED
+            text = error.get("input")
+            if isinstance(text, str) and "\x00" not in text and not text.strip():
+                message, expected = "is blank", "text with a visible character"
+        elif kind == "string_too_long":
+            limit = (error.get("ctx") or {}).get("max_length")
+            message = f"is longer than {limit} characters"
+            expected = f"at most {limit} characters"
         elif kind == "extra_forbidden":
             message, expected = f"unknown field {field_parts[-1]!r}", "only the documented fields"
         else:
@@ -217,8 +248,63 @@ def describe_validation_errors(raw_errors: Sequence[Mapping[str, Any]], body: An
     return _merge_union_errors(errors)
 
 
+def _number_word(value: Any) -> str:
+    return "a number" if isinstance(value, (int, float)) else "a value"
+
+
+def _bound(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def nul_problems(body: Any, known: Any) -> list[dict]:
+    """A problem for every string (value or object key) of a parsed JSON body holding a NUL,
+    named by lead index and field like the validation problems. Only the parts the service
+    keeps are looked at: `known` is the validated body (unknown fields, ignored, are not)."""
+    found: list[tuple[list[Any], str | None]] = []
+
+    def walk(value: Any, kept: Any, path: list[Any]) -> None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append((path, None))
+        elif isinstance(value, dict) and isinstance(kept, dict):
+            for key, item in value.items():
+                if key in kept:
+                    if "\x00" in key:
+                        found.append((path, key))
+                    walk(item, kept[key], [*path, key])
+        elif isinstance(value, list) and isinstance(kept, list):
+            for index, (item, kept_item) in enumerate(zip(value, kept)):
+                walk(item, kept_item, [*path, index])
+
+    walk(body, known, [])
+    problems = []
+    for path, key in found:
+        lead_index = None
+        if len(path) >= 2 and path[0] in LEAD_LISTS and isinstance(path[1], int):
+            lead_index, parts = path[1], path[2:]
+        else:
+            parts = path
+        field = _path(parts) if parts else None
+        if key is None:
+            message = NUL_MESSAGE if field else f"the body {NUL_MESSAGE}"
+        else:
+            message = f"the name {key!r} {NUL_MESSAGE}"
+        lead_id = _lead_id(body, path[0], lead_index) if lead_index is not None else None
+        problems.append(
+            problem(message, NUL_EXPECTED, lead_index=lead_index, field=field, lead_id=lead_id)
+        )
+    return problems
+
+
 def _merge_union_errors(errors: list[dict]) -> list[dict]:
-    """A value matching no member of a union gives one error per member: report it once."""
+    """A value matching no member of a union gives one error per member: report it once (and
+    without the "or null" of an optional field: the value given was not null)."""
+    valued = {(e.get("lead_index"), e.get("field")) for e in errors if e.get("expected") != "null"}
+    errors = [
+        e
+        for e in errors
+        if e.get("expected") != "null" or (e.get("lead_index"), e.get("field")) not in valued
+    ]
     merged: list[dict] = []
     index: dict[tuple, dict] = {}
     for error in errors:
@@ -242,8 +328,32 @@ def _is_tag(part: Any) -> bool:
     return (
         "[" in text
         or text in {"str", "int", "float", "bool", "none", "list", "dict"}
-        or text.startswith(("function-", "union", "nullable", "lax-", "json-or-python"))
+        or text.startswith(
+            ("function-", "union", "nullable", "lax-", "json-or-python", "constrained-")
+        )
     )
+
+
+def problem_body(status: int, detail: str, errors: list[dict] | None = None) -> dict[str, Any]:
+    """RFC 9457 problem details; `detail`, `errors` and `errors_omitted` as before."""
+    content: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        content["errors"] = errors[:MAX_LISTED_ERRORS]
+        if len(errors) > MAX_LISTED_ERRORS:
+            content["errors_omitted"] = len(errors) - MAX_LISTED_ERRORS
+    return content
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _answer(
@@ -251,17 +361,46 @@ def _answer(
     detail: str,
     errors: list[dict] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> OrjsonResponse:
-    content: dict[str, Any] = {"detail": detail}
-    if errors:
-        content["errors"] = errors[:MAX_LISTED_ERRORS]
-        if len(errors) > MAX_LISTED_ERRORS:
-            content["errors_omitted"] = len(errors) - MAX_LISTED_ERRORS
-    return OrjsonResponse(content, status_code=status, headers=headers)
+) -> ProblemResponse:
+    return ProblemResponse(
+        problem_body(status, detail, errors), status_code=status, headers=headers
+    )
 
 
 # Handlers take `exc: Exception` (Starlette's signature) and are registered for the type named.
-async def validation_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+ERROR_DESCRIPTIONS = {
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not do this",
+    404: "Not found",
+    408: "The body did not arrive within the body timeout (LEADSCORE_BODY_TIMEOUT_SECONDS)",
+    409: "Conflict with the current state",
+    413: "Body over the size limit (LEADSCORE_MAX_BODY_BYTES)",
+    422: "Invalid request: each problem names the lead index, the field and what is expected",
+    502: "Upstream failure",
+    503: "No model loaded yet: retry after Retry-After seconds",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route answering `statuses` with problems (the app's OpenAPI gives
+    them the `application/problem+json` Problem schema). `descriptions`: `e409="..."`."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "description": descriptions.get(f"e{status}", ERROR_DESCRIPTIONS[status])
+        }
+        if status == 503:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer"},
+                }
+            }
+        responses[status] = entry
+    return responses
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     errors = describe_validation_errors(list(exc.errors()), getattr(exc, "body", None))
     if not errors:
@@ -269,12 +408,12 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Orjs
     return _answer(422, summarise(errors), errors)
 
 
-async def request_problem_handler(request: Request, exc: Exception) -> OrjsonResponse:
+async def request_problem_handler(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestProblem)
     return _answer(exc.status, exc.detail, exc.errors)
 
 
-async def service_error_handler(request: Request, exc: Exception) -> OrjsonResponse:
+async def service_error_handler(request: Request, exc: Exception) -> ProblemResponse:
     """One of the `ERROR_STATUS` types: its status, and its message as the detail."""
     status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
     retry = isinstance(exc, ModelNotLoaded)
@@ -282,17 +421,34 @@ async def service_error_handler(request: Request, exc: Exception) -> OrjsonRespo
     return _answer(status, str(exc), headers=headers)
 
 
-async def http_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+async def http_exception_handler(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
-    elif exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
-    return _answer(exc.status_code, detail, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only.
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        if detail == "Method Not Allowed":
+            detail = (
+                f"{request.method} is not allowed on {request.url.path} "
+                f"(allowed: {', '.join(allowed)}); see /docs"
+            )
+    return _answer(exc.status_code, detail, headers=headers)
 
 
-async def unhandled_exception_handler(request: Request, exc: Exception) -> OrjsonResponse:
+def _allowed_methods(request: Request) -> list[str]:
+    methods = set()
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return sorted(methods)
+
+
+async def unhandled_exception_handler(request: Request, exc: Exception) -> ProblemResponse:
     # Logged with the path only: headers (and so API keys) never reach the logs.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _answer(500, "internal error while handling the request; it has been logged")

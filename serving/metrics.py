@@ -1,4 +1,5 @@
-"""Prometheus metrics and the ASGI middleware that times requests and enforces the body size limit.
+"""Prometheus metrics, and the ASGI middleware that times requests, adds the security headers and
+enforces the body size limit and the body read timeout.
 
 With several workers (`leadscore serve --workers N`) the CLI sets `PROMETHEUS_MULTIPROC_DIR`
 (the setting `prometheus_multiproc_dir`) before the workers start, and /metrics aggregates every
@@ -7,6 +8,8 @@ worker's numbers.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import numpy as np
@@ -20,6 +23,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger("serving")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -67,6 +73,25 @@ SCORE_LOG_WRITTEN = Counter("leadscore_score_log_written_total", "Score records 
 SCORE_LOG_FAILURES = Counter(
     "leadscore_score_log_write_failures_total", "Failed score-log writes (retried)"
 )
+INPUT_WARNINGS = Counter(
+    "leadscore_input_warnings_total",
+    "Values read otherwise than sent or names ignored in score requests, by kind "
+    "(unknown_channel, unknown_activity: read as 'other'; unknown_attribute, unknown_field)",
+    ["kind"],
+)
+LEADS_REJECTED = Counter(
+    "leadscore_leads_rejected_total", "Leads of score requests rejected (not scored) as invalid"
+)
+CLIENT_DISCONNECTS = Counter(
+    "leadscore_http_client_disconnects_total",
+    "Requests whose client went away before the whole body arrived (no answer sent)",
+    ["method", "route"],
+)
+BODY_TIMEOUTS = Counter(
+    "leadscore_http_body_timeouts_total",
+    "Requests whose body did not arrive within body_timeout_seconds (answered 408)",
+    ["method", "route"],
+)
 
 
 def metrics_payload(multiprocess_dir: str | None = None) -> tuple[bytes, str]:
@@ -108,12 +133,46 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class ServiceMiddleware:
-    """Pure ASGI middleware (no per-request task overhead): body size limit, latency and counters."""
+class _BodyTimeout(Exception):
+    pass
 
-    def __init__(self, app, max_body_bytes: int) -> None:
+
+# Security headers of every answer. API answers are data, never a page: nothing may run, frame or
+# sniff them. The HTML pages (/ops, /docs, /redoc) get PAGE_CSP: scripts from this origin only (no
+# inline script: the pages load theirs from files), inline styles (the /ops page, plotly and
+# ReDoc style elements), images from data: URLs (Swagger UI's icons) and ReDoc's blob: worker.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    b"worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'",
+)
+PAGE_PREFIXES = ("/ops", "/docs", "/redoc")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ServiceMiddleware:
+    """Pure ASGI middleware (no per-request task overhead): security headers, body size limit,
+    body read timeout, client disconnects, latency and counters.
+
+    The body is counted as the app reads it (never read ahead): routes read it only after the
+    API key is checked. `body_timeout_seconds` bounds the time from the request's start until
+    the last byte of its body (a slow-drip client gets 408); a client that goes away before the
+    body is complete is logged in one line and counted (`leadscore_http_client_disconnects_total`).
+    """
+
+    def __init__(self, app, max_body_bytes: int, body_timeout_seconds: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -123,46 +182,73 @@ class ServiceMiddleware:
         limit = self.max_body_bytes
         status = 500
         response_started = False
+        path = scope.get("path", "")
+        csp = PAGE_CSP if path.startswith(PAGE_PREFIXES) else API_CSP
 
         async def send_wrapper(message):
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS, csp]
             await send(message)
+
+        received = 0
+        body_done = scope.get("method") not in BODY_METHODS
+        deadline = start + self.body_timeout_seconds
+
+        async def counted_receive():
+            nonlocal received, body_done
+            if body_done:
+                return await receive()  # e.g. waiting for a disconnect: no deadline
+            try:
+                async with asyncio.timeout(max(deadline - time.perf_counter(), 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTimeout from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+                body_done = not message.get("more_body", False)
+            return message
 
         declared = _content_length(scope)
         try:
             if declared is not None and declared > limit:
                 raise _BodyTooLarge
-            if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-                # Chunked upload: buffer it (up to the limit) before the app sees it.
-                receive = await _buffered(receive, limit)
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, counted_receive, send_wrapper)
         except _BodyTooLarge:
             if response_started:
                 raise
-            body = orjson.dumps(
-                {
-                    "detail": f"request body is larger than the limit of {limit} bytes; "
-                    f"send at most 1000 leads per request or split the batch",
-                }
+            await _problem(
+                send_wrapper,
+                413,
+                f"request body is larger than the limit of {limit} bytes; "
+                "send at most 1000 leads per request or split the batch",
             )
-            await send_wrapper(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
+        except _BodyTimeout:
+            BODY_TIMEOUTS.labels(scope.get("method", ""), _route(scope)).inc()
+            if response_started:
+                raise
+            await _problem(
+                send_wrapper,
+                408,
+                f"the request body did not arrive within {self.body_timeout_seconds:g} s "
+                f"({received} bytes received); send the whole body at once",
             )
-            await send_wrapper({"type": "http.response.body", "body": body})
+        except ClientDisconnect:
+            # The client is gone: nobody to answer. One line, not a traceback.
+            status = 499  # the usual code for "client closed the request" in access logs
+            CLIENT_DISCONNECTS.labels(scope.get("method", ""), _route(scope)).inc()
+            log.warning(
+                "client disconnected before sending the whole body: %s %s (%d bytes received)",
+                scope.get("method", ""),
+                path,
+                received,
+            )
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
+            label = _route(scope)
             method = scope.get("method", "")
             REQUESTS.labels(method, label, str(status)).inc()
             LATENCY.labels(method, label).observe(time.perf_counter() - start)
@@ -170,28 +256,26 @@ class ServiceMiddleware:
                 ERRORS.labels(label, "server" if status >= 500 else "client").inc()
 
 
-async def _buffered(receive, limit: int):
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > limit:
-            raise _BodyTooLarge
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    sent = False
+def _route(scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "unmatched"
 
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
 
-    return replay
+async def _problem(send, status: int, detail: str) -> None:
+    from serving.errors import problem_body
+
+    body = orjson.dumps(problem_body(status, detail))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(scope) -> int | None:

@@ -3,10 +3,16 @@
 Requests take one reference to the current `LoadedModel` and use it to the end, so a reload never
 mixes two models in one response and never drops a request. A failed load keeps the last good
 model; the error is logged, counted in `leadscore_model_load_failures_total` and shown by /readyz.
+A candidate is refused when a file differs from the hashes recorded at registration or when it
+cannot reproduce its sample leads (`features.model.artifact.load_model_scorer`).
+
+The first load runs in the background (`ModelStore.start` returns at once): the port opens and
+/healthz answers while the registry is slow or down, and /readyz says why there is no model yet.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -16,23 +22,31 @@ from typing import Any
 
 from serving import metrics
 from serving.db import utcnow
+from serving.redact import redact_text, redact_url
 from serving.refresher import Refresher
 
 log = logging.getLogger(__name__)
 
 
 class ModelLoadError(RuntimeError):
-    """The model at the configured URI could not be loaded; the message says what to check."""
+    """The model at the configured URI could not be loaded; the message says what to check.
+
+    `registry_unreachable`: the registry or artifact store did not answer at all."""
+
+    def __init__(self, message: str, registry_unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.registry_unreachable = registry_unreachable
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    scorer: Any  # features.scoring.LeadScorer
+    scorer: Any  # features.model.scorer.LeadScorer
     name: str
     version: str
     alias: str | None
     uri: str
     loaded_at: datetime = field(default_factory=utcnow)
+    warnings: tuple[str, ...] = ()  # e.g. registered without file hashes: files not checked
 
     @property
     def metadata(self) -> dict:
@@ -70,19 +84,41 @@ def _find_scorer(python_model: Any) -> Any:
     )
 
 
-def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) -> LoadedModel:
-    """Resolve `uri` (alias -> version) in the registry and load that exact version."""
-    from features.model.artifact import MODEL_NAME, load_model_scorer
+def load_from_mlflow(
+    uri: str, tracking_uri: str, compile_model: bool = True, require_hashes: bool = False
+) -> LoadedModel:
+    """Resolve `uri` (alias -> version) in the registry and load that exact version, checked
+    (file hashes, sample leads); a refusal or failure is a `ModelLoadError` without credentials."""
+    from features.model.artifact import (
+        MODEL_NAME,
+        ModelRefused,
+        load_model_scorer,
+        registry_unreachable,
+    )
 
+    warnings: list[str] = []
     try:
         _, alias, _ = parse_registry_uri(uri)
-        scorer = load_model_scorer(uri, tracking_uri, compile=compile_model)
+        scorer = load_model_scorer(
+            uri,
+            tracking_uri,
+            compile=compile_model,
+            require_hashes=require_hashes,
+            warn=warnings.append,
+        )
+    except ModelRefused as error:
+        raise ModelLoadError(redact_text(str(error))) from error
     except Exception as error:
         raise ModelLoadError(
-            f"cannot load {uri} from the MLflow registry at {tracking_uri}: {error}. "
-            "Check MLFLOW_TRACKING_URI and that a model is registered with that alias "
-            "(`leadscore train` then `leadscore promote`)"
+            redact_text(
+                f"cannot load {uri} from the MLflow registry at {tracking_uri}: {error}. "
+                "Check MLFLOW_TRACKING_URI and that a model is registered with that alias "
+                "(`leadscore train` then `leadscore promote`)"
+            ),
+            registry_unreachable=registry_unreachable(error),
         ) from error
+    for warning in warnings:
+        log.warning("%s", redact_text(warning))
     meta = scorer.metadata
     return LoadedModel(
         scorer=scorer,
@@ -90,6 +126,7 @@ def load_from_mlflow(uri: str, tracking_uri: str, compile_model: bool = True) ->
         version=str(meta.get("version") or "local"),
         alias=alias,
         uri=uri,
+        warnings=tuple(redact_text(w) for w in warnings),
     )
 
 
@@ -105,9 +142,9 @@ class ModelNotLoaded(LookupError):
 
 
 class ModelStore:
-    """Holds the current model; loads it at start, on reload, and in the background: retrying
-    every `retry_seconds` until a first load succeeds, and (`poll_seconds` > 0) checking the alias
-    for a new version. Both background loops are `Refresher`s."""
+    """Holds the current model; loads it in the background from `start`, retrying every
+    `retry_seconds` until a first load succeeds, on reload, and (`poll_seconds` > 0) when the
+    alias points at a new version. Both background loops are `Refresher`s."""
 
     def __init__(
         self,
@@ -132,16 +169,39 @@ class ModelStore:
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
+        self.registry_unreachable = False  # the last failure: no answer from the registry
 
     @property
     def ready(self) -> bool:
         return self.current is not None
 
+    def not_ready_reason(self) -> str:
+        """Why no model serves yet, for /readyz and the 503 of the scoring routes."""
+        loading = f"loading model {redact_url(self.uri)}"
+        if self.last_error is None:
+            return f"{loading}: the first attempt is in progress"
+        retrying = f"retrying every {self.retrying.interval:g} s"
+        if self.registry_unreachable:
+            return f"{loading}: registry unreachable, {retrying} ({self.last_error})"
+        return f"{loading}: {self.last_error}; {retrying}"
+
+    def status(self) -> dict[str, object]:
+        """The model part of /readyz: what serves (and its warnings), or why nothing does."""
+        current = self.current
+        if current is None:
+            return {"ok": False, "error": self.not_ready_reason()}
+        check: dict[str, object] = {"ok": True, "name": current.name, "version": current.version}
+        if current.warnings:
+            check["warnings"] = list(current.warnings)
+        if self.last_error:
+            check["last_reload_error"] = self.last_error
+        return check
+
     def require(self) -> LoadedModel:
         """The current model, or `ModelNotLoaded` saying why there is none."""
         current = self.current
         if current is None:
-            raise ModelNotLoaded(f"no model loaded yet: {self.last_error or 'it is still loading'}")
+            raise ModelNotLoaded(f"no model loaded yet: {self.not_ready_reason()}")
         return current
 
     def load(self, stage: str = "reload") -> LoadedModel:
@@ -150,12 +210,13 @@ class ModelStore:
             try:
                 loaded = self._loader(self.uri, self.tracking_uri)
             except Exception as error:
-                message = (
+                message = redact_text(
                     str(error)
                     if isinstance(error, ModelLoadError)
                     else (f"cannot load {self.uri}: {type(error).__name__}: {error}")
                 )
                 self.last_error, self.last_error_at = message, utcnow()
+                self.registry_unreachable = getattr(error, "registry_unreachable", False)
                 metrics.MODEL_LOAD_FAILURES.labels(stage).inc()
                 if self.current is not None:
                     log.error(
@@ -166,11 +227,15 @@ class ModelStore:
                     )
                 else:
                     log.error("model %s failed (no model loaded yet): %s", stage, message)
-                raise ModelLoadError(message) from error
+                raise ModelLoadError(message, self.registry_unreachable) from error
             previous = self.current
             self.current = loaded
             self.last_error = None
+            self.registry_unreachable = False
             metrics.record_model(loaded.name, loaded.version)
+            # Keep the new model out of full collections (a tail-latency spike), wherever it
+            # was loaded: at start in the background, on reload or by polling.
+            gc.freeze()
             log.info(
                 "serving model %s version %s (was %s)",
                 loaded.name,
@@ -180,13 +245,10 @@ class ModelStore:
             return loaded
 
     def start(self) -> None:
-        """Try to load now; if that fails, keep retrying in the background (readiness stays false)."""
-        try:
-            self.load("start")
-        except ModelLoadError:
-            pass
-        if self.current is None:
-            self.retrying.start()
+        """Load in the background, first at once, then every `retry_seconds` until it succeeds
+        (readiness stays false meanwhile); start polling. Returns at once: the caller (the
+        app's lifespan, and so the port) never waits for the registry."""
+        self.retrying.start(immediately=True)
         if self.polling is not None:
             self.polling.start()
 
@@ -208,9 +270,12 @@ class ModelStore:
             return  # still loading: the retry loop's job
         try:
             version = self._version_probe(self.uri, self.tracking_uri)
-        except Exception:
+        except Exception as error:
             metrics.MODEL_LOAD_FAILURES.labels("poll").inc()
-            raise  # the refresher logs it (once per outage)
+            # the refresher logs it (once per outage); MLflow's errors quote the registry's URL
+            raise ModelLoadError(
+                redact_text(f"cannot check {self.uri} for a new version: {error}")
+            ) from None
         current = self.current
         if version is not None and current is not None and version != current.version:
             try:

@@ -20,7 +20,7 @@ class Refresher:
     """Calls `function` every `interval` seconds in a daemon thread named `name` until stopped.
 
     The first call comes one interval after `start` (owners that need the value at once call
-    their own refresh before starting). An exception from `function` is logged (once until a call
+    their own refresh before starting), or at once with `start(immediately=True)`. An exception from `function` is logged (once until a call
     succeeds again, then the recovery is logged) and counted; the loop carries on.
     """
 
@@ -41,10 +41,14 @@ class Refresher:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
+    def start(self, immediately: bool = False) -> None:
+        """Start the thread; `immediately`: its first call comes at once, not one interval later
+        (for owners that must not wait for that first call themselves)."""
         if self._thread is not None:
             raise RuntimeError(f"refresher {self.name!r} was already started")
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(immediately,), name=self.name, daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -59,25 +63,30 @@ class Refresher:
             if self._thread.is_alive():
                 log.error("%s: still running %s s after it was asked to stop", self.name, timeout)
 
-    def _run(self) -> None:
+    def _run(self, immediately: bool) -> None:
+        if immediately:
+            self._call()
         while not self._stop.wait(self.interval):
-            try:
-                self._function()
-            except Exception as error:
-                self.failures += 1
-                self.last_error = f"{type(error).__name__}: {error}"
-                if not self._failing:
-                    log.error(
-                        "%s: refresh failed (trying again every %g s): %s",
-                        self.name,
-                        self.interval,
-                        self.last_error,
-                    )
-                self._failing = True
-            else:
-                if self._failing:
-                    log.info("%s: refreshing again", self.name)
-                self._failing = False
-                self.last_error = None
-            finally:
-                self.runs += 1
+            self._call()
+
+    def _call(self) -> None:
+        try:
+            self._function()
+        except Exception as error:
+            self.failures += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            if not self._failing:
+                log.error(
+                    "%s: refresh failed (trying again every %g s): %s",
+                    self.name,
+                    self.interval,
+                    self.last_error,
+                )
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("%s: refreshing again", self.name)
+            self._failing = False
+            self.last_error = None
+        finally:
+            self.runs += 1

@@ -9,21 +9,61 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
-    field_validator,
 )
 from pydantic_core import InitErrorDetails
 from typing_extensions import TypedDict
 
-from features.data.vocabulary import ACTIVITIES, CHANNELS, lookup_activity, lookup_channel
+from features.data.values import EARLIEST_MOMENT, LATEST_MOMENT, MOMENT_RANGE
+from features.data.vocabulary import ACTIVITIES, CHANNELS
 
 MAX_LEADS = 1000
-_CHANNELS = frozenset(CHANNELS)
-_ACTIVITIES = frozenset(ACTIVITIES)
+MAX_ID_LENGTH = 200
+# Numbers beyond a quadrillion are refused, not clipped: no deal, visit count or amount is that
+# large, so such a value is a unit or typing error the CRM should fix, and clipping would score
+# (and log) a number nobody sent. 1e308 would also overflow the features' sums to infinity.
+MAX_NUMBER = 1e15
+# Every text field refuses NUL (no supported database stores it: serving.bodies); the OpenAPI says
+# so with these patterns (serving.app adds TEXT_PATTERN to every string without one).
+TEXT_PATTERN = r"^[^\x00]*$"
+ID_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"  # and not blank
 Role = Literal["scorer", "ops", "admin"]
-AttributeValue = str | float | bool | None
+# A finite number within +-MAX_NUMBER (NaN, Infinity and 1e309 are refused with a 422).
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_NUMBER, le=MAX_NUMBER)]
+AttributeValue = str | Number | bool | None
+
+
+def as_whole_number(value: Any) -> Any:
+    """3.0 as 3: JSON Schema's "integer" includes 3.0, so the API does too; with `Strict()`
+    after it, 3.5, "3" and true stay refused. (Put `Field` bounds before it in `Annotated`, or
+    pydantic writes them as "ge"/"le" in the JSON schema.)"""
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# Ids are strings or integers (read as text), never booleans: `true` is not lead "1".
+LeadId = (
+    str
+    | Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(as_whole_number), Strict()]
+)
+
+
+def _plausible(moment: datetime) -> datetime:
+    if not EARLIEST_MOMENT <= moment <= LATEST_MOMENT:
+        raise ValueError(
+            f"timestamp {moment.isoformat()} is outside the plausible range; "
+            f"expected a moment {MOMENT_RANGE}"
+        )
+    return moment
+
+
+# A timestamp with a zone, between 1970-01-01 and 2100-01-01 (features.data.values).
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 EXAMPLE_LEAD = {
     "lead_id": "L-10023",
@@ -57,135 +97,182 @@ EXAMPLE_LEAD = {
 }
 
 
+_NAMES_NOTE = (
+    " Common spellings and the model's data config map are read as files read them; other "
+    "values are read as 'other', with a warning in the answer (strict: the request is refused)."
+)
+# Unknown fields of a lead or a touchpoint are kept by validation (extra="allow") so that the
+# answer can warn about them (serving.leads); they are then dropped, never scored.
+_KEEP_UNKNOWN = ConfigDict(extra="allow")
+
+
 class Touchpoint(TypedDict):
-    """One marketing interaction of the lead."""
+    """One marketing interaction of the lead (unknown fields: ignored, with a warning)."""
 
     # A TypedDict, not a model: a 1,000-lead request carries ~20,000 of them, and pydantic-core
-    # validates dicts without building objects; channel and activity are checked per lead below.
+    # validates dicts without building objects; channel and activity are read by serving.leads.
+    __pydantic_config__ = _KEEP_UNKNOWN  # type: ignore[misc]
+
     occurred_at: Annotated[
-        AwareDatetime, Field(description="When it happened, ISO 8601 with a zone.")
+        Moment, Field(description=f"When it happened, ISO 8601 with a zone, {MOMENT_RANGE}.")
     ]
-    channel: Annotated[
-        str, Field(description=f"One of {', '.join(CHANNELS)} (common spellings are accepted).")
-    ]
-    activity: Annotated[
-        str, Field(description=f"One of {', '.join(ACTIVITIES)} (common spellings are accepted).")
-    ]
+    channel: Annotated[str, Field(description=f"One of {', '.join(CHANNELS)}." + _NAMES_NOTE)]
+    activity: Annotated[str, Field(description=f"One of {', '.join(ACTIVITIES)}." + _NAMES_NOTE)]
     campaign: NotRequired[str | None]
     value: NotRequired[
-        Annotated[float | None, Field(description="Optional amount, e.g. an order or deal value.")]
+        Annotated[
+            Number | None,
+            Field(
+                description="Optional amount, e.g. an order or deal value (finite, at most 1e15)."
+            ),
+        ]
     ]
-
-
-def _canonical(value: str, names: frozenset[str], lookup, what: str, expected: tuple[str, ...]):
-    """(canonical name, None) or (None, error) for a channel or an activity."""
-    if value in names:
-        return value, None
-    canonical = lookup(value)
-    if canonical is None:
-        return None, ValueError(f"unknown {what} {value!r}; expected one of {', '.join(expected)}")
-    return canonical, None
-
-
-def _check_touchpoints(touchpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Canonical channel and activity names (common spellings accepted); campaign and value
-    default to None. Unknown names are errors at `touchpoints[j].channel` / `.activity`."""
-    errors: list[InitErrorDetails] = []
-    for j, touch in enumerate(touchpoints):
-        if len(touch) == 5 and touch["channel"] in _CHANNELS and touch["activity"] in _ACTIVITIES:
-            continue  # the common case: canonical names, every field given
-        for field, names, lookup, expected in _TOUCH_NAMES:
-            value = touch[field]
-            if value not in names:
-                canonical, error = _canonical(value, names, lookup, field, expected)
-                if error is not None:
-                    errors.append(InitErrorDetails(type="value_error", loc=(j, field), input=value,
-                                                   ctx={"error": error}))  # fmt: skip
-                else:
-                    touch[field] = canonical
-        if len(touch) < 5:
-            touch.setdefault("campaign", None)
-            touch.setdefault("value", None)
-    if errors:
-        raise ValidationError.from_exception_data("Touchpoint", errors)
-    return touchpoints
-
-
-_TOUCH_NAMES = (
-    ("channel", _CHANNELS, lookup_channel, CHANNELS),
-    ("activity", _ACTIVITIES, lookup_activity, ACTIVITIES),
-)
 
 
 def _id_as_text(value: str | int) -> str:
-    text = str(value).strip()
+    text = value.strip() if isinstance(value, str) else str(value)
     if not text:
         raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
-    if len(text) > 200:
-        raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
+    if len(value if isinstance(value, str) else text) > MAX_ID_LENGTH:
+        raise ValueError(f"lead_id is longer than {MAX_ID_LENGTH} characters; expected a CRM id")
     return text
 
 
+_ID_SCHEMA = {
+    "anyOf": [
+        # a non-blank string (blank ids are refused), at most MAX_ID_LENGTH characters
+        {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    ]
+}
+
+
 class Lead(TypedDict):
-    """A lead as the CRM knows it now."""
+    """A lead as the CRM knows it now (unknown fields: ignored, with a warning)."""
 
     # A TypedDict too: validated requests are plain dicts, ready for the scorer without a dump.
+    __pydantic_config__ = _KEEP_UNKNOWN  # type: ignore[misc]
+
     lead_id: Annotated[
-        str | int,
+        LeadId,
         AfterValidator(_id_as_text),
-        Field(description="The CRM's id of the lead (numbers are read as text)."),
+        Field(
+            description="The CRM's id of the lead (integers are read as text).",
+            json_schema_extra=_ID_SCHEMA,
+        ),
     ]
     attributes: NotRequired[
         Annotated[
             dict[str, AttributeValue],
-            Field(description="Lead fields by their CRM name: strings, numbers, booleans or null."),
+            Field(
+                description="Lead fields by their CRM name: strings, numbers, booleans or null. "
+                "Names the model does not use are reported in the answer's warnings."
+            ),
         ]
     ]
-    touchpoints: NotRequired[Annotated[list[Touchpoint], AfterValidator(_check_touchpoints)]]
+    touchpoints: NotRequired[list[Touchpoint]]
     created_at: NotRequired[
-        Annotated[AwareDatetime | None, Field(description="When the lead was created.")]
+        Annotated[
+            AwareDatetime | None,
+            Field(description=f"When the lead was created ({MOMENT_RANGE})."),
+        ]
     ]
     as_of: NotRequired[
-        Annotated[AwareDatetime | None, Field(description="Score as of this time (default: now).")]
+        Annotated[
+            AwareDatetime | None,
+            Field(
+                description=f"Score as of this time (default: now); not before created_at, "
+                f"{MOMENT_RANGE}."
+            ),
+        ]
     ]
 
 
 def _with_defaults(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every lead with all five keys (attributes {}, touchpoints [], created_at/as_of None)."""
-    for lead in leads:
-        if len(lead) < 5:
+    """Every lead with all five keys (attributes {}, touchpoints [], created_at/as_of None);
+    created_at and as_of plausible, and as_of not before created_at."""
+    errors: list[InitErrorDetails] = []
+    for index, lead in enumerate(leads):
+        # 5 keys is the common case; unknown fields (kept for the warnings) make more
+        if len(lead) != 5 or not (
+            "touchpoints" in lead and "attributes" in lead and "as_of" in lead
+            and "created_at" in lead
+        ):  # fmt: skip
             if "attributes" not in lead:
                 lead["attributes"] = {}
             if "touchpoints" not in lead:
                 lead["touchpoints"] = []
             lead.setdefault("created_at", None)
             lead.setdefault("as_of", None)
+        created_at, as_of = lead["created_at"], lead["as_of"]
+        if created_at is None and as_of is None:
+            continue
+        for field, moment in (("created_at", created_at), ("as_of", as_of)):
+            if moment is not None and not EARLIEST_MOMENT <= moment <= LATEST_MOMENT:
+                errors.append(_moment_error(index, field, moment))
+        if created_at is not None and as_of is not None and as_of < created_at:
+            error = ValueError(
+                f"as_of {as_of.isoformat()} is before created_at {created_at.isoformat()}; "
+                "expected as_of at or after the lead's creation (or leave as_of out: now)"
+            )
+            errors.append(_error(index, "as_of", as_of, error))
+    if errors:
+        raise ValidationError.from_exception_data("Lead", errors)
     return leads
 
 
+def _error(index: int, field: str, value: Any, error: ValueError) -> InitErrorDetails:
+    return InitErrorDetails(type="value_error", loc=(index, field), input=value,
+                            ctx={"error": error})  # fmt: skip
+
+
+def _moment_error(index: int, field: str, moment: datetime) -> InitErrorDetails:
+    error = ValueError(
+        f"{field} {moment.isoformat()} is outside the plausible range; "
+        f"expected a moment {MOMENT_RANGE}"
+    )
+    return _error(index, field, moment, error)
+
+
+STRICT_DESCRIPTION = (
+    "false (default): an invalid lead is rejected alone (its error in `results`, the others "
+    "scored) and unknown channels or activities are read as 'other' with a warning; true: any "
+    "of these refuses the whole request (422)."
+)
+
+
 class ScoreRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"leads": [EXAMPLE_LEAD]}]})
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"examples": [{"leads": [EXAMPLE_LEAD]}]}
+    )
 
     leads: Annotated[list[Lead], AfterValidator(_with_defaults)] = Field(
-        min_length=1, max_length=MAX_LEADS, description="1 to 1,000 leads."
+        min_length=1,
+        max_length=MAX_LEADS,
+        description="1 to 1,000 leads; a lead_id given again is rejected.",
     )
+    strict: bool = Field(False, description=STRICT_DESCRIPTION)
 
 
 class _TouchpointText(TypedDict):
     """Touchpoint with `occurred_at` kept as text: the route checks and parses all the moments of a
     request in one vectorised call (`_LeadText`, `ScoreRequestText`); not in the OpenAPI."""
 
+    __pydantic_config__ = _KEEP_UNKNOWN  # type: ignore[misc]
+
     occurred_at: str
     channel: str
     activity: str
     campaign: NotRequired[str | None]
-    value: NotRequired[float | None]
+    value: NotRequired[Number | None]
 
 
 class _LeadText(TypedDict):
-    lead_id: Annotated[str | int, AfterValidator(_id_as_text)]
+    __pydantic_config__ = _KEEP_UNKNOWN  # type: ignore[misc]
+
+    lead_id: Annotated[LeadId, AfterValidator(_id_as_text)]
     attributes: NotRequired[dict[str, AttributeValue]]
-    touchpoints: NotRequired[Annotated[list[_TouchpointText], AfterValidator(_check_touchpoints)]]
+    touchpoints: NotRequired[list[_TouchpointText]]
     created_at: NotRequired[AwareDatetime | None]
     as_of: NotRequired[AwareDatetime | None]
 
@@ -196,9 +283,12 @@ class ScoreRequestText(BaseModel):
     Anything it refuses, and any moment not in the plain ISO form, goes through `ScoreRequest`,
     whose answer (and error messages) are the reference."""
 
+    model_config = ConfigDict(extra="allow")
+
     leads: Annotated[list[_LeadText], AfterValidator(_with_defaults)] = Field(
         min_length=1, max_length=MAX_LEADS
     )
+    strict: bool = False
 
 
 class Reason(BaseModel):
@@ -228,6 +318,55 @@ class LeadScore(BaseModel):
     model: ModelRef
 
 
+class ProblemEntry(BaseModel):
+    """One problem of a request: where it is and what is expected."""
+
+    lead_index: int | None = Field(None, description="Index of the lead (or outcome) in the body.")
+    lead_id: str | None = Field(None, description="Its lead_id, when it has a readable one.")
+    field: str | None = Field(None, description="Path of the field, e.g. touchpoints[1].channel.")
+    message: str = Field(description="What is wrong.")
+    expected: str | None = Field(None, description="What would be accepted.")
+
+
+class Problem(BaseModel):
+    """An error answer (`application/problem+json`, RFC 9457); `detail` and `errors` as before."""
+
+    type: str = Field("about:blank", description="Always about:blank: `status` says it all.")
+    title: str = Field(description="The HTTP status phrase, e.g. Unprocessable Entity.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="One line naming the (first) problem and what to do.")
+    errors: list[ProblemEntry] | None = Field(
+        None, description="Each problem of the request (validation problems only), at most 50."
+    )
+    errors_omitted: int | None = Field(None, description="How many more problems there were.")
+
+
+class LeadError(BaseModel):
+    detail: str = Field(description="One line naming the (first) problem of the lead.")
+    errors: list[ProblemEntry] = Field(description="Each problem: field, message, expected.")
+
+
+class LeadRejected(BaseModel):
+    """A lead that was not scored: its problems (the request's other leads were scored)."""
+
+    lead_index: int = Field(description="Its index in the request.")
+    lead_id: str | None = Field(description="Its lead_id, when it has a readable one.")
+    error: LeadError
+
+
+class InputWarning(BaseModel):
+    """Something in the request read otherwise than sent, or ignored: one entry per distinct
+    value, with how often it came and the first leads it came in."""
+
+    code: Literal["unknown_channel", "unknown_activity", "unknown_attribute", "unknown_field"]
+    field: str = Field(description="Where, e.g. touchpoints[].channel, attributes, leads[].")
+    value: str = Field(description="The name or value sent.")
+    read_as: str | None = Field(description="What it was read as (None: ignored).")
+    count: int = Field(description="How many times it came in the request.")
+    lead_ids: list[str] = Field(description="The first (up to 5) leads it came in.")
+    message: str
+
+
 class ScoreResponse(BaseModel):
     request_id: str
     scored_at: datetime
@@ -235,7 +374,13 @@ class ScoreResponse(BaseModel):
     policy_version: int | None = Field(
         None, description="Version of the qualification policy used."
     )
-    results: list[LeadScore]
+    results: list[LeadScore | LeadRejected] = Field(
+        description="One per lead, in the request's order: its score, or why it was rejected."
+    )
+    rejected: int = Field(0, description="How many leads were rejected (not scored).")
+    warnings: list[InputWarning] = Field(
+        default_factory=list, description="Values read as 'other' and names ignored."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -264,20 +409,20 @@ class ReloadResult(BaseModel):
 
 
 class Outcome(BaseModel):
-    lead_id: str | int
+    lead_id: Annotated[
+        LeadId,
+        AfterValidator(_id_as_text),
+        Field(description="The CRM's id of the lead.", json_schema_extra=_ID_SCHEMA),
+    ]
     outcome: Literal["won", "lost"] = Field(description="How the deal closed.")
-    closed_at: AwareDatetime
-    amount: float | None = Field(None, ge=0, description="Deal amount (won deals).")
-
-    @field_validator("lead_id")
-    @classmethod
-    def _id_as_text(cls, value: str | int) -> str:
-        text = str(value).strip()
-        if not text:
-            raise ValueError("lead_id is empty; expected a non-empty string such as 'L-10023'")
-        if len(text) > 200:
-            raise ValueError("lead_id is longer than 200 characters; expected a CRM id")
-        return text
+    closed_at: Moment = Field(description=f"When the deal closed, {MOMENT_RANGE}.")
+    amount: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_NUMBER,
+        allow_inf_nan=False,
+        description="Deal amount (won deals), finite, at most 1e15.",
+    )
 
 
 class OutcomesRequest(BaseModel):
@@ -320,7 +465,7 @@ class Readiness(BaseModel):
 
 
 class NewKey(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["hubspot"])
+    name: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN, examples=["hubspot"])
     role: Role
 
 
@@ -336,3 +481,100 @@ class KeyInfo(BaseModel):
     key_prefix: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Error answers (RFC 9457 problem details, serving.errors) and the answers of the policy routes
+
+
+class HardRuleOut(BaseModel):
+    fact: str
+    decision: Literal["sales", "nurture", "disqualify"]
+    reason: str
+
+
+class GradeBandsOut(BaseModel):
+    A: float
+    B: float
+    C: float
+
+
+class PolicyOut(BaseModel):
+    sales_threshold: float
+    nurture_threshold: float
+    grades: GradeBandsOut
+    rules: list[HardRuleOut]
+
+
+class PolicyVersionOut(BaseModel):
+    """One version of the qualification policy (0: the model's default, never saved)."""
+
+    version: int
+    source: Literal["model default", "saved"]
+    policy: PolicyOut
+    action: str = Field(description="default, set or rollback.")
+    created_by: str | None
+    created_at: datetime | None
+    reason: str | None
+    previous_version: int | None
+    restored_version: int | None
+    changes: list[str] = Field(description="What changed from the previous version, in words.")
+
+
+class PolicyHistory(BaseModel):
+    current_version: int
+    versions: list[PolicyVersionOut] = Field(description="Newest first.")
+
+
+class SimulationBasis(BaseModel):
+    source: Literal["holdout", "recent"]
+    leads: int
+    weeks: float
+    leads_per_week: float | None
+    wins: float | None
+    observed_outcomes: bool
+    description: str
+
+
+class ThresholdRow(BaseModel):
+    """What sending scores at or above `threshold` to sales does (None: not defined, e.g. no
+    lead sent)."""
+
+    threshold: int
+    share_to_sales: float | None
+    leads_per_week: float | None
+    precision: float | None
+    recall: float | None
+    expected_wins: float | None
+    lift: float | None
+    sales_threshold: float | None = Field(None, description="The current policy's threshold.")
+    version: int | None = Field(None, description="The current policy's version.")
+    net_value_per_week: float | None = Field(None, description="When choosing by value.")
+
+
+class Simulation(BaseModel):
+    basis: SimulationBasis
+    current: ThresholdRow
+    chosen: ThresholdRow | None
+    proposed_policy: PolicyOut | None
+    table: dict[str, list[float | None]] | None = Field(
+        None, description="Every threshold 0-100: one list per column of ThresholdRow."
+    )
+
+
+class GradeWinRate(BaseModel):
+    grade: Literal["A", "B", "C", "D"]
+    leads: int
+    wins: int
+    win_rate: float | None
+
+
+class Monitoring(BaseModel):
+    days: float
+    recent_leads: int
+    psi: float | None = Field(None, description="Population stability index against the holdout.")
+    psi_status: str | None = None
+    bins: dict[str, list[float]] | None = None
+    recent_grades: dict[str, int] | None = None
+    win_rate_by_grade: list[GradeWinRate] | None = None
+    outcomes_known: int | None = None

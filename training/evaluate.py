@@ -20,7 +20,14 @@ from sklearn.metrics import (
 )
 
 from features.policy.monitoring import win_rate_by_grade
-from features.policy.rules import Policy, apply_policy, score_from_probability
+from features.policy.rules import (
+    GRADES,
+    GradeBands,
+    Policy,
+    apply_policy,
+    grade_bands_by_share,
+    score_from_probability,
+)
 from features.policy.thresholds import threshold_table
 
 CALIBRATION_BINS = 10
@@ -127,19 +134,65 @@ def classification_metrics(
     return metrics
 
 
+def model_policy(policy: Policy, probabilities: Any) -> Policy:
+    """The policy shipped with the model: `policy` with its grade bands by share of leads
+    (A the top 25%, B the next 25%, C the next 25%, D the rest, or the config's `shares`)
+    computed on the holdout's scores, unless the config set grade bands by score.
+
+    By share is the default because probability bands (A from 60%) fill A and D by the model's
+    base rate, not by what sales can work: on the 20,000-lead demo the holdout had 60% D and
+    0.3% A, and the grade ranked wins worse than the share-based one (notes-reasons.md)."""
+    grades = policy.grades
+    if "grades" not in policy.model_fields_set:
+        grades = GradeBands(by="share")
+    if grades.by != "share":
+        return policy
+    p = np.asarray(probabilities, dtype=float).reshape(-1)
+    basis = f"{p.size:,} held-out leads at training"
+    return policy.model_copy(update={"grades": grade_bands_by_share(p, grades.shares, basis)})
+
+
 def grade_table(labels: Any, probabilities: Any, policy: Policy | None = None) -> pd.DataFrame:
-    """Leads, wins and win rate per grade (A-D) under `policy`."""
-    grades, _, _ = apply_policy(score_from_probability(probabilities), None, policy or Policy())
+    """Leads, wins and win rate per grade (A-D) under the model's policy (`model_policy`)."""
+    policy = model_policy(policy or Policy(), probabilities)
+    grades, _, _ = apply_policy(score_from_probability(probabilities), None, policy)
     return win_rate_by_grade(grades, labels)
+
+
+def grade_bases_table(
+    labels: Any, probabilities: Any, policy: Policy | None = None
+) -> pd.DataFrame:
+    """Grades by score (the policy's minimum scores, else 60/35/15) against grades by share
+    (25% each) on the same leads: per basis and grade, leads, share, wins and win rate, and how
+    well the grade alone ranks wins (`grade_roc_auc`: 0.5 = not at all, 1 = perfectly)."""
+    y = np.asarray(labels, dtype=float).reshape(-1)
+    p = np.asarray(probabilities, dtype=float).reshape(-1)
+    policy = policy or Policy()
+    by_score = policy.grades if policy.grades.by == "score" else GradeBands()
+    by_share = grade_bands_by_share(p, policy.grades.shares)
+    rows = []
+    for basis, bands in (("score", by_score), ("share", by_share)):
+        grades, _, _ = apply_policy(score_from_probability(p), None, Policy(grades=bands))
+        rank = np.select([grades == g for g in GRADES], [4, 3, 2, 1], 0).astype(float)
+        both = 0 < y.sum() < y.size
+        auc = float(roc_auc_score(y, rank)) if both else float("nan")
+        table = win_rate_by_grade(grades, y)
+        table.insert(0, "basis", basis)
+        table.insert(2, "lowest_score", [bands.A, bands.B, bands.C, 0.0])
+        table["share_of_leads"] = table["leads"] / max(y.size, 1)
+        table["grade_roc_auc"] = auc
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True)
 
 
 def evaluation_tables(
     labels: Any, probabilities: Any, weeks: float, policy: Policy | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Every table the run logs: gains, grades, calibration, thresholds."""
+    """Every table the run logs: gains, grades, grade bases, calibration, thresholds."""
     return {
         "gains": gains_table(labels, probabilities),
         "grades": grade_table(labels, probabilities, policy),
+        "grade_bases": grade_bases_table(labels, probabilities, policy),
         "calibration": calibration_table(labels, probabilities),
         "thresholds": threshold_table(probabilities, labels, weeks),
     }

@@ -20,6 +20,10 @@ registered but never promoted, the first one included, unless the user allows it
 (version tag `suspected_leakage`, or for older versions its run's `leakage.json`) looked good on
 a column filled in after hand-off: its metrics are not comparable, so a challenger without
 suspected leakage replaces it without having to beat them.
+
+`register` records the sha256 of every file of the model version (``hashes.json``, whose own
+sha256 is the version tag ``leadscore.hashes_sha256``): the service refuses a version whose files
+changed afterwards (`features.model.artifact.check_file_hashes`).
 """
 
 from __future__ import annotations
@@ -135,10 +139,17 @@ def promote(model_name: str, version: str | int, client: Any = None) -> str:
 
 def register(model_uri: str, model_name: str) -> str:
     """Register the logged model at `model_uri` as a new version of `model_name`, with the alias
-    `CHALLENGER`; returns the version."""
+    `CHALLENGER`; returns the version.
+
+    The sha256 of every file of the model goes into its ``hashes.json`` first, and the sha256 of
+    that file onto the version, as the tag `HASHES_TAG`, in the same call that creates it: no
+    version exists without it, and the service refuses any file that no longer matches."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, model_name).version
+    from features.model.artifact import HASHES_TAG, record_file_hashes
+
+    digest = record_file_hashes(model_uri)
+    version = mlflow.register_model(model_uri, model_name, tags={HASHES_TAG: digest}).version
     mlflow.MlflowClient().set_registered_model_alias(model_name, CHALLENGER, version)
     return str(version)
 

@@ -219,13 +219,14 @@ def log_model(
     touchpoints: pd.DataFrame | None,
     evaluation_estimator: CalibratedModel | None = None,
 ) -> ModelInfo:
-    """Log the model to serve (with a few held-out leads as its input example)."""
-    from features.model.artifact import log_model, pyfunc_input_example
+    """Log the model to serve (with a few held-out leads as its input example, and 20 more as
+    the sample leads it must score again when it is loaded)."""
+    from features.model.artifact import log_model, pyfunc_input_example, pyfunc_samples
 
-    example = pyfunc_input_example(
-        holdout_frame, touchpoints, bool(scorer.featurizer.uses_touchpoints_)
-    )
-    return log_model(scorer, example, evaluation_estimator)
+    uses_touchpoints = bool(scorer.featurizer.uses_touchpoints_)
+    example = pyfunc_input_example(holdout_frame, touchpoints, uses_touchpoints)
+    samples = pyfunc_samples(holdout_frame, touchpoints, uses_touchpoints)
+    return log_model(scorer, example, evaluation_estimator, samples)
 
 
 def log_gate(gate: GateDecision, model_name: str, version: str) -> None:

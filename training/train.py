@@ -285,6 +285,7 @@ def _fit_scorer(
     )
     step("scoring the holdout")
     holdout_probability = estimator.predict_proba(X_holdout)
+    scorer.policy = evaluate.model_policy(config.policy, holdout_probability)  # grades by share
     final = None
     refit = config.training.refit
     if refit is None:

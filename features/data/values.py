@@ -24,6 +24,21 @@ import pyarrow.compute as pc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
+# The plausible moments of a lead's life: files and the API refuse a created_at, as_of,
+# touchpoint or closed_at outside EARLIEST_MOMENT..LATEST_MOMENT, both included (a typo such as
+# 0202 or 2202, or a zero/sentinel date), instead of scoring an age of 1,800 years.
+EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_MOMENT = datetime(2100, 1, 1, tzinfo=UTC)
+EARLIEST_MOMENT_NS = 0
+LATEST_MOMENT_NS = ((LATEST_MOMENT - _EPOCH) // _MICROSECOND) * 1000
+MOMENT_RANGE = f"between {EARLIEST_MOMENT:%Y-%m-%d} and {LATEST_MOMENT:%Y-%m-%d}"
+
+
+def is_plausible_moment(moment: datetime) -> bool:
+    """Whether an aware date-time lies in EARLIEST_MOMENT..LATEST_MOMENT (both included)."""
+    return EARLIEST_MOMENT <= moment <= LATEST_MOMENT
+
+
 # Values CRM exports use for "nobody filled this in"; read as missing (case and spaces ignored).
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
     "select",

@@ -6,6 +6,7 @@
 - `reasons`: the typical lead and the strongest effects
 - `scorer`: `LeadScorer`, raw leads -> probability, score, grade, decision, reasons
 - `artifact`: the model as an MLflow artifact (registry names, `models:/` URIs, files, logging,
-  `load_model_scorer`); the only module here that imports mlflow and skops
+  file hashes and sample leads, `load_model_scorer` with their checks); the only module here
+  that imports mlflow and skops
 - `pyfunc_entry`: the file MLflow runs to serve the model as a pyfunc
 """

@@ -21,12 +21,22 @@ pickle:
 - ``evaluation_estimator.skops`` and ``evaluation.json`` (only when the served estimator was
   refitted on training + holdout): the model fitted without the holdout and its calibration map,
   which the champion/challenger gate scores (the refit may have learned a later run's holdout)
+- ``samples.json``: 20 held-out leads and a lead with no attributes, in the pyfunc input format,
+  with the probability the model gave each when it was logged (`record_samples`)
+- ``hashes.json`` (written at registration, `record_file_hashes`): the sha256 of every other file
+  of the model directory (data files, MLmodel, the bundled code); its own sha256 is the model
+  version tag `HASHES_TAG`, in the registry, out of reach of whoever can write the artifact store
 
-**Loading.** `load_model_scorer` downloads the MLmodel file and those data files only and builds
-the `LeadScorer` with this process's code: it never runs the python file or the copy of
-`features/` bundled with the model, so a version registered by any release loads the same way.
-`mlflow models serve` and `mlflow.pyfunc.load_model` do run the bundled code: the entry file
-`pyfunc_entry.py` calls `set_pyfunc_model`, whose python model reads the same files.
+**Loading.** `load_model_scorer` downloads the model directory, checks every file against
+``hashes.json`` and that against the version's tag (`check_file_hashes`: a changed, extra or
+missing file is refused by name), builds the `LeadScorer` from the data files with this process's
+code, and has it score its sample leads (`check_samples`: it must reproduce the recorded
+probabilities). It never runs the python file or the copy of `features/` bundled with the model,
+so a version registered by any release loads the same way. Versions registered without hashes
+or samples load with a warning (`warn`), or are refused with `require_hashes=True`.
+`mlflow models serve` and `mlflow.pyfunc.load_model` do run the bundled code (MLflow's own
+loading, no checks): the entry file `pyfunc_entry.py` calls `set_pyfunc_model`, whose python
+model reads the same files.
 
 **Pyfunc input**: a DataFrame with `lead_id`, the attribute columns, optional `created_at` and
 `as_of`, and `touchpoints` (a JSON string: list of {occurred_at, channel, activity, campaign,
@@ -40,10 +50,15 @@ policy marketing ops saved; default: the model's own). Output: `probability`, `s
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
 import math
+import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +72,8 @@ if TYPE_CHECKING:
 
     from features.model.calibration import CalibratedModel
     from features.model.scorer import LeadScorer
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "lead-scoring"  # the registered model
 CHAMPION = "champion"  # the alias of the version in service
@@ -89,6 +106,24 @@ EVALUATION_FILES = {
     "evaluation_estimator": "evaluation_estimator.skops",
     "evaluation": "evaluation.json",
 }
+
+
+# Written by `log_model`; versions logged before it have none (they load with a warning).
+SAMPLE_FILES = {"samples": "samples.json"}
+SAMPLE_LEADS = 20  # held-out leads in samples.json, besides the lead with no attributes
+EMPTY_LEAD_ID = "sample-lead-without-attributes"  # the API accepts such a lead: it must score
+SAMPLE_TOLERANCE = 1e-9  # largest difference from a recorded sample probability at load
+
+# Written into the model directory at registration; its sha256 goes on the version as a tag.
+HASHES_FILE = "hashes.json"
+HASHES_TAG = "leadscore.hashes_sha256"
+# Written into a local artifact store in place by MLflow and Python when the version is loaded
+# with MLflow's pyfunc (`mlflow models serve -m models:/...`, `mlflow.pyfunc.load_model`): the
+# version's name in `registered_model_meta`, byte code in `__pycache__/`. leadscore never reads
+# them, so they are neither recorded nor checked (else serving a version with MLflow once would
+# get it refused here).
+MLFLOW_RUNTIME_FILES = ("registered_model_meta",)  # at the top of the model directory
+PYTHON_CACHE = "__pycache__"
 
 
 # The models-from-code file logged with each model, and the package bundled beside it.
@@ -347,10 +382,12 @@ def score_pyfunc_input(
 
 
 def pyfunc_input_example(
-    frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool
+    frame: pd.DataFrame, touchpoints: pd.DataFrame | None, uses_touchpoints: bool, rows: int = 3
 ) -> pd.DataFrame:
-    """A few raw leads in the pyfunc input format (timestamps as ISO text, touchpoints as JSON)."""
-    example = frame.head(3).copy()
+    """The first `rows` leads in the pyfunc input format (timestamps as ISO text, touchpoints as
+    JSON)."""
+    frame = frame.head(rows)
+    example = frame.copy()
     example = example.drop(columns=[c for c in ("snapshot_age_days",) if c in example.columns])
     for column in ("created_at", "as_of"):
         if column in example.columns:
@@ -367,21 +404,176 @@ def pyfunc_input_example(
             example[column] = [None if v is None else str(v) for v in example[column]]
     if uses_touchpoints:
         texts = []
-        for lead_id, as_of in zip(frame.head(3)["lead_id"], frame.head(3).get("as_of", [None] * 3)):
-            rows = (
+        if touchpoints is not None:  # one pass over the touchpoints, not one per lead
+            touchpoints = touchpoints[touchpoints["lead_id"].isin(frame["lead_id"])]
+        for lead_id, as_of in zip(frame["lead_id"], frame.get("as_of", [None] * len(frame))):
+            touches = (
                 touchpoints[touchpoints["lead_id"] == lead_id] if touchpoints is not None else None
             )
-            if rows is not None and as_of is not None:
-                rows = rows[rows["occurred_at"] <= as_of]
-            items = [] if rows is None else [
+            if touches is not None and as_of is not None:
+                touches = touches[touches["occurred_at"] <= as_of]
+            items = [] if touches is None else [
                 {"occurred_at": r.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "channel": r.channel,
                  "activity": r.activity, "campaign": None if pd.isna(r.campaign) else r.campaign,
                  "value": None if pd.isna(r.value) else float(r.value)}
-                for r in rows.itertuples()
+                for r in touches.itertuples()
             ]  # fmt: skip
             texts.append(json.dumps(items))
         example["touchpoints"] = texts
     return example.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals, and the sample leads a model must score before it serves
+
+
+class ModelRefused(ValueError):
+    """The model's files were read and refused; the message names the file or lead and the fix."""
+
+
+class ModelFilesChanged(ModelRefused):
+    """A file of a registered version differs from the one recorded when it was registered."""
+
+
+class ModelCannotScore(ModelRefused):
+    """The model fails on its own sample leads, or does not reproduce their probabilities."""
+
+
+def pyfunc_samples(
+    frame: pd.DataFrame,
+    touchpoints: pd.DataFrame | None,
+    uses_touchpoints: bool,
+    n: int = SAMPLE_LEADS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """`n` leads of `frame` (one row per lead, drawn with `seed`), in the pyfunc input format."""
+    leads = frame.drop_duplicates("lead_id")
+    leads = leads.sample(n=min(n, len(leads)), random_state=seed).sort_index()
+    return pyfunc_input_example(leads, touchpoints, uses_touchpoints, rows=len(leads))
+
+
+def _cell(value: Any) -> Any:
+    missing = value is None or value is pd.NA or value is pd.NaT
+    return None if missing else _json_safe(value)
+
+
+def _with_empty_lead(leads: pd.DataFrame, scorer: LeadScorer) -> dict[str, list]:
+    """`leads` as JSON-ready columns, and one more lead with nothing but its id (scored at the
+    first lead's `as_of`): the API accepts such a lead, so every model must score it. Every
+    column the model reads is there (empty where `leads` lacks it)."""
+    columns = {str(c): [_cell(v) for v in leads[c]] for c in leads.columns}
+    needed = ["lead_id", *(c["column"] for c in scorer.featurizer.attributes_.columns_)]
+    if scorer.featurizer.uses_touchpoints_:
+        needed.append("touchpoints")
+    for name in needed:
+        columns.setdefault(name, [None] * len(leads))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if scorer.featurizer.needs_as_of and "as_of" not in columns:  # recorded, not "now" at load
+        columns["as_of"] = [now] * len(leads)
+    for values in columns.values():
+        values.append(None)
+    columns["lead_id"] = [str(i) if v is None else v for i, v in enumerate(columns["lead_id"])]
+    columns["lead_id"][-1] = EMPTY_LEAD_ID
+    if "touchpoints" in columns:
+        columns["touchpoints"][-1] = "[]"
+    if "as_of" in columns:
+        columns["as_of"][-1] = next((v for v in columns["as_of"] if v is not None), now)
+    return columns
+
+
+def _sample_probabilities(scorer: LeadScorer, leads: pd.DataFrame) -> np.ndarray:
+    """The probability of each lead of `leads` (pyfunc input); ValueError when one is not a
+    probability."""
+    scored = score_pyfunc_input(scorer, leads, {"explain": False})
+    by_lead = scored.set_index("lead_id")["probability"].astype(float)
+    probability = by_lead.reindex(leads["lead_id"].astype(str)).to_numpy()
+    wrong = ~np.isfinite(probability) | (probability < 0) | (probability > 1)
+    if wrong.any():
+        first = int(np.flatnonzero(wrong)[0])
+        raise ValueError(
+            f"lead {leads['lead_id'].iloc[first]!r} gets probability {probability[first]}, not "
+            "a number between 0 and 1"
+        )
+    return probability
+
+
+def record_samples(scorer: LeadScorer, leads: pd.DataFrame, path: str | Path) -> None:
+    """Write `leads` (pyfunc input) and a lead without attributes to `path` with the
+    probabilities `scorer` gives them (``samples.json``); `ModelCannotScore` if it cannot."""
+    columns = _with_empty_lead(leads, scorer)
+    frame = pd.DataFrame(columns)  # scored as the loader reads it back, so it is reproducible
+    try:
+        probability = _sample_probabilities(scorer, frame)
+    except Exception as error:
+        raise ModelCannotScore(
+            f"the trained model cannot score its own sample leads: {type(error).__name__}: "
+            f"{error}; it would fail on such leads in the service too"
+        ) from error
+    document = {"format": 1, "leads": columns, "probability": probability.tolist()}
+    Path(path).write_text(json.dumps(document, indent=1))
+
+
+def check_samples(
+    scorer: LeadScorer,
+    samples: str | None,
+    model: Path,
+    label: str,
+    warn: Callable[[str], None],
+) -> None:
+    """`scorer` (model `label`, downloaded to `model`) must reproduce the probabilities recorded
+    in `samples` (``samples.json``) within `SAMPLE_TOLERANCE`; `ModelCannotScore` if it does not.
+    Without samples (logged before they were recorded) it must score its input example and a
+    lead without attributes, and `warn` says the probabilities were not compared."""
+    cannot = f"model {label} cannot score its own sample leads"
+    if samples is None:
+        example = _input_example(model)
+        none = pd.DataFrame({"lead_id": []})
+        leads = pd.DataFrame(_with_empty_lead(none if example is None else example, scorer))
+        try:
+            _sample_probabilities(scorer, leads)
+        except Exception as error:
+            raise ModelCannotScore(f"{cannot}: {type(error).__name__}: {error}") from error
+        scored = "its input example and " if example is not None else ""
+        warn(
+            f"model {label} has no sample leads with recorded probabilities (logged before "
+            f"leadscore recorded them): checked that it scores {scored}a lead without "
+            "attributes, not that it reproduces the probabilities it gave when trained"
+        )
+        return
+    document = json.loads(Path(samples).read_text())
+    leads = pd.DataFrame(document["leads"])
+    recorded = np.asarray(document["probability"], dtype=float)
+    if recorded.shape != (len(leads),):
+        raise ModelCannotScore(
+            f"{cannot}: samples.json has {recorded.size} probabilities for {len(leads)} leads"
+        )
+    try:
+        probability = _sample_probabilities(scorer, leads)
+    except Exception as error:
+        raise ModelCannotScore(f"{cannot}: {type(error).__name__}: {error}") from error
+    difference = np.abs(probability - recorded)
+    worst = int(np.argmax(difference))
+    if not difference[worst] <= SAMPLE_TOLERANCE:
+        differ = int((~(difference <= SAMPLE_TOLERANCE)).sum())
+        raise ModelCannotScore(
+            f"{cannot}: lead {leads['lead_id'].iloc[worst]!r} gets probability "
+            f"{probability[worst]:.12f}, it got {recorded[worst]:.12f} when it was trained "
+            f"({differ} of {len(leads)} sample leads differ by more than {SAMPLE_TOLERANCE:g}); "
+            "its files or this release's feature code differ from the ones that trained it: "
+            "serve it with the release that trained it, or train it again"
+        )
+
+
+def _input_example(model: Path) -> pd.DataFrame | None:
+    """The MLflow input example saved with the model in directory `model`, if any."""
+    from mlflow.models import Model
+
+    try:
+        example = Model.load(str(model / "MLmodel")).load_input_example(str(model))
+    except Exception as error:  # noqa: BLE001 - an unreadable example is no example
+        log.warning("cannot read the input example of the model in %s: %s", model, error)
+        return None
+    return example if isinstance(example, pd.DataFrame) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,13 +611,18 @@ def log_model(
     scorer: LeadScorer,
     example: pd.DataFrame,
     evaluation_estimator: CalibratedModel | None = None,
+    samples: pd.DataFrame | None = None,
 ) -> ModelInfo:
     """Log `scorer` as the pyfunc `model` of the active MLflow run (its data files, the entry file,
-    the `features` package, signature, input example `example`, pinned requirements)."""
+    the `features` package, signature, input example `example`, pinned requirements), with the
+    probabilities it gives `samples` (pyfunc input; default `example`) and a lead without
+    attributes (``samples.json``; `ModelCannotScore` if it cannot score them)."""
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_scorer(scorer, Path(tmp) / "artifacts", evaluation_estimator)
+        paths["samples"] = str(Path(tmp) / "artifacts" / SAMPLE_FILES["samples"])
+        record_samples(scorer, example if samples is None else samples, paths["samples"])
         output = score_pyfunc_input(scorer, example)
         return mlflow.pyfunc.log_model(
             name="model",
@@ -439,7 +636,103 @@ def log_model(
 
 
 # --------------------------------------------------------------------------------------------
-# Loading from MLflow: data files only
+# File hashes: recorded when a version is registered, checked whenever it is loaded
+#
+# The trust root is the registry: hashes.json lies in the artifact store beside the files it
+# lists, and the sha256 of hashes.json itself is a tag of the model version. Whoever can write the
+# artifact store but not the registry can change a file, or hashes.json, or both, but not the tag:
+# every such change is refused. Removing hashes.json does not make a version "older" either: the
+# tag says it has one.
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(directory: str | Path) -> dict[str, str]:
+    """{path inside `directory` (with /): sha256} of every file in it, but `HASHES_FILE` and
+    what MLflow and Python write there at run time (`MLFLOW_RUNTIME_FILES`, `PYTHON_CACHE`)."""
+    directory = Path(directory)
+    skipped = {HASHES_FILE, *MLFLOW_RUNTIME_FILES}
+    hashes = {}
+    for folder, folders, names in os.walk(directory):
+        folders[:] = [f for f in folders if f != PYTHON_CACHE]
+        for name in names:
+            path = Path(folder, name)
+            relative = path.relative_to(directory).as_posix()
+            if relative not in skipped:
+                hashes[relative] = _sha256(path)
+    return dict(sorted(hashes.items()))
+
+
+def hashes_document(directory: str | Path) -> bytes:
+    """The bytes of `HASHES_FILE` for the model in `directory` (the same files give the same
+    bytes: registering a logged model twice records the same hash)."""
+    document = {"format": 1, "algorithm": "sha256", "files": file_hashes(directory)}
+    return json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def check_file_hashes(model: Path, digest: str, label: str) -> None:
+    """Every file of the model downloaded to `model` must be the one recorded in its
+    `HASHES_FILE`, and that file the one whose sha256 `digest` the registry holds; otherwise
+    `ModelFilesChanged` names the files. Nothing of the model has been read yet."""
+    refused = f"model {label} is refused: "
+    fix = (
+        "nothing of it was loaded. Restore its files from a backup, or register a new version "
+        "(`leadscore train`)"
+    )
+    manifest = model / HASHES_FILE
+    if not manifest.is_file():
+        raise ModelFilesChanged(
+            f"{refused}{HASHES_FILE} is missing, yet the registry recorded its sha256 when the "
+            f"version was registered (tag {HASHES_TAG}); {fix}"
+        )
+    raw = manifest.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise ModelFilesChanged(
+            f"{refused}{HASHES_FILE} was changed since the version was registered (its sha256 is "
+            f"not the one in the registry tag {HASHES_TAG}); {fix}"
+        )
+    recorded = json.loads(raw)["files"]
+    present = file_hashes(model)
+    problems = []
+    for name in sorted(set(recorded) | set(present)):
+        if name not in present:
+            problems.append(f"{name} is missing")
+        elif name not in recorded:
+            problems.append(f"{name} was not there when it was registered")
+        elif present[name] != recorded[name]:
+            problems.append(f"{name} was changed since it was registered")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ModelFilesChanged(
+            f"{refused}its files are not the ones recorded when it was registered: "
+            f"{'; '.join(problems[:5])}{more}; {fix}"
+        )
+
+
+def record_file_hashes(model_uri: str, tracking_uri: str | None = None) -> str:
+    """Write `HASHES_FILE` (the sha256 of each file) into the directory of the logged model at
+    `model_uri`; returns the sha256 of `HASHES_FILE`, for the version tag `HASHES_TAG`
+    (`training.registry.register` sets it when it registers the version)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    _use_tracking_uri(tracking_uri)
+    root = _model_root(model_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        document = hashes_document(_download_model(root, Path(tmp) / "model"))
+        path = Path(tmp) / HASHES_FILE
+        path.write_bytes(document)
+        get_artifact_repository(root).log_artifact(str(path))
+    return hashlib.sha256(document).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading from MLflow: checked files, data only
 
 
 def _use_tracking_uri(tracking_uri: str | None) -> None:
@@ -462,28 +755,63 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> str | None:
     return str(MlflowClient().get_model_version_by_alias(ref.name, ref.alias).version)
 
 
-def _download_files(root: str, directory: str) -> dict[str, str]:
-    """Download the MLmodel file of the model at `root` and the data files it lists; returns
-    {artifact name: local path}. Nothing else: the bundled code stays where it is."""
+def registry_unreachable(error: BaseException) -> bool:
+    """Whether `error` (from loading a model) means the registry or artifact store did not
+    answer at all, rather than answering no."""
+    import requests
+
+    seen: BaseException | None = error
+    for _ in range(10):  # the cause chain, as far as it goes
+        if seen is None:
+            return False
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return True
+        text = str(seen)
+        if text.startswith("API request to ") and (
+            "failed with exception" in text or "failed with timeout" in text
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _download_model(root: str, directory: str | Path) -> Path:
+    """Download every file of the model at `root` into `directory`; returns the model's local
+    directory. Nothing in it is run."""
     import mlflow.artifacts
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=root.rstrip("/"), dst_path=str(directory)
+    )
+    return Path(local)
+
+
+def _data_files(model: Path, root: str) -> dict[str, str]:
+    """{artifact name: local path} of the data files the MLmodel file in `model` lists."""
     from mlflow.models import Model
 
-    root = root.rstrip("/")
-    mlmodel = mlflow.artifacts.download_artifacts(f"{root}/MLmodel", dst_path=directory)
-    listed = Model.load(mlmodel).flavors.get("python_function", {}).get("artifacts") or {}
+    flavor = Model.load(str(model / "MLmodel")).flavors.get("python_function", {})
+    listed = flavor.get("artifacts") or {}
     missing = [name for name in FILES if name not in listed]
     if missing:
         raise ValueError(
             f"{root} is not a lead scoring model (its MLmodel lists no {', '.join(missing)} "
             "artifact); register a model trained with `leadscore train`"
         )
-    return {
-        name: mlflow.artifacts.download_artifacts(
-            f"{root}/{listed[name]['path']}", dst_path=directory
-        )
-        for name in (*FILES, *EVALUATION_FILES)
-        if name in listed
-    }
+    files = {}
+    inside = model.resolve()
+    for name in (*FILES, *EVALUATION_FILES, *SAMPLE_FILES):
+        if name in listed:
+            path = (model / listed[name]["path"]).resolve()
+            if not path.is_relative_to(inside) or not path.is_file():
+                raise ValueError(
+                    f"{root}: its MLmodel lists {listed[name]['path']!r} as the {name} file, "
+                    "which is not a file of the model; register a model trained with "
+                    "`leadscore train`"
+                )
+            files[name] = str(path)
+    return files
 
 
 def _storage_uri(ref: ModelRef) -> str:
@@ -497,8 +825,31 @@ def _storage_uri(ref: ModelRef) -> str:
     return ref.uri  # "latest" or a stage: MLflow resolves it
 
 
+def _model_root(uri: str) -> str:
+    """Where the files of the model at `uri` are stored (an alias resolved to its version)."""
+    ref = parse_model_uri(uri)
+    if ref is not None and ref.alias is not None:
+        ref = ModelRef(ref.name, version=resolve_version(uri))
+    return uri if ref is None else _storage_uri(ref)
+
+
+def _recorded_digest(ref: ModelRef | None) -> str | None:
+    """The `HASHES_TAG` of a registered version number; None for anything else."""
+    if ref is None or ref.version is None or not ref.version.isdigit():
+        return None
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_model_version(ref.name, ref.version).tags.get(HASHES_TAG)
+
+
 def load_model_scorer(
-    uri: str, tracking_uri: str | None = None, evaluation: bool = False, compile: bool = True
+    uri: str,
+    tracking_uri: str | None = None,
+    evaluation: bool = False,
+    compile: bool = True,
+    *,
+    require_hashes: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> LeadScorer:
     """Load a logged or registered model (`models:/lead-scoring@champion`, `models:/NAME/3`,
     `runs:/RUN_ID/model`) as a scorer, from its data files (no bundled code runs).
@@ -507,15 +858,41 @@ def load_model_scorer(
     name the registered version. `tracking_uri`: the MLflow tracking server and registry (None:
     as configured). `evaluation=True` gives the model fitted without the holdout and `compile`
     whether the model runs as numpy (see `load_scorer`).
-    """
 
+    Refused (`ModelRefused`, naming the file or lead): a file that is not the one recorded when
+    the version was registered (`check_file_hashes`, before any file is read), and a served
+    model that does not reproduce its sample leads' probabilities (`check_samples`). A version
+    registered without hashes is refused with `require_hashes`, else loads with a warning, as
+    one without samples does: `warn` gets the text (default: logged).
+    """
+    warn = warn or log.warning
     _use_tracking_uri(tracking_uri)
     ref = parse_model_uri(uri)
     if ref is not None and ref.alias is not None:
         ref = ModelRef(ref.name, version=resolve_version(uri))
+    label = f"v{ref.version}" if ref is not None and ref.version is not None else uri
+    digest = _recorded_digest(ref)
     root = uri if ref is None else _storage_uri(ref)
     with tempfile.TemporaryDirectory() as tmp:
-        scorer = load_scorer(_download_files(root, tmp), evaluation=evaluation, compile=compile)
+        model = _download_model(root, tmp)
+        if digest is not None:
+            check_file_hashes(model, digest, label)
+        elif require_hashes:
+            raise ModelFilesChanged(
+                f"model {label} is refused: the registry holds no file hashes for it (tag "
+                f"{HASHES_TAG}: it was registered before leadscore recorded them), and models "
+                "whose files cannot be checked are not loaded; register a new version "
+                "(`leadscore train`)"
+            )
+        else:
+            warn(
+                f"model {label} has no file hashes in the registry (tag {HASHES_TAG}: registered "
+                "before leadscore recorded them): its files are not checked"
+            )
+        files = _data_files(model, root)
+        scorer = load_scorer(files, evaluation=evaluation, compile=compile)
+        if not evaluation:
+            check_samples(scorer, files.get("samples"), model, label, warn)
     if ref is not None and ref.registered:
         scorer.metadata["name"], scorer.metadata["version"] = ref.name, ref.version
     return scorer

@@ -8,25 +8,27 @@ Reasons are occlusion effects against a *typical lead* (the baseline: the most c
 the median number of every feature in training): for each feature where the lead differs from the
 baseline, how many score points the lead would lose (reason for) or gain (reason against) if that
 feature were typical. All of a lead's variants go through the model in one batched call, so one
-lead costs one estimator call. A reason is ``{"feature", "text", "effect"}`` with `effect` in score
-points (+8.0 means the feature adds 8 points).
+lead costs one estimator call. Columns that say the same thing about a lead (the windows of one
+count, a job title and what is read from it) are one reason, their effects added
+(`features.model.reasons.ReasonWriter`). A reason is ``{"feature", "text", "effect"}`` with
+`effect` in score points (+8.0 means the fact adds 8 points) and `feature` the fact's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from features.feature import facts_of
 from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
-from features.model.reasons import MIN_EFFECT_POINTS, N_REASONS, _baseline_equal, strongest_effects
+from features.model.reasons import N_REASONS, ReasonWriter, _baseline_equal
 from features.policy.facts import (
     _touch_facts,
     _touches_until,
@@ -141,51 +143,18 @@ class LeadScorer:
         self, X: np.ndarray, n_reasons: int
     ) -> tuple[np.ndarray, list[list[dict]], list[list[dict]]]:
         probabilities, effects = self._effects(X)
-        n_leads, n_features = X.shape
-        if n_features == 0 or n_reasons <= 0:
-            return probabilities, [[] for _ in range(n_leads)], [[] for _ in range(n_leads)]
-        n = min(n_reasons, n_features)
-        top, top_effect, bottom, bottom_effect = strongest_effects(effects, n)
-        use_top = top_effect >= MIN_EFFECT_POINTS
-        use_bottom = bottom_effect <= -MIN_EFFECT_POINTS
-        return (
-            probabilities,
-            self._reasons(X, top, top_effect, use_top),
-            self._reasons(X, bottom, bottom_effect, use_bottom),
-        )
+        reasons_for, reasons_against = self._reason_writer().write(X, effects, n_reasons)
+        return probabilities, reasons_for, reasons_against
 
-    def _reasons(
-        self, X: np.ndarray, columns: np.ndarray, effects: np.ndarray, keep: np.ndarray
-    ) -> list[list[dict]]:
-        """Per lead, the reasons at `columns` where `keep` (one flat pass over all the kept ones:
-        1,000 leads x 6 reasons, so the per-reason work is kept tiny)."""
-        lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in rank order
-        picked = columns[lead, rank]
-        names = self.feature_names
-        cached: list[dict[Any, str]] | None = self.__dict__.get("_texts")
-        if cached is None or sum(map(len, cached)) > 100_000:
-            cached = [{} for _ in names]  # per feature: value -> text
-            self._texts = cached
-        describe = self.featurizer.describe
-        picked_list = picked.tolist()
-        texts = []
-        for c, value in zip(picked_list, X[lead, picked].tolist()):
-            text = cached[c].get(value)
-            if text is None:  # texts repeat across leads: describe each once (NaN: key None)
-                key = value if value == value else None
-                text = cached[c].get(key)
-                if text is None:
-                    text = cached[c][key] = describe(names[c], value)
-            texts.append(text)
-        reasons = [
-            {"feature": name, "text": text, "effect": effect}
-            for name, text, effect in zip(
-                map(names.__getitem__, picked_list), texts,
-                map(round, effects[lead, rank].tolist(), repeat(1, len(texts))),
-            )
-        ]  # fmt: skip
-        ends = np.cumsum(keep.sum(axis=1)).tolist()
-        return [reasons[start:end] for start, end in zip([0, *ends[:-1]], ends)]
+    def _reason_writer(self) -> ReasonWriter:
+        """One reason per fact the featurizer declares (built once per featurizer)."""
+        cached = self.__dict__.get("_writer")
+        if cached is None or cached[0] is not self.featurizer:
+            facts = getattr(self.featurizer, "facts_", None)
+            if facts is None:  # a featurizer without declarations: each column a fact
+                facts = facts_of(getattr(self.featurizer, "features_", ()))
+            cached = self._writer = (self.featurizer, ReasonWriter(facts, len(self.feature_names)))
+        return cached[1]
 
     def explain(self, X: np.ndarray, n_reasons: int = N_REASONS):
         """(probabilities, reasons_for, reasons_against) for feature rows `X`."""

@@ -61,14 +61,54 @@ class PolicyError(ValueError):
 # The policy
 
 
-class GradeBands(BaseModel):
-    """Minimum score (0-100) for each grade; a score below `C` is grade D."""
+class GradeShares(BaseModel):
+    """Share of leads in each grade when grades go by share: A the top `A`, B the next `B`,
+    C the next `C`; D the rest."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    A: float = Field(0.25, gt=0, le=1, description="Share of leads graded A (the top ones).")
+    B: float = Field(0.25, gt=0, le=1, description="Share of leads graded B (the next ones).")
+    C: float = Field(0.25, gt=0, le=1, description="Share of leads graded C; D is the rest.")
+
+    @model_validator(mode="after")
+    def _at_most_everyone(self) -> GradeShares:
+        if self.A + self.B + self.C > 1 + 1e-9:
+            raise ValueError(
+                f"grade shares add up to more than every lead (A={self.A}, B={self.B}, "
+                f"C={self.C}): make A + B + C at most 1 (D gets the rest)"
+            )
+        return self
+
+
+GradeBasis = Literal["score", "share"]
+
+
+class GradeBands(BaseModel):
+    """Minimum score (0-100) for each grade; a score below `C` is grade D.
+
+    `by` says where the minimum scores come from: ``score`` (set by hand: a score of 60 means a
+    60% win chance, whatever share of leads that is) or ``share`` (the scores that give each grade
+    its `shares` of leads, computed on a holdout's scores: `grade_bands_by_share`; `basis` says
+    which). Scoring only reads A, B and C, so both cost the same.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: GradeBasis = Field(
+        "score",
+        description="score: A, B and C are set by hand; share: they give each grade its share "
+        "of leads (`shares`) on the model's holdout.",
+    )
     A: float = Field(60.0, ge=0, le=100, description="Lowest score graded A.")
     B: float = Field(35.0, ge=0, le=100, description="Lowest score graded B.")
     C: float = Field(15.0, ge=0, le=100, description="Lowest score graded C; below is D.")
+    shares: GradeShares | None = Field(
+        None, description="With by=share: the share of leads in A, B and C (none: 25% each)."
+    )
+    basis: str | None = Field(
+        None, max_length=300, description="With by=share: the scores the bands were computed on."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GradeBands:
@@ -130,6 +170,18 @@ class Policy(BaseModel):
         default=DEFAULT_RULES,
         description="Applied after the model, in order; the first rule whose fact is true decides.",
     )
+    weekly_capacity: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Leads a week sales can take: choosing a threshold by value never sends more.",
+    )
+    currency: str = Field(
+        "EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the money amounts marketing ops give (value of a win, "
+        "cost of a lead), e.g. EUR, USD, GBP.",
+    )
 
     @model_validator(mode="after")
     def _nurture_below_sales(self) -> Policy:
@@ -139,6 +191,32 @@ class Policy(BaseModel):
                 f"({self.sales_threshold}): lower nurture_threshold or raise sales_threshold"
             )
         return self
+
+
+def grade_bands_by_share(
+    probabilities: Any, shares: GradeShares | None = None, basis: str | None = None
+) -> GradeBands:
+    """Grade bands (by=share) that give each grade its share of these leads: A the lowest score
+    with about `shares.A` of the leads at or above it, B about A + B, C about A + B + C.
+
+    Scores are whole numbers and tie, so each cut-off is the one whose share is closest to its
+    target (ties: the higher score, the smaller grade). The bands are fixed scores from then on:
+    the shares hold for leads like these (the holdout at training), not for every later week.
+    """
+    shares = shares or GradeShares()
+    scores = score_from_probability(probabilities).reshape(-1)
+    if scores.size == 0:
+        raise PolicyError("grade bands by share need the scores of some leads (none given)")
+    counts = np.bincount(scores, minlength=101).astype(float)
+    at_or_above = np.cumsum(counts[::-1])[::-1] / scores.size  # share with score >= t, t = 0..100
+    cuts = []
+    highest = 100
+    for target in np.cumsum([shares.A, shares.B, shares.C]):
+        gap = np.abs(at_or_above[: highest + 1] - target)
+        best = int(np.flatnonzero(np.isclose(gap, gap.min(), rtol=0, atol=1e-12))[-1])
+        cuts.append(float(best))
+        highest = best
+    return GradeBands(by="share", A=cuts[0], B=cuts[1], C=cuts[2], shares=shares, basis=basis)
 
 
 def score_from_probability(probabilities: Any) -> np.ndarray:

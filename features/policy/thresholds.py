@@ -90,13 +90,19 @@ def net_value_per_week(table: pd.DataFrame, value: float, cost_per_lead: float =
 
 
 def choose_threshold(
-    table: pd.DataFrame, by: str, value: float, cost_per_lead: float = 1.0
+    table: pd.DataFrame,
+    by: str,
+    value: float,
+    cost_per_lead: float = 1.0,
+    capacity: float | None = None,
 ) -> pd.Series:
     """The row of `table` (from `threshold_table`) chosen by one of marketing ops' criteria.
 
     - ``value``: `value` is what a win is worth and `cost_per_lead` what sales spends working one
       lead (same currency; default 1, so `value` alone is the ratio): the threshold with the most
-      net value per week (ties: the higher threshold, fewer leads).
+      net value per week (ties: the higher threshold, fewer leads), among those that send at most
+      `capacity` leads a week when given (what sales can take: value alone would send any lead
+      worth more than it costs, hundreds a week).
     - ``capacity``: `value` leads a week sales can take: the threshold whose leads a week is
       closest to it (ties: the higher threshold, never more work than needed).
     - ``precision``: target precision 0-1: the lowest threshold (most leads) that reaches it.
@@ -120,6 +126,18 @@ def choose_threshold(
                 f"got value={value}, cost_per_lead={cost_per_lead}"
             )
         net = net_value_per_week(table, value, cost_per_lead)
+        if capacity is not None:
+            if not math.isfinite(capacity) or capacity <= 0:
+                raise PolicyError(f"sales capacity must be > 0 leads a week, got {capacity}")
+            volume = table["leads_per_week"].to_numpy()
+            within = volume <= capacity + 1e-9
+            if not within.any():
+                raise PolicyError(
+                    f"no threshold keeps to {capacity:g} leads a week: the fewest is "
+                    f"{volume.min():.1f} a week (threshold {thresholds[int(np.argmin(volume))]}); "
+                    "raise the capacity"
+                )
+            net = np.where(within, net, -np.inf)
         best = np.flatnonzero(np.isclose(net, net.max(), rtol=1e-12, atol=1e-12))
         return table.iloc[int(best[-1])]
     if by == "capacity":

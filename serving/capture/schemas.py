@@ -14,14 +14,25 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from features.data.vocabulary import normalise_activity, normalise_channel
 from serving.schemas import (
+    _ID_SCHEMA,
     MAX_LEADS,
     AttributeValue,
+    LeadId,
     ModelRef,
     Touchpoint,
-    _check_touchpoints,
     _id_as_text,
 )
+
+
+def _canonical_touchpoints(touches: list[Touchpoint]) -> list[Touchpoint]:
+    """Channels and activities read as files and /v1/score read them (synonyms; an unknown
+    spelling is 'other'), so each stored fact has one spelling."""
+    for touch in touches:
+        touch["channel"] = normalise_channel(touch["channel"])
+        touch["activity"] = normalise_activity(touch["activity"])
+    return touches
 
 
 class AttributeChange(TypedDict):
@@ -38,9 +49,12 @@ class LeadEvents(TypedDict):
     """What happened to one lead: new touchpoints, changed attributes, its creation."""
 
     lead_id: Annotated[
-        str | int,
+        LeadId,
         AfterValidator(_id_as_text),
-        Field(description="The CRM's id of the lead (numbers are read as text)."),
+        Field(
+            description="The CRM's id of the lead (integers are read as text).",
+            json_schema_extra=_ID_SCHEMA,
+        ),
     ]
     created_at: NotRequired[
         Annotated[AwareDatetime | None, Field(description="When the lead was created.")]
@@ -53,7 +67,7 @@ class LeadEvents(TypedDict):
         ]
     ]  # fmt: skip
     attribute_changes: NotRequired[list[AttributeChange]]
-    touchpoints: NotRequired[Annotated[list[Touchpoint], AfterValidator(_check_touchpoints)]]
+    touchpoints: NotRequired[Annotated[list[Touchpoint], AfterValidator(_canonical_touchpoints)]]
 
 
 class EventsRequest(BaseModel):

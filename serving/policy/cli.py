@@ -110,22 +110,30 @@ class _Model:
 
 
 def _current(engine, model: _Model):
+    """The version in force; the model is loaded only when that is its default policy."""
     from serving.policy.store import (
         MODEL_DEFAULT,
         PolicyVersion,
-        current_policy,
+        in_force,
         latest_version_number,
+        load_version,
     )
 
-    if latest_version_number(engine) == MODEL_DEFAULT:
+    newest = latest_version_number(engine)
+    saved = load_version(engine, newest) if newest != MODEL_DEFAULT else None
+    if saved is None:
         return PolicyVersion(MODEL_DEFAULT, model.default_policy())
-    return current_policy(engine, default=None)  # type: ignore[arg-type]
+    return in_force(saved, model.default_policy()) if saved.follows_model else saved
 
 
 def _print_version(data: dict[str, Any]) -> None:
     policy = data["policy"]
     title = f"Policy version {data['version']}" + (
-        " (the model's default: never changed)" if data["version"] == 0 else ""
+        " (the model's default: never changed)"
+        if data["version"] == 0
+        else " (the model's default, restored)"
+        if data.get("action") == "restore_default"
+        else ""
     )
     table = Table(title=title, show_header=False)
     table.add_row("sales threshold", f"score >= {policy['sales_threshold']:g} -> sales")
@@ -133,21 +141,35 @@ def _print_version(data: dict[str, Any]) -> None:
         "nurture threshold",
         f"score >= {policy['nurture_threshold']:g} -> nurture, below -> disqualify",
     )
-    grades = policy["grades"]
-    table.add_row(
-        "grades", f"A >= {grades['A']:g}, B >= {grades['B']:g}, C >= {grades['C']:g}, D below"
-    )
+    table.add_row("grades", grade_words(policy["grades"]))
     rules = (
         "; ".join(f"{r['fact']} -> {r['decision']} ({r['reason']})" for r in policy["rules"])
         or "none"
     )
     table.add_row("hard rules", rules)
+    if policy.get("weekly_capacity"):
+        table.add_row("sales capacity", f"{policy['weekly_capacity']:g} leads a week")
+    table.add_row("currency", policy.get("currency", "EUR"))
     if data["version"]:
-        table.add_row("set by", f"{data['created_by']} at {data['created_at']}")
+        who = data["created_by"] + (f" ({data['actor']})" if data.get("actor") else "")
+        table.add_row("set by", f"{who} at {data['created_at']}")
         table.add_row("why", data["reason"])
         if data["changes"]:
             table.add_row("changed", "; ".join(data["changes"]))
     console.print(table)
+
+
+def grade_words(grades: dict[str, Any]) -> str:
+    """'by share of leads: A top 25% (score >= 31), ...' or 'by score: A >= 60, ...'."""
+    if grades.get("by") == "share":
+        shares = grades.get("shares") or {"A": 0.25, "B": 0.25, "C": 0.25}
+        words = (
+            f"by share of leads: A top {100 * shares['A']:g}% (score >= {grades['A']:g}), "
+            f"B next {100 * shares['B']:g}% (>= {grades['B']:g}), "
+            f"C next {100 * shares['C']:g}% (>= {grades['C']:g}), D the rest"
+        )
+        return words + (f"; computed on {grades['basis']}" if grades.get("basis") else "")
+    return f"by score: A >= {grades['A']:g}, B >= {grades['B']:g}, C >= {grades['C']:g}, D below"
 
 
 def _emit(data: dict[str, Any], as_json: bool) -> None:
@@ -212,9 +234,12 @@ def set_policy(
         grades = {
             k: v for k, v in (("A", grade_a), ("B", grade_b), ("C", grade_c)) if v is not None
         }
-        if grades:
+        if grades:  # minimum scores given by hand: the bands go by score from now on
             changes["grades"] = (
-                current.policy.grades.model_dump() | changes.get("grades", {}) | grades
+                current.policy.grades.model_dump()
+                | changes.get("grades", {})
+                | grades
+                | {"by": "score", "shares": None, "basis": None}
             )
         if no_rules:
             changes["rules"] = []
@@ -318,22 +343,51 @@ def rollback_policy(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore an earlier version, as a new audited version."""
-    from serving.policy.store import PolicyStoreError, rollback
+    from serving.policy.store import PolicyStoreError, in_force, load_version, rollback
 
     engine = _engine(database_url)
     try:
         model = _Model()
-        default = (
-            model.default_policy() if version == 0 or _current(engine, model).version == 0 else None
+        target = load_version(engine, version) if version else None
+        current = _current(engine, model)  # loads the model when its default is in force
+        needs_default = (
+            version == 0 or current.follows_model or bool(target and target.follows_model)
         )
+        default = model.default_policy() if needs_default else current.policy
         try:
-            saved = rollback(engine, version, _who(), reason, default)  # type: ignore[arg-type]
+            saved = rollback(engine, version, _who(), reason, default)
         except PolicyStoreError as error:
             raise _fail(str(error)) from None
     finally:
         engine.dispose()
     if not as_json:
         err_console.print(f"Restored version {version} as version {saved.version}.")
+    _emit(in_force(saved, default).to_dict(), as_json)
+
+
+@policy_app.command("restore-default")
+def restore_default_policy(
+    reason: str = typer.Option(..., "--reason", "-m", help="Why: kept in the history."),
+    database_url: str | None = DatabaseOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Put the model's own default policy back in force, as a new audited version: from then on
+    the policy follows the model (a new champion's default applies at once)."""
+    from serving.policy.store import PolicyStoreError, restore_default
+
+    engine = _engine(database_url)
+    try:
+        default = _Model().default_policy()
+        try:
+            saved = restore_default(engine, _who(), reason, default)
+        except PolicyStoreError as error:
+            raise _fail(str(error)) from None
+    finally:
+        engine.dispose()
+    if not as_json:
+        err_console.print(
+            f"The model's default policy is in force again as version {saved.version}."
+        )
     _emit(saved.to_dict(), as_json)
 
 

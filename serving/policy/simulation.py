@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from features.policy.monitoring import population_stability_index, win_rate_by_grade
-from features.policy.rules import Policy
+from features.policy.rules import Policy, PolicyError
 from features.policy.thresholds import choose_threshold, threshold_table
 from serving.db import as_utc, outcomes, score_log, utcnow
 
@@ -183,15 +183,23 @@ def simulate(
     cost_per_lead: float = 1.0,
     threshold: float | None = None,
     include_table: bool = True,
+    capacity: float | None = None,
 ) -> dict[str, Any]:
     """The threshold table on `basis`, the row of the current policy, and the chosen threshold.
 
-    Raises `features.policy.PolicyError` when the criterion cannot be met.
+    Choosing by value keeps to `capacity` leads a week (default: the policy's `weekly_capacity`);
+    money is in the policy's `currency`. Raises `features.policy.PolicyError` when the criterion
+    cannot be met.
     """
     table = threshold_table(basis.probabilities, basis.labels, basis.weeks)
+    if capacity is None:
+        capacity = current.weekly_capacity
     chosen = None
     if by is not None:
-        row = choose_threshold(table, by, value, cost_per_lead=cost_per_lead)
+        if value is None:
+            raise PolicyError(f"choosing by {by} needs a value")
+        limit = capacity if by == "value" else None
+        row = choose_threshold(table, by, value, cost_per_lead=cost_per_lead, capacity=limit)
         chosen = _row(table, float(row["threshold"]))
     elif threshold is not None:
         chosen = _row(table, threshold)
@@ -201,19 +209,22 @@ def simulate(
         | {"sales_threshold": current.sales_threshold},
         "chosen": chosen,
         "proposed_policy": None,
+        "currency": current.currency,
+        "weekly_capacity": capacity,
     }
-    if by == "value" and chosen is not None:
+    if by == "value" and chosen is not None and value is not None:
         result["chosen"]["net_value_per_week"] = round(
             chosen["expected_wins"] * float(value) - chosen["leads_per_week"] * cost_per_lead, 6
         )
     if chosen is not None:
         new_sales = float(chosen["threshold"])
-        result["proposed_policy"] = current.model_copy(
-            update={
-                "sales_threshold": new_sales,
-                "nurture_threshold": min(current.nurture_threshold, new_sales),
-            }
-        ).model_dump(mode="json")
+        update: dict[str, Any] = {
+            "sales_threshold": new_sales,
+            "nurture_threshold": min(current.nurture_threshold, new_sales),
+        }
+        if capacity is not None:
+            update["weekly_capacity"] = capacity
+        result["proposed_policy"] = current.model_copy(update=update).model_dump(mode="json")
     if include_table:
         result["table"] = {
             column: [None if not math.isfinite(v) else round(float(v), 6) for v in table[column]]
@@ -225,18 +236,47 @@ def simulate(
 
 
 def read_outcomes_with_grades(engine: Engine) -> pd.DataFrame:
-    """Leads with a reported outcome and the grade of their latest score before it closed."""
-    query = (
-        sa.select(score_log.c.lead_id, score_log.c.grade, score_log.c.scored_at, outcomes.c.won)
+    """Leads with a reported outcome and the grade of their latest score before it closed:
+    every lead scored at least once before its close counts, whatever came after (a score
+    logged after the close says nothing about how the grade predicted it).
+
+    `attrs["reported"]`: outcomes reported in all; `attrs["scored"]`: of those, leads scored at
+    all (the others were never scored, or only after they closed: not counted, and said so)."""
+    latest = (
+        sa.select(
+            score_log.c.lead_id,
+            sa.func.max(score_log.c.scored_at).label("scored_at"),
+        )
         .join(outcomes, outcomes.c.lead_id == score_log.c.lead_id)
         .where(score_log.c.scored_at <= outcomes.c.closed_at)
-        .order_by(score_log.c.scored_at.desc(), score_log.c.id.desc())
+        .group_by(score_log.c.lead_id)
+        .subquery()
+    )
+    query = (
+        sa.select(score_log.c.lead_id, score_log.c.grade, score_log.c.scored_at, outcomes.c.won)
+        .join(
+            latest,
+            (latest.c.lead_id == score_log.c.lead_id)
+            & (latest.c.scored_at == score_log.c.scored_at),
+        )
+        .join(outcomes, outcomes.c.lead_id == score_log.c.lead_id)
+        .order_by(score_log.c.lead_id, score_log.c.id.desc())
         .limit(MAX_RECENT_ROWS)
+    )
+    scored = (
+        sa.select(sa.func.count(sa.distinct(outcomes.c.lead_id)))
+        .select_from(outcomes)
+        .join(score_log, score_log.c.lead_id == outcomes.c.lead_id)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
+        reported = connection.execute(sa.select(sa.func.count()).select_from(outcomes)).scalar()
+        scored_at_all = connection.execute(scored).scalar()
     frame = pd.DataFrame(rows, columns=["lead_id", "grade", "scored_at", "won"])
-    return frame.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
+    frame = frame.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
+    frame.attrs["reported"] = int(reported or 0)
+    frame.attrs["scored"] = int(scored_at_all or 0)
+    return frame
 
 
 def monitoring(
@@ -281,5 +321,11 @@ def monitoring(
         }
         for r in table.itertuples()
     ]
-    result["outcomes_known"] = int(len(graded_outcomes))
+    graded = int(len(graded_outcomes))
+    reported = int(graded_outcomes.attrs.get("reported", graded))
+    scored = int(graded_outcomes.attrs.get("scored", graded))
+    result["outcomes_known"] = graded  # leads with an outcome and a score before it closed
+    result["outcomes_reported"] = reported
+    result["outcomes_scored_only_after_close"] = max(scored - graded, 0)
+    result["outcomes_never_scored"] = max(reported - scored, 0)
     return result

@@ -1,9 +1,12 @@
 """Versioned, audited qualification policies in the database, and the cache every worker reads.
 
 Each save inserts a new row in `policy_versions` (version = previous + 1) with who (the API key's
-name, or `cli:<user>`), when, why, the action (`set` or `rollback`) and the policy it replaced.
-Nothing is updated or deleted, so the table is the audit log. Version 0 is the model's own default
-policy (from its metadata), in force until marketing ops save one.
+name, or `cli:<user>`, and the person when one is named: `actor`), when, why, the action (`set`,
+`rollback` or `restore_default`) and the policy it replaced. Nothing is updated or deleted, so the
+table is the audit log. Version 0 is the model's own default policy (from its metadata), in force
+until marketing ops save one; `restore_default` puts the model's default back in force as a new
+version: from then on the policy follows the model again (a new champion's default applies at
+once), and the row keeps the default as it was then, for the audit.
 
 Workers never read the table on the request path: `PolicyCache.current()` is an attribute read.
 A background `Refresher` asks the database for the latest version number every `refresh_seconds`
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +46,13 @@ policy_versions = sa.Table(
     sa.Column("previous_version", sa.Integer, nullable=False),
     sa.Column("previous_policy", sa.JSON, nullable=False),
     sa.Column("restored_version", sa.Integer, nullable=True),
+    sa.Column("actor", sa.String(100), nullable=True),  # migration 0003_policy_actor
 )
 
 MODEL_DEFAULT = 0
+
+
+RESTORE_DEFAULT = "restore_default"  # the action that puts the model's own policy back in force
 
 
 class PolicyStoreError(ValueError):
@@ -73,14 +80,21 @@ class PolicyVersion:
     previous_version: int | None = None
     previous_policy: Policy | None = None
     restored_version: int | None = None
+    actor: str | None = None
+
+    @property
+    def follows_model(self) -> bool:
+        """Whether the model's own default policy is in force (version 0, or restored)."""
+        return self.version == MODEL_DEFAULT or self.action == RESTORE_DEFAULT
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "source": "model default" if self.version == MODEL_DEFAULT else "saved",
+            "source": "model default" if self.follows_model else "saved",
             "policy": self.policy.model_dump(mode="json"),
             "action": self.action,
             "created_by": self.created_by,
+            "actor": self.actor,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "reason": self.reason,
             "previous_version": self.previous_version,
@@ -98,11 +112,21 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
     for field in ("sales_threshold", "nurture_threshold"):
         if old[field] != new[field]:
             changes.append(f"{field}: {_num(old[field])} -> {_num(new[field])}")
+    if old["grades"]["by"] != new["grades"]["by"]:
+        changes.append(f"grades by: {old['grades']['by']} -> {new['grades']['by']}")
+    if new["grades"]["by"] == "share" and _shares(old["grades"]) != _shares(new["grades"]):
+        changes.append(f"grade shares: {_shares(old['grades'])} -> {_shares(new['grades'])}")
     for grade in ("A", "B", "C"):
         if old["grades"][grade] != new["grades"][grade]:
             changes.append(
                 f"grade {grade} from: {_num(old['grades'][grade])} -> {_num(new['grades'][grade])}"
             )
+    if old.get("weekly_capacity") != new["weekly_capacity"]:
+        changes.append(
+            f"weekly_capacity: {_num(old.get('weekly_capacity'))} -> {_num(new['weekly_capacity'])}"
+        )
+    if old.get("currency", "EUR") != new["currency"]:
+        changes.append(f"currency: {old.get('currency', 'EUR')} -> {new['currency']}")
     if old["rules"] != new["rules"]:
 
         def fmt(rules):
@@ -112,8 +136,13 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
     return changes
 
 
-def _num(value: float) -> str:
-    return f"{value:g}"
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
+
+
+def _shares(grades: dict[str, Any]) -> str:
+    shares = grades.get("shares") or {"A": 0.25, "B": 0.25, "C": 0.25}
+    return "/".join(f"{100 * shares[g]:g}%" for g in ("A", "B", "C"))
 
 
 def _row_to_version(row) -> PolicyVersion:
@@ -127,7 +156,13 @@ def _row_to_version(row) -> PolicyVersion:
         previous_version=row.previous_version,
         previous_policy=Policy.model_validate(row.previous_policy),
         restored_version=row.restored_version,
+        actor=getattr(row, "actor", None),
     )
+
+
+def in_force(version: PolicyVersion, default: Policy) -> PolicyVersion:
+    """`version` with the policy it puts in force: the model's default when it follows the model."""
+    return replace(version, policy=default) if version.follows_model else version
 
 
 def latest_version_number(engine: Engine) -> int:
@@ -146,12 +181,15 @@ def load_version(engine: Engine, version: int) -> PolicyVersion | None:
 
 
 def current_policy(engine: Engine, default: Policy) -> PolicyVersion:
-    """The policy in force: the newest saved version, or the model's default (version 0)."""
+    """The policy in force: the newest saved version, or the model's default (version 0, or a
+    version that restored it)."""
     with engine.connect() as connection:
         row = connection.execute(
             sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(1)
         ).first()
-    return PolicyVersion(MODEL_DEFAULT, default) if row is None else _row_to_version(row)
+    if row is None:
+        return PolicyVersion(MODEL_DEFAULT, default)
+    return in_force(_row_to_version(row), default)
 
 
 def history(engine: Engine, limit: int = 100) -> list[PolicyVersion]:
@@ -173,11 +211,13 @@ def save_policy(
     expected_version: int | None = None,
     action: str = "set",
     restored_version: int | None = None,
+    actor: str | None = None,
 ) -> PolicyVersion:
     """Store `policy` as the new current version and return it.
 
     `default` is the model's policy, recorded as the previous value when nothing was saved yet.
     With `expected_version`, refuse (PolicyConflict) if someone saved a newer version meanwhile.
+    `actor` names the person (beside `who`, the key), when the caller said who they are.
     """
     reason = (reason or "").strip()
     if not reason:
@@ -187,14 +227,19 @@ def save_policy(
         )
     if not who:
         raise PolicyStoreError("a policy change needs the name of who made it")
+    actor = " ".join((actor or "").split())[:100] or None
     for _attempt in range(5):
         try:
             new = _insert_next(
-                engine, policy, who, reason, default, expected_version, action, restored_version
-            )
+                engine, policy, who, reason, default, expected_version, action, restored_version,
+                actor,
+            )  # fmt: skip
         except IntegrityError:
             continue  # another writer took this version number: read again and retry
-        log.info("policy version %d saved by %s (%s)", new.version, new.created_by, action)
+        log.info(
+            "policy version %d saved by %s%s (%s)",
+            new.version, new.created_by, f" ({actor})" if actor else "", action,
+        )  # fmt: skip
         return new
     raise PolicyStoreError("could not save the policy: too many concurrent changes; try again")
 
@@ -208,12 +253,17 @@ def _insert_next(
     expected_version: int | None,
     action: str,
     restored_version: int | None,
+    actor: str | None,
 ) -> PolicyVersion:
     with engine.begin() as connection:
         row = connection.execute(
             sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(1)
         ).first()
-        previous = PolicyVersion(MODEL_DEFAULT, default) if row is None else _row_to_version(row)
+        previous = (
+            PolicyVersion(MODEL_DEFAULT, default)
+            if row is None
+            else in_force(_row_to_version(row), default)
+        )
         if expected_version is not None and expected_version != previous.version:
             raise PolicyConflict(
                 f"the policy changed since you read it: you edited version {expected_version}, "
@@ -231,6 +281,7 @@ def _insert_next(
             previous_version=previous.version,
             previous_policy=previous.policy,
             restored_version=restored_version,
+            actor=actor,
         )
         connection.execute(
             policy_versions.insert().values(
@@ -243,6 +294,7 @@ def _insert_next(
                 previous_version=previous.version,
                 previous_policy=previous.policy.model_dump(mode="json"),
                 restored_version=restored_version,
+                actor=actor,
             )
         )
     return new
@@ -256,29 +308,60 @@ def rollback(
     default: Policy,
     *,
     expected_version: int | None = None,
+    actor: str | None = None,
 ) -> PolicyVersion:
-    """Make version `version` current again, as a new audited version equal to it."""
+    """Make version `version` current again, as a new audited version equal to it. Version 0,
+    or a version that restored the model's default, restores the model's default again."""
     if version == MODEL_DEFAULT:
-        target = default
-    else:
-        old = load_version(engine, version)
-        if old is None:
-            newest = latest_version_number(engine)
-            raise PolicyVersionNotFound(
-                f"there is no policy version {version}; versions go from 1 to {newest}"
-                if newest
-                else f"there is no policy version {version}: no policy was saved yet"
-            )
-        target = old.policy
+        return restore_default(
+            engine, who, reason, default, expected_version=expected_version, actor=actor
+        )
+    old = load_version(engine, version)
+    if old is None:
+        newest = latest_version_number(engine)
+        raise PolicyVersionNotFound(
+            f"there is no policy version {version}; versions go from 1 to {newest}"
+            if newest
+            else f"there is no policy version {version}: no policy was saved yet"
+        )
+    if old.follows_model:
+        return restore_default(
+            engine, who, reason, default, expected_version=expected_version, actor=actor
+        )
     return save_policy(
         engine,
-        target,
+        old.policy,
         who,
         reason,
         default,
         expected_version=expected_version,
         action="rollback",
         restored_version=version,
+        actor=actor,
+    )
+
+
+def restore_default(
+    engine: Engine,
+    who: str,
+    reason: str,
+    default: Policy,
+    *,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> PolicyVersion:
+    """Put the model's own default policy back in force, as a new audited version: the policy
+    follows the model again (a new champion's default applies at once, as before any change)."""
+    return save_policy(
+        engine,
+        default,
+        who,
+        reason,
+        default,
+        expected_version=expected_version,
+        action=RESTORE_DEFAULT,
+        restored_version=MODEL_DEFAULT,
+        actor=actor,
     )
 
 
@@ -312,14 +395,21 @@ class PolicyCache:
         self._engine = engine
         self._default = default
         self._saved: PolicyVersion | None = None
+        self._following: tuple[PolicyVersion, Policy, PolicyVersion] | None = None
         self._lock = threading.Lock()
         self.refresher = Refresher("leadscore-policy", self.refresh, refresh_seconds)
 
     def current(self) -> PolicyVersion:
         saved = self._saved
-        if saved is not None:
+        if saved is not None and not saved.follows_model:
             return saved
-        return PolicyVersion(MODEL_DEFAULT, self._default())
+        default = self._default()
+        if saved is None:
+            return PolicyVersion(MODEL_DEFAULT, default)
+        cached = self._following  # the restored version with the model's policy of now
+        if cached is None or cached[0] is not saved or cached[1] is not default:
+            cached = self._following = (saved, default, in_force(saved, default))
+        return cached[2]
 
     def default(self) -> Policy:
         return self._default()
@@ -343,22 +433,44 @@ class PolicyCache:
 
     # Writes go to the database first, then into this worker's cache at once.
     def save(
-        self, policy: Policy, who: str, reason: str, expected_version: int | None = None
+        self,
+        policy: Policy,
+        who: str,
+        reason: str,
+        expected_version: int | None = None,
+        actor: str | None = None,
     ) -> PolicyVersion:
         new = save_policy(
-            self._engine, policy, who, reason, self._default(), expected_version=expected_version
-        )
+            self._engine, policy, who, reason, self._default(),
+            expected_version=expected_version, actor=actor,
+        )  # fmt: skip
         self._install(new)
         return new
 
     def rollback(
-        self, version: int, who: str, reason: str, expected_version: int | None = None
+        self,
+        version: int,
+        who: str,
+        reason: str,
+        expected_version: int | None = None,
+        actor: str | None = None,
     ) -> PolicyVersion:
         new = rollback(
-            self._engine, version, who, reason, self._default(), expected_version=expected_version
-        )
+            self._engine, version, who, reason, self._default(),
+            expected_version=expected_version, actor=actor,
+        )  # fmt: skip
         self._install(new)
-        return new
+        return self.current()
+
+    def restore_default(
+        self, who: str, reason: str, expected_version: int | None = None, actor: str | None = None
+    ) -> PolicyVersion:
+        new = restore_default(
+            self._engine, who, reason, self._default(),
+            expected_version=expected_version, actor=actor,
+        )  # fmt: skip
+        self._install(new)
+        return self.current()
 
     def start(self) -> None:
         try:

@@ -6,15 +6,21 @@ writer thread stores each fact once, with the moment the service received it.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, HTTPException
+
+from serving.bodies import documented_body, json_body
 from serving.capture.schemas import EventsAccepted, EventsRequest
 from serving.capture.store import CaptureBusy, CaptureDisabled
 from serving.db import utcnow
 from serving.deps import CaptureDep, ScorerKey
-from serving.errors import RETRY_AFTER_SECONDS, RequestProblem
+from serving.errors import RETRY_AFTER_SECONDS, RequestProblem, error_responses
 
 router = APIRouter(prefix="/v1", tags=["events"])
+
+# read after the key (json_body), like every body of this API
+EventsBody = Annotated[EventsRequest, Depends(json_body(EventsRequest, "leads"))]
 
 
 @router.post(
@@ -23,13 +29,21 @@ router = APIRouter(prefix="/v1", tags=["events"])
     response_model=EventsAccepted,
     summary="Record touchpoints and attribute changes of leads (stored once each, off the "
     "request path)",
-    responses={
-        409: {"description": "Capture is turned off on this service"},
-        422: {"description": "Invalid events: each problem names the lead index and the field"},
-        503: {"description": "The capture queue is full; nothing was stored, send again later"},
-    },
+    openapi_extra=documented_body(EventsRequest),
+    responses=error_responses(
+        401,
+        403,
+        408,
+        409,
+        413,
+        422,
+        503,
+        e409="Capture is turned off on this service",
+        e422="Invalid events: each problem names the lead index and the field",
+        e503="The capture queue is full; nothing was stored, send again later",
+    ),
 )
-async def post_events(body: EventsRequest, _: ScorerKey, capture: CaptureDep) -> dict:
+async def post_events(_: ScorerKey, body: EventsBody, capture: CaptureDep) -> dict:
     received_at = utcnow()
     try:
         capture.events(body.leads, received_at)

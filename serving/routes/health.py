@@ -31,14 +31,7 @@ async def healthz() -> OrjsonResponse:
 async def readyz(
     models: ModelStoreDep, engine: EngineDep, score_log: ScoreLogDep
 ) -> OrjsonResponse:
-    current = models.current
-    model_check: dict[str, object] = (
-        {"ok": True, "name": current.name, "version": current.version}
-        if current is not None
-        else {"ok": False, "error": models.last_error or "the model is still loading"}
-    )
-    if current is not None and models.last_error:
-        model_check["last_reload_error"] = models.last_error
+    model_check = models.status()
     try:
         await run_in_threadpool(ping, engine)
         database_check: dict[str, object] = {"ok": True}
@@ -56,14 +49,24 @@ async def readyz(
             "last_error": score_log.last_error,
         },
     }
-    ready = current is not None and database_check["ok"] is True
+    ready = model_check["ok"] is True and database_check["ok"] is True
     return OrjsonResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def prometheus_metrics(settings: SettingsDep) -> Response:
     payload, content_type = metrics.metrics_payload(settings.prometheus_multiproc_dir)
     return Response(payload, media_type=content_type)

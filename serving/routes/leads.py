@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.capture.schemas import Erased, LeadHistory
 from serving.capture.store import erase_lead, lead_history, sweep_erased
 from serving.deps import AdminKey, CaptureDep, EngineDep, ReaderKey, ScoreLogDep, SettingsDep
+from serving.errors import error_responses
 from serving.schemas import _id_as_text
 from serving.score_log import ScoreLogWriter
 
@@ -30,7 +31,7 @@ def _lead_id(value: str) -> str:
     "/leads/{lead_id}",
     response_model=LeadHistory,
     summary="A lead's scores over time (model and policy versions) and its outcome",
-    responses={404: {"description": "Nothing is held about this lead"}},
+    responses=error_responses(401, 403, 404, 422, e404="Nothing is held about this lead"),
 )
 async def get_lead(lead_id: str, _: ReaderKey, engine: EngineDep) -> dict:
     lead_id = _lead_id(lead_id)
@@ -53,7 +54,9 @@ def _drained(score_log: ScoreLogWriter, deadline: float) -> bool:
     "/leads/{lead_id}",
     response_model=Erased,
     summary="Erase everything held about a lead (captured data, scores, outcome); audited",
-    responses={503: {"description": "Queued writes could not be finished first; nothing erased"}},
+    responses=error_responses(
+        401, 403, 422, 503, e503="Queued writes could not be finished first; nothing erased"
+    ),
 )
 async def delete_lead(
     lead_id: str,

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.capture.store import outcomes_since
 from serving.deps import AdminKey, EngineDep, ModelDep, ModelStoreDep, ReaderKey
+from serving.errors import error_responses
 from serving.model_store import ModelLoadError
 from serving.schemas import ModelInfo, ReloadResult
 
@@ -17,7 +18,10 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 
 @router.get(
-    "/model", response_model=ModelInfo, summary="Name, version, metrics and features of the model"
+    "/model",
+    response_model=ModelInfo,
+    summary="Name, version, metrics and features of the model",
+    responses=error_responses(401, 403, 503),
 )
 async def get_model(_: ReaderKey, loaded: ModelDep, engine: EngineDep) -> dict:
     meta = loaded.metadata
@@ -45,7 +49,9 @@ async def get_model(_: ReaderKey, loaded: ModelDep, engine: EngineDep) -> dict:
     "/admin/reload",
     response_model=ReloadResult,
     summary="Load the model at the configured URI (e.g. a new champion) and swap it in",
-    responses={502: {"description": "The load failed; the previous model keeps serving."}},
+    responses=error_responses(
+        401, 403, 502, e502="The load failed; the previous model keeps serving."
+    ),
 )
 async def reload_model(_: AdminKey, models: ModelStoreDep) -> dict:
     previous = models.current

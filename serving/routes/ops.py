@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse
 
 from serving.deps import EngineDep, ModelStoreDep, ReaderKey
+from serving.errors import error_responses
 from serving.policy.simulation import (
     BasisUnavailable,
     holdout_basis,
@@ -24,6 +25,7 @@ from serving.policy.simulation import (
     read_recent_scores,
 )
 from serving.responses import OrjsonResponse
+from serving.schemas import Monitoring
 
 router = APIRouter(tags=["ops"])
 
@@ -60,11 +62,18 @@ async def plotly_js() -> FileResponse:
     return FileResponse(path, media_type="text/javascript", headers=CACHE)
 
 
+@lru_cache(maxsize=1)
+def static_files() -> frozenset[str]:
+    """The files of serving/static: the only names /ops/static serves."""
+    return frozenset(path.name for path in STATIC.iterdir() if path.is_file())
+
+
 @router.get("/ops/static/{name}", include_in_schema=False)
 async def ops_static(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC.resolve() or not path.is_file():
-        raise HTTPException(404, f"no such file: /ops/static/{name}")
+    # A lookup, not a path: '..', '/' and NUL ('ops.js%00.css' was a 500) name no file.
+    if name not in static_files():
+        raise HTTPException(404, f"no such file: /ops/static/{name!r}")
+    path = STATIC / name
     media = (
         "text/javascript" if name.endswith(".js") else "text/css" if name.endswith(".css") else None
     )
@@ -73,7 +82,9 @@ async def ops_static(name: str) -> FileResponse:
 
 @router.get(
     "/v1/ops/monitoring",
+    response_model=Monitoring,
     summary="Recent score distribution against the holdout (PSI) and win rate by grade",
+    responses=error_responses(401, 403, 422),
 )
 async def ops_monitoring(
     _key: ReaderKey,

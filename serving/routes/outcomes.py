@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from serving.bodies import documented_body, json_body
 from serving.db import as_utc, outcomes, utcnow
 from serving.deps import EngineDep, ScorerKey
-from serving.errors import RequestProblem, problem
+from serving.errors import error_responses
 from serving.schemas import OutcomesRequest, OutcomesResponse
 
 router = APIRouter(prefix="/v1", tags=["outcomes"])
@@ -31,9 +33,9 @@ def record_outcomes(engine: Engine, items: list[dict], key_name: str) -> list[di
 
 def _same(row, item) -> bool:
     return (
-        row.won == item["won"]
-        and as_utc(row.closed_at) == item["closed_at"]
-        and row.amount == item["amount"]
+        row["won"] == item["won"]
+        and as_utc(row["closed_at"]) == item["closed_at"]
+        and row["amount"] == item["amount"]
     )
 
 
@@ -43,7 +45,7 @@ def _upsert(engine: Engine, items: list[dict], key_name: str) -> list[dict]:
     with engine.begin() as connection:
         ids = [item["lead_id"] for item in items]
         existing = {
-            row.lead_id: row
+            row.lead_id: dict(row._mapping)
             for row in connection.execute(sa.select(outcomes).where(outcomes.c.lead_id.in_(ids)))
         }
         for item in items:
@@ -69,31 +71,27 @@ def _upsert(engine: Engine, items: list[dict], key_name: str) -> list[dict]:
                     .values(updated_at=now, api_key_name=key_name, **values)
                 )
                 status = "updated"
+            existing[item["lead_id"]] = values  # a later item for the same lead sees this one
             results.append({"lead_id": item["lead_id"], "status": status})
     return results
+
+
+OutcomesBody = Annotated[OutcomesRequest, Depends(json_body(OutcomesRequest, "outcomes"))]
 
 
 @router.post(
     "/outcomes",
     response_model=OutcomesResponse,
     summary="Report closed won/lost deals; sending the same outcome again changes nothing",
+    description="Outcomes apply in the order given, one result each: a lead given twice in one "
+    "request ends with its last outcome, as if sent in two requests.",
+    openapi_extra=documented_body(OutcomesRequest),
+    responses=error_responses(401, 403, 408, 413, 422),
 )
-async def post_outcomes(body: OutcomesRequest, key: ScorerKey, engine: EngineDep) -> dict:
-    seen: dict[str, int] = {}
-    errors = []
+async def post_outcomes(key: ScorerKey, body: OutcomesBody, engine: EngineDep) -> dict:
     items = []
-    for index, outcome in enumerate(body.outcomes):
+    for outcome in body.outcomes:
         lead_id = str(outcome.lead_id)
-        if lead_id in seen:
-            errors.append(
-                problem(
-                    f"lead_id {lead_id!r} is also at outcomes[{seen[lead_id]}]",
-                    expected="one outcome per lead in a request",
-                    field=f"outcomes[{index}].lead_id",
-                )
-            )
-            continue
-        seen[lead_id] = index
         closed_at = outcome.closed_at.astimezone(UTC)
         items.append(
             {
@@ -103,7 +101,5 @@ async def post_outcomes(body: OutcomesRequest, key: ScorerKey, engine: EngineDep
                 "amount": outcome.amount,
             }
         )
-    if errors:
-        raise RequestProblem(422, f"duplicate lead ids: {errors[0]['message']}", errors)
     results = await run_in_threadpool(record_outcomes, engine, items, key.name)
     return {"results": results}

@@ -1,21 +1,35 @@
 """The qualification policy: read it, simulate a threshold, change it (ops), see and undo changes.
 
-Reading, simulating and the history need a `scorer` or `ops` key; changing and rolling back need
-`ops` (or `admin`). Every change is a new audited version; all workers apply it within
-`policy_refresh_seconds` (0.5 s). The worker's `PolicyCache` is started by the app's lifespan;
-routes get it as `PolicyCacheDep`, the version in force as `PolicyDep`. Store errors are types
-(`PolicyConflict` 409, `PolicyVersionNotFound` 404, `PolicyStoreError` 422: serving.errors).
+Reading, simulating and the history need a `scorer` or `ops` key; changing, rolling back and
+restoring the model's default need `ops` (or `admin`). Every change is a new audited version,
+kept with the key's name and, when the caller names one (`X-Actor` header or `actor` field), the
+person; all workers apply it within `policy_refresh_seconds` (0.5 s). The worker's `PolicyCache`
+is started by the app's lifespan; routes get it as `PolicyCacheDep`, the version in force as
+`PolicyDep`. Store errors are types (`PolicyConflict` 409, `PolicyVersionNotFound` 404,
+`PolicyStoreError` 422, `BasisUnavailable` 409: serving.errors).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
-from features.policy.rules import GradeBands, HardRule, PolicyError
+from features.policy.rules import GradeBands, HardRule, PolicyError, grade_bands_by_share
+from serving.bodies import documented_body, json_body
 from serving.deps import (
     EngineDep,
     ModelStoreDep,
@@ -24,7 +38,7 @@ from serving.deps import (
     PolicyDep,
     ReaderKey,
 )
-from serving.errors import RequestProblem, problem
+from serving.errors import RequestProblem, error_responses, problem
 from serving.policy.simulation import (
     holdout_basis,
     recent_basis,
@@ -36,31 +50,87 @@ from serving.policy.store import (
     validation_message,
 )
 from serving.responses import OrjsonResponse
+from serving.schemas import (
+    ID_PATTERN,
+    MAX_NUMBER,
+    PolicyHistory,
+    PolicyVersionOut,
+    Simulation,
+    as_whole_number,
+)
 
 MAX_VERSION = 2**31 - 1  # the column is a 32-bit INTEGER
+Version = Annotated[int, Field(ge=0, le=MAX_VERSION), BeforeValidator(as_whole_number), Strict()]
+Threshold = Annotated[float, Field(ge=0, le=100)]
 
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
 
 
+ActorHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Actor",
+        max_length=100,
+        description="Who makes the change (e.g. 'Jane Doe'), kept in the history beside the "
+        "key's name; the body's `actor` wins when both are given.",
+    ),
+]
+
+ACTOR = Field(
+    None,
+    max_length=100,
+    description="Who makes the change, kept in the history beside the key's name "
+    "(or send the X-Actor header).",
+)
+
+
 class PolicyFields(BaseModel):
-    """Fields of the policy to change; those left out keep their current value."""
+    """Fields of the policy to change (at least one); those left out keep their current value."""
 
-    model_config = ConfigDict(extra="forbid")
+    # None only as the default (left out): an explicit null is refused, as the schema says.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    sales_threshold: float | None = Field(
-        None, ge=0, le=100, description="Scores at or above go to sales."
+    sales_threshold: Threshold | SkipJsonSchema[None] = Field(
+        None, description="Scores at or above go to sales."
     )
-    nurture_threshold: float | None = Field(
+    nurture_threshold: Threshold | SkipJsonSchema[None] = Field(
+        None, description="Scores at or above, below the sales threshold, are nurtured."
+    )
+    grades: GradeBands | SkipJsonSchema[None] = Field(
         None,
-        ge=0,
-        le=100,
-        description="Scores at or above, below the sales threshold, are nurtured.",
+        description="Grade bands: by score (A, B, C: the lowest score of each), or by share "
+        "(`shares` of leads in A, B, C; the lowest scores are computed on the model's holdout).",
     )
-    grades: GradeBands | None = Field(None, description="Lowest score of grades A, B and C.")
-    rules: list[HardRule] | None = Field(
+    rules: list[HardRule] | SkipJsonSchema[None] = Field(
         None, description="Hard rules in order (first match decides); [] removes them all."
     )
+    weekly_capacity: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Leads a week sales can take."
+    )
+    currency: str | None = Field(
+        None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of money amounts, e.g. EUR."
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("is null; expected a value, or leave the field out to keep it")
+        return value
+
+    @model_validator(mode="after")
+    def _nurture_below_sales(self) -> PolicyFields:
+        if (
+            self.sales_threshold is not None
+            and self.nurture_threshold is not None
+            and self.nurture_threshold > self.sales_threshold
+        ):
+            raise ValueError(
+                f"nurture_threshold ({self.nurture_threshold:g}) must not be above "
+                f"sales_threshold ({self.sales_threshold:g}); expected a lower nurture_threshold"
+            )
+        return self
 
 
 class PolicyChange(BaseModel):
@@ -78,13 +148,14 @@ class PolicyChange(BaseModel):
     )
 
     policy: PolicyFields
-    reason: str = Field(min_length=1, max_length=2000, description="Why: kept in the history.")
-    expected_version: int | None = Field(
+    reason: str = Field(
+        min_length=1, max_length=2000, pattern=ID_PATTERN, description="Why: kept in the history."
+    )
+    expected_version: Version | None = Field(
         None,
-        ge=0,
-        le=MAX_VERSION,
         description="The version you edited; the change is refused (409) if it is no longer current.",
     )
+    actor: str | None = ACTOR
 
 
 class Rollback(BaseModel):
@@ -95,23 +166,57 @@ class Rollback(BaseModel):
         },
     )
 
-    version: int = Field(
-        ge=0, le=MAX_VERSION, description="The version to restore (0: the model's default policy)."
+    version: Version = Field(description="The version to restore (0: the model's default policy).")
+    reason: str = Field(min_length=1, max_length=2000, pattern=ID_PATTERN)
+    expected_version: Version | None = Field(None)
+    actor: str | None = ACTOR
+
+
+class RestoreDefault(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason": "Back to what the new model recommends", "actor": "Jane Doe"}]
+        },
     )
-    reason: str = Field(min_length=1, max_length=2000)
-    expected_version: int | None = Field(None, ge=0, le=MAX_VERSION)
+
+    reason: str = Field(
+        min_length=1, max_length=2000, pattern=ID_PATTERN, description="Why: kept in the history."
+    )
+    expected_version: Version | None = Field(None)
+    actor: str | None = ACTOR
+
+
+# What `value` must be for each `by` (checked by the route, 422): JSON Schema conditions, so the
+# OpenAPI says it too.
+VALUE_RANGES: dict[str, tuple[dict[str, float], str]] = {
+    "value": ({"exclusiveMinimum": 0}, "the value of a won deal, above 0"),
+    "capacity": ({"minimum": 0}, "leads a week sales can take, 0 or more"),
+    "precision": ({"exclusiveMinimum": 0, "maximum": 1}, "a target precision above 0, at most 1"),
+    "recall": ({"exclusiveMinimum": 0, "maximum": 1}, "a target recall above 0, at most 1"),
+}
 
 
 class SimulateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"by": {"const": by}}, "required": ["by"]},
+                    "then": {
+                        "required": ["value"],
+                        "properties": {"value": {"type": "number", **bounds}},
+                    },
+                }
+                for by, (bounds, _) in VALUE_RANGES.items()
+            ],
             "examples": [
                 {"by": "capacity", "value": 40},
                 {"by": "precision", "value": 0.3},
-                {"by": "value", "value": 12000, "cost_per_lead": 300},
+                {"by": "value", "value": 12000, "cost_per_lead": 300, "capacity": 40},
                 {"threshold": 55, "source": "recent", "days": 28},
-            ]
+            ],
         },
     )
 
@@ -121,8 +226,19 @@ class SimulateRequest(BaseModel):
         "of working a lead); capacity: about `value` leads a week to sales; precision / recall: "
         "reach the target `value` (0-1).",
     )
-    value: float | None = Field(None, allow_inf_nan=False, description="The target for `by`.")
-    cost_per_lead: float = Field(1.0, ge=0, allow_inf_nan=False)
+    # at most 1e15 in size, as every number of the API: 1e308 wins overflowed the net value
+    value: float | None = Field(
+        None, ge=-MAX_NUMBER, le=MAX_NUMBER, allow_inf_nan=False, description="The target for `by`."
+    )
+    cost_per_lead: float = Field(1.0, ge=0, le=MAX_NUMBER, allow_inf_nan=False)
+    capacity: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_NUMBER,
+        allow_inf_nan=False,
+        description="For by=value: at most this many leads a week to sales (default: the "
+        "policy's weekly_capacity; none: no limit).",
+    )
     threshold: float | None = Field(
         None, ge=0, le=100, description="Evaluate this sales threshold."
     )
@@ -134,45 +250,127 @@ class SimulateRequest(BaseModel):
     include_table: bool = Field(True, description="Return the whole table (thresholds 0-100).")
 
 
-@router.get("", summary="The qualification policy in force")
+ChangeBody = Annotated[PolicyChange, Depends(json_body(PolicyChange, "policy"))]
+RollbackBody = Annotated[Rollback, Depends(json_body(Rollback, "version"))]
+RestoreBody = Annotated[RestoreDefault, Depends(json_body(RestoreDefault, "reason"))]
+SimulateBody = Annotated[SimulateRequest, Depends(json_body(SimulateRequest, "by"))]
+
+
+@router.get(
+    "",
+    response_model=PolicyVersionOut,
+    summary="The qualification policy in force",
+    responses=error_responses(401, 403),
+)
 async def get_policy(_key: ReaderKey, in_force: PolicyDep) -> OrjsonResponse:
     return OrjsonResponse(in_force.to_dict())
 
 
 @router.put(
     "",
+    response_model=PolicyVersionOut,
     summary="Change the policy (ops): a new audited version, in force in every worker within a second",
-    responses={409: {"description": "The policy changed since `expected_version`"}},
+    openapi_extra=documented_body(PolicyChange),
+    responses=error_responses(
+        401,
+        403,
+        408,
+        409,
+        413,
+        422,
+        e409="The policy changed since `expected_version`, or the change conflicts with a value "
+        "in force (e.g. a nurture threshold above the current sales threshold)",
+    ),
 )
-async def put_policy(change: PolicyChange, key: OpsKey, policies: PolicyCacheDep) -> OrjsonResponse:
+async def put_policy(
+    key: OpsKey,
+    change: ChangeBody,
+    policies: PolicyCacheDep,
+    models: ModelStoreDep,
+    x_actor: ActorHeader = None,
+) -> OrjsonResponse:
     fields = change.policy.model_dump(exclude_unset=True, mode="json")
     if not fields:
         raise RequestProblem(
             422,
             "policy: nothing to change; give at least one of sales_threshold, "
-            "nurture_threshold, grades, rules",
+            "nurture_threshold, grades, rules, weekly_capacity, currency",
             [problem("no policy field given", field="policy")],
         )
+    if change.policy.grades is not None and change.policy.grades.by == "share":
+        # the lowest score of each grade: what gives it its share of the champion's holdout
+        basis = holdout_basis(models.current)  # none yet: BasisUnavailable, 409
+        fields["grades"] = grade_bands_by_share(
+            basis.probabilities, change.policy.grades.shares, basis.description
+        ).model_dump(mode="json")
     try:
         policy = merge_policy(policies.current().policy, fields)
     except ValidationError as error:
+        # The change is valid on its own (PolicyFields checked it): it conflicts with a value in
+        # force, e.g. a nurture threshold above the current sales threshold.
         message = validation_message(error)
-        raise RequestProblem(422, message, [problem(message, field="policy")]) from None
+        raise RequestProblem(409, message, [problem(message, field="policy")]) from None
     saved = await run_in_threadpool(
-        policies.save, policy, key.name, change.reason, change.expected_version
-    )
+        policies.save, policy, key.name, change.reason, change.expected_version,
+        change.actor or x_actor,
+    )  # fmt: skip
     return OrjsonResponse(saved.to_dict())
 
 
-@router.post("/rollback", summary="Restore an earlier version (ops), as a new audited version")
-async def rollback_policy(body: Rollback, key: OpsKey, policies: PolicyCacheDep) -> OrjsonResponse:
+@router.post(
+    "/rollback",
+    response_model=PolicyVersionOut,
+    summary="Restore an earlier version (ops), as a new audited version",
+    openapi_extra=documented_body(Rollback),
+    responses=error_responses(
+        401,
+        403,
+        404,
+        408,
+        409,
+        413,
+        422,
+        e404="No such version",
+        e409="The policy changed since `expected_version`",
+    ),
+)
+async def rollback_policy(
+    key: OpsKey, body: RollbackBody, policies: PolicyCacheDep, x_actor: ActorHeader = None
+) -> OrjsonResponse:
     saved = await run_in_threadpool(
-        policies.rollback, body.version, key.name, body.reason, body.expected_version
-    )
+        policies.rollback, body.version, key.name, body.reason, body.expected_version,
+        body.actor or x_actor,
+    )  # fmt: skip
     return OrjsonResponse(saved.to_dict())
 
 
-@router.get("/history", summary="Every saved version, newest first: who, when, why, what changed")
+@router.post(
+    "/restore-default",
+    response_model=PolicyVersionOut,
+    summary="Put the model's own default policy back in force (ops), as a new audited version",
+    openapi_extra=documented_body(RestoreDefault),
+    responses=error_responses(
+        401, 403, 408, 409, 413, 422, e409="The policy changed since `expected_version`"
+    ),
+)
+async def restore_default_policy(
+    key: OpsKey, body: RestoreBody, policies: PolicyCacheDep, x_actor: ActorHeader = None
+) -> OrjsonResponse:
+    """From then on the policy follows the model, as before any change: a new champion's own
+    default applies at once. The history keeps who, when, why and the default as it was."""
+    saved = await run_in_threadpool(
+        policies.restore_default, key.name, body.reason, body.expected_version,
+        body.actor or x_actor,
+    )  # fmt: skip
+    return OrjsonResponse(saved.to_dict())
+
+
+@router.get(
+    "/history",
+    response_model=PolicyHistory,
+    summary="Every saved version, newest first: who, when, why, what changed",
+    responses=error_responses(401, 403, 422),
+)
 async def policy_history(
     _key: ReaderKey,
     engine: EngineDep,
@@ -191,11 +389,22 @@ async def policy_history(
 
 @router.post(
     "/simulate",
+    response_model=Simulation,
     summary="What a threshold would do: leads a week to sales, expected wins, precision, recall, lift",
+    openapi_extra=documented_body(SimulateRequest),
+    responses=error_responses(
+        401,
+        403,
+        408,
+        409,
+        413,
+        422,
+        e409="No data to simulate on yet, or this data cannot meet the target",
+    ),
 )
 async def simulate_policy(
-    body: SimulateRequest,
     _key: ReaderKey,
+    body: SimulateBody,
     current: PolicyDep,
     models: ModelStoreDep,
     engine: EngineDep,
@@ -213,6 +422,18 @@ async def simulate_policy(
             [problem("is required", expected=message, field="value")],
         )
 
+    if body.by is not None and body.value is not None:
+        bounds, wanted = VALUE_RANGES[body.by]
+        low = bounds.get("minimum", bounds.get("exclusiveMinimum", 0))
+        high = bounds.get("maximum", math.inf)
+        if not (low < body.value if "exclusiveMinimum" in bounds else low <= body.value) or (
+            body.value > high
+        ):
+            message = f"value {body.value:g} cannot be used when choosing by {body.by}"
+            raise RequestProblem(
+                422, f"{message}: give {wanted}", [problem(message, expected=wanted, field="value")]
+            )
+
     def run() -> dict[str, Any]:
         # No basis yet is BasisUnavailable: 409 (serving.errors.ERROR_STATUS).
         basis = (
@@ -229,9 +450,12 @@ async def simulate_policy(
                 cost_per_lead=body.cost_per_lead,
                 threshold=body.threshold,
                 include_table=body.include_table,
+                capacity=body.capacity,
             )
         except PolicyError as error:
-            raise RequestProblem(422, str(error), [problem(str(error), field="value")]) from None
+            # The request is valid (checked above); this data cannot meet the target: 409, like
+            # no data at all (BasisUnavailable).
+            raise RequestProblem(409, str(error)) from None
         result["current"]["version"] = current.version
         return result
 

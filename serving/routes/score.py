@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated
 
-import numpy as np
-import orjson
-from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Query, Request
 
-from features.data.values import iso_strings_ns
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
 from serving.deps import BatcherDep, CaptureDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
-from serving.errors import RequestProblem, describe_validation_errors, problem, summarise
+from serving.errors import RequestProblem, error_responses
+from serving.leads import ParsedLeads, read_body, read_for_model, results_in_order
 from serving.responses import OrjsonResponse
-from serving.schemas import ScoreRequest, ScoreRequestText, ScoreResponse
+from serving.schemas import STRICT_DESCRIPTION, ScoreResponse
 from serving.score_log import ScoreRows
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
 ERROR_EXAMPLE = {
+    "type": "about:blank",
+    "title": "Unprocessable Entity",
+    "status": 422,
     "detail": "lead 0 touchpoints[1].channel: unknown channel 'tv' (expected one of organic_search, "
     "paid_search, ...)",
     "errors": [
@@ -46,76 +45,14 @@ ERROR_EXAMPLE = {
 }
 
 
-def _duplicates(leads: Sequence[Mapping[str, Any]]) -> list[dict]:
-    first: dict[str, int] = {}
-    errors = []
-    for index, lead in enumerate(leads):
-        lead_id = lead["lead_id"]
-        if lead_id in first:
-            errors.append(
-                problem(
-                    f"lead_id {lead_id!r} was already given for lead {first[lead_id]}",
-                    expected="each lead at most once per request",
-                    lead_index=index,
-                    field="lead_id",
-                    lead_id=lead_id,
-                )
-            )
-        else:
-            first[lead_id] = index
-    return errors
-
-
-def _moments(leads: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    """int64 ns of every touchpoint moment in order, when each is a plain ISO 8601 string with a
-    zone and a real date (else None)."""
-    moments = [t["occurred_at"] for lead in leads for t in lead["touchpoints"]]
-    return iso_strings_ns(moments) if moments else np.empty(0, dtype=np.int64)
-
-
-def parse_leads(raw: bytes) -> tuple[ScoreRequest | ScoreRequestText, np.ndarray | None]:
-    """Validate the body straight from bytes (one pass in pydantic-core, no `json.loads` first).
-
-    Fast path: touchpoint moments stay text and are checked in one vectorised call (a 1,000-lead
-    request has ~20,000 of them), which the scorer then uses. Any body that path refuses is
-    validated again by `ScoreRequest`, so answers and error messages are exactly its own.
-    Returns the request and the parsed moments (None on the `ScoreRequest` path).
-    """
-    try:
-        fast = ScoreRequestText.model_validate_json(raw)
-    except ValidationError:
-        fast = None
-    if fast is not None:
-        moments = _moments(fast.leads)
-        if moments is not None:
-            return fast, moments
-    try:
-        return ScoreRequest.model_validate_json(raw), None
-    except ValidationError as error:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = None
-        errors = describe_validation_errors(error.errors(), parsed)
-        raise RequestProblem(422, summarise(errors), errors) from None
-
-
-class ParsedLeads(NamedTuple):
-    leads: list[Any]  # the validated leads as plain dicts (TypedDicts)
-    moments: np.ndarray | None  # every touchpoint's moment, when the fast path parsed them
-
-
-async def read_leads(request: Request) -> ParsedLeads:
-    """The request body as validated leads, or a 422 naming each problem: bad fields, then
-    duplicate ids. A dependency listed after the key, so auth answers first and the model
+async def read_leads(
+    request: Request,
+    strict: Annotated[bool, Query(description=STRICT_DESCRIPTION)] = False,
+) -> ParsedLeads:
+    """The request body as validated leads, the invalid ones rejected one by one (strict: a 422
+    naming each problem). A dependency listed after the key, so auth answers first and the model
     check (503) comes after the body's."""
-    body, moments = parse_leads(await request.body())
-    duplicates = _duplicates(body.leads)
-    if duplicates:
-        raise RequestProblem(
-            422, f"duplicate lead ids in one request: {duplicates[0]['message']}", duplicates
-        )
-    return ParsedLeads(body.leads, moments)
+    return read_body(await request.body(), strict)
 
 
 LeadsDep = Annotated[ParsedLeads, Depends(read_leads)]
@@ -125,6 +62,10 @@ LeadsDep = Annotated[ParsedLeads, Depends(read_leads)]
     "/score",
     response_model=ScoreResponse,
     summary="Score 1 to 1,000 leads",
+    description="Each lead is scored, or rejected alone with its problems (`rejected` counts "
+    "them); values read otherwise than sent (unknown channels and activities: 'other') and "
+    "names ignored (unknown attributes and fields) are listed in `warnings`. With `strict` "
+    "(query or body) any of the former refuses the request (422).",
     # The body is parsed in the route (from bytes, after auth); this documents it.
     openapi_extra={
         "requestBody": {
@@ -135,15 +76,12 @@ LeadsDep = Annotated[ParsedLeads, Depends(read_leads)]
         }
     },
     responses={
-        401: {"description": "Missing or unknown API key"},
-        403: {"description": "The key's role may not score"},
-        413: {"description": "Body over the size limit"},
+        **error_responses(401, 403, 408, 413, 503, e403="The key's role may not score"),
         422: {
-            "description": "Invalid leads: each problem names the lead index, the field and what "
-            "is expected",
-            "content": {"application/json": {"example": ERROR_EXAMPLE}},
+            "description": "The body as a whole is invalid (or, strict, a lead or a channel): "
+            "each problem names the lead index, the field and what is expected",
+            "content": {"application/problem+json": {"example": ERROR_EXAMPLE}},
         },
-        503: {"description": "No model loaded yet"},
     },
 )
 async def score(
@@ -155,31 +93,38 @@ async def score(
     score_log: ScoreLogDep,
     capture: CaptureDep,
 ) -> OrjsonResponse:
+    read_for_model(leads, loaded, leads.strict)
     now = utcnow()
     for lead in leads.leads:
         if lead["as_of"] is None:
             lead["as_of"] = now
-    try:
-        results = await batcher.score(loaded, leads.leads, in_force.policy, leads.moments)
-    except ScoringError as error:
-        raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
+    scored: list[dict] = []
+    if leads.leads:
+        try:
+            scored = await batcher.score(loaded, leads.leads, in_force.policy, leads.moments)
+        except ScoringError as error:
+            raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
     request_id = str(uuid.uuid4())
-    score_log.submit(ScoreRows(results, {
-        "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
-        "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
-    }))  # fmt: skip
-    capture.scored(leads.leads, leads.moments, now)  # queued: the inputs, each fact once
-    metrics.LEADS_SCORED.inc(len(results))
-    metrics.observe_many(metrics.SCORES, [r["score"] for r in results])
-    for decision, count in Counter(r["decision"] for r in results).items():
-        metrics.DECISIONS.labels(decision).inc(count)
+    if scored:
+        score_log.submit(ScoreRows(scored, {
+            "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
+            "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
+        }))  # fmt: skip
+        metrics.LEADS_SCORED.inc(len(scored))
+        metrics.observe_many(metrics.SCORES, [r["score"] for r in scored])
+        for decision, count in Counter(r["decision"] for r in scored).items():
+            metrics.DECISIONS.labels(decision).inc(count)
+    if leads.leads:
+        capture.scored(leads.leads, leads.moments, now)  # queued: the inputs, each fact once
     return OrjsonResponse(
         {
             "request_id": request_id,
             "scored_at": now,
             "model": {"name": loaded.name, "version": loaded.version},
             "policy_version": in_force.version,
-            "results": results,
+            "results": results_in_order(leads, scored),
+            "rejected": len(leads.rejected),
+            "warnings": leads.warnings.answer(),
         }
     )

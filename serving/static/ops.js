@@ -1,9 +1,39 @@
 // The /ops page: curves, current policy, simulate and save, history, drift and win rate by grade.
-// The API key lives in sessionStorage (this tab only) and is sent as a Bearer token.
+// The API key lives in sessionStorage (this tab only) and is sent as a Bearer token; the name
+// typed in "Your name" goes with every change as X-Actor, and the history shows it.
 "use strict";
 
 const KEY_ITEM = "leadscore-api-key";
+const ACTOR_ITEM = "leadscore-actor";
 const state = { current: null, simulation: null, chosen: null };
+
+// What each measure means, in plain words: shown as the tooltip of every element that names it
+// (data-measure="..."), in tables, labels and sentences alike.
+const MEASURES = {
+  threshold: "The sales threshold: leads scoring at or above it go to sales. A score is the " +
+    "win chance in percent (a score of 30: about 30 in 100 such leads win).",
+  leads_per_week: "How many leads a week this threshold would send to sales.",
+  expected_wins: "Expected wins: how many of the leads sent each week end up as won deals " +
+    "(counted on the holdout, or estimated from the scores on recent leads).",
+  precision: "Precision: of the leads sent to sales, the share that win. 40% means 4 in 10 " +
+    "leads sent become customers.",
+  recall: "Recall: of all the leads that win, the share that is sent to sales. 80% means 2 " +
+    "in 10 future customers would not reach sales.",
+  lift: "Lift: how many times better than sending every lead. 2.0 means the leads sent win " +
+    "twice as often as leads on average.",
+  net_value: "Net value a week: wins a week times what a won deal is worth, minus leads a " +
+    "week times what working a lead costs.",
+  capacity: "How many leads a week sales can work. Choosing by value never sends more.",
+  psi: "Population stability index (PSI): how far this period's scores have moved from the " +
+    "scores the model was tested on. Below 0.1: stable; 0.1-0.25: watch; above 0.25: the " +
+    "leads have changed, check the model.",
+  grade: "Grade A-D of a lead's score, set by the policy: by share of leads (A the top " +
+    "quarter...) or by score (A from a given win chance).",
+  win_rate: "Win rate: of the leads of a grade with a reported outcome, the share that won. " +
+    "A lead counts with the grade of its latest score before its deal closed.",
+  outcomes: "Leads whose deal the CRM reported as won or lost (POST /v1/outcomes) and that " +
+    "were scored before it closed.",
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,13 +41,27 @@ function apiKey() {
   return sessionStorage.getItem(KEY_ITEM) || "";
 }
 
+function actor() {
+  return sessionStorage.getItem(ACTOR_ITEM) || "";
+}
+
+function explainMeasures(root) {
+  for (const el of (root || document).querySelectorAll("[data-measure]")) {
+    const text = MEASURES[el.dataset.measure];
+    if (!text) continue;
+    el.title = text;
+    el.classList.add("measure");
+    if (!el.hasAttribute("tabindex")) el.tabIndex = 0;
+  }
+}
+
 async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + apiKey() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && actor()) headers["X-Actor"] = actor();
   const response = await fetch(path, {
     method,
-    headers: Object.assign(
-      { Authorization: "Bearer " + apiKey() },
-      body === undefined ? {} : { "Content-Type": "application/json" },
-    ),
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   let data = null;
@@ -56,20 +100,45 @@ function cell(row, text, cls) {
   return td;
 }
 
+function money(value) {
+  const currency = state.current ? state.current.policy.currency : "EUR";
+  return value === null || value === undefined ? "-" : fmt(value, 2) + " " + currency;
+}
+
+function gradeWords(grades) {
+  if (grades.by === "share") {
+    const s = grades.shares || { A: 0.25, B: 0.25, C: 0.25 };
+    const p = (x) => +(100 * x).toFixed(1) + "%";
+    return "by share of leads: A top " + p(s.A) + " (score ≥ " + grades.A + "), B next " +
+      p(s.B) + " (≥ " + grades.B + "), C next " + p(s.C) + " (≥ " + grades.C + "), D the rest" +
+      (grades.basis ? "; computed on the " + grades.basis : "");
+  }
+  return "by score: A ≥ " + grades.A + ", B ≥ " + grades.B + ", C ≥ " + grades.C + ", D below";
+}
+
+function who(version) {
+  return version.created_by + (version.actor ? " (" + version.actor + ")" : "");
+}
+
 // --- current policy and history ------------------------------------------------------------------
 
 function showCurrent(current) {
   state.current = current;
   const p = current.policy;
+  const followsModel = current.source === "model default";
   const rows = [
-    ["version", current.version + (current.version === 0 ? " (the model's default)" : "")],
+    ["version", current.version + (current.version === 0
+      ? " (the model's default)"
+      : followsModel ? " (the model's default, restored)" : "")],
     ["sales", "score ≥ " + p.sales_threshold],
     ["nurture", "score ≥ " + p.nurture_threshold + " (below: disqualify)"],
-    ["grades", "A ≥ " + p.grades.A + ", B ≥ " + p.grades.B + ", C ≥ " + p.grades.C + ", D below"],
+    ["grades", gradeWords(p.grades)],
     ["hard rules", p.rules.map((r) => r.fact + " → " + r.decision).join("; ") || "none"],
+    ["capacity", p.weekly_capacity ? p.weekly_capacity + " leads a week" : "not set"],
+    ["currency", p.currency],
   ];
   if (current.version > 0) {
-    rows.push(["set by", current.created_by + " at " + current.created_at.slice(0, 19).replace("T", " ")]);
+    rows.push(["set by", who(current) + " at " + current.created_at.slice(0, 19).replace("T", " ")]);
     rows.push(["why", current.reason]);
   }
   const dl = $("current-policy");
@@ -80,10 +149,34 @@ function showCurrent(current) {
     const dd = document.createElement("dd");
     dd.textContent = text;
     dd.dataset.field = term.replace(" ", "-");
+    if (term === "grades") dt.dataset.measure = "grade";
+    if (term === "capacity") dt.dataset.measure = "capacity";
     dl.append(dt, dd);
   }
+  explainMeasures(dl);
   $("sales-threshold").value = p.sales_threshold;
   $("nurture-threshold").value = p.nurture_threshold;
+  $("grade-by").value = p.grades.by;
+  showGradeInputs(p.grades);
+  if (p.weekly_capacity && !$("capacity").value) $("capacity").value = p.weekly_capacity;
+  for (const el of document.querySelectorAll(".currency")) el.textContent = p.currency;
+  $("currency").value = p.currency;
+  $("restore-default-box").hidden = followsModel;
+  updateValueLabel();
+}
+
+function showGradeInputs(grades) {
+  const byShare = $("grade-by").value === "share";
+  const shares = grades && grades.shares ? grades.shares : { A: 0.25, B: 0.25, C: 0.25 };
+  for (const g of ["A", "B", "C"]) {
+    $("grade-" + g.toLowerCase() + "-label").textContent = byShare
+      ? g + ": % of leads" : g + ": lowest score";
+    if (grades) {
+      $("grade-" + g.toLowerCase()).value = byShare && grades.by === "share"
+        ? +(100 * shares[g]).toFixed(2)
+        : byShare ? 25 : grades.by === "score" ? grades[g] : "";
+    }
+  }
 }
 
 async function loadHistory() {
@@ -95,8 +188,9 @@ async function loadHistory() {
     row.dataset.version = v.version;
     cell(row, v.version, "num");
     cell(row, v.created_at.slice(0, 19).replace("T", " "));
-    cell(row, v.created_by);
-    cell(row, v.action + (v.restored_version !== null ? " to " + v.restored_version : ""));
+    cell(row, who(v));
+    cell(row, v.action === "restore_default" ? "restore the model's default"
+      : v.action + (v.restored_version !== null ? " to " + v.restored_version : ""));
     cell(row, v.changes.join("; ") || "(no change)");
     cell(row, v.reason);
     const td = cell(row, "");
@@ -132,6 +226,22 @@ async function restore(version) {
   }
 }
 
+async function restoreDefault() {
+  const reason = window.prompt("Why go back to the model's own default policy?");
+  if (!reason) return;
+  try {
+    const saved = await api("POST", "/v1/policy/restore-default", {
+      reason, expected_version: state.current ? state.current.version : null,
+    });
+    say("The model's default policy is in force again, as version " + saved.version +
+      "; it now follows the model.", "ok");
+    showCurrent(saved);
+    await Promise.all([loadHistory(), simulate()]);
+  } catch (error) {
+    say("Could not restore the model's default: " + error.message, "error");
+  }
+}
+
 // --- simulation and curves -------------------------------------------------------------------------
 
 function simulationRequest() {
@@ -143,7 +253,10 @@ function simulationRequest() {
   } else {
     body.by = by;
     body.value = raw === "" ? null : Number(raw);
-    if (by === "value") body.cost_per_lead = Number($("cost").value) || 0;
+    if (by === "value") {
+      body.cost_per_lead = Number($("cost").value) || 0;
+      if ($("capacity").value !== "") body.capacity = Number($("capacity").value);
+    }
   }
   return body;
 }
@@ -169,10 +282,18 @@ async function simulate() {
     cell(row, fmt(r.lift, 2), "num").dataset.field = "lift";
     body.appendChild(row);
   }
-  $("net-value").textContent =
-    data.chosen && data.chosen.net_value_per_week !== undefined
-      ? "Net value a week at the chosen threshold: " + fmt(data.chosen.net_value_per_week, 2)
-      : "";
+  const net = $("net-value");
+  net.replaceChildren();
+  if (data.chosen && data.chosen.net_value_per_week !== undefined) {
+    const term = document.createElement("span");
+    term.dataset.measure = "net_value";
+    term.textContent = "Net value a week";
+    net.append(term, " at the chosen threshold: " + fmt(data.chosen.net_value_per_week, 2) + " " +
+      data.currency + (data.weekly_capacity
+        ? ", sending at most " + data.weekly_capacity + " leads a week (sales capacity)"
+        : " (no capacity limit: set the leads a week sales can take)"));
+    explainMeasures(net);
+  }
   if (data.proposed_policy) {
     $("sales-threshold").value = data.proposed_policy.sales_threshold;
     $("nurture-threshold").value = data.proposed_policy.nurture_threshold;
@@ -192,19 +313,24 @@ function drawCurves(data) {
   const lines = [{ x: data.current.threshold, text: "now", color: "#616e7c" }];
   if (data.chosen && data.chosen.threshold === data.current.threshold) lines[0].text = "now = chosen";
   else if (data.chosen) lines.push({ x: data.chosen.threshold, text: "chosen", color: "#2563eb" });
+  // Margins grow to fit the labels (automargin), the legend sits above the plot and the
+  // "now"/"chosen" marks inside it: nothing is cut at the chart's edges.
   const layout = {
-    margin: { l: 50, r: 50, t: 10, b: 40 },
-    xaxis: { title: { text: "sales threshold (score 0-100)" }, range: [0, 100] },
-    yaxis: { title: { text: "leads / wins a week" }, rangemode: "tozero" },
+    margin: { l: 10, r: 10, t: 40, b: 10 },
+    xaxis: { title: { text: "sales threshold (score 0-100)" }, range: [0, 100], automargin: true },
+    yaxis: { title: { text: "leads / wins a week" }, rangemode: "tozero", automargin: true },
     yaxis2: {
       title: { text: "precision / recall" }, overlaying: "y", side: "right", range: [0, 1.04],
-      tickformat: ".0%", dtick: 0.2,
+      tickformat: ".0%", dtick: 0.2, automargin: true,
     },
-    legend: { orientation: "h", y: -0.2 },
+    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
     shapes: lines.map((l) => ({
       type: "line", x0: l.x, x1: l.x, yref: "paper", y0: 0, y1: 1, line: { color: l.color, dash: "dot" },
     })),
-    annotations: lines.map((l) => ({ x: l.x, yref: "paper", y: 1, text: l.text, showarrow: false, yanchor: "bottom" })),
+    annotations: lines.map((l, i) => ({
+      x: l.x, yref: "paper", y: 1 - 0.07 * i, text: l.text, showarrow: false, yanchor: "top",
+      xanchor: l.x > 85 ? "right" : "left", bgcolor: "rgba(255,255,255,0.8)",
+    })),
   };
   Plotly.react("curves", traces, layout, { displaylogo: false, responsive: true });
 }
@@ -213,21 +339,30 @@ function drawCurves(data) {
 
 async function loadMonitoring() {
   const data = await api("GET", "/v1/ops/monitoring?days=" + (Number($("days").value) || 28));
-  $("psi").textContent =
-    data.psi === null
-      ? data.psi_status
-      : "Population stability index " + data.psi.toFixed(3) + " over " + data.recent_leads +
-        " leads scored in the last " + data.days + " days: " + data.psi_status + ".";
+  const psi = $("psi");
+  psi.replaceChildren();
+  if (data.psi === null) {
+    psi.textContent = data.psi_status;
+  } else {
+    const term = document.createElement("span");
+    term.dataset.measure = "psi";
+    term.textContent = "Population stability index";
+    psi.append(term, " " + data.psi.toFixed(3) + " over " + data.recent_leads +
+      " leads scored in the last " + data.days + " days: " + data.psi_status + ".");
+    explainMeasures(psi);
+  }
   if (data.bins) {
-    const labels = data.bins.bin_low.map((low, i) => fmt(low, 2) + "-" + fmt(data.bins.bin_high[i], 2));
+    // scores (0-100) rather than probabilities: shorter labels, the unit sales knows
+    const labels = data.bins.bin_low.map(
+      (low, i) => Math.round(100 * low) + "-" + Math.round(100 * data.bins.bin_high[i]));
     Plotly.react("psi-chart", [
       { x: labels, y: data.bins.reference_share, name: "training holdout", type: "bar" },
       { x: labels, y: data.bins.recent_share, name: "recent scores", type: "bar" },
     ], {
-      margin: { l: 45, r: 10, t: 10, b: 60 }, barmode: "group",
-      xaxis: { title: { text: "probability band (holdout deciles)" } },
-      yaxis: { title: { text: "share of leads" }, tickformat: ".0%" },
-      legend: { orientation: "h", y: -0.35 },
+      margin: { l: 10, r: 10, t: 30, b: 10 }, barmode: "group",
+      xaxis: { title: { text: "score band (holdout tenths)" }, automargin: true, tickangle: 0 },
+      yaxis: { title: { text: "share of leads" }, tickformat: ".0%", automargin: true },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
     }, { displaylogo: false, responsive: true });
   } else {
     Plotly.purge("psi-chart");
@@ -243,9 +378,26 @@ async function loadMonitoring() {
     cell(row, pct(g.win_rate), "num");
     body.appendChild(row);
   }
-  $("outcomes-note").textContent = data.outcomes_known
-    ? data.outcomes_known + " leads have a reported outcome (grade of their last score before closing)."
-    : "No outcome reported yet: win rates appear once the CRM posts closed deals to /v1/outcomes.";
+  $("outcomes-note").textContent = outcomesNote(data);
+}
+
+function outcomesNote(data) {
+  const reported = data.outcomes_reported === undefined ? data.outcomes_known : data.outcomes_reported;
+  if (!reported) {
+    return "No outcome reported yet: win rates appear once the CRM posts closed deals to /v1/outcomes.";
+  }
+  const lead = (n) => n + (n === 1 ? " lead" : " leads");
+  let text = reported + " outcome" + (reported === 1 ? "" : "s") + " reported; " +
+    lead(data.outcomes_known) + " counted with the grade of their latest score before their deal closed.";
+  const after = data.outcomes_scored_only_after_close || 0;
+  const never = data.outcomes_never_scored || 0;
+  if (after || never) {
+    text += " Not counted: " + [
+      after ? lead(after) + " scored only after closing" : "",
+      never ? lead(never) + " never scored" : "",
+    ].filter(Boolean).join(", ") + " (their grade says nothing about how they closed).";
+  }
+  return text;
 }
 
 // --- wiring ----------------------------------------------------------------------------------------
@@ -269,14 +421,32 @@ async function loadAll() {
 
 function updateValueLabel() {
   const by = $("by").value;
+  const currency = state.current ? state.current.policy.currency : "EUR";
   $("value-label").textContent = {
     threshold: "Threshold (0-100)",
     capacity: "Leads a week sales can take",
-    value: "What a won deal is worth",
+    value: "What a won deal is worth (" + currency + ")",
     precision: "Target precision (0-1)",
     recall: "Target recall (0-1)",
   }[by];
   $("cost-box").hidden = by !== "value";
+  $("capacity-box").hidden = by !== "value";
+}
+
+function gradeChange() {
+  const by = $("grade-by").value;
+  const p = state.current ? state.current.policy.grades : null;
+  const values = ["a", "b", "c"].map((g) => $("grade-" + g).value);
+  if (values.some((v) => v === "")) return null;
+  const [A, B, C] = values.map(Number);
+  if (by === "share") {
+    const shares = { A: A / 100, B: B / 100, C: C / 100 };
+    const old = p && p.by === "share" ? (p.shares || { A: 0.25, B: 0.25, C: 0.25 }) : null;
+    const same = old && ["A", "B", "C"].every((g) => Math.abs(old[g] - shares[g]) < 1e-9);
+    return same ? null : { by: "share", shares };
+  }
+  const same = p && p.by === "score" && p.A === A && p.B === B && p.C === C;
+  return same ? null : { by: "score", A, B, C };
 }
 
 $("key-form").addEventListener("submit", (event) => {
@@ -292,7 +462,21 @@ $("forget-key").addEventListener("click", () => {
   say("Key forgotten.", "");
 });
 
+$("actor").value = actor();
+$("actor").addEventListener("change", () => {
+  const name = $("actor").value.trim();
+  if (name) sessionStorage.setItem(ACTOR_ITEM, name);
+  else sessionStorage.removeItem(ACTOR_ITEM);
+});
+
 $("by").addEventListener("change", updateValueLabel);
+
+$("grade-by").addEventListener("change", () => {
+  const p = state.current ? state.current.policy.grades : null;
+  showGradeInputs(p && p.by === $("grade-by").value ? p : { by: $("grade-by").value, A: "", B: "", C: "" });
+});
+
+$("restore-default").addEventListener("click", restoreDefault);
 
 $("simulate-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -309,6 +493,15 @@ $("save-form").addEventListener("submit", async (event) => {
   const policy = {};
   if ($("sales-threshold").value !== "") policy.sales_threshold = Number($("sales-threshold").value);
   if ($("nurture-threshold").value !== "") policy.nurture_threshold = Number($("nurture-threshold").value);
+  const grades = gradeChange();
+  if (grades) policy.grades = grades;
+  const capacity = $("capacity").value;
+  const current = state.current ? state.current.policy : {};
+  if (capacity !== "" && Number(capacity) !== current.weekly_capacity) {
+    policy.weekly_capacity = Number(capacity);
+  }
+  const currency = $("currency").value.trim().toUpperCase();
+  if (currency && currency !== current.currency) policy.currency = currency;
   try {
     const saved = await api("PUT", "/v1/policy", {
       policy,
@@ -324,5 +517,6 @@ $("save-form").addEventListener("submit", async (event) => {
   }
 });
 
+explainMeasures();
 updateValueLabel();
 loadAll();

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from serving.config import Settings
 from tests.conftest import missing_service
+from tests.serving.waiting import wait_for_model
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_HINT = (
@@ -198,14 +199,19 @@ def scoring_app(trained_model, tmp_path_factory):
     db = tmp_path_factory.mktemp("scoring-db") / "leadscore.db"
     app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
     with TestClient(app, raise_server_exceptions=False) as client:
+        wait_for_model(client)
         yield client
 
 
 def demo_records(
-    trained_model: TrainedModel, n: int, as_of: str = "2025-06-01T00:00:00Z"
+    trained_model: TrainedModel,
+    n: int,
+    as_of: str = "2025-06-01T00:00:00Z",
+    as_exported: bool = False,
 ) -> list[dict]:
     """`n` demo leads as API records. Touchpoint spellings are kept as exported except the ones the
-    contract does not know, which files read as `other` and the API refuses: sent as `other`."""
+    contract does not know (files and the API read them as `other`, the API with a warning): sent
+    as `other`, unless `as_exported`."""
     import pyarrow.parquet as pq
 
     from features.data.vocabulary import lookup_activity, lookup_channel
@@ -226,8 +232,12 @@ def demo_records(
                 "touchpoints": [
                     {
                         "occurred_at": t["occurred_at"].isoformat(),
-                        "channel": t["channel"] if lookup_channel(t["channel"]) else "other",
-                        "activity": t["activity"] if lookup_activity(t["activity"]) else "other",
+                        "channel": t["channel"]
+                        if as_exported or lookup_channel(t["channel"])
+                        else "other",
+                        "activity": t["activity"]
+                        if as_exported or lookup_activity(t["activity"])
+                        else "other",
                         "campaign": t["campaign"],
                         "value": t["value"],
                     }

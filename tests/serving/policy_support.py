@@ -69,7 +69,9 @@ def hand_model_store(model: HoldoutModel | None = None) -> ModelStore:
             scorer=model, name="lead-scoring", version="7", alias="champion", uri=uri
         )
 
-    return ModelStore("models:/lead-scoring@champion", "sqlite://", loader=loader)
+    store = ModelStore("models:/lead-scoring@champion", "sqlite://", loader=loader)
+    store.load("start")  # loaded before the app starts: no background load to wait for
+    return store
 
 
 def auth(key: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -79,3 +80,48 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
             pass
         time.sleep(0.1)
     raise AssertionError(f"server at {url} did not start:\n{log.read_text()[-3000:]}")
+
+
+class SilentRegistry:
+    """A model registry that accepts connections and answers nothing until `release()`, then
+    hangs up: a registry behind a dead proxy. `connections` counts the requests it holds."""
+
+    def __init__(self, hang_guard_seconds: float = 120) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self._released = threading.Event()
+        self._hang_guard = hang_guard_seconds
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(self._hang_guard)
+            try:
+                connection.recv(65536)
+            except OSError:
+                return
+            self._released.wait(self._hang_guard)
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def release(self) -> None:
+        """Hang up on every held request, and on every one that comes later."""
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._listener.close()

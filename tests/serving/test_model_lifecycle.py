@@ -9,18 +9,21 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from tests.serving.conftest import auth, demo_records, model_settings
-from tests.serving.waiting import wait_for, wait_for_fresh_run
+from tests.serving.waiting import wait_for, wait_for_fresh_run, wait_for_model
 
 
 def test_unreachable_registry_means_not_ready_and_a_clear_message(client_without_model):
+    models = client_without_model.app.state.services.models
+    wait_for(lambda: models.last_error, "the first model load never failed")
     response = client_without_model.get("/readyz")
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"] == {"ok": True}
     assert checks["model"]["ok"] is False
-    assert (
-        "cannot load models:/lead-scoring@champion from the MLflow registry at http://127.0.0.1:9"
-        in (checks["model"]["error"])
+    assert checks["model"]["error"].startswith(
+        "loading model models:/lead-scoring@champion: registry unreachable, retrying every "
+        "3600 s (cannot load models:/lead-scoring@champion from the MLflow registry at "
+        "http://127.0.0.1:9: "
     )
     assert client_without_model.get("/healthz").json() == {"status": "ok"}
     assert (
@@ -38,14 +41,18 @@ def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
         model_retry_seconds=0.2,
     )
     with TestClient(create_app(settings)) as client:
+        models = client.app.state.services.models
+        wait_for(lambda: models.last_error, "the first model load never failed")
         response = client.get("/readyz")
         assert response.status_code == 503
         error = response.json()["checks"]["model"]["error"]
         assert error.startswith(
-            f"cannot load models:/lead-scoring@{alias} from the MLflow registry"
+            f"loading model models:/lead-scoring@{alias}: cannot load "
+            f"models:/lead-scoring@{alias} from the MLflow registry"
         )
+        assert error.endswith("; retrying every 0.2 s")
         assert alias in error.split("registry at", 1)[1]
-        retrying = client.app.state.services.models.retrying
+        retrying = models.retrying
         assert retrying.running and retrying.interval == 0.2
         trained_model.set_alias(alias, trained_model.versions[0])
         wait_for_fresh_run(retrying, "the model load was not retried")
@@ -63,6 +70,7 @@ def test_reload_swaps_in_the_new_champion_without_dropping_requests(trained_mode
     )
     records = demo_records(trained_model, 3)
     with TestClient(create_app(settings)) as client:
+        wait_for_model(client)
         statuses, versions = [], []
         stop = threading.Event()
 
@@ -106,6 +114,7 @@ def test_failed_reload_keeps_the_last_good_model(trained_model, sqlite_url):
     )
     records = demo_records(trained_model, 2)
     with TestClient(create_app(settings)) as client:
+        wait_for_model(client)
         trained_model.client().delete_registered_model_alias(trained_model.name, alias)
         response = client.post("/v1/admin/reload", headers=auth("admin"))
         assert response.status_code == 502
@@ -138,6 +147,7 @@ def test_polling_follows_the_alias(trained_model, sqlite_url):
         model_poll_seconds=0.2,
     )
     with TestClient(create_app(settings)) as client:
+        wait_for_model(client)
         version = lambda: client.get("/v1/model", headers=auth("scorer")).json()["version"]  # noqa: E731
         assert version() == trained_model.versions[0]
         polling = client.app.state.services.models.polling

@@ -1,4 +1,8 @@
-"""Schemathesis: requests generated from the OpenAPI schema never get a server error."""
+"""Schemathesis with all its checks: requests generated from the OpenAPI schema (valid and
+invalid ones) get the documented statuses, media types, headers and bodies, valid requests are
+accepted and invalid ones refused (invalid leads of a score request: rejected in the answer),
+auth is enforced, and nothing is a server error. tests/serving/schemathesis_hooks.py says what
+the generation respects beyond JSON Schema, and why."""
 
 from __future__ import annotations
 
@@ -6,21 +10,26 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import negative_data_rejection
 
 from serving.app import create_app
 from tests.serving.conftest import auth, model_settings
+from tests.serving.schemathesis_hooks import negative_data_rejection_per_lead
+from tests.serving.waiting import wait_for_model
 
 
 @pytest.fixture(scope="module")
 def fuzzed_app(trained_model, tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz-db") / "leadscore.db"
     app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
-    with TestClient(app):  # runs the lifespan: model, database, keys
+    with TestClient(app) as client:  # runs the lifespan: model, database, keys
+        wait_for_model(client)
         yield app
 
 
-def test_no_server_errors(fuzzed_app):
+def test_schemathesis_finds_nothing_with_all_checks(fuzzed_app):
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
@@ -29,15 +38,33 @@ def test_no_server_errors(fuzzed_app):
         "POST /v1/outcomes",
         "POST /v1/admin/reload",
         "GET /readyz",
+        "PUT /v1/policy",
+        "POST /v1/policy/simulate",
     }
+    failures: list[str] = []
     for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-        )
-        def no_server_error(case):
-            for role in ("admin", "scorer"):
-                case.call_and_validate(headers=auth(role), checks=[not_a_server_error])
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=15,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def all_checks(case):
+                for role in ("admin", "scorer"):
+                    case.call_and_validate(  # every check; invalid leads: see the hooks module
+                        headers=auth(role),
+                        excluded_checks=[negative_data_rejection],
+                        additional_checks=[negative_data_rejection_per_lead],
+                    )
 
-        no_server_error()
+            try:
+                all_checks()
+            except Unsatisfiable:
+                # no invalid request exists for an operation without parameters or body
+                assert mode is GenerationMode.NEGATIVE, operation.label
+            except (Exception, BaseExceptionGroup) as error:  # each operation: first failure
+                failures.append(f"{operation.label} ({mode.value}): {error}"[:3000])
+    assert not failures, "\n\n".join(failures)

@@ -289,3 +289,218 @@ def test_ops_page_keeps_the_key_in_the_tab_only(live_server, browser):
     fresh.goto(live_server + "/ops")
     assert fresh.evaluate("sessionStorage.getItem('leadscore-api-key')") is None
     assert "Enter an API key" in fresh.text_content("#message")
+
+
+# --- restore the default, the person, capacity and currency, grades, tooltips, labels, outcomes ---
+
+
+def post_outcome(connection, lead: str, won: bool, closed_at: datetime) -> None:
+    connection.execute(
+        outcomes.insert().values(
+            lead_id=lead, won=won, closed_at=closed_at, amount=None, reported_at=closed_at,
+            updated_at=closed_at, api_key_name="crm",
+        )
+    )  # fmt: skip
+
+
+def test_monitoring_says_how_many_outcomes_could_not_be_graded(client):
+    """300 outcomes posted for leads scored only after they closed made the page say "No outcome
+    reported yet". Every lead scored before it closed counts (with its latest grade before the
+    close, whatever came after); the others are counted apart and said."""
+    now = datetime.now(UTC)
+    closed = now - timedelta(days=30)
+    with client.app.state.services.engine.begin() as connection:
+        for i in range(300):  # scored only after they closed (e.g. a replay of old deals)
+            log_score(connection, f"late{i}", 0.5, "B", now - timedelta(days=1))
+            post_outcome(connection, f"late{i}", i % 3 == 0, closed)
+        log_score(connection, "early", 0.9, "A", now - timedelta(days=45))
+        log_score(connection, "early", 0.2, "D", now - timedelta(days=35))  # latest before close
+        log_score(connection, "early", 0.8, "A", now - timedelta(days=2))  # after: not its grade
+        post_outcome(connection, "early", True, closed)
+        post_outcome(connection, "never", False, closed)
+    body = client.get("/v1/ops/monitoring", headers=auth(SCORER_KEY)).json()
+    assert body["outcomes_reported"] == 302 and body["outcomes_known"] == 1
+    assert body["outcomes_scored_only_after_close"] == 300 and body["outcomes_never_scored"] == 1
+    rates = {g["grade"]: g for g in body["win_rate_by_grade"]}
+    assert rates["D"] == {"grade": "D", "leads": 1, "wins": 1, "win_rate": 1.0}
+    assert rates["A"]["leads"] == 0 and rates["B"]["leads"] == 0
+
+
+CLIPPED = """(id) => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  const out = [];
+  for (const t of document.querySelectorAll('#' + id + ' text')) {
+    const r = t.getBoundingClientRect();
+    if (!t.textContent.trim() || r.width === 0) continue;
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 ||
+        r.bottom > box.bottom + 1) out.push(t.textContent);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.browser
+def test_ops_page_restores_the_model_default_and_names_the_person(live_server, browser):
+    page, outside, errors = open_page(browser, live_server, OPS_KEY)
+    page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    assert not page.is_visible("#restore-default")  # the model's default is in force already
+    page.fill("#actor", "Jane Doe")
+    page.dispatch_event("#actor", "change")
+    page.fill("#sales-threshold", "70")
+    page.fill("#reason", "fewer, better leads")
+    page.click("#save")
+    page.wait_for_selector("#history tr[data-version='1']", timeout=10_000)
+    row = page.locator("#history tr[data-version='1'] td").all_text_contents()
+    assert row[2:5] == ["marketing-ops (Jane Doe)", "set", "sales_threshold: 55 -> 70"]
+
+    page.once("dialog", lambda dialog: dialog.accept("back to what the model recommends"))
+    page.click("#restore-default")
+    page.wait_for_selector("#history tr[data-version='2']", timeout=10_000)
+    assert page.text_content("#message") == (
+        "The model's default policy is in force again, as version 2; it now follows the model."
+    )
+    assert page.text_content("#current-policy [data-field='version']") == (
+        "2 (the model's default, restored)"
+    )
+    assert page.text_content("#current-policy [data-field='sales']") == "score ≥ 55"
+    row = page.locator("#history tr[data-version='2'] td").all_text_contents()
+    assert row[2:6] == [
+        "marketing-ops (Jane Doe)",
+        "restore the model's default",
+        "sales_threshold: 70 -> 55",
+        "back to what the model recommends",
+    ]
+    assert not page.is_visible("#restore-default")
+    current = httpx.get(live_server + "/v1/policy", headers=auth(OPS_KEY)).json()
+    assert (current["version"], current["source"], current["actor"]) == (
+        2, "model default", "Jane Doe"
+    )  # fmt: skip
+    assert outside == [] and errors == []
+
+
+@pytest.mark.browser
+def test_ops_page_value_mode_keeps_to_capacity_and_shows_the_currency(live_server, browser):
+    page, outside, errors = open_page(browser, live_server, OPS_KEY)
+    page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    page.select_option("#by", "value")
+    assert page.text_content("#value-label") == "What a won deal is worth (EUR)"
+    assert page.is_visible("#capacity")
+    page.fill("#value", "4")
+    page.fill("#capacity", "2")
+    page.click("#simulate")
+    chosen = page.locator("#simulation tr[data-row='chosen']")
+    chosen.wait_for(timeout=10_000)
+    assert chosen.locator("[data-field='threshold']").text_content() == "65"
+    assert chosen.locator("[data-field='leads_per_week']").text_content() == "2.0"
+    assert page.text_content("#net-value") == (
+        "Net value a week at the chosen threshold: 4.00 EUR, sending at most 2 leads a week "
+        "(sales capacity)"
+    )
+    # save it: the capacity and a currency go with the policy, and the page says them
+    page.fill("#currency", "usd")
+    page.fill("#reason", "two leads a week, dollars")
+    page.click("#save")
+    page.wait_for_selector("#message.ok", timeout=10_000)
+    assert page.text_content("#current-policy [data-field='capacity']") == "2 leads a week"
+    assert page.text_content("#current-policy [data-field='currency']") == "USD"
+    assert page.text_content("#value-label") == "What a won deal is worth (USD)"
+    policy = httpx.get(live_server + "/v1/policy", headers=auth(OPS_KEY)).json()["policy"]
+    assert (policy["sales_threshold"], policy["weekly_capacity"], policy["currency"]) == (
+        65, 2, "USD"
+    )  # fmt: skip
+    assert outside == [] and errors == []
+
+
+@pytest.mark.browser
+def test_ops_page_shows_and_changes_how_grades_are_set(live_server, browser):
+    page, outside, errors = open_page(browser, live_server, OPS_KEY)
+    page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    page.wait_for_selector("#current-policy [data-field='grades']")
+    assert page.text_content("#current-policy [data-field='grades']") == (
+        "by score: A ≥ 60, B ≥ 35, C ≥ 15, D below"
+    )
+    page.select_option("#grade-by", "share")
+    assert page.text_content("#grade-a-label") == "A: % of leads"
+    assert page.input_value("#grade-a") == "25"
+    page.fill("#reason", "a quarter of the leads in each grade")
+    page.click("#save")
+    page.wait_for_selector("#message.ok", timeout=10_000)
+    assert page.text_content("#current-policy [data-field='grades']") == (
+        "by share of leads: A top 25% (score ≥ 85), B next 25% (≥ 55), C next 25% (≥ 35), "
+        "D the rest; computed on the holdout of model lead-scoring version 7: 10 leads over "
+        "2.0 weeks with known outcomes"
+    )
+    assert outside == [] and errors == []
+
+
+MEASURE_WORDS = {
+    "threshold": "The sales threshold: leads scoring at or above it go to sales.",
+    "leads_per_week": "How many leads a week this threshold would send to sales.",
+    "expected_wins": "Expected wins: how many of the leads sent each week end up as won deals",
+    "precision": "Precision: of the leads sent to sales, the share that win.",
+    "recall": "Recall: of all the leads that win, the share that is sent to sales.",
+    "lift": "Lift: how many times better than sending every lead.",
+    "psi": "Population stability index (PSI): how far this period's scores have moved",
+    "grade": "Grade A-D of a lead's score, set by the policy",
+    "win_rate": "Win rate: of the leads of a grade with a reported outcome, the share that won.",
+    "capacity": "How many leads a week sales can work.",
+    "net_value": "Net value a week: wins a week times what a won deal is worth",
+}
+
+
+def _scores_after_their_close(app) -> None:
+    now = datetime.now(UTC)
+    with app.state.services.engine.begin() as connection:
+        for i, p in enumerate(PROBABILITIES):
+            log_score(connection, f"r{i}", p, "A" if p >= 0.6 else "C", now - timedelta(days=1))
+            post_outcome(connection, f"r{i}", i % 2 == 0, now - timedelta(days=40))
+
+
+@pytest.mark.browser
+def test_ops_page_cuts_no_chart_label(live_app, browser):
+    """The "now" mark above the curves and the last band of the drift chart were cut off."""
+    live_server, app = live_app
+    _scores_after_their_close(app)
+    page, outside, errors = open_page(browser, live_server, SCORER_KEY)
+    page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    page.wait_for_selector("#psi-chart .barlayer .trace", timeout=10_000)
+    for width in (1280, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(300)  # plotly redraws on resize
+        for chart in ("curves", "psi-chart"):
+            assert page.evaluate(CLIPPED, chart) == [], (width, chart)
+    assert outside == [] and errors == []
+
+
+@pytest.mark.browser
+def test_ops_page_says_why_reported_outcomes_are_not_in_the_win_rates(live_app, browser):
+    live_server, app = live_app
+    _scores_after_their_close(app)
+    page, outside, errors = open_page(browser, live_server, SCORER_KEY)
+    page.wait_for_selector("#win-rate tr[data-grade='A']", timeout=20_000)
+    page.wait_for_function("document.getElementById('outcomes-note').textContent !== ''")
+    assert page.text_content("#outcomes-note") == (
+        "10 outcomes reported; 0 leads counted with the grade of their latest score before their "
+        "deal closed. Not counted: 10 leads scored only after closing (their grade says nothing "
+        "about how they closed)."
+    )
+    assert outside == [] and errors == []
+
+
+@pytest.mark.browser
+def test_ops_page_explains_every_measure_in_plain_words(live_app, browser):
+    live_server, app = live_app
+    _scores_after_their_close(app)
+    page, outside, errors = open_page(browser, live_server, SCORER_KEY)
+    page.wait_for_selector("#curves .scatterlayer .trace", timeout=20_000)
+    page.wait_for_selector("#psi [data-measure='psi']", timeout=10_000)
+    page.select_option("#by", "value")
+    page.fill("#value", "4")
+    page.click("#simulate")
+    page.wait_for_selector("#net-value [data-measure='net_value']", timeout=10_000)
+    for measure, words in MEASURE_WORDS.items():
+        tips = page.eval_on_selector_all(
+            f"[data-measure='{measure}']", "els => els.map(e => e.title)"
+        )
+        assert tips and all(t.startswith(words) for t in tips), (measure, tips)
+    assert outside == [] and errors == []

@@ -16,7 +16,7 @@ from features.policy.thresholds import choose_threshold, threshold_table
 from serving.app import create_app
 from serving.db import score_log
 from tests.serving.conftest import auth, demo_records, model_settings
-from tests.serving.waiting import wait_for
+from tests.serving.waiting import wait_for, wait_for_model
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 def client(trained_model, tmp_path):
     app = create_app(model_settings(trained_model, f"sqlite:///{tmp_path / 'leadscore.db'}"))
     with TestClient(app) as client:
+        wait_for_model(client)
         yield client
 
 

@@ -46,4 +46,4 @@ def test_policy_endpoints_never_answer_with_a_server_error(tmp_path):
             timeout=300,
         )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
-    assert "6 selected" in run.stdout  # policy x4 (+ rollback) and ops monitoring were tested
+    assert "7 selected" in run.stdout  # policy x4, rollback, restore-default, ops monitoring

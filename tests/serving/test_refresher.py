@@ -85,3 +85,16 @@ def test_bad_use_is_refused_with_a_message():
     finally:
         refresher.stop()
     assert not refresher.running
+
+
+def test_started_immediately_the_first_call_does_not_wait_an_interval():
+    called = threading.Event()
+    refresher = Refresher("test-now", called.set, 3600)
+    refresher.start(immediately=True)
+    wait_for(called.is_set, "the first call waited for the interval")
+    refresher.stop()
+    assert refresher.runs == 1
+    later = Refresher("test-later", called.clear, 3600)
+    later.start()
+    later.stop()
+    assert later.runs == 0 and called.is_set()  # without it: one interval first

@@ -8,23 +8,37 @@ import pandas as pd
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
+from features.data.vocabulary import lookup_activity, lookup_channel
 from leadscore.cli import app as cli
 from tests.serving.conftest import auth, demo_records
 
 AS_OF = "2025-06-01T00:00:00Z"
+
+
+def _unknown(touch: dict) -> bool:
+    return lookup_channel(touch["channel"]) is None or lookup_activity(touch["activity"]) is None
+
+
 N = 40
 
 
 def test_api_cli_and_pyfunc_agree(scoring_app, trained_model, tmp_path, monkeypatch):
     import mlflow
 
-    records = demo_records(trained_model, N, as_of=AS_OF)
+    # As exported, half of them with spellings the vocabulary does not know ('Chat Started'): the
+    # API reads them as files do ('other', with a warning), so the probabilities agree.
+    exported = demo_records(trained_model, 600, as_of=AS_OF, as_exported=True)
+    unknown = [r for r in exported if any(_unknown(t) for t in r["touchpoints"])]
+    assert unknown, "the demo data has spellings the vocabulary does not know"
+    records = unknown[: N // 2] + [r for r in exported if r not in unknown][: N // 2]
     ids = [r["lead_id"] for r in records]
     uri = f"models:/{trained_model.name}/{trained_model.versions[0]}"
 
-    api = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()[
-        "results"
-    ]
+    answer = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    assert answer["rejected"] == 0
+    assert {w["value"] for w in answer["warnings"]} <= {"Chat Started", "Olark Chat Conversation"}
+    assert all(w["read_as"] == "other" for w in answer["warnings"]) and answer["warnings"]
+    api = answer["results"]
     api_p = {r["lead_id"]: r["probability"] for r in api}
 
     # `leadscore score` on the same leads, read from files as exported.

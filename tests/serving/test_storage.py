@@ -199,21 +199,19 @@ def test_outcomes_are_idempotent_per_lead(client_without_model, database_url):
     assert rows[0].api_key_name == "scorer-key"
 
 
-def test_outcome_errors_name_the_item_and_field(client_without_model):
+def test_outcomes_of_one_lead_apply_in_order(client_without_model):
     client = client_without_model
     response = client.post(
         "/v1/outcomes",
-        json={"outcomes": [outcome("L-1"), outcome("L-1", "lost")]},
+        json={"outcomes": [outcome("L-1"), outcome("L-1"), outcome("L-1", "lost")]},
         headers=auth("scorer"),
     )
-    assert response.status_code == 422
-    assert response.json()["errors"] == [
-        {
-            "field": "outcomes[1].lead_id",
-            "message": "lead_id 'L-1' is also at outcomes[0]",
-            "expected": "one outcome per lead in a request",
-        }
-    ]
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["created", "unchanged", "updated"]
+
+
+def test_outcome_errors_name_the_item_and_field(client_without_model):
+    client = client_without_model
     response = client.post(
         "/v1/outcomes",
         json={"outcomes": [outcome("L-1", "maybe", closed_at="2026-12-02T10:00:00")]},

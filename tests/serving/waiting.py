@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
+from serving.model_store import LoadedModel
 from serving.refresher import Refresher
 
 HANG_GUARD_SECONDS = 120.0
@@ -29,3 +31,15 @@ def wait_for_fresh_run(refresher: Refresher, what: str) -> None:
     (a refresher may stop itself once done). The caller then asserts the state it expects."""
     target = refresher.runs + 2
     wait_for(lambda: refresher.runs >= target or not refresher.running, what)
+
+
+def wait_for_model(client: Any) -> LoadedModel:
+    """Wait until the first model load of `client`'s app (a TestClient) has ended: it runs in the
+    background, the lifespan no longer waits for it. Fails with the load error if it failed."""
+    models = client.app.state.services.models
+    wait_for(
+        lambda: models.current is not None or models.last_error is not None,
+        "the first model load never ended",
+    )
+    assert models.current is not None, models.last_error
+    return models.current

@@ -51,7 +51,29 @@ def test_metrics_at_the_sales_threshold():
 
 
 def test_win_rate_per_grade():
-    table = grade_table([1, 0, 1, 0], [0.7, 0.65, 0.4, 0.05], Policy())
+    by_score = Policy(grades={"A": 60, "B": 35, "C": 15})  # bands set by hand: kept
+    table = grade_table([1, 0, 1, 0], [0.7, 0.65, 0.4, 0.05], by_score)
     a = table.set_index("grade").loc["A"]
     assert (a["leads"], a["wins"]) == (2, 1)
     assert table.set_index("grade").loc["D", "leads"] == 1
+
+
+def test_the_model_policy_grades_by_share_unless_the_config_set_score_bands():
+    from training.evaluate import grade_bases_table, model_policy
+
+    rng = np.random.default_rng(0)
+    p = rng.beta(1.5, 9, 2000)  # a demo-like spread: few leads above 35%
+    y = (rng.random(2000) < p).astype(float)
+    shipped = model_policy(Policy(), p).grades
+    assert shipped.by == "share" and shipped.basis == "2,000 held-out leads at training"
+    quarters = grade_table(y, p, Policy())["leads"].to_numpy() / 2000
+    assert np.all(np.abs(quarters - 0.25) < 0.05), quarters
+    by_score = Policy(grades={"A": 60, "B": 35, "C": 15})  # set in the config: kept
+    assert model_policy(by_score, p).grades == by_score.grades
+    fifths = Policy(grades={"by": "share", "shares": {"A": 0.2, "B": 0.2, "C": 0.2}})
+    assert grade_table(y, p, fifths).set_index("grade").loc["D", "leads"] / 2000 == (
+        pytest.approx(0.4, abs=0.05)
+    )
+    bases = grade_bases_table(y, p, by_score).set_index(["basis", "grade"])
+    assert bases.loc[("score", "D"), "share_of_leads"] > 0.5  # probability bands: mostly D
+    assert bases.loc[("share", "A"), "grade_roc_auc"] > bases.loc[("score", "A"), "grade_roc_auc"]

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from leadscore.cli import app as cli
 from serving.app import create_app
 from tests.serving.conftest import auth, demo_records, model_settings, trained_model  # noqa: F401
+from tests.serving.waiting import wait_for_model
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-06-01T00:00:00Z"
@@ -55,6 +56,7 @@ def test_batch_api_and_pyfunc_decide_with_the_policy_in_force(
     records = demo_records(trained_model, N, as_of=AS_OF)
     ids = [r["lead_id"] for r in records]
     with TestClient(create_app(model_settings(trained_model, database))) as api:
+        wait_for_model(api)
         before = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
         assert before["policy_version"] == 0
         scored, summary = _batch(trained_model, tmp_path, ids, "--database-url", database)

@@ -15,6 +15,7 @@ from features.data.config import DataConfig
 from features.data.loading import load_lead_data
 from serving.db import make_engine, outcomes, upgrade_database
 from tests.serving.conftest import auth, make_settings
+from tests.serving.waiting import wait_for_model
 from tests.training.capture_support import capture_lead_data, outcome_rows
 
 runner = CliRunner()
@@ -91,6 +92,7 @@ def test_retrain_waits_for_new_outcomes_then_trains_through_the_gate(
     from serving.app import create_app
 
     with TestClient(create_app(settings)) as client:
+        wait_for_model(client)
         model = client.get("/v1/model", headers=auth("ops")).json()
     assert model["outcomes_since_training"] == HELD_BACK
     from mlflow import MlflowClient

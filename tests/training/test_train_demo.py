@@ -213,3 +213,28 @@ def test_refit_off_serves_the_evaluation_model(demo_dir, tracking):
     np.testing.assert_allclose(
         evaluated.predict_proba(frame, touches), holdout["probability"].to_numpy(), atol=1e-12
     )
+
+
+def test_the_shipped_policy_grades_the_holdout_by_share(trained):
+    """Probability bands left most demo leads D and almost none A (1,488 of 2,437 D, 12 A):
+    the model ships bands that give each grade about a quarter of its held-out leads."""
+    from collections import Counter
+
+    from features.model.artifact import load_model_scorer
+    from features.policy.rules import apply_policy, score_from_probability
+
+    uri, (_, strong, _) = trained
+    mlflow.set_tracking_uri(uri)  # a test using `tracking` may have run since the fixture set it
+    mlflow.set_registry_uri(uri)
+    scorer = load_model_scorer(strong.model_uri)
+    scores = score_from_probability(scorer.holdout["probability"])
+    grades, _, _ = apply_policy(scores, None, scorer.policy)
+    counts = Counter(grades.tolist())
+    for grade in "ABCD":  # about a quarter each: whole scores tie, so a cut cannot be exact
+        assert 0.10 <= counts[grade] / len(grades) <= 0.40, counts
+    bands = scorer.policy.grades
+    assert bands.by == "share" and bands.A > bands.B > bands.C
+    assert bands.basis == f"{len(scorer.holdout):,} held-out leads at training"
+    client = MlflowClient(uri)
+    table = pd.read_csv(client.download_artifacts(strong.run_id, "evaluation/grades.csv"))
+    assert table.set_index("grade")["leads"].to_dict() == {g: counts[g] for g in "ABCD"}

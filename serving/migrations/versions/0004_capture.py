@@ -2,7 +2,7 @@
 once with the moment it happened and the moment it first arrived, and the erasure audit.
 
 Revision ID: 0004_capture
-Revises: 0002_policy
+Revises: 0003_policy_actor
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_capture"
-down_revision = "0002_policy"
+down_revision = "0003_policy_actor"
 branch_labels = None
 depends_on = None
 

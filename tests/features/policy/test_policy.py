@@ -409,3 +409,44 @@ def test_attribute_facts_of_many_leads_equal_each_lead_alone():
         expected = [lead_facts(lead)[fact] for lead in leads]
         assert facts[fact].tolist() == expected
         assert 20 < sum(expected) < 380  # both outcomes occur
+
+
+def test_grade_bands_by_share_give_each_grade_its_share_of_the_leads():
+    from features.policy.rules import GradeShares, grade_bands_by_share
+
+    # scores 0..99, one lead each: the top 25 score 75-99
+    p = np.arange(100) / 100
+    bands = grade_bands_by_share(p, basis="100 hand-made leads")
+    assert (bands.by, bands.A, bands.B, bands.C) == ("share", 75.0, 50.0, 25.0)
+    assert bands.basis == "100 hand-made leads" and bands.shares == GradeShares()
+    grades, _, _ = apply_policy(np.arange(100), None, Policy(grades=bands))
+    assert [int((grades == g).sum()) for g in "ABCD"] == [25, 25, 25, 25]
+    # ties: 60 leads at score 10, 40 spread above; A the top 10%, B the next 20%, C the rest
+    p = np.r_[np.full(60, 0.10), np.linspace(0.5, 0.9, 40)]
+    tied = grade_bands_by_share(p, GradeShares(A=0.1, B=0.2, C=0.7))
+    assert tied.A > tied.B > tied.C == 10.0
+
+
+def test_grade_shares_must_fit_in_every_lead():
+    from features.policy.rules import GradeShares
+
+    with pytest.raises(ValidationError) as error:
+        GradeShares(A=0.5, B=0.4, C=0.3)
+    assert "grade shares add up to more than every lead (A=0.5, B=0.4, C=0.3): make A + B + C" in (
+        str(error.value)
+    )
+
+
+def test_choosing_by_value_keeps_to_the_weekly_capacity():
+    # ten leads over two weeks, scores 95 ... 5, the top four of five winners ranked first
+    table = threshold_table(
+        [0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15, 0.05],
+        [1, 1, 0, 1, 0, 1, 0, 0, 0, 0],
+        weeks=2,
+    )
+    free = choose_threshold(table, "value", 4)
+    assert (free["threshold"], free["leads_per_week"]) == (45, 3.0)
+    capped = choose_threshold(table, "value", 4, capacity=2)
+    assert (capped["threshold"], capped["leads_per_week"]) == (65, 2.0)
+    with pytest.raises(PolicyError, match="sales capacity must be > 0 leads a week, got 0"):
+        choose_threshold(table, "value", 4, capacity=0)

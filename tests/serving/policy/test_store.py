@@ -1,5 +1,5 @@
 """The policy store on SQLite and PostgreSQL: versions, audit, concurrent saves, the worker cache,
-and the 0002_policy migration."""
+and the 0002_policy and 0003_policy_actor migrations."""
 
 from __future__ import annotations
 
@@ -34,15 +34,18 @@ def engine(database_url):
 
 
 def test_migration_matches_the_table_the_code_queries_and_downgrades(database_url):
-    upgrade_database(database_url, "0002_policy")  # later revisions are tested on their own
+    upgrade_database(database_url, "0003_policy_actor")  # later revisions are tested on their own
     engine = make_engine(database_url)
-    assert current_revision(engine) == "0002_policy"
+    assert current_revision(engine) == "0003_policy_actor"
     migrated = {c["name"] for c in sa.inspect(engine).get_columns("policy_versions")}
     assert migrated == {c.name for c in policy_versions.columns}
     from alembic import command
 
     from serving.db import alembic_config
 
+    command.downgrade(alembic_config(database_url), "0002_policy")
+    migrated = {c["name"] for c in sa.inspect(engine).get_columns("policy_versions")}
+    assert migrated == {c.name for c in policy_versions.columns} - {"actor"}
     command.downgrade(alembic_config(database_url), "0001_initial")
     assert "policy_versions" not in sa.inspect(engine).get_table_names()
     assert current_revision(engine) == "0001_initial"

@@ -1,0 +1,79 @@
+"""Schemathesis set-up for this API, for the fuzz test and for `st run` against a live service
+(`SCHEMATHESIS_HOOKS=tests.serving.schemathesis_hooks st run ...`).
+
+What the OpenAPI says in its descriptions because JSON Schema cannot, schema-valid requests are
+generated to respect (requests that do not are tested by tests/serving/test_hardening.py,
+test_policy_api.py and test_vocabulary.py, with the answers checked):
+
+- every moment lies between 1970-01-01 and 2100-01-01 (`features.data.values`);
+- strict scoring (`strict`) refuses what the default mode reads with a warning (an unknown
+  channel): a strict request is "valid" only with names JSON Schema cannot list (synonyms are
+  matched ignoring case and punctuation), so positive cases are generated without it;
+- a policy's grade bands are ordered (A >= B >= C, defaults for those left out) and a change
+  giving both thresholds has nurture <= sales.
+
+And one check says what POST /v1/score documents for schema-violating leads: it rejects them in
+the answer (200, `rejected` >= 1, the other leads scored) instead of refusing the request.
+`negative_data_rejection_per_lead` is schemathesis' `negative_data_rejection` with that one
+exception; run it instead of the built-in one (`--exclude-checks negative_data_rejection`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta, timezone
+
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import negative_data_rejection
+
+from features.data.values import EARLIEST_MOMENT, LATEST_MOMENT
+
+_OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
+_MARGIN = timedelta(days=1)  # an offset never takes a moment across a bound
+
+MOMENTS = st.builds(
+    lambda moment, zone: moment.astimezone(zone).isoformat(),
+    st.datetimes(
+        min_value=(EARLIEST_MOMENT + _MARGIN).replace(tzinfo=None),
+        max_value=(LATEST_MOMENT - _MARGIN).replace(tzinfo=None),
+        timezones=st.just(UTC),
+    ),
+    _OFFSETS,
+)
+
+schemathesis.openapi.format("date-time", MOMENTS)
+
+_GRADE_DEFAULTS = {"A": 60.0, "B": 35.0, "C": 15.0}  # features.policy.rules.GradeBands
+
+
+@schemathesis.hook
+def filter_case(context, case) -> bool:
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
+        return True
+    operation = f"{case.method.upper()} {case.path}"
+    if operation == "POST /v1/score":
+        return case.body.get("strict") is not True and str(
+            (case.query or {}).get("strict", "false")
+        ).lower() not in ("true", "1")
+    if operation == "PUT /v1/policy":
+        policy = case.body.get("policy") or {}
+        grades = {**_GRADE_DEFAULTS, **(policy.get("grades") or {})}
+        ordered = grades["A"] >= grades["B"] >= grades["C"]
+        sales, nurture = policy.get("sales_threshold"), policy.get("nurture_threshold")
+        return ordered and (sales is None or nurture is None or nurture <= sales)
+    return True
+
+
+@schemathesis.check
+def negative_data_rejection_per_lead(ctx, response, case):
+    """Schema-violating requests are refused, except invalid leads of a score request: those are
+    rejected one by one in a 200 answer (its `rejected` count says how many)."""
+    if case.method.upper() == "POST" and case.path == "/v1/score" and response.status_code == 200:
+        try:
+            rejected = response.json().get("rejected", 0)
+        except ValueError:
+            rejected = 0
+        if rejected >= 1:
+            return None
+    return negative_data_rejection(ctx, response, case)

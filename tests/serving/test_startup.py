@@ -1,0 +1,70 @@
+"""The port opens at once: `leadscore serve` answers /healthz while the model registry does not
+answer, and /readyz says why it is not ready (no credentials shown). How fast it opens is
+measured in bench/startup.py, not here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.conftest import BOOTSTRAP
+from tests.serving.servers import SilentRegistry, free_port, server_process, wait_until_up
+from tests.serving.waiting import wait_for
+
+LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
+
+
+@pytest.mark.slow
+def test_healthz_answers_while_the_registry_holds_the_first_model_load(tmp_path):
+    registry = SilentRegistry()
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://leadscore:s3cret@127.0.0.1:{registry.port}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",  # longer than the test: the registry holds it
+        "LEADSCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'leadscore.db'}",
+        "LEADSCORE_API_KEYS_BOOTSTRAP": BOOTSTRAP,
+        "LEADSCORE_MODEL_RETRY_SECONDS": "3600",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    base, log = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    command = [LEADSCORE, "serve", "--port", str(port)]
+    try:
+        with server_process(command, env=env, cwd=tmp_path, log=log) as server:
+            wait_until_up(base, server, log)
+            # The first model load is out at the registry, unanswered, and yet:
+            wait_for(lambda: registry.connections >= 1, "the model load never reached the registry")
+            assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+            waiting = httpx.get(f"{base}/readyz", timeout=5)
+            assert not registry.released
+            assert waiting.status_code == 503
+            assert waiting.json()["checks"]["model"] == {
+                "ok": False,
+                "error": "loading model models:/lead-scoring@champion: the first attempt is in "
+                "progress",
+            }
+
+            registry.release()  # it hangs up: the attempt fails as "unreachable"
+            wait_for(lambda: "in progress" not in model_error(base), "the attempt never ended")
+            failed = httpx.get(f"{base}/readyz", timeout=5)
+            assert failed.status_code == 503
+            error = failed.json()["checks"]["model"]["error"]
+            assert error.startswith(
+                "loading model models:/lead-scoring@champion: registry unreachable, retrying "
+                "every 3600 s (cannot load models:/lead-scoring@champion from the MLflow registry "
+                f"at http://leadscore:***@127.0.0.1:{registry.port}: "
+            )
+            assert "s3cret" not in failed.text
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert "s3cret" not in log.read_text()
+    finally:
+        registry.close()
+
+
+def model_error(base: str) -> str:
+    return httpx.get(f"{base}/readyz", timeout=5).json()["checks"]["model"]["error"]
