@@ -25,13 +25,18 @@ from serving.schemas import (
     _id_as_text,
 )
 
+_TOUCHPOINT_FIELDS = frozenset(Touchpoint.__annotations__)
+
 
 def _canonical_touchpoints(touches: list[Touchpoint]) -> list[Touchpoint]:
     """Channels and activities read as files and /v1/score read them (synonyms; an unknown
     spelling is 'other'), so each stored fact has one spelling."""
-    for touch in touches:
+    for index, touch in enumerate(touches):
         touch["channel"] = normalise_channel(touch["channel"])
         touch["activity"] = normalise_activity(touch["activity"])
+        # Fields the capture does not store are not kept (nor checked for NUL characters).
+        if touch.keys() - _TOUCHPOINT_FIELDS:
+            touches[index] = {k: v for k, v in touch.items() if k in _TOUCHPOINT_FIELDS}  # type: ignore[call-overload]
     return touches
 
 

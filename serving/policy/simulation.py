@@ -224,7 +224,9 @@ def simulate(
         }
         if capacity is not None:
             update["weekly_capacity"] = capacity
-        result["proposed_policy"] = current.model_copy(update=update).model_dump(mode="json")
+        # Fields without a value are left out: the proposal is a valid PUT /v1/policy body.
+        proposed = current.model_copy(update=update).model_dump(mode="json")
+        result["proposed_policy"] = {k: v for k, v in proposed.items() if v is not None}
     if include_table:
         result["table"] = {
             column: [None if not math.isfinite(v) else round(float(v), 6) for v in table[column]]

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from starlette.concurrency import run_in_threadpool
 
 from serving.capture.schemas import Erased, LeadHistory
 from serving.capture.store import erase_lead, lead_history, sweep_erased
 from serving.deps import AdminKey, CaptureDep, EngineDep, ReaderKey, ScoreLogDep, SettingsDep
 from serving.errors import error_responses
-from serving.schemas import _id_as_text
+from serving.schemas import ID_PATTERN, MAX_ID_LENGTH, _id_as_text
 from serving.score_log import ScoreLogWriter
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
 DRAIN_SECONDS = 30.0
+
+# The lead id in the path: the rules of a lead id in a body (not blank, no NUL, at most 200).
+LeadIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="The CRM's id of the lead.",
+    ),
+]
 
 
 def _lead_id(value: str) -> str:
@@ -33,7 +45,7 @@ def _lead_id(value: str) -> str:
     summary="A lead's scores over time (model and policy versions) and its outcome",
     responses=error_responses(401, 403, 404, 422, e404="Nothing is held about this lead"),
 )
-async def get_lead(lead_id: str, _: ReaderKey, engine: EngineDep) -> dict:
+async def get_lead(lead_id: LeadIdPath, _: ReaderKey, engine: EngineDep) -> dict:
     lead_id = _lead_id(lead_id)
     history = await run_in_threadpool(lead_history, engine, lead_id)
     if history is None:
@@ -59,7 +71,7 @@ def _drained(score_log: ScoreLogWriter, deadline: float) -> bool:
     ),
 )
 async def delete_lead(
-    lead_id: str,
+    lead_id: LeadIdPath,
     key: AdminKey,
     engine: EngineDep,
     capture: CaptureDep,

@@ -105,11 +105,11 @@ class PolicyFields(BaseModel):
     rules: list[HardRule] | SkipJsonSchema[None] = Field(
         None, description="Hard rules in order (first match decides); [] removes them all."
     )
-    weekly_capacity: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="Leads a week sales can take."
+    weekly_capacity: Annotated[float, Field(gt=0, allow_inf_nan=False)] | SkipJsonSchema[None] = (
+        Field(None, description="Leads a week sales can take.")
     )
-    currency: str | None = Field(
-        None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of money amounts, e.g. EUR."
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | SkipJsonSchema[None] = Field(
+        None, description="ISO 4217 code of money amounts, e.g. EUR."
     )
 
     @field_validator("*", mode="before")

@@ -326,7 +326,9 @@ def test_a_client_disconnecting_mid_body_is_one_log_line_and_counted(client, cap
         "client disconnected before sending the whole body: POST /v1/score (18 bytes received)"
     ]
     assert lines[0].exc_info is None
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The fixture has no registry: the background model load's own error is expected here.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in errors if r.name != "serving.model_store"]
     exposition = client.get("/metrics").text
     assert 'leadscore_http_client_disconnects_total{method="POST",route="/v1/score"}' in exposition
 
