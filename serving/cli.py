@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import tempfile
 
 import typer
@@ -125,6 +124,11 @@ def serve(
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request line."
     ),
+    log_format: str | None = typer.Option(
+        None,
+        help="Log lines as text or JSON, each with a timestamp and the request id "
+        "(default LEADSCORE_LOG_FORMAT or text).",
+    ),
 ) -> None:
     """Serve the scoring API (uvicorn with uvloop and httptools)."""
     import uvicorn
@@ -133,13 +137,17 @@ def serve(
     from serving.auth import ensure_keys
     from serving.config import Settings, export_for_workers
     from serving.db import upgrade_database
+    from serving.logs import logging_config
 
     try:
         settings = Settings()
     except ValidationError as error:
         err_console.print(f"[red]error:[/red] invalid LEADSCORE_* settings:\n{error}")
         raise typer.Exit(2) from None
-    options = {"host": host, "port": port, "workers": workers}
+    if log_format not in (None, "text", "json"):
+        err_console.print(f"[red]error:[/red] --log-format {log_format!r}: expected text or json")
+        raise typer.Exit(2)
+    options = {"host": host, "port": port, "workers": workers, "log_format": log_format}
     settings = settings.model_copy(update={k: v for k, v in options.items() if v})
     # Whatever the parent decides below reaches the workers as settings (export_for_workers).
     decided: dict[str, object] = {"auto_migrate": False}
@@ -170,16 +178,11 @@ def serve(
             raise typer.Exit(2) from None
     settings = settings.model_copy(update=decided)
     export_for_workers(settings)
-    # The service's own messages (model loaded or failed, score-log errors) next to uvicorn's.
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["serving"] = {
-        "handlers": ["default"],
-        "level": "INFO",
-        "propagate": False,
-    }
+    # The service's own messages (model loaded or failed, score-log errors) and uvicorn's, each
+    # line with a timestamp and the request id, as text or JSON.
     uvicorn.run(
         "serving.app:create_app_from_env",
-        log_config=log_config,
+        log_config=logging_config(settings.log_format),
         factory=True,
         host=settings.host,
         port=settings.port,

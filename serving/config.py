@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,11 @@ class Settings(BaseSettings):
     )
     keep_alive_seconds: int = Field(
         5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text or as one JSON object per line (time, level, logger, "
+        "message, request_id): serving.logs.",
     )
     compile_model: bool = Field(
         True,

@@ -1,5 +1,5 @@
 """Prometheus metrics, and the ASGI middleware that times requests, adds the security headers and
-enforces the body size limit and the body read timeout.
+the request id (serving.logs), and enforces the body size limit and the body read timeout.
 
 With several workers (`leadscore serve --workers N`) the CLI sets `PROMETHEUS_MULTIPROC_DIR`
 (the setting `prometheus_multiproc_dir`) before the workers start, and /metrics aggregates every
@@ -24,6 +24,8 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.requests import ClientDisconnect
+
+from serving.logs import request_id_for, reset_request_id, set_request_id
 
 log = logging.getLogger("serving")
 
@@ -179,6 +181,9 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        request_id = request_id_for(scope.get("headers", ()))
+        id_header = (b"x-request-id", request_id.encode())
+        token = set_request_id(request_id)  # on every log line of this request
         limit = self.max_body_bytes
         status = 500
         response_started = False
@@ -190,7 +195,9 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS, csp]
+                message["headers"] = [
+                    *message.get("headers", ()), *SECURITY_HEADERS, csp, id_header
+                ]  # fmt: skip
             await send(message)
 
         received = 0
@@ -248,6 +255,7 @@ class ServiceMiddleware:
                 received,
             )
         finally:
+            reset_request_id(token)
             label = _route(scope)
             method = scope.get("method", "")
             REQUESTS.labels(method, label, str(status)).inc()

@@ -21,6 +21,7 @@ from serving.db import utcnow
 from serving.deps import BatcherDep, CaptureDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
 from serving.errors import RequestProblem, error_responses
 from serving.leads import ParsedLeads, read_body, read_for_model, results_in_order
+from serving.logs import current_request_id
 from serving.responses import OrjsonResponse
 from serving.schemas import STRICT_DESCRIPTION, ScoreResponse
 from serving.score_log import ScoreRows
@@ -105,7 +106,8 @@ async def score(
         except ScoringError as error:
             raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
 
-    request_id = str(uuid.uuid4())
+    # the request's id (serving.logs): in the X-Request-ID header, the log lines and the score log
+    request_id = current_request_id() or str(uuid.uuid4())
     if scored:
         score_log.submit(ScoreRows(scored, {
             "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
