@@ -62,11 +62,16 @@ class Capture:
         purge_seconds: float = 3600,
         flush_seconds: float = 0.2,
         max_pending: int = 10_000,
+        spill_dir: str | None = None,
+        stop_seconds: float = 10.0,
     ) -> None:
         self.enabled = enabled
         self.retention_days = retention_days
         self._engine = engine
-        self.writer = CaptureWriter(engine, flush_seconds=flush_seconds, max_pending=max_pending)
+        self._stop_seconds = stop_seconds
+        self.writer = CaptureWriter(
+            engine, flush_seconds=flush_seconds, max_pending=max_pending, spill_dir=spill_dir
+        )
         self.purger = (
             Refresher("leadscore-capture-purge", self.purge, purge_seconds)
             if retention_days > 0
@@ -82,7 +87,7 @@ class Capture:
     def stop(self) -> None:
         if self.purger is not None:
             self.purger.stop()
-        self.writer.stop()
+        self.writer.stop(self._stop_seconds)
 
     def scored(
         self, leads: Sequence[Any], moments: np.ndarray | None, received_at: datetime
