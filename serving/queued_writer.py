@@ -193,6 +193,15 @@ class QueuedWriter:
         """Would `submit` of `units` be accepted now (one item always is, into an empty queue)."""
         return self._pending == 0 or self._pending + units <= self.max_pending
 
+    def admit(self, units: int) -> bool:
+        """`has_room`, counting the units as refused when there is none (a route checks before
+        it does the work whose result it would submit)."""
+        if self.has_room(units):
+            return True
+        self.dropped += units
+        self._metrics.dropped.inc(units)
+        return False
+
     def start(self) -> None:
         """Replay what an earlier stop spilled (ahead of new work), then start the thread."""
         self._replay()

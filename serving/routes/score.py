@@ -99,7 +99,7 @@ async def score(
     capture: CaptureDep,
 ) -> OrjsonResponse:
     read_for_model(leads, loaded, leads.strict)
-    if not score_log.has_room(len(leads.leads)):
+    if not score_log.admit(len(leads.leads)):
         raise ScoreLogFull(FULL)
     now = utcnow()
     for lead in leads.leads:
