@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine  # noqa: E402
+from serving.redact import redact_text  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY = "ls_bench-sigkill-scorer-key-0123456789"
@@ -198,7 +199,7 @@ def main() -> None:
         results = [one_run(run, env, args.port, workdir, args) for run in range(args.runs)]
 
     print(f"machine: {machine}")
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"command: {redact_text(' '.join([Path(sys.executable).name, *sys.argv]))}")
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; "
           f"{args.clients} clients, {args.leads} leads per request, SIGKILL after "
           f"{args.load_seconds:g} s; score_log_flush_seconds at its default")  # fmt: skip
