@@ -252,7 +252,8 @@ class QueuedWriter:
     def status(self) -> dict[str, object]:
         """This writer's part of the admin's /readyz: ok while it has room and no error."""
         return {
-            "ok": self.has_room() and self.last_error is None,
+            "ok": self.running and self.has_room() and self.last_error is None,
+            "running": self.running,
             "pending": self._pending,
             "max_pending": self.max_pending,
             "written": self.written,
@@ -297,7 +298,11 @@ class QueuedWriter:
                         markers.append(item)
                     elif item is not _STOP:
                         items.append(item)
-            self._write_batches(items)
+            try:
+                self._write_batches(items)
+            except Exception:  # a defect, not the database: say so, and keep the thread alive
+                log.exception("%s: unexpected error writing %d items", self.name, len(items))
+                self.last_error = "unexpected error in the writer thread (see the log)"
             for marker in markers:
                 if marker.then is not None:
                     marker.then()

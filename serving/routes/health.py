@@ -59,7 +59,12 @@ async def readyz(
     model_check = models.status()
     database_check = await run_in_threadpool(database_status, engine)
     score_log_check = score_log.status()
-    ready = model_check["ok"] is True and database_check["ok"] is True and score_log.has_room()
+    ready = (
+        model_check["ok"] is True
+        and database_check["ok"] is True
+        and score_log.running  # a score answered must be a score written
+        and score_log.has_room()
+    )
     status = "not ready"
     if ready:
         status = "degraded" if database_check.get("dead_letters") else "ready"
