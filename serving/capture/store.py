@@ -25,6 +25,7 @@ from serving.capture.writer import CaptureWriter, Events, Scored
 from serving.db import (
     as_utc,
     captured_leads,
+    dead_letters,
     erasures,
     lead_attributes,
     lead_touchpoints,
@@ -37,7 +38,9 @@ from serving.refresher import Refresher
 log = logging.getLogger(__name__)
 
 # Every table that holds data about a lead, by its `lead_id` column: erasure empties them all.
-LEAD_TABLES = (lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes)
+LEAD_TABLES = (
+    lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes, dead_letters
+)  # fmt: skip
 CAPTURE_TABLES = (lead_attributes, lead_touchpoints, captured_leads)
 
 
@@ -154,6 +157,7 @@ _ARRIVED = {
     "captured_leads": captured_leads.c.received_at,
     "score_log": score_log.c.scored_at,
     "outcomes": outcomes.c.reported_at,
+    "dead_letters": dead_letters.c.failed_at,
 }
 
 

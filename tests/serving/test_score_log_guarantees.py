@@ -457,3 +457,17 @@ def test_outcomes_answer_503_with_retry_after_while_sqlite_is_locked(
         "/v1/outcomes", json={"outcomes": [outcome]}, headers=auth("scorer")
     )
     assert again.status_code == 200 and again.json()["results"][0]["status"] == "created"
+
+
+def test_erasing_a_lead_erases_its_dead_letters(client_without_model):
+    services = client_without_model.app.state.services
+    refused = {**row(0), "lead_id": "L-GONE", "decision": None}  # NOT NULL: a dead letter
+    services.score_log.submit([refused, {**row(1), "lead_id": "L-STAYS", "decision": None}])
+    assert services.score_log.flush()
+    assert sorted(letter.lead_id for letter in letters(services.engine)) == ["L-GONE", "L-STAYS"]
+    response = client_without_model.delete("/v1/leads/L-GONE", headers=auth("admin"))
+    assert response.status_code == 200, response.text
+    assert response.json()["rows_deleted"]["dead_letters"] == 1
+    remaining = letters(services.engine)
+    assert [letter.lead_id for letter in remaining] == ["L-STAYS"]
+    assert "L-GONE" not in remaining[0].record
