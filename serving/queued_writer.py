@@ -87,6 +87,14 @@ class WriterMetrics:
 _REFUSALS = (sa_exc.IntegrityError, sa_exc.DataError)
 
 
+def _refused(error: BaseException | None) -> bool:
+    """The record itself is the problem: the database refused its data, or our own code could
+    not turn it into parameters (an error that is not the database's)."""
+    if error is None:
+        return False
+    return isinstance(error, _REFUSALS) or not isinstance(error, sa_exc.SQLAlchemyError)
+
+
 def encode_record(value: Any) -> bytes:
     """JSON text of a record (dead letters, spill files): NULs escaped, datetimes tagged."""
     return orjson.dumps(
@@ -340,7 +348,7 @@ class QueuedWriter:
                 self._done(prepared, written=True)
                 return
             attempts += 1
-            if attempts >= self._max_attempts or isinstance(self._last_exception, _REFUSALS):
+            if attempts >= self._max_attempts or _refused(self._last_exception):
                 prepared = self._isolate(prepared)
                 attempts = 0
             if prepared and not self._giving_up():
@@ -370,7 +378,7 @@ class QueuedWriter:
                     failed.append((part, self._last_exception))
         keep = []
         for part, error in failed:
-            if isinstance(error, _REFUSALS) or (wrote and not _database_away(error)):
+            if _refused(error) or (wrote and not _database_away(error)):
                 self._dead_letter(part, error)
             else:
                 keep.append(part)

@@ -471,3 +471,17 @@ def test_erasing_a_lead_erases_its_dead_letters(client_without_model):
     remaining = letters(services.engine)
     assert [letter.lead_id for letter in remaining] == ["L-STAYS"]
     assert "L-GONE" not in remaining[0].record
+
+
+def test_a_row_that_cannot_become_parameters_alone_in_its_batch_does_not_stop_the_log(engine):
+    writer = ScoreLogWriter(engine, flush_seconds=0.02, retry_seconds=0.05)
+    writer.start()
+    unwritable = {**row(0), "lead_id": "L-set", "reasons": {"for": {1, 2}}}  # no JSON for a set
+    writer.submit([unwritable])
+    assert writer.flush()
+    writer.submit([row(1), row(2)])
+    writer.stop()
+    assert count(engine, score_log) == 2 and writer.dead_lettered == 1
+    [letter] = letters(engine)
+    assert letter.lead_id == "L-set" and letter.error.startswith("TypeError")
+    assert letter.record.startswith("<cannot be recorded")  # the set has no JSON form either
