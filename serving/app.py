@@ -31,8 +31,10 @@ from serving.config import Settings, get_settings
 from serving.db import make_engine, upgrade_database
 from serving.deps import Services
 from serving.errors import (
+    DATABASE_UNAVAILABLE,
     ERROR_STATUS,
     RequestProblem,
+    database_error_handler,
     http_exception_handler,
     request_problem_handler,
     service_error_handler,
@@ -166,6 +168,8 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     app.add_exception_handler(RequestProblem, request_problem_handler)
     for error_type in ERROR_STATUS:
         app.add_exception_handler(error_type, service_error_handler)
+    for error_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error_type, database_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)
@@ -212,10 +216,11 @@ def _start_services(
     keys.start()
     started.callback(keys.stop)
     score_log = ScoreLogWriter(
-        engine, settings.score_log_batch_size, settings.score_log_flush_seconds
-    )
-    score_log.start()
-    started.callback(score_log.stop)
+        engine, settings.score_log_batch_size, settings.score_log_flush_seconds,
+        max_pending=settings.score_log_max_pending, spill_dir=settings.spill_dir,
+    )  # fmt: skip
+    score_log.start()  # first what the last stop spilled, if anything
+    started.callback(score_log.stop, settings.writer_stop_seconds)
     models = model_store or ModelStore(
         settings.model_uri,
         settings.mlflow_tracking_uri,
@@ -242,6 +247,7 @@ def _start_services(
         engine, enabled=settings.capture_enabled, retention_days=settings.capture_retention_days,
         purge_seconds=settings.capture_purge_seconds,
         flush_seconds=settings.score_log_flush_seconds, max_pending=settings.capture_max_pending,
+        spill_dir=settings.spill_dir, stop_seconds=settings.writer_stop_seconds,
     )  # fmt: skip
     capture.start()
     started.callback(capture.stop)

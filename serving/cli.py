@@ -25,11 +25,22 @@ def _engine(database_url: str | None):
         upgrade_database(url)
     except Exception as error:
         err_console.print(
-            f"[red]error:[/red] cannot open the database {url!r}: {type(error).__name__}: {error}\n"
-            "Check LEADSCORE_DATABASE_URL (or --database-url) and that the database server is running."
+            f"[red]error:[/red] {cannot_open_database(url, error)}\n"
+            "Check LEADSCORE_DATABASE_URL (or --database-url) and that the database server is running.",
+            highlight=False,
         )
         raise typer.Exit(2) from None
     return make_engine(url)
+
+
+def cannot_open_database(url: str, error: BaseException) -> str:
+    """The one line saying a database cannot be opened: its URL and the driver's reason, the
+    password masked in both (a driver may quote the URL it was given)."""
+    from rich.markup import escape
+
+    from serving.redact import describe_database_error, redact_url
+
+    return escape(f"cannot open the database {redact_url(url)!r}: {describe_database_error(error)}")
 
 
 DatabaseOption = typer.Option(
@@ -172,8 +183,9 @@ def serve(
             upgrade_database(settings.database_url)
         except Exception as error:
             err_console.print(
-                f"[red]error:[/red] cannot open the database {settings.database_url!r}: {error}\n"
-                "Check LEADSCORE_DATABASE_URL and that the database server is running."
+                f"[red]error:[/red] {cannot_open_database(settings.database_url, error)}\n"
+                "Check LEADSCORE_DATABASE_URL and that the database server is running.",
+                highlight=False,
             )
             raise typer.Exit(2) from None
     settings = settings.model_copy(update=decided)

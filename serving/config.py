@@ -88,6 +88,25 @@ class Settings(BaseSettings):
     score_log_flush_seconds: float = Field(
         0.2, gt=0, description="Longest time a score waits in memory before it is written."
     )
+    score_log_max_pending: int = Field(
+        100_000,
+        ge=1,
+        description="Score records that may wait in memory for the database; beyond it "
+        "POST /v1/score answers 503 with Retry-After (the database cannot keep up) instead of "
+        "growing memory.",
+    )
+    spill_dir: str = Field(
+        "leadscore-spill",
+        description="Directory (relative to the working directory unless absolute) where a "
+        "stopping service writes the score-log and capture records the database did not take "
+        "within writer_stop_seconds; the next start writes them first and deletes the file.",
+    )
+    writer_stop_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="At shutdown, how long the score-log and capture writers keep trying the "
+        "database before spilling what is left to spill_dir.",
+    )
     key_cache_seconds: float = Field(
         0.5,
         gt=0,

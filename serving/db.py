@@ -2,7 +2,8 @@
 
 The schema itself is created only by the alembic migrations in `serving/migrations`
 (`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions; `0004_capture`:
-what the service captured of each lead, and the erasure audit). The `Table` objects below mirror
+what the service captured of each lead, and the erasure audit; `0005_score_log_dead_letter`:
+the records a writer could not store). The `Table` objects below mirror
 them for queries; a test checks that the two agree.
 """
 
@@ -107,6 +108,20 @@ lead_touchpoints = sa.Table(
     sa.UniqueConstraint("lead_id", "dedup_key", name="uq_lead_touchpoints_dedup"),
 )
 
+# What a writer (score log, capture) could not store because the database refused it (say, a
+# NUL byte PostgreSQL cannot hold): the record as JSON text (NULs escaped), the database's error
+# without parameters, and the lead when one record is one lead (erasure removes it too).
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("lead_id", sa.String(200), nullable=True, index=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
 # Right to erasure: who erased which lead when (the lead id only as a hash), never the data.
 erasures = sa.Table(
     "erasures",
@@ -156,12 +171,25 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`, with SQLite set up for several threads and processes."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 5}, json_serializer=_json_text
+            url,
+            connect_args={"check_same_thread": False, "timeout": 5},
+            json_serializer=_json_text,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # A database that does not answer fails a connection in seconds (503 + Retry-After), not
+    # after the operating system's TCP timeout.
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
     return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        json_serializer=_json_text,
+        connect_args=connect_args,
+        # Errors never echo a row's values (a lead, its reasons, a key name) into logs or answers.
+        hide_parameters=True,
     )
 
 

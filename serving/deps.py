@@ -89,10 +89,22 @@ def require_role(*roles: str):
     return authenticate
 
 
+async def _optional_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header_key: Annotated[str | None, Security(_header)],
+) -> ApiKey | None:
+    """The caller's key when it sent a valid one, else None (open routes that show more to an
+    admin: /readyz)."""
+    key = bearer.credentials if bearer is not None else header_key
+    return services(request).keys.lookup(key) if key else None
+
+
 ScorerKey = Annotated[ApiKey, Depends(require_role("scorer"))]
 OpsKey = Annotated[ApiKey, Depends(require_role("ops"))]
 AdminKey = Annotated[ApiKey, Depends(require_role("admin"))]
 ReaderKey = Annotated[ApiKey, Depends(require_role("scorer", "ops"))]
+OptionalKey = Annotated[ApiKey | None, Depends(_optional_key)]
 
 
 # async: FastAPI would run plain functions in the thread pool, a hop per dependency per request.

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -24,7 +25,9 @@ from serving.auth import KeyCommandError, KeyNotFound
 from serving.model_store import ModelNotLoaded
 from serving.policy.simulation import BasisUnavailable
 from serving.policy.store import PolicyConflict, PolicyStoreError, PolicyVersionNotFound
+from serving.redact import describe_database_error
 from serving.responses import ProblemResponse
+from serving.score_log import ScoreLogFull
 
 log = logging.getLogger("serving")
 
@@ -33,7 +36,8 @@ MAX_LISTED_ERRORS = 50
 # What the service's own errors answer over HTTP, by type (never by message text): the most
 # specific class in the raised error's MRO decides; the answer is `{"detail": str(error)}`.
 ERROR_STATUS: dict[type[Exception], int] = {
-    ModelNotLoaded: 503,  # with Retry-After
+    ModelNotLoaded: 503,  # with Retry-After (every 503 has it)
+    ScoreLogFull: 503,  # the database cannot keep up: refused rather than answered unrecorded
     PolicyConflict: 409,  # the policy changed since `expected_version`
     PolicyVersionNotFound: 404,
     PolicyStoreError: 422,  # e.g. no reason given
@@ -377,7 +381,8 @@ ERROR_DESCRIPTIONS = {
     413: "Body over the size limit (LEADSCORE_MAX_BODY_BYTES)",
     422: "Invalid request: each problem names the lead index, the field and what is expected",
     502: "Upstream failure",
-    503: "No model loaded yet: retry after Retry-After seconds",
+    503: "Cannot take the request now (no model loaded yet, the database unavailable or the "
+    "score log full): nothing was stored; retry after Retry-After seconds",
 }
 
 
@@ -416,9 +421,30 @@ async def request_problem_handler(request: Request, exc: Exception) -> ProblemRe
 async def service_error_handler(request: Request, exc: Exception) -> ProblemResponse:
     """One of the `ERROR_STATUS` types: its status, and its message as the detail."""
     status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
-    retry = isinstance(exc, ModelNotLoaded)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     return _answer(status, str(exc), headers=headers)
+
+
+# Errors that mean the database cannot be reached or cannot take the request now (a connection
+# refused or lost, the pool exhausted, SQLite locked): a write route answers 503 with Retry-After.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
+DATABASE_UNAVAILABLE_DETAIL = (
+    "the database is unavailable: nothing was stored from this request; send it again after "
+    "the Retry-After seconds"
+)
+
+
+async def database_error_handler(request: Request, exc: Exception) -> ProblemResponse:
+    """One log line (no statement, no parameters) and a 503 the client can retry."""
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path,
+              describe_database_error(exc))  # fmt: skip
+    return _answer(
+        503, DATABASE_UNAVAILABLE_DETAIL, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> ProblemResponse:

@@ -75,6 +75,18 @@ SCORE_LOG_WRITTEN = Counter("leadscore_score_log_written_total", "Score records 
 SCORE_LOG_FAILURES = Counter(
     "leadscore_score_log_write_failures_total", "Failed score-log writes (retried)"
 )
+SCORE_LOG_REFUSED = Counter(
+    "leadscore_score_log_refused_total",
+    "Score records refused because the score log was full (the request answered 503)",
+)
+SCORE_LOG_DEAD_LETTERED = Counter(
+    "leadscore_score_log_dead_letter_total",
+    "Score records the database refused, kept in the dead_letters table",
+)
+SCORE_LOG_SPILLED = Counter(
+    "leadscore_score_log_spilled_total",
+    "Score records spilled to the local file at a stop (replayed at the next start)",
+)
 INPUT_WARNINGS = Counter(
     "leadscore_input_warnings_total",
     "Values read otherwise than sent or names ignored in score requests, by kind "

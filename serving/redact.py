@@ -47,3 +47,16 @@ def _redact_query(tail: str) -> str:
 def redact_text(text: str) -> str:
     """`text` with every URL in it passed through `redact_url`."""
     return _URL.sub(lambda match: redact_url(match.group(0)), text)
+
+
+def describe_database_error(error: BaseException) -> str:
+    """What a database error says, safe to log, store or answer: its type and the driver's first
+    line, credentials masked, never the statement nor the row's parameters (engines are made
+    with `hide_parameters=True`; the driver's DETAIL line, which quotes values, is left out)."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if first.startswith("(") and ") " in first:  # SQLAlchemy's "(module.Class) message" prefix
+        first = first.split(") ", 1)[1]
+    first = first.split(" [SQL:", 1)[0]
+    return redact_text(f"{type(original).__name__}: {first}"[:300])

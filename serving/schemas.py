@@ -460,8 +460,13 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not ready"]
-    checks: dict[str, Any]
+    status: Literal["ready", "degraded", "not ready"] = Field(
+        description="`degraded`: serving, but records the database refused wait in "
+        "`dead_letters` for an operator"
+    )
+    checks: dict[str, Any] | None = Field(
+        None, description="What each part says (model, database, writers): admin key only"
+    )
 
 
 class NewKey(BaseModel):

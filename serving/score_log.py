@@ -1,8 +1,9 @@
 """The score log writer: scores are queued on the request path and written in batches by a thread.
 
-`submit` is a non-blocking append; the writer thread inserts up to `batch_size` rows at a time, at
-least every `flush_seconds`. A failed write is retried (the batch is kept, the error logged and
-counted). `stop` drains the queue before returning, so a clean shutdown loses nothing accepted.
+`ScoreLogWriter` is a `serving.queued_writer.QueuedWriter` (the one writer loop: bounded queue,
+batches, retries, dead letters, spill at stop and replay at start). `submit` is a non-blocking
+append that refuses when `max_pending` rows wait (the route answers 503 with Retry-After); the
+thread inserts up to `batch_size` rows at a time, at least every `flush_seconds`.
 
 The writer shares the interpreter with the requests, so its time is their time: rows are built
 from a request's results in one pass (`ScoreRows`) and inserted with the statement compiled once
@@ -12,23 +13,26 @@ from a request's results in one pass (`ScoreRows`) and inserted with the stateme
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from serving import metrics
 from serving.db import score_log
+from serving.queued_writer import QueuedWriter, WriterMetrics
 
-log = logging.getLogger(__name__)
-
-_STOP = object()
+METRICS = WriterMetrics(
+    pending=metrics.SCORE_LOG_PENDING,
+    written=metrics.SCORE_LOG_WRITTEN,
+    failures=metrics.SCORE_LOG_FAILURES,
+    dropped=metrics.SCORE_LOG_REFUSED,
+    dead_lettered=metrics.SCORE_LOG_DEAD_LETTERED,
+    spilled=metrics.SCORE_LOG_SPILLED,
+)
 
 
 class ScoreRows:
@@ -136,109 +140,72 @@ class _Insert:
         return rows if self._arrange is None else list(map(self._arrange, rows))
 
 
-class ScoreLogWriter:
-    def __init__(self, engine: Engine, batch_size: int = 500, flush_seconds: float = 0.2) -> None:
-        self._engine = engine
-        self._batch_size = batch_size
-        self._flush_seconds = flush_seconds
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pending = 0
+class ScoreLogFull(Exception):
+    """The score log has `max_pending` rows waiting (the database is slow or down): the request
+    is refused (503 with Retry-After) rather than answered and not recorded."""
+
+
+class ScoreLogWriter(QueuedWriter):
+    """The score log on `serving.queued_writer.QueuedWriter`: items are `ScoreRows` (or plain row
+    dicts), counted in rows; a refused row is isolated down to itself (`split`) and dead-lettered
+    with its lead; what a stop cannot write is spilled and replayed."""
+
+    name = "leadscore-score-log"
+    source = "score_log"
+
+    def __init__(
+        self,
+        engine: Engine,
+        batch_size: int = 500,
+        flush_seconds: float = 0.2,
+        *,
+        max_pending: int = 100_000,
+        spill_dir: str | Path | None = None,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        super().__init__(
+            engine, METRICS, batch_size=batch_size, flush_seconds=flush_seconds,
+            max_pending=max_pending, spill_dir=spill_dir, retry_seconds=retry_seconds,
+        )  # fmt: skip
         self._insert: _Insert | None = None
-        self._lock = threading.Lock()
-        self.written = 0
-        self.last_error: str | None = None
 
-    @property
-    def pending(self) -> int:
-        return self._pending
+    def size(self, item: Any) -> int:
+        return len(item)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leadscore-score-log", daemon=True)
-        self._thread.start()
+    def prepare(self, item: ScoreRows | list[dict]) -> ScoreRows | list[dict]:
+        return item  # the rows are built as they are written, with the driver's processors
 
-    def submit(self, rows: ScoreRows | list[dict]) -> None:
-        """Queue rows for writing (called from the event loop: never blocks)."""
-        with self._lock:
-            self._pending += len(rows)
-        metrics.SCORE_LOG_PENDING.inc(len(rows))
-        self._queue.put(rows)
+    def write(self, connection: Connection, prepared: Sequence[ScoreRows | list[dict]]) -> None:
+        if self._insert is None:
+            self._insert = _Insert(self._engine)
+        parameters: list = []
+        for item in prepared:
+            parameters.extend(self._insert.parameters(item))
+        for sql, chunk in self._insert.statements(parameters):
+            connection.exec_driver_sql(sql, chunk)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Write everything queued so far, then stop the thread."""
-        if self._thread is None:
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.error("score log: %d records still unwritten after %.0f s", self._pending, timeout)
-        self._thread = None
+    def split(self, prepared: ScoreRows | list[dict]) -> list:
+        if isinstance(prepared, ScoreRows):
+            return [ScoreRows([result], prepared.common) for result in prepared.results]
+        return [[row] for row in prepared]
 
-    def _parameters(self, item: Iterable[dict]) -> list:
-        try:
-            if self._insert is None:
-                self._insert = _Insert(self._engine)
-            return self._insert.parameters(item)
-        except Exception as error:  # rows no database could take (say, unserialisable reasons)
-            metrics.SCORE_LOG_FAILURES.inc()
-            self.last_error = str(error)
-            log.error("score log: %d records cannot be written, dropped: %s", len(item), error)
-            with self._lock:
-                self._pending -= len(item)
-            metrics.SCORE_LOG_PENDING.dec(len(item))
-            return []
+    def to_record(self, prepared: ScoreRows | list[dict]) -> dict:
+        if isinstance(prepared, ScoreRows):
+            return {"results": [{k: r[k] for k in _RESULT_KEYS} for r in prepared.results],
+                    "common": prepared.common}  # fmt: skip
+        return {"rows": list(prepared)}
 
-    def _run(self) -> None:
-        batch: list = []  # the driver's parameters, one per row
-        stopping = False
-        while True:
-            deadline = time.monotonic() + self._flush_seconds
-            while len(batch) < self._batch_size and not stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and batch:
-                    break
-                try:
-                    item = self._queue.get(timeout=max(remaining, 0.001) if batch else None)
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.extend(self._parameters(item))
-            if stopping:
-                # Drain whatever arrived before the stop marker (and anything racing it).
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not _STOP:
-                        batch.extend(self._parameters(item))
-            while batch:
-                chunk = batch[: self._batch_size * 4 if stopping else len(batch)]
-                if self._write(chunk):
-                    del batch[: len(chunk)]
-                elif stopping and self._engine is None:
-                    return
-                else:
-                    time.sleep(0.5)
-            if stopping:
-                return
+    def from_record(self, record: dict) -> ScoreRows | list[dict]:
+        if "rows" in record:
+            return record["rows"]
+        return ScoreRows(record["results"], record["common"])
 
-    def _write(self, rows: list) -> bool:
-        try:
-            with self._engine.begin() as connection:
-                for sql, parameters in self._insert.statements(rows):
-                    connection.exec_driver_sql(sql, parameters)
-        except Exception as error:
-            metrics.SCORE_LOG_FAILURES.inc()
-            self.last_error = str(error)
-            log.error("score log: writing %d records failed, retrying: %s", len(rows), error)
-            return False
-        with self._lock:
-            self._pending -= len(rows)
-        self.written += len(rows)
-        metrics.SCORE_LOG_PENDING.dec(len(rows))
-        metrics.SCORE_LOG_WRITTEN.inc(len(rows))
-        self.last_error = None
-        return True
+    def lead_id(self, prepared: ScoreRows | list[dict]) -> str | None:
+        rows = prepared.results if isinstance(prepared, ScoreRows) else prepared
+        if len(rows) != 1 or not isinstance(rows[0].get("lead_id"), str):
+            return None
+        return rows[0]["lead_id"]
+
+
+_RESULT_KEYS = ("lead_id", "probability", "score", "grade", "decision", "reasons_for",
+                "reasons_against", "policy_reasons")  # fmt: skip

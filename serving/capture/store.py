@@ -25,6 +25,7 @@ from serving.capture.writer import CaptureWriter, Events, Scored
 from serving.db import (
     as_utc,
     captured_leads,
+    dead_letters,
     erasures,
     lead_attributes,
     lead_touchpoints,
@@ -37,7 +38,9 @@ from serving.refresher import Refresher
 log = logging.getLogger(__name__)
 
 # Every table that holds data about a lead, by its `lead_id` column: erasure empties them all.
-LEAD_TABLES = (lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes)
+LEAD_TABLES = (
+    lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes, dead_letters
+)  # fmt: skip
 CAPTURE_TABLES = (lead_attributes, lead_touchpoints, captured_leads)
 
 
@@ -62,11 +65,16 @@ class Capture:
         purge_seconds: float = 3600,
         flush_seconds: float = 0.2,
         max_pending: int = 10_000,
+        spill_dir: str | None = None,
+        stop_seconds: float = 10.0,
     ) -> None:
         self.enabled = enabled
         self.retention_days = retention_days
         self._engine = engine
-        self.writer = CaptureWriter(engine, flush_seconds=flush_seconds, max_pending=max_pending)
+        self._stop_seconds = stop_seconds
+        self.writer = CaptureWriter(
+            engine, flush_seconds=flush_seconds, max_pending=max_pending, spill_dir=spill_dir
+        )
         self.purger = (
             Refresher("leadscore-capture-purge", self.purge, purge_seconds)
             if retention_days > 0
@@ -82,7 +90,7 @@ class Capture:
     def stop(self) -> None:
         if self.purger is not None:
             self.purger.stop()
-        self.writer.stop()
+        self.writer.stop(self._stop_seconds)
 
     def scored(
         self, leads: Sequence[Any], moments: np.ndarray | None, received_at: datetime
@@ -149,6 +157,7 @@ _ARRIVED = {
     "captured_leads": captured_leads.c.received_at,
     "score_log": score_log.c.scored_at,
     "outcomes": outcomes.c.reported_at,
+    "dead_letters": dead_letters.c.failed_at,
 }
 
 

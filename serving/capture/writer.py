@@ -34,7 +34,15 @@ METRICS = WriterMetrics(
     failures=Counter("leadscore_capture_write_failures_total", "Failed capture writes (retried)"),
     dropped=Counter(
         "leadscore_capture_dropped_total",
-        "Captured requests given up on (queue full, or rows the database refused)",
+        "Captured requests given up on because the capture queue was full",
+    ),
+    dead_lettered=Counter(
+        "leadscore_capture_dead_letter_total",
+        "Captured requests (or one lead of one) the database refused, kept in dead_letters",
+    ),
+    spilled=Counter(
+        "leadscore_capture_spilled_total",
+        "Captured requests spilled to the local file at a stop (replayed at the next start)",
     ),
 )
 
@@ -113,6 +121,7 @@ def _same(a: Any, b: Any) -> bool:
 
 class CaptureWriter(QueuedWriter):
     name = "leadscore-capture"
+    source = "capture"
 
     def __init__(self, engine: Engine, **options: Any) -> None:
         super().__init__(engine, METRICS, **options)
@@ -121,6 +130,24 @@ class CaptureWriter(QueuedWriter):
         if isinstance(item, Scored):
             return scored_rows(item.leads, item.moments, item.received_at)
         return event_rows(item.leads, item.received_at)
+
+    def split(self, prepared: CaptureRows) -> list[CaptureRows]:
+        """One part per lead: a lead the database refuses does not take the others along."""
+        by_lead: dict[str, CaptureRows] = {}
+        for kind in _KINDS:
+            for row in getattr(prepared, kind):
+                getattr(by_lead.setdefault(row["lead_id"], CaptureRows()), kind).append(row)
+        return list(by_lead.values()) or [prepared]
+
+    def to_record(self, prepared: CaptureRows) -> dict:
+        return {kind: getattr(prepared, kind) for kind in _KINDS}
+
+    def from_record(self, record: dict) -> CaptureRows:
+        return CaptureRows(**{kind: record[kind] for kind in _KINDS})
+
+    def lead_id(self, prepared: CaptureRows) -> str | None:
+        ids = {row["lead_id"] for kind in _KINDS for row in getattr(prepared, kind)}
+        return ids.pop() if len(ids) == 1 else None
 
     def write(self, connection: Connection, prepared: Sequence[CaptureRows]) -> None:
         rows = CaptureRows()
@@ -191,6 +218,9 @@ class CaptureWriter(QueuedWriter):
             latest[key] = (row["changed_at"], row["value"])
             changed.append(row)
         return changed
+
+
+_KINDS = ("leads", "touchpoints", "attributes", "observed")
 
 
 def _not_erased(rows: CaptureRows, erased: dict[str, datetime]) -> CaptureRows:

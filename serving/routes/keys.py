@@ -54,7 +54,7 @@ async def list_keys(_: AdminKey, engine: EngineDep) -> list[dict]:
     status_code=201,
     summary="Create an API key; the key is shown only in this answer",
     openapi_extra=documented_body(NewKey),
-    responses=error_responses(401, 403, 408, 409, 413, 422),
+    responses=error_responses(401, 403, 408, 409, 413, 422, 503),
 )
 async def create_key(_: AdminKey, body: NewKeyBody, engine: EngineDep, keys: KeyCacheDep) -> dict:
     # A taken name is auth.KeyExists: 409 (serving.errors.ERROR_STATUS).
@@ -67,7 +67,7 @@ async def create_key(_: AdminKey, body: NewKeyBody, engine: EngineDep, keys: Key
     "/{name}",
     response_model=KeyInfo,
     summary="Revoke an API key (applies within ~1 s)",
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def revoke_key(_: AdminKey, name: KeyName, engine: EngineDep, keys: KeyCacheDep) -> dict:
     # An unknown name is auth.KeyNotFound: 404.

@@ -86,7 +86,7 @@ OutcomesBody = Annotated[OutcomesRequest, Depends(json_body(OutcomesRequest, "ou
     description="Outcomes apply in the order given, one result each: a lead given twice in one "
     "request ends with its last outcome, as if sent in two requests.",
     openapi_extra=documented_body(OutcomesRequest),
-    responses=error_responses(401, 403, 408, 413, 422),
+    responses=error_responses(401, 403, 408, 413, 422, 503),
 )
 async def post_outcomes(key: ScorerKey, body: OutcomesBody, engine: EngineDep) -> dict:
     items = []

@@ -278,6 +278,7 @@ async def get_policy(_key: ReaderKey, in_force: PolicyDep) -> OrjsonResponse:
         409,
         413,
         422,
+        503,
         e409="The policy changed since `expected_version`, or the change conflicts with a value "
         "in force (e.g. a nurture threshold above the current sales threshold)",
     ),
@@ -330,6 +331,7 @@ async def put_policy(
         409,
         413,
         422,
+        503,
         e404="No such version",
         e409="The policy changed since `expected_version`",
     ),
@@ -350,7 +352,7 @@ async def rollback_policy(
     summary="Put the model's own default policy back in force (ops), as a new audited version",
     openapi_extra=documented_body(RestoreDefault),
     responses=error_responses(
-        401, 403, 408, 409, 413, 422, e409="The policy changed since `expected_version`"
+        401, 403, 408, 409, 413, 422, 503, e409="The policy changed since `expected_version`"
     ),
 )
 async def restore_default_policy(
@@ -399,6 +401,7 @@ async def policy_history(
         409,
         413,
         422,
+        503,
         e409="No data to simulate on yet, or this data cannot meet the target",
     ),
 )

@@ -24,7 +24,7 @@ from serving.leads import ParsedLeads, read_body, read_for_model, results_in_ord
 from serving.logs import current_request_id
 from serving.responses import OrjsonResponse
 from serving.schemas import STRICT_DESCRIPTION, ScoreResponse
-from serving.score_log import ScoreRows
+from serving.score_log import ScoreLogFull, ScoreRows
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -57,6 +57,11 @@ async def read_leads(
 
 
 LeadsDep = Annotated[ParsedLeads, Depends(read_leads)]
+
+FULL = (
+    "the score log is full (the database is slow or down): these leads were not scored; send "
+    "them again after the Retry-After seconds"
+)
 
 
 @router.post(
@@ -95,6 +100,8 @@ async def score(
     capture: CaptureDep,
 ) -> OrjsonResponse:
     read_for_model(leads, loaded, leads.strict)
+    if not score_log.admit(len(leads.leads)):
+        raise ScoreLogFull(FULL)
     now = utcnow()
     for lead in leads.leads:
         if lead["as_of"] is None:
@@ -109,10 +116,12 @@ async def score(
     # the request's id (serving.logs): in the X-Request-ID header, the log lines and the score log
     request_id = current_request_id() or str(uuid.uuid4())
     if scored:
-        score_log.submit(ScoreRows(scored, {
+        rows = ScoreRows(scored, {
             "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
             "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
-        }))  # fmt: skip
+        })  # fmt: skip
+        if not score_log.submit(rows):  # filled up while these were scored
+            raise ScoreLogFull(FULL)
         metrics.LEADS_SCORED.inc(len(scored))
         metrics.observe_many(metrics.SCORES, [r["score"] for r in scored])
         for decision, count in Counter(r["decision"] for r in scored).items():

@@ -15,10 +15,10 @@ from tests.serving.waiting import wait_for, wait_for_fresh_run, wait_for_model
 def test_unreachable_registry_means_not_ready_and_a_clear_message(client_without_model):
     models = client_without_model.app.state.services.models
     wait_for(lambda: models.last_error, "the first model load never failed")
-    response = client_without_model.get("/readyz")
+    response = client_without_model.get("/readyz", headers=auth("admin"))
     assert response.status_code == 503
     checks = response.json()["checks"]
-    assert checks["database"] == {"ok": True}
+    assert checks["database"] == {"ok": True, "dead_letters": 0}
     assert checks["model"]["ok"] is False
     assert checks["model"]["error"].startswith(
         "loading model models:/lead-scoring@champion: registry unreachable, retrying every "
@@ -43,7 +43,7 @@ def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
     with TestClient(create_app(settings)) as client:
         models = client.app.state.services.models
         wait_for(lambda: models.last_error, "the first model load never failed")
-        response = client.get("/readyz")
+        response = client.get("/readyz", headers=auth("admin"))
         assert response.status_code == 503
         error = response.json()["checks"]["model"]["error"]
         assert error.startswith(
@@ -56,7 +56,7 @@ def test_loading_is_retried_until_the_alias_exists(trained_model, sqlite_url):
         assert retrying.running and retrying.interval == 0.2
         trained_model.set_alias(alias, trained_model.versions[0])
         wait_for_fresh_run(retrying, "the model load was not retried")
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers=auth("admin"))
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["model"]["version"] == trained_model.versions[0]
         assert not retrying.running  # loaded: nothing left to retry
@@ -125,7 +125,7 @@ def test_failed_reload_keeps_the_last_good_model(trained_model, sqlite_url):
         scored = client.post("/v1/score", json={"leads": records}, headers=auth("scorer"))
         assert scored.status_code == 200
         assert scored.json()["model"]["version"] == trained_model.versions[0]
-        ready = client.get("/readyz").json()
+        ready = client.get("/readyz", headers=auth("admin")).json()
         assert ready["status"] == "ready"
         assert "cannot load" in ready["checks"]["model"]["last_reload_error"]
         assert 'leadscore_model_load_failures_total{stage="reload"}' in client.get("/metrics").text

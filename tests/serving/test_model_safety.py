@@ -71,7 +71,7 @@ def assert_version_1_serves(client: TestClient) -> None:
     scored = client.post("/v1/score", json={"leads": [LEAD]}, headers=auth("scorer"))
     assert scored.status_code == 200, scored.text
     assert scored.json()["model"]["version"] == "1"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=auth("admin"))
     assert ready.status_code == 200
     assert ready.json()["checks"]["model"]["version"] == "1"
 
@@ -116,7 +116,7 @@ def test_a_tampered_version_is_refused_at_reload_and_the_last_good_keeps_serving
         assert not marker.exists()  # the bundled code never ran
         assert failures("reload") == before + 1
         assert_version_1_serves(client)
-        ready = client.get("/readyz").json()["checks"]["model"]
+        ready = client.get("/readyz", headers=auth("admin")).json()["checks"]["model"]
         assert ready["last_reload_error"].startswith("model v2 is refused: ")
         # the files restored, the same version loads
         reloaded = client.post("/v1/admin/reload", headers=auth("admin"))
@@ -154,7 +154,9 @@ def test_polling_refuses_a_tampered_version_and_keeps_serving(registry, sqlite_u
             )
             wait_for_fresh_run(models.polling, "the alias was not polled again")
             assert_version_1_serves(client)
-        assert client.get("/readyz").json()["checks"]["model"]["last_reload_error"] == (
+        assert client.get("/readyz", headers=auth("admin")).json()["checks"]["model"][
+            "last_reload_error"
+        ] == (
             "model v2 is refused: its files are not the ones recorded when it was registered: "
             "artifacts/scorer.json was changed since it was registered; nothing of it was "
             "loaded. Restore its files from a backup, or register a new version "
@@ -168,7 +170,7 @@ def test_a_tampered_champion_is_not_served_at_start_and_readiness_says_why(regis
         with serving(registry, sqlite_url, "start-safety") as client:
             models = client.app.state.services.models
             wait_for(lambda: models.last_error, "the first load never failed")
-            response = client.get("/readyz")
+            response = client.get("/readyz", headers=auth("admin"))
             assert response.status_code == 503
             assert response.json()["checks"]["model"] == {
                 "ok": False,
@@ -198,7 +200,9 @@ def test_a_version_registered_without_hashes_serves_with_a_warning_in_readiness(
     try:
         with serving(registry, sqlite_url, "unhashed") as app:
             wait_for_model(app)
-            assert app.get("/readyz").json()["checks"]["model"]["warnings"] == [
+            assert app.get("/readyz", headers=auth("admin")).json()["checks"]["model"][
+                "warnings"
+            ] == [
                 f"model v{old} has no file hashes in the registry (tag leadscore.hashes_sha256: "
                 "registered before leadscore recorded them): its files are not checked"
             ]

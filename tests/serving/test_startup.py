@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import BOOTSTRAP
+from tests.serving.conftest import BOOTSTRAP, auth
 from tests.serving.servers import SilentRegistry, free_port, server_process, wait_until_up
 from tests.serving.waiting import wait_for
 
@@ -40,7 +40,7 @@ def test_healthz_answers_while_the_registry_holds_the_first_model_load(tmp_path)
             # The first model load is out at the registry, unanswered, and yet:
             wait_for(lambda: registry.connections >= 1, "the model load never reached the registry")
             assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
-            waiting = httpx.get(f"{base}/readyz", timeout=5)
+            waiting = httpx.get(f"{base}/readyz", headers=auth("admin"), timeout=5)
             assert not registry.released
             assert waiting.status_code == 503
             assert waiting.json()["checks"]["model"] == {
@@ -51,7 +51,7 @@ def test_healthz_answers_while_the_registry_holds_the_first_model_load(tmp_path)
 
             registry.release()  # it hangs up: the attempt fails as "unreachable"
             wait_for(lambda: "in progress" not in model_error(base), "the attempt never ended")
-            failed = httpx.get(f"{base}/readyz", timeout=5)
+            failed = httpx.get(f"{base}/readyz", headers=auth("admin"), timeout=5)
             assert failed.status_code == 503
             error = failed.json()["checks"]["model"]["error"]
             assert error.startswith(
@@ -67,4 +67,6 @@ def test_healthz_answers_while_the_registry_holds_the_first_model_load(tmp_path)
 
 
 def model_error(base: str) -> str:
-    return httpx.get(f"{base}/readyz", timeout=5).json()["checks"]["model"]["error"]
+    return httpx.get(f"{base}/readyz", headers=auth("admin"), timeout=5).json()["checks"]["model"][
+        "error"
+    ]
