@@ -50,6 +50,8 @@ def database_status(engine: Engine) -> dict[str, object]:
     description="`degraded` (200): serving, but records the database refused wait in the "
     "`dead_letters` table. `checks` (what each part says) only for the admin key.",
     responses={503: {"model": Readiness, "description": "Not ready"}},
+    # The key is optional here (OpenAPI's empty requirement): without one, the status only.
+    openapi_extra={"security": [{}]},
 )
 async def readyz(
     key: OptionalKey,

@@ -72,10 +72,24 @@ def poison(kind: str) -> dict:
     return {**row(0), "lead_id": f"L{NUL}poison"}  # PostgreSQL refuses NUL in text
 
 
-@pytest.mark.parametrize("kind", ["null lead_id", "nul lead_id"])
-def test_a_refused_row_is_dead_lettered_and_the_next_1000_are_written(engine, kind, caplog):
-    if kind == "nul lead_id" and engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores NUL in text: only PostgreSQL refuses this row")
+def test_a_refused_row_is_dead_lettered_and_the_next_1000_are_written(engine, caplog):
+    dead_letter_then_1000(engine, "null lead_id", caplog)
+
+
+@pytest.mark.postgres
+def test_a_nul_row_postgres_refuses_is_dead_lettered_and_the_next_1000_written(
+    postgres_url, caplog
+):
+    # PostgreSQL only: SQLite stores NUL in text, so it refuses no such row.
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        dead_letter_then_1000(engine, "nul lead_id", caplog)
+    finally:
+        engine.dispose()
+
+
+def dead_letter_then_1000(engine, kind: str, caplog) -> None:
     writer = ScoreLogWriter(engine, batch_size=500, flush_seconds=0.02, retry_seconds=0.05)
     writer.start()
     writer.submit([poison(kind), row(1, "poisoned-request"), row(2, "poisoned-request")])
@@ -104,9 +118,11 @@ class RowsWriter(CaptureWriter):
         return item
 
 
-def test_a_capture_lead_the_database_refuses_does_not_stop_the_others(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores NUL in text: only PostgreSQL refuses this lead")
+@pytest.mark.postgres
+def test_a_capture_lead_the_database_refuses_does_not_stop_the_others(postgres_url):
+    # PostgreSQL only: SQLite stores NUL in text, so it has no such lead to refuse.
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
     now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     writer = RowsWriter(engine, flush_seconds=0.02, retry_seconds=0.05)
     writer.start()
@@ -125,6 +141,7 @@ def test_a_capture_lead_the_database_refuses_does_not_stop_the_others(engine):
     [letter] = letters(engine)
     assert letter.source == "capture" and writer.dead_lettered == 1
     assert decode_record(letter.record)["leads"][0]["lead_id"] == f"C{NUL}2"
+    engine.dispose()
 
 
 # --- spill at a stop, replay at the next start -----------------------------------------------
