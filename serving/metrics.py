@@ -73,6 +73,10 @@ SCORE_LOG_WRITTEN = Counter("leadscore_score_log_written_total", "Score records 
 SCORE_LOG_FAILURES = Counter(
     "leadscore_score_log_write_failures_total", "Failed score-log writes (retried)"
 )
+SCORE_HISTORY_FAILURES = Counter(
+    "leadscore_score_history_failures_total",
+    "Requests answered with trend 'unknown': the score log could not be read",
+)
 INPUT_WARNINGS = Counter(
     "leadscore_input_warnings_total",
     "Values read otherwise than sent or names ignored in score requests, by kind "
