@@ -45,7 +45,12 @@ async def get_exploration(
     ] = None,
 ) -> dict:
     end = end or utcnow()
-    start = start or end - timedelta(days=DEFAULT_DAYS)
+    try:
+        start = start or end - timedelta(days=DEFAULT_DAYS)
+    except OverflowError:  # `to` in the first days of year 1
+        raise RequestProblem(
+            422, f"to ({end.isoformat()}) leaves no {DEFAULT_DAYS} days before it: give from"
+        ) from None
     if start >= end:
         raise RequestProblem(
             422, f"from ({start.isoformat()}) must be before to ({end.isoformat()}): swap them"

@@ -104,3 +104,11 @@ def test_a_backwards_period_is_refused_with_the_fix(client):
     assert answer.json()["detail"] == (
         "from (2026-03-16T00:00:00+00:00) must be before to (2026-03-02T00:00:00+00:00): swap them"
     )
+
+
+def test_a_default_period_before_year_one_is_refused_with_the_fix(client):
+    answer = client.get(URL, params={"to": "0001-01-02T00:00:00Z"}, headers=auth(OPS_KEY))
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == (
+        "to (0001-01-02T00:00:00+00:00) leaves no 90 days before it: give from"
+    )
