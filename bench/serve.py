@@ -233,7 +233,19 @@ def big_request(url: str, body: bytes, headers: dict, repeats: int) -> list[floa
 
 
 def check_one(url: str, body: bytes, headers: dict) -> dict:
-    response = httpx.post(url, content=body, headers=headers, timeout=30)
+    # /readyz answers from one worker while another may still load the model (503): retry until
+    # 8 answers in a row are 200 (every worker has its model), for up to 3 minutes
+    deadline = time.monotonic() + 180
+    answered = 0
+    while True:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        if response.status_code == 503 and time.monotonic() < deadline:
+            answered = 0
+            time.sleep(0.2)
+            continue
+        if response.status_code != 200 or answered >= 7:
+            break
+        answered += 1
     if response.status_code != 200:
         raise SystemExit(f"{url} answered {response.status_code}: {response.text[:500]}")
     return response.json()
@@ -297,6 +309,7 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
     rps: dict[str, list[float]] = {"off": [], "on": []}
     commands = {}
     db = {"off": work / "capture-off.db", "on": work / "capture-on.db"}
+    probe = one.read_text().splitlines()[0].encode()
     for _round in range(args.rounds):
         for mode in ("off", "on"):
             process, url, command = start_leadscore(
@@ -305,6 +318,7 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
                 database_url=f"sqlite:///{db[mode]}",
             )  # fmt: skip
             try:
+                check_one(url, probe, headers)
                 result = run_wrk(url, one, headers, 16, args.duration)
             finally:
                 stop_leadscore(process)
@@ -327,6 +341,7 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
             env, work, args.workers, capture_enabled="true", database_url=args.postgres_url
         )
         try:
+            check_one(url, probe, headers)
             with httpx.Client(timeout=120) as client:
                 for line in one.read_text().splitlines():
                     client.post(url, content=line, headers=headers).raise_for_status()
