@@ -38,7 +38,11 @@ async def get_exploration(
     engine: EngineDep,
     start: Annotated[
         AwareDatetime | None,
-        Query(alias="from", description=f"Scores from (default: {DEFAULT_DAYS} days before `to`)."),
+        Query(
+            alias="from",
+            description=f"Scores from (default: {DEFAULT_DAYS} days before `to`); must be "
+            "before `to` (422 otherwise).",
+        ),
     ] = None,
     end: Annotated[
         AwareDatetime | None, Query(alias="to", description="Scores before (default: now).")
