@@ -87,6 +87,10 @@ def main() -> None:
         )
         headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
         with TestClient(create_app(settings)) as client:
+            # the model loads in the background: wait for it (readiness), up to 5 minutes
+            deadline = time.monotonic() + 300
+            while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
             for _ in range(3):  # warm-up
                 answer = client.post("/v1/score", content=body, headers=headers)
                 assert answer.status_code == 200, answer.text[:500]

@@ -3,12 +3,21 @@
     .venv/bin/python bench/serve.py [--tracking-uri sqlite:///mlflow.db]
                                     [--model-uri models:/lead-scoring@champion] [--workers 2]
                                     [--duration 10] [--skip-mlflow]
+    .venv/bin/python bench/serve.py --capture [--rounds 2]
+                                    [--postgres-url postgresql+psycopg://postgres@127.0.0.1/test]
 
 Needs a registered model (`make demo`, or `leadscore train` then `leadscore promote`) and `wrk`
 (`apt-get install -y wrk`). Each request is one lead with 20 touchpoints, rotated through 200
 different leads built from the demo data; the 1,000-lead case sends 1,000 of them at once. Prints
 the machine, the commands, and a table with both servers and their ratio. Numbers are noisy when
 other work shares the CPU: the load average before the run is printed with them.
+
+`--capture` measures what keeping the inputs costs instead: `leadscore serve` with capture off and
+on (LEADSCORE_CAPTURE_ENABLED), alternately for `--rounds` rounds, 16 connections each (requests/s
+of each and their ratio; the target is within 10%); then the bytes each stored touchpoint takes
+(table and indexes over rows) in the SQLite database the capture-on runs filled and, with
+`--postgres-url`, in PostgreSQL (a server with capture on fed the same leads;
+pg_total_relation_size over rows).
 """
 
 from __future__ import annotations
@@ -224,10 +233,131 @@ def big_request(url: str, body: bytes, headers: dict, repeats: int) -> list[floa
 
 
 def check_one(url: str, body: bytes, headers: dict) -> dict:
-    response = httpx.post(url, content=body, headers=headers, timeout=30)
+    # /readyz answers from one worker while another may still load the model (503): retry until
+    # 8 answers in a row are 200 (every worker has its model), for up to 3 minutes
+    deadline = time.monotonic() + 180
+    answered = 0
+    while True:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        if response.status_code == 503 and time.monotonic() < deadline:
+            answered = 0
+            time.sleep(0.2)
+            continue
+        if response.status_code != 200 or answered >= 7:
+            break
+        answered += 1
     if response.status_code != 200:
         raise SystemExit(f"{url} answered {response.status_code}: {response.text[:500]}")
     return response.json()
+
+
+def start_leadscore(env: dict, work: Path, workers: int, **settings: str) -> tuple:
+    """`leadscore serve` with extra LEADSCORE_* settings, in its own process group."""
+    port = free_port()
+    command = [str(BIN / "leadscore"), "serve", "--port", str(port), "--workers", str(workers)]
+    process = subprocess.Popen(
+        command,
+        env={**env, **{f"LEADSCORE_{k.upper()}": v for k, v in settings.items()}},
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+    return process, f"http://127.0.0.1:{port}/v1/score", " ".join(command)
+
+
+def stop_leadscore(process: subprocess.Popen) -> None:
+    """SIGTERM the server's group (it drains the score log and the capture queue), wait for it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def touchpoint_bytes(url: str) -> tuple[int, int]:
+    """(stored touchpoints, bytes of the lead_touchpoints table and its indexes)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT count(*) FROM lead_touchpoints")).scalar_one()
+            if engine.dialect.name == "sqlite":
+                size = connection.execute(
+                    sa.text(
+                        "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM "
+                        "sqlite_master WHERE tbl_name = 'lead_touchpoints')"
+                    )
+                ).scalar_one()
+            else:
+                size = connection.execute(
+                    sa.text("SELECT pg_total_relation_size('lead_touchpoints')")
+                ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(rows), int(size or 0)
+
+
+def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> None:
+    """Requests/s with capture off and on at 16 connections; bytes per stored touchpoint."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    rps: dict[str, list[float]] = {"off": [], "on": []}
+    commands = {}
+    db = {"off": work / "capture-off.db", "on": work / "capture-on.db"}
+    probe = one.read_text().splitlines()[0].encode()
+    for _round in range(args.rounds):
+        for mode in ("off", "on"):
+            process, url, command = start_leadscore(
+                env, work, args.workers,
+                capture_enabled="true" if mode == "on" else "false",
+                database_url=f"sqlite:///{db[mode]}",
+            )  # fmt: skip
+            try:
+                check_one(url, probe, headers)
+                result = run_wrk(url, one, headers, 16, args.duration)
+            finally:
+                stop_leadscore(process)
+            rps[mode].append(result["rps"])
+            commands[mode] = command
+            print(f"capture {mode}, 16 connections: {result['command']}")
+    print(f"servers: {commands['on']} (LEADSCORE_CAPTURE_ENABLED=false / true)")
+    off, on = statistics.median(rps["off"]), statistics.median(rps["on"])
+    print(f"\nworkers: {args.workers}; wrk {args.duration} s per run, {args.rounds} rounds")
+    print("| 16 connections, one lead with 20 touchpoints | capture off | capture on | on / off |")
+    print("|---|---|---|---|")
+    for i, (a, b) in enumerate(zip(rps["off"], rps["on"], strict=True)):
+        print(f"| round {i + 1}: requests/s | {a:.1f} | {b:.1f} | {b / a:.3f} |")
+    print(f"| median requests/s (target: on within 10% of off) | {off:.1f} | {on:.1f} | "
+          f"{on / off:.3f} |")  # fmt: skip
+
+    stores = [("SQLite", f"sqlite:///{db['on']}")]
+    if args.postgres_url:
+        process, url, _ = start_leadscore(
+            env, work, args.workers, capture_enabled="true", database_url=args.postgres_url
+        )
+        try:
+            check_one(url, probe, headers)
+            with httpx.Client(timeout=120) as client:
+                for line in one.read_text().splitlines():
+                    client.post(url, content=line, headers=headers).raise_for_status()
+                client.post(
+                    url, content=leadscore_body(leads[:BIG_BATCH]), headers=headers
+                ).raise_for_status()
+        finally:
+            stop_leadscore(process)
+        stores.append(("PostgreSQL", args.postgres_url))
+    print("\n| database | touchpoints stored | bytes (table + indexes) | bytes per touchpoint |")
+    print("|---|---|---|---|")
+    for name, url in stores:
+        rows, size = touchpoint_bytes(url)
+        per = f"{size / rows:.0f}" if rows else "-"
+        print(f"| {name} | {rows} | {size} | {per} |")
+    print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
@@ -242,6 +372,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
     parser.add_argument("--big-repeats", type=int, default=10)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument(
+        "--capture", action="store_true", help="Capture off vs on, and bytes per touchpoint."
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--capture: off/on pairs to run.")
+    parser.add_argument(
+        "--postgres-url", help="--capture: also measure storage in this PostgreSQL database."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install -y wrk`")
@@ -258,7 +395,7 @@ def main() -> None:
     one_ml.write_text("\n".join(mlflow_body([lead]).decode() for lead in leads[:N_DISTINCT]) + "\n")
 
     # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
-    env = {
+    env: dict[str, str] = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": args.tracking_uri,
@@ -266,6 +403,12 @@ def main() -> None:
         "LEADSCORE_DATABASE_URL": f"sqlite:///{work / 'leadscore.db'}",
         "LEADSCORE_API_KEYS_BOOTSTRAP": f"bench:scorer:{KEY}",
     }
+    if args.capture:
+        try:
+            capture_bench(args, env, work, leads, one_ls)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     servers: dict[str, dict] = {}
     ls_port = free_port()
     ls_cmd = [

@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     from serving.routes import (
         docs,
         events,
+        exploration,
         health,
         keys,
         leads,
@@ -192,7 +193,9 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         score,
     )  # fmt: skip
 
-    for module in (score, events, model, outcomes, leads, keys, policy, ops, health, docs):
+    for module in (
+        score, events, model, outcomes, leads, keys, policy, exploration, ops, health, docs,
+    ):  # fmt: skip
         app.include_router(module.router)
     return app
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from features.policy.exploration import exploration_reason
 from features.policy.rules import Policy
 from serving.model_store import LoadedModel
 
@@ -29,15 +30,23 @@ class _Job:
     policy: Policy
     leads: list[dict]
     future: asyncio.Future = field(repr=False)
+    policy_version: int = 0
 
 
 def score_leads(
-    loaded: LoadedModel, leads: list[dict], policy: Policy, touch_moments: np.ndarray | None = None
+    loaded: LoadedModel,
+    leads: list[dict],
+    policy: Policy,
+    touch_moments: np.ndarray | None = None,
+    policy_version: int = 0,
 ) -> list[dict]:
     """Score validated leads and decide each under `policy` (pure: no I/O). `touch_moments`:
-    every touchpoint's moment, when validation parsed them already."""
+    every touchpoint's moment, when validation parsed them already; `policy_version` salts the
+    exploration draw."""
     try:
-        columns = loaded.scorer.score_columns(leads, policy=policy, touch_moments=touch_moments)
+        columns = loaded.scorer.score_columns(
+            leads, policy=policy, touch_moments=touch_moments, policy_version=policy_version
+        )
     except (ValueError, TypeError) as error:
         raise ScoringError(str(error)) from error
     model_ref = {"name": loaded.name, "version": loaded.version}
@@ -52,10 +61,25 @@ def score_leads(
             "decision": decision,
             "reasons_for": reasons_for,
             "reasons_against": reasons_against,
-            "policy_reasons": [rule] if rule else [],
+            "policy_reasons": [rule]
+            if rule
+            else [exploration_reason(score, policy)]
+            if explored
+            else [],
+            "exploration": explored,
             "model": model_ref,
         }
-        for lead, probability, score, grade, decision, reasons_for, reasons_against, rule in zip(
+        for (
+            lead,
+            probability,
+            score,
+            grade,
+            decision,
+            reasons_for,
+            reasons_against,
+            rule,
+            explored,
+        ) in zip(
             leads,
             columns["probability"],
             columns["score"],
@@ -64,6 +88,7 @@ def score_leads(
             columns["reasons_for"],
             columns["reasons_against"],
             columns["hard_rule"],
+            columns["exploration"],
         )
     ]
 
@@ -77,13 +102,20 @@ class ScoringBatcher:
         self.calls = 0  # model calls made (tests and metrics read it)
 
     async def score(
-        self, loaded: LoadedModel, leads: list[dict], policy: Policy, touch_moments: Any = None
+        self,
+        loaded: LoadedModel,
+        leads: list[dict],
+        policy: Policy,
+        touch_moments: Any = None,
+        policy_version: int = 0,
     ) -> list[dict]:
         if len(leads) > self.max_batch_leads:
             self.calls += 1
-            return await run_in_threadpool(score_leads, loaded, leads, policy, touch_moments)
+            return await run_in_threadpool(
+                score_leads, loaded, leads, policy, touch_moments, policy_version
+            )
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(loaded, policy, leads, future))
+        self._pending.append(_Job(loaded, policy, leads, future, policy_version))
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
@@ -100,7 +132,11 @@ class ScoringBatcher:
         taken: list[_Job] = []
         size = 0
         for job in self._pending:
-            if job.loaded is not first.loaded or job.policy is not first.policy:
+            if (
+                job.loaded is not first.loaded
+                or job.policy is not first.policy
+                or job.policy_version != first.policy_version
+            ):
                 break
             if taken and size + len(job.leads) > self.max_batch_leads:
                 break
@@ -120,13 +156,13 @@ class ScoringBatcher:
 
     async def _run(self, jobs: list[_Job]) -> None:
         leads = [lead for job in jobs for lead in job.leads]
-        loaded, policy = jobs[0].loaded, jobs[0].policy
+        loaded, policy, version = jobs[0].loaded, jobs[0].policy, jobs[0].policy_version
         self.calls += 1
         try:
             if len(jobs) == 1 and len(leads) <= self.inline_leads:
-                results = score_leads(loaded, leads, policy)
+                results = score_leads(loaded, leads, policy, None, version)
             else:
-                results = await run_in_threadpool(score_leads, loaded, leads, policy)
+                results = await run_in_threadpool(score_leads, loaded, leads, policy, None, version)
         except Exception as error:
             if len(jobs) == 1:
                 _settle(jobs[0].future, error=error)
@@ -135,7 +171,10 @@ class ScoringBatcher:
             for job in jobs:
                 try:
                     _settle(
-                        job.future, await run_in_threadpool(score_leads, loaded, job.leads, policy)
+                        job.future,
+                        await run_in_threadpool(
+                            score_leads, loaded, job.leads, policy, None, version
+                        ),
                     )
                 except Exception as own_error:
                     _settle(job.future, error=own_error)

@@ -3,7 +3,8 @@
 The schema itself is created only by the alembic migrations in `serving/migrations`
 (`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions; `0004_capture`:
 what the service captured of each lead, and the erasure audit; `0005_score_log_dead_letter`:
-the records a writer could not store). The `Table` objects below mirror
+the records a writer could not store; `0006_exploration`: the score log's exploration flag and
+its (lead_id, scored_at) index). The `Table` objects below mirror
 them for queries; a test checks that the two agree.
 """
 
@@ -55,6 +56,10 @@ score_log = sa.Table(
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("api_key_name", sa.String(100), nullable=True),
+    # migration 0006_exploration: sent to sales by the policy's exploration rate
+    sa.Column("exploration", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # each lead's latest score in one index walk (`serving.trend`)
+    sa.Index("ix_score_log_lead_id_scored_at", "lead_id", "scored_at"),
 )
 
 outcomes = sa.Table(

@@ -87,6 +87,10 @@ SCORE_LOG_SPILLED = Counter(
     "leadscore_score_log_spilled_total",
     "Score records spilled to the local file at a stop (replayed at the next start)",
 )
+SCORE_HISTORY_FAILURES = Counter(
+    "leadscore_score_history_failures_total",
+    "Requests answered with trend 'unknown': the score log could not be read",
+)
 INPUT_WARNINGS = Counter(
     "leadscore_input_warnings_total",
     "Values read otherwise than sent or names ignored in score requests, by kind "

@@ -20,6 +20,8 @@ from typing_extensions import TypedDict
 
 from features.data.values import EARLIEST_MOMENT, LATEST_MOMENT, MOMENT_RANGE
 from features.data.vocabulary import ACTIVITIES, CHANNELS
+from features.policy.trend import Trend
+from features.report.exploration import FIGURES as EXPLORATION_FIGURES
 
 MAX_LEADS = 1000
 MAX_ID_LENGTH = 200
@@ -313,7 +315,36 @@ class LeadScore(BaseModel):
     reasons_for: list[Reason] = Field(description="Up to three reasons raising the score.")
     reasons_against: list[Reason] = Field(description="Up to three reasons lowering the score.")
     policy_reasons: list[str] = Field(
-        default_factory=list, description="Hard rules of the policy that decided, if any."
+        default_factory=list,
+        description="Why the policy decided otherwise than the score alone, if it did: the hard "
+        "rule that decided, or the exploration that sent the lead to sales.",
+    )
+    exploration: bool = Field(
+        False,
+        description="Sent to sales by the policy's exploration rate although its score is below "
+        "the sales threshold, to measure how such leads turn out (`policy_reasons` says so in "
+        "words). The draw depends on the lead id and the policy version only: the same lead "
+        "gets the same answer under the same policy.",
+        examples=[False],
+    )
+    previous_score: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="The lead's latest earlier score in the score log (null: never scored).",
+        examples=[41],
+    )
+    previous_scored_at: datetime | None = Field(
+        None,
+        description="When that previous score was given (null: never scored).",
+        examples=["2025-05-28T09:14:03.120000Z"],
+    )
+    trend: Trend = Field(
+        "new",
+        description="How the score moved since `previous_score`: improving / declining when it "
+        "rose / fell by at least the policy's `trend_points` (default 5), steady for less, new "
+        "for a lead never scored before, unknown when the score log could not be read.",
+        examples=["improving"],
     )
     model: ModelRef
 
@@ -381,6 +412,32 @@ class ScoreResponse(BaseModel):
     warnings: list[InputWarning] = Field(
         default_factory=list, description="Values read as 'other' and names ignored."
     )
+
+
+def _figure(name: str, example: float | int | None) -> Any:
+    return Field(description=EXPLORATION_FIGURES[name], examples=[example])
+
+
+class ExplorationReport(BaseModel):
+    """What the threshold misses (`features.report.exploration`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from", description="Scores from this moment.")
+    end: datetime = Field(alias="to", description="Scores before this moment.")
+    weeks: float = _figure("weeks", 12.86)
+    held_back: int = _figure("held_back", 1800)
+    held_back_per_week: float = _figure("held_back_per_week", 140.0)
+    explored: int = _figure("explored", 90)
+    explored_won: int = _figure("explored_won", 9)
+    explored_lost: int = _figure("explored_lost", 51)
+    explored_open: int = _figure("explored_open", 30)
+    win_rate: float | None = _figure("win_rate", 0.15)
+    win_rate_low: float | None = _figure("win_rate_low", 0.081)
+    win_rate_high: float | None = _figure("win_rate_high", 0.261)
+    forgone_wins_per_week: float | None = _figure("forgone_wins_per_week", 21.0)
+    forgone_wins_per_week_low: float | None = _figure("forgone_wins_per_week_low", 11.3)
+    forgone_wins_per_week_high: float | None = _figure("forgone_wins_per_week_high", 36.5)
 
 
 class ModelInfo(BaseModel):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from serving import metrics
 from serving.db import score_log
@@ -72,6 +73,7 @@ class ScoreRows:
                     "against": r["reasons_against"],
                     "policy": r["policy_reasons"],
                 },
+                "exploration": r.get("exploration", False),
             }
             for r in self.results
         ]
@@ -83,7 +85,9 @@ class ScoreRows:
 
 
 _SQLITE_MAX_VARIABLES = 999  # parameters in one statement: any SQLite build takes this many
-_PER_ROW = frozenset({"lead_id", "probability", "score", "grade", "decision", "reasons"})
+_PER_ROW = frozenset(
+    {"lead_id", "probability", "score", "grade", "decision", "reasons", "exploration"}
+)
 
 
 class _Insert:
@@ -94,6 +98,12 @@ class _Insert:
         dialect = engine.dialect
         columns = [c for c in score_log.columns if not c.primary_key]
         self.keys = [c.key for c in columns]
+        # values a plain row dict may leave out (a column added later, e.g. `exploration`)
+        self.defaults = {
+            c.key: c.default.arg
+            for c in columns
+            if isinstance(c.default, ScalarElementColumnDefault)
+        }
         compiled = score_log.insert().compile(dialect=dialect, column_keys=self.keys)
         self.sql = str(compiled)
         self.process = {}
@@ -132,9 +142,14 @@ class _Insert:
         if isinstance(item, ScoreRows):
             rows = item.rows(self.process)
         else:  # plain row dicts: every value through its column's processor
-            process = self.process
+            process, defaults = self.process, self.defaults
             rows = [
-                {k: process[k](row.get(k)) if k in process else row.get(k) for k in self.keys}
+                {
+                    k: process[k](row.get(k, defaults.get(k)))
+                    if k in process
+                    else row.get(k, defaults.get(k))
+                    for k in self.keys
+                }
                 for row in item
             ]
         return rows if self._arrange is None else list(map(self._arrange, rows))

@@ -169,7 +169,9 @@ def score_data(
     policy: AppliedPolicy | None = None,
 ) -> pd.DataFrame:
     """Scored leads: lead_id, probability, score, grade, decision, reasons_for, reasons_against
-    (plain text), hard_rule and policy (which one decided: `policy`, default the model's own)."""
+    (plain text), hard_rule, exploration (sent to sales by the policy's exploration rate, drawn
+    as the API draws it under the same policy version) and policy (which one decided: `policy`,
+    default the model's own)."""
     policy = policy or model_default(scorer.policy, scorer.metadata)
     frame = data.leads
     for column in scorer.featurizer.attributes_.columns_:
@@ -179,7 +181,7 @@ def score_data(
         frame = frame.assign(created_at=pd.NaT)
     scored = scorer.score_frame(
         frame, data.touchpoints, as_of=as_of, explain=explain, progress=progress,
-        policy=policy.policy,
+        policy=policy.policy, policy_version=policy.version,
     )  # fmt: skip
     if explain:
         scored["reasons_for"] = [format_reasons(r) for r in scored["reasons_for"]]

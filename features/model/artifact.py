@@ -375,7 +375,9 @@ def score_pyfunc_input(
     touchpoints = frame_touchpoints(frame)
     frame = frame.drop(columns=["touchpoints"], errors="ignore")
     explain = bool((params or {}).get("explain", True))
-    scored = scorer.score_frame(frame, touchpoints, explain=explain, policy=applied.policy)
+    scored = scorer.score_frame(
+        frame, touchpoints, explain=explain, policy=applied.policy, policy_version=applied.version
+    )
     out = pyfunc_output(scored)
     out["policy"] = applied.label
     return out

@@ -29,6 +29,7 @@ from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
 from features.model.reasons import N_REASONS, ReasonWriter, _baseline_equal
+from features.policy.exploration import apply_exploration
 from features.policy.facts import (
     _touch_facts,
     _touches_until,
@@ -171,11 +172,15 @@ class LeadScorer:
         policy: Policy | None = None,
         batch_size: int = 2_000,
         progress: Callable[[int], None] | None = None,
+        policy_version: int = 0,
     ) -> pd.DataFrame:
-        """One row per lead: lead_id, probability, score, grade, decision, reasons, hard rule.
+        """One row per lead: lead_id, probability, score, grade, decision, reasons, hard rule,
+        exploration.
 
         `as_of` (when the model uses time and `frame` has no `as_of` column) is the scoring moment
         of every lead; default now. `progress(n)` is called after each batch of `n` leads.
+        `policy_version` salts the exploration draw (`features.policy.exploration`), so the same
+        lead is explored or not as in the API under that version.
         """
         frame = self._with_as_of(frame, as_of)
         policy = policy or self.policy
@@ -203,6 +208,13 @@ class LeadScorer:
         scores = score_from_probability(probabilities)
         facts = frame_facts(frame, touchpoints, fact_columns_of(self.metadata.get("data_config")))
         grades, decisions, rule_reasons = apply_policy(scores, facts, policy)
+        lead_ids = frame["lead_id"].astype(str).tolist() if "lead_id" in frame else lead_ids
+        hard_rules = [r[0] if r else None for r in rule_reasons]
+        decision_list = decisions.tolist()
+        exploration = apply_exploration(
+            lead_ids, decision_list, hard_rules, facts.get("do_not_contact"), policy, policy_version
+        )
+        decisions = np.asarray(decision_list, dtype=object)
         out = pd.DataFrame(
             {
                 "lead_id": frame["lead_id"].astype(str).to_numpy()
@@ -217,7 +229,8 @@ class LeadScorer:
         if explain:
             out["reasons_for"] = reasons_for
             out["reasons_against"] = reasons_against
-        out["hard_rule"] = [r[0] if r else None for r in rule_reasons]
+        out["hard_rule"] = hard_rules
+        out["exploration"] = np.asarray(exploration, dtype=bool)
         return out
 
     # the API's fast path --------------------------------------------------------------------
@@ -245,10 +258,12 @@ class LeadScorer:
         explain: bool = True,
         n_reasons: int = N_REASONS,
         touch_moments: np.ndarray | None = None,
+        policy_version: int = 0,
     ) -> dict[str, list[Any]]:
         """`score_records` as one list per output (lead_id, probability, score, grade, decision,
-        reasons_for, reasons_against, hard_rule): the API builds its answer from these.
-        `touch_moments`: the touchpoints' moments if already parsed (`record_touchpoints`)."""
+        reasons_for, reasons_against, hard_rule, exploration): the API builds its answer from
+        these. `touch_moments`: the touchpoints' moments if already parsed
+        (`record_touchpoints`); `policy_version` salts the exploration draw."""
         policy = policy or self.policy
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
             now = datetime.now(UTC)
@@ -267,6 +282,7 @@ class LeadScorer:
         if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
             # One lead (the latency case) or unusual input: the per-lead facts and decision.
             scores, grades, decisions, rules = [], [], [], []
+            do_not_contact: Any = []
             for record, p in zip(records, probabilities.tolist()):
                 score = int(min(100, max(0, round(100.0 * p))))
                 facts = lead_facts(record.get("attributes"), _touches_until(record), fact_columns)
@@ -275,6 +291,7 @@ class LeadScorer:
                 grades.append(grade)
                 decisions.append(decision)
                 rules.append(rule)
+                do_not_contact.append(bool(facts.get("do_not_contact")))
         else:
             scores_array = score_from_probability(probabilities)
             facts = attribute_facts([r.get("attributes") for r in records], fact_columns)
@@ -284,8 +301,13 @@ class LeadScorer:
             scores = scores_array.tolist()
             grades, decisions = grade_array.tolist(), decision_array.tolist()
             rules = [r[0] if r else None for r in rule_reasons]
+            do_not_contact = facts.get("do_not_contact")
+        lead_ids = [r.get("lead_id") for r in records]
+        exploration = apply_exploration(
+            lead_ids, decisions, rules, do_not_contact, policy, policy_version
+        )
         return {
-            "lead_id": [r.get("lead_id") for r in records],
+            "lead_id": lead_ids,
             "probability": probabilities.tolist(),
             "score": scores,
             "grade": grades,
@@ -293,6 +315,7 @@ class LeadScorer:
             "reasons_for": reasons_for,
             "reasons_against": reasons_against,
             "hard_rule": rules,
+            "exploration": exploration,
         }
 
 

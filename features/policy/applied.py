@@ -30,10 +30,12 @@ MODEL_DEFAULT_VERSION = 0  # the service's version number of the model's own pol
 
 @dataclass(frozen=True)
 class AppliedPolicy:
-    """A policy and the words that say where it came from."""
+    """A policy, the words that say where it came from, and its service version number (0: the
+    model's own or one given without a number), which salts the exploration draw."""
 
     policy: Policy
     label: str
+    version: int = MODEL_DEFAULT_VERSION
 
 
 def model_default(policy: Policy, metadata: Mapping[str, Any] | None = None) -> AppliedPolicy:
@@ -51,7 +53,7 @@ def service_policy(version: int, policy: Policy, default: AppliedPolicy) -> Appl
     """Version `version` of the service's policy (version 0: the model's own, `default`)."""
     if version == MODEL_DEFAULT_VERSION:
         return default
-    return AppliedPolicy(policy, f"service policy v{version}")
+    return AppliedPolicy(policy, f"service policy v{version}", version)
 
 
 def policy_param(value: Any, default: AppliedPolicy) -> AppliedPolicy:

@@ -46,6 +46,9 @@ from features.policy.facts import FACTS
 
 DECISIONS = ("sales", "nurture", "disqualify")
 
+# Exploration costs sales time on leads the model rates low: a fifth is plenty to measure with.
+MAX_EXPLORATION_RATE = 0.2
+
 
 GRADES = ("A", "B", "C", "D")
 
@@ -181,6 +184,24 @@ class Policy(BaseModel):
         pattern=r"^[A-Z]{3}$",
         description="ISO 4217 code of the money amounts marketing ops give (value of a win, "
         "cost of a lead), e.g. EUR, USD, GBP.",
+    )
+    exploration_rate: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_EXPLORATION_RATE,
+        allow_inf_nan=False,
+        description="Share of the leads the threshold holds back (nurture, no hard rule) sent "
+        "to sales anyway, to measure how they turn out (0: off; at most "
+        f"{MAX_EXPLORATION_RATE:g}). Drawn from the lead id and the policy version: the same "
+        "lead gets the same draw.",
+    )
+    trend_points: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Score points a lead must gain (or lose) since its previous score for its "
+        "trend to be 'improving' ('declining'); smaller changes are 'steady'.",
     )
 
     @model_validator(mode="after")

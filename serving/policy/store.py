@@ -127,6 +127,16 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
         )
     if old.get("currency", "EUR") != new["currency"]:
         changes.append(f"currency: {old.get('currency', 'EUR')} -> {new['currency']}")
+    # policies saved before these fields existed had them at their defaults
+    if old.get("exploration_rate", 0.0) != new["exploration_rate"]:
+        changes.append(
+            f"exploration_rate: {_num(old.get('exploration_rate', 0.0))} -> "
+            f"{_num(new['exploration_rate'])}"
+        )
+    if old.get("trend_points", 5.0) != new["trend_points"]:
+        changes.append(
+            f"trend_points: {_num(old.get('trend_points', 5.0))} -> {_num(new['trend_points'])}"
+        )
     if old["rules"] != new["rules"]:
 
         def fmt(rules):

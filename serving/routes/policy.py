@@ -28,7 +28,13 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
-from features.policy.rules import GradeBands, HardRule, PolicyError, grade_bands_by_share
+from features.policy.rules import (
+    MAX_EXPLORATION_RATE,
+    GradeBands,
+    HardRule,
+    PolicyError,
+    grade_bands_by_share,
+)
 from serving.bodies import documented_body, json_body
 from serving.deps import (
     EngineDep,
@@ -62,6 +68,8 @@ from serving.schemas import (
 MAX_VERSION = 2**31 - 1  # the column is a 32-bit INTEGER
 Version = Annotated[int, Field(ge=0, le=MAX_VERSION), BeforeValidator(as_whole_number), Strict()]
 Threshold = Annotated[float, Field(ge=0, le=100)]
+ExplorationRate = Annotated[float, Field(ge=0, le=MAX_EXPLORATION_RATE, allow_inf_nan=False)]
+TrendPoints = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
@@ -110,6 +118,20 @@ class PolicyFields(BaseModel):
     )
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | SkipJsonSchema[None] = Field(
         None, description="ISO 4217 code of money amounts, e.g. EUR."
+    )
+    exploration_rate: ExplorationRate | SkipJsonSchema[None] = Field(
+        None,
+        description="Share of the leads the threshold holds back (nurture, no hard rule, never "
+        "do-not-contact) sent to sales anyway, to measure what the threshold misses; 0 turns "
+        f"it off, at most {MAX_EXPLORATION_RATE:g}. Drawn from the lead id and the policy "
+        "version.",
+        examples=[0.05],
+    )
+    trend_points: TrendPoints | SkipJsonSchema[None] = Field(
+        None,
+        description="Score points since a lead's previous score from which its trend is "
+        "improving or declining (less: steady).",
+        examples=[5],
     )
 
     @field_validator("*", mode="before")
@@ -295,7 +317,8 @@ async def put_policy(
         raise RequestProblem(
             422,
             "policy: nothing to change; give at least one of sales_threshold, "
-            "nurture_threshold, grades, rules, weekly_capacity, currency",
+            "nurture_threshold, grades, rules, weekly_capacity, currency, exploration_rate, "
+            "trend_points",
             [problem("no policy field given", field="policy")],
         )
     if change.policy.grades is not None and change.policy.grades.by == "share":

@@ -18,13 +18,22 @@ from fastapi import APIRouter, Depends, Query, Request
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
-from serving.deps import BatcherDep, CaptureDep, ModelDep, PolicyDep, ScoreLogDep, ScorerKey
+from serving.deps import (
+    BatcherDep,
+    CaptureDep,
+    EngineDep,
+    ModelDep,
+    PolicyDep,
+    ScoreLogDep,
+    ScorerKey,
+)
 from serving.errors import RequestProblem, error_responses
 from serving.leads import ParsedLeads, read_body, read_for_model, results_in_order
 from serving.logs import current_request_id
 from serving.responses import OrjsonResponse
 from serving.schemas import STRICT_DESCRIPTION, ScoreResponse
 from serving.score_log import ScoreLogFull, ScoreRows
+from serving.trend import PreviousScores, add_trend
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -98,6 +107,7 @@ async def score(
     batcher: BatcherDep,
     score_log: ScoreLogDep,
     capture: CaptureDep,
+    engine: EngineDep,
 ) -> OrjsonResponse:
     read_for_model(leads, loaded, leads.strict)
     if not score_log.admit(len(leads.leads)):
@@ -108,10 +118,19 @@ async def score(
             lead["as_of"] = now
     scored: list[dict] = []
     if leads.leads:
+        # the leads' previous scores are read while the model scores them
+        previous = PreviousScores.start(engine, [lead["lead_id"] for lead in leads.leads], now)
         try:
-            scored = await batcher.score(loaded, leads.leads, in_force.policy, leads.moments)
+            scored = await batcher.score(
+                loaded, leads.leads, in_force.policy, leads.moments, in_force.version
+            )
         except ScoringError as error:
+            previous.cancel()
             raise RequestProblem(422, f"the model cannot score these leads: {error}") from None
+        except BaseException:
+            previous.cancel()
+            raise
+        add_trend(scored, await previous.result(), in_force.policy.trend_points)
 
     # the request's id (serving.logs): in the X-Request-ID header, the log lines and the score log
     request_id = current_request_id() or str(uuid.uuid4())

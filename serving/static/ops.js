@@ -136,6 +136,10 @@ function showCurrent(current) {
     ["hard rules", p.rules.map((r) => r.fact + " → " + r.decision).join("; ") || "none"],
     ["capacity", p.weekly_capacity ? p.weekly_capacity + " leads a week" : "not set"],
     ["currency", p.currency],
+    ["exploration", p.exploration_rate > 0
+      ? fmt(100 * p.exploration_rate, 1) + "% of held-back leads go to sales, to measure what the threshold misses"
+      : "off"],
+    ["trend", "improving or declining from ±" + p.trend_points + " points"],
   ];
   if (current.version > 0) {
     rows.push(["set by", who(current) + " at " + current.created_at.slice(0, 19).replace("T", " ")]);
@@ -161,6 +165,8 @@ function showCurrent(current) {
   if (p.weekly_capacity && !$("capacity").value) $("capacity").value = p.weekly_capacity;
   for (const el of document.querySelectorAll(".currency")) el.textContent = p.currency;
   $("currency").value = p.currency;
+  $("exploration-rate").value = +(100 * (p.exploration_rate || 0)).toFixed(4);
+  $("trend-points").value = p.trend_points;
   $("restore-default-box").hidden = followsModel;
   updateValueLabel();
 }
@@ -502,6 +508,14 @@ $("save-form").addEventListener("submit", async (event) => {
   }
   const currency = $("currency").value.trim().toUpperCase();
   if (currency && currency !== current.currency) policy.currency = currency;
+  const exploration = $("exploration-rate").value;
+  if (exploration !== "" && Number(exploration) / 100 !== current.exploration_rate) {
+    policy.exploration_rate = Number(exploration) / 100;
+  }
+  const trendPoints = $("trend-points").value;
+  if (trendPoints !== "" && Number(trendPoints) !== current.trend_points) {
+    policy.trend_points = Number(trendPoints);
+  }
   try {
     const saved = await api("PUT", "/v1/policy", {
       policy,

@@ -123,6 +123,21 @@ def test_a_missing_or_wrong_key_is_refused(client):
             422,
             "policy: nothing to change; give at least one of sales_threshold",
         ),
+        (
+            {"policy": {"exploration_rate": 0.3}, "reason": "x"},
+            422,
+            "policy.exploration_rate: got the number 0.3 (expected a number at most 0.2)",
+        ),
+        (
+            {"policy": {"exploration_rate": -0.1}, "reason": "x"},
+            422,
+            "policy.exploration_rate: got the number -0.1 (expected a number at least 0)",
+        ),
+        (
+            {"policy": {"trend_points": 0}, "reason": "x"},
+            422,
+            "policy.trend_points: got the number 0 (expected a number above 0)",
+        ),
         ({"policy": {"sales_threshold": 60}}, 422, "reason is required but missing"),
         (
             {"policy": {"sales_threshold": 60}, "reason": "   "},
@@ -150,6 +165,28 @@ def test_bad_changes_are_refused_with_what_to_fix(client, body, status, message)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
     assert client.get("/v1/policy", headers=OPS).json()["version"] == 0
+
+
+def test_exploration_and_trend_step_are_changed_and_audited_like_every_field(client):
+    answer = put(
+        client,
+        policy={"exploration_rate": 0.05, "trend_points": 8},
+        reason="learn what the threshold misses",
+    )
+    assert answer.status_code == 200, answer.text
+    saved = answer.json()
+    assert saved["policy"]["exploration_rate"] == 0.05 and saved["policy"]["trend_points"] == 8
+    assert saved["changes"] == ["exploration_rate: 0 -> 0.05", "trend_points: 5 -> 8"]
+    put(client, policy={"exploration_rate": 0}, reason="pilot over")
+    history = client.get("/v1/policy/history", headers=OPS).json()["versions"]
+    assert [v["changes"] for v in history] == [
+        ["exploration_rate: 0.05 -> 0"],
+        ["exploration_rate: 0 -> 0.05", "trend_points: 5 -> 8"],
+    ]
+    assert history[0]["policy"]["trend_points"] == 8  # left out: kept
+    # the OpenAPI says the bound
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PolicyFields"]
+    assert schema["properties"]["exploration_rate"]["maximum"] == 0.2
 
 
 def test_expected_version_guards_against_lost_updates(client):

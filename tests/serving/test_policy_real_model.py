@@ -161,6 +161,90 @@ def test_a_saved_policy_steers_scoring_and_is_logged(client, trained_model):
     assert monitoring["recent_leads"] == 40 and monitoring["psi"] is not None
 
 
+def test_exploration_sends_the_drawn_held_back_leads_to_sales_everywhere(
+    client, trained_model, tmp_path, monkeypatch
+):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from features.policy.exploration import exploration_draw
+    from leadscore.cli import app as cli
+
+    records = demo_records(trained_model, 120)
+    # everyone is held back by the score alone (nurture); a fifth of them explored
+    saved = client.put(
+        "/v1/policy",
+        headers=auth("ops"),
+        json={
+            "policy": {"sales_threshold": 100, "nurture_threshold": 0, "exploration_rate": 0.2},
+            "reason": "measure what the threshold misses",
+        },
+    ).json()
+    assert saved["changes"][-1] == "exploration_rate: 0 -> 0.2"
+    version = saved["version"]
+    body = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
+    assert body["policy_version"] == version
+    results = body["results"]
+    drawn = {
+        r["lead_id"]
+        for r, record in zip(results, records)
+        if r["score"] < 100
+        and not unsubscribed(record)
+        and not did(record, "demo_request")
+        and exploration_draw(r["lead_id"], version) < 0.2
+    }
+    # a fifth of the 120 at most (the hard-rule leads are never drawn): enough to mean something
+    assert 5 <= len(drawn) <= 40
+    explored = {r["lead_id"] for r in results if r["exploration"]}
+    assert explored == drawn
+    for r in results:
+        if r["exploration"]:
+            assert r["decision"] == "sales"
+            assert r["policy_reasons"] == [
+                f"Exploration: sent to sales although its score ({r['score']}) is below the sales "
+                "threshold (100), one of about 1 in 5 such leads chosen at random, to measure how "
+                "the leads the threshold holds back turn out; please work it as any other"
+            ]
+        elif not r["policy_reasons"]:
+            assert r["decision"] == "nurture"
+    # the same leads again: the same draw, the same leads explored
+    again = client.post("/v1/score", headers=auth("scorer"), json={"leads": records}).json()
+    assert {r["lead_id"] for r in again["results"] if r["exploration"]} == explored
+
+    # the score log marks them
+    services = client.app.state.services
+    wait_for(lambda: services.score_log.pending == 0, "the score log was not written")
+    with services.engine.connect() as connection:
+        logged = connection.execute(
+            sa.select(score_log.c.lead_id, score_log.c.decision).where(
+                score_log.c.exploration.is_(True)
+            )
+        ).all()
+    assert sorted(logged) == sorted([(i, "sales") for i in explored] * 2)
+
+    # batch scoring with the service's policy: the same draw, the same leads
+    ids = [r["lead_id"] for r in records]
+    leads = pq.read_table(trained_model.demo_dir / "leads.parquet").to_pandas()
+    touches = pq.read_table(trained_model.demo_dir / "touchpoints.parquet").to_pandas()
+    leads[leads["lead_id"].isin(ids)].to_parquet(tmp_path / "leads.parquet", index=False)
+    touches[touches["lead_id"].isin(ids)].to_parquet(tmp_path / "tp.parquet", index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(cli, [
+        "score", "--model", f"models:/{trained_model.name}/{trained_model.versions[0]}",
+        "--leads", str(tmp_path / "leads.parquet"), "--touchpoints", str(tmp_path / "tp.parquet"),
+        "--out", str(out), "--as-of", records[0]["as_of"],
+        "--database-url", str(services.engine.url.render_as_string(hide_password=False)),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    batch = pd.read_csv(out)
+    assert set(batch.loc[batch["exploration"], "lead_id"]) == explored
+    assert dict(zip(batch["lead_id"], batch["decision"])) == {
+        r["lead_id"]: r["decision"] for r in results
+    }
+
+
 def test_cli_simulates_on_the_champions_holdout_from_mlflow(trained_model, tmp_path, monkeypatch):
     import json
 

@@ -1,0 +1,154 @@
+"""Each answer of POST /v1/score carries the lead's previous score and trend, read from the score
+log in one query (SQLite and PostgreSQL); the index that query walks exists on both."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.db import make_engine, score_log, upgrade_database
+from serving.trend import IDS_PER_QUERY, latest_scores
+from tests.serving.conftest import auth, demo_records, model_settings
+from tests.serving.waiting import wait_for, wait_for_model
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def row(lead_id: str, score: int, at: datetime, **extra) -> dict:
+    return {
+        "request_id": "r-" + lead_id,
+        "lead_id": lead_id,
+        "model_name": "lead-scoring",
+        "model_version": "1",
+        "policy_version": 0,
+        "probability": score / 100,
+        "score": score,
+        "grade": "B",
+        "decision": "nurture",
+        "reasons": {"for": [], "against": [], "policy": []},
+        "scored_at": at,
+        "api_key_name": "crm",
+        **extra,
+    }
+
+
+@pytest.fixture
+def engine(database_url):
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_latest_earlier_score_of_each_lead_in_one_query(engine):
+    with engine.begin() as connection:
+        connection.execute(
+            score_log.insert(),
+            [
+                row("L-1", 30, T0),
+                row("L-1", 42, T0 + timedelta(days=2)),  # the latest before the request
+                row("L-1", 90, T0 + timedelta(days=9)),  # at or after it: not "previous"
+                row("L-2", 55, T0 + timedelta(hours=1)),
+                row("L-3", 10, T0 + timedelta(days=20)),  # only after: L-3 is new
+            ],
+        )
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    found = latest_scores(engine, ["L-1", "L-2", "L-3", "L-4", "L-1"], T0 + timedelta(days=9))
+    assert found == {
+        "L-1": (42, T0 + timedelta(days=2)),
+        "L-2": (55, T0 + timedelta(hours=1)),
+    }
+    assert len([s for s in statements if "score_log" in s]) == 1
+    # the new row has the exploration flag's default
+    with engine.connect() as connection:
+        flags = connection.execute(sa.select(score_log.c.exploration).distinct()).scalars().all()
+    assert flags == [False]
+
+
+def test_a_request_beyond_one_statements_ids_takes_one_more(engine):
+    ids = [f"L-{i}" for i in range(IDS_PER_QUERY + 5)]
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), [row(i, 20, T0) for i in ids[::100]])
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    found = latest_scores(engine, ids, T0 + timedelta(seconds=1))
+    assert found == {i: (20, T0) for i in ids[::100]}
+    assert len(statements) == 2
+
+
+def test_the_query_walks_the_lead_and_time_index(engine):
+    indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("score_log")}
+    assert indexes["ix_score_log_lead_id_scored_at"] == ["lead_id", "scored_at"]
+
+
+@pytest.fixture
+def client(trained_model, database_url):
+    app = create_app(model_settings(trained_model, database_url))
+    with TestClient(app) as client:
+        wait_for_model(client)
+        yield client
+
+
+@pytest.mark.slow
+def test_answers_carry_previous_score_and_trend(client, trained_model):
+    records = demo_records(trained_model, 4)
+    first = client.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    for result in first["results"]:
+        assert result["trend"] == "new"
+        assert result["previous_score"] is None and result["previous_scored_at"] is None
+    services = client.app.state.services
+    wait_for(lambda: services.score_log.pending == 0, "the score log was not written")
+
+    # The same leads again, their previous scores placed by hand: 10 points under the score
+    # now, 10 over it, 4 under it (the default step is 5 points); the 4th lead keeps its own.
+    scores = [r["score"] for r in first["results"]]
+    earlier = datetime.fromisoformat(first["scored_at"].replace("Z", "+00:00"))
+    placed = [scores[0] - 10, scores[1] + 10, scores[2] - 4]
+    with services.engine.begin() as connection:
+        connection.execute(
+            score_log.insert(),
+            [
+                row(records[i]["lead_id"], placed[i], earlier + timedelta(milliseconds=1))
+                for i in range(3)
+            ],
+        )
+    second = client.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    results = second["results"]
+    assert [r["score"] for r in results] == scores  # same leads, same as_of: same scores
+    assert [r["previous_score"] for r in results] == [*placed, scores[3]]
+    assert [r["trend"] for r in results] == ["improving", "declining", "steady", "steady"]
+    moment = datetime.fromisoformat(results[3]["previous_scored_at"].replace("Z", "+00:00"))
+    assert moment == earlier
+
+    # with a step of 3 points in the policy, the same 4-point rise is improving
+    wait_for(lambda: services.score_log.pending == 0, "the score log was not written")
+    saved = client.put(
+        "/v1/policy",
+        headers=auth("ops"),
+        json={"policy": {"trend_points": 3}, "reason": "alert reps sooner"},
+    ).json()
+    assert saved["changes"] == ["trend_points: 5 -> 3"]
+    later = datetime.fromisoformat(second["scored_at"].replace("Z", "+00:00"))
+    with services.engine.begin() as connection:
+        connection.execute(
+            score_log.insert(),
+            [row(records[2]["lead_id"], scores[2] - 4, later + timedelta(milliseconds=1))],
+        )
+    third = client.post("/v1/score", json={"leads": records[2:3]}, headers=auth("scorer")).json()
+    assert third["results"][0]["previous_score"] == scores[2] - 4
+    assert third["results"][0]["trend"] == "improving"
+
+
+def test_openapi_documents_the_trend_fields(sqlite_client_without_model):
+    schema = sqlite_client_without_model.get("/openapi.json").json()["components"]["schemas"]
+    lead = schema["LeadScore"]["properties"]
+    assert lead["trend"]["enum"] == ["improving", "steady", "declining", "new", "unknown"]
+    assert lead["trend"]["examples"] == ["improving"]
+    assert lead["previous_score"]["examples"] == [41]
+    assert "previous_scored_at" in lead and lead["exploration"]["examples"] == [False]
+    assert "trend_points" in lead["trend"]["description"]
