@@ -185,10 +185,13 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         ops,
         outcomes,
         policy,
+        reports,
         score,
     )  # fmt: skip
 
-    for module in (score, events, model, outcomes, leads, keys, policy, ops, health, docs):
+    for module in (
+        score, events, model, outcomes, leads, reports, keys, policy, ops, health, docs
+    ):  # fmt: skip
         app.include_router(module.router)
     return app
 
