@@ -493,15 +493,11 @@ def _touch_assignment(
     counted = np.flatnonzero((position >= 0) & (at != _NAT) & (at <= cutoff[position]))
     lead = position[counted]
     at = at[counted]
-    # Every value with touchpoints of the selected leads is a row, even one whose touches all
-    # came after the close (as the database report does: touches of other periods are not asked).
-    selected = np.flatnonzero(position >= 0)
-    codes = np.full(len(touchpoints), -1, dtype=np.int64)
-    selected_codes, uniques = pd.factorize(touchpoints[grouping].iloc[selected])
-    codes[selected] = selected_codes
+    # Every value with touchpoints is a row, even one whose touches all came after the close.
+    codes, uniques = pd.factorize(touchpoints[grouping])
     labels = [str(u) for u in uniques]
     code = np.asarray(codes[counted], dtype=np.int64)
-    if (selected_codes < 0).any():
+    if (codes < 0).any():
         code[code < 0] = len(labels)
         labels.append(MISSING if grouping == "channel" else NO_CAMPAIGN)
     none_code = len(labels)

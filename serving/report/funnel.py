@@ -63,6 +63,7 @@ from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcom
 _NAT = np.iinfo(np.int64).min
 # What a touch-level group key is: a value, no value (campaign-less touch), or no touch at all.
 _VALUE, _NO_VALUE, _NO_TOUCH = 0, 1, 2
+WORK_MEM = "64MB"
 _SUMS = ("leads", "sent", "won", "lost", "with_amount", "revenue")
 
 
@@ -92,15 +93,26 @@ def funnel_from_database(
     order and `attrs`). Raises FunnelError naming `by`, `attribution`, `from` or `to`."""
     lo, hi = check_request(by, attribution, start, end)
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # The grouped passes over the score log and touchpoints sort and hash in memory, not
+            # on disk (PostgreSQL's default is 4 MB); for this transaction only.
+            connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         grouping = _check_by(connection, by)
-        dialect = connection.dialect.name
-        facts = _facts(dialect, lo, hi, grouping, by)
+        facts = _facts(connection.dialect.name, lo, hi, grouping, by)
         touch_level = grouping in ("channel", "campaign")
         if touch_level:
-            rows = _touch_sums(connection, facts, grouping, attribution)
+            groups, deals = _touch_parts(facts, grouping, attribution)
         else:
-            rows = _lead_sums(connection, facts, grouping, dialect, lo, hi)
-        total = _total_sums(connection, facts)
+            groups, deals = _lead_parts(facts, grouping)
+        parts = _frame(connection, sa.union_all(*groups, *deals, *_total_parts(facts)))
+        values = _touch_values(connection, grouping) if touch_level else None
+    part = parts["part"].to_numpy(dtype=np.int64)
+    table, deal_rows = parts[part == _GROUPS], parts[part == _DEALS]
+    if values is not None:
+        rows = _touch_sums(table, deal_rows, grouping, attribution, values)
+    else:
+        rows = _lead_sums(table, deal_rows, grouping, lo, hi)
+    total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
     frame = report_frame(by, rows, total, touch_level)
     frame.attrs.update(
         report="funnel",
@@ -163,21 +175,27 @@ def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
     return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
 
 
-def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> sa.CTE:
+def _latest(table: sa.Table, moment: Any, *where: Any) -> Any:
+    """Each lead's latest row id of `table` by `moment` (ties: the row stored last), set-based:
+    two grouped passes, which scale with the table where a probe per lead would not."""
+    newest = (
+        sa.select(table.c.lead_id, sa.func.max(moment).label("moment"))
+        .where(*where)
+        .group_by(table.c.lead_id)
+        .subquery()
+    )
+    return (
+        sa.select(table.c.lead_id, sa.func.max(table.c.id).label("id"))
+        .join(newest, sa.and_(newest.c.lead_id == table.c.lead_id, newest.c.moment == moment))
+        .where(*where)
+        .group_by(table.c.lead_id)
+        .subquery()
+    )
+
+
+def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
     leads, o = captured_leads, outcomes
-    ranked = sa.select(
-        score_log.c.lead_id,
-        score_log.c.score,
-        score_log.c.grade,
-        score_log.c.decision,
-        sa.func.row_number()
-        .over(
-            partition_by=score_log.c.lead_id,
-            order_by=(score_log.c.scored_at.desc(), score_log.c.id.desc()),
-        )
-        .label("rank"),
-    ).subquery("ranked_scores")
-    latest = sa.select(ranked).where(ranked.c.rank == 1).subquery("latest_scores")
+    latest = score_log.alias("latest")
     won = o.c.won.is_(sa.true())
     has_amount = sa.and_(won, o.c.amount.is_not(None))
     columns: list[Any] = [
@@ -201,27 +219,20 @@ def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str)
         latest.c.decision,
         _epoch_day(dialect, leads.c.created_at).label("day"),
     ]
-    source = leads.outerjoin(o, o.c.lead_id == leads.c.lead_id).outerjoin(
-        latest, latest.c.lead_id == leads.c.lead_id
+    latest_score = _latest(score_log, score_log.c.scored_at)
+    source = (
+        leads.outerjoin(o, o.c.lead_id == leads.c.lead_id)
+        .outerjoin(latest_score, latest_score.c.lead_id == leads.c.lead_id)
+        .outerjoin(latest, latest.c.id == latest_score.c.id)
     )
     if grouping == "attribute":
-        ranked_values = (
-            sa.select(
-                lead_attributes.c.lead_id,
-                sa.cast(lead_attributes.c.value, sa.Text).label("value"),
-                sa.func.row_number()
-                .over(
-                    partition_by=lead_attributes.c.lead_id,
-                    order_by=(lead_attributes.c.changed_at.desc(), lead_attributes.c.id.desc()),
-                )
-                .label("rank"),
-            )
-            .where(lead_attributes.c.name == by)
-            .subquery("ranked_values")
+        value = lead_attributes.alias("value")
+        latest_value = _latest(
+            lead_attributes, lead_attributes.c.changed_at, lead_attributes.c.name == by
         )
-        values = sa.select(ranked_values).where(ranked_values.c.rank == 1).subquery("values")
-        source = source.outerjoin(values, values.c.lead_id == leads.c.lead_id)
-        columns.append(values.c.value.label("attribute"))
+        source = source.outerjoin(latest_value, latest_value.c.lead_id == leads.c.lead_id)
+        source = source.outerjoin(value, value.c.id == latest_value.c.id)
+        columns.append(sa.cast(value.c.value, sa.Text).label("attribute"))
     query = sa.select(*columns).select_from(source)
     if lo is not None:
         query = query.where(leads.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
@@ -230,17 +241,52 @@ def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str)
     return query.cte("facts")
 
 
-def _summed(facts: Any, weight: Any) -> list[Any]:
-    """The credited sums of `_SUMS`, each fact times the row's weight."""
+# The parts of the one statement a report runs: sums per group, won deals per group, the total's
+# sums and the total's won deals (every selected lead once).
+_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS = 0, 1, 2, 3
+
+
+def _part(
+    part: int, kind: Any, key: Any, sums: list[Any] | None, days: Any = None, weight: Any = None
+) -> list[Any]:
+    """The columns every part of the statement shares (typed NULL where a part has no value:
+    PostgreSQL reads two untyped NULLs in a UNION as text)."""
+    empty = sa.cast(sa.null(), sa.Float)
+    values = sums if sums is not None else [empty] * len(_SUMS)
     return [
-        sa.func.sum(weight).label("leads"),
-        *(sa.func.sum(weight * facts.c[name]).label(name) for name in _SUMS[1:]),
+        sa.literal(part).label("part"),
+        (kind if kind is not None else sa.cast(sa.null(), sa.Integer)).label("kind"),
+        (key if key is not None else sa.null()).label("key"),
+        *(v.label(name) for v, name in zip(values, _SUMS)),
+        (days if days is not None else empty).label("days"),
+        (weight if weight is not None else empty).label("weight"),
+    ]
+
+
+def _summed(source: Any, weight: Any) -> list[Any]:
+    """The credited sums of `_SUMS`, each fact of `source` times the row's weight."""
+    return [
+        sa.func.sum(weight),
+        *(sa.func.sum(weight * source.c[name]) for name in _SUMS[1:]),
+    ]
+
+
+def _won_dated(source: Any) -> ColumnElement[bool]:
+    return sa.and_(source.c.won == 1, source.c.days.is_not(None))
+
+
+def _total_parts(facts: Any) -> list[Any]:
+    return [
+        sa.select(*_part(_TOTAL, None, None, _summed(facts, sa.literal(1)))),
+        sa.select(*_part(_TOTAL_DEALS, None, None, None, facts.c.days, sa.literal(1.0))).where(
+            _won_dated(facts)
+        ),
     ]
 
 
 def _float(values: Any) -> np.ndarray:
     """SQL sums (PostgreSQL's are Decimal for integers; NULL for no rows) as floats."""
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
 
 
 def _sums_by_code(
@@ -248,8 +294,9 @@ def _sums_by_code(
 ) -> dict[str, Any]:
     n = len(labels)
     sums = {
-        name: np.bincount(codes, weights=_float(table[name]), minlength=n) if len(table) else
-        np.zeros(n) for name in _SUMS
+        name: np.bincount(codes, weights=np.nan_to_num(_float(table[name])), minlength=n)
+        if len(table) else np.zeros(n)
+        for name in _SUMS
     }  # fmt: skip
     return {"labels": labels, "natural": natural, "weighted": weighted, **sums}
 
@@ -276,13 +323,16 @@ def _frame(connection: Connection, query: Any) -> pd.DataFrame:
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
+def _total_sums(table: pd.DataFrame, deals: pd.DataFrame) -> GroupSums:
+    sums = _sums_by_code(table, np.zeros(len(table), dtype=np.int64), [TOTAL], True, False)
+    return _group_sums(sums, np.zeros(len(deals)), deals["days"], deals["weight"])
+
+
 # --------------------------------------------------------------------------------------------------
 # Groups of whole leads: week, grade, score band, decision, an attribute
 
 
-def _lead_sums(
-    connection: Connection, facts: Any, grouping: str, dialect: str, lo: int | None, hi: int | None
-) -> GroupSums:
+def _lead_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
     key = {
         "week": facts.c.day,
         "grade": facts.c.grade,
@@ -290,33 +340,35 @@ def _lead_sums(
         "score_band": facts.c.score,
         "attribute": facts.c.get("attribute"),
     }[grouping]
-    table = _frame(
-        connection, sa.select(key.label("key"), *_summed(facts, sa.literal(1))).group_by(key)
+    kind = sa.literal(_VALUE)
+    groups = sa.select(*_part(_GROUPS, kind, key, _summed(facts, sa.literal(1)))).group_by(key)
+    deals = sa.select(*_part(_DEALS, kind, key, None, facts.c.days, sa.literal(1.0))).where(
+        _won_dated(facts)
     )
-    deals = _frame(
-        connection,
-        sa.select(key.label("key"), facts.c.days).where(
-            facts.c.won == 1, facts.c.days.is_not(None)
-        ),
-    )
+    return [groups], [deals]
+
+
+def _lead_sums(
+    table: pd.DataFrame, deals: pd.DataFrame, grouping: str, lo: int | None, hi: int | None
+) -> GroupSums:
     keys = table["key"]
     natural = True
     if grouping == "week":
-        day = pd.to_numeric(keys).to_numpy(dtype=float)
+        day = _float(keys)
         created = np.where(np.isnan(day), _NAT, np.nan_to_num(day) * DAY_NS).astype(np.int64)
         codes, labels = week_groups(created, lo, hi)
     elif grouping in ("grade", "decision"):
         known = GRADES if grouping == "grade" else DECISIONS
         codes, labels = known_value_groups(keys.to_numpy(dtype=object), known)
     elif grouping == "score_band":
-        codes, labels = score_band_groups(pd.to_numeric(keys).to_numpy(dtype=float))
-    else:
+        codes, labels = score_band_groups(_float(keys))
+    else:  # one JSON text per group, not per lead
         values = pd.Series([None if k is None else orjson.loads(k) for k in keys], dtype=object)
         values = values.infer_objects()  # numbers, yes/no: ordered as the file report orders them
         codes, labels, natural = attribute_groups(values)
     sums = _sums_by_code(table, codes, labels, natural, weighted=False)
-    position = _key_index(keys).get_indexer(_key_values(deals["key"]))
-    return _group_sums(sums, codes[position], deals["days"], np.ones(len(deals)))
+    position = pd.Index(_key_values(keys)).get_indexer(_key_values(deals["key"]))
+    return _group_sums(sums, codes[position], deals["days"], deals["weight"])
 
 
 def _key_values(keys: pd.Series) -> pd.Series:
@@ -324,84 +376,113 @@ def _key_values(keys: pd.Series) -> pd.Series:
     return keys.astype(object).where(keys.notna(), "\x00null")
 
 
-def _key_index(keys: pd.Series) -> pd.Index:
-    return pd.Index(_key_values(keys))
-
-
 # --------------------------------------------------------------------------------------------------
 # Channels and campaigns: the attribution rules
 
 
-def _touch_sums(connection: Connection, facts: Any, grouping: str, attribution: str) -> GroupSums:
-    t = lead_touchpoints
-    value = t.c.channel if grouping == "channel" else t.c.campaign
-    counted = (
-        sa.select(t.c.id, t.c.lead_id, t.c.occurred_at, value.label("value"))
-        .select_from(t.join(facts, facts.c.lead_id == t.c.lead_id))
-        .where(sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at))
-        .cte("counted")
-    )
-    if attribution == "linear":
-        pairs = (
-            sa.select(counted.c.lead_id, counted.c.value, sa.func.count().label("n"))
-            .group_by(counted.c.lead_id, counted.c.value)
-            .subquery("pairs")
-        )
-        credit = sa.cast(pairs.c.n, sa.Float) / sa.func.sum(pairs.c.n).over(
-            partition_by=pairs.c.lead_id
-        )
-        credited = sa.select(pairs.c.lead_id, pairs.c.value, credit.label("credit")).subquery(
-            "credited"
-        )
-    else:
+def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
+    t = lead_touchpoints.alias("t")
+    counted = sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at)
+    if attribution != "linear":
+        # One index probe per lead: its first (last) touch up to the close, ties by storage order.
         first = attribution == "first_touch"
-        order = (
-            (counted.c.occurred_at.asc(), counted.c.id.asc())
-            if first
-            else (counted.c.occurred_at.desc(), counted.c.id.desc())
+        order = (t.c.occurred_at, t.c.id) if first else (t.c.occurred_at.desc(), t.c.id.desc())
+        pick = (
+            sa.select(t.c.id)
+            .where(t.c.lead_id == facts.c.lead_id, counted)
+            .order_by(*order)
+            .limit(1)
+            .correlate(facts)
+            .scalar_subquery()
         )
-        ranked = sa.select(
-            counted.c.lead_id,
-            counted.c.value,
-            sa.func.row_number().over(partition_by=counted.c.lead_id, order_by=order).label("rank"),
-        ).subquery("ranked")
-        credited = (
-            sa.select(ranked.c.lead_id, ranked.c.value, sa.literal(1.0).label("credit"))
-            .where(ranked.c.rank == 1)
-            .subquery("credited")
+        picked = sa.select(facts, pick.label("touch_id")).cte("picked")
+        touch = lead_touchpoints.alias("touch")
+        value = touch.c.channel if grouping == "channel" else touch.c.campaign
+        kind = sa.case(
+            (picked.c.touch_id.is_(None), _NO_TOUCH), (value.is_(None), _NO_VALUE), else_=_VALUE
         )
-    untouched = credited.c.lead_id.is_(None)
-    kind = sa.case((untouched, _NO_TOUCH), (credited.c.value.is_(None), _NO_VALUE), else_=_VALUE)
-    weight = sa.func.coalesce(credited.c.credit, 1.0)
-    joined = facts.outerjoin(credited, credited.c.lead_id == facts.c.lead_id)
-    table = _frame(
-        connection,
-        sa.select(kind.label("kind"), credited.c.value.label("key"), *_summed(facts, weight))
-        .select_from(joined)
-        .group_by(kind, credited.c.value),
-    )
-    deals = _frame(
-        connection,
-        sa.select(kind.label("kind"), credited.c.value.label("key"), facts.c.days,
-                  weight.label("weight"))
-        .select_from(joined)
-        .where(facts.c.won == 1, facts.c.days.is_not(None)),
-    )  # fmt: skip
-    # Every value of the selected leads' touches is a row, even with all its touches after a close.
-    seen = set(
-        connection.execute(
-            sa.select(value).distinct().select_from(t.join(facts, facts.c.lead_id == t.c.lead_id))
-        ).scalars()
-    )
-    values = sorted(v for v in seen if v is not None)
-    missing = MISSING if grouping == "channel" else NO_CAMPAIGN
-    labels = [str(v) for v in values] + ([missing] if None in seen else []) + [NO_TOUCHPOINTS]
-    # Group keys: a value's text, or a label of its own for "no campaign" and "no touchpoint".
-    index = pd.Index(
-        values + (["\x00" + missing] if None in seen else []) + ["\x00" + NO_TOUCHPOINTS]
-    )
+        source = picked.outerjoin(touch, touch.c.id == picked.c.touch_id)
+        grouped = (
+            sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1))))
+            .select_from(source)
+            .group_by(kind, value)
+        )
+        won_deals = (
+            sa.select(*_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0)))
+            .select_from(source)
+            .where(_won_dated(picked))
+        )
+        return [grouped], [won_deals]
 
-    def keys(frame: pd.DataFrame) -> np.ndarray:
+    # Linear: each lead's counted touches (one index probe per lead), then every touch of the
+    # selected leads with 1/k of its lead when it counts, 0 when it came after the close.
+    k = (
+        sa.select(sa.func.count())
+        .where(t.c.lead_id == facts.c.lead_id, counted)
+        .correlate(facts)
+        .scalar_subquery()
+    )
+    with_k = sa.select(facts, k.label("k")).cte("with_k")
+    touch = lead_touchpoints.alias("touch")
+    value = touch.c.channel if grouping == "channel" else touch.c.campaign
+    counts = sa.or_(with_k.c.closed_at.is_(None), touch.c.occurred_at <= with_k.c.closed_at)
+    credit = sa.case((counts, 1.0 / sa.cast(with_k.c.k, sa.Float)), else_=0.0)
+    kind = sa.case((value.is_(None), _NO_VALUE), else_=_VALUE)
+    touched = touch.join(with_k, with_k.c.lead_id == touch.c.lead_id)
+    untouched_kind, untouched = sa.literal(_NO_TOUCH), with_k.c.k == 0
+    no_value = sa.cast(sa.null(), sa.Text)
+    groups = [
+        sa.select(*_part(_GROUPS, kind, value, _summed(with_k, credit)))
+        .select_from(touched)
+        .group_by(kind, value),
+        sa.select(*_part(_GROUPS, untouched_kind, no_value, _summed(with_k, sa.literal(1.0))))
+        .where(untouched),
+    ]  # fmt: skip
+    # One point per (won deal, value) with the deal's whole credit there.
+    deals = [
+        sa.select(*_part(_DEALS, kind, value, None, with_k.c.days, sa.func.sum(credit)))
+        .select_from(touched)
+        .where(_won_dated(with_k), counts)
+        .group_by(with_k.c.lead_id, kind, value, with_k.c.days),
+        sa.select(*_part(_DEALS, untouched_kind, no_value, None, with_k.c.days, sa.literal(1.0)))
+        .where(_won_dated(with_k), untouched),
+    ]  # fmt: skip
+    return groups, deals
+
+
+def _touch_values(connection: Connection, grouping: str) -> tuple[list[str], bool]:
+    """Every value of the captured touchpoints (the file report lists every value of the
+    touchpoints file), and whether some touch has none: a loose index scan, a probe a value."""
+    column = lead_touchpoints.c.channel if grouping == "channel" else lead_touchpoints.c.campaign
+    inner = lead_touchpoints.alias("inner")
+    inner_column = inner.c.channel if grouping == "channel" else inner.c.campaign
+    walk = sa.select(sa.func.min(column).label("value")).cte("walk", recursive=True)
+    following = (
+        sa.select(sa.func.min(inner_column)).where(inner_column > walk.c.value).correlate(walk)
+        .scalar_subquery()
+    )  # fmt: skip
+    walk = walk.union_all(sa.select(following).where(walk.c.value.is_not(None)))
+    values = list(
+        connection.execute(sa.select(walk.c.value).where(walk.c.value.is_not(None))).scalars()
+    )
+    empty = connection.execute(sa.select(column).where(column.is_(None)).limit(1)).first()
+    return [str(v) for v in values], empty is not None
+
+
+def _touch_sums(
+    table: pd.DataFrame,
+    deals: pd.DataFrame,
+    grouping: str,
+    attribution: str,
+    found: tuple[list[str], bool],
+) -> GroupSums:
+    values, has_empty = found
+    missing = MISSING if grouping == "channel" else NO_CAMPAIGN
+    labels = [*values, *([missing] if has_empty else []), NO_TOUCHPOINTS]
+    # Group keys: a value's text, or a key of its own for "no campaign" and "no touchpoint".
+    index = pd.Index([*values, *(["\x00" + missing] if has_empty else []), "\x00" + NO_TOUCHPOINTS])
+
+    def codes(frame: pd.DataFrame) -> np.ndarray:
         kind = frame["kind"].to_numpy(dtype=np.int64)
         text = frame["key"].astype(object).to_numpy()
         text = np.where(kind == _NO_VALUE, "\x00" + missing, text)
@@ -409,23 +490,6 @@ def _touch_sums(connection: Connection, facts: Any, grouping: str, attribution: 
         return index.get_indexer(text)
 
     sums = _sums_by_code(
-        table, keys(table), labels, natural=False, weighted=attribution == "linear"
+        table, codes(table), labels, natural=False, weighted=attribution == "linear"
     )
-    return _group_sums(sums, keys(deals), deals["days"], deals["weight"])
-
-
-# --------------------------------------------------------------------------------------------------
-# The total: every selected lead once
-
-
-def _total_sums(connection: Connection, facts: Any) -> GroupSums:
-    table = _frame(connection, sa.select(*_summed(facts, sa.literal(1))))
-    if table["leads"].isna().all():  # no lead selected: SUM over no rows is NULL
-        table = pd.DataFrame({name: [0] for name in _SUMS})
-    days = list(
-        connection.execute(
-            sa.select(facts.c.days).where(facts.c.won == 1, facts.c.days.is_not(None))
-        ).scalars()
-    )
-    sums = _sums_by_code(table, np.zeros(1, dtype=np.int64), [TOTAL], True, weighted=False)
-    return _group_sums(sums, np.zeros(len(days)), days, np.ones(len(days)))
+    return _group_sums(sums, codes(deals), deals["days"], deals["weight"])

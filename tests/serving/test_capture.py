@@ -84,6 +84,7 @@ def test_the_capture_migration_downgrades(database_url, engine):
 
     from serving.db import alembic_config, current_revision
 
+    command.downgrade(alembic_config(database_url), "0004_capture")  # below later migrations
     assert current_revision(engine) == "0004_capture"
     command.downgrade(alembic_config(database_url), "0003_policy_actor")
     assert not set(CAPTURE_TABLES) & set(sa.inspect(engine).get_table_names())

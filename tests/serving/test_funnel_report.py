@@ -9,6 +9,7 @@ import io
 import math
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from features.report import formats
@@ -272,3 +273,29 @@ def test_an_empty_database_answers_an_empty_report(database_url, no_registry):
             report = get(client, by=by)
             assert report["rows"] == [] or all(r["leads"] == 0 for r in report["rows"])
             check(report["total"], leads=0, won=0, win_rate=None, median_days_to_close=None)
+
+
+def test_the_funnel_indexes_migration_goes_up_and_down(database_url):
+    from alembic import command
+
+    from serving.db import alembic_config, current_revision, make_engine, upgrade_database
+
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) == "0007_funnel_indexes"
+
+        def names() -> set[str]:
+            inspector = sa.inspect(engine)
+            return {i["name"] for t in ("lead_touchpoints", "captured_leads")
+                    for i in inspector.get_indexes(t)}  # fmt: skip
+
+        added = {"ix_lead_touchpoints_lead_occurred", "ix_lead_touchpoints_channel",
+                 "ix_lead_touchpoints_campaign", "ix_captured_leads_created_at"}  # fmt: skip
+        assert added <= names()
+        command.downgrade(alembic_config(database_url), "0004_capture")
+        assert not added & names()
+        upgrade_database(database_url)
+        assert added <= names()
+    finally:
+        engine.dispose()
