@@ -380,38 +380,38 @@ def _key_values(keys: pd.Series) -> pd.Series:
 # Channels and campaigns: the attribution rules
 
 
+def _narrow(facts: Any) -> list[Any]:
+    """What attribution needs of each lead: the sums' facts, its close and days to close."""
+    return [facts.c[name] for name in ("lead_id", "closed_at", "days", *_SUMS[1:])]
+
+
 def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
     t = lead_touchpoints.alias("t")
     counted = sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at)
     if attribution != "linear":
-        # One index probe per lead: its first (last) touch up to the close, ties by storage order.
+        # One index-only probe per lead: the value of its first (last) touch up to the close,
+        # ties by storage order; 'v:<value>', 'n' for a touch without one, NULL for no touch.
         first = attribution == "first_touch"
         order = (t.c.occurred_at, t.c.id) if first else (t.c.occurred_at.desc(), t.c.id.desc())
+        column = t.c.channel if grouping == "channel" else t.c.campaign
         pick = (
-            sa.select(t.c.id)
+            sa.select(sa.func.coalesce(sa.literal("v:") + column, "n"))
             .where(t.c.lead_id == facts.c.lead_id, counted)
             .order_by(*order)
             .limit(1)
             .correlate(facts)
             .scalar_subquery()
         )
-        picked = sa.select(facts, pick.label("touch_id")).cte("picked")
-        touch = lead_touchpoints.alias("touch")
-        value = touch.c.channel if grouping == "channel" else touch.c.campaign
-        kind = sa.case(
-            (picked.c.touch_id.is_(None), _NO_TOUCH), (value.is_(None), _NO_VALUE), else_=_VALUE
+        picked = sa.select(*_narrow(facts), pick.label("pick")).cte("picked")
+        code = picked.c.pick
+        kind = sa.case((code.is_(None), _NO_TOUCH), (code == "n", _NO_VALUE), else_=_VALUE)
+        value = sa.func.substr(code, 3)
+        grouped = sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1)))).group_by(
+            code
         )
-        source = picked.outerjoin(touch, touch.c.id == picked.c.touch_id)
-        grouped = (
-            sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1))))
-            .select_from(source)
-            .group_by(kind, value)
-        )
-        won_deals = (
-            sa.select(*_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0)))
-            .select_from(source)
-            .where(_won_dated(picked))
-        )
+        won_deals = sa.select(
+            *_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0))
+        ).where(_won_dated(picked))
         return [grouped], [won_deals]
 
     # Linear: each lead's counted touches (one index probe per lead), then every touch of the
@@ -422,28 +422,28 @@ def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any]
         .correlate(facts)
         .scalar_subquery()
     )
-    with_k = sa.select(facts, k.label("k")).cte("with_k")
+    with_k = sa.select(*_narrow(facts), k.label("k")).cte("with_k")
     touch = lead_touchpoints.alias("touch")
-    value = touch.c.channel if grouping == "channel" else touch.c.campaign
+    touch_value = touch.c.channel if grouping == "channel" else touch.c.campaign
     counts = sa.or_(with_k.c.closed_at.is_(None), touch.c.occurred_at <= with_k.c.closed_at)
     credit = sa.case((counts, 1.0 / sa.cast(with_k.c.k, sa.Float)), else_=0.0)
-    kind = sa.case((value.is_(None), _NO_VALUE), else_=_VALUE)
+    kind = sa.case((touch_value.is_(None), _NO_VALUE), else_=_VALUE)
     touched = touch.join(with_k, with_k.c.lead_id == touch.c.lead_id)
     untouched_kind, untouched = sa.literal(_NO_TOUCH), with_k.c.k == 0
     no_value = sa.cast(sa.null(), sa.Text)
     groups = [
-        sa.select(*_part(_GROUPS, kind, value, _summed(with_k, credit)))
+        sa.select(*_part(_GROUPS, kind, touch_value, _summed(with_k, credit)))
         .select_from(touched)
-        .group_by(kind, value),
+        .group_by(kind, touch_value),
         sa.select(*_part(_GROUPS, untouched_kind, no_value, _summed(with_k, sa.literal(1.0))))
         .where(untouched),
     ]  # fmt: skip
     # One point per (won deal, value) with the deal's whole credit there.
     deals = [
-        sa.select(*_part(_DEALS, kind, value, None, with_k.c.days, sa.func.sum(credit)))
+        sa.select(*_part(_DEALS, kind, touch_value, None, with_k.c.days, sa.func.sum(credit)))
         .select_from(touched)
         .where(_won_dated(with_k), counts)
-        .group_by(with_k.c.lead_id, kind, value, with_k.c.days),
+        .group_by(with_k.c.lead_id, kind, touch_value, with_k.c.days),
         sa.select(*_part(_DEALS, untouched_kind, no_value, None, with_k.c.days, sa.literal(1.0)))
         .where(_won_dated(with_k), untouched),
     ]  # fmt: skip
