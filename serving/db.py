@@ -2,7 +2,8 @@
 
 The schema itself is created only by the alembic migrations in `serving/migrations`
 (`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions; `0004_capture`:
-what the service captured of each lead, and the erasure audit). The `Table` objects below mirror
+what the service captured of each lead, and the erasure audit; `0007_funnel_indexes`: indexes
+the funnel report probes, which only the migrations declare). The `Table` objects below mirror
 them for queries; a test checks that the two agree.
 """
 
