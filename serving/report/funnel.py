@@ -414,40 +414,58 @@ def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any]
         ).where(_won_dated(picked))
         return [grouped], [won_deals]
 
-    # Linear: each lead's counted touches (one index probe per lead), then every touch of the
-    # selected leads with 1/k of its lead when it counts, 0 when it came after the close.
-    k = (
-        sa.select(sa.func.count())
-        .where(t.c.lead_id == facts.c.lead_id, counted)
-        .correlate(facts)
-        .scalar_subquery()
+    return _linear_parts(facts, grouping)
+
+
+def _linear_credit(facts: Any, grouping: str, name: str, *where: Any) -> Any:
+    """Every touch of the selected leads (a lead without one: one row without a touch) with
+    whether it counts (up to the close) and, over its lead, k = the lead's counted touches and
+    a row number; one pass, the windows over a lead's rows."""
+    touch = lead_touchpoints.alias(f"{name}_touch")
+    value = touch.c.channel if grouping == "channel" else touch.c.campaign
+    counts = sa.and_(
+        touch.c.id.is_not(None),
+        sa.or_(facts.c.closed_at.is_(None), touch.c.occurred_at <= facts.c.closed_at),
     )
-    with_k = sa.select(*_narrow(facts), k.label("k")).cte("with_k")
-    touch = lead_touchpoints.alias("touch")
-    touch_value = touch.c.channel if grouping == "channel" else touch.c.campaign
-    counts = sa.or_(with_k.c.closed_at.is_(None), touch.c.occurred_at <= with_k.c.closed_at)
-    credit = sa.case((counts, 1.0 / sa.cast(with_k.c.k, sa.Float)), else_=0.0)
-    kind = sa.case((touch_value.is_(None), _NO_VALUE), else_=_VALUE)
-    touched = touch.join(with_k, with_k.c.lead_id == touch.c.lead_id)
-    untouched_kind, untouched = sa.literal(_NO_TOUCH), with_k.c.k == 0
-    no_value = sa.cast(sa.null(), sa.Text)
-    groups = [
-        sa.select(*_part(_GROUPS, kind, touch_value, _summed(with_k, credit)))
-        .select_from(touched)
-        .group_by(kind, touch_value),
-        sa.select(*_part(_GROUPS, untouched_kind, no_value, _summed(with_k, sa.literal(1.0))))
-        .where(untouched),
-    ]  # fmt: skip
+    counted = sa.case((counts, 1), else_=0)
+    lead = facts.c.lead_id
+    return (
+        sa.select(
+            *_narrow(facts),
+            value.label("value"),
+            counted.label("counted"),
+            sa.func.sum(counted).over(partition_by=lead).label("k"),
+            sa.func.row_number().over(partition_by=lead).label("row"),
+        )
+        .select_from(facts.outerjoin(touch, touch.c.lead_id == lead))
+        .where(*where)
+        .cte(name)
+    )
+
+
+def _linear_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
+    """Linear credit: each counted touch 1/k of its lead; a lead without a counted touch whole
+    to '(none)' (through one of its rows)."""
+    parts = []
+    for name, where in (("credited", ()), ("won_credited", (_won_dated(facts),))):
+        c = _linear_credit(facts, grouping, name, *where)
+        untouched = c.c.k == 0
+        kind = sa.case((untouched, _NO_TOUCH), (c.c.value.is_(None), _NO_VALUE), else_=_VALUE)
+        key = sa.case((untouched, sa.null()), else_=c.c.value)
+        weight = sa.case(
+            (c.c.k > 0, c.c.counted / sa.cast(c.c.k, sa.Float)), (c.c.row == 1, 1.0), else_=0.0
+        )
+        parts.append((c, kind, key, weight))
+    c, kind, key, weight = parts[0]
+    groups = sa.select(*_part(_GROUPS, kind, key, _summed(c, weight))).group_by(kind, key)
     # One point per (won deal, value) with the deal's whole credit there.
-    deals = [
-        sa.select(*_part(_DEALS, kind, touch_value, None, with_k.c.days, sa.func.sum(credit)))
-        .select_from(touched)
-        .where(_won_dated(with_k), counts)
-        .group_by(with_k.c.lead_id, kind, touch_value, with_k.c.days),
-        sa.select(*_part(_DEALS, untouched_kind, no_value, None, with_k.c.days, sa.literal(1.0)))
-        .where(_won_dated(with_k), untouched),
-    ]  # fmt: skip
-    return groups, deals
+    c, kind, key, weight = parts[1]
+    deals = (
+        sa.select(*_part(_DEALS, kind, key, None, c.c.days, sa.func.sum(weight)))
+        .group_by(c.c.lead_id, kind, key, c.c.days)
+        .having(sa.func.sum(weight) > 0)
+    )
+    return [groups], [deals]
 
 
 def _touch_values(connection: Connection, grouping: str) -> tuple[list[str], bool]:
