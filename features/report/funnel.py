@@ -687,7 +687,12 @@ def moment_bound(value: Any, option: str) -> int | None:
             "(2024-03-01T09:00:00+01:00)",
         )
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
-    return int(moment.as_unit("ns").value)
+    try:
+        return int(moment.as_unit("ns").value)
+    except (OverflowError, ValueError):  # pandas' nanoseconds end in 1677 and 2262
+        raise FunnelError(
+            option, f"{value!r} is out of range: give a date between 1678-01-01 and 2261-12-31"
+        ) from None
 
 
 def iso_moment(ns: int) -> str:

@@ -69,6 +69,11 @@ _SUMS = ("leads", "sent", "won", "lost", "with_amount", "revenue")
 
 def check_request(by: str, attribution: str, start: Any, end: Any) -> tuple[int | None, int | None]:
     """The bounds as UTC nanoseconds; FunnelError naming `attribution`, `from` or `to`."""
+    for option, value in (("by", by), ("from", start), ("to", end)):
+        if (
+            isinstance(value, str) and "\x00" in value
+        ):  # no database stores it, PostgreSQL refuses it
+            raise FunnelError(option, "contains a NUL character (\\u0000); remove it")
     if attribution not in ATTRIBUTION_NAMES:
         raise FunnelError(
             "attribution",

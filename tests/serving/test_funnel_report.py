@@ -220,6 +220,9 @@ def test_csv_by_accept_header(client):
          "to: to (2024-01-01T00:00:00+00:00) must be after from (2024-02-01T00:00:00+00:00)"),
         ({"from": "2024-02-01", "to": "2024-02-01"}, "to", "to: to (2024-02-01T00:00:00+00:00) "
          "must be after from"),
+        ({"by": "chan\x00nel"}, "by", "by: contains a NUL character"),
+        ({"from": "1066-10-14"}, "from", "from: '1066-10-14' is out of range: give a date "
+         "between 1678-01-01 and 2261-12-31"),
     ],
 )  # fmt: skip
 def test_bad_parameters_are_422_naming_the_parameter(client, params, field, message):
