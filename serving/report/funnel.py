@@ -16,6 +16,12 @@ How the database maps onto the file report's rules
   every touch); ties on `occurred_at` go to the touch stored first (first touch) or last (last
   touch), as the file report's "listed first / last".
 - An attribute's value is the lead's latest (by `changed_at`, then the row stored last).
+- A channel or campaign report lists every value of the captured touchpoints, with 0 leads where
+  none was credited (the file report lists every value of its touchpoints file).
+
+One statement a report (UNION ALL of the sums per group, the won deals' days per group, the
+total's sums and the total's days), so the lead facts are computed once; migration
+`0007_funnel_indexes` adds the indexes its probes and scans use.
 
 Percentiles: the file report's weighted quantile (each won deal a point weighted by its credit,
 numpy's "hazen" positions when weights are equal) over the won deals' days, fetched narrow
