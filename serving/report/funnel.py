@@ -186,27 +186,22 @@ def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
     return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
 
 
-def _latest(table: sa.Table, moment: Any, *where: Any) -> Any:
-    """Each lead's latest row id of `table` by `moment` (ties: the row stored last), set-based:
-    two grouped passes, which scale with the table where a probe per lead would not."""
-    newest = (
-        sa.select(table.c.lead_id, sa.func.max(moment).label("moment"))
-        .where(*where)
-        .group_by(table.c.lead_id)
-        .subquery()
+def _latest(table: sa.Table, moment: Any, columns: list[Any], *where: Any) -> Any:
+    """Each lead's latest row of `table` by `moment` (ties: the row stored last) with `columns`:
+    one pass numbering each lead's rows, newest first."""
+    rank = sa.func.row_number().over(
+        partition_by=table.c.lead_id, order_by=(moment.desc(), table.c.id.desc())
     )
-    return (
-        sa.select(table.c.lead_id, sa.func.max(table.c.id).label("id"))
-        .join(newest, sa.and_(newest.c.lead_id == table.c.lead_id, newest.c.moment == moment))
-        .where(*where)
-        .group_by(table.c.lead_id)
-        .subquery()
-    )
+    ranked = sa.select(table.c.lead_id, *columns, rank.label("rank")).where(*where).subquery()
+    return sa.select(ranked).where(ranked.c.rank == 1).subquery()
 
 
 def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
     leads, o = captured_leads, outcomes
-    latest = score_log.alias("latest")
+    latest = _latest(
+        score_log, score_log.c.scored_at,
+        [score_log.c.score, score_log.c.grade, score_log.c.decision],
+    )  # fmt: skip
     won = o.c.won.is_(sa.true())
     has_amount = sa.and_(won, o.c.amount.is_not(None))
     columns: list[Any] = [
@@ -230,20 +225,17 @@ def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str)
         latest.c.decision,
         _epoch_day(dialect, leads.c.created_at).label("day"),
     ]
-    latest_score = _latest(score_log, score_log.c.scored_at)
-    source = (
-        leads.outerjoin(o, o.c.lead_id == leads.c.lead_id)
-        .outerjoin(latest_score, latest_score.c.lead_id == leads.c.lead_id)
-        .outerjoin(latest, latest.c.id == latest_score.c.id)
+    source = leads.outerjoin(o, o.c.lead_id == leads.c.lead_id).outerjoin(
+        latest, latest.c.lead_id == leads.c.lead_id
     )
     if grouping == "attribute":
-        value = lead_attributes.alias("value")
-        latest_value = _latest(
-            lead_attributes, lead_attributes.c.changed_at, lead_attributes.c.name == by
-        )
-        source = source.outerjoin(latest_value, latest_value.c.lead_id == leads.c.lead_id)
-        source = source.outerjoin(value, value.c.id == latest_value.c.id)
-        columns.append(sa.cast(value.c.value, sa.Text).label("attribute"))
+        value = _latest(
+            lead_attributes, lead_attributes.c.changed_at,
+            [sa.cast(lead_attributes.c.value, sa.Text).label("value")],
+            lead_attributes.c.name == by,
+        )  # fmt: skip
+        source = source.outerjoin(value, value.c.lead_id == leads.c.lead_id)
+        columns.append(value.c.value.label("attribute"))
     query = sa.select(*columns).select_from(source)
     if lo is not None:
         query = query.where(leads.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
