@@ -190,11 +190,13 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         ops,
         outcomes,
         policy,
+        reports,
         score,
     )  # fmt: skip
 
     for module in (
-        score, events, model, outcomes, leads, keys, policy, exploration, ops, health, docs,
+        score, events, model, outcomes, leads, reports, keys, policy, exploration, ops, health,
+        docs,
     ):  # fmt: skip
         app.include_router(module.router)
     return app

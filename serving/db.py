@@ -4,7 +4,8 @@ The schema itself is created only by the alembic migrations in `serving/migratio
 (`0001_initial`: api keys, score log, outcomes; `0002_policy`: policy versions; `0004_capture`:
 what the service captured of each lead, and the erasure audit; `0005_score_log_dead_letter`:
 the records a writer could not store; `0006_exploration`: the score log's exploration flag and
-its (lead_id, scored_at) index). The `Table` objects below mirror
+its (lead_id, scored_at) index; `0007_funnel_indexes`: indexes the funnel report probes, which
+only the migrations declare). The `Table` objects below mirror
 them for queries; a test checks that the two agree.
 """
 

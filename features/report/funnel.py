@@ -113,10 +113,10 @@ def funnel(
                 f"the leads have no {column!r} column; the funnel needs lead ids and creation "
                 "times (timestamped data, not flat mode with a label)",
             )
-    lo = _bound(start, "start")
-    hi = _bound(end, "end")
+    lo = moment_bound(start, "start")
+    hi = moment_bound(end, "end")
     if lo is not None and hi is not None and lo >= hi:
-        raise FunnelError("end", f"end ({_iso(hi)}) must be after start ({_iso(lo)})")
+        raise FunnelError("end", f"end ({iso_moment(hi)}) must be after start ({iso_moment(lo)})")
 
     created = _moments(leads["created_at"])
     chosen = np.ones(len(leads), dtype=bool)
@@ -135,15 +135,7 @@ def funnel(
         assignment = _touch_assignment(touchpoints, index, per_lead.closed, grouping, attribution)
     else:
         assignment = _lead_assignment(grouping, by, leads, created, per_lead, lo, hi)
-    table = _aggregate(assignment, per_lead)
-    order = _row_order(table["leads"], assignment.labels, assignment.natural)
-    if touch_level:  # '(none)' only when some lead has no touchpoint up to its close
-        order = order[
-            (table["leads"][order] > 0) | (np.array(assignment.labels)[order] != NO_TOUCHPOINTS)
-        ]
-    frame = pd.DataFrame({by: [assignment.labels[i] for i in order]})
-    for name in MEASURE_NAMES:
-        frame[name] = table[name][order]
+    rows = _aggregate(assignment, per_lead)
     everyone = _Assignment(
         lead=np.arange(len(index)),
         group=np.zeros(len(index), dtype=np.int64),
@@ -151,19 +143,13 @@ def funnel(
         labels=[TOTAL],
         natural=True,
     )
-    total = _aggregate(everyone, per_lead)
-    total_row = pd.DataFrame({by: [TOTAL], **{name: total[name] for name in MEASURE_NAMES}})
-    frame = pd.concat([frame, total_row], ignore_index=True)
-    if assignment.weight is None:
-        for name in _COUNTS:
-            if not frame[name].isna().any():
-                frame[name] = frame[name].round().astype("int64")
+    frame = report_frame(by, rows, _aggregate(everyone, per_lead), touch_level)
     frame.attrs.update(
         report="funnel",
         by=by,
         attribution=attribution if touch_level else None,
-        start=None if lo is None else _iso(lo),
-        end=None if hi is None else _iso(hi),
+        start=None if lo is None else iso_moment(lo),
+        end=None if hi is None else iso_moment(hi),
     )
     return frame
 
@@ -396,22 +382,24 @@ def _lead_assignment(
     n = len(leads)
     natural = True
     if grouping == "week":
-        codes, labels = _weeks(created, lo, hi)
+        codes, labels = week_groups(created, lo, hi)
     elif grouping == "grade":
         assert per_lead.grade is not None
-        codes, labels = _known_values(per_lead.grade, GRADES)
+        codes, labels = known_value_groups(per_lead.grade, GRADES)
     elif grouping == "decision":
         assert per_lead.decision is not None
-        codes, labels = _known_values(per_lead.decision, DECISIONS)
+        codes, labels = known_value_groups(per_lead.decision, DECISIONS)
     elif grouping == "score_band":
         assert per_lead.score is not None
-        codes, labels = _score_bands(per_lead.score)
+        codes, labels = score_band_groups(per_lead.score)
     else:
-        codes, labels, natural = _attribute_groups(leads[by])
+        codes, labels, natural = attribute_groups(leads[by])
     return _Assignment(lead=np.arange(n), group=codes, weight=None, labels=labels, natural=natural)
 
 
-def _weeks(created: np.ndarray, lo: int | None, hi: int | None) -> tuple[np.ndarray, list[str]]:
+def week_groups(
+    created: np.ndarray, lo: int | None, hi: int | None
+) -> tuple[np.ndarray, list[str]]:
     """Weeks (Monday to Sunday, UTC) of creation; every week in the range, with or without leads."""
     dated = created != _NAT
     day = np.where(dated, created, 0) // DAY_NS
@@ -439,7 +427,7 @@ def _weeks(created: np.ndarray, lo: int | None, hi: int | None) -> tuple[np.ndar
     return codes, labels
 
 
-def _known_values(values: np.ndarray, known: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def known_value_groups(values: np.ndarray, known: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Codes for values from a known list (in that order), then any others, then unscored."""
     present = pd.unique(values[pd.notna(values)])
     labels = list(known) + sorted(str(v) for v in present if v not in known)
@@ -451,7 +439,7 @@ def _known_values(values: np.ndarray, known: tuple[str, ...]) -> tuple[np.ndarra
     return codes, labels
 
 
-def _score_bands(score: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def score_band_groups(score: np.ndarray) -> tuple[np.ndarray, list[str]]:
     labels = [f"{10 * b}-{10 * b + 9}" for b in range(9)] + ["90-100"]
     scored = ~np.isnan(score)
     band = np.clip(np.floor(np.where(scored, score, 0) / 10), 0, 9).astype(np.int64)
@@ -461,7 +449,7 @@ def _score_bands(score: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return band, labels
 
 
-def _attribute_groups(values: pd.Series) -> tuple[np.ndarray, list[str], bool]:
+def attribute_groups(values: pd.Series) -> tuple[np.ndarray, list[str], bool]:
     """Codes and labels of a lead attribute; numbers, yes/no and dates in their order."""
     ordered = (
         pd.api.types.is_numeric_dtype(values)
@@ -549,7 +537,85 @@ def _touch_assignment(
 # Sums per group
 
 
-def _aggregate(assignment: _Assignment, per_lead: _PerLead) -> dict[str, np.ndarray]:
+@dataclass
+class GroupSums:
+    """What a funnel adds up per group, before any ratio: the file report sums these with numpy,
+    the service's database report (`serving.funnel`) with SQL; `measures` turns either into the
+    report's measures, so both follow one definition."""
+
+    labels: list[str]
+    natural: bool  # groups keep the labels' order (else: most leads first)
+    weighted: bool  # credit is split over touchpoints (linear): counts are fractional
+    leads: np.ndarray  # credited leads per group
+    sent_to_sales: np.ndarray | None  # None: no scores were given
+    won: np.ndarray
+    lost: np.ndarray
+    won_with_amount: np.ndarray
+    revenue: np.ndarray  # sum of the amounts of won deals that have one
+    # Won deals with a creation time: one point per (deal, group), weighted by the deal's credit.
+    days_group: np.ndarray
+    days: np.ndarray
+    days_weight: np.ndarray
+
+
+def measures(sums: GroupSums) -> dict[str, np.ndarray]:
+    """The measures of `MEASURE_NAMES` per group from the credited sums."""
+    n_groups = len(sums.labels)
+    won, lost = sums.won, sums.lost
+    revenue = sums.revenue.astype(float).copy()
+    revenue[(won > 0) & (sums.won_with_amount == 0)] = np.nan
+    closed = won + lost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        win_rate = np.where(closed > 0, won / closed, np.nan)
+        average = np.where(sums.won_with_amount > 0, revenue / sums.won_with_amount, np.nan)
+    low, high = wilson_interval(won, closed)
+
+    def quantile(q: float) -> np.ndarray:
+        return weighted_quantiles(sums.days_group, sums.days, sums.days_weight, n_groups, q)
+
+    return {
+        "leads": sums.leads,
+        "sent_to_sales": (
+            np.full(n_groups, np.nan) if sums.sent_to_sales is None else sums.sent_to_sales
+        ),
+        "won": won,
+        "lost": lost,
+        "open": sums.leads - closed,
+        "win_rate": win_rate,
+        "win_rate_low": low,
+        "win_rate_high": high,
+        "won_with_amount": sums.won_with_amount,
+        "revenue_won": revenue,
+        "average_deal": average,
+        "median_days_to_close": quantile(0.5),
+        "p75_days_to_close": quantile(0.75),
+    }
+
+
+def report_frame(by: str, rows: GroupSums, total: GroupSums, touch_level: bool) -> pd.DataFrame:
+    """The report: one row per group in the report's order, then the '(total)' row (`total`:
+    every selected lead once, labelled TOTAL). `touch_level`: a channel or campaign report, whose
+    '(none)' row is shown only when some lead has no touchpoint up to its close."""
+    table = measures(rows)
+    order = _row_order(table["leads"], rows.labels, rows.natural)
+    if touch_level:
+        order = order[
+            (table["leads"][order] > 0) | (np.array(rows.labels)[order] != NO_TOUCHPOINTS)
+        ]
+    frame = pd.DataFrame({by: [rows.labels[i] for i in order]})
+    for name in MEASURE_NAMES:
+        frame[name] = table[name][order]
+    totals = measures(total)
+    total_row = pd.DataFrame({by: [TOTAL], **{name: totals[name] for name in MEASURE_NAMES}})
+    frame = pd.concat([frame, total_row], ignore_index=True)
+    if not rows.weighted:
+        for name in _COUNTS:
+            if not frame[name].isna().any():
+                frame[name] = frame[name].round().astype("int64")
+    return frame
+
+
+def _aggregate(assignment: _Assignment, per_lead: _PerLead) -> GroupSums:
     lead, group, weight = assignment.lead, assignment.group, assignment.weight
     n_groups = len(assignment.labels)
 
@@ -559,18 +625,7 @@ def _aggregate(assignment: _Assignment, per_lead: _PerLead) -> dict[str, np.ndar
             values *= weight
         return np.bincount(group, weights=values, minlength=n_groups).astype(float)
 
-    leads = np.bincount(group, weights=weight, minlength=n_groups).astype(float)
-    won = credited(per_lead.won)
-    lost = credited(per_lead.lost)
     has_amount = per_lead.won & ~np.isnan(per_lead.amount)
-    won_with_amount = credited(has_amount)
-    revenue = credited(np.where(has_amount, per_lead.amount, 0.0))
-    revenue[(won > 0) & (won_with_amount == 0)] = np.nan
-    closed = won + lost
-    with np.errstate(divide="ignore", invalid="ignore"):
-        win_rate = np.where(closed > 0, won / closed, np.nan)
-        average = np.where(won_with_amount > 0, revenue / won_with_amount, np.nan)
-    low, high = wilson_interval(won, closed)
     dated = np.flatnonzero(~np.isnan(per_lead.days[lead]))
     days_lead, days_group = lead[dated], group[dated]
     days_weight: np.ndarray = np.ones(len(dated))
@@ -579,24 +634,20 @@ def _aggregate(assignment: _Assignment, per_lead: _PerLead) -> dict[str, np.ndar
         pair, inverse = np.unique(days_lead * n_groups + days_group, return_inverse=True)
         days_weight = np.bincount(inverse, weights=weight[dated])
         days_lead, days_group = pair // n_groups, pair % n_groups
-    days = per_lead.days[days_lead]
-    return {
-        "leads": leads,
-        "sent_to_sales": (
-            np.full(n_groups, np.nan) if per_lead.sent is None else credited(per_lead.sent)
-        ),
-        "won": won,
-        "lost": lost,
-        "open": leads - closed,
-        "win_rate": win_rate,
-        "win_rate_low": low,
-        "win_rate_high": high,
-        "won_with_amount": won_with_amount,
-        "revenue_won": revenue,
-        "average_deal": average,
-        "median_days_to_close": weighted_quantiles(days_group, days, days_weight, n_groups, 0.5),
-        "p75_days_to_close": weighted_quantiles(days_group, days, days_weight, n_groups, 0.75),
-    }
+    return GroupSums(
+        labels=assignment.labels,
+        natural=assignment.natural,
+        weighted=weight is not None,
+        leads=np.bincount(group, weights=weight, minlength=n_groups).astype(float),
+        sent_to_sales=None if per_lead.sent is None else credited(per_lead.sent),
+        won=credited(per_lead.won),
+        lost=credited(per_lead.lost),
+        won_with_amount=credited(has_amount),
+        revenue=credited(np.where(has_amount, per_lead.amount, 0.0)),
+        days_group=days_group,
+        days=per_lead.days[days_lead],
+        days_weight=days_weight,
+    )
 
 
 def _row_order(leads: np.ndarray, labels: list[str], natural: bool) -> np.ndarray:
@@ -619,7 +670,7 @@ def _moments(values: pd.Series) -> np.ndarray:
     return moments.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def _bound(value: Any, option: str) -> int | None:
+def moment_bound(value: Any, option: str) -> int | None:
     """A `start`/`end` bound as UTC nanoseconds; a bound without a zone is UTC."""
     if value is None:
         return None
@@ -636,10 +687,15 @@ def _bound(value: Any, option: str) -> int | None:
             "(2024-03-01T09:00:00+01:00)",
         )
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
-    return int(moment.as_unit("ns").value)
+    try:
+        return int(moment.as_unit("ns").value)
+    except (OverflowError, ValueError):  # pandas' nanoseconds end in 1677 and 2262
+        raise FunnelError(
+            option, f"{value!r} is out of range: give a date between 1678-01-01 and 2261-12-31"
+        ) from None
 
 
-def _iso(ns: int) -> str:
+def iso_moment(ns: int) -> str:
     return pd.Timestamp(ns, tz="UTC").isoformat()
 
 

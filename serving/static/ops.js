@@ -406,6 +406,171 @@ function outcomesNote(data) {
   return text;
 }
 
+// --- channels: the funnel report from the service's database ---------------------------------------
+
+const channels = { data: null, sort: null, descending: true };
+MEASURES.attribution = "How a lead is credited to its touchpoints up to its close: first touch " +
+  "(the earliest), last touch (the latest) or linear (an equal share to every touch).";
+
+function channelsQuery(format) {
+  const params = new URLSearchParams({
+    by: $("channels-by").value,
+    attribution: $("channels-attribution").value,
+  });
+  if ($("channels-from").value) params.set("from", $("channels-from").value);
+  if ($("channels-to").value) params.set("to", $("channels-to").value);
+  if (format) params.set("format", format);
+  return "/v1/reports/funnel?" + params.toString();
+}
+
+async function loadChannels() {
+  const data = await api("GET", channelsQuery());
+  channels.data = data;
+  // The funnel's own words for each measure (features/report/measures.py, via the API).
+  for (const m of data.measures) MEASURES["funnel_" + m.name] = m.description;
+  MEASURES.funnel_win_rate += " In brackets: the " + MEASURES.funnel_win_rate_low.replace(
+    "Lower end of the ", "").replace(" of the win rate.", " (Wilson).");
+  drawChannels();
+  const section = $("channels");
+  explainMeasures(section);
+  const linear = data.attribution === "linear";
+  $("channels-note").textContent = data.rows.length
+    ? (linear ? "Linear attribution: counts and revenue are fractional credits. " : "") +
+      "Leads created " + (data.from ? "from " + data.from.slice(0, 10) + " " : "") +
+      (data.to ? "before " + data.to.slice(0, 10) : data.from ? "" : "at any time") + "."
+    : "No captured lead yet: score leads or send events with capture on.";
+}
+
+function sortedRows() {
+  const rows = channels.data.rows.slice();
+  const key = channels.sort;
+  if (!key) return rows;
+  const by = channels.data.by;
+  const value = (r) => (key === "group" ? r[by] : r[key]);
+  const sign = channels.descending ? -1 : 1;
+  return rows.sort((a, b) => {
+    const x = value(a);
+    const y = value(b);
+    if (x === null || x === undefined) return y === null || y === undefined ? 0 : 1;  // empty last
+    if (y === null || y === undefined) return -1;
+    if (typeof x === "string") return sign * x.localeCompare(y);
+    return sign * (x - y);
+  });
+}
+
+function drawChannels() {
+  const data = channels.data;
+  const by = data.by;
+  const linear = data.attribution === "linear";
+  const count = (v) => (v === null || v === undefined ? "-" : linear ? fmt(v, 1) : String(Math.round(v)));
+  const whole = (v) => (v === null || v === undefined ? "-" : Math.round(v).toLocaleString("en"));
+  const fill = (row, r) => {
+    cell(row, r[by]);
+    cell(row, count(r.leads), "num").dataset.field = "leads";
+    cell(row, count(r.sent_to_sales), "num").dataset.field = "sent_to_sales";
+    cell(row, count(r.won), "num").dataset.field = "won";
+    cell(row, count(r.lost), "num").dataset.field = "lost";
+    cell(row, count(r.open), "num").dataset.field = "open";
+    cell(row, r.win_rate === null ? "-" : pct(r.win_rate) + " (" + pct(r.win_rate_low) + "–" +
+      pct(r.win_rate_high) + ")", "num").dataset.field = "win_rate";
+    cell(row, whole(r.revenue_won), "num").dataset.field = "revenue_won";
+    cell(row, whole(r.average_deal), "num").dataset.field = "average_deal";
+    cell(row, fmt(r.median_days_to_close, 1), "num").dataset.field = "median_days_to_close";
+    cell(row, fmt(r.p75_days_to_close, 1), "num").dataset.field = "p75_days_to_close";
+  };
+  const body = $("channels-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const r of sortedRows()) {
+    const row = document.createElement("tr");
+    row.dataset.group = r[by];
+    fill(row, r);
+    body.appendChild(row);
+  }
+  const foot = $("channels-table").querySelector("tfoot");
+  foot.replaceChildren();
+  const total = document.createElement("tr");
+  total.dataset.group = "(total)";
+  fill(total, data.total);
+  foot.appendChild(total);
+  for (const th of $("channels-table").querySelectorAll("th[data-sort]")) {
+    if (th.dataset.sort === channels.sort) th.setAttribute("aria-sort", channels.descending ? "descending" : "ascending");
+    else th.removeAttribute("aria-sort");
+  }
+  $("channels-table").querySelector("th[data-sort='group']").textContent = by;
+
+  // Charts in the report's order (most leads first), the same for every chart.
+  const rows = data.rows;
+  const x = rows.map((r) => r[by]);
+  const base = (title, format) => ({
+    margin: { l: 10, r: 10, t: 30, b: 10 },
+    title: { text: title, font: { size: 13 }, x: 0, xanchor: "left" },
+    xaxis: { automargin: true, type: "category" },
+    yaxis: { automargin: true, rangemode: "tozero", tickformat: format || "" },
+    showlegend: false,
+  });
+  const options = { displaylogo: false, responsive: true };
+  Plotly.react("channel-volume", [
+    { x, y: rows.map((r) => r.leads), type: "bar", name: "leads" },
+  ], base("Leads" + (linear ? " (credited)" : "")), options);
+  Plotly.react("channel-win-rate", [{
+    x, y: rows.map((r) => r.win_rate), type: "bar", name: "win rate",
+    error_y: {
+      type: "data", symmetric: false,
+      array: rows.map((r) => (r.win_rate === null ? 0 : r.win_rate_high - r.win_rate)),
+      arrayminus: rows.map((r) => (r.win_rate === null ? 0 : r.win_rate - r.win_rate_low)),
+    },
+  }], { ...base("Win rate with its 95% interval", ".0%"), yaxis: { automargin: true, range: [0, 1.05], tickformat: ".0%" } }, options);
+  Plotly.react("channel-revenue", [
+    { x, y: rows.map((r) => r.revenue_won), type: "bar", name: "revenue won" },
+  ], base("Revenue won"), options);
+  Plotly.react("channel-days", [
+    { x, y: rows.map((r) => r.median_days_to_close), type: "bar", name: "median" },
+    { x, y: rows.map((r) => r.p75_days_to_close), type: "bar", name: "75th percentile" },
+  ], { ...base("Days to close (median, 75th percentile)"), barmode: "group", showlegend: true,
+       legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" } }, options);
+}
+
+async function downloadChannelsCsv() {
+  const response = await fetch(channelsQuery("csv"), {
+    headers: { Authorization: "Bearer " + apiKey(), Accept: "text/csv" },
+  });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch (_) { /* not a problem body */ }
+    say("Could not download the CSV: " + detail, "error");
+    return;
+  }
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "funnel-" + $("channels-by").value + "-" + $("channels-attribution").value + ".csv";
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+$("channels-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await loadChannels();
+  } catch (error) {
+    say("Could not load the channels: " + error.message, "error");
+  }
+});
+for (const id of ["channels-by", "channels-attribution"]) {
+  $(id).addEventListener("change", () => $("channels-form").requestSubmit());
+}
+$("channels-csv").addEventListener("click", downloadChannelsCsv);
+for (const th of $("channels-table").querySelectorAll("th[data-sort]")) {
+  th.addEventListener("click", () => {
+    if (!channels.data) return;
+    channels.descending = channels.sort === th.dataset.sort ? !channels.descending : th.dataset.sort !== "group";
+    channels.sort = th.dataset.sort;
+    drawChannels();
+  });
+}
+
 // --- wiring ----------------------------------------------------------------------------------------
 
 async function loadAll() {
@@ -420,7 +585,7 @@ async function loadAll() {
     return;
   }
   // Each part loads on its own: no holdout yet (no model) must not hide the history.
-  const parts = await Promise.allSettled([simulate(), loadHistory(), loadMonitoring()]);
+  const parts = await Promise.allSettled([simulate(), loadHistory(), loadMonitoring(), loadChannels()]);
   const failed = parts.filter((p) => p.status === "rejected").map((p) => p.reason.message);
   say(failed.length ? "Could not load everything: " + failed.join("; ") : "", failed.length ? "error" : "");
 }

@@ -11,8 +11,11 @@ test_policy_api.py and test_vocabulary.py, with the answers checked):
   matched ignoring case and punctuation), so positive cases are generated without it;
 - a policy's grade bands are ordered (A >= B >= C, defaults for those left out) and a change
   giving both thresholds has nurture <= sales;
-- a report period starts before it ends (`from` < `to`; `to` defaults to now, `from` to 90 days
-  before `to`).
+- the exploration report's period starts before it ends (`from` < `to`; `to` defaults to now,
+  `from` to 90 days before `to`);
+- the funnel report's `by` is a grouping or the name of a captured attribute (data, not schema),
+  and `from`/`to` are dates with `from` before `to`: positive cases get a grouping and dates
+  (tests/serving/test_funnel_report.py checks the 422 answers to the others).
 
 And one check says what POST /v1/score documents for schema-violating leads: it rejects them in
 the answer (200, `rejected` >= 1, the other leads scored) instead of refusing the request.
@@ -29,6 +32,7 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from features.data.values import EARLIEST_MOMENT, LATEST_MOMENT
+from features.report.measures import GROUPING_NAMES
 
 _OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
 _MARGIN = timedelta(days=1)  # an offset never takes a moment across a bound
@@ -94,3 +98,20 @@ def negative_data_rejection_per_lead(ctx, response, case):
         if rejected >= 1:
             return None
     return negative_data_rejection(ctx, response, case)
+
+
+@schemathesis.hook
+def map_case(context, case):
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    if case.method.upper() == "GET" and case.path == "/v1/reports/funnel":
+        query = dict(case.query or {})
+        # the generated text picks a grouping, so cases still vary
+        query["by"] = GROUPING_NAMES[sum(map(ord, str(query.get("by", "")))) % len(GROUPING_NAMES)]
+        if "from" in query:
+            query["from"] = "2024-01-01"
+        if "to" in query:
+            query["to"] = "2024-07-01T00:00:00+02:00"
+        case.query = query
+    return case

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_exploration"
-down_revision = "0005_score_log_dead_letter"  # re-chained after 0005 at merge
+down_revision = "0005_score_log_dead_letter"
 branch_labels = None
 depends_on = None
 

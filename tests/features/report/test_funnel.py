@@ -336,6 +336,7 @@ def test_unknown_attribution_names_the_option_and_the_rules():
         ({"by": "grade"}, "by: grouping by grade needs scores with a 'grade' column"),
         ({"by": "score_band", "scores": h.scores().drop(columns="score")}, "'score' column"),
         ({"start": "last tuesday"}, "start: 'last tuesday' is not a date: write YYYY-MM-DD"),
+        ({"end": "3000-01-01"}, "end: '3000-01-01' is out of range: give a date between"),
         (
             {"start": "2024-02-01", "end": "2024-01-01"},
             "end: end (2024-01-01T00:00:00+00:00) must be after start (2024-02-01T00:00:00+00:00)",

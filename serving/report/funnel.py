@@ -1,0 +1,516 @@
+"""The funnel report from the service's own database (`GET /v1/reports/funnel`).
+
+The same report as `leadscore report funnel` on CRM files (`features.report.funnel`), from what
+the service captured (`captured_leads`, `lead_attributes`, `lead_touchpoints`), the outcomes
+(`outcomes`) and the score log (a lead's latest score). The database adds up the credited sums
+per group with SQLAlchemy Core (the same statements on SQLite and PostgreSQL); Python then gets
+one row per group and one row per won deal (its days to close, for the percentiles) and finishes
+with `features.report.funnel.measures`, the file report's own code. So the two reports share one
+definition of every measure, row order and total.
+
+How the database maps onto the file report's rules
+- A lead is a captured lead (`captured_leads`), selected by `created_at` (`from` included, `to`
+  excluded). Its outcome is its one row of `outcomes`; its latest score is its score-log row with
+  the latest `scored_at` (ties: the row written last).
+- A touchpoint counts for attribution when it happened at or before the lead's close (open leads:
+  every touch); ties on `occurred_at` go to the touch stored first (first touch) or last (last
+  touch), as the file report's "listed first / last".
+- An attribute's value is the lead's latest (by `changed_at`, then the row stored last).
+- A channel or campaign report lists every value of the captured touchpoints, with 0 leads where
+  none was credited (the file report lists every value of its touchpoints file).
+
+One statement a report (UNION ALL of the sums per group, the won deals' days per group, the
+total's sums and the total's days), so the lead facts are computed once; migration
+`0007_funnel_indexes` adds the indexes its probes and scans use.
+
+Percentiles: the file report's weighted quantile (each won deal a point weighted by its credit,
+numpy's "hazen" positions when weights are equal) over the won deals' days, fetched narrow
+(group, days, weight). PostgreSQL's `percentile_cont` is a different quantile (the p75 of 10, 20,
+30, 40 days is 32.5 there and 35 in the file report) and knows no weights, so it is not used:
+files and the database must agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import ColumnElement
+
+from features.report.funnel import (
+    DAY_NS,
+    DECISIONS,
+    GRADES,
+    FunnelError,
+    GroupSums,
+    attribute_groups,
+    iso_moment,
+    known_value_groups,
+    moment_bound,
+    report_frame,
+    score_band_groups,
+    week_groups,
+)
+from features.report.measures import (
+    ATTRIBUTION_NAMES,
+    GROUPING_NAMES,
+    MEASURE_NAMES,
+    MISSING,
+    NO_CAMPAIGN,
+    NO_TOUCHPOINTS,
+    TOTAL,
+)
+from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcomes, score_log
+
+_NAT = np.iinfo(np.int64).min
+# What a touch-level group key is: a value, no value (campaign-less touch), or no touch at all.
+_VALUE, _NO_VALUE, _NO_TOUCH = 0, 1, 2
+WORK_MEM = "64MB"
+_SUMS = ("leads", "sent", "won", "lost", "with_amount", "revenue")
+
+
+def check_request(by: str, attribution: str, start: Any, end: Any) -> tuple[int | None, int | None]:
+    """The bounds as UTC nanoseconds; FunnelError naming `attribution`, `from` or `to`."""
+    for option, value in (("by", by), ("from", start), ("to", end)):
+        if (
+            isinstance(value, str) and "\x00" in value
+        ):  # no database stores it, PostgreSQL refuses it
+            raise FunnelError(option, "contains a NUL character (\\u0000); remove it")
+    if attribution not in ATTRIBUTION_NAMES:
+        raise FunnelError(
+            "attribution",
+            f"{attribution!r} is not an attribution rule; accepted: {', '.join(ATTRIBUTION_NAMES)}",
+        )
+    lo = moment_bound(start, "from")
+    hi = moment_bound(end, "to")
+    if lo is not None and hi is not None and lo >= hi:
+        raise FunnelError("to", f"to ({iso_moment(hi)}) must be after from ({iso_moment(lo)})")
+    return lo, hi
+
+
+def funnel_from_database(
+    engine: Engine,
+    by: str = "channel",
+    attribution: str = "first_touch",
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
+    """The funnel report of the captured leads created in [start, end): the frame that
+    `features.report.funnel.funnel` returns for the same data as files (same columns, rows,
+    order and `attrs`). Raises FunnelError naming `by`, `attribution`, `from` or `to`."""
+    lo, hi = check_request(by, attribution, start, end)
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # The grouped passes over the score log and touchpoints sort and hash in memory, not
+            # on disk (PostgreSQL's default is 4 MB); for this transaction only.
+            connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        grouping = _check_by(connection, by)
+        facts = _facts(connection.dialect.name, lo, hi, grouping, by)
+        touch_level = grouping in ("channel", "campaign")
+        if touch_level:
+            groups, deals = _touch_parts(facts, grouping, attribution)
+        else:
+            groups, deals = _lead_parts(facts, grouping)
+        parts = _frame(connection, sa.union_all(*groups, *deals, *_total_parts(facts)))
+        values = _touch_values(connection, grouping) if touch_level else None
+    part = parts["part"].to_numpy(dtype=np.int64)
+    table, deal_rows = parts[part == _GROUPS], parts[part == _DEALS]
+    if values is not None:
+        rows = _touch_sums(table, deal_rows, grouping, attribution, values)
+    else:
+        rows = _lead_sums(table, deal_rows, grouping, lo, hi)
+    total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+    frame = report_frame(by, rows, total, touch_level)
+    frame.attrs.update(
+        report="funnel",
+        by=by,
+        attribution=attribution if touch_level else None,
+        start=None if lo is None else iso_moment(lo),
+        end=None if hi is None else iso_moment(hi),
+    )
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks
+
+
+def _check_by(connection: Connection, by: str) -> str:
+    """The grouping's name, or "attribute" for a captured attribute; FunnelError otherwise."""
+    if by in GROUPING_NAMES:
+        return by
+    if by not in MEASURE_NAMES:
+        found = connection.execute(
+            sa.select(lead_attributes.c.name).where(lead_attributes.c.name == by).limit(1)
+        ).first()
+        if found is not None:
+            return "attribute"
+    names = list(
+        connection.execute(
+            sa.select(lead_attributes.c.name).distinct().order_by(lead_attributes.c.name).limit(31)
+        ).scalars()
+    )
+    listed = ", ".join(repr(n) for n in names[:30]) or "none captured yet"
+    more = " (and more)" if len(names) > 30 else ""
+    reason = (
+        f"{by!r} is a measure name, not a way to group"
+        if by in MEASURE_NAMES
+        else f"{by!r} is neither a grouping nor a captured lead attribute"
+    )
+    raise FunnelError(
+        "by",
+        f"{reason}; accepted: {', '.join(GROUPING_NAMES)}, or a lead attribute: {listed}{more}",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# One row per selected lead: its outcome, amount, days to close, latest score (and attribute)
+
+
+def _days_to_close(dialect: str, closed: Any, created: Any) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return sa.extract("epoch", closed - created) / 86400.0
+    # SQLite: julianday counts whole milliseconds; rounding there drops its float noise.
+    span = sa.func.julianday(closed) - sa.func.julianday(created)
+    return sa.func.round(span * 86_400_000.0) / 86_400_000.0
+
+
+def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
+    """Whole days since 1970-01-01 (UTC) of a moment after 1970."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.floor(sa.extract("epoch", moment) / 86400), sa.BigInteger)
+    return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
+
+
+def _latest(table: sa.Table, moment: Any, columns: list[Any], *where: Any) -> Any:
+    """Each lead's latest row of `table` by `moment` (ties: the row stored last) with `columns`:
+    one pass numbering each lead's rows, newest first."""
+    rank = sa.func.row_number().over(
+        partition_by=table.c.lead_id, order_by=(moment.desc(), table.c.id.desc())
+    )
+    ranked = sa.select(table.c.lead_id, *columns, rank.label("rank")).where(*where).subquery()
+    return sa.select(ranked).where(ranked.c.rank == 1).subquery()
+
+
+def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
+    leads, o = captured_leads, outcomes
+    latest = _latest(
+        score_log, score_log.c.scored_at,
+        [score_log.c.score, score_log.c.grade, score_log.c.decision],
+    )  # fmt: skip
+    won = o.c.won.is_(sa.true())
+    has_amount = sa.and_(won, o.c.amount.is_not(None))
+    columns: list[Any] = [
+        leads.c.lead_id,
+        leads.c.created_at,
+        o.c.closed_at,
+        sa.case((won, 1), else_=0).label("won"),
+        sa.case((o.c.won.is_(sa.false()), 1), else_=0).label("lost"),
+        sa.case((has_amount, 1), else_=0).label("with_amount"),
+        sa.case((has_amount, o.c.amount), else_=0.0).label("revenue"),
+        sa.case((latest.c.decision == "sales", 1), else_=0).label("sent"),
+        sa.case(
+            (
+                sa.and_(won, leads.c.created_at.is_not(None)),
+                _days_to_close(dialect, o.c.closed_at, leads.c.created_at),
+            ),
+            else_=None,
+        ).label("days"),  # fmt: skip
+        latest.c.score,
+        latest.c.grade,
+        latest.c.decision,
+        _epoch_day(dialect, leads.c.created_at).label("day"),
+    ]
+    source = leads.outerjoin(o, o.c.lead_id == leads.c.lead_id).outerjoin(
+        latest, latest.c.lead_id == leads.c.lead_id
+    )
+    if grouping == "attribute":
+        value = _latest(
+            lead_attributes, lead_attributes.c.changed_at,
+            [sa.cast(lead_attributes.c.value, sa.Text).label("value")],
+            lead_attributes.c.name == by,
+        )  # fmt: skip
+        source = source.outerjoin(value, value.c.lead_id == leads.c.lead_id)
+        columns.append(value.c.value.label("attribute"))
+    query = sa.select(*columns).select_from(source)
+    if lo is not None:
+        query = query.where(leads.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
+    if hi is not None:
+        query = query.where(leads.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
+    return query.cte("facts")
+
+
+# The parts of the one statement a report runs: sums per group, won deals per group, the total's
+# sums and the total's won deals (every selected lead once).
+_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS = 0, 1, 2, 3
+
+
+def _part(
+    part: int, kind: Any, key: Any, sums: list[Any] | None, days: Any = None, weight: Any = None
+) -> list[Any]:
+    """The columns every part of the statement shares (typed NULL where a part has no value:
+    PostgreSQL reads two untyped NULLs in a UNION as text)."""
+    empty = sa.cast(sa.null(), sa.Float)
+    values = sums if sums is not None else [empty] * len(_SUMS)
+    return [
+        sa.literal(part).label("part"),
+        (kind if kind is not None else sa.cast(sa.null(), sa.Integer)).label("kind"),
+        (key if key is not None else sa.null()).label("key"),
+        *(v.label(name) for v, name in zip(values, _SUMS)),
+        (days if days is not None else empty).label("days"),
+        (weight if weight is not None else empty).label("weight"),
+    ]
+
+
+def _summed(source: Any, weight: Any) -> list[Any]:
+    """The credited sums of `_SUMS`, each fact of `source` times the row's weight."""
+    return [
+        sa.func.sum(weight),
+        *(sa.func.sum(weight * source.c[name]) for name in _SUMS[1:]),
+    ]
+
+
+def _won_dated(source: Any) -> ColumnElement[bool]:
+    return sa.and_(source.c.won == 1, source.c.days.is_not(None))
+
+
+def _total_parts(facts: Any) -> list[Any]:
+    return [
+        sa.select(*_part(_TOTAL, None, None, _summed(facts, sa.literal(1)))),
+        sa.select(*_part(_TOTAL_DEALS, None, None, None, facts.c.days, sa.literal(1.0))).where(
+            _won_dated(facts)
+        ),
+    ]
+
+
+def _float(values: Any) -> np.ndarray:
+    """SQL sums (PostgreSQL's are Decimal for integers; NULL for no rows) as floats."""
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+
+
+def _sums_by_code(
+    table: pd.DataFrame, codes: np.ndarray, labels: list[str], natural: bool, weighted: bool
+) -> dict[str, Any]:
+    n = len(labels)
+    sums = {
+        name: np.bincount(codes, weights=np.nan_to_num(_float(table[name])), minlength=n)
+        if len(table) else np.zeros(n)
+        for name in _SUMS
+    }  # fmt: skip
+    return {"labels": labels, "natural": natural, "weighted": weighted, **sums}
+
+
+def _group_sums(sums: dict[str, Any], days_group, days, days_weight) -> GroupSums:
+    return GroupSums(
+        labels=sums["labels"],
+        natural=sums["natural"],
+        weighted=sums["weighted"],
+        leads=sums["leads"],
+        sent_to_sales=sums["sent"],
+        won=sums["won"],
+        lost=sums["lost"],
+        won_with_amount=sums["with_amount"],
+        revenue=sums["revenue"],
+        days_group=np.asarray(days_group, dtype=np.int64),
+        days=_float(days),
+        days_weight=_float(days_weight),
+    )
+
+
+def _frame(connection: Connection, query: Any) -> pd.DataFrame:
+    result = connection.execute(query)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _total_sums(table: pd.DataFrame, deals: pd.DataFrame) -> GroupSums:
+    sums = _sums_by_code(table, np.zeros(len(table), dtype=np.int64), [TOTAL], True, False)
+    return _group_sums(sums, np.zeros(len(deals)), deals["days"], deals["weight"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Groups of whole leads: week, grade, score band, decision, an attribute
+
+
+def _lead_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
+    key = {
+        "week": facts.c.day,
+        "grade": facts.c.grade,
+        "decision": facts.c.decision,
+        "score_band": facts.c.score,
+        "attribute": facts.c.get("attribute"),
+    }[grouping]
+    kind = sa.literal(_VALUE)
+    groups = sa.select(*_part(_GROUPS, kind, key, _summed(facts, sa.literal(1)))).group_by(key)
+    deals = sa.select(*_part(_DEALS, kind, key, None, facts.c.days, sa.literal(1.0))).where(
+        _won_dated(facts)
+    )
+    return [groups], [deals]
+
+
+def _lead_sums(
+    table: pd.DataFrame, deals: pd.DataFrame, grouping: str, lo: int | None, hi: int | None
+) -> GroupSums:
+    keys = table["key"]
+    natural = True
+    if grouping == "week":
+        day = _float(keys)
+        created = np.where(np.isnan(day), _NAT, np.nan_to_num(day) * DAY_NS).astype(np.int64)
+        codes, labels = week_groups(created, lo, hi)
+    elif grouping in ("grade", "decision"):
+        known = GRADES if grouping == "grade" else DECISIONS
+        codes, labels = known_value_groups(keys.to_numpy(dtype=object), known)
+    elif grouping == "score_band":
+        codes, labels = score_band_groups(_float(keys))
+    else:  # one JSON text per group, not per lead
+        values = pd.Series([None if k is None else orjson.loads(k) for k in keys], dtype=object)
+        values = values.infer_objects()  # numbers, yes/no: ordered as the file report orders them
+        codes, labels, natural = attribute_groups(values)
+    sums = _sums_by_code(table, codes, labels, natural, weighted=False)
+    position = pd.Index(_key_values(keys)).get_indexer(_key_values(deals["key"]))
+    return _group_sums(sums, codes[position], deals["days"], deals["weight"])
+
+
+def _key_values(keys: pd.Series) -> pd.Series:
+    """Group keys with NULL as one findable value (NaN never equals itself in a lookup)."""
+    return keys.astype(object).where(keys.notna(), "\x00null")
+
+
+# --------------------------------------------------------------------------------------------------
+# Channels and campaigns: the attribution rules
+
+
+def _narrow(facts: Any) -> list[Any]:
+    """What attribution needs of each lead: the sums' facts, its close and days to close."""
+    return [facts.c[name] for name in ("lead_id", "closed_at", "days", *_SUMS[1:])]
+
+
+def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
+    t = lead_touchpoints.alias("t")
+    counted = sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at)
+    if attribution != "linear":
+        # One index-only probe per lead: the value of its first (last) touch up to the close,
+        # ties by storage order; 'v:<value>', 'n' for a touch without one, NULL for no touch.
+        first = attribution == "first_touch"
+        order = (t.c.occurred_at, t.c.id) if first else (t.c.occurred_at.desc(), t.c.id.desc())
+        column = t.c.channel if grouping == "channel" else t.c.campaign
+        pick = (
+            sa.select(sa.func.coalesce(sa.literal("v:") + column, "n"))
+            .where(t.c.lead_id == facts.c.lead_id, counted)
+            .order_by(*order)
+            .limit(1)
+            .correlate(facts)
+            .scalar_subquery()
+        )
+        picked = sa.select(*_narrow(facts), pick.label("pick")).cte("picked")
+        code = picked.c.pick
+        kind = sa.case((code.is_(None), _NO_TOUCH), (code == "n", _NO_VALUE), else_=_VALUE)
+        value = sa.func.substr(code, 3)
+        grouped = sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1)))).group_by(
+            code
+        )
+        won_deals = sa.select(
+            *_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0))
+        ).where(_won_dated(picked))
+        return [grouped], [won_deals]
+
+    return _linear_parts(facts, grouping)
+
+
+def _linear_credit(facts: Any, grouping: str, name: str, *where: Any) -> Any:
+    """Every touch of the selected leads (a lead without one: one row without a touch) with
+    whether it counts (up to the close) and, over its lead, k = the lead's counted touches and
+    a row number; one pass, the windows over a lead's rows."""
+    touch = lead_touchpoints.alias(f"{name}_touch")
+    value = touch.c.channel if grouping == "channel" else touch.c.campaign
+    counts = sa.and_(
+        touch.c.id.is_not(None),
+        sa.or_(facts.c.closed_at.is_(None), touch.c.occurred_at <= facts.c.closed_at),
+    )
+    counted = sa.case((counts, 1), else_=0)
+    lead = facts.c.lead_id
+    return (
+        sa.select(
+            *_narrow(facts),
+            value.label("value"),
+            counted.label("counted"),
+            sa.func.sum(counted).over(partition_by=lead).label("k"),
+            sa.func.row_number().over(partition_by=lead).label("row"),
+        )
+        .select_from(facts.outerjoin(touch, touch.c.lead_id == lead))
+        .where(*where)
+        .cte(name)
+    )
+
+
+def _linear_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
+    """Linear credit: each counted touch 1/k of its lead; a lead without a counted touch whole
+    to '(none)' (through one of its rows)."""
+    parts = []
+    for name, where in (("credited", ()), ("won_credited", (_won_dated(facts),))):
+        c = _linear_credit(facts, grouping, name, *where)
+        untouched = c.c.k == 0
+        kind = sa.case((untouched, _NO_TOUCH), (c.c.value.is_(None), _NO_VALUE), else_=_VALUE)
+        key = sa.case((untouched, sa.null()), else_=c.c.value)
+        weight = sa.case(
+            (c.c.k > 0, c.c.counted / sa.cast(c.c.k, sa.Float)), (c.c.row == 1, 1.0), else_=0.0
+        )
+        parts.append((c, kind, key, weight))
+    c, kind, key, weight = parts[0]
+    groups = sa.select(*_part(_GROUPS, kind, key, _summed(c, weight))).group_by(kind, key)
+    # One point per (won deal, value) with the deal's whole credit there.
+    c, kind, key, weight = parts[1]
+    deals = (
+        sa.select(*_part(_DEALS, kind, key, None, c.c.days, sa.func.sum(weight)))
+        .group_by(c.c.lead_id, kind, key, c.c.days)
+        .having(sa.func.sum(weight) > 0)
+    )
+    return [groups], [deals]
+
+
+def _touch_values(connection: Connection, grouping: str) -> tuple[list[str], bool]:
+    """Every value of the captured touchpoints (the file report lists every value of the
+    touchpoints file), and whether some touch has none: a loose index scan, a probe a value."""
+    column = lead_touchpoints.c.channel if grouping == "channel" else lead_touchpoints.c.campaign
+    inner = lead_touchpoints.alias("inner")
+    inner_column = inner.c.channel if grouping == "channel" else inner.c.campaign
+    walk = sa.select(sa.func.min(column).label("value")).cte("walk", recursive=True)
+    following = (
+        sa.select(sa.func.min(inner_column)).where(inner_column > walk.c.value).correlate(walk)
+        .scalar_subquery()
+    )  # fmt: skip
+    walk = walk.union_all(sa.select(following).where(walk.c.value.is_not(None)))
+    values = list(
+        connection.execute(sa.select(walk.c.value).where(walk.c.value.is_not(None))).scalars()
+    )
+    empty = connection.execute(sa.select(column).where(column.is_(None)).limit(1)).first()
+    return [str(v) for v in values], empty is not None
+
+
+def _touch_sums(
+    table: pd.DataFrame,
+    deals: pd.DataFrame,
+    grouping: str,
+    attribution: str,
+    found: tuple[list[str], bool],
+) -> GroupSums:
+    values, has_empty = found
+    missing = MISSING if grouping == "channel" else NO_CAMPAIGN
+    labels = [*values, *([missing] if has_empty else []), NO_TOUCHPOINTS]
+    # Group keys: a value's text, or a key of its own for "no campaign" and "no touchpoint".
+    index = pd.Index([*values, *(["\x00" + missing] if has_empty else []), "\x00" + NO_TOUCHPOINTS])
+
+    def codes(frame: pd.DataFrame) -> np.ndarray:
+        kind = frame["kind"].to_numpy(dtype=np.int64)
+        text = frame["key"].astype(object).to_numpy()
+        text = np.where(kind == _NO_VALUE, "\x00" + missing, text)
+        text = np.where(kind == _NO_TOUCH, "\x00" + NO_TOUCHPOINTS, text)
+        return index.get_indexer(text)
+
+    sums = _sums_by_code(
+        table, codes(table), labels, natural=False, weighted=attribution == "linear"
+    )
+    return _group_sums(sums, codes(deals), deals["days"], deals["weight"])
