@@ -94,6 +94,9 @@ async def readyz(
         }
     },
 )
-async def prometheus_metrics(settings: SettingsDep) -> Response:
+async def prometheus_metrics(settings: SettingsDep, models: ModelStoreDep) -> Response:
+    current = models.current
+    if current is not None:  # the model this process serves now (one app per process)
+        metrics.record_model(current.name, current.version)
     payload, content_type = metrics.metrics_payload(settings.prometheus_multiproc_dir)
     return Response(payload, media_type=content_type)

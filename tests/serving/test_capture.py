@@ -85,9 +85,12 @@ def test_the_capture_migration_downgrades(database_url, engine):
 
     from serving.db import alembic_config, current_revision
 
-    # at head (0006_exploration builds on 0004_capture): down through both
+    # at head: down through every later migration, then below the capture
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     assert current_revision(engine) == head and head != "0003_policy_actor"
+    command.downgrade(alembic_config(database_url), "0004_capture")  # below the dead letters
+    assert "dead_letters" not in sa.inspect(engine).get_table_names()
+    assert current_revision(engine) == "0004_capture"
     command.downgrade(alembic_config(database_url), "0003_policy_actor")
     assert not set(CAPTURE_TABLES) & set(sa.inspect(engine).get_table_names())
     assert current_revision(engine) == "0003_policy_actor"
@@ -294,7 +297,7 @@ def test_erasure_removes_the_lead_from_every_table_and_is_audited(client, engine
     assert response.status_code == 200, response.text
     assert response.json()["rows_deleted"] == {
         "lead_attributes": 2, "lead_touchpoints": 1, "captured_leads": 1, "score_log": 1,
-        "outcomes": 1,
+        "outcomes": 1, "dead_letters": 0,
     }  # fmt: skip
     everything = _every_row(engine)
     assert {"score_log", "outcomes", *CAPTURE_TABLES} <= set(everything)
