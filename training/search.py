@@ -216,13 +216,17 @@ def _cross_validate(
     """Out-of-fold probabilities of `candidate` (fold models fitted by `pool`)."""
 
     def one(fold: int) -> tuple[np.ndarray, set[int]]:
+        say(
+            f"folds 1-{len(folds)} side by side"
+            if pool is not None
+            else f"fold {fold + 1}/{len(folds)}"
+        )
         train, test = folds[fold]
         found: set[int] = set()
         model = fit_estimator(candidate, categorical_mask, seed, X[train], y[train], found)
         return model.predict_proba(X[test])[:, 1], found
 
     oof = np.full(len(y), np.nan)
-    say(f"{len(folds)} fold{'s' if len(folds) > 1 else ''}")
     run = pool.map if pool is not None else map
     for (_, test), (proba, found) in zip(folds, run(one, range(len(folds)))):
         oof[test] = proba
@@ -290,13 +294,19 @@ def boosting_rounds_by_cv(
         return _sum_log_loss_by_round(y_test, stages)
 
     grown = 0
+    k = len(folds)
+
+    def grow_told(fold: int, upto: int, first: int) -> np.ndarray:
+        if say is not None:
+            where = f"folds 1-{k} side by side" if pool is not None else f"fold {fold + 1}/{k}"
+            say(f"{where}, rounds {first}-{upto}")
+        return grow_fold(fold, upto)
+
     run = pool.map if pool is not None else map
     while grown < max_rounds:
         # a warm start re-predicts every tree so far on the training rows: longer steps later
         upto = min(max_rounds, grown + max(ROUNDS_CHUNK, grown // 3))
-        if say is not None:
-            say(f"rounds {grown + 1}-{upto} on {len(folds)} folds")
-        chunk = np.sum(list(run(grow_fold, range(len(folds)), [upto] * len(folds))), axis=0)
+        chunk = np.sum(list(run(grow_told, range(k), [upto] * k, [grown + 1] * k)), axis=0)
         curve = np.concatenate([curve, chunk])
         grown = upto
         if grown - (int(np.argmin(curve)) + 1) >= patience:
