@@ -56,6 +56,9 @@ class Selection:
     empty_columns: set[int] = field(default_factory=set)  # all missing in some fit's rows
     skipped: list[str] = field(default_factory=list)  # candidates not tried for lack of time
     seconds: float = 0.0
+    # large data, one validation split: the winner fitted on its training side (the final model:
+    # a refit on every row could not change the choice, and the calibrator is fitted on its scores)
+    model: Any = None
 
 
 def make_folds(
@@ -67,10 +70,31 @@ def make_folds(
     if len(np.unique(groups)) == len(groups):
         splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
         folds = list(splitter.split(np.zeros(len(y)), y))
+    elif n_folds == 1:
+        return [_grouped_validation_split(y, groups, seed)]
     else:
         splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
         folds = list(splitter.split(np.zeros(len(y)), y, groups))
     return folds[:1] if n_folds == 1 else folds
+
+
+def _grouped_validation_split(
+    y: np.ndarray, groups: np.ndarray, seed: int, share: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """One validation split grouped by lead, stratified by whether the lead has a win: every
+    `1/share`-th lead of each stratum in a random order. StratifiedGroupKFold balances the folds
+    group by group in Python: 37 s for 140,000 snapshots, where this takes a fraction of one."""
+    codes, inverse = np.unique(groups, return_inverse=True)
+    won = np.zeros(len(codes), dtype=bool)
+    np.logical_or.at(won, inverse, y == 1)
+    order = np.random.default_rng(seed).permutation(len(codes))
+    held = np.zeros(len(codes), dtype=bool)
+    every = int(round(1 / share))
+    for stratum in (False, True):
+        members = order[won[order] == stratum]
+        held[members[::every]] = True
+    test = held[inverse]
+    return np.flatnonzero(~test), np.flatnonzero(test)
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -143,6 +167,7 @@ def search_models(
     budget = _Budget(time_budget, clock)
     rows: list[dict[str, Any]] = []
     oofs: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
     searched: list[Candidate] = []
     skipped: list[str] = []
     empty: set[int] = set()
@@ -171,9 +196,11 @@ def search_models(
                     X, y, folds, candidate, categorical_mask, seed, empty=empty, say=say, pool=pool
                 )
             else:
-                oof = _cross_validate(
+                oof, fold_models = _cross_validate(
                     X, y, folds, candidate, categorical_mask, seed, empty, say, pool
                 )
+                if len(folds) == 1 and len(y) > CV_ROUNDS_MAX_ROWS:
+                    models[candidate.name] = fold_models[0]
             seen = ~np.isnan(oof)
             _, losses = choose_calibration(oof[seen], y[seen], seed)
             rows.append(
@@ -199,7 +226,9 @@ def search_models(
     table["selected"] = False
     table.loc[best, "selected"] = True
     winner = searched[best]
-    return Selection(winner, oofs[winner.name], table, empty, skipped, budget.elapsed())
+    return Selection(
+        winner, oofs[winner.name], table, empty, skipped, budget.elapsed(), models.get(winner.name)
+    )
 
 
 def _cross_validate(
@@ -212,10 +241,10 @@ def _cross_validate(
     empty: set[int],
     say: Callable[[str], None],
     pool: ThreadPoolExecutor | None,
-) -> np.ndarray:
-    """Out-of-fold probabilities of `candidate` (fold models fitted by `pool`)."""
+) -> tuple[np.ndarray, list[Any]]:
+    """Out-of-fold probabilities of `candidate` and the fold models (fitted by `pool`)."""
 
-    def one(fold: int) -> tuple[np.ndarray, set[int]]:
+    def one(fold: int) -> tuple[np.ndarray, set[int], Any]:
         say(
             f"folds 1-{len(folds)} side by side"
             if pool is not None
@@ -224,14 +253,16 @@ def _cross_validate(
         train, test = folds[fold]
         found: set[int] = set()
         model = fit_estimator(candidate, categorical_mask, seed, X[train], y[train], found)
-        return model.predict_proba(X[test])[:, 1], found
+        return model.predict_proba(X[test])[:, 1], found, model
 
     oof = np.full(len(y), np.nan)
     run = pool.map if pool is not None else map
-    for (_, test), (proba, found) in zip(folds, run(one, range(len(folds)))):
+    models = []
+    for (_, test), (proba, found, model) in zip(folds, run(one, range(len(folds)))):
         oof[test] = proba
         empty.update(found)
-    return oof
+        models.append(model)
+    return oof, models
 
 
 def boosting_rounds_by_cv(

@@ -304,9 +304,17 @@ def _fit_scorer(
             f"out after {len(selection.table)} of {len(candidate_list)} candidates; skipped: "
             f"{', '.join(selection.skipped)}. Give it more seconds to try them"
         )
-    step(f"fitting {selection.candidate.name} on all training examples")
     unknown: set[int] = set()  # features with no value in any training example
-    model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
+    if selection.model is not None:  # one validation split: its model is the final one
+        model = selection.model
+        notes.append(
+            f"the model is the one fitted on the search's training split "
+            f"({int(np.isnan(selection.oof_raw).sum()):,} of {len(y_train):,} examples), "
+            "calibrated on the other"
+        )
+    else:
+        step(f"fitting {selection.candidate.name} on all training examples")
+        model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
     notes += empty_feature_notes(
         featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
         selection.empty_columns | unknown,

@@ -94,6 +94,19 @@ def test_progress_names_the_candidate_the_fold_and_the_time_left():
     assert "s left of 30" in said[0] and said[1].split(": ")[1].startswith("fold 2/2")
 
 
+def test_one_validation_split_keeps_each_lead_on_one_side_and_the_win_rate():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 20_000, 60_000).astype(str)
+    lead_wins = rng.random(20_000) < 0.1
+    y = lead_wins[groups.astype(int)] & (rng.random(60_000) < 0.7)
+    ((train, test),) = make_folds(y, groups, 1, seed=4)
+    assert len(train) + len(test) == len(y) and not set(groups[train]) & set(groups[test])
+    assert 0.18 < len(set(groups[test])) / len(set(groups)) < 0.22
+    assert abs(y[test].mean() - y[train].mean()) < 0.01
+    ((again, _),) = make_folds(y, groups, 1, seed=4)
+    np.testing.assert_array_equal(train, again)
+
+
 def test_few_rows_search_few_candidates():
     few = candidates("small", 0.4, True, rows=320, categorical=True)
     assert [c.kind for c in few] == ["gradient_boosting", "logistic", "logistic"]
