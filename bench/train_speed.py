@@ -32,6 +32,8 @@ from bench.machine import describe_machine  # noqa: E402
 from bench.xeducation_cv import IDENTIFIERS, SALES_FILLED  # noqa: E402
 
 XEDUCATION = ROOT.parent / "shared" / "data" / "xeducation_leads.csv"
+# the CLI of whichever code PYTHONPATH points at (older checkouts have no leadscore/__main__.py)
+LEADSCORE = "import sys; from leadscore.cli import main; sys.argv[0] = 'leadscore'; main()"
 
 
 def _flat(leads: Path) -> list[str]:
@@ -77,7 +79,7 @@ def run(code: Path, arguments: list[str], where: Path) -> dict[str, float]:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", *arguments], cwd=where, env=env,
+        [sys.executable, "-c", LEADSCORE, *arguments], cwd=where, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     _, status, usage = os.wait4(child.pid, 0)

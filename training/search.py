@@ -8,8 +8,9 @@ calibration. The work is spent where it pays:
   time at first, a third more later (warm start: the trees are those of one long fit); growth stops once the summed held-out
   loss has not improved for `PATIENCE` rounds, and the held-out loss of every round is computed
   once, incrementally, in numpy;
-- a time budget (`training.time_budget`, `--time-budget`): when it runs out the candidate being
-  cross-validated finishes its folds (a search always ends with a model) and the candidates not
+- a time budget (`training.time_budget`, `--time-budget`), looked at before every fold and every
+  step of boosting rounds: the first candidate always finishes (a search always ends with a
+  model); when the budget runs out any other candidate stops where it is and it and the ones not
   yet started are skipped; `Selection.skipped` names them and the training run logs them;
 - fold models are fitted in parallel (threads, each single-threaded OpenMP) when `workers` > 1.
 """
@@ -111,6 +112,10 @@ def _sum_log_loss_by_round(y: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return -np.where(y[None, :] == 1, np.log(p), np.log1p(-p)).sum(axis=1)
 
 
+class _OutOfTime(Exception):
+    """The budget ran out while a candidate after the first was being cross-validated."""
+
+
 class _Budget:
     """Seconds left for the search; None: no limit."""
 
@@ -156,8 +161,9 @@ def search_models(
     clock: Callable[[], float] = time.perf_counter,
 ) -> Selection:
     """Cross-validate the candidates in order; the winner has the lowest calibrated out-of-fold
-    log loss. The first candidate is always cross-validated; a later one only if the budget
-    (`time_budget` seconds from the call) is not used up when its turn comes.
+    log loss. The first candidate is always cross-validated; a later one is dropped (skipped)
+    when the budget (`time_budget` seconds from the call) is used up before it or between two of
+    its folds or steps of rounds.
 
     `progress(text)` says which candidate, which fold and the time left; `done(candidate, row)` is
     called after each candidate with its row of the search table (CV scores, `started` as epoch
@@ -180,6 +186,8 @@ def search_models(
                 break
 
             def say(fold_text: str, number: int = number, candidate: Candidate = candidate) -> None:
+                if searched and budget.over():  # only the first candidate outlives the budget
+                    raise _OutOfTime
                 if progress is not None:
                     progress(
                         f"candidate {number}/{total} {candidate.name}: {fold_text} "
@@ -187,20 +195,25 @@ def search_models(
                     )
 
             started = time.time()
-            if (
-                candidate.kind == "gradient_boosting"
-                and "max_iter" not in candidate.params
-                and len(y) <= CV_ROUNDS_MAX_ROWS
-            ):
-                candidate, oof = boosting_rounds_by_cv(
-                    X, y, folds, candidate, categorical_mask, seed, empty=empty, say=say, pool=pool
-                )
-            else:
-                oof, fold_models = _cross_validate(
-                    X, y, folds, candidate, categorical_mask, seed, empty, say, pool
-                )
-                if len(folds) == 1 and len(y) > CV_ROUNDS_MAX_ROWS:
-                    models[candidate.name] = fold_models[0]
+            try:
+                if (
+                    candidate.kind == "gradient_boosting"
+                    and "max_iter" not in candidate.params
+                    and len(y) <= CV_ROUNDS_MAX_ROWS
+                ):
+                    candidate, oof = boosting_rounds_by_cv(
+                        X, y, folds, candidate, categorical_mask, seed, empty=empty, say=say,
+                        pool=pool,
+                    )  # fmt: skip
+                else:
+                    oof, fold_models = _cross_validate(
+                        X, y, folds, candidate, categorical_mask, seed, empty, say, pool
+                    )
+                    if len(folds) == 1 and len(y) > CV_ROUNDS_MAX_ROWS:
+                        models[candidate.name] = fold_models[0]
+            except _OutOfTime:  # stopped between two folds or two steps of rounds
+                skipped += [c.name for c in candidate_list[number - 1 :]]
+                break
             seen = ~np.isnan(oof)
             _, losses = choose_calibration(oof[seen], y[seen], seed)
             rows.append(

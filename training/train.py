@@ -286,6 +286,10 @@ def _fit_scorer(
     candidate_list = candidates(
         config.training.search, win_rate, config.training.splines, len(train_rows), bool(mask.any())
     )
+    # cheapest first: when the time budget runs out, the candidates tried are those that cost
+    # least (a logistic regression fits in a fraction of a booster's time, and on the demo data
+    # it is the one chosen)
+    candidate_list.sort(key=lambda c: c.kind != "logistic")
     n_folds = config.training.cv_folds if len(train_rows) <= LARGE_DATA_ROWS else 1
     if n_folds != config.training.cv_folds:
         notes.append(

@@ -83,6 +83,22 @@ def test_a_spent_budget_keeps_the_first_candidate_and_names_the_skipped_ones():
     assert len(everything.table) == 3 and everything.skipped == []
 
 
+def test_a_budget_spent_between_two_folds_stops_that_candidate_too():
+    X, y, mask = _data(600)
+    cands = [
+        Candidate("logistic", {"C": 0.1, "splines": False}),
+        Candidate("logistic", {"C": 1.0, "splines": False}),
+        Candidate("gradient_boosting", {"max_iter": 20}),
+    ]
+    # the clock moves 10 s a look: 10 s before the second candidate, 20 s at its first fold,
+    # 30 s at its second: over the 25 s budget, so it is dropped between its folds
+    selection = search_models(
+        X, y, np.arange(len(y)), mask, cands, 2, seed=0, time_budget=25.0, clock=_fake_clock(10.0)
+    )
+    assert list(selection.table["candidate"]) == [cands[0].name]
+    assert selection.skipped == [cands[1].name, cands[2].name]
+
+
 def test_progress_names_the_candidate_the_fold_and_the_time_left():
     X, y, mask = _data(600)
     said: list[str] = []
