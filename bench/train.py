@@ -53,11 +53,16 @@ def main() -> None:
         n_leads = pq.ParquetFile(data / "leads.parquet").metadata.num_rows
         n_touches = pq.ParquetFile(data / "touchpoints.parquet").metadata.num_rows
         command = [
-            str(ROOT / ".venv" / "bin" / "leadscore"), "train",
+            sys.executable, "-m", "leadscore", "train",
             "--leads", str(data / "leads.parquet"), "--touchpoints", str(data / "touchpoints.parquet"),
             "--outcomes", str(data / "outcomes.parquet"), "--json",
         ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        machine_at_start = machine()
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(ROOT),
+        }
         started = time.perf_counter()
         done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
         seconds = time.perf_counter() - started
@@ -70,7 +75,7 @@ def main() -> None:
     print(
         f"command: {' '.join(sys.argv)}  (runs: leadscore train --leads ... --touchpoints ... --outcomes ... --json)"
     )
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_at_start}")
     print(
         "| leads | touchpoints | files -> registered model (s) | peak RSS (GB) | model | holdout ROC AUC | ECE |"
     )

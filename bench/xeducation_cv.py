@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,11 +45,20 @@ def main() -> None:
     leads = pd.read_csv(args.data)
     y = leads["Converted"].to_numpy()
     exclude = SALES_FILLED + IDENTIFIERS + args.also_exclude
-    cli = str(ROOT / ".venv" / "bin" / "leadscore")
+    # this interpreter on this checkout (the editable install may point at another one)
+    cli = [sys.executable, "-m", "leadscore"]
     rows = []
+    sys.path.insert(0, str(ROOT))
+    from bench.machine import describe_machine
+
+    machine_at_start = describe_machine()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(ROOT),
+        }
         folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(leads, y)
         for k, (train_idx, test_idx) in enumerate(folds, start=1):
             train_path, test_path, out = (
@@ -60,13 +68,13 @@ def main() -> None:
             )
             leads.iloc[train_idx].to_csv(train_path, index=False)
             leads.iloc[test_idx].to_csv(test_path, index=False)
-            command = [cli, "train", "--leads", train_path, "--id", "Prospect ID", "--label", "Converted",
+            command = [*cli, "train", "--leads", train_path, "--id", "Prospect ID", "--label", "Converted",
                        "--model-name", f"xeducation-fold{k}", "--json"]  # fmt: skip
             for column in exclude:
                 command += ["--exclude", column]
             subprocess.run(command, check=True, env=env, cwd=tmp, capture_output=True)
             subprocess.run(
-                [cli, "score", "--model", f"models:/xeducation-fold{k}@challenger", "--leads", test_path,
+                [*cli, "score", "--model", f"models:/xeducation-fold{k}@challenger", "--leads", test_path,
                  "--out", out, "--json"],
                 check=True, env=env, cwd=tmp, capture_output=True,
             )  # fmt: skip
@@ -82,9 +90,7 @@ def main() -> None:
             print(f"fold {k}: ROC AUC {auc:.4f}  Brier {brier:.4f}", flush=True)
     seconds = time.perf_counter() - started
     print(f"\ncommand: {' '.join(sys.argv)}")
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {seconds:.0f} s in all"
-    )
+    print(f"machine: {machine_at_start}; {seconds:.0f} s in all")
     print(f"excluded: {', '.join(exclude)}")
     print("| fold | ROC AUC | Brier |\n|---|---|---|")
     for k, auc, brier in rows:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
+# OpenMP threads waiting for work sleep instead of spinning (as `leadscore` sets it): on a shared
+# machine spinning threads made gradient boosting fits, and so the training fixtures, many times
+# slower. Set before scikit-learn's OpenMP runtime loads; a value already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 
 def missing_service(message: str) -> None:

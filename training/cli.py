@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +31,59 @@ from features.data.cli import (
     data_overrides,
 )
 from features.model.artifact import MODEL_NAME
+
+if TYPE_CHECKING:
+    from training.train import RunConfig
+
+# --------------------------------------------------------------------------------------------------
+# The training options, shared by train and retrain (the config file's `training:` sets the same)
+
+TRAINING = "Training (a --config file's training: section sets the same; options win)"
+
+TimeBudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--time-budget",
+        metavar="SECONDS",
+        help="Seconds the model search may take (default 60; config: training.time_budget). When "
+        "they run out the candidate being cross-validated finishes and the rest are skipped; the "
+        "run logs which.",
+        rich_help_panel=TRAINING,
+    ),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU cores to train on (default: those free when training starts; config: "
+        "training.threads). 1 keeps training to one core.",
+        rich_help_panel=TRAINING,
+    ),
+]
+
+
+def apply_training_options(
+    run_config: RunConfig, time_budget: float | None = None, threads: int | None = None
+) -> None:
+    """Put the training options given (None: not given) into `run_config.training`; raises
+    TrainingConfigError naming the option and the fix."""
+    from training.train import TrainingConfigError
+
+    if time_budget is not None:
+        if not time_budget > 0:
+            raise TrainingConfigError(
+                f"--time-budget must be a positive number of seconds, got {time_budget:g}; leave "
+                "it out for the default (60), or set training.time_budget: null in the config "
+                "file for no limit"
+            )
+        run_config.training.time_budget = time_budget
+    if threads is not None:
+        if threads < 1:
+            raise TrainingConfigError(
+                f"--threads must be 1 or more, got {threads}; leave it out to use the cores "
+                "that are free"
+            )
+        run_config.training.threads = threads
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -76,6 +130,8 @@ def train_command(
         help="Let the gate promote the model even with strongly suspected leakage (only when the "
         "suspected column is known when a lead arrives); config: training.allow_suspected_leakage.",
     ),
+    time_budget: TimeBudgetOption = None,
+    threads: ThreadsOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Train, evaluate and register a lead scoring model in MLflow."""
@@ -107,6 +163,7 @@ def train_command(
             ))  # fmt: skip
         if allow_suspected_leakage:
             run_config.training.allow_suspected_leakage = True
+        apply_training_options(run_config, time_budget, threads)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,

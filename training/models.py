@@ -8,8 +8,8 @@ Candidates work on the featurizer's float matrix (categories are integer codes, 
   categorical splits or (``categories=ordinal``) the category codes taken as ordered numbers.
 
 Every candidate is scored by cross-validation inside the training part (folds grouped by lead, so
-a lead's snapshots never sit on both sides); the winner has the lowest out-of-fold log loss after
-calibration. The winner is refitted on the whole training part and frozen; ONE calibrator
+a lead's snapshots never sit on both sides: `training.search`); the winner has the lowest
+out-of-fold log loss after calibration. The winner is refitted on the whole training part and frozen; ONE calibrator
 (sigmoid or isotonic, whichever has the lower cross-fitted log loss on the out-of-fold scores) maps
 its probabilities to win rates. When wins are rare (< 20%) class-weighted candidates join the
 search: reweighting helps the model rank, and calibration on unweighted out-of-fold scores brings
@@ -18,13 +18,10 @@ the probabilities back to honest win rates.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_selection import VarianceThreshold
@@ -32,7 +29,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -43,7 +40,7 @@ from sklearn.preprocessing import (
 
 _EPS = 1e-6
 CV_ROUNDS_MAX_ROWS = 100_000  # above: scikit-learn's early stopping on a 10% split (cheaper)
-MAX_BOOSTING_ROUNDS = 800  # rounds grown per fold when the count is chosen by cross-validation
+FEW_ROWS = 2_000  # fewer training rows: one boosting setting (the most regularised) is searched
 MAX_SPLINE_COLUMNS = 40  # more numbers than this: plain scaled numbers (spline width explodes)
 
 
@@ -75,7 +72,10 @@ def candidates(
     as ordinal codes (`categories=ordinal`: codes in order of frequency, 'other' last) next to
     native categorical splits. On small data native splits, which sort a column's categories
     by their gradients at every node, overfit rare ones: on X Education (7,400 leads) ordinal
-    codes raised 5-fold ROC AUC from 0.879 to 0.881 and lowered Brier from 0.1335 to 0.1323."""
+    codes raised 5-fold ROC AUC from 0.879 to 0.881 and lowered Brier from 0.1335 to 0.1323.
+    Below `FEW_ROWS` training rows the small and wide searches keep one boosting setting, the
+    most regularised (3 folds of a few hundred rows cannot tell close settings apart), beside the
+    two logistic regressions."""
     hgb = [
         {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
          "max_features": 1.0},
@@ -100,6 +100,8 @@ def candidates(
     if small_data and categorical and search in ("small", "wide"):
         # native splits at the first setting, ordinal codes at every setting
         boosting = [boosting[0], *({**p, "categories": "ordinal"} for p in hgb)]
+    if 0 < rows < FEW_ROWS and search in ("small", "wide"):
+        boosting = boosting[-1:]
     out = [Candidate("gradient_boosting", p) for p in boosting] + [
         Candidate("logistic", p) for p in logistic
     ]
@@ -186,21 +188,6 @@ def fit_estimator(
     return build_estimator(candidate, categorical_mask, seed).fit(X, y)
 
 
-def make_folds(
-    labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds grouped by lead. `n_folds` 1 means one 80/20 validation split."""
-    y = np.asarray(labels).astype(int)
-    k = max(2, n_folds) if n_folds != 1 else 5
-    if len(np.unique(groups)) == len(groups):
-        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
-        folds = list(splitter.split(np.zeros(len(y)), y))
-    else:
-        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
-        folds = list(splitter.split(np.zeros(len(y)), y, groups))
-    return folds[:1] if n_folds == 1 else folds
-
-
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
@@ -248,121 +235,3 @@ def choose_calibration(
         losses[method] = float(log_loss(y, np.clip(calibrated, _EPS, 1 - _EPS), labels=[0, 1]))
     best = min(losses, key=lambda m: (losses[m], m != "sigmoid"))  # ties: the smoother sigmoid
     return fit_calibrator(raw, y, best), losses
-
-
-@dataclass
-class Selection:
-    """What the search found: the winner, its out-of-fold scores and the search table."""
-
-    candidate: Candidate
-    oof_raw: np.ndarray
-    table: pd.DataFrame
-    empty_columns: set[int] = field(default_factory=set)  # all missing in some fit's rows
-
-
-def search_models(
-    X: np.ndarray,
-    labels: np.ndarray,
-    groups: np.ndarray,
-    categorical_mask: np.ndarray,
-    candidate_list: list[Candidate],
-    n_folds: int,
-    seed: int,
-    progress: Callable[[str], None] | None = None,
-    done: Callable[[Candidate, dict[str, Any]], None] | None = None,
-) -> Selection:
-    """Cross-validate every candidate; the winner has the lowest calibrated out-of-fold log loss.
-
-    `done(candidate, row)` is called after each candidate with its row of the search table (CV
-    scores, `started` as epoch seconds and `seconds`): the training run logs it as a nested run."""
-    y = np.asarray(labels).astype(int)
-    folds = make_folds(y, groups, n_folds, seed)
-    rows, oofs, searched = [], {}, []
-    empty: set[int] = set()
-    for candidate in candidate_list:
-        if progress is not None:
-            progress(candidate.name)
-        started = time.time()
-        if (
-            candidate.kind == "gradient_boosting"
-            and "max_iter" not in candidate.params
-            and len(y) <= CV_ROUNDS_MAX_ROWS
-        ):
-            candidate, oof = _boosting_rounds_by_cv(
-                X, y, folds, candidate, categorical_mask, seed, empty=empty
-            )
-        else:
-            oof = np.full(len(y), np.nan)
-            for train, test in folds:
-                model = fit_estimator(candidate, categorical_mask, seed, X[train], y[train], empty)
-                oof[test] = model.predict_proba(X[test])[:, 1]
-        seen = ~np.isnan(oof)
-        _, losses = choose_calibration(oof[seen], y[seen], seed)
-        from sklearn.metrics import roc_auc_score
-
-        rows.append(
-            {
-                "candidate": candidate.name,
-                "kind": candidate.kind,
-                "raw_log_loss": float(
-                    log_loss(y[seen], np.clip(oof[seen], _EPS, 1 - _EPS), labels=[0, 1])
-                ),
-                "calibrated_log_loss": min(losses.values()),
-                "roc_auc": float(roc_auc_score(y[seen], oof[seen])),
-                "started": started,
-                "seconds": time.time() - started,
-            }
-        )
-        if done is not None:
-            done(candidate, rows[-1])
-        oofs[candidate.name] = oof
-        searched.append(candidate)
-    table = pd.DataFrame(rows)
-    best = int(table["calibrated_log_loss"].to_numpy().argmin())
-    table["selected"] = False
-    table.loc[best, "selected"] = True
-    winner = searched[best]
-    return Selection(winner, oofs[winner.name], table, empty)
-
-
-def _boosting_rounds_by_cv(
-    X: np.ndarray,
-    y: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    candidate: Candidate,
-    categorical_mask: np.ndarray,
-    seed: int,
-    max_rounds: int = MAX_BOOSTING_ROUNDS,
-    empty: set[int] | None = None,
-) -> tuple[Candidate, np.ndarray]:
-    """The number of boosting rounds chosen on the cross-validation folds themselves.
-
-    Each fold's model grows `max_rounds` trees on all of its training rows (no 10% carved out for
-    early stopping); the held-out log loss after every round, summed over the folds, picks the
-    round count. The returned candidate fixes `max_iter` to it (early stopping off), so the final
-    fit on all training rows uses every row and the same depth of boosting. On X Education this
-    beat scikit-learn's internal early stopping (which stopped too soon on a 10% split): ROC AUC
-    0.8775 -> ~0.879 without the lead id.
-    """
-    fold_models, curves = [], np.zeros(max_rounds)
-    grow = Candidate(
-        candidate.kind, {**candidate.params, "max_iter": max_rounds, "early_stopping": False}
-    )
-    for train, test in folds:
-        model = fit_estimator(grow, categorical_mask, seed, X[train], y[train], empty)
-        fold_models.append(model)
-        for i, p in enumerate(model.staged_predict_proba(X[test])):
-            curves[i] += log_loss(y[test], np.clip(p[:, 1], _EPS, 1 - _EPS), labels=[0, 1]) * len(
-                test
-            )
-    # the round with the lowest held-out loss, rounded up to a multiple of 10 (stable across seeds)
-    rounds = int(min(max_rounds, 10 * np.ceil((int(np.argmin(curves)) + 1) / 10)))
-    oof = np.full(len(y), np.nan)
-    for model, (_, test) in zip(fold_models, folds):
-        for i, p in enumerate(model.staged_predict_proba(X[test]), start=1):
-            if i == rounds:
-                oof[test] = p[:, 1]
-                break
-    return Candidate(
-        candidate.kind, {**candidate.params, "max_iter": rounds, "early_stopping": False}
-    ), oof

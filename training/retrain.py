@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from features.model.artifact import MODEL_NAME
+from training.cli import ThreadsOption, TimeBudgetOption, apply_training_options
 
 
 @dataclass
@@ -99,6 +100,8 @@ def retrain_command(
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
     model_name: str = typer.Option(MODEL_NAME, "--model-name", help="Registered model name."),
     seed: int = typer.Option(42, "--seed", help="Random seed."),
+    time_budget: TimeBudgetOption = None,
+    threads: ThreadsOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Retrain from the service's database when enough new outcomes arrived; the new version
@@ -118,6 +121,7 @@ def retrain_command(
             return
         typer.echo(decision.reason, err=True)
         run_config = database_run_config(config)
+        apply_training_options(run_config, time_budget, threads)
         data = read_lead_data(database_url, run_config.data, run_config.training.now)
         result = train(run_config, experiment=experiment, model_name=model_name, seed=seed,
                        step=lambda text: typer.echo(f"  {text}", err=True), data=data)  # fmt: skip

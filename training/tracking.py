@@ -7,7 +7,8 @@ The run spans the whole training (`start_run` is opened before the files are rea
 duration is the training's. It logs each model candidate as a nested run with its
 cross-validation scores and duration (`log_candidate`); its parameters, holdout and
 cross-validation metrics, evaluation tables and charts, the data validation report, resolved
-config, data fingerprints, calibration choice and leakage findings (`log_training`); the model
+config, data fingerprints, calibration choice, leakage findings, the cores used and the
+candidates the time budget skipped (`log_training`); the model
 (`log_model`, files as `features.model.artifact` defines them); the gate's decision (`log_gate`)
 and the warnings (`log_warnings`). A training that fails leaves a FAILED run with the error in
 its `error` tag.
@@ -146,8 +147,23 @@ def log_training(
             "timestamped": examples.timestamped,
             "refit_with_holdout": fitted.refitted,
             "training_data_end": None if examples.now is None else examples.now.isoformat(),
+            "threads": fitted.threads,
+            "time_budget": config.training.time_budget,
+            "candidates_searched": len(fitted.search_table),
+            # names joined, cut at MLflow's 500 characters; the whole list is the json artifact
+            "search_skipped_for_time": "; ".join(fitted.search_skipped)[:500],
         }
     )
+    mlflow.log_metrics(
+        {
+            "search_seconds": round(fitted.search_seconds, 3),
+            "candidates_skipped_for_time": len(fitted.search_skipped),
+        }
+    )
+    if fitted.search_skipped:  # the whole list, whatever its length
+        mlflow.log_dict(
+            {"skipped_for_time": fitted.search_skipped}, "evaluation/search_skipped.json"
+        )
     mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if math.isfinite(v)})
     best = fitted.search_table[fitted.search_table["selected"]].iloc[0]
     mlflow.log_metrics(

@@ -32,16 +32,26 @@ from features.model.scorer import LeadScorer
 from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
 from training.data import Examples, Split, build_examples, split_holdout, subsample
-from training.models import (
-    Candidate,
-    candidates,
-    choose_calibration,
-    fit_estimator,
-    search_models,
-)
+from training.models import Candidate, candidates, choose_calibration, fit_estimator
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
+from training.search import search_models
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
+DEFAULT_TIME_BUDGET = 60.0  # seconds of model search (see `training.search`)
+
+
+def training_threads(
+    threads: int | None, cores: int | None = None, load: float | None = None
+) -> int:
+    """The cores training uses: `threads` when given, else the cores the load average leaves free
+    (at least 1). A busy machine gets one: threads waiting for a core cost more than they give."""
+    import os
+
+    if threads is not None:
+        return threads
+    cores = cores or os.cpu_count() or 1
+    load = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 class TrainingConfig(BaseModel):
@@ -80,10 +90,18 @@ class TrainingConfig(BaseModel):
         "only when such a column is known when a lead arrives.",
     )
     threads: int | None = Field(
-        1,
+        None,
         ge=1,
-        description="OpenMP threads for gradient boosting; 1 avoids the large slow-down of "
-        "spinning threads on a busy machine, None uses every core.",
+        description="CPU cores training uses (cross-validation folds fitted side by side, "
+        "threads of the final fit). None (default): the cores free when training starts, by the "
+        "load average; 1 keeps training to one core.",
+    )
+    time_budget: float | None = Field(
+        DEFAULT_TIME_BUDGET,
+        gt=0,
+        description="Seconds the model search may take: when they run out, the candidate being "
+        "cross-validated finishes and the others are skipped (the run logs which). None: no "
+        "limit.",
     )
 
 
@@ -190,6 +208,9 @@ class Fitted:
     notes: list[str]
     # the model to serve when it was refitted on training + holdout (None: the evaluation model)
     final_estimator: CalibratedModel | None = None
+    search_skipped: list[str] = field(default_factory=list)  # candidates skipped for time
+    search_seconds: float = 0.0
+    threads: int = 1  # cores the training used
 
     @property
     def refitted(self) -> bool:
@@ -210,17 +231,25 @@ def fit_scorer(
     seed: int,
     step: Step = _noop,
     done: CandidateDone | None = None,
+    threads: int | None = None,
 ) -> Fitted:
     """Examples, holdout split, featurizer, model search, final fit and calibration.
-    `done(candidate, row)` is called as each candidate's cross-validation ends."""
+    `done(candidate, row)` is called as each candidate's cross-validation ends; `threads`: the
+    cores to use (default: `training_threads(config.training.threads)`)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=config.training.threads):
-        return _fit_scorer(data, config, seed, step, done)
+    threads = threads or training_threads(config.training.threads)
+    with threadpool_limits(limits=threads):
+        return _fit_scorer(data, config, seed, step, done, threads)
 
 
 def _fit_scorer(
-    data: LeadData, config: RunConfig, seed: int, step: Step, done: CandidateDone | None = None
+    data: LeadData,
+    config: RunConfig,
+    seed: int,
+    step: Step,
+    done: CandidateDone | None = None,
+    threads: int = 1,
 ) -> Fitted:
     notes: list[str] = []
     step("building training examples")
@@ -257,22 +286,39 @@ def _fit_scorer(
     candidate_list = candidates(
         config.training.search, win_rate, config.training.splines, len(train_rows), bool(mask.any())
     )
+    # cheapest first: when the time budget runs out, the candidates tried are those that cost
+    # least (a logistic regression fits in a fraction of a booster's time, and on the demo data
+    # it is the one chosen)
+    candidate_list.sort(key=lambda c: c.kind != "logistic")
     n_folds = config.training.cv_folds if len(train_rows) <= LARGE_DATA_ROWS else 1
     if n_folds != config.training.cv_folds:
         notes.append(
             f"{len(train_rows):,} training examples: one validation split instead of {config.training.cv_folds}-fold CV"
         )
     groups = frame["lead_id"].to_numpy()[train_rows]
-    total = len(candidate_list)
-    counter = iter(range(1, total + 1))
+    budget = config.training.time_budget
     selection = search_models(
         X_train, y_train, groups, mask, candidate_list, n_folds, seed,
-        progress=lambda name: step(f"cross-validating candidate {next(counter)}/{total}: {name}"),
-        done=done,
+        progress=lambda text: step(f"cross-validating {text}"), done=done, time_budget=budget,
+        workers=threads,
     )  # fmt: skip
-    step(f"fitting {selection.candidate.name} on all training examples")
+    if selection.skipped:
+        notes.append(
+            f"the search's time budget ({budget:g} s, training.time_budget or --time-budget) ran "
+            f"out after {len(selection.table)} of {len(candidate_list)} candidates; skipped: "
+            f"{', '.join(selection.skipped)}. Give it more seconds to try them"
+        )
     unknown: set[int] = set()  # features with no value in any training example
-    model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
+    if selection.model is not None:  # one validation split: its model is the final one
+        model = selection.model
+        notes.append(
+            f"the model is the one fitted on the search's training split "
+            f"({int(np.isnan(selection.oof_raw).sum()):,} of {len(y_train):,} examples), "
+            "calibrated on the other"
+        )
+    else:
+        step(f"fitting {selection.candidate.name} on all training examples")
+        model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
     notes += empty_feature_notes(
         featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
         selection.empty_columns | unknown,
@@ -299,6 +345,7 @@ def _fit_scorer(
     return Fitted(
         scorer, examples, split, train_rows, holdout_rows, X_holdout, holdout_probability,
         selection.table, losses, selection.candidate.name, notes, final,
+        search_skipped=selection.skipped, search_seconds=selection.seconds, threads=threads,
     )  # fmt: skip
 
 
@@ -366,8 +413,9 @@ def train(
     TrainingDataError or TrainingConfigError with a message for the user on bad input."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=config.training.threads):
-        return _train(config, experiment, model_name, seed, step, data)
+    threads = training_threads(config.training.threads)
+    with threadpool_limits(limits=threads):
+        return _train(config, experiment, model_name, seed, step, data, threads)
 
 
 def _train(
@@ -377,6 +425,7 @@ def _train(
     seed: int,
     step: Step,
     data: LeadData | None,
+    threads: int = 1,
 ) -> TrainResult:
     started = time.perf_counter()
     # the run spans the whole training: its duration in MLflow is the training's
@@ -395,7 +444,7 @@ def _train(
                 row["seconds"],
             )
 
-        fitted = fit_scorer(data, config, seed, step, done=log_candidate)
+        fitted = fit_scorer(data, config, seed, step, done=log_candidate, threads=threads)
         tracking.mark_selected(candidate_runs.get(fitted.selected))
         metrics = evaluate.classification_metrics(
             fitted.holdout_labels, fitted.holdout_probability, config.policy

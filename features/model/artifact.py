@@ -220,7 +220,13 @@ def untrusted_types(estimator: Any) -> list[str]:
     """Types in `estimator` that `TRUSTED_TYPES` does not cover (must be empty to save it)."""
     import skops.io as sio
 
-    return sorted(set(sio.get_untrusted_types(data=sio.dumps(estimator))) - set(TRUSTED_TYPES))
+    return _untrusted_in(sio.dumps(estimator))
+
+
+def _untrusted_in(data: bytes) -> list[str]:
+    import skops.io as sio
+
+    return sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
 
 
 def save_scorer(
@@ -234,8 +240,12 @@ def save_scorer(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for estimator in (scorer.estimator, evaluation_estimator):
-        extra = [] if estimator is None else untrusted_types(estimator.model)
+    # each estimator is serialised once: the bytes checked are the bytes written
+    dumped: dict[str, bytes] = {"estimator": sio.dumps(scorer.estimator.model)}
+    if evaluation_estimator is not None:
+        dumped["evaluation_estimator"] = sio.dumps(evaluation_estimator.model)
+    for data in dumped.values():
+        extra = _untrusted_in(data)
         if extra:
             raise ValueError(
                 f"the estimator contains types {extra} that the model loader does not trust; add "
@@ -243,13 +253,13 @@ def save_scorer(
             )
     files = {**FILES, **(EVALUATION_FILES if evaluation_estimator is not None else {})}
     paths = {name: str(directory / file) for name, file in files.items()}
+    for name, data in dumped.items():
+        Path(paths[name]).write_bytes(data)
     if evaluation_estimator is not None:
-        sio.dump(evaluation_estimator.model, paths["evaluation_estimator"])
         Path(paths["evaluation"]).write_text(
             json.dumps(_json_safe({"calibration": evaluation_estimator.calibration}))
         )
     Path(paths["featurizer"]).write_text(json.dumps(_json_safe(scorer.featurizer.to_dict())))
-    sio.dump(scorer.estimator.model, paths["estimator"])
     Path(paths["scorer"]).write_text(
         json.dumps(
             _json_safe({"calibration": scorer.estimator.calibration, "baseline": scorer.baseline})
