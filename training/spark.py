@@ -151,3 +151,30 @@ def score_on_spark(
     }
     scored.unpersist()
     return counts
+
+
+def pyfunc_udf_probabilities(
+    spark: SparkSession,
+    leads: DataFrame,
+    touchpoints: DataFrame | None,
+    model_uri: str,
+    as_of: str | None = None,
+) -> DataFrame:
+    """`lead_id`, `probability` from the logged model run by `mlflow.pyfunc.spark_udf` (its own
+    policy; the probability is the pyfunc output's first column): for jobs that want the
+    model exactly as logged. `score_leads` is the project's scorer with the policy in force."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from features.spark import JSON_TIMESTAMP, pyfunc_input
+
+    frame = pyfunc_input(leads, touchpoints, as_of)
+    # the model's signature: numbers (and yes/no) as doubles, everything else as text
+    for name, kind in frame.dtypes:
+        if kind == "timestamp":
+            frame = frame.withColumn(name, F.date_format(F.col(name), JSON_TIMESTAMP))
+        elif kind in ("boolean", "int", "bigint", "float", "smallint", "tinyint"):
+            frame = frame.withColumn(name, F.col(name).cast("double"))
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
+    columns = [F.col(f"`{c}`") for c in frame.columns]
+    return frame.select("lead_id", udf(F.struct(*columns)).alias("probability"))
