@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format browser java bench clean
+.PHONY: install demo test test-fast lint format browser java compose bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ format: install
 java:
 	@bash scripts/install-java.sh
 
-test: install browser java
+# `docker compose config` for the deployment test (Debian's docker-compose when no plugin).
+compose:
+	@bash scripts/install-compose.sh
+
+test: install browser java compose
 	$(BIN)/python -m pytest
 
 # Everything but the tests marked slow (trained models, servers in subprocesses, notebooks).
