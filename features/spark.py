@@ -112,12 +112,15 @@ def spark_session(
 
 def spark_path(path: Any) -> str:
     """A path or URL for Spark: `Path("s3a://b/k")` collapses to `s3a:/b/k`; give it back its
-    `//` (local paths and `file:` URLs are left as they are)."""
+    `//`. `file:` URLs stay as they are; a local path is made absolute here (Spark's JVM keeps
+    the working directory it started in, not this process's)."""
     text = str(path)
     scheme, sep, rest = text.partition(":/")
-    if sep and scheme.isidentifier() and scheme != "file" and not rest.startswith("/"):
-        return f"{scheme}://{rest}"
-    return text
+    if sep and scheme.isidentifier():
+        if scheme != "file" and not rest.startswith("/"):
+            return f"{scheme}://{rest}"
+        return text
+    return os.path.abspath(text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,3 +162,4 @@ def test_paths_keep_their_url_scheme():
     assert spark_path("hdfs://namenode:8020/x") == "hdfs://namenode:8020/x"
     assert spark_path(Path("/data/leads.parquet")) == "/data/leads.parquet"
     assert spark_path("file:/tmp/leads") == "file:/tmp/leads"
+    assert spark_path(Path("data/leads.parquet")) == str(Path.cwd() / "data/leads.parquet")
