@@ -163,3 +163,22 @@ def test_paths_keep_their_url_scheme():
     assert spark_path(Path("/data/leads.parquet")) == "/data/leads.parquet"
     assert spark_path("file:/tmp/leads") == "file:/tmp/leads"
     assert spark_path(Path("data/leads.parquet")) == str(Path.cwd() / "data/leads.parquet")
+
+
+def test_without_java_spark_says_what_to_install(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyspark")
+    code = (
+        "from features.spark import SparkUnavailable, spark_session\n"
+        "try:\n    spark_session('local[1]')\nexcept SparkUnavailable as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}  # a Java that is not there
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "Spark cannot start" in done.stdout, done.stdout + done.stderr
+    assert "apt-get install openjdk-17-jre-headless" in done.stdout
+    assert "pip install 'leadscore[spark]'" in done.stdout
