@@ -3,6 +3,11 @@
 #   docker build -t leadscore .
 #   docker run -p 8000:8000 -e MLFLOW_TRACKING_URI=http://mlflow:5000 \
 #     -e LEADSCORE_DATABASE_URL=postgresql+psycopg://user@db/leadscore leadscore
+# The whole stack (PostgreSQL, MLflow, two API replicas behind nginx, the retrain job):
+#   docker compose -f deploy/docker-compose.yml up -d   (see the README's deployment section)
+# Image size: ~925 MB of packages from requirements-runtime.lock (installed sizes; pyarrow, scipy,
+# pandas, numpy, mlflow, plotly, scikit-learn lead) on python:3.11-slim (~130 MB). pyspark is an
+# extra, not in it; matplotlib (~90 MB with its dependencies) comes in as a dependency of mlflow.
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
@@ -21,7 +26,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LEADSCORE_HOST=0.0.0.0 \
     LEADSCORE_PORT=8000
-RUN useradd --create-home --uid 10001 leadscore
+# mlartifacts: the MLflow server's artifact root in deploy/docker-compose.yml (a named volume
+# takes this folder's owner, so the non-root user can write it)
+RUN useradd --create-home --uid 10001 leadscore \
+    && install -d -o leadscore -g leadscore /home/leadscore/mlartifacts
 COPY --from=build /opt/venv /opt/venv
 USER leadscore
 WORKDIR /home/leadscore

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format browser bench clean
+.PHONY: install demo test test-fast lint format browser java compose bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,15 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install browser
+# Java 17 for PySpark's local mode (the Spark tests; pyspark itself comes with requirements.lock).
+java:
+	@bash scripts/install-java.sh
+
+# `docker compose config` for the deployment test (Debian's docker-compose when no plugin).
+compose:
+	@bash scripts/install-compose.sh
+
+test: install browser java compose
 	$(BIN)/python -m pytest
 
 # Everything but the tests marked slow (trained models, servers in subprocesses, notebooks).

@@ -209,11 +209,36 @@ def alembic_config(url: str):
     return config
 
 
+# any fixed number: the PostgreSQL advisory lock replicas take in turn to migrate
+MIGRATION_LOCK = 0x1EAD5C0E
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Create or upgrade the schema at `url` to `revision` with the alembic migrations."""
+    """Create or upgrade the schema at `url` to `revision` with the alembic migrations.
+
+    On PostgreSQL, replicas starting together take turns (an advisory lock): alembic does not
+    lock, and two replicas creating the same tables at once would fail one of them.
+    """
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if not url.startswith("postgresql"):
+        command.upgrade(config, revision)
+        return
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+            try:
+                command.upgrade(config, revision)
+            finally:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

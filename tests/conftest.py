@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
 
 # OpenMP threads waiting for work sleep instead of spinning (as `leadscore` sets it): on a shared
 # machine spinning threads made gradient boosting fits, and so the training fixtures, many times
@@ -27,7 +30,15 @@ def missing_service(message: str) -> None:
 # every test that uses one is slow, so `make test-fast` (-m "not slow") leaves it out without each
 # test having to say so. Tests can also be marked by hand with @pytest.mark.slow.
 SLOW_FIXTURES = frozenset(
-    {"trained_model", "scoring_app", "trained", "tracking", "logistic_scorer", "fuzzed_app"}
+    {
+        "trained_model",
+        "scoring_app",
+        "trained",
+        "tracking",
+        "logistic_scorer",
+        "fuzzed_app",
+        "spark",
+    }
 )
 
 
@@ -36,3 +47,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(slow)
+
+
+SPARK_HINT = (
+    "Spark's local mode needs PySpark and Java 17: `make install` (pyspark comes with "
+    "requirements.lock) and `make java` (Debian's openjdk-17-jre-headless)"
+)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark (2 cores, 2 shuffle partitions, no UI) for every Spark test."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing_service(f"PySpark is not installed: {SPARK_HINT}")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing_service(f"no java on the PATH: {SPARK_HINT}")
+    from features.spark import SparkUnavailable, spark_session
+
+    try:
+        session = spark_session("local[2]", app_name="leadscore-tests", shuffle_partitions=2)
+    except SparkUnavailable as exc:
+        missing_service(str(exc))
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -95,6 +95,36 @@ def _print_json(payload: dict) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
 
 
+ENGINES = ("pandas", "spark")
+EngineOption = typer.Option(
+    "pandas",
+    "--engine",
+    help="pandas (this machine) or spark: read Parquet from any path Spark can read (hdfs://, "
+    "s3a://, a folder) and do the per-lead work on Spark (needs `pip install 'leadscore[spark]'` "
+    "and Java 17).",
+)
+SparkMasterOption = typer.Option(
+    "local[*]",
+    "--spark-master",
+    help="Spark master with --engine spark (local[*], spark://host:7077, yarn, ...); empty: "
+    "what spark-submit configured.",
+)
+
+
+def _spark(engine: str, master: str):
+    """The Spark session for --engine spark (None for pandas); exits with what to install."""
+    if engine not in ENGINES:
+        _fail(f"--engine {engine}: unknown engine; use one of {', '.join(ENGINES)}")
+    if engine != "spark":
+        return None
+    from features.spark import SparkUnavailable, spark_session
+
+    try:
+        return spark_session(master or None)
+    except SparkUnavailable as exc:
+        _fail(f"--engine spark: {exc}")
+
+
 def train_command(
     leads: LeadsOption = None,
     touchpoints: TouchpointsOption = None,
@@ -133,12 +163,15 @@ def train_command(
     time_budget: TimeBudgetOption = None,
     threads: ThreadsOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    engine: str = EngineOption,
+    spark_master: str = SparkMasterOption,
 ) -> None:
     """Train, evaluate and register a lead scoring model in MLflow."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from features.data.validation import DataValidationError
+    from features.spark import SparkInputError
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
 
@@ -164,6 +197,9 @@ def train_command(
         if allow_suspected_leakage:
             run_config.training.allow_suspected_leakage = True
         apply_training_options(run_config, time_budget, threads)
+        if engine == "spark" and from_database:
+            _fail("--engine spark reads Parquet files: leave out --from-database")
+        spark = _spark(engine, spark_master)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console, transient=as_json,
@@ -175,15 +211,24 @@ def train_command(
                 if from_database
                 else None
             )
-            result = train(
-                run_config, experiment=experiment, model_name=model_name, seed=seed,
-                step=lambda text: progress.update(task, description=text), data=data,
-            )  # fmt: skip
+            if spark is not None:
+                from training.spark import train_on_spark
+
+                result, sample = train_on_spark(
+                    spark, run_config, experiment=experiment, model_name=model_name, seed=seed,
+                    step=lambda text: progress.update(task, description=text),
+                )  # fmt: skip
+                console.print(sample.to_text(), highlight=False)
+            else:
+                result = train(
+                    run_config, experiment=experiment, model_name=model_name, seed=seed,
+                    step=lambda text: progress.update(task, description=text), data=data,
+                )  # fmt: skip
             progress.update(task, description="done")
     except DataValidationError as exc:
         typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
         raise typer.Exit(2) from None
-    except (TrainingDataError, TrainingConfigError) as exc:
+    except (TrainingDataError, TrainingConfigError, SparkInputError) as exc:
         _fail(str(exc))
         return
     summary = result.summary()
@@ -246,6 +291,8 @@ def score_command(
         "policy. The `policy` column says which was used.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    engine: str = EngineOption,
+    spark_master: str = SparkMasterOption,
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
     from rich.console import Console
@@ -276,6 +323,12 @@ def score_command(
     unused = [name for name, value in (("--outcomes", outcomes), ("--positive", positive)) if value]
     if unused:
         console.print(f"note: {' and '.join(unused)} not used when scoring", highlight=False)
+    if engine == "spark":
+        _score_on_spark(
+            model, out, as_of, config, leads, overrides, database_url, spark_master, as_json
+        )
+        return
+    _spark(engine, spark_master)  # an unknown engine's message
     try:
         out_path = check_output_path(out)
         if config is None and leads is None:
@@ -324,6 +377,59 @@ def score_command(
     else:
         typer.echo(
             f"scored {len(scored):,} leads with {model} under the {applied.label} -> {out_path}"
+        )
+
+
+def _score_on_spark(
+    model: str,
+    out: Path,
+    as_of: str | None,
+    config: Path | None,
+    leads: Path | None,
+    overrides: dict,
+    database_url: str | None,
+    master: str,
+    as_json: bool,
+) -> None:
+    """`score --engine spark`: Parquet in, a Parquet folder (or CSV folder for .csv) out."""
+    from features.data.validation import DataValidationError
+    from features.spark import SparkInputError, spark_path
+    from training.score import ScoreError, policy_in_force, scoring_config, use_fact_columns
+    from training.spark import score_on_spark
+    from training.tracking import tracking_uri
+
+    try:
+        if config is None and leads is None:
+            raise ScoreError("pass --leads PATH (the leads to score) or --config FILE with leads:")
+        scorer = _load_scorer(model)
+        applied = policy_in_force(scorer, database_url)
+        data_config = scoring_config(scorer, config_file=config, **overrides)
+        use_fact_columns(scorer, data_config)
+        spark = _spark("spark", master)
+        counts = score_on_spark(spark, scorer, data_config, applied, str(out), as_of)
+    except DataValidationError as exc:
+        typer.echo(exc.report.to_text() if hasattr(exc, "report") else str(exc), err=True)
+        raise typer.Exit(2) from None
+    except (ScoreError, SparkInputError) as exc:
+        _fail(str(exc))
+        return
+    total = sum(counts.values())
+    summary = {
+        "model_uri": model,
+        "version": scorer.metadata.get("version"),
+        "tracking_uri": tracking_uri(),
+        "engine": "spark",
+        "leads": total,
+        "policy": applied.label,
+        "out": spark_path(out),
+        "decisions": counts,
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        typer.echo(
+            f"scored {total:,} leads on Spark with {model} under the {applied.label} -> "
+            f"{spark_path(out)}"
         )
 
 

@@ -1,0 +1,184 @@
+"""Spark's feature table and snapshots are the pandas path's, bit for bit (Spark local mode)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.config import FeatureConfig
+from features.data.config import DataConfig
+from features.data.loading import load_lead_data
+from features.featurizer import LeadFeaturizer
+from features.snapshots import attach_attributes, build_snapshots
+from tests.features.test_featurizer import (
+    BASE,
+    MICROSECONDS_PER_DAY,
+    frames_from_records,
+    records_from,
+    touch_strategy,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from features.data.demo import create_demo_data
+
+    folder = tmp_path_factory.mktemp("spark-demo")
+    create_demo_data(folder, 300, seed=11, formats=("parquet",))
+    data = load_lead_data(DataConfig.from_directory(folder))
+    return folder, data
+
+
+def _table(X: np.ndarray, names, rows: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(X, columns=list(names))
+    out.insert(0, "lead_id", rows["lead_id"].astype(str).to_numpy())
+    out.insert(1, "as_of", pd.to_datetime(rows["as_of"], utc=True).dt.as_unit("ns").to_numpy())
+    return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
+
+
+def _from_spark(frame) -> pd.DataFrame:
+    out = frame.toPandas()
+    out["as_of"] = pd.to_datetime(out["as_of"]).dt.tz_localize("UTC").dt.as_unit("ns")
+    out["lead_id"] = out["lead_id"].astype(str)
+    return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
+
+
+def assert_same_table(spark_table: pd.DataFrame, pandas_table: pd.DataFrame) -> None:
+    assert list(spark_table.columns) == list(pandas_table.columns)
+    assert spark_table["lead_id"].tolist() == pandas_table["lead_id"].tolist()
+    assert (spark_table["as_of"].to_numpy() == pandas_table["as_of"].to_numpy()).all()
+    left = spark_table.drop(columns=["lead_id", "as_of"]).to_numpy(dtype=np.float64)
+    right = pandas_table.drop(columns=["lead_id", "as_of"]).to_numpy(dtype=np.float64)
+    # every bit: NaN where NaN, the same float64 everywhere else
+    np.testing.assert_array_equal(left.view(np.int64), right.view(np.int64))
+
+
+def test_demo_snapshots_and_features_on_spark_equal_pandas(spark, demo):
+    from features.spark import feature_table, read_lead_tables, training_snapshots, with_attributes
+
+    folder, data = demo
+    now = data.outcomes["closed_at"].max()
+    snapshots, _ = build_snapshots(data.leads, data.outcomes, FeatureConfig(), now)
+    rows = attach_attributes(snapshots, data.leads)
+    featurizer = LeadFeaturizer().fit(rows, data.attribute_types, data.touchpoints)
+    expected = _table(
+        featurizer.transform(rows, data.touchpoints), featurizer.feature_names_out_, rows
+    )
+    assert len(expected) > 300 and expected["touches_all"].sum() > 0
+
+    # the canonical frames handed to Spark, and the Parquet files read by Spark itself
+    from_frames = [spark.createDataFrame(t) for t in (data.leads, data.touchpoints, data.outcomes)]
+    from_files = read_lead_tables(spark, DataConfig.from_directory(folder))
+    for leads, touchpoints, outcomes in (from_frames, from_files):
+        spark_snapshots = training_snapshots(spark, leads, outcomes, now=now, buckets=3)
+        got = spark_snapshots.toPandas().sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+        want = snapshots.sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+        assert got["label"].tolist() == want["label"].tolist()
+        assert got["snapshot_age_days"].tolist() == want["snapshot_age_days"].tolist()
+        table = feature_table(
+            spark, with_attributes(spark_snapshots, leads), touchpoints, featurizer, buckets=3
+        )
+        assert_same_table(_from_spark(table), expected)
+
+
+spark_attributes = st.fixed_dictionaries({
+    "industry": st.sampled_from(["Software", " software", "Retail", "mining", "Select", "N/A", None]),
+    "Job Title": st.sampled_from(["VP Sales", "Chief Financial Officer", "Engineer", None, "CFO"]),
+    "employees": st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)),
+    "opted_in": st.sampled_from([True, False, None]),
+    "last_visit": st.none(),
+})  # fmt: skip
+spark_lead = st.fixed_dictionaries({
+    "attributes": spark_attributes,
+    "as_of_offset": st.integers(0, 365 * MICROSECONDS_PER_DAY),
+    "created_offset": st.one_of(st.none(), st.integers(-10 * MICROSECONDS_PER_DAY, 500 * MICROSECONDS_PER_DAY)),
+    "touches": st.lists(touch_strategy, max_size=12),
+})  # fmt: skip
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(spark_lead, min_size=1, max_size=25))
+def test_generated_leads_get_the_same_features_on_spark(spark, leads):
+    from features.spark import feature_table
+    from tests.features.test_featurizer import ATTRIBUTE_TYPES, training_leads
+
+    featurizer = LeadFeaturizer(FeatureConfig(rare_min_count=5)).fit(
+        training_leads(),
+        ATTRIBUTE_TYPES,
+        touchpoints=pd.DataFrame(columns=["lead_id", "occurred_at", "channel", "activity"]),
+    )
+    records = records_from(leads)
+    # the first lead at a second moment too: a lead's touchpoints serve several rows
+    records.append(
+        dict(
+            records[0], lead_id=records[0]["lead_id"], as_of=records[0]["as_of"] - timedelta(days=3)
+        )
+    )
+    frame, touchpoints = frames_from_records(records)
+    frame["employees"] = frame["employees"].astype("float64")
+    frame["opted_in"] = frame["opted_in"].astype("boolean")
+    frame["last_visit"] = pd.to_datetime(frame["last_visit"], utc=True)
+    expected = _table(
+        featurizer.transform(frame, touchpoints), featurizer.feature_names_out_, frame
+    )
+    rows = spark.createDataFrame(frame)
+    touches = spark.createDataFrame(touchpoints) if len(touchpoints) else None
+    table = feature_table(spark, rows, touches, featurizer, buckets=2)
+    assert_same_table(_from_spark(table), expected)
+    assert BASE.tzinfo is not None
+
+
+def test_a_missing_file_or_column_names_the_option_and_the_fix(spark, tmp_path, demo):
+    from features.spark import SparkInputError, read_table
+
+    with pytest.raises(SparkInputError) as missing:
+        read_table(spark, tmp_path / "nowhere.parquet", "--leads", {"lead_id": "lead_id"})
+    assert "--leads" in str(missing.value) and "nowhere.parquet" in str(missing.value)
+    assert "Parquet file or folder that Spark can reach" in str(missing.value)
+    folder, _ = demo
+    with pytest.raises(SparkInputError) as mapped:
+        read_table(spark, folder / "leads.parquet", "--leads", {"lead_id": "Lead Number"})
+    assert "no column 'Lead Number'" in str(mapped.value)
+    assert "fix the column mapping" in str(mapped.value)
+
+
+def test_paths_keep_their_url_scheme():
+    from pathlib import Path
+
+    from features.spark import spark_path
+
+    assert spark_path(Path("s3a://bucket/leads")) == "s3a://bucket/leads"
+    assert spark_path("hdfs://namenode:8020/x") == "hdfs://namenode:8020/x"
+    assert spark_path(Path("/data/leads.parquet")) == "/data/leads.parquet"
+    assert spark_path("file:/tmp/leads") == "file:/tmp/leads"
+    assert spark_path(Path("data/leads.parquet")) == str(Path.cwd() / "data/leads.parquet")
+
+
+def test_without_java_spark_says_what_to_install(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyspark")
+    code = (
+        "from features.spark import SparkUnavailable, spark_session\n"
+        "try:\n    spark_session('local[1]')\nexcept SparkUnavailable as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}  # a Java that is not there
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "Spark cannot start" in done.stdout, done.stdout + done.stderr
+    assert "apt-get install openjdk-17-jre-headless" in done.stdout
+    assert "pip install 'leadscore[spark]'" in done.stdout
