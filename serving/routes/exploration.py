@@ -9,18 +9,32 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from serving.db import utcnow
 from serving.deps import EngineDep, ReaderKey
 from serving.errors import RequestProblem, error_responses
 from serving.exploration import exploration_report
-from serving.schemas import ExplorationReport
+from serving.schemas import ExplorationReport, Moment
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 DEFAULT_DAYS = 90
+
+
+def _iso_text(value: object) -> object:
+    """A moment given as ISO 8601 text only: pydantic would read `to=0.5` as Unix seconds."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError(
+            f"{value!r} is a number; expected an ISO 8601 moment with a zone, "
+            "e.g. 2026-11-01T00:00:00Z"
+        )
+    return value
+
+
+# An ISO 8601 moment with a zone, within the plausible range (as every moment of this API).
+QueryMoment = Annotated[Moment, BeforeValidator(_iso_text)]
 
 
 @router.get(
@@ -37,7 +51,7 @@ async def get_exploration(
     _: ReaderKey,
     engine: EngineDep,
     start: Annotated[
-        AwareDatetime | None,
+        QueryMoment | None,
         Query(
             alias="from",
             description=f"Scores from (default: {DEFAULT_DAYS} days before `to`); must be "
@@ -45,16 +59,11 @@ async def get_exploration(
         ),
     ] = None,
     end: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Scores before (default: now).")
+        QueryMoment | None, Query(alias="to", description="Scores before (default: now).")
     ] = None,
 ) -> dict:
     end = end or utcnow()
-    try:
-        start = start or end - timedelta(days=DEFAULT_DAYS)
-    except OverflowError:  # `to` in the first days of year 1
-        raise RequestProblem(
-            422, f"to ({end.isoformat()}) leaves no {DEFAULT_DAYS} days before it: give from"
-        ) from None
+    start = start or end - timedelta(days=DEFAULT_DAYS)  # `to` is 1970 or later: no overflow
     if start >= end:
         raise RequestProblem(
             422, f"from ({start.isoformat()}) must be before to ({end.isoformat()}): swap them"

@@ -9,7 +9,8 @@ test_policy_api.py and test_vocabulary.py, with the answers checked):
 - strict scoring (`strict`) refuses what the default mode reads with a warning (an unknown
   channel): a strict request is "valid" only with names JSON Schema cannot list (synonyms are
   matched ignoring case and punctuation), so positive cases are generated without it;
-- a policy's grade bands are ordered (A >= B >= C, defaults for those left out) and a change
+- a policy's grade bands are ordered (A >= B >= C, defaults for those left out), grade shares
+  add up to at most 1 (D gets the rest), and a change
   giving both thresholds has nurture <= sales;
 - the exploration report's period starts before it ends (`from` < `to`; `to` defaults to now,
   `from` to 90 days before `to`);
@@ -70,8 +71,11 @@ def filter_case(context, case) -> bool:
         policy = case.body.get("policy") or {}
         grades = {**_GRADE_DEFAULTS, **(policy.get("grades") or {})}
         ordered = grades["A"] >= grades["B"] >= grades["C"]
+        shares = (policy.get("grades") or {}).get("shares") or {}
+        shares_fit = sum(v for v in shares.values() if isinstance(v, int | float)) <= 1
         sales, nurture = policy.get("sales_threshold"), policy.get("nurture_threshold")
-        return ordered and (sales is None or nurture is None or nurture <= sales)
+        in_order = sales is None or nurture is None or nurture <= sales
+        return ordered and shares_fit and in_order
     return True
 
 

@@ -106,9 +106,22 @@ def test_a_backwards_period_is_refused_with_the_fix(client):
     )
 
 
-def test_a_default_period_before_year_one_is_refused_with_the_fix(client):
+def test_moments_outside_the_plausible_range_are_refused_with_the_fix(client):
     answer = client.get(URL, params={"to": "0001-01-02T00:00:00Z"}, headers=auth(OPS_KEY))
     assert answer.status_code == 422
     assert answer.json()["detail"] == (
-        "to (0001-01-02T00:00:00+00:00) leaves no 90 days before it: give from"
+        "to: timestamp 0001-01-02T00:00:00+00:00 is outside the plausible range (expected a "
+        "moment between 1970-01-01 and 2100-01-01)"
     )
+
+
+def test_a_number_is_not_read_as_unix_seconds(client):
+    answer = client.get(URL, params={"to": "0.5"}, headers=auth(OPS_KEY))
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {
+            "field": "to",
+            "message": "'0.5' is a number",
+            "expected": "an ISO 8601 moment with a zone, e.g. 2026-11-01T00:00:00Z",
+        }
+    ]
