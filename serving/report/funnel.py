@@ -366,7 +366,10 @@ def _lead_sums(
     elif grouping == "score_band":
         codes, labels = score_band_groups(_float(keys))
     else:  # one JSON text per group, not per lead
-        values = pd.Series([None if k is None else orjson.loads(k) for k in keys], dtype=object)
+        # a lead without the attribute has no key (None, or NaN once in a frame)
+        values = pd.Series(
+            [orjson.loads(k) if isinstance(k, str | bytes) else None for k in keys], dtype=object
+        )
         values = values.infer_objects()  # numbers, yes/no: ordered as the file report orders them
         codes, labels, natural = attribute_groups(values)
     sums = _sums_by_code(table, codes, labels, natural, weighted=False)

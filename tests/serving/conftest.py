@@ -155,7 +155,7 @@ def trained_model(tmp_path_factory) -> Iterator[TrainedModel]:
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", tracking)
     demo = root / "demo"
-    create_demo_data(demo, 600, seed=3, formats=("parquet",))
+    create_demo_data(demo, 1000, seed=3, formats=("parquet",))
     config = resolve_config(
         None,
         leads=demo / "leads.parquet",
