@@ -126,14 +126,14 @@ def fit_timing_model(
     mask = np.concatenate([np.asarray(categorical, dtype=bool), [False, False]])
     classifier = HistGradientBoostingClassifier(
         categorical_features=mask if mask.any() else None,
-        max_iter=200,
-        learning_rate=0.15,
+        max_iter=300,
+        learning_rate=0.1,
         max_leaf_nodes=15,
-        min_samples_leaf=40,
+        min_samples_leaf=100,
         l2_regularization=1.0,
         early_stopping=True,
         validation_fraction=0.1,
-        n_iter_no_change=20,
+        n_iter_no_change=30,
         random_state=seed,
     ).fit(inputs, target)
     return CloseTimingModel(classifier, edges, horizon_days)
