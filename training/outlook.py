@@ -87,10 +87,10 @@ def fit_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) ->
         training["won"].to_numpy() & training["lead_id"].isin(amounts.index).to_numpy()
     )
     rows = np.union1d(timing_rows, value_rows)
-    chosen = training.iloc[rows].assign(_row=rows)
+    chosen = training.iloc[rows].assign(outlook_row=rows)
     frame = attach_attributes(chosen, data.leads, data.attribute_history)
     X_all = featurizer.transform(frame, data.touchpoints)
-    position = pd.Series(np.arange(len(frame)), index=frame["_row"].to_numpy())
+    position = pd.Series(np.arange(len(frame)), index=frame["outlook_row"].to_numpy())
     notes: list[str] = []
     metrics: dict[str, float] = {}
 
