@@ -22,6 +22,7 @@ from features.feature import FactColumns
 
 N_AMOUNT_REASONS = 3
 MIN_REASON_FACTOR = 1.15  # a fact that moves the typical deal by less than 15% is no reason
+MAX_Z = 6.0  # numbers count at most 6 standard deviations from their training mean
 
 
 class DealValueModel:
@@ -66,7 +67,8 @@ class DealValueModel:
             else:
                 v = np.log1p(np.clip(values, 0, None)) if term["log"] else values
                 v = np.where(missing, float(term["fill"]), v)
-                z = (v - float(term["center"])) / float(term["scale"])
+                # beyond the training spread a line says little: held there (and finite for 1e400)
+                z = np.clip((v - float(term["center"])) / float(term["scale"]), -MAX_Z, MAX_Z)
                 out[:, j] = float(term["weight"]) * z + missing * float(term["missing"])
         return out
 

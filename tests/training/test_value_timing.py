@@ -153,6 +153,8 @@ def test_the_value_model_recovers_expected_amounts_interval_and_reasons():
     assert size_reason["text"].startswith("Company size: 51-200: typical deals about ")
     assert size_reason["effect"] == pytest.approx(9.0, rel=0.1)
     assert reasons[1] == []  # the typical lead has no reason
+    # an absurd number (1e400 reads as infinity) still gives a finite amount
+    assert np.isfinite(model.predict(np.array([[2.0, np.inf], [np.nan, np.nan]]))).all()
     # state is plain JSON and predicts the same
     import json
 
