@@ -52,7 +52,7 @@ def score_leads(
     model_ref = {"name": loaded.name, "version": loaded.version}
     if len(columns["probability"]) != len(leads):
         raise RuntimeError("the scorer returned a different number of rows than leads")
-    return [
+    results = [
         {
             "lead_id": lead["lead_id"],
             "probability": probability,
@@ -91,6 +91,38 @@ def score_leads(
             columns["exploration"],
         )
     ]
+    add_value_and_timing(results, columns, loaded.scorer)
+    return results
+
+
+def add_value_and_timing(results: list[dict], columns: dict[str, list], scorer: Any) -> None:
+    """Each result's `deal_value` and `time_to_close` (None when the model has no such part)."""
+    value, timing = getattr(scorer, "value", None), getattr(scorer, "timing", None)
+    for i, result in enumerate(results):
+        result["deal_value"] = (
+            None
+            if value is None
+            else {
+                "expected_amount": columns["expected_amount"][i],
+                "interval": {
+                    "low": columns["amount_low"][i],
+                    "high": columns["amount_high"][i],
+                    "level": value.level,
+                },
+                "expected_value": columns["expected_value"][i],
+                "reasons": columns["amount_reasons"][i],
+            }
+        )
+        result["time_to_close"] = (
+            None
+            if timing is None
+            else {
+                "win_within_days": {
+                    str(int(h)): columns[f"win_within_{int(h)}d"][i] for h in timing.horizons
+                },
+                "median_days_to_close": columns["median_days_to_close"][i],
+            }
+        )
 
 
 class ScoringBatcher:

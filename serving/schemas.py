@@ -306,6 +306,50 @@ class ModelRef(BaseModel):
     version: str
 
 
+class AmountReason(BaseModel):
+    feature: str = Field(description="The fact behind the reason.")
+    text: str = Field(
+        description="The reason in plain words, e.g. 'Company size: 1001-5000: typical deals "
+        "about 3.1x'."
+    )
+    effect: float = Field(
+        description="Factor on the typical lead's deal amount (2.0: deals about twice as large)."
+    )
+
+
+class AmountInterval(BaseModel):
+    low: float = Field(description="Lower end of the deal amount if won.")
+    high: float = Field(description="Upper end of the deal amount if won.")
+    level: float = Field(description="Share of won deals of leads like this inside (e.g. 0.8).")
+
+
+class DealValue(BaseModel):
+    """How much: the deal amount if the lead wins, learned from won deals' amounts."""
+
+    expected_amount: float = Field(description="Expected (mean) deal amount if the lead wins.")
+    interval: AmountInterval
+    expected_value: float = Field(description="probability x expected_amount.")
+    reasons: list[AmountReason] = Field(
+        description="Up to three facts that make this lead's deal larger or smaller than the "
+        "typical lead's."
+    )
+
+
+class TimeToClose(BaseModel):
+    """How soon: learned from closing dates, leads still open counted as censored."""
+
+    win_within_days: dict[str, float] = Field(
+        description="Probability of closing won within 30, 60 and 90 days of the scoring moment "
+        "(keys '30', '60', '90'); never lower for a longer horizon. The model's horizon equals "
+        "`probability`.",
+        examples=[{"30": 0.04, "60": 0.11, "90": 0.15}],
+    )
+    median_days_to_close: float = Field(
+        description="Median days from the scoring moment to a win, for a win within the "
+        "longest horizon."
+    )
+
+
 class LeadScore(BaseModel):
     lead_id: str
     probability: float = Field(description="Calibrated probability that the lead closes won.")
@@ -347,6 +391,12 @@ class LeadScore(BaseModel):
         examples=["improving"],
     )
     model: ModelRef
+    deal_value: DealValue | None = Field(
+        None, description="Deal amount if won, with an interval (null: the model has none)."
+    )
+    time_to_close: TimeToClose | None = Field(
+        None, description="Chances of a win within 30/60/90 days (null: the model has none)."
+    )
 
 
 class ProblemEntry(BaseModel):
@@ -455,6 +505,16 @@ class ModelInfo(BaseModel):
     )
     outcomes_since_training: int | None = Field(
         None, description="Outcomes reported since the training data ended (null: unknown)."
+    )
+    deal_value: dict[str, Any] | None = Field(
+        None,
+        description="The deal value model's holdout figures (value_spearman, "
+        "value_interval_coverage, ...) and interval level; null: the model has none.",
+    )
+    time_to_close: dict[str, Any] | None = Field(
+        None,
+        description="The time-to-close model's horizons and holdout figures (timing_roc_auc_30d, "
+        "timing_ece_30d, ...); null: the model has none.",
     )
 
 

@@ -171,7 +171,9 @@ def score_data(
     """Scored leads: lead_id, probability, score, grade, decision, reasons_for, reasons_against
     (plain text), hard_rule, exploration (sent to sales by the policy's exploration rate, drawn
     as the API draws it under the same policy version) and policy (which one decided: `policy`,
-    default the model's own)."""
+    default the model's own); with the model's deal value and time-to-close parts also
+    expected_amount, amount_low, amount_high, expected_value, amount_reasons,
+    win_within_30d/60d/90d, median_days_to_close."""
     policy = policy or model_default(scorer.policy, scorer.metadata)
     frame = data.leads
     for column in scorer.featurizer.attributes_.columns_:
@@ -186,6 +188,10 @@ def score_data(
     if explain:
         scored["reasons_for"] = [format_reasons(r) for r in scored["reasons_for"]]
         scored["reasons_against"] = [format_reasons(r) for r in scored["reasons_against"]]
+    if "amount_reasons" in scored:  # their texts say the factor ("typical deals about 3.1x")
+        scored["amount_reasons"] = [
+            "; ".join(r["text"] for r in rs) for rs in scored["amount_reasons"]
+        ]
     scored["policy"] = policy.label
     return scored
 

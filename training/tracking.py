@@ -120,6 +120,16 @@ def log_candidate(
     return child.info.run_id
 
 
+def log_outlook(metrics: dict[str, float]) -> None:
+    """The deal value and time-to-close models' holdout figures (`training.outlook`), as
+    `holdout_value_*` and `holdout_timing_*` metrics of the active run."""
+    import mlflow
+
+    finite = {f"holdout_{k}": float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    if finite:
+        mlflow.log_metrics(finite)
+
+
 def log_training(
     fitted: Fitted,
     config: RunConfig,

@@ -33,8 +33,10 @@ from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
 from training.data import Examples, Split, build_examples, split_holdout, subsample
 from training.models import Candidate, candidates, choose_calibration, fit_estimator
+from training.outlook import Outlook, fit_outlook
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 from training.search import search_models
+from training.thin_data import check_enough_outcomes
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
 DEFAULT_TIME_BUDGET = 60.0  # seconds of model search (see `training.search`)
@@ -88,6 +90,12 @@ class TrainingConfig(BaseModel):
         description="Let the gate promote a model with strongly suspected leakage (a column that "
         "alone separates won and lost leads, or a sales-named column that separates or dominates); "
         "only when such a column is known when a lead arrives.",
+    )
+    min_wins: int = Field(
+        30, ge=10, description="Fewest won leads to train on; fewer are refused as too thin."
+    )
+    min_losses: int = Field(
+        30, ge=10, description="Fewest lost leads to train on; fewer are refused as too thin."
     )
     threads: int | None = Field(
         None,
@@ -156,6 +164,7 @@ class TrainResult:
     selected: str = ""
     seconds: float = 0.0
     refit: bool = False  # the served model was refitted on training + holdout
+    outlook_metrics: dict[str, float] = field(default_factory=dict)  # deal value, time to close
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -175,6 +184,7 @@ class TrainResult:
             "champion_suspected_leakage": self.gate.champion_leakage,
             "warnings": self.warnings,
             "leakage": [w.to_dict() for w in self.leakage],
+            "value_and_timing_metrics": {k: _finite(v) for k, v in self.outlook_metrics.items()},
             "seconds": round(self.seconds, 1),
         }
 
@@ -254,6 +264,7 @@ def _fit_scorer(
     notes: list[str] = []
     step("building training examples")
     examples = build_examples(data, config.features, config.training.now)
+    check_enough_outcomes(examples, config.training.min_wins, config.training.min_losses)
     settle = max(config.features.snapshot_ages_days) + config.features.horizon_days
     split = split_holdout(examples, config.training.holdout_fraction, seed, settle)
     train_rows = subsample(split.train, examples.labels, config.training.max_training_rows, seed)
@@ -452,12 +463,16 @@ def _train(
         step("checking for leakage")
         leaks = check_leakage(fitted, data, seed)
         warnings = run_warnings(leaks, fitted, data)
+        step("fitting the deal value and time-to-close models")
+        outlook = attach_outlook(fitted, data, config, seed)
+        warnings += outlook.notes
         evaluation_estimator = prepare_served_model(
             fitted, data, config, metrics, model_name, seed, run_id
         )
 
         step("logging to MLflow")
         tracking.log_training(fitted, config, data, metrics, leaks, seed)
+        tracking.log_outlook(outlook.metrics)
         step("logging the model")
         info = tracking.log_model(
             fitted.scorer, fitted.holdout_frame, data.touchpoints, evaluation_estimator
@@ -493,7 +508,16 @@ def _train(
         selected=fitted.selected,
         seconds=seconds,
         refit=fitted.refitted,
+        outlook_metrics=outlook.metrics,
     )
+
+
+def attach_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) -> Outlook:
+    """Fit the deal value and time-to-close models (`training.outlook`) and give them to the
+    scorer, which ships and serves them beside the win probability."""
+    outlook = fit_outlook(fitted, data, config, seed)
+    fitted.scorer.value, fitted.scorer.timing = outlook.value, outlook.timing
+    return outlook
 
 
 @dataclass

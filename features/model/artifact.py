@@ -21,6 +21,9 @@ pickle:
 - ``evaluation_estimator.skops`` and ``evaluation.json`` (only when the served estimator was
   refitted on training + holdout): the model fitted without the holdout and its calibration map,
   which the champion/challenger gate scores (the refit may have learned a later run's holdout)
+- ``value.json`` (`DealValueModel.to_dict()`, plain JSON), ``timing.json`` and ``timing.skops``
+  (`CloseTimingModel`: periods and horizons as JSON, its classifier with skops and the same
+  allow-list), when the deal value and time-to-close models were trained (issue 14)
 - ``samples.json``: 20 held-out leads and a lead with no attributes, in the pyfunc input format,
   with the probability the model gave each when it was logged (`record_samples`)
 - ``hashes.json`` (written at registration, `record_file_hashes`): the sha256 of every other file
@@ -105,6 +108,15 @@ FILES = {
 EVALUATION_FILES = {
     "evaluation_estimator": "evaluation_estimator.skops",
     "evaluation": "evaluation.json",
+}
+
+
+# The deal value and time-to-close models (issue 14), when trained: JSON, and the time-to-close
+# classifier with skops (the same allow-list). Versions without them score without those fields.
+OUTLOOK_FILES = {
+    "value": "value.json",
+    "timing": "timing.json",
+    "timing_estimator": "timing.skops",
 }
 
 
@@ -244,7 +256,8 @@ def save_scorer(
     dumped: dict[str, bytes] = {"estimator": sio.dumps(scorer.estimator.model)}
     if evaluation_estimator is not None:
         dumped["evaluation_estimator"] = sio.dumps(evaluation_estimator.model)
-    for data in dumped.values():
+    timing_bytes = None if scorer.timing is None else sio.dumps(scorer.timing.classifier)
+    for data in (*dumped.values(), *([timing_bytes] if timing_bytes is not None else [])):
         extra = _untrusted_in(data)
         if extra:
             raise ValueError(
@@ -273,6 +286,14 @@ def save_scorer(
     )
     holdout.to_parquet(paths["holdout"], index=False)
     Path(paths["metadata"]).write_text(json.dumps(_json_safe(scorer.metadata), indent=2))
+    if scorer.value is not None:
+        paths["value"] = str(directory / OUTLOOK_FILES["value"])
+        Path(paths["value"]).write_text(json.dumps(_json_safe(scorer.value.to_dict())))
+    if scorer.timing is not None:
+        paths["timing"] = str(directory / OUTLOOK_FILES["timing"])
+        paths["timing_estimator"] = str(directory / OUTLOOK_FILES["timing_estimator"])
+        Path(paths["timing"]).write_text(json.dumps(_json_safe(scorer.timing.to_dict())))
+        Path(paths["timing_estimator"]).write_bytes(timing_bytes or b"")
     return paths
 
 
@@ -289,6 +310,8 @@ def load_scorer(
     from features.featurizer import LeadFeaturizer
     from features.model.calibration import CalibratedModel
     from features.model.scorer import LeadScorer
+    from features.model.timing import CloseTimingModel
+    from features.model.value import DealValueModel
     from features.policy.rules import Policy
 
     featurizer = LeadFeaturizer.from_dict(json.loads(Path(paths["featurizer"]).read_text()))
@@ -302,6 +325,14 @@ def load_scorer(
     policy = Policy.model_validate_json(Path(paths["policy"]).read_text())
     holdout = pd.read_parquet(paths["holdout"])
     metadata = json.loads(Path(paths["metadata"]).read_text())
+    value = timing = None
+    if "value" in paths:
+        value = DealValueModel.from_dict(json.loads(Path(paths["value"]).read_text()))
+    if "timing" in paths and "timing_estimator" in paths:
+        classifier = sio.load(paths["timing_estimator"], trusted=TRUSTED_TYPES)
+        timing = CloseTimingModel.from_dict(
+            json.loads(Path(paths["timing"]).read_text()), classifier
+        )
     return LeadScorer(
         featurizer,
         CalibratedModel(model, state["calibration"], compile=compile),
@@ -309,6 +340,8 @@ def load_scorer(
         metadata=metadata,
         holdout=holdout,
         baseline=baseline,
+        value=value,
+        timing=timing,
     )
 
 
@@ -813,7 +846,7 @@ def _data_files(model: Path, root: str) -> dict[str, str]:
         )
     files = {}
     inside = model.resolve()
-    for name in (*FILES, *EVALUATION_FILES, *SAMPLE_FILES):
+    for name in (*FILES, *EVALUATION_FILES, *OUTLOOK_FILES, *SAMPLE_FILES):
         if name in listed:
             path = (model / listed[name]["path"]).resolve()
             if not path.is_relative_to(inside) or not path.is_file():

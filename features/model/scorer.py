@@ -29,6 +29,8 @@ from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
 from features.model.reasons import N_REASONS, ReasonWriter, _baseline_equal
+from features.model.timing import CloseTimingModel, lead_ages
+from features.model.value import DealValueModel
 from features.policy.exploration import apply_exploration
 from features.policy.facts import (
     _touch_facts,
@@ -57,8 +59,12 @@ class LeadScorer:
         metadata: dict[str, Any] | None = None,
         holdout: pd.DataFrame | None = None,
         baseline: Sequence[float] | np.ndarray | None = None,
+        value: DealValueModel | None = None,
+        timing: CloseTimingModel | None = None,
     ) -> None:
         self.featurizer = featurizer
+        self.value = value  # expected deal amount if won (None: not trained)
+        self.timing = timing  # chances of a win within 30/60/90 days (None: not trained)
         self.estimator = estimator
         self.policy = policy or Policy()
         self.metadata = dict(metadata or {})
@@ -161,6 +167,37 @@ class LeadScorer:
         """(probabilities, reasons_for, reasons_against) for feature rows `X`."""
         return self._predict_explained(np.asarray(X, dtype=float), n_reasons)
 
+    # how much and how soon -----------------------------------------------------------------
+    def outlook(
+        self, X: np.ndarray, probabilities: np.ndarray, lead_age: np.ndarray, explain: bool = True
+    ) -> dict[str, Any]:
+        """The deal value and timing columns of feature rows `X` (arrays, one value per lead;
+        none without those models): expected_amount, amount_low, amount_high (the value model's
+        interval), expected_value (probability x expected amount), amount_reasons,
+        win_within_{30,60,90}d and median_days_to_close (of a win)."""
+        out: dict[str, Any] = {}
+        if self.value is not None:
+            expected, low, high = self.value.predict(X)
+            out["expected_amount"] = expected
+            out["amount_low"], out["amount_high"] = low, high
+            out["expected_value"] = np.asarray(probabilities) * expected
+            out["amount_reasons"] = (
+                self.value.reasons(X, self.baseline, self._reason_writer().facts)
+                if explain
+                else [[] for _ in range(len(X))]
+            )
+        if self.timing is not None:
+            chances, median = self.timing.predict(X, lead_age, probabilities)
+            for horizon, chance in chances.items():
+                out[f"win_within_{horizon}d"] = chance
+            out["median_days_to_close"] = median
+        return out
+
+    def _frame_lead_ages(self, frame: pd.DataFrame) -> np.ndarray:
+        if "created_at" in frame and "as_of" in frame:
+            return lead_ages(frame["created_at"], frame["as_of"])
+        return np.full(len(frame), np.nan)
+
     # batch ----------------------------------------------------------------------------------
     def score_frame(
         self,
@@ -189,6 +226,7 @@ class LeadScorer:
         reasons_for: list[list[dict]] = []
         reasons_against: list[list[dict]] = []
         tp_by_lead = touchpoints
+        outlook: dict[str, list[Any]] = {}
         for start in range(0, n, batch_size):
             part = frame.iloc[start : start + batch_size]
             if touchpoints is not None and n > batch_size:
@@ -201,6 +239,9 @@ class LeadScorer:
             else:
                 p = self.estimator.predict_proba(X)
             probabilities[start : start + len(part)] = p
+            more = self.outlook(X, p, self._frame_lead_ages(part), explain)
+            for column, values in more.items():
+                outlook.setdefault(column, []).extend(list(values))
             if progress is not None:
                 progress(len(part))
         lead_ids = frame["lead_id"].tolist() if "lead_id" in frame else list(range(n))
@@ -231,6 +272,8 @@ class LeadScorer:
             out["reasons_against"] = reasons_against
         out["hard_rule"] = hard_rules
         out["exploration"] = np.asarray(exploration, dtype=bool)
+        for column, values in outlook.items():
+            out[column] = values
         return out
 
     # the API's fast path --------------------------------------------------------------------
@@ -261,9 +304,10 @@ class LeadScorer:
         policy_version: int = 0,
     ) -> dict[str, list[Any]]:
         """`score_records` as one list per output (lead_id, probability, score, grade, decision,
-        reasons_for, reasons_against, hard_rule, exploration): the API builds its answer from
-        these. `touch_moments`: the touchpoints' moments if already parsed
-        (`record_touchpoints`); `policy_version` salts the exploration draw."""
+        reasons_for, reasons_against, hard_rule, exploration, and with a value or timing model
+        the columns of `outlook`): the API builds its answer from these. `touch_moments`: the
+        touchpoints' moments if already parsed (`record_touchpoints`); `policy_version` salts the
+        exploration draw."""
         policy = policy or self.policy
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
             now = datetime.now(UTC)
@@ -278,6 +322,15 @@ class LeadScorer:
             reasons_for = [[] for _ in records]
             reasons_against = [[] for _ in records]
         check_probabilities(probabilities, [r.get("lead_id") for r in records])
+        outlook = {}
+        if self.value is not None or self.timing is not None:
+            ages = (
+                lead_ages([r.get("created_at") for r in records], [r.get("as_of") for r in records])
+                if self.timing is not None
+                else np.full(len(records), np.nan)
+            )
+            more = self.outlook(X, probabilities, ages, explain)
+            outlook = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in more.items()}
         fact_columns = fact_columns_of(self.metadata.get("data_config"))  # trained config's
         if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
             # One lead (the latency case) or unusual input: the per-lead facts and decision.
@@ -316,6 +369,7 @@ class LeadScorer:
             "reasons_against": reasons_against,
             "hard_rule": rules,
             "exploration": exploration,
+            **outlook,
         }
 
 

@@ -42,6 +42,24 @@ async def get_model(_: ReaderKey, loaded: ModelDep, engine: EngineDep) -> dict:
         "holdout_weeks": meta.get("holdout_weeks"),
         "training_data_end": data_end,
         "outcomes_since_training": since,
+        **value_and_timing(loaded.scorer),
+    }
+
+
+def value_and_timing(scorer: object) -> dict:
+    """What GET /v1/model says of the deal value and time-to-close models (None: not trained)."""
+    value, timing = getattr(scorer, "value", None), getattr(scorer, "timing", None)
+    return {
+        "deal_value": None
+        if value is None
+        else {"interval_level": value.level, "metrics": value.metrics},
+        "time_to_close": None
+        if timing is None
+        else {
+            "horizons_days": timing.horizons,
+            "periods_days": timing.edges,
+            "metrics": timing.metrics,
+        },  # fmt: skip
     }
 
 

@@ -102,3 +102,35 @@ def test_flat_xeducation_train_warns_about_leakage_then_scores_ignoring_the_labe
     assert list(scores.columns[:5]) == ["lead_id", "probability", "score", "grade", "decision"]
     assert scores["lead_id"].tolist() == sample["Prospect ID"].tolist()
     assert scores["score"].between(0, 100).all() and scores["reasons_for"].str.len().gt(0).any()
+
+
+def test_train_on_thin_demo_data_refuses_with_the_counts_and_what_would_help(tracking, tmp_path):
+    from features.data import demo
+
+    demo.write(demo.generate(150, seed=2), tmp_path, formats=("parquet",))  # 23 wins in all
+    result = runner.invoke(app, [
+        "train", "--leads", str(tmp_path / "leads.parquet"),
+        "--touchpoints", str(tmp_path / "touchpoints.parquet"),
+        "--outcomes", str(tmp_path / "outcomes.parquet"),
+    ])  # fmt: skip
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "error: too few outcomes to train a trustworthy model: " in output
+    assert "won leads (at least 30 needed)" in output
+    assert (
+        "What would help: outcomes of more leads: a longer history in the outcomes file" in output
+    )
+    assert "training.min_wins and training.min_losses" in output and "Traceback" not in output
+
+
+def test_train_on_a_thin_flat_file_says_more_labelled_rows_would_help(tracking, tmp_path):
+    path = tmp_path / "leads.csv"
+    pd.DataFrame({"lead_id": [f"L{i}" for i in range(200)], "source": ["web", "ads"] * 100,
+                  "won": ["yes"] * 20 + ["no"] * 180}).to_csv(path, index=False)  # fmt: skip
+    result = runner.invoke(
+        app, ["train", "--leads", str(path), "--label", "won", "--positive", "yes"]
+    )
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "20 won leads (at least 30 needed), from 20 won and 180 lost leads in all" in output
+    assert "What would help: more labelled rows in the leads file (the label column)" in output

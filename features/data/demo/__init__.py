@@ -15,15 +15,19 @@ The process (documented in the README's demo-data section), one module per step:
    21: the attributes and the counts of each activity in the first 21 days (`true_logit_from_counts`).
    The hidden levels only shape what is observed, so at a 30-day snapshot nothing else predicts
    the outcome. Every share, effect and spelling the steps draw from is declared there, once.
-4. `outcomes`: won ~ Bernoulli(p). Wins close between day 31 and day 110 (bigger companies later),
-   so no win has closed at the 30-day snapshot and "won within 90 days of it" is "won". Most
+4. `outcomes`: won ~ Bernoulli(p). Wins close between day 31 and day 110 (bigger companies later,
+   senior buyers and early demo requests sooner: `process.win_close_shape`), so no win has closed
+   at the 30-day snapshot and "won within 90 days of it" is "won". Won amounts are log-normal
+   around `process.true_typical_amount` (size, industry, seniority, early behaviour). Most
    losses close at any time (some within a week); the rest stay open. Outcomes after the export
    date are not written.
 5. `touchpoints` again: touchpoints after day 21 depend on p (likely buyers keep coming back) up
    to day 180.
 
 `dataset.generate` runs the steps with one seeded generator, `files.write` writes the tables and
-`oracle.parquet` (`lead_id, true_win_probability`; never a feature), and `oracle` recomputes the
+`oracle.parquet` (`lead_id, true_win_probability, true_expected_amount, true_close_beta_a,
+true_close_beta_b, true_median_days_to_close`; never a feature; `process.true_win_within` turns
+them into the true chance of winning within a horizon after a snapshot), and `oracle` recomputes the
 true probabilities from the files as `load_lead_data` reads them.
 """
 

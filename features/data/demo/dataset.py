@@ -16,7 +16,13 @@ import pyarrow as pa
 from features.data.demo.columns import lead_ids
 from features.data.demo.leads import draw_leads
 from features.data.demo.outcomes import draw_outcomes
-from features.data.demo.process import EXPORT_DATE, add_activity_counts, true_win_probability
+from features.data.demo.process import (
+    EXPORT_DATE,
+    add_activity_counts,
+    true_expected_amount,
+    true_median_days_to_close,
+    true_win_probability,
+)
 from features.data.demo.touchpoints import (
     early_touches,
     first_touch,
@@ -67,11 +73,22 @@ def generate(
     late = later_touches(rng, leads, engagement, p)
 
     step(outcomes_step)
-    outcomes = draw_outcomes(rng, leads, p)
+    outcomes = draw_outcomes(rng, leads, p, counts)
 
     step(assembling_step)
     ids = lead_ids(n_leads)
     export_s = int(EXPORT_DATE.astype(np.int64))
     touchpoints = touchpoint_table(rng, [first, early, late], ids, export_s)
-    oracle = pa.table({"lead_id": ids, "true_win_probability": pa.array(p)})
+    oracle = pa.table(
+        {
+            "lead_id": ids,
+            "true_win_probability": pa.array(p),
+            "true_expected_amount": pa.array(true_expected_amount(outcomes.typical_amount)),
+            "true_close_beta_a": pa.array(outcomes.close_a),
+            "true_close_beta_b": pa.array(outcomes.close_b),
+            "true_median_days_to_close": pa.array(
+                true_median_days_to_close(outcomes.close_a, outcomes.close_b)
+            ),
+        }
+    )
     return DemoData(leads.table(ids), touchpoints, outcomes.table(ids), oracle, EXPORT_DATE)

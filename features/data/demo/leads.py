@@ -24,12 +24,17 @@ from features.data.demo.process import (
     DO_NOT_EMAIL_EFFECT,
     FUNCTIONS,
     INDUSTRIES,
+    INDUSTRY_AMOUNT,
     MISSING_SENIORITY_EFFECT,
+    MISSING_SIZE_AMOUNT,
     MISSING_SIZE_EFFECT,
+    MISSING_SIZE_STRETCH,
     MONTH_VOLUME,
     PERSONAL_EMAIL_EFFECT,
     REGION_EFFECT,
     SENIORITY,
+    SENIORITY_AMOUNT,
+    SENIORITY_PACE,
     SIZES,
     SOURCE_EFFECT,
     SPAN_DAYS,
@@ -51,6 +56,8 @@ class Leads:
     source_channel: np.ndarray  # index into CHANNELS of the lead source
     do_not_email: np.ndarray  # bool
     attribute_logit: np.ndarray  # the attributes' part of the true logit
+    attribute_log_amount: np.ndarray  # the attributes' part of the log typical deal amount
+    attribute_pace: np.ndarray  # the attributes' part of a win's pace (0 fast, 1 slow)
     columns: dict[str, pa.Array]  # attribute columns as exported, in table order
 
     def table(self, ids: pa.Array) -> pa.Table:
@@ -148,6 +155,20 @@ def draw_leads(rng: np.random.Generator, n: int) -> Leads:
         + np.array([SOURCE_EFFECT[c] for c in CHANNEL_SHARE])[source]
         + np.where(do_not_email, DO_NOT_EMAIL_EFFECT, 0.0)
     )
+    # The observable deal size and pace: unreadable values take the neutral or missing value.
+    industry_amount = np.array([INDUSTRY_AMOUNT.get(name, 1.0) for name in INDUSTRIES])
+    seniority_amount = np.array([SENIORITY_AMOUNT.get(name, 1.0) for name in SENIORITY])
+    size_amount = np.array([v[3] for v in SIZES.values()])
+    attribute_log_amount = (
+        np.log(np.where(size_gone, MISSING_SIZE_AMOUNT, size_amount[size]))
+        + np.where(industry_gone, 0.0, np.log(industry_amount[industry]))
+        + np.where(seniority_gone, 0.0, np.log(seniority_amount[seniority]))
+    )
+    size_stretch = np.array([v[2] for v in SIZES.values()])
+    seniority_pace = np.array([SENIORITY_PACE.get(name, 0.0) for name in SENIORITY])
+    attribute_pace = np.where(size_gone, MISSING_SIZE_STRETCH, size_stretch[size]) + np.where(
+        seniority_gone, 0.0, seniority_pace[seniority]
+    )
     columns = {
         "industry": industry_arr,
         "company_size": size_arr,
@@ -159,7 +180,10 @@ def draw_leads(rng: np.random.Generator, n: int) -> Leads:
         "lead_source": source_arr,
         "do_not_email": dne,
     }
-    return Leads(created, seniority, size, source_channel, do_not_email, attribute_logit, columns)
+    return Leads(
+        created, seniority, size, source_channel, do_not_email, attribute_logit,
+        attribute_log_amount, attribute_pace, columns,
+    )  # fmt: skip
 
 
 def messy(

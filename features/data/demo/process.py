@@ -303,3 +303,119 @@ def job_titles(level: str, function: str) -> tuple[str, str]:
 def title_states_function(level: str) -> bool:
     """Whether the job titles of a level say the function ('Student' does not)."""
     return any("{" in template for template in SENIORITY[level][3])
+
+
+# ---- deal amounts and close times -----------------------------------------------------------------
+# A won deal's amount is log-normal around the lead's typical amount: the company size band's
+# typical deal (SIZES), times the multipliers of what is readable of industry and seniority, times
+# the first-21-day behaviour below. Unreadable values take the neutral multiplier (1.0), an
+# unreadable size the MISSING_SIZE_AMOUNT: the truth uses only what a model could see.
+AMOUNT_SIGMA = 0.5  # log-normal spread of the amount around the typical amount
+
+
+MISSING_SIZE_AMOUNT = 30e3
+
+
+INDUSTRY_AMOUNT = {  # multipliers of the typical deal (others 1.0)
+    "Financial Services": 1.5,
+    "Software": 1.25,
+    "Telecommunications": 1.2,
+    "Government": 1.3,
+    "Healthcare": 1.1,
+    "Retail": 0.8,
+    "Education": 0.6,
+    "Media": 0.85,
+}
+
+
+SENIORITY_AMOUNT = {  # multipliers of the typical deal (others 1.0)
+    "C-Level": 1.35,
+    "VP": 1.3,
+    "Director": 1.15,
+    "Individual Contributor": 0.9,
+    "Student": 0.7,
+}
+
+
+ACTIVITY_AMOUNT = {  # activity: (log-multiplier, transform) as in ACTIVITY_EFFECT
+    "pricing_page_view": (0.15, "log"),
+    "webinar_attend": (0.1, "any"),
+}
+
+
+# A win closes WIN_CLOSE_FIRST_DAY + WIN_CLOSE_SPAN_DAYS x Beta(a, b) days after the lead was
+# created, with (a, b) from the lead's pace (0: fast, 1: slow): the size band's sales-cycle
+# stretch (SIZES), plus the seniority's and the first-21-day behaviour's shifts below.
+WIN_CLOSE_FIRST_DAY = 31
+
+
+WIN_CLOSE_SPAN_DAYS = 79
+
+
+MISSING_SIZE_STRETCH = 0.4
+
+
+SENIORITY_PACE = {"C-Level": -0.25, "VP": -0.2, "Director": -0.1, "Student": 0.2}
+
+
+ACTIVITY_PACE = {"demo_request": (-0.35, "any"), "pricing_page_view": (-0.1, "log")}
+
+
+# Losses: LOSS_CLOSE_SHARE of the lost leads close 1 + 300 x Beta(1.1, 3.0) days after creation,
+# the rest stay open.
+LOSS_CLOSE_SHARE = 0.75
+LOSS_AGE_BETA = (1.1, 3.0)
+LOSS_FIRST_DAY, LOSS_SPAN_DAYS = 1, 300
+
+
+def _behaviour(table: dict[str, tuple[float, str]], counts: np.ndarray) -> np.ndarray:
+    total = np.zeros(counts.shape[0])
+    for activity, (weight, transform) in table.items():
+        column = counts[:, ACTIVITIES.index(activity)].astype(float)
+        total += weight * (np.log1p(column) if transform == "log" else (column > 0))
+    return total
+
+
+def true_typical_amount(attribute_log_amount: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The median amount of the lead's deal if won: attributes' log amount plus behaviour."""
+    return np.exp(attribute_log_amount + _behaviour(ACTIVITY_AMOUNT, counts))
+
+
+def true_expected_amount(typical: np.ndarray) -> np.ndarray:
+    """The mean of a log-normal deal amount around the typical (median) amount."""
+    return typical * np.exp(AMOUNT_SIGMA**2 / 2)
+
+
+def win_close_shape(attribute_pace: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The Beta(a, b) of a win's closing day (see WIN_CLOSE_FIRST_DAY) per lead."""
+    pace = np.clip(attribute_pace + _behaviour(ACTIVITY_PACE, counts), -0.3, 1.3)
+    return 1.5 + 2.5 * pace, 3.5 - 1.5 * pace
+
+
+def true_win_close_cdf(days: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(a win closes within `days` of the lead's creation), per lead."""
+    from scipy.special import betainc
+
+    x = np.clip((np.asarray(days, dtype=float) - WIN_CLOSE_FIRST_DAY) / WIN_CLOSE_SPAN_DAYS, 0, 1)
+    return betainc(a, b, x)
+
+
+def true_median_days_to_close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The median day (after creation) a win closes on, per lead."""
+    from scipy.special import betaincinv
+
+    return WIN_CLOSE_FIRST_DAY + WIN_CLOSE_SPAN_DAYS * betaincinv(a, b, 0.5)
+
+
+def true_win_within(
+    p: np.ndarray, a: np.ndarray, b: np.ndarray, age_days: float, horizon_days: float
+) -> np.ndarray:
+    """P(won within `horizon_days` after `age_days` | still open at `age_days`), per lead: the
+    truth a time-to-close model is compared with at a snapshot age."""
+    from scipy.special import betainc
+
+    closed_by = true_win_close_cdf(np.full(len(p), float(age_days)), a, b)
+    won_in = true_win_close_cdf(np.full(len(p), float(age_days + horizon_days)), a, b) - closed_by
+    loss_x = np.clip((age_days - LOSS_FIRST_DAY) / LOSS_SPAN_DAYS, 0, 1)
+    lost_open = 1 - LOSS_CLOSE_SHARE * betainc(*LOSS_AGE_BETA, loss_x)
+    return p * won_in / (p * (1 - closed_by) + (1 - p) * lost_open)

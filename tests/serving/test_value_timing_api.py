@@ -1,0 +1,106 @@
+"""How much and how soon, everywhere a score goes: POST /v1/score, its OpenAPI schema, GET
+/v1/model, the MLflow run and `leadscore score`, with a real model trained in MLflow."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.serving.conftest import auth, demo_records
+
+
+def test_each_scored_lead_carries_its_deal_value_and_time_to_close(scoring_app, trained_model):
+    records = demo_records(trained_model, 12)  # more than 8: the array path too
+    body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    assert len(body["results"]) == 12
+    for lead in body["results"]:
+        value, timing = lead["deal_value"], lead["time_to_close"]
+        assert value["expected_amount"] > 0
+        assert value["interval"]["low"] < value["interval"]["high"]
+        assert value["interval"]["level"] == 0.8
+        assert value["expected_value"] == pytest.approx(
+            lead["probability"] * value["expected_amount"]
+        )
+        for reason in value["reasons"]:
+            assert "typical deals about" in reason["text"]
+            assert reason["effect"] >= 1.15 or reason["effect"] <= 1 / 1.15  # else no reason
+        chances = timing["win_within_days"]
+        assert list(chances) == ["30", "60", "90"]
+        assert 0 <= chances["30"] <= chances["60"] <= chances["90"] <= 1
+        assert chances["90"] == pytest.approx(lead["probability"])  # the model's 90-day horizon
+        assert 0 < timing["median_days_to_close"] <= 90
+    # one lead alone (the per-lead path) gets the same answer as in the batch
+    alone = scoring_app.post("/v1/score", json={"leads": records[:1]}, headers=auth("scorer"))
+    [first] = alone.json()["results"]
+    assert first["deal_value"]["expected_amount"] == pytest.approx(
+        body["results"][0]["deal_value"]["expected_amount"]
+    )
+    batch = body["results"][0]["time_to_close"]
+    assert first["time_to_close"]["win_within_days"] == pytest.approx(batch["win_within_days"])
+    assert first["time_to_close"]["median_days_to_close"] == pytest.approx(
+        batch["median_days_to_close"]
+    )
+
+
+def test_the_openapi_schema_documents_the_value_and_timing_fields(scoring_app):
+    schemas = scoring_app.get("/openapi.json").json()["components"]["schemas"]
+    lead = schemas["LeadScore"]["properties"]
+    assert "deal_value" in lead and "time_to_close" in lead
+    assert "if won" in lead["deal_value"]["description"]
+    value = schemas["DealValue"]["properties"]
+    assert set(value) == {"expected_amount", "interval", "expected_value", "reasons"}
+    assert value["expected_value"]["description"] == "probability x expected_amount."
+    assert (
+        "Factor on the typical lead's deal amount"
+        in (schemas["AmountReason"]["properties"]["effect"]["description"])
+    )
+    timing = schemas["TimeToClose"]["properties"]
+    assert "never lower for a longer horizon" in timing["win_within_days"]["description"]
+    assert "Median days" in timing["median_days_to_close"]["description"]
+    model = schemas["ModelInfo"]["properties"]
+    assert "deal_value" in model and "time_to_close" in model
+
+
+def test_get_model_and_the_mlflow_run_report_value_and_timing_figures(scoring_app, trained_model):
+    info = scoring_app.get("/v1/model", headers=auth("scorer")).json()
+    value, timing = info["deal_value"], info["time_to_close"]
+    assert value["interval_level"] == 0.8
+    assert -1 <= value["metrics"]["value_spearman"] <= 1
+    assert timing["horizons_days"] == [30.0, 60.0, 90.0]
+    assert timing["metrics"]["timing_non_monotone_share"] == 0.0
+    version = trained_model.client().get_model_version(
+        trained_model.name, trained_model.versions[0]
+    )
+    run_id = version.run_id
+    logged = trained_model.client().get_run(run_id).data.metrics
+    assert logged["holdout_value_spearman"] == pytest.approx(value["metrics"]["value_spearman"])
+    for horizon in (30, 60, 90):
+        assert logged[f"holdout_timing_ece_{horizon}d"] == pytest.approx(
+            timing["metrics"][f"timing_ece_{horizon}d"]
+        )
+
+
+def test_batch_scoring_writes_value_and_timing_columns(trained_model, tmp_path, monkeypatch):
+    from leadscore.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    demo = trained_model.demo_dir
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--model", f"models:/{trained_model.name}/{trained_model.versions[0]}",
+        "--leads", str(demo / "leads.parquet"), "--touchpoints", str(demo / "touchpoints.parquet"),
+        "--as-of", "2025-01-15", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    for column in ("expected_amount", "amount_low", "amount_high", "expected_value",
+                   "amount_reasons", "win_within_30d", "win_within_60d", "win_within_90d",
+                   "median_days_to_close"):  # fmt: skip
+        assert scores[column].notna().any(), column
+    assert (scores["win_within_30d"] <= scores["win_within_60d"]).all()
+    assert (scores["win_within_60d"] <= scores["win_within_90d"]).all()
+    assert scores["expected_value"].to_numpy() == pytest.approx(
+        (scores["probability"] * scores["expected_amount"]).to_numpy()
+    )
+    assert scores["amount_reasons"].dropna().str.contains("typical deals about").all()
