@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
+from schemathesis.python import asgi as schemathesis_asgi
 
 from serving.app import create_app
 from tests.serving.conftest import auth, model_settings
 from tests.serving.schemathesis_hooks import negative_data_rejection_per_lead
-from tests.serving.waiting import wait_for_model
+from tests.serving.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def fuzzed_app(trained_model, tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz-db") / "leadscore.db"
     app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
-    with TestClient(app) as client:  # runs the lifespan: model, database, keys
-        wait_for_model(client)
-        yield app
+    # Schemathesis runs the app's lifespan itself (once for the process, on its first call):
+    # start it here and wait for the model, so no case meets the 503 of a model still loading.
+    with schemathesis_asgi.get_client(app):
+        wait_for(lambda: app.state.services.models.ready, "the fuzzed app's model did not load")
+    yield app
 
 
 def test_schemathesis_finds_nothing_with_all_checks(fuzzed_app):
