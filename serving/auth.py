@@ -105,7 +105,22 @@ def create_key(engine: Engine, name: str, role: str, key: str | None = None) -> 
 
 
 def ensure_keys(engine: Engine, keys: list[tuple[str, str, str]]) -> None:
-    """Make sure each (name, role, key) from the bootstrap setting exists and is active."""
+    """Make sure each (name, role, key) from the bootstrap setting exists and is active.
+
+    Replicas starting together run this at once: when another replica inserts the same name
+    between our read and our insert, the unique name refuses ours and we read again.
+    """
+    for attempt in range(3):
+        try:
+            _ensure_keys_once(engine, keys)
+            return
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("another replica created the bootstrap keys at the same time; reading again")
+
+
+def _ensure_keys_once(engine: Engine, keys: list[tuple[str, str, str]]) -> None:
     with engine.begin() as connection:
         for name, role, key in keys:
             digest = hash_key(key)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 
+import pytest
 import sqlalchemy as sa
 
 from serving.auth import create_key, revoke_key
@@ -138,3 +140,49 @@ def test_keys_over_http(sqlite_client_without_model):
     missing = client.delete("/v1/keys/nobody", headers=auth("admin"))
     assert missing.status_code == 404
     assert missing.json()["detail"].startswith("no key named 'nobody'; existing keys: ")
+
+
+def _start_together(engines, keys) -> list[BaseException]:
+    """Run ensure_keys on every engine at the same moment; the errors they raised."""
+    from serving.auth import ensure_keys
+
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def start(engine) -> None:
+        barrier.wait()
+        try:
+            ensure_keys(engine, keys)
+        except BaseException as error:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_all_bootstrap_the_same_keys(postgres_url):
+    """Eight replicas inserting the same bootstrap keys at once: none fails on the unique name."""
+    from serving.db import upgrade_database
+
+    upgrade_database(postgres_url)
+    engines = [make_engine(postgres_url) for _ in range(8)]
+    try:
+        for round_ in range(5):
+            keys = [
+                (f"boot-{round_}-{i}", "scorer", f"ls_boot-{round_}-{i}-{'x' * 24}")
+                for i in range(20)
+            ]
+            assert _start_together(engines, keys) == []
+            with engines[0].connect() as connection:
+                names = connection.execute(
+                    sa.select(api_keys.c.name).where(api_keys.c.name.like(f"boot-{round_}-%"))
+                ).scalars()
+                assert sorted(names) == sorted(name for name, _, _ in keys)
+    finally:
+        for engine in engines:
+            engine.dispose()
