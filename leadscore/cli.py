@@ -6,10 +6,13 @@ serving/ never imports training/.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -19,7 +22,7 @@ import typer
 # library loads (it reads the variable once); a value already set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-app = typer.Typer(
+_app = typer.Typer(
     name="leadscore",
     help="Lead scoring: train calibrated models from CRM history and serve scores over HTTP.",
     no_args_is_help=True,
@@ -27,23 +30,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# The module that registers each command (its `register(app)`). `leadscore serve` imports only
+# serving/cli.py, so its port opens sooner (features/data/cli.py alone brings pandas in);
+# tests/test_cli_mount.py checks this table against what each module registers.
+COMMAND_MODULES = {
+    "demo-data": "features.data.cli",
+    "validate": "features.data.cli",
+    "report": "features.report.cli",
+    "train": "training.cli",
+    "score": "training.cli",
+    "promote": "training.cli",
+    "retrain": "training.retrain",
+    "serve": "serving.cli",
+    "keys": "serving.cli",
+    "policy": "serving.policy.cli",
+}
+_mounted: set[str] = set()
 
-def _mount() -> None:
-    from features.data import cli as features_cli
-    from features.report import cli as report_cli
-    from serving import cli as serving_cli
-    from serving.policy import cli as policy_cli
-    from training import cli as training_cli
-    from training import retrain as retrain_cli
 
-    for module in (features_cli, report_cli, training_cli, retrain_cli, serving_cli, policy_cli):
-        module.register(app)
+def _mount(modules: list[str] | None = None) -> typer.Typer:
+    """Register the commands of `modules` (default: every module) on the app, once each."""
+    for name in modules or dict.fromkeys(COMMAND_MODULES.values()):
+        if name not in _mounted:
+            importlib.import_module(name).register(_app)
+            _mounted.add(name)
+    return _app
 
 
-_mount()
+def __getattr__(name: str) -> Any:
+    """`leadscore.cli.app`: the app with every command (for CliRunner and in-process calls)."""
+    if name == "app":
+        return _mount()
+    raise AttributeError(name)
 
 
-@app.command()
+@_app.command()
 def version() -> None:
     """Print the leadscore version."""
     from leadscore import __version__
@@ -51,7 +72,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
+@_app.command()
 def quickstart(
     leads: int = typer.Option(20_000, "--leads", help="How many demo leads to generate."),
     out: Path = typer.Option(Path("demo-data"), "--out", help="Where the demo tables go."),
@@ -152,7 +173,7 @@ def _say(message: str) -> None:
 def _run(arguments: list[str]) -> None:
     """Run one of our own sub-commands in-process, stopping quickstart if it fails."""
     try:
-        app(arguments, standalone_mode=False)
+        _mount()(arguments, standalone_mode=False)
     except SystemExit as done:  # typer.Exit inside standalone_mode=False surfaces as an exit code
         if done.code:
             raise typer.Exit(done.code if isinstance(done.code, int) else 1) from None
@@ -180,4 +201,6 @@ def _demo_keys() -> dict[str, str]:
 
 
 def main() -> None:
-    app()
+    command = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
+    module = COMMAND_MODULES.get(command or "")
+    _mount([module] if module else None)()

@@ -144,10 +144,10 @@ def serve(
     """Serve the scoring API (uvicorn with uvloop and httptools)."""
     import uvicorn
     from pydantic import ValidationError
+    from rich.markup import escape
 
-    from serving.auth import ensure_keys
+    from serving import boot
     from serving.config import Settings, export_for_workers
-    from serving.db import upgrade_database
     from serving.logs import logging_config
 
     try:
@@ -161,14 +161,16 @@ def serve(
     options = {"host": host, "port": port, "workers": workers, "log_format": log_format}
     settings = settings.model_copy(update={k: v for k, v in options.items() if v})
     # Whatever the parent decides below reaches the workers as settings (export_for_workers).
-    decided: dict[str, object] = {"auto_migrate": False}
+    decided: dict[str, object] = {}
     if settings.workers > 1:
         # Migrate and bootstrap keys once here, not racing in every worker.
-        engine = _engine(settings.database_url)
+        from serving.auth import ensure_keys
+
+        engine = _engine(settings.database_url)  # migrates, or says why it cannot
         if settings.bootstrap_keys():
             ensure_keys(engine, settings.bootstrap_keys())
         engine.dispose()
-        decided["api_keys_bootstrap"] = ""
+        decided.update(auto_migrate=False, api_keys_bootstrap="")
         if settings.model_poll_seconds == 0:
             # An admin reload reaches one worker; the others follow the alias by polling.
             decided["model_poll_seconds"] = 30.0
@@ -178,22 +180,14 @@ def serve(
             )
         if not settings.prometheus_multiproc_dir:
             decided["prometheus_multiproc_dir"] = tempfile.mkdtemp(prefix="leadscore-metrics-")
-    else:
-        try:
-            upgrade_database(settings.database_url)
-        except Exception as error:
-            err_console.print(
-                f"[red]error:[/red] {cannot_open_database(settings.database_url, error)}\n"
-                "Check LEADSCORE_DATABASE_URL and that the database server is running.",
-                highlight=False,
-            )
-            raise typer.Exit(2) from None
+    # One worker migrates in the background of its own start (serving/boot.py): the port opens
+    # first, so a container health check does not wait for imports and migrations.
     settings = settings.model_copy(update=decided)
     export_for_workers(settings)
     # The service's own messages (model loaded or failed, score-log errors) and uvicorn's, each
     # line with a timestamp and the request id, as text or JSON.
-    uvicorn.run(
-        "serving.app:create_app_from_env",
+    config = uvicorn.Config(
+        "serving.boot:create_booting_app",
         log_config=logging_config(settings.log_format),
         factory=True,
         host=settings.host,
@@ -207,6 +201,21 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=30,
     )
+    server = uvicorn.Server(config)
+    if settings.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        # A service that cannot start stops this server; the reason is printed below.
+        boot.stop_server = lambda: setattr(server, "should_exit", True)
+        server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn could not bind or start (it said why)
+    reason = boot.failure()
+    if reason is not None:
+        err_console.print(f"[red]error:[/red] the service could not start: {escape(reason)}")
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

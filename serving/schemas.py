@@ -584,6 +584,9 @@ class Readiness(BaseModel):
     checks: dict[str, Any] | None = Field(
         None, description="What each part says (model, database, writers): admin key only"
     )
+    reason: Literal["starting"] | None = Field(
+        None, description="`starting`: the process is up and the service is still loading"
+    )
 
 
 class NewKey(BaseModel):

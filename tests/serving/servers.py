@@ -65,8 +65,9 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    """Wait for `url`/healthz to answer; fail with the server's log if it exits or never does
-    (a hang guard, not a start-up time claim)."""
+    """Wait for the service behind `url` to be started (its port opens first and /readyz says
+    "starting" while it loads: serving/boot.py); fail with the server's log if it exits or never
+    starts (a hang guard, not a start-up time claim)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -74,9 +75,10 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
                 f"server at {url} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
             )
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            answer = httpx.get(url + "/readyz", timeout=1)
+            if answer.json().get("reason") != "starting":
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or a proxy page
             pass
         time.sleep(0.1)
     raise AssertionError(f"server at {url} did not start:\n{log.read_text()[-3000:]}")

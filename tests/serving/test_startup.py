@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import BOOTSTRAP, auth
+from tests.serving.conftest import BOOTSTRAP, UNREACHABLE_REGISTRY, auth
 from tests.serving.servers import SilentRegistry, free_port, server_process, wait_until_up
 from tests.serving.waiting import wait_for
 
@@ -70,3 +70,57 @@ def model_error(base: str) -> str:
     return httpx.get(f"{base}/readyz", headers=auth("admin"), timeout=5).json()["checks"]["model"][
         "error"
     ]
+
+
+@pytest.mark.slow
+def test_a_database_that_cannot_be_opened_stops_serve_with_the_reason_and_no_password(tmp_path):
+    port = free_port()
+    closed = free_port()  # nothing listens there
+    env = {
+        **os.environ,
+        "LEADSCORE_DATABASE_URL": f"postgresql+psycopg://app:hunter2@127.0.0.1:{closed}/leads",
+        "MLFLOW_TRACKING_URI": UNREACHABLE_REGISTRY,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    log = tmp_path / "server.log"
+    with server_process(
+        [LEADSCORE, "serve", "--port", str(port)], env=env, cwd=tmp_path, log=log
+    ) as server:
+        wait_for(lambda: server.poll() is not None, "serve kept running without its database")
+    text = log.read_text()
+    assert server.returncode == 2, text
+    assert "the service could not start: cannot open the database" in text
+    assert f"postgresql+psycopg://app:***@127.0.0.1:{closed}/leads" in text
+    assert "hunter2" not in text
+    assert "Traceback" not in text
+
+
+def test_while_the_service_loads_health_answers_and_the_rest_asks_to_retry():
+    """serving/boot.py before the service is up: what uvicorn serves from its first moment."""
+    import asyncio
+
+    from serving.boot import BootingApp
+
+    async def call(path: str) -> tuple[int, dict[str, str], bytes]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        app = BootingApp()  # not started: its lifespan never ran
+        await app({"type": "http", "path": path, "method": "GET"}, receive, send)
+        headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+        return sent[0]["status"], headers, sent[1]["body"]
+
+    status, _, body = asyncio.run(call("/healthz"))
+    assert (status, body) == (200, b'{"status": "ok"}')
+    status, _, body = asyncio.run(call("/readyz"))
+    assert (status, body) == (503, b'{"status": "not ready", "reason": "starting"}')
+    status, headers, body = asyncio.run(call("/v1/score"))
+    assert status == 503
+    assert headers["retry-after"] == "1"
+    assert headers["content-type"] == "application/problem+json"
+    assert b"the service is starting" in body
