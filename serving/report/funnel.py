@@ -64,7 +64,7 @@ from features.report.measures import (
     NO_TOUCHPOINTS,
     TOTAL,
 )
-from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcomes, score_log
+from serving.db import lead_funnel, lead_funnel_attributes, lead_funnel_credits, lead_touchpoints
 
 _NAT = np.iinfo(np.int64).min
 # What a touch-level group key is: a value, no value (campaign-less touch), or no touch at all.
@@ -145,13 +145,18 @@ def _check_by(connection: Connection, by: str) -> str:
         return by
     if by not in MEASURE_NAMES:
         found = connection.execute(
-            sa.select(lead_attributes.c.name).where(lead_attributes.c.name == by).limit(1)
+            sa.select(lead_funnel_attributes.c.name)
+            .where(lead_funnel_attributes.c.name == by)
+            .limit(1)
         ).first()
         if found is not None:
             return "attribute"
     names = list(
         connection.execute(
-            sa.select(lead_attributes.c.name).distinct().order_by(lead_attributes.c.name).limit(31)
+            sa.select(lead_funnel_attributes.c.name)
+            .distinct()
+            .order_by(lead_funnel_attributes.c.name)
+            .limit(31)
         ).scalars()
     )
     listed = ", ".join(repr(n) for n in names[:30]) or "none captured yet"
@@ -186,62 +191,52 @@ def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
     return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
 
 
-def _latest(table: sa.Table, moment: Any, columns: list[Any], *where: Any) -> Any:
-    """Each lead's latest row of `table` by `moment` (ties: the row stored last) with `columns`:
-    one pass numbering each lead's rows, newest first."""
-    rank = sa.func.row_number().over(
-        partition_by=table.c.lead_id, order_by=(moment.desc(), table.c.id.desc())
-    )
-    ranked = sa.select(table.c.lead_id, *columns, rank.label("rank")).where(*where).subquery()
-    return sa.select(ranked).where(ranked.c.rank == 1).subquery()
-
-
 def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
-    leads, o = captured_leads, outcomes
-    latest = _latest(
-        score_log, score_log.c.scored_at,
-        [score_log.c.score, score_log.c.grade, score_log.c.decision],
-    )  # fmt: skip
-    won = o.c.won.is_(sa.true())
-    has_amount = sa.and_(won, o.c.amount.is_not(None))
+    """One row per captured lead created in [lo, hi): its funnel row's facts (`lead_funnel`)."""
+    f = lead_funnel
+    won = f.c.won.is_(sa.true())
+    has_amount = sa.and_(won, f.c.amount.is_not(None))
     columns: list[Any] = [
-        leads.c.lead_id,
-        leads.c.created_at,
-        o.c.closed_at,
+        f.c.lead_id,
+        f.c.created_at,
+        f.c.closed_at,
         sa.case((won, 1), else_=0).label("won"),
-        sa.case((o.c.won.is_(sa.false()), 1), else_=0).label("lost"),
+        sa.case((f.c.won.is_(sa.false()), 1), else_=0).label("lost"),
         sa.case((has_amount, 1), else_=0).label("with_amount"),
-        sa.case((has_amount, o.c.amount), else_=0.0).label("revenue"),
-        sa.case((latest.c.decision == "sales", 1), else_=0).label("sent"),
+        sa.case((has_amount, f.c.amount), else_=0.0).label("revenue"),
+        sa.case((f.c.decision == "sales", 1), else_=0).label("sent"),
         sa.case(
             (
-                sa.and_(won, leads.c.created_at.is_not(None)),
-                _days_to_close(dialect, o.c.closed_at, leads.c.created_at),
+                sa.and_(won, f.c.created_at.is_not(None)),
+                _days_to_close(dialect, f.c.closed_at, f.c.created_at),
             ),
             else_=None,
         ).label("days"),  # fmt: skip
-        latest.c.score,
-        latest.c.grade,
-        latest.c.decision,
-        _epoch_day(dialect, leads.c.created_at).label("day"),
+        f.c.score,
+        f.c.grade,
+        f.c.decision,
+        _epoch_day(dialect, f.c.created_at).label("day"),
+        f.c.touches,
+        f.c.first_channel,
+        f.c.first_campaign,
+        f.c.last_channel,
+        f.c.last_campaign,
     ]
-    source = leads.outerjoin(o, o.c.lead_id == leads.c.lead_id).outerjoin(
-        latest, latest.c.lead_id == leads.c.lead_id
-    )
+    source: Any = f
     if grouping == "attribute":
-        value = _latest(
-            lead_attributes, lead_attributes.c.changed_at,
-            [sa.cast(lead_attributes.c.value, sa.Text).label("value")],
-            lead_attributes.c.name == by,
-        )  # fmt: skip
-        source = source.outerjoin(value, value.c.lead_id == leads.c.lead_id)
-        columns.append(value.c.value.label("attribute"))
-    query = sa.select(*columns).select_from(source)
+        a = lead_funnel_attributes
+        source = f.outerjoin(a, sa.and_(a.c.name == by, a.c.lead_id == f.c.lead_id))
+        columns.append(sa.cast(a.c.value, sa.Text).label("attribute"))
+    query = sa.select(*columns).select_from(source).where(f.c.captured.is_(sa.true()))
     if lo is not None:
-        query = query.where(leads.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
+        query = query.where(f.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
     if hi is not None:
-        query = query.where(leads.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
-    return query.cte("facts")
+        query = query.where(f.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
+    cte = query.cte("facts")
+    if dialect == "postgresql":
+        # Each part scans the narrow table itself rather than a materialised copy of it.
+        cte = cte.prefix_with("NOT MATERIALIZED", dialect="postgresql")
+    return cte
 
 
 # The parts of the one statement a report runs: sums per group, won deals per group, the total's
@@ -386,91 +381,54 @@ def _key_values(keys: pd.Series) -> pd.Series:
 # Channels and campaigns: the attribution rules
 
 
-def _narrow(facts: Any) -> list[Any]:
-    """What attribution needs of each lead: the sums' facts, its close and days to close."""
-    return [facts.c[name] for name in ("lead_id", "closed_at", "days", *_SUMS[1:])]
-
-
 def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
-    t = lead_touchpoints.alias("t")
-    counted = sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at)
-    if attribution != "linear":
-        # One index-only probe per lead: the value of its first (last) touch up to the close,
-        # ties by storage order; 'v:<value>', 'n' for a touch without one, NULL for no touch.
-        first = attribution == "first_touch"
-        order = (t.c.occurred_at, t.c.id) if first else (t.c.occurred_at.desc(), t.c.id.desc())
-        column = t.c.channel if grouping == "channel" else t.c.campaign
-        pick = (
-            sa.select(sa.func.coalesce(sa.literal("v:") + column, "n"))
-            .where(t.c.lead_id == facts.c.lead_id, counted)
-            .order_by(*order)
-            .limit(1)
-            .correlate(facts)
-            .scalar_subquery()
-        )
-        picked = sa.select(*_narrow(facts), pick.label("pick")).cte("picked")
-        code = picked.c.pick
-        kind = sa.case((code.is_(None), _NO_TOUCH), (code == "n", _NO_VALUE), else_=_VALUE)
-        value = sa.func.substr(code, 3)
-        grouped = sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1)))).group_by(
-            code
-        )
-        won_deals = sa.select(
-            *_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0))
-        ).where(_won_dated(picked))
-        return [grouped], [won_deals]
-
-    return _linear_parts(facts, grouping)
-
-
-def _linear_credit(facts: Any, grouping: str, name: str, *where: Any) -> Any:
-    """Every touch of the selected leads (a lead without one: one row without a touch) with
-    whether it counts (up to the close) and, over its lead, k = the lead's counted touches and
-    a row number; one pass, the windows over a lead's rows."""
-    touch = lead_touchpoints.alias(f"{name}_touch")
-    value = touch.c.channel if grouping == "channel" else touch.c.campaign
-    counts = sa.and_(
-        touch.c.id.is_not(None),
-        sa.or_(facts.c.closed_at.is_(None), touch.c.occurred_at <= facts.c.closed_at),
+    if attribution == "linear":
+        return _linear_parts(facts, grouping)
+    # The lead's first (last) touch up to its close, kept in its funnel row.
+    end = "first" if attribution == "first_touch" else "last"
+    value = facts.c[f"{end}_{grouping}"]
+    kind = sa.case((facts.c.touches == 0, _NO_TOUCH), (value.is_(None), _NO_VALUE), else_=_VALUE)
+    grouped = sa.select(*_part(_GROUPS, kind, value, _summed(facts, sa.literal(1)))).group_by(
+        kind, value
     )
-    counted = sa.case((counts, 1), else_=0)
-    lead = facts.c.lead_id
-    return (
-        sa.select(
-            *_narrow(facts),
-            value.label("value"),
-            counted.label("counted"),
-            sa.func.sum(counted).over(partition_by=lead).label("k"),
-            sa.func.row_number().over(partition_by=lead).label("row"),
-        )
-        .select_from(facts.outerjoin(touch, touch.c.lead_id == lead))
-        .where(*where)
-        .cte(name)
+    won_deals = sa.select(*_part(_DEALS, kind, value, None, facts.c.days, sa.literal(1.0))).where(
+        _won_dated(facts)
     )
+    return [grouped], [won_deals]
 
 
 def _linear_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
-    """Linear credit: each counted touch 1/k of its lead; a lead without a counted touch whole
-    to '(none)' (through one of its rows)."""
-    parts = []
-    for name, where in (("credited", ()), ("won_credited", (_won_dated(facts),))):
-        c = _linear_credit(facts, grouping, name, *where)
-        untouched = c.c.k == 0
-        kind = sa.case((untouched, _NO_TOUCH), (c.c.value.is_(None), _NO_VALUE), else_=_VALUE)
-        key = sa.case((untouched, sa.null()), else_=c.c.value)
-        weight = sa.case(
-            (c.c.k > 0, c.c.counted / sa.cast(c.c.k, sa.Float)), (c.c.row == 1, 1.0), else_=0.0
+    """Linear credit: each counted touch 1/k of its lead (k = its touches up to the close), so a
+    value gets (its touches)/k of the lead (`lead_funnel_credits`); a lead without a counted touch
+    goes whole to '(none)'."""
+    c = lead_funnel_credits
+    weight = sa.cast(c.c.touches, sa.Float) / sa.cast(facts.c.touches, sa.Float)
+    sums = [facts.c[name] for name in ("days", *_SUMS[1:])]
+    credited = sa.union_all(
+        sa.select(
+            sa.literal(_VALUE).label("base_kind"), c.c.value.label("value"),
+            weight.label("weight"), *sums,
         )
-        parts.append((c, kind, key, weight))
-    c, kind, key, weight = parts[0]
-    groups = sa.select(*_part(_GROUPS, kind, key, _summed(c, weight))).group_by(kind, key)
-    # One point per (won deal, value) with the deal's whole credit there.
-    c, kind, key, weight = parts[1]
-    deals = (
-        sa.select(*_part(_DEALS, kind, key, None, c.c.days, sa.func.sum(weight)))
-        .group_by(c.c.lead_id, kind, key, c.c.days)
-        .having(sa.func.sum(weight) > 0)
+        .select_from(facts.join(c, c.c.lead_id == facts.c.lead_id))
+        .where(c.c.grouping == grouping, facts.c.touches > 0),
+        sa.select(
+            sa.literal(_NO_TOUCH).label("base_kind"), sa.cast(sa.null(), sa.Text).label("value"),
+            sa.literal(1.0).label("weight"), *sums,
+        ).where(facts.c.touches == 0),
+    ).subquery("credited")  # fmt: skip
+    kind = sa.case(
+        (credited.c.base_kind == _NO_TOUCH, _NO_TOUCH),
+        (credited.c.value.is_(None), _NO_VALUE),
+        else_=_VALUE,
     )
+    groups = sa.select(
+        *_part(_GROUPS, kind, credited.c.value, _summed(credited, credited.c.weight))
+    )
+    groups = groups.group_by(kind, credited.c.value)
+    # One point per (won deal, value) with the deal's whole credit there.
+    deals = sa.select(
+        *_part(_DEALS, kind, credited.c.value, None, credited.c.days, credited.c.weight)
+    ).where(_won_dated(credited))
     return [groups], [deals]
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from serving.capture.rows import attribute_key, touch_key
 from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcomes, score_log
+from serving.report.funnel_tables import refresh_all
 from tests.features.report import handmade as h
 
 RECEIVED = datetime(2024, 3, 1, tzinfo=UTC)
@@ -84,3 +85,5 @@ def store_handmade(engine: Engine) -> None:
              "scored_at": _py(r.scored_at), "api_key_name": "crm"}
             for r in scores.itertuples()
         ])  # fmt: skip
+        # what the service's writers do as they write: the funnel's per-lead rows
+        refresh_all(connection)
