@@ -139,16 +139,30 @@ lead_funnel = sa.Table(
     sa.Column("amount", sa.Float, nullable=True),
 )
 
-# Linear credit: per lead, channel (`grouping` "channel") or campaign ("campaign", NULL value: a
-# touch without one), its touches up to the close.
-lead_funnel_credits = sa.Table(
-    "lead_funnel_credits",
-    metadata,
-    sa.Column("lead_id", sa.String(200), nullable=False, index=True),
-    sa.Column("grouping", sa.String(8), nullable=False),
-    sa.Column("value", sa.Text, nullable=True),
-    sa.Column("touches", sa.Integer, nullable=False),
-)
+
+def _credit_table(name: str) -> sa.Table:
+    """Linear credit by channel or by campaign: a row per lead and value of its touches up to the
+    close, with the lead's share there (`weight` = the value's touches / the lead's; a lead
+    without a touch: one row, `touched` false, weight 1), and a copy of the lead's facts, so the
+    linear report is a GROUP BY over one table."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("lead_id", sa.String(200), nullable=False, index=True),
+        sa.Column("value", sa.Text, nullable=True),
+        sa.Column("weight", sa.Float, nullable=False),
+        sa.Column("touched", sa.Boolean, nullable=False),
+        sa.Column("captured", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent", sa.Boolean, nullable=False),
+        sa.Column("won", sa.Boolean, nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("amount", sa.Float, nullable=True),
+    )
+
+
+lead_funnel_channels = _credit_table("lead_funnel_channels")
+lead_funnel_campaigns = _credit_table("lead_funnel_campaigns")
 
 # Each lead's latest value of each attribute (by name first: a report reads one name).
 lead_funnel_attributes = sa.Table(

@@ -30,7 +30,8 @@ from serving.db import (
     lead_attributes,
     lead_funnel,
     lead_funnel_attributes,
-    lead_funnel_credits,
+    lead_funnel_campaigns,
+    lead_funnel_channels,
     lead_touchpoints,
     outcomes,
     score_log,
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 # (the funnel's tables hold facts derived from the others: `serving.report.funnel_tables`).
 LEAD_TABLES = (
     lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes, dead_letters,
-    lead_funnel, lead_funnel_credits, lead_funnel_attributes,
+    lead_funnel, lead_funnel_channels, lead_funnel_campaigns, lead_funnel_attributes,
 )  # fmt: skip
 # The tables whose rows arrive (each with its moment, `_ARRIVED`): the others are derived.
 ARRIVING_TABLES = LEAD_TABLES[:6]

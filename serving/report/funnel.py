@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
+from features.report.exploration import funnel_weeks
 from features.report.funnel import (
     DAY_NS,
     DECISIONS,
@@ -48,6 +49,7 @@ from features.report.funnel import (
     FunnelError,
     GroupSums,
     attribute_groups,
+    exploration_figures,
     iso_moment,
     known_value_groups,
     moment_bound,
@@ -64,7 +66,8 @@ from features.report.measures import (
     NO_TOUCHPOINTS,
     TOTAL,
 )
-from serving.db import lead_funnel, lead_funnel_attributes, lead_funnel_credits, lead_touchpoints
+from serving.db import lead_funnel, lead_funnel_attributes, lead_touchpoints
+from serving.report.funnel_tables import CREDITS
 
 _NAT = np.iinfo(np.int64).min
 # What a touch-level group key is: a value, no value (campaign-less touch), or no touch at all.
@@ -109,13 +112,21 @@ def funnel_from_database(
             # on disk (PostgreSQL's default is 4 MB); for this transaction only.
             connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         grouping = _check_by(connection, by)
-        facts = _facts(connection.dialect.name, lo, hi, grouping, by)
+        dialect = connection.dialect.name
+        facts = _facts(dialect, lo, hi, grouping, by)
         touch_level = grouping in ("channel", "campaign")
-        if touch_level:
+        if touch_level and attribution == "linear":
+            groups, deals = _linear_parts(_credit_facts(dialect, lo, hi, grouping))
+        elif touch_level:
             groups, deals = _touch_parts(facts, grouping, attribution)
         else:
             groups, deals = _lead_parts(facts, grouping)
-        parts = _frame(connection, sa.union_all(*groups, *deals, *_total_parts(facts)))
+        linear = touch_level and attribution == "linear"
+        # Linear credit spreads a lead over groups: its total is summed apart; otherwise each lead
+        # is in one group, and the total is the groups' sum.
+        totals = _total_parts(facts) if linear else []
+        statement = sa.union_all(*groups, *deals, _exploration_part(dialect, facts), *totals)
+        parts = _frame(connection, statement)
         values = _touch_values(connection, grouping) if touch_level else None
     part = parts["part"].to_numpy(dtype=np.int64)
     table, deal_rows = parts[part == _GROUPS], parts[part == _DEALS]
@@ -123,7 +134,10 @@ def funnel_from_database(
         rows = _touch_sums(table, deal_rows, grouping, attribution, values)
     else:
         rows = _lead_sums(table, deal_rows, grouping, lo, hi)
-    total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+    if linear:
+        total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+    else:
+        total = _total_sums(table, deal_rows)
     frame = report_frame(by, rows, total, touch_level)
     frame.attrs.update(
         report="funnel",
@@ -131,8 +145,48 @@ def funnel_from_database(
         attribution=attribution if touch_level else None,
         start=None if lo is None else iso_moment(lo),
         end=None if hi is None else iso_moment(hi),
+        exploration=_exploration(parts[part == _EXPLORATION], lo, hi),
     )
     return frame
+
+
+def _exploration_part(dialect: str, facts: Any) -> Any:
+    """What the exploration estimate counts of the selected leads, in the statement's columns:
+    held back (latest decision nurture, or exploration), explored, explored won and lost; the
+    first and last creation (epoch seconds) in `days` and `weight`."""
+    explored = facts.c.exploration.is_(sa.true())
+    held = sa.or_(facts.c.decision == "nurture", explored)
+
+    def count(condition: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    empty = sa.cast(sa.null(), sa.Float)
+    counts = [count(held), count(explored), count(sa.and_(explored, facts.c.won == 1)),
+              count(sa.and_(explored, facts.c.lost == 1)), empty, empty]  # fmt: skip
+    first = _epoch_seconds(dialect, sa.func.min(facts.c.created_at))
+    last = _epoch_seconds(dialect, sa.func.max(facts.c.created_at))
+    return sa.select(*_part(_EXPLORATION, None, None, counts, first, last))
+
+
+def _epoch_seconds(dialect: str, moment: Any) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", moment), sa.Float)
+    return (sa.func.julianday(moment) - 2440587.5) * 86400.0
+
+
+def _exploration(row: pd.DataFrame, lo: int | None, hi: int | None) -> dict[str, Any] | None:
+    """The funnel's `exploration` figures from the statement's exploration part."""
+    (held, explored, won, lost, first, last) = (
+        _float(row[name])[0] for name in ("leads", "sent", "won", "lost", "days", "weight")
+    )
+
+    def ns(seconds: float) -> int | None:
+        return None if np.isnan(seconds) else int(round(seconds * 1e6)) * 1000
+
+    weeks = funnel_weeks(lo, hi, ns(first), ns(last))
+    if weeks is None:
+        return None
+    return exploration_figures(int(held), int(explored), int(won), int(lost), weeks)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,30 +245,58 @@ def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
     return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
 
 
-def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
-    """One row per captured lead created in [lo, hi): its funnel row's facts (`lead_funnel`)."""
-    f = lead_funnel
-    won = f.c.won.is_(sa.true())
-    has_amount = sa.and_(won, f.c.amount.is_not(None))
-    columns: list[Any] = [
-        f.c.lead_id,
-        f.c.created_at,
-        f.c.closed_at,
+def _fact_columns(dialect: str, table: sa.Table, sent: Any) -> list[Any]:
+    """A lead's facts as the sums need them, from a table holding created_at, won, closed_at and
+    amount (`lead_funnel`, or a credit table's copy)."""
+    t = table
+    won = t.c.won.is_(sa.true())
+    has_amount = sa.and_(won, t.c.amount.is_not(None))
+    return [
+        t.c.lead_id,
+        t.c.created_at,
+        t.c.closed_at,
         sa.case((won, 1), else_=0).label("won"),
-        sa.case((f.c.won.is_(sa.false()), 1), else_=0).label("lost"),
+        sa.case((t.c.won.is_(sa.false()), 1), else_=0).label("lost"),
         sa.case((has_amount, 1), else_=0).label("with_amount"),
-        sa.case((has_amount, f.c.amount), else_=0.0).label("revenue"),
-        sa.case((f.c.decision == "sales", 1), else_=0).label("sent"),
+        sa.case((has_amount, t.c.amount), else_=0.0).label("revenue"),
+        sa.case((sent, 1), else_=0).label("sent"),
         sa.case(
             (
-                sa.and_(won, f.c.created_at.is_not(None)),
-                _days_to_close(dialect, f.c.closed_at, f.c.created_at),
+                sa.and_(won, t.c.created_at.is_not(None)),
+                _days_to_close(dialect, t.c.closed_at, t.c.created_at),
             ),
             else_=None,
         ).label("days"),  # fmt: skip
+    ]
+
+
+def _selected(query: Any, table: sa.Table, lo: int | None, hi: int | None) -> Any:
+    """Captured leads created in [lo, hi)."""
+    query = query.where(table.c.captured.is_(sa.true()))
+    if lo is not None:
+        query = query.where(table.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
+    if hi is not None:
+        query = query.where(table.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
+    return query
+
+
+def _cte(query: Any, name: str, dialect: str) -> Any:
+    cte = query.cte(name)
+    if dialect == "postgresql":
+        # Each part scans the narrow table itself rather than a materialised copy of it.
+        cte = cte.prefix_with("NOT MATERIALIZED", dialect="postgresql")
+    return cte
+
+
+def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
+    """One row per captured lead created in [lo, hi): its funnel row's facts (`lead_funnel`)."""
+    f = lead_funnel
+    columns = [
+        *_fact_columns(dialect, f, f.c.decision == "sales"),
         f.c.score,
         f.c.grade,
         f.c.decision,
+        f.c.exploration,
         _epoch_day(dialect, f.c.created_at).label("day"),
         f.c.touches,
         f.c.first_channel,
@@ -227,21 +309,21 @@ def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str)
         a = lead_funnel_attributes
         source = f.outerjoin(a, sa.and_(a.c.name == by, a.c.lead_id == f.c.lead_id))
         columns.append(sa.cast(a.c.value, sa.Text).label("attribute"))
-    query = sa.select(*columns).select_from(source).where(f.c.captured.is_(sa.true()))
-    if lo is not None:
-        query = query.where(f.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
-    if hi is not None:
-        query = query.where(f.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
-    cte = query.cte("facts")
-    if dialect == "postgresql":
-        # Each part scans the narrow table itself rather than a materialised copy of it.
-        cte = cte.prefix_with("NOT MATERIALIZED", dialect="postgresql")
-    return cte
+    return _cte(_selected(sa.select(*columns).select_from(source), f, lo, hi), "facts", dialect)
+
+
+def _credit_facts(dialect: str, lo: int | None, hi: int | None, grouping: str) -> Any:
+    """Linear credit: a row per selected lead and value of its touches up to the close, with its
+    share (`weight`), from the credit table of `grouping`."""
+    c = CREDITS[grouping]
+    columns = [*_fact_columns(dialect, c, c.c.sent.is_(sa.true())), c.c.value, c.c.weight,
+               c.c.touched]  # fmt: skip
+    return _cte(_selected(sa.select(*columns), c, lo, hi), "credited", dialect)
 
 
 # The parts of the one statement a report runs: sums per group, won deals per group, the total's
 # sums and the total's won deals (every selected lead once).
-_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS = 0, 1, 2, 3
+_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS, _EXPLORATION = 0, 1, 2, 3, 4
 
 
 def _part(
@@ -318,7 +400,12 @@ def _group_sums(sums: dict[str, Any], days_group, days, days_weight) -> GroupSum
 
 def _frame(connection: Connection, query: Any) -> pd.DataFrame:
     result = connection.execute(query)
-    return pd.DataFrame(result.all(), columns=list(result.keys()))
+    keys = list(result.keys())
+    # column by column: pandas probing each Row object costs seconds a 100k rows
+    columns = list(zip(*result.fetchall())) or [()] * len(keys)
+    return pd.DataFrame(
+        {key: pd.Series(values, dtype=object) for key, values in zip(keys, columns)}
+    )
 
 
 def _total_sums(table: pd.DataFrame, deals: pd.DataFrame) -> GroupSums:
@@ -382,8 +469,6 @@ def _key_values(keys: pd.Series) -> pd.Series:
 
 
 def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
-    if attribution == "linear":
-        return _linear_parts(facts, grouping)
     # The lead's first (last) touch up to its close, kept in its funnel row.
     end = "first" if attribution == "first_touch" else "last"
     value = facts.c[f"{end}_{grouping}"]
@@ -397,38 +482,22 @@ def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any]
     return [grouped], [won_deals]
 
 
-def _linear_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
+def _linear_parts(credited: Any) -> tuple[list[Any], list[Any]]:
     """Linear credit: each counted touch 1/k of its lead (k = its touches up to the close), so a
-    value gets (its touches)/k of the lead (`lead_funnel_credits`); a lead without a counted touch
-    goes whole to '(none)'."""
-    c = lead_funnel_credits
-    weight = sa.cast(c.c.touches, sa.Float) / sa.cast(facts.c.touches, sa.Float)
-    sums = [facts.c[name] for name in ("days", *_SUMS[1:])]
-    credited = sa.union_all(
-        sa.select(
-            sa.literal(_VALUE).label("base_kind"), c.c.value.label("value"),
-            weight.label("weight"), *sums,
-        )
-        .select_from(facts.join(c, c.c.lead_id == facts.c.lead_id))
-        .where(c.c.grouping == grouping, facts.c.touches > 0),
-        sa.select(
-            sa.literal(_NO_TOUCH).label("base_kind"), sa.cast(sa.null(), sa.Text).label("value"),
-            sa.literal(1.0).label("weight"), *sums,
-        ).where(facts.c.touches == 0),
-    ).subquery("credited")  # fmt: skip
+    value gets (its touches)/k of the lead; a lead without a counted touch goes whole to
+    '(none)'. The credit table holds those shares (`serving.report.funnel_tables`)."""
     kind = sa.case(
-        (credited.c.base_kind == _NO_TOUCH, _NO_TOUCH),
+        (credited.c.touched.is_(sa.false()), _NO_TOUCH),
         (credited.c.value.is_(None), _NO_VALUE),
         else_=_VALUE,
     )
-    groups = sa.select(
-        *_part(_GROUPS, kind, credited.c.value, _summed(credited, credited.c.weight))
-    )
+    weight = credited.c.weight
+    groups = sa.select(*_part(_GROUPS, kind, credited.c.value, _summed(credited, weight)))
     groups = groups.group_by(kind, credited.c.value)
     # One point per (won deal, value) with the deal's whole credit there.
-    deals = sa.select(
-        *_part(_DEALS, kind, credited.c.value, None, credited.c.days, credited.c.weight)
-    ).where(_won_dated(credited))
+    deals = sa.select(*_part(_DEALS, kind, credited.c.value, None, credited.c.days, weight)).where(
+        _won_dated(credited)
+    )
     return [groups], [deals]
 
 

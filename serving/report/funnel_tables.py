@@ -9,15 +9,17 @@ derived once per change instead of once per report (migration `0008_lead_funnel`
   `created_at`), its latest score (score, grade, decision, exploration, `scored_at`), its
   outcome (won, `closed_at`, amount), and of its touchpoints up to the close (every touch while
   open): how many (`touches`) and the channel and campaign of the first and of the last;
-- `lead_funnel_credits`: per lead, channel and campaign, how many of those touches it had
-  (linear credit is `touches / lead_funnel.touches`);
+- `lead_funnel_channels`, `lead_funnel_campaigns`: linear credit, a row per lead and value of
+  its touches up to the close with its share (`weight`), and a copy of the lead's facts, so the
+  linear report groups one table without a join (a lead without a touch: one untouched row);
 - `lead_funnel_attributes`: each lead's latest value of each attribute.
 
 Who keeps them up to date, in the transaction that writes the facts they derive from:
 - the capture writer and `POST /v1/outcomes`: `refresh_leads` for the leads they wrote
   (everything recomputed from the stored facts; a new close changes which touches count);
 - the score-log writer: `record_scores`, the latest score only (an upsert that keeps the row
-  with the later `scored_at`, so the order writers commit in does not matter);
+  with the later `scored_at`, so the order writers commit in does not matter), and the credit
+  rows' copy of whether the lead went to sales;
 - erasure deletes the lead's rows; retention's purge and erasure's late sweep `refresh_leads`
   the leads they touched (a lead nothing is held about any more loses its row).
 
@@ -43,7 +45,8 @@ from serving.db import (
     lead_attributes,
     lead_funnel,
     lead_funnel_attributes,
-    lead_funnel_credits,
+    lead_funnel_campaigns,
+    lead_funnel_channels,
     lead_touchpoints,
     outcomes,
     score_log,
@@ -54,6 +57,7 @@ CHUNK = 500
 SCORE_COLUMNS = ("scored_at", "score", "grade", "decision", "exploration")
 # Every column `refresh_leads` recomputes (all but the key).
 DERIVED = tuple(c.name for c in lead_funnel.columns if c.name != "lead_id")
+CREDITS = {"channel": lead_funnel_channels, "campaign": lead_funnel_campaigns}
 
 
 def _insert(connection: Connection, table: sa.Table) -> Any:
@@ -76,7 +80,7 @@ def refresh_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
 def refresh_all(connection: Connection) -> None:
     """Rebuild the funnel tables from the stored facts: the migration's backfill, and after a
     bulk load (`bench/funnel_db.py`). Set-based: one statement per table."""
-    for table in (lead_funnel_credits, lead_funnel_attributes, lead_funnel):
+    for table in (*CREDITS.values(), lead_funnel_attributes, lead_funnel):
         connection.execute(table.delete())
     held = sa.union(
         sa.select(captured_leads.c.lead_id),
@@ -109,7 +113,6 @@ def _refresh(connection: Connection, ids: list[str]) -> None:
         index_elements=["lead_id"], set_={name: upsert.excluded[name] for name in DERIVED}
     )
     connection.execute(upsert)
-    _write_details(connection, ids)
     # A lead nothing is held about any more (erased, purged) keeps no row.
     connection.execute(
         f.delete().where(
@@ -117,6 +120,7 @@ def _refresh(connection: Connection, ids: list[str]) -> None:
             f.c.closed_at.is_(None),
         )
     )  # fmt: skip
+    _write_details(connection, ids)
 
 
 def _counted_touches(ids: Sequence[str] | None) -> Any:
@@ -190,29 +194,38 @@ def _derived(lead_id: Any, ids: Sequence[str] | None) -> Any:
 
 
 def _write_details(connection: Connection, ids: Sequence[str] | None) -> None:
-    """The credits and latest attributes of `ids` (every lead: None), replaced."""
+    """The credits and latest attributes of `ids` (every lead: None), replaced; after the funnel
+    rows themselves (the credits copy their facts)."""
     if ids is not None:
-        for table in (lead_funnel_credits, lead_funnel_attributes):
+        for table in (*CREDITS.values(), lead_funnel_attributes):
             connection.execute(table.delete().where(table.c.lead_id.in_(list(ids))))
-    counted = _counted_touches(ids).subquery("counted")
-    per_value = [
-        sa.select(counted.c.lead_id, sa.literal(grouping).label("grouping"),
-                  counted.c[grouping].label("value"), sa.func.count().label("touches"))
-        .group_by(counted.c.lead_id, counted.c[grouping])
-        for grouping in ("channel", "campaign")
-    ]  # fmt: skip
-    connection.execute(
-        lead_funnel_credits.insert().from_select(
-            ["lead_id", "grouping", "value", "touches"], sa.union_all(*per_value)
+    f = lead_funnel
+    facts = [f.c.captured, f.c.created_at, _sent(f), f.c.won, f.c.closed_at, f.c.amount]
+    names = ["lead_id", "value", "weight", "touched", "captured", "created_at", "sent", "won",
+             "closed_at", "amount"]  # fmt: skip
+    for grouping, table in CREDITS.items():
+        counted = _counted_touches(ids).subquery("counted")
+        per_value = (
+            sa.select(counted.c.lead_id, counted.c[grouping].label("value"),
+                      sa.func.count().label("touches"))
+            .group_by(counted.c.lead_id, counted.c[grouping])
+            .subquery("per_value")
+        )  # fmt: skip
+        weight = sa.cast(per_value.c.touches, sa.Float) / sa.cast(f.c.touches, sa.Float)
+        touched = sa.select(f.c.lead_id, per_value.c.value, weight, sa.true(), *facts).select_from(
+            per_value.join(f, f.c.lead_id == per_value.c.lead_id)
         )
-    )
+        untouched = sa.select(
+            f.c.lead_id, sa.cast(sa.null(), sa.Text), sa.literal(1.0), sa.false(), *facts
+        ).where(f.c.touches == 0, _among(f.c.lead_id, ids))
+        connection.execute(table.insert().from_select(names, sa.union_all(touched, untouched)))
     a = lead_attributes
     newest = sa.func.row_number().over(
         partition_by=(a.c.lead_id, a.c.name), order_by=(a.c.changed_at.desc(), a.c.id.desc())
     )
     ranked = (
         sa.select(a.c.name, a.c.lead_id, a.c.value, newest.label("newest"))
-        .where(_among(a.c.lead_id, ids))
+        .where(_among(a.c.lead_id, ids), a.c.lead_id.in_(sa.select(lead_funnel.c.lead_id)))
         .subquery("ranked")
     )
     connection.execute(
@@ -221,6 +234,10 @@ def _write_details(connection: Connection, ids: Sequence[str] | None) -> None:
             sa.select(ranked.c.name, ranked.c.lead_id, ranked.c.value).where(ranked.c.newest == 1),
         )
     )
+
+
+def _sent(f: Any) -> Any:
+    return sa.func.coalesce(f.c.decision == "sales", sa.false())
 
 
 def record_scores(connection: Connection, rows: Iterable[dict[str, Any]]) -> None:
@@ -247,3 +264,10 @@ def record_scores(connection: Connection, rows: Iterable[dict[str, Any]]) -> Non
         where=sa.or_(f.c.scored_at.is_(None), upsert.excluded.scored_at >= f.c.scored_at),
     )
     connection.execute(upsert, values)
+    # the credit rows' copy of whether the lead went to sales, from the row just written
+    ids = [value["lead_id"] for value in values]
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        for table in CREDITS.values():
+            sent = sa.select(_sent(f)).where(f.c.lead_id == table.c.lead_id).scalar_subquery()
+            connection.execute(table.update().where(table.c.lead_id.in_(chunk)).values(sent=sent))
