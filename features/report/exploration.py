@@ -170,10 +170,9 @@ def funnel_weeks(
     (Monday, UTC) or the end of the last lead's week: the weeks the report by week lists. None
     when the period has no length (no lead and an open bound)."""
     lo = start if start is not None else None if first_created is None else _monday(first_created)
-    if end is not None:
-        hi = end
-    else:
-        hi = None if last_created is None else _monday(last_created) + WEEK_NS
+    hi: int | None = end
+    if hi is None and last_created is not None:
+        hi = _monday(last_created) + WEEK_NS
     if lo is None or hi is None or hi <= lo:
         return None
     return (hi - lo) / WEEK_NS
