@@ -212,12 +212,15 @@ def _write_details(connection: Connection, ids: Sequence[str] | None) -> None:
             .subquery("per_value")
         )  # fmt: skip
         weight = sa.cast(per_value.c.touches, sa.Float) / sa.cast(f.c.touches, sa.Float)
-        touched = sa.select(f.c.lead_id, per_value.c.value, weight, sa.true(), *facts).select_from(
-            per_value.join(f, f.c.lead_id == per_value.c.lead_id)
+        captured = f.c.captured.is_(sa.true())  # the report counts captured leads only
+        touched = (
+            sa.select(f.c.lead_id, per_value.c.value, weight, sa.true(), *facts)
+            .select_from(per_value.join(f, f.c.lead_id == per_value.c.lead_id))
+            .where(captured)
         )
         untouched = sa.select(
             f.c.lead_id, sa.cast(sa.null(), sa.Text), sa.literal(1.0), sa.false(), *facts
-        ).where(f.c.touches == 0, _among(f.c.lead_id, ids))
+        ).where(f.c.touches == 0, captured, _among(f.c.lead_id, ids))
         connection.execute(table.insert().from_select(names, sa.union_all(touched, untouched)))
     a = lead_attributes
     newest = sa.func.row_number().over(
