@@ -5,8 +5,8 @@ The schema itself is created only by the alembic migrations in `serving/migratio
 what the service captured of each lead, and the erasure audit; `0005_score_log_dead_letter`:
 the records a writer could not store; `0006_exploration`: the score log's exploration flag and
 its (lead_id, scored_at) index; `0007_funnel_indexes`: indexes the funnel report probes, which
-only the migrations declare). The `Table` objects below mirror
-them for queries; a test checks that the two agree.
+only the migrations declare; `0008_lead_funnel`: the funnel's per-lead tables). The `Table`
+objects below mirror them for queries; a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -112,6 +112,65 @@ lead_touchpoints = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("dedup_key", sa.String(32), nullable=False),
     sa.UniqueConstraint("lead_id", "dedup_key", name="uq_lead_touchpoints_dedup"),
+)
+
+# The funnel's own tables (`serving.report.funnel_tables`, migration 0008_lead_funnel): facts
+# derived from the tables above by the writers, so the funnel report is a GROUP BY over one narrow
+# row per lead. `touches` and the first/last channel and campaign are of the touches up to the
+# close (every touch while open); NULL channel and campaign with touches > 0: a touch without one.
+lead_funnel = sa.Table(
+    "lead_funnel",
+    metadata,
+    sa.Column("lead_id", sa.String(200), primary_key=True),
+    sa.Column("captured", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=True, index=True),
+    sa.Column("touches", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_channel", sa.String(32), nullable=True),
+    sa.Column("first_campaign", sa.Text, nullable=True),
+    sa.Column("last_channel", sa.String(32), nullable=True),
+    sa.Column("last_campaign", sa.Text, nullable=True),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("score", sa.Integer, nullable=True),
+    sa.Column("grade", sa.String(1), nullable=True),
+    sa.Column("decision", sa.String(16), nullable=True),
+    sa.Column("exploration", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("won", sa.Boolean, nullable=True),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("amount", sa.Float, nullable=True),
+)
+
+
+def _credit_table(name: str) -> sa.Table:
+    """Linear credit by channel or by campaign: a row per lead and value of its touches up to the
+    close, with the lead's share there (`weight` = the value's touches / the lead's; a lead
+    without a touch: one row, `touched` false, weight 1), and a copy of the lead's facts, so the
+    linear report is a GROUP BY over one table."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("lead_id", sa.String(200), nullable=False, index=True),
+        sa.Column("value", sa.Text, nullable=True),
+        sa.Column("weight", sa.Float, nullable=False),
+        sa.Column("touched", sa.Boolean, nullable=False),
+        sa.Column("captured", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent", sa.Boolean, nullable=False),
+        sa.Column("won", sa.Boolean, nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("amount", sa.Float, nullable=True),
+    )
+
+
+lead_funnel_channels = _credit_table("lead_funnel_channels")
+lead_funnel_campaigns = _credit_table("lead_funnel_campaigns")
+
+# Each lead's latest value of each attribute (by name first: a report reads one name).
+lead_funnel_attributes = sa.Table(
+    "lead_funnel_attributes",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("lead_id", sa.String(200), primary_key=True, index=True),
+    sa.Column("value", sa.JSON, nullable=True),
 )
 
 # What a writer (score log, capture) could not store because the database refused it (say, a

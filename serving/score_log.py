@@ -25,6 +25,7 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from serving import metrics
 from serving.db import score_log
 from serving.queued_writer import QueuedWriter, WriterMetrics
+from serving.report.funnel_tables import SCORE_COLUMNS, record_scores
 
 METRICS = WriterMetrics(
     pending=metrics.SCORE_LOG_PENDING,
@@ -198,6 +199,8 @@ class ScoreLogWriter(QueuedWriter):
             parameters.extend(self._insert.parameters(item))
         for sql, chunk in self._insert.statements(parameters):
             connection.exec_driver_sql(sql, chunk)
+        # each lead's latest score into its funnel row (`serving.report.funnel_tables`)
+        record_scores(connection, _latest_scores(prepared))
 
     def split(self, prepared: ScoreRows | list[dict]) -> list:
         if isinstance(prepared, ScoreRows):
@@ -220,6 +223,20 @@ class ScoreLogWriter(QueuedWriter):
         if len(rows) != 1 or not isinstance(rows[0].get("lead_id"), str):
             return None
         return rows[0]["lead_id"]
+
+
+def _latest_scores(prepared: Sequence[ScoreRows | list[dict]]) -> Iterator[dict[str, Any]]:
+    """The funnel's view of the rows: lead_id and the score columns, in the order written."""
+    for item in prepared:
+        if isinstance(item, ScoreRows):
+            scored_at = item.common.get("scored_at")
+            for r in item.results:
+                yield {"lead_id": r["lead_id"], "scored_at": scored_at, "score": r["score"],
+                       "grade": r["grade"], "decision": r["decision"],
+                       "exploration": r.get("exploration", False)}  # fmt: skip
+        else:
+            for row in item:
+                yield {"lead_id": row["lead_id"], **{k: row.get(k) for k in SCORE_COLUMNS}}
 
 
 _RESULT_KEYS = ("lead_id", "probability", "score", "grade", "decision", "reasons_for",

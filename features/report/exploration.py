@@ -1,5 +1,9 @@
 """What the threshold misses: the win rate of explored leads, and the wins a week it forgoes.
 
+Two reports show it: `GET /v1/reports/exploration` (the leads whose latest score in a period the
+threshold held back: `exploration_estimate`), and the funnel report, for the leads it selects
+(created in its period: `estimate_from_counts` over their latest scores, per `funnel_weeks`).
+
 With an exploration rate in the policy (`features.policy.exploration`), a random share of the
 leads the threshold holds back goes to sales anyway. Their outcomes answer what no report of the
 leads sent to sales can: how often a held-back lead closes when it is worked. Here, from the
@@ -115,8 +119,15 @@ def exploration_estimate(
     closed = outcome.notna().to_numpy()
     won = int(outcome[closed].astype(bool).sum())
     lost = int(closed.sum()) - won
-    per_week = held_back / weeks
+    return estimate_from_counts(held_back, int(explored_mask.sum()), won, lost, weeks)
 
+
+def estimate_from_counts(
+    held_back: int, explored: int, won: int, lost: int, weeks: float
+) -> ExplorationEstimate:
+    """The estimate from its counts: held-back leads, explored ones among them, and of those the
+    won and the lost, over `weeks` weeks (the funnel report counts them in SQL or numpy)."""
+    per_week = held_back / weeks
     win_rate = low = high = None
     forgone = forgone_low = forgone_high = None
     if won + lost:
@@ -126,12 +137,12 @@ def exploration_estimate(
         forgone, forgone_low, forgone_high = win_rate * per_week, low * per_week, high * per_week
     return ExplorationEstimate(
         weeks=float(weeks),
-        held_back=held_back,
+        held_back=int(held_back),
         held_back_per_week=per_week,
-        explored=int(explored_mask.sum()),
-        explored_won=won,
-        explored_lost=lost,
-        explored_open=int(explored_mask.sum()) - won - lost,
+        explored=int(explored),
+        explored_won=int(won),
+        explored_lost=int(lost),
+        explored_open=int(explored) - int(won) - int(lost),
         win_rate=win_rate,
         win_rate_low=low,
         win_rate_high=high,
@@ -139,3 +150,29 @@ def exploration_estimate(
         forgone_wins_per_week_low=forgone_low,
         forgone_wins_per_week_high=forgone_high,
     )
+
+
+WEEK_NS = 7 * 86_400 * 10**9
+_DAY_NS = 86_400 * 10**9
+
+
+def _monday(ns: int) -> int:
+    """Midnight UTC of the Monday starting the week of `ns` (1970-01-01 was a Thursday)."""
+    day = ns // _DAY_NS
+    return (day - (day + 3) % 7) * _DAY_NS
+
+
+def funnel_weeks(
+    start: int | None, end: int | None, first_created: int | None, last_created: int | None
+) -> float | None:
+    """How many weeks a funnel report's leads stand for, for the wins a week: [start, end) when
+    both bounds are given (UTC nanoseconds); an open bound is the start of the first lead's week
+    (Monday, UTC) or the end of the last lead's week: the weeks the report by week lists. None
+    when the period has no length (no lead and an open bound)."""
+    lo = start if start is not None else None if first_created is None else _monday(first_created)
+    hi: int | None = end
+    if hi is None and last_created is not None:
+        hi = _monday(last_created) + WEEK_NS
+    if lo is None or hi is None or hi <= lo:
+        return None
+    return (hi - lo) / WEEK_NS

@@ -27,10 +27,17 @@ def to_records(frame: pd.DataFrame) -> dict[str, Any]:
         "to": frame.attrs.get("end"),
         "rows": [r for r, total in zip(records, is_total) if not total],
         "total": next((r for r, total in zip(records, is_total) if total), None),
+        "exploration": _exploration_record(frame.attrs.get("exploration")),
         "measures": [
             {"name": m.name, "unit": m.unit, "description": m.description} for m in MEASURES
         ],
     }
+
+
+def _exploration_record(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    return {name: _plain(value) for name, value in figures.items()}
 
 
 def to_json(frame: pd.DataFrame) -> str:
@@ -38,7 +45,8 @@ def to_json(frame: pd.DataFrame) -> str:
 
 
 def to_csv(frame: pd.DataFrame) -> str:
-    """One row per group, then the '(total)' row; empty cells where a measure has no value."""
+    """One row per group, then the '(total)' row; empty cells where a measure has no value.
+    (The exploration estimate is no group: it is in the JSON and the table only.)"""
     text: str = frame.round(6).to_csv(index=False, lineterminator="\n")
     return text
 
@@ -89,7 +97,33 @@ def to_table(frame: pd.DataFrame) -> str:
     if totals:
         out += [rule, *totals]
     out += ["", *_notes(frame, fractional)]
+    out += _exploration_lines(frame.attrs.get("exploration"))
     return "\n".join(out) + "\n"
+
+
+def _exploration_lines(figures: dict[str, Any] | None) -> list[str]:
+    """What the threshold misses, in two sentences below the table."""
+    if figures is None:
+        return []
+    held, explored = figures["held_back"], figures["explored"]
+    lines = [
+        "",
+        f"What the threshold misses: {held:,} lead(s) held back "
+        f"({figures['held_back_per_week']:,.1f} a week over {figures['weeks']:,.1f} weeks), "
+        f"{explored:,} of them sent to sales by exploration: {figures['explored_won']:,} won, "
+        f"{figures['explored_lost']:,} lost, {figures['explored_open']:,} open.",
+    ]
+    if figures["win_rate"] is None:
+        lines.append("No explored lead has closed yet: no estimate of the wins forgone.")
+    else:
+        lines.append(
+            f"Explored win rate {_percent(figures['win_rate'])} "
+            f"(95% CI {_interval(figures['win_rate_low'], figures['win_rate_high'])}): the "
+            f"threshold forgoes about {figures['forgone_wins_per_week']:,.1f} wins a week "
+            f"({figures['forgone_wins_per_week_low']:,.1f}-"
+            f"{figures['forgone_wins_per_week_high']:,.1f})."
+        )
+    return lines
 
 
 def _title(frame: pd.DataFrame) -> str:

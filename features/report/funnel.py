@@ -15,6 +15,11 @@ How leads are counted
   revenue is empty (NaN) when a group won deals but none has an amount, 0 when it won none.
 - Scores (optional): one row per lead is used, the latest by `scored_at` when that column is there,
   else the last row given for the lead. Leads without a score count as not sent to sales.
+- What the threshold misses (`attrs["exploration"]`, with decisions): of the selected leads, those
+  whose latest score decided nurture or was sent to sales by the policy's exploration rate
+  (`exploration` column, false when absent) are held back; the explored ones' win rate with its
+  Wilson interval, and that rate times the held-back leads a week (`features.report.exploration`;
+  the weeks: [start, end), an open bound at the first or last lead's week, Monday to Sunday UTC).
 
 Channel and campaign reports (attribution)
 - Only touchpoints at or before the lead's close count: a touch after the deal closed is no credit
@@ -92,11 +97,13 @@ def funnel(
 
     `by`: channel, campaign, week, grade, score_band, decision, or a lead attribute column.
     `attribution`: first_touch, last_touch or linear (used by channel and campaign reports).
-    `scores`: `lead_id` plus `score`/`grade`/`decision` (optional `scored_at`), needed by the grade,
-    score_band and decision groupings and by `sent_to_sales`.
+    `scores`: `lead_id` plus `score`/`grade`/`decision` (optional `scored_at` and `exploration`),
+    needed by the grade, score_band and decision groupings, by `sent_to_sales` and by the
+    exploration estimate.
     Returns one row per group: the group label in a column named `by`, then the measures of
     `MEASURE_NAMES`; `frame.attrs` holds `by`, `attribution` (None when `by` is not about
-    touchpoints), `start` and `end` (ISO 8601 or None).
+    touchpoints), `start` and `end` (ISO 8601 or None), and `exploration`: what the threshold
+    misses among these leads (`features.report.exploration`; None without decisions).
     Raises `FunnelError` naming the parameter when `by`, `attribution`, `start`/`end` or the
     scores do not fit.
     """
@@ -150,8 +157,39 @@ def funnel(
         attribution=attribution if touch_level else None,
         start=None if lo is None else iso_moment(lo),
         end=None if hi is None else iso_moment(hi),
+        exploration=_exploration(per_lead, created, lo, hi),
     )
     return frame
+
+
+def _exploration(
+    per_lead: _PerLead, created: np.ndarray, lo: int | None, hi: int | None
+) -> dict[str, Any] | None:
+    """What the threshold misses among the selected leads (`features.report.exploration`):
+    held back = latest decision nurture, or sent to sales by exploration; None without decisions
+    or without a period (no lead and an open bound)."""
+    from features.report.exploration import funnel_weeks  # a cycle at import
+
+    if per_lead.decision is None:
+        return None
+    explored = per_lead.explored
+    held_back = explored | (per_lead.decision == "nurture")
+    dated = created[created != _NAT]
+    first, last = (int(dated.min()), int(dated.max())) if len(dated) else (None, None)
+    weeks = funnel_weeks(lo, hi, first, last)
+    if weeks is None:
+        return None
+    won, lost = int((explored & per_lead.won).sum()), int((explored & per_lead.lost).sum())
+    return exploration_figures(int(held_back.sum()), int(explored.sum()), won, lost, weeks)
+
+
+def exploration_figures(
+    held_back: int, explored: int, won: int, lost: int, weeks: float
+) -> dict[str, Any]:
+    """The funnel report's `exploration`: the estimate's figures from its counts."""
+    from features.report.exploration import estimate_from_counts  # a cycle at import
+
+    return estimate_from_counts(held_back, explored, won, lost, weeks).to_dict()
 
 
 def wilson_interval(
@@ -251,6 +289,7 @@ class _PerLead:
     score: np.ndarray | None  # float, NaN when not scored
     grade: np.ndarray | None  # object, None when not scored
     decision: np.ndarray | None  # object, None when not scored
+    explored: np.ndarray  # bool, the latest score sent it to sales by exploration
 
 
 def _per_lead(
@@ -284,6 +323,7 @@ def _per_lead(
     days[dated] = (closed[dated] - created[dated]) / DAY_NS
 
     sent = score = grade = decision = None
+    explored = np.zeros(n, dtype=bool)
     if scores is not None:
         latest = _latest_scores(scores, index)
         lead, rows = latest
@@ -297,7 +337,10 @@ def _per_lead(
             decision = np.full(n, None, dtype=object)
             decision[lead] = _text(scores["decision"])[rows]
             sent = decision == "sales"
-    return _PerLead(won, lost, closed, amount, days, sent, score, grade, decision)
+        if "exploration" in scores.columns:
+            flags = scores["exploration"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            explored[lead] = flags[rows]
+    return _PerLead(won, lost, closed, amount, days, sent, score, grade, decision, explored)
 
 
 def _first_per_lead(lead: np.ndarray, at: np.ndarray) -> np.ndarray:

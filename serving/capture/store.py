@@ -28,19 +28,28 @@ from serving.db import (
     dead_letters,
     erasures,
     lead_attributes,
+    lead_funnel,
+    lead_funnel_attributes,
+    lead_funnel_campaigns,
+    lead_funnel_channels,
     lead_touchpoints,
     outcomes,
     score_log,
     utcnow,
 )
 from serving.refresher import Refresher
+from serving.report.funnel_tables import refresh_leads
 
 log = logging.getLogger(__name__)
 
-# Every table that holds data about a lead, by its `lead_id` column: erasure empties them all.
+# Every table that holds data about a lead, by its `lead_id` column: erasure empties them all
+# (the funnel's tables hold facts derived from the others: `serving.report.funnel_tables`).
 LEAD_TABLES = (
-    lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes, dead_letters
+    lead_attributes, lead_touchpoints, captured_leads, score_log, outcomes, dead_letters,
+    lead_funnel, lead_funnel_channels, lead_funnel_campaigns, lead_funnel_attributes,
 )  # fmt: skip
+# The tables whose rows arrive (each with its moment, `_ARRIVED`): the others are derived.
+ARRIVING_TABLES = LEAD_TABLES[:6]
 CAPTURE_TABLES = (lead_attributes, lead_touchpoints, captured_leads)
 
 
@@ -122,12 +131,20 @@ class Capture:
 
 
 def purge_captured(engine: Engine, cutoff: datetime) -> dict[str, int]:
+    """Delete the captured rows received before `cutoff`; the funnel rows of the leads they
+    were about are recomputed from what remains (a lead nothing is held about loses its row)."""
     cutoff = as_utc(cutoff)  # SQLite compares the UTC text
     deleted = {}
     with engine.begin() as connection:
+        touched: set[str] = set()
         for table in CAPTURE_TABLES:
-            result = connection.execute(table.delete().where(table.c.received_at < cutoff))
-            deleted[table.name] = int(result.rowcount or 0)
+            result = connection.execute(
+                table.delete().where(table.c.received_at < cutoff).returning(table.c.lead_id)
+            )
+            lead_ids = result.scalars().all()
+            touched.update(lead_ids)
+            deleted[table.name] = len(lead_ids)
+        refresh_leads(connection, touched)
     return deleted
 
 
@@ -168,13 +185,14 @@ def sweep_erased(engine: Engine, audit_id: int, lead_id: str) -> dict[str, int]:
         audit = connection.execute(sa.select(erasures).where(erasures.c.id == audit_id)).one()
         erased_at = as_utc(audit.erased_at)
         late = {}
-        for table in LEAD_TABLES:
+        for table in ARRIVING_TABLES:
             arrived = _ARRIVED[table.name]
             result = connection.execute(
                 table.delete().where(table.c.lead_id == lead_id, arrived <= erased_at)
             )
             late[table.name] = int(result.rowcount or 0)
-        if any(late.values()):
+        if any(late.values()):  # its funnel rows: from what arrived after the erasure, or none
+            refresh_leads(connection, [lead_id])
             total = {k: int(v) + late.get(k, 0) for k, v in dict(audit.rows_deleted).items()}
             connection.execute(
                 erasures.update().where(erasures.c.id == audit_id).values(rows_deleted=total)

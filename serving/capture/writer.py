@@ -23,6 +23,7 @@ from serving.capture.erasure import erased_since
 from serving.capture.rows import CaptureRows, event_rows, scored_rows
 from serving.db import as_utc, captured_leads, lead_attributes, lead_touchpoints
 from serving.queued_writer import QueuedWriter, WriterMetrics
+from serving.report.funnel_tables import refresh_leads
 
 METRICS = WriterMetrics(
     pending=Gauge(
@@ -177,6 +178,10 @@ class CaptureWriter(QueuedWriter):
         insert_ignoring_duplicates(connection, lead_touchpoints, _unique(rows.touchpoints))
         changes = rows.attributes + self._changed(connection, rows.attributes, rows.observed)
         insert_ignoring_duplicates(connection, lead_attributes, _unique(changes))
+        # the funnel's rows of these leads, in the same transaction (`serving.report.funnel_tables`)
+        refresh_leads(
+            connection, {row["lead_id"] for row in chain(leads, rows.touchpoints, changes)}
+        )
 
     def _undated(self, connection: Connection, ids: list[str]) -> list[str]:
         """The leads among `ids` stored without their creation moment."""

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
+from features.report.exploration import funnel_weeks
 from features.report.funnel import (
     DAY_NS,
     DECISIONS,
@@ -48,6 +49,7 @@ from features.report.funnel import (
     FunnelError,
     GroupSums,
     attribute_groups,
+    exploration_figures,
     iso_moment,
     known_value_groups,
     moment_bound,
@@ -64,7 +66,8 @@ from features.report.measures import (
     NO_TOUCHPOINTS,
     TOTAL,
 )
-from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcomes, score_log
+from serving.db import lead_funnel, lead_funnel_attributes, lead_touchpoints
+from serving.report.funnel_tables import CREDITS
 
 _NAT = np.iinfo(np.int64).min
 # What a touch-level group key is: a value, no value (campaign-less touch), or no touch at all.
@@ -109,13 +112,21 @@ def funnel_from_database(
             # on disk (PostgreSQL's default is 4 MB); for this transaction only.
             connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         grouping = _check_by(connection, by)
-        facts = _facts(connection.dialect.name, lo, hi, grouping, by)
+        dialect = connection.dialect.name
+        facts = _facts(dialect, lo, hi, grouping, by)
         touch_level = grouping in ("channel", "campaign")
-        if touch_level:
+        if touch_level and attribution == "linear":
+            groups, deals = _linear_parts(_credit_facts(dialect, lo, hi, grouping))
+        elif touch_level:
             groups, deals = _touch_parts(facts, grouping, attribution)
         else:
             groups, deals = _lead_parts(facts, grouping)
-        parts = _frame(connection, sa.union_all(*groups, *deals, *_total_parts(facts)))
+        linear = touch_level and attribution == "linear"
+        # Linear credit spreads a lead over groups: its total is summed apart; otherwise each lead
+        # is in one group, and the total is the groups' sum.
+        totals = _total_parts(facts) if linear else []
+        statement = sa.union_all(*groups, *deals, _exploration_part(dialect, facts), *totals)
+        parts = _frame(connection, statement)
         values = _touch_values(connection, grouping) if touch_level else None
     part = parts["part"].to_numpy(dtype=np.int64)
     table, deal_rows = parts[part == _GROUPS], parts[part == _DEALS]
@@ -123,7 +134,10 @@ def funnel_from_database(
         rows = _touch_sums(table, deal_rows, grouping, attribution, values)
     else:
         rows = _lead_sums(table, deal_rows, grouping, lo, hi)
-    total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+    if linear:
+        total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+    else:
+        total = _total_sums(table, deal_rows)
     frame = report_frame(by, rows, total, touch_level)
     frame.attrs.update(
         report="funnel",
@@ -131,8 +145,48 @@ def funnel_from_database(
         attribution=attribution if touch_level else None,
         start=None if lo is None else iso_moment(lo),
         end=None if hi is None else iso_moment(hi),
+        exploration=_exploration(parts[part == _EXPLORATION], lo, hi),
     )
     return frame
+
+
+def _exploration_part(dialect: str, facts: Any) -> Any:
+    """What the exploration estimate counts of the selected leads, in the statement's columns:
+    held back (latest decision nurture, or exploration), explored, explored won and lost; the
+    first and last creation (epoch seconds) in `days` and `weight`."""
+    explored = facts.c.exploration.is_(sa.true())
+    held = sa.or_(facts.c.decision == "nurture", explored)
+
+    def count(condition: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    empty = sa.cast(sa.null(), sa.Float)
+    counts = [count(held), count(explored), count(sa.and_(explored, facts.c.won == 1)),
+              count(sa.and_(explored, facts.c.lost == 1)), empty, empty]  # fmt: skip
+    first = _epoch_seconds(dialect, sa.func.min(facts.c.created_at))
+    last = _epoch_seconds(dialect, sa.func.max(facts.c.created_at))
+    return sa.select(*_part(_EXPLORATION, None, None, counts, first, last))
+
+
+def _epoch_seconds(dialect: str, moment: Any) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", moment), sa.Float)
+    return (sa.func.julianday(moment) - 2440587.5) * 86400.0
+
+
+def _exploration(row: pd.DataFrame, lo: int | None, hi: int | None) -> dict[str, Any] | None:
+    """The funnel's `exploration` figures from the statement's exploration part."""
+    (held, explored, won, lost, first, last) = (
+        _float(row[name])[0] for name in ("leads", "sent", "won", "lost", "days", "weight")
+    )
+
+    def ns(seconds: float) -> int | None:
+        return None if np.isnan(seconds) else int(round(seconds * 1e6)) * 1000
+
+    weeks = funnel_weeks(lo, hi, ns(first), ns(last))
+    if weeks is None:
+        return None
+    return exploration_figures(int(held), int(explored), int(won), int(lost), weeks)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,13 +199,18 @@ def _check_by(connection: Connection, by: str) -> str:
         return by
     if by not in MEASURE_NAMES:
         found = connection.execute(
-            sa.select(lead_attributes.c.name).where(lead_attributes.c.name == by).limit(1)
+            sa.select(lead_funnel_attributes.c.name)
+            .where(lead_funnel_attributes.c.name == by)
+            .limit(1)
         ).first()
         if found is not None:
             return "attribute"
     names = list(
         connection.execute(
-            sa.select(lead_attributes.c.name).distinct().order_by(lead_attributes.c.name).limit(31)
+            sa.select(lead_funnel_attributes.c.name)
+            .distinct()
+            .order_by(lead_funnel_attributes.c.name)
+            .limit(31)
         ).scalars()
     )
     listed = ", ".join(repr(n) for n in names[:30]) or "none captured yet"
@@ -186,67 +245,85 @@ def _epoch_day(dialect: str, moment: Any) -> ColumnElement[Any]:
     return sa.cast(sa.func.julianday(moment) - 2440587.5, sa.Integer)
 
 
-def _latest(table: sa.Table, moment: Any, columns: list[Any], *where: Any) -> Any:
-    """Each lead's latest row of `table` by `moment` (ties: the row stored last) with `columns`:
-    one pass numbering each lead's rows, newest first."""
-    rank = sa.func.row_number().over(
-        partition_by=table.c.lead_id, order_by=(moment.desc(), table.c.id.desc())
-    )
-    ranked = sa.select(table.c.lead_id, *columns, rank.label("rank")).where(*where).subquery()
-    return sa.select(ranked).where(ranked.c.rank == 1).subquery()
-
-
-def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
-    leads, o = captured_leads, outcomes
-    latest = _latest(
-        score_log, score_log.c.scored_at,
-        [score_log.c.score, score_log.c.grade, score_log.c.decision],
-    )  # fmt: skip
-    won = o.c.won.is_(sa.true())
-    has_amount = sa.and_(won, o.c.amount.is_not(None))
-    columns: list[Any] = [
-        leads.c.lead_id,
-        leads.c.created_at,
-        o.c.closed_at,
+def _fact_columns(dialect: str, table: sa.Table, sent: Any) -> list[Any]:
+    """A lead's facts as the sums need them, from a table holding created_at, won, closed_at and
+    amount (`lead_funnel`, or a credit table's copy)."""
+    t = table
+    won = t.c.won.is_(sa.true())
+    has_amount = sa.and_(won, t.c.amount.is_not(None))
+    return [
+        t.c.lead_id,
+        t.c.created_at,
+        t.c.closed_at,
         sa.case((won, 1), else_=0).label("won"),
-        sa.case((o.c.won.is_(sa.false()), 1), else_=0).label("lost"),
+        sa.case((t.c.won.is_(sa.false()), 1), else_=0).label("lost"),
         sa.case((has_amount, 1), else_=0).label("with_amount"),
-        sa.case((has_amount, o.c.amount), else_=0.0).label("revenue"),
-        sa.case((latest.c.decision == "sales", 1), else_=0).label("sent"),
+        sa.case((has_amount, t.c.amount), else_=0.0).label("revenue"),
+        sa.case((sent, 1), else_=0).label("sent"),
         sa.case(
             (
-                sa.and_(won, leads.c.created_at.is_not(None)),
-                _days_to_close(dialect, o.c.closed_at, leads.c.created_at),
+                sa.and_(won, t.c.created_at.is_not(None)),
+                _days_to_close(dialect, t.c.closed_at, t.c.created_at),
             ),
             else_=None,
         ).label("days"),  # fmt: skip
-        latest.c.score,
-        latest.c.grade,
-        latest.c.decision,
-        _epoch_day(dialect, leads.c.created_at).label("day"),
     ]
-    source = leads.outerjoin(o, o.c.lead_id == leads.c.lead_id).outerjoin(
-        latest, latest.c.lead_id == leads.c.lead_id
-    )
-    if grouping == "attribute":
-        value = _latest(
-            lead_attributes, lead_attributes.c.changed_at,
-            [sa.cast(lead_attributes.c.value, sa.Text).label("value")],
-            lead_attributes.c.name == by,
-        )  # fmt: skip
-        source = source.outerjoin(value, value.c.lead_id == leads.c.lead_id)
-        columns.append(value.c.value.label("attribute"))
-    query = sa.select(*columns).select_from(source)
+
+
+def _selected(query: Any, table: sa.Table, lo: int | None, hi: int | None) -> Any:
+    """Captured leads created in [lo, hi)."""
+    query = query.where(table.c.captured.is_(sa.true()))
     if lo is not None:
-        query = query.where(leads.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
+        query = query.where(table.c.created_at >= pd.Timestamp(lo, tz="UTC").to_pydatetime())
     if hi is not None:
-        query = query.where(leads.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
-    return query.cte("facts")
+        query = query.where(table.c.created_at < pd.Timestamp(hi, tz="UTC").to_pydatetime())
+    return query
+
+
+def _cte(query: Any, name: str, dialect: str) -> Any:
+    cte = query.cte(name)
+    if dialect == "postgresql":
+        # Each part scans the narrow table itself rather than a materialised copy of it.
+        cte = cte.prefix_with("NOT MATERIALIZED", dialect="postgresql")
+    return cte
+
+
+def _facts(dialect: str, lo: int | None, hi: int | None, grouping: str, by: str) -> Any:
+    """One row per captured lead created in [lo, hi): its funnel row's facts (`lead_funnel`)."""
+    f = lead_funnel
+    columns = [
+        *_fact_columns(dialect, f, f.c.decision == "sales"),
+        f.c.score,
+        f.c.grade,
+        f.c.decision,
+        f.c.exploration,
+        _epoch_day(dialect, f.c.created_at).label("day"),
+        f.c.touches,
+        f.c.first_channel,
+        f.c.first_campaign,
+        f.c.last_channel,
+        f.c.last_campaign,
+    ]
+    source: Any = f
+    if grouping == "attribute":
+        a = lead_funnel_attributes
+        source = f.outerjoin(a, sa.and_(a.c.name == by, a.c.lead_id == f.c.lead_id))
+        columns.append(sa.cast(a.c.value, sa.Text).label("attribute"))
+    return _cte(_selected(sa.select(*columns).select_from(source), f, lo, hi), "facts", dialect)
+
+
+def _credit_facts(dialect: str, lo: int | None, hi: int | None, grouping: str) -> Any:
+    """Linear credit: a row per selected lead and value of its touches up to the close, with its
+    share (`weight`), from the credit table of `grouping`."""
+    c = CREDITS[grouping]
+    columns = [*_fact_columns(dialect, c, c.c.sent.is_(sa.true())), c.c.value, c.c.weight,
+               c.c.touched]  # fmt: skip
+    return _cte(_selected(sa.select(*columns), c, lo, hi), "credited", dialect)
 
 
 # The parts of the one statement a report runs: sums per group, won deals per group, the total's
 # sums and the total's won deals (every selected lead once).
-_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS = 0, 1, 2, 3
+_GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS, _EXPLORATION = 0, 1, 2, 3, 4
 
 
 def _part(
@@ -323,7 +400,12 @@ def _group_sums(sums: dict[str, Any], days_group, days, days_weight) -> GroupSum
 
 def _frame(connection: Connection, query: Any) -> pd.DataFrame:
     result = connection.execute(query)
-    return pd.DataFrame(result.all(), columns=list(result.keys()))
+    keys = list(result.keys())
+    # column by column: pandas probing each Row object costs seconds a 100k rows
+    columns = list(zip(*result.fetchall())) or [()] * len(keys)
+    return pd.DataFrame(
+        {key: pd.Series(values, dtype=object) for key, values in zip(keys, columns)}
+    )
 
 
 def _total_sums(table: pd.DataFrame, deals: pd.DataFrame) -> GroupSums:
@@ -386,90 +468,35 @@ def _key_values(keys: pd.Series) -> pd.Series:
 # Channels and campaigns: the attribution rules
 
 
-def _narrow(facts: Any) -> list[Any]:
-    """What attribution needs of each lead: the sums' facts, its close and days to close."""
-    return [facts.c[name] for name in ("lead_id", "closed_at", "days", *_SUMS[1:])]
-
-
 def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
-    t = lead_touchpoints.alias("t")
-    counted = sa.or_(facts.c.closed_at.is_(None), t.c.occurred_at <= facts.c.closed_at)
-    if attribution != "linear":
-        # One index-only probe per lead: the value of its first (last) touch up to the close,
-        # ties by storage order; 'v:<value>', 'n' for a touch without one, NULL for no touch.
-        first = attribution == "first_touch"
-        order = (t.c.occurred_at, t.c.id) if first else (t.c.occurred_at.desc(), t.c.id.desc())
-        column = t.c.channel if grouping == "channel" else t.c.campaign
-        pick = (
-            sa.select(sa.func.coalesce(sa.literal("v:") + column, "n"))
-            .where(t.c.lead_id == facts.c.lead_id, counted)
-            .order_by(*order)
-            .limit(1)
-            .correlate(facts)
-            .scalar_subquery()
-        )
-        picked = sa.select(*_narrow(facts), pick.label("pick")).cte("picked")
-        code = picked.c.pick
-        kind = sa.case((code.is_(None), _NO_TOUCH), (code == "n", _NO_VALUE), else_=_VALUE)
-        value = sa.func.substr(code, 3)
-        grouped = sa.select(*_part(_GROUPS, kind, value, _summed(picked, sa.literal(1)))).group_by(
-            code
-        )
-        won_deals = sa.select(
-            *_part(_DEALS, kind, value, None, picked.c.days, sa.literal(1.0))
-        ).where(_won_dated(picked))
-        return [grouped], [won_deals]
-
-    return _linear_parts(facts, grouping)
-
-
-def _linear_credit(facts: Any, grouping: str, name: str, *where: Any) -> Any:
-    """Every touch of the selected leads (a lead without one: one row without a touch) with
-    whether it counts (up to the close) and, over its lead, k = the lead's counted touches and
-    a row number; one pass, the windows over a lead's rows."""
-    touch = lead_touchpoints.alias(f"{name}_touch")
-    value = touch.c.channel if grouping == "channel" else touch.c.campaign
-    counts = sa.and_(
-        touch.c.id.is_not(None),
-        sa.or_(facts.c.closed_at.is_(None), touch.c.occurred_at <= facts.c.closed_at),
+    # The lead's first (last) touch up to its close, kept in its funnel row.
+    end = "first" if attribution == "first_touch" else "last"
+    value = facts.c[f"{end}_{grouping}"]
+    kind = sa.case((facts.c.touches == 0, _NO_TOUCH), (value.is_(None), _NO_VALUE), else_=_VALUE)
+    grouped = sa.select(*_part(_GROUPS, kind, value, _summed(facts, sa.literal(1)))).group_by(
+        kind, value
     )
-    counted = sa.case((counts, 1), else_=0)
-    lead = facts.c.lead_id
-    return (
-        sa.select(
-            *_narrow(facts),
-            value.label("value"),
-            counted.label("counted"),
-            sa.func.sum(counted).over(partition_by=lead).label("k"),
-            sa.func.row_number().over(partition_by=lead).label("row"),
-        )
-        .select_from(facts.outerjoin(touch, touch.c.lead_id == lead))
-        .where(*where)
-        .cte(name)
+    won_deals = sa.select(*_part(_DEALS, kind, value, None, facts.c.days, sa.literal(1.0))).where(
+        _won_dated(facts)
     )
+    return [grouped], [won_deals]
 
 
-def _linear_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
-    """Linear credit: each counted touch 1/k of its lead; a lead without a counted touch whole
-    to '(none)' (through one of its rows)."""
-    parts = []
-    for name, where in (("credited", ()), ("won_credited", (_won_dated(facts),))):
-        c = _linear_credit(facts, grouping, name, *where)
-        untouched = c.c.k == 0
-        kind = sa.case((untouched, _NO_TOUCH), (c.c.value.is_(None), _NO_VALUE), else_=_VALUE)
-        key = sa.case((untouched, sa.null()), else_=c.c.value)
-        weight = sa.case(
-            (c.c.k > 0, c.c.counted / sa.cast(c.c.k, sa.Float)), (c.c.row == 1, 1.0), else_=0.0
-        )
-        parts.append((c, kind, key, weight))
-    c, kind, key, weight = parts[0]
-    groups = sa.select(*_part(_GROUPS, kind, key, _summed(c, weight))).group_by(kind, key)
+def _linear_parts(credited: Any) -> tuple[list[Any], list[Any]]:
+    """Linear credit: each counted touch 1/k of its lead (k = its touches up to the close), so a
+    value gets (its touches)/k of the lead; a lead without a counted touch goes whole to
+    '(none)'. The credit table holds those shares (`serving.report.funnel_tables`)."""
+    kind = sa.case(
+        (credited.c.touched.is_(sa.false()), _NO_TOUCH),
+        (credited.c.value.is_(None), _NO_VALUE),
+        else_=_VALUE,
+    )
+    weight = credited.c.weight
+    groups = sa.select(*_part(_GROUPS, kind, credited.c.value, _summed(credited, weight)))
+    groups = groups.group_by(kind, credited.c.value)
     # One point per (won deal, value) with the deal's whole credit there.
-    c, kind, key, weight = parts[1]
-    deals = (
-        sa.select(*_part(_DEALS, kind, key, None, c.c.days, sa.func.sum(weight)))
-        .group_by(c.c.lead_id, kind, key, c.c.days)
-        .having(sa.func.sum(weight) > 0)
+    deals = sa.select(*_part(_DEALS, kind, credited.c.value, None, credited.c.days, weight)).where(
+        _won_dated(credited)
     )
     return [groups], [deals]
 

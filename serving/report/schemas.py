@@ -7,10 +7,11 @@ A row names its group under the key the report is grouped by (`"channel": "email
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.report.exploration import FIGURES
 from features.report.measures import MEASURES
 
 _WORDS = {m.name: m.description for m in MEASURES}
@@ -55,6 +56,28 @@ class MeasureWords(BaseModel):
     description: str
 
 
+def _figure(name: str, example: float | int | None) -> Any:
+    return Field(description=FIGURES[name], examples=[example])
+
+
+class FunnelExploration(BaseModel):
+    """What the threshold misses among the report's leads (`features.report.exploration`)."""
+
+    weeks: float = _figure("weeks", 13.0)
+    held_back: int = _figure("held_back", 1800)
+    held_back_per_week: float = _figure("held_back_per_week", 138.5)
+    explored: int = _figure("explored", 90)
+    explored_won: int = _figure("explored_won", 9)
+    explored_lost: int = _figure("explored_lost", 51)
+    explored_open: int = _figure("explored_open", 30)
+    win_rate: float | None = _figure("win_rate", 0.15)
+    win_rate_low: float | None = _figure("win_rate_low", 0.081)
+    win_rate_high: float | None = _figure("win_rate_high", 0.261)
+    forgone_wins_per_week: float | None = _figure("forgone_wins_per_week", 20.8)
+    forgone_wins_per_week_low: float | None = _figure("forgone_wins_per_week_low", 11.2)
+    forgone_wins_per_week_high: float | None = _figure("forgone_wins_per_week_high", 36.2)
+
+
 class FunnelReport(BaseModel):
     report: Literal["funnel"] = "funnel"
     by: str = Field(description="What the rows are grouped by (the key naming each row's group).")
@@ -67,4 +90,12 @@ class FunnelReport(BaseModel):
     to: str | None = Field(None, description="Leads created before this moment (excluded).")
     rows: list[FunnelRow] = Field(description="One row per group, in the report's order.")
     total: FunnelRow = Field(description="Every selected lead once, whatever the attribution.")
+    exploration: FunnelExploration | None = Field(
+        None,
+        description="What the threshold misses among the selected leads: those whose latest "
+        "score decided nurture or was sent to sales by the policy's exploration rate are held "
+        "back; the explored ones' win rate with its 95% interval, and that rate times the "
+        "held-back leads a week (the period's weeks: [from, to), an open bound at the first or "
+        "last lead's week). Null when the period has no length (no lead and an open bound).",
+    )
     measures: list[MeasureWords] = Field(description="What each measure means, in plain words.")

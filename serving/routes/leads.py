@@ -93,4 +93,4 @@ async def delete_lead(
     # sweep once more for rows that arrived before it (new arrivals are new data and stay).
     await asyncio.sleep(max(1.0, 5 * settings.score_log_flush_seconds))
     late = await run_in_threadpool(sweep_erased, engine, audit, lead_id)
-    return {"lead_id": lead_id, "rows_deleted": {k: v + late[k] for k, v in deleted.items()}}
+    return {"lead_id": lead_id, "rows_deleted": {k: v + late.get(k, 0) for k, v in deleted.items()}}

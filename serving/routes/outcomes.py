@@ -15,6 +15,7 @@ from serving.bodies import documented_body, json_body
 from serving.db import as_utc, outcomes, utcnow
 from serving.deps import EngineDep, ScorerKey
 from serving.errors import error_responses
+from serving.report.funnel_tables import refresh_leads
 from serving.schemas import OutcomesRequest, OutcomesResponse
 
 router = APIRouter(prefix="/v1", tags=["outcomes"])
@@ -73,6 +74,8 @@ def _upsert(engine: Engine, items: list[dict], key_name: str) -> list[dict]:
                 status = "updated"
             existing[item["lead_id"]] = values  # a later item for the same lead sees this one
             results.append({"lead_id": item["lead_id"], "status": status})
+        # a close changes which touches count: the funnel rows of these leads, recomputed
+        refresh_leads(connection, [r["lead_id"] for r in results if r["status"] != "unchanged"])
     return results
 
 

@@ -439,6 +439,21 @@ async function loadChannels() {
       "Leads created " + (data.from ? "from " + data.from.slice(0, 10) + " " : "") +
       (data.to ? "before " + data.to.slice(0, 10) : data.from ? "" : "at any time") + "."
     : "No captured lead yet: score leads or send events with capture on.";
+  $("channels-exploration").textContent = explorationNote(data.exploration);
+}
+
+// What the threshold misses among these leads (the answer's `exploration`), in one sentence.
+function explorationNote(x) {
+  if (!x || !x.explored) return "";
+  const pct = (v) => (100 * v).toFixed(1) + "%";
+  const head = "What the threshold misses: " + x.held_back + " leads held back (" +
+    x.held_back_per_week.toFixed(1) + " a week), " + x.explored + " sent to sales by exploration (" +
+    x.explored_won + " won, " + x.explored_lost + " lost, " + x.explored_open + " open)";
+  if (x.win_rate === null) return head + "; none closed yet.";
+  return head + ": win rate " + pct(x.win_rate) + " (95% CI " + pct(x.win_rate_low) + "-" +
+    pct(x.win_rate_high) + "), about " + x.forgone_wins_per_week.toFixed(1) + " wins a week " +
+    "forgone (" + x.forgone_wins_per_week_low.toFixed(1) + "-" +
+    x.forgone_wins_per_week_high.toFixed(1) + ").";
 }
 
 function sortedRows() {

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from serving.capture.rows import attribute_key, touch_key
 from serving.db import captured_leads, lead_attributes, lead_touchpoints, outcomes, score_log
+from serving.report.funnel_tables import refresh_all
 from tests.features.report import handmade as h
 
 RECEIVED = datetime(2024, 3, 1, tzinfo=UTC)
@@ -37,7 +38,9 @@ def file_frames() -> dict[str, pd.DataFrame]:
     }
 
 
-def store_handmade(engine: Engine) -> None:
+def store_handmade(engine: Engine, derive: bool = True) -> None:
+    """The hand-made funnel as the service stores it; `derive`: and the funnel's per-lead rows
+    (as the writers keep them; False: a database from before migration 0008)."""
     frames = file_frames()
     leads, touches, outcome, scores = (frames[k] for k in ("leads", "touchpoints", "outcomes",
                                                            "scores"))  # fmt: skip
@@ -84,3 +87,5 @@ def store_handmade(engine: Engine) -> None:
              "scored_at": _py(r.scored_at), "api_key_name": "crm"}
             for r in scores.itertuples()
         ])  # fmt: skip
+        if derive:  # what the service's writers do as they write: the funnel's per-lead rows
+            refresh_all(connection)

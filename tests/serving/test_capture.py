@@ -298,6 +298,9 @@ def test_erasure_removes_the_lead_from_every_table_and_is_audited(client, engine
     assert response.json()["rows_deleted"] == {
         "lead_attributes": 2, "lead_touchpoints": 1, "captured_leads": 1, "score_log": 1,
         "outcomes": 1, "dead_letters": 0,
+        # the funnel's: its row, its channel and its campaign credit, its latest email and stage
+        "lead_funnel": 1, "lead_funnel_channels": 1, "lead_funnel_campaigns": 1,
+        "lead_funnel_attributes": 2,
     }  # fmt: skip
     everything = _every_row(engine)
     assert {"score_log", "outcomes", *CAPTURE_TABLES} <= set(everything)

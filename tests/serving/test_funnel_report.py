@@ -280,13 +280,15 @@ def test_an_empty_database_answers_an_empty_report(database_url, no_registry):
 
 def test_the_funnel_indexes_migration_goes_up_and_down(database_url):
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     from serving.db import alembic_config, current_revision, make_engine, upgrade_database
 
     upgrade_database(database_url)
     engine = make_engine(database_url)
     try:
-        assert current_revision(engine) == "0007_funnel_indexes"
+        head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+        assert current_revision(engine) == head  # 0007_funnel_indexes or a later one
 
         def names() -> set[str]:
             inspector = sa.inspect(engine)
