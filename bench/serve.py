@@ -1,16 +1,29 @@
-"""Load `leadscore serve` and `mlflow models serve` on the same registered model with the same leads.
+"""Load `leadscore serve` and `mlflow models serve` on the same registered model(s) with the same
+leads, beside the ceiling: a bare FastAPI app on the same server stack (`bench/bare_app.py`).
 
     .venv/bin/python bench/serve.py [--tracking-uri sqlite:///mlflow.db]
-                                    [--model-uri models:/lead-scoring@champion] [--workers 2]
+                                    [--model-uri models:/lead-scoring@champion ...] [--workers 2]
                                     [--duration 10] [--skip-mlflow]
     .venv/bin/python bench/serve.py --capture [--rounds 2]
                                     [--postgres-url postgresql+psycopg://postgres@127.0.0.1/test]
 
 Needs a registered model (`make demo`, or `leadscore train` then `leadscore promote`) and `wrk`
 (`apt-get install -y wrk`). Each request is one lead with 20 touchpoints, rotated through 200
-different leads built from the demo data; the 1,000-lead case sends 1,000 of them at once. Prints
-the machine, the commands, and a table with both servers and their ratio. Numbers are noisy when
-other work shares the CPU: the load average before the run is printed with them.
+different leads built from the demo data; the 1,000-lead case sends 1,000 of them at once. Each
+scenario runs on every server back to back, so each figure's ceiling is measured within seconds
+of it. Prints the machine, the commands, a table of every server with its share of the ceiling,
+and issue 18's targets for each leadscore server (held or missed). Absolute milliseconds move from
+machine to machine and with other work on the CPU (the load average is printed); the shares do
+not as much.
+
+A logistic and a boosted-tree champion on demo data, with the CLI (`training.boosting_rounds`
+fixes the tree count; `search: none` trains boosted trees only):
+
+    leadscore demo-data --out demo --format parquet
+    leadscore train --leads demo/leads.parquet --touchpoints demo/touchpoints.parquet \
+        --outcomes demo/outcomes.parquet                      # logistic wins on the demo data
+    printf 'training:\n  search: none\n  boosting_rounds: 400\n' > trees.yaml
+    leadscore train ... --config trees.yaml --model-name lead-scoring-trees
 
 `--capture` measures what keeping the inputs costs instead: `leadscore serve` with capture off and
 on (LEADSCORE_CAPTURE_ENABLED), alternately for `--rounds` rounds, 16 connections each (requests/s
