@@ -2,8 +2,10 @@
 
 A scikit-learn predict call has a fixed cost of a few milliseconds whatever the number of rows, so
 under load one call for the leads of 16 waiting requests is far cheaper than 16 calls. There is no
-waiting window: a request arriving at an idle worker is scored at once (inline, for the lowest
-latency at one connection); requests arriving while a batch is scored are taken together next.
+waiting window: a request arriving at an idle worker is scored at once; requests arriving while a
+batch is scored are taken together next. Batches of up to `inline_leads` leads are scored on the
+event loop (inline: the worker has one core's worth of work either way, and a thread hop per
+batch cost more than the scoring of a few leads); larger ones in a thread.
 """
 
 from __future__ import annotations
@@ -191,7 +193,9 @@ class ScoringBatcher:
         loaded, policy, version = jobs[0].loaded, jobs[0].policy, jobs[0].policy_version
         self.calls += 1
         try:
-            if len(jobs) == 1 and len(leads) <= self.inline_leads:
+            if len(leads) <= self.inline_leads:
+                # a few leads, from one request or several: a thread hop (and the interpreter
+                # lock passed back and forth) costs more than they keep the loop
                 results = score_leads(loaded, leads, policy, None, version)
             else:
                 results = await run_in_threadpool(score_leads, loaded, leads, policy, None, version)

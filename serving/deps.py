@@ -160,3 +160,34 @@ PolicyDep = Annotated[PolicyVersion, Depends(_policy)]
 ScoreLogDep = Annotated[ScoreLogWriter, Depends(_score_log)]
 BatcherDep = Annotated[ScoringBatcher, Depends(_batcher)]
 CaptureDep = Annotated[Capture, Depends(_capture)]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What `POST /v1/score` uses, as one dependency: the model serving now and the policy in
+    force (one reference each for the whole request), the batcher, the score log, the capture
+    and the engine (the trend's previous scores). One dependency instead of six: FastAPI's
+    resolution of each was ~3% of a one-lead request."""
+
+    model: LoadedModel
+    policy: PolicyVersion
+    batcher: ScoringBatcher
+    score_log: ScoreLogWriter
+    capture: Capture
+    engine: Engine
+
+
+async def _scoring(request: Request) -> Scoring:
+    """`ModelNotLoaded` (503) while there is no model."""
+    running = services(request)
+    return Scoring(
+        running.models.require(),
+        running.policies.current(),
+        running.batcher,
+        running.score_log,
+        running.capture,
+        running.engine,
+    )
+
+
+ScoringDep = Annotated[Scoring, Depends(_scoring)]

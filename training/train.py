@@ -66,6 +66,13 @@ class TrainingConfig(BaseModel):
     )
     cv_folds: int = Field(3, ge=1, le=10, description="Cross-validation folds for model selection.")
     search: str = Field("small", description="Candidate grid: small, wide, tiny or none.")
+    boosting_rounds: int | None = Field(
+        None,
+        ge=1,
+        le=5000,
+        description="Boosted-tree candidates grow exactly this many trees (no early stopping, no "
+        "choice of the count on the folds). None (default): the count is chosen on the folds.",
+    )
     splines: bool = Field(True, description="Spline-expand numbers for the logistic regression.")
     max_training_rows: int | None = Field(300_000, ge=1000, description="Cap on training examples.")
     max_holdout_rows: int | None = Field(200_000, ge=1000, description="Cap on held-out examples.")
@@ -297,6 +304,12 @@ def _fit_scorer(
     candidate_list = candidates(
         config.training.search, win_rate, config.training.splines, len(train_rows), bool(mask.any())
     )
+    if config.training.boosting_rounds is not None:
+        fixed = {"max_iter": config.training.boosting_rounds, "early_stopping": False}
+        candidate_list = [
+            Candidate(c.kind, {**c.params, **fixed}) if c.kind == "gradient_boosting" else c
+            for c in candidate_list
+        ]
     # cheapest first: when the time budget runs out, the candidates tried are those that cost
     # least (a logistic regression fits in a fraction of a booster's time, and on the demo data
     # it is the one chosen)

@@ -333,6 +333,8 @@ def load_scorer(
         timing = CloseTimingModel.from_dict(
             json.loads(Path(paths["timing"]).read_text()), classifier
         )
+        if compile:
+            timing.compile()
     return LeadScorer(
         featurizer,
         CalibratedModel(model, state["calibration"], compile=compile),

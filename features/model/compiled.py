@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class CompiledModel(ABC):
 
 class CompiledTrees(CompiledModel):
     """Boosted trees, with the occluded log-odds that reasons need."""
+
+    @abstractmethod
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The raw score (log-odds) of each row: the baseline plus every tree's leaf value."""
 
     @abstractmethod
     def occluded_raw(
@@ -323,15 +327,17 @@ class WalkedTrees(CompiledTrees):
     num_cols: np.ndarray
 
     @classmethod
-    def from_model(cls, model: Any) -> WalkedTrees:
+    def from_model(cls, model: Any, class_index: int | None = None) -> WalkedTrees:
         """The node arrays of a fitted binary HistGradientBoostingClassifier (NotCompilable for
-        anything else)."""
-        if (
-            type(model).__name__ != "HistGradientBoostingClassifier"
-            or getattr(model, "n_trees_per_iteration_", 0) != 1
+        anything else); with `class_index`, the trees of that class of a multiclass one (their
+        sum is the class's raw score before the softmax)."""
+        per_iteration = getattr(model, "n_trees_per_iteration_", 0)
+        if type(model).__name__ != "HistGradientBoostingClassifier" or (
+            per_iteration != 1 if class_index is None else not 0 <= class_index < per_iteration
         ):
             raise NotCompilable("not a binary HistGradientBoostingClassifier")
-        predictors = [p[0] for p in model._predictors]
+        k = class_index or 0
+        predictors = [p[k] for p in model._predictors]
         if not predictors:
             raise NotCompilable("no trees")
         known, f_map = model._bin_mapper.make_known_categories_bitsets()
@@ -373,7 +379,7 @@ class WalkedTrees(CompiledTrees):
             ),
             known=np.asarray(known, dtype=np.uint64),
             f_map=np.asarray(f_map, dtype=np.intp),
-            baseline=float(np.asarray(model._baseline_prediction).ravel()[0]),
+            baseline=float(np.asarray(model._baseline_prediction).ravel()[k]),
             depth=int(allnodes["depth"].max()) + 1,
             column_of=column_of,
             categories=categories,
@@ -462,6 +468,10 @@ class WalkedTrees(CompiledTrees):
         return self.walk(X, r, t, visited).reshape(X.shape[0], n_trees)
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        return expit(self.raw(X))
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The raw score (log-odds) of each row: the baseline plus every tree's leaf value."""
         X = self.prepare(np.asarray(X, dtype=float))
         node = self.leaves(X)
         # Trees added one after another from the baseline, as scikit-learn does, so the result
@@ -469,7 +479,7 @@ class WalkedTrees(CompiledTrees):
         terms = np.empty((X.shape[0], self.n_trees + 1))
         terms[:, 0] = self.baseline
         terms[:, 1:] = self.value[node]
-        return expit(np.cumsum(terms, axis=1)[:, -1])
+        return np.cumsum(terms, axis=1)[:, -1]
 
     def occluded_raw(
         self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
@@ -752,11 +762,15 @@ class LeafBitvectors(CompiledTrees):
         return full, ruled_out_twice
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        return expit(self.raw(X))
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The raw score (log-odds) of each row: the baseline plus every tree's leaf value."""
         X = np.asarray(X, dtype=float)
         raw = np.empty(X.shape[0])
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
         if X.shape[0] < LEAD_CHUNK:  # a few leads: a copy per feature costs more than it saves
-            return expit(self._raw(self._leaf_values(self._full(self._slots(intervals)))))
+            return self._raw(self._leaf_values(self._full(self._slots(intervals))))
         by_feature = self._slots_by_feature(intervals)
         slots_buffer = np.empty((OCCLUSION_CHUNK, self.slot_table.size), dtype=self.dtype)
         for start in range(0, X.shape[0], OCCLUSION_CHUNK):
@@ -764,7 +778,7 @@ class LeafBitvectors(CompiledTrees):
             slots = np.take(part, self.from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
                             mode="wrap")  # fmt: skip
             raw[start : start + part.shape[0]] = self._raw(self._leaf_values(self._full(slots)))
-        return expit(raw)
+        return raw
 
     def occluded_raw(
         self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
@@ -896,10 +910,11 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
         np.concatenate([cat_cols, num_cols]) if preprocessor is not None else np.arange(n_features)
     )
     for predictors in model._predictors:
-        nodes = predictors[0].nodes
-        inner = nodes[~nodes["is_leaf"].astype(bool)]
-        for f, t in zip(inner["feature_idx"], inner["num_threshold"]):
-            pools.setdefault(int(order[f]), []).append(float(t))
+        for tree in predictors:  # one per class of a multiclass model
+            nodes = tree.nodes
+            inner = nodes[~nodes["is_leaf"].astype(bool)]
+            for f, t in zip(inner["feature_idx"], inner["num_threshold"]):
+                pools.setdefault(int(order[f]), []).append(float(t))
     for j in range(n_features):
         if is_categorical[j] and preprocessor is not None:
             encoder = preprocessor.named_transformers_["encoder"]
@@ -945,4 +960,53 @@ def compile_model(model: Any, n_features: int | None = None) -> CompiledModel | 
         )
         return None
     log.info("model compiled to numpy (largest difference from scikit-learn %.1e)", worst)
+    return compiled
+
+
+# ------------------------------------------------------------------------------------------------
+# Multiclass boosted trees (the time-to-close model's won / lost / still open per period)
+
+
+@dataclass(eq=False)
+class CompiledClasses:
+    """A multiclass HistGradientBoostingClassifier: one `CompiledTrees` per class (its trees'
+    sum is the class's raw score), probabilities by the softmax scikit-learn applies.
+
+    scikit-learn calls each of the 3 x 300 trees of the timing model separately: ~80 ms for one
+    lead's 6 periods; here all trees of a class are evaluated at once."""
+
+    classes: list[CompiledTrees]
+
+    def faster_than_sklearn(self, n_rows: int) -> bool:
+        return all(trees.faster_than_sklearn(n_rows) for trees in self.classes)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        raw = np.column_stack([trees.raw(X) for trees in self.classes])
+        return softmax(raw, axis=1)
+
+
+def compile_classes(model: Any) -> CompiledClasses | None:
+    """The numpy form of a multiclass HistGradientBoostingClassifier, or None (another model, an
+    unexpected layout, or `predict_proba` not matched within `TOLERANCE` on generated rows)."""
+    try:
+        per_iteration = int(getattr(model, "n_trees_per_iteration_", 0))
+        if type(model).__name__ != "HistGradientBoostingClassifier" or per_iteration < 2:
+            return None
+        classes: list[CompiledTrees] = []
+        for k in range(per_iteration):
+            walked = WalkedTrees.from_model(model, class_index=k)
+            fits = walked.leaves_per_tree().max() <= BITVECTOR_MAX_LEAVES
+            classes.append(LeafBitvectors.from_trees(walked) if fits else walked)
+        compiled = CompiledClasses(classes)
+        rows = _tree_probe_rows(model, 400)
+        worst = float(np.max(np.abs(compiled.predict_proba(rows) - model.predict_proba(rows))))
+    except Exception as error:  # an unexpected estimator layout: keep scikit-learn
+        log.warning("classifier not compiled (%s: %s): scikit-learn path", type(error).__name__,
+                    error)  # fmt: skip
+        return None
+    if not worst <= TOLERANCE:
+        log.warning(
+            "classifier not compiled (differs from scikit-learn by %.2e): scikit-learn path", worst
+        )
+        return None
     return compiled

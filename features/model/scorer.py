@@ -177,12 +177,15 @@ class LeadScorer:
         win_within_{30,60,90}d and median_days_to_close (of a win)."""
         out: dict[str, Any] = {}
         if self.value is not None:
-            expected, low, high = self.value.predict(X)
+            parts = self.value.contributions(X)  # once for the amounts and their reasons
+            expected, low, high = self.value.predict(X, parts)
             out["expected_amount"] = expected
             out["amount_low"], out["amount_high"] = low, high
             out["expected_value"] = np.asarray(probabilities) * expected
             out["amount_reasons"] = (
-                self.value.reasons(X, self.baseline, self._reason_writer().facts)
+                self.value.reasons(
+                    X, self.baseline, self._reason_writer().facts, contributions=parts
+                )
                 if explain
                 else [[] for _ in range(len(X))]
             )

@@ -42,6 +42,30 @@ class DealValueModel:
         self.low = float(state["interval"]["low"])
         self.high = float(state["interval"]["high"])
         self.metrics: dict[str, float] = dict(state.get("metrics") or {})
+        self._compile_terms()
+
+    def _compile_terms(self) -> None:
+        """The terms as arrays, once: scoring one lead read ~100 terms' lists into arrays on
+        every call (~9 ms a call, more than the win model)."""
+        self._categories = []
+        numbers = [t for t in self.terms if t["kind"] != "category"]
+        for term in self.terms:
+            if term["kind"] == "category":
+                codes = np.asarray(term["codes"], dtype=float)
+                weights = np.asarray(term["weights"], dtype=float)
+                order = np.argsort(codes, kind="stable")
+                self._categories.append(
+                    (int(term["column"]), codes[order], weights[order], float(term["missing"]))
+                )
+        self._num_columns = np.array([int(t["column"]) for t in numbers], dtype=np.intp)
+        self._num_log = np.array([bool(t["log"]) for t in numbers], dtype=bool)
+        self._num = {
+            key: np.array([float(t[key]) for t in numbers], dtype=float)
+            for key in ("fill", "center", "scale", "weight", "missing")
+        }
+        self._used = sorted({int(t["column"]) for t in self.terms})
+        self._base_cache: tuple[Any, np.ndarray] | None = None
+        self._groups_cache: tuple[Any, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.state, "metrics": self.metrics}
@@ -55,30 +79,39 @@ class DealValueModel:
         """(leads, feature columns): each column's part of the log amount (0 for unused ones)."""
         X = np.asarray(X, dtype=float)
         out = np.zeros(X.shape)
-        for term in self.terms:
-            j = int(term["column"])
+        for j, codes, weights, missing_weight in self._categories:
             values = X[:, j]
             missing = np.isnan(values)
-            if term["kind"] == "category":
-                codes = np.asarray(term["codes"], dtype=float)
-                weights = np.asarray(term["weights"], dtype=float)
-                hit = values[:, None] == codes[None, :]
-                out[:, j] = hit.astype(float) @ weights + missing * float(term["missing"])
+            if codes.size:
+                position = np.minimum(np.searchsorted(codes, values), codes.size - 1)
+                hit = codes[position] == values
+                # the same value as a one-hot product: the code's weight, or 0
+                out[:, j] = np.where(hit, weights[position], 0.0) + missing * missing_weight
             else:
-                v = np.log1p(np.clip(values, 0, None)) if term["log"] else values
-                v = np.where(missing, float(term["fill"]), v)
-                # beyond the training spread a line says little: held there (and finite for 1e400)
-                z = np.clip((v - float(term["center"])) / float(term["scale"]), -MAX_Z, MAX_Z)
-                out[:, j] = float(term["weight"]) * z + missing * float(term["missing"])
+                out[:, j] = missing * missing_weight
+        if self._num_columns.size:
+            n = self._num
+            values = X[:, self._num_columns]
+            missing = np.isnan(values)
+            logged = np.log1p(np.clip(values, 0, None))
+            v = np.where(self._num_log[None, :], logged, values)
+            v = np.where(missing, n["fill"], v)
+            # beyond the training spread a line says little: held there (and finite for 1e400)
+            z = np.clip((v - n["center"]) / n["scale"], -MAX_Z, MAX_Z)
+            out[:, self._num_columns] = n["weight"] * z + missing * n["missing"]
         return out
 
-    def log_amount(self, X: np.ndarray) -> np.ndarray:
-        """The predicted median log amount of each lead's deal if won."""
-        return self.intercept + self.contributions(X).sum(axis=1)
+    def log_amount(self, X: np.ndarray, contributions: np.ndarray | None = None) -> np.ndarray:
+        """The predicted median log amount of each lead's deal if won (`contributions`: those of
+        `X`, when already computed)."""
+        parts = self.contributions(X) if contributions is None else contributions
+        return self.intercept + parts.sum(axis=1)
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(
+        self, X: np.ndarray, contributions: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(expected amount, interval low, interval high) per lead, if the lead wins."""
-        mu = self.log_amount(X)
+        mu = self.log_amount(X, contributions)
         return np.exp(mu) * self.smear, np.exp(mu + self.low), np.exp(mu + self.high)
 
     # reasons ---------------------------------------------------------------------------------
@@ -88,6 +121,7 @@ class DealValueModel:
         baseline: np.ndarray,
         facts: Sequence[FactColumns],
         n: int = N_AMOUNT_REASONS,
+        contributions: np.ndarray | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Per lead, up to `n` facts that make its typical deal larger or smaller than the
         typical lead's, strongest first: ``{"feature", "text", "effect"}`` with `effect` the
@@ -95,18 +129,36 @@ class DealValueModel:
         X = np.asarray(X, dtype=float)
         if X.shape[0] == 0:
             return []
-        base = self.contributions(np.asarray(baseline, dtype=float).reshape(1, -1))[0]
-        effect = self.contributions(X) - base[None, :]
-        used = sorted({int(t["column"]) for t in self.terms})
-        groups = [f for f in facts if any(c in used for c in f.columns)]
-        by_fact = np.stack([effect[:, list(f.columns)].sum(axis=1) for f in groups], axis=1)
+        baseline = np.asarray(baseline, dtype=float)
+        if self._base_cache is None or not np.array_equal(
+            self._base_cache[0], baseline, equal_nan=True
+        ):
+            self._base_cache = (baseline.copy(), self.contributions(baseline.reshape(1, -1))[0])
+        base = self._base_cache[1]
+        parts = self.contributions(X) if contributions is None else contributions
+        effect = parts - base[None, :]
+        if self._groups_cache is None or self._groups_cache[0] is not facts:
+            used = set(self._used)
+            groups = [f for f in facts if any(c in used for c in f.columns)]
+            single = [g for g, f in enumerate(groups) if len(f.columns) == 1]
+            self._groups_cache = (facts, groups, np.array(single, dtype=np.intp),
+                                  np.array([groups[g].columns[0] for g in single], dtype=np.intp),
+                                  [g for g, f in enumerate(groups) if len(f.columns) > 1])  # fmt: skip
+        _, groups, single, single_columns, several = self._groups_cache
+        by_fact = np.empty((X.shape[0], len(groups)))
+        by_fact[:, single] = effect[:, single_columns]  # a fact of one column: its effect
+        for g in several:
+            by_fact[:, g] = effect[:, list(groups[g].columns)].sum(axis=1)
+        # every lead's strongest facts in one sort (the same stable order as one sort per lead)
+        orders = np.argsort(-np.abs(by_fact), axis=1, kind="stable")[:, :n].tolist()
+        sizes = by_fact.tolist()
         out: list[list[dict[str, Any]]] = []
         threshold = math.log(MIN_REASON_FACTOR)
-        for i in range(X.shape[0]):
-            order = np.argsort(-np.abs(by_fact[i]), kind="stable")[:n]
+        for i, order in enumerate(orders):
             reasons = []
+            row = sizes[i]
             for g in order:
-                size = float(by_fact[i, g])
+                size = row[g]
                 if abs(size) < threshold:
                     break
                 fact = groups[g]

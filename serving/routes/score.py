@@ -1,7 +1,8 @@
 """POST /v1/score: validate, score with the loaded model, apply the policy in force, log, answer.
 
-The route's signature lists what it uses (serving.deps): the key, the parsed leads, the model and
-the policy in force, the batcher and the score log. The hot path avoids pandas and per-request
+The route's signature lists what it uses (serving.deps): the key, the parsed leads, and `Scoring`
+(the model and the policy in force, the batcher, the score log, the capture and the engine: one
+dependency, not six, as each costs FastAPI's resolution per request). The hot path avoids pandas and per-request
 I/O: the key check is a dict read, the policy is an attribute read, the score-log rows go to a
 queue written by a background thread, and the answer is rendered with orjson. Concurrent
 requests are scored together in one model call (`serving.batcher`).
@@ -18,15 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
-from serving.deps import (
-    BatcherDep,
-    CaptureDep,
-    EngineDep,
-    ModelDep,
-    PolicyDep,
-    ScoreLogDep,
-    ScorerKey,
-)
+from serving.deps import ScorerKey, ScoringDep
 from serving.errors import RequestProblem, error_responses
 from serving.leads import ParsedLeads, read_body, read_for_model, results_in_order
 from serving.logs import current_request_id
@@ -99,16 +92,8 @@ FULL = (
         },
     },
 )
-async def score(
-    key: ScorerKey,
-    leads: LeadsDep,
-    loaded: ModelDep,
-    in_force: PolicyDep,
-    batcher: BatcherDep,
-    score_log: ScoreLogDep,
-    capture: CaptureDep,
-    engine: EngineDep,
-) -> OrjsonResponse:
+async def score(key: ScorerKey, leads: LeadsDep, scoring: ScoringDep) -> OrjsonResponse:
+    loaded, in_force, score_log = scoring.model, scoring.policy, scoring.score_log
     read_for_model(leads, loaded, leads.strict)
     if not score_log.admit(len(leads.leads)):
         raise ScoreLogFull(FULL)
@@ -119,9 +104,11 @@ async def score(
     scored: list[dict] = []
     if leads.leads:
         # the leads' previous scores are read while the model scores them
-        previous = PreviousScores.start(engine, [lead["lead_id"] for lead in leads.leads], now)
+        previous = PreviousScores.start(
+            scoring.engine, [lead["lead_id"] for lead in leads.leads], now
+        )
         try:
-            scored = await batcher.score(
+            scored = await scoring.batcher.score(
                 loaded, leads.leads, in_force.policy, leads.moments, in_force.version
             )
         except ScoringError as error:
@@ -146,7 +133,8 @@ async def score(
         for decision, count in Counter(r["decision"] for r in scored).items():
             metrics.DECISIONS.labels(decision).inc(count)
     if leads.leads:
-        capture.scored(leads.leads, leads.moments, now)  # queued: the inputs, each fact once
+        # queued: the inputs, each fact once
+        scoring.capture.scored(leads.leads, leads.moments, now)
     return OrjsonResponse(
         {
             "request_id": request_id,

@@ -157,6 +157,15 @@ def test_a_tiny_budget_trains_fewer_candidates_and_the_run_records_it(demo_dir, 
     assert "--time-budget" in note and "skipped" in note
 
 
+def test_boosting_rounds_fix_the_tree_count_of_the_boosted_candidates(demo_dir, tracking):
+    config = demo_config(demo_dir, search="none")
+    config.training.boosting_rounds = 45
+    config.training.threads = 1
+    result = train(config, seed=1)
+    assert result.selected.startswith("gradient_boosting") and "max_iter=45" in result.selected
+    assert "early_stopping=False" in result.selected
+
+
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [

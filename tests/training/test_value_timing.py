@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.feature import FactColumns
-from features.model.timing import LOST, OPEN, WON, CloseTimingModel, period_edges
+from features.model.timing import LOST, OPEN, WON, CloseTimingModel, lead_ages, period_edges
 from features.model.value import DealValueModel
 from training.data import Examples, TrainingDataError
 from training.thin_data import check_enough_outcomes
@@ -91,6 +91,41 @@ def test_chances_grow_with_the_horizon_for_every_lead_and_end_at_the_probability
     # fast leads (wins on day 10) close sooner than slow ones (day 40)
     fast = rows[:, 0] == 1
     assert np.median(median[fast]) < 20 < 30 < np.median(median[~fast])
+
+
+def test_the_compiled_timing_model_gives_the_classifiers_chances():
+    X, as_of, closed, won = _timing_data(2000, censored=500, seed=1)
+    model = _fit(X, as_of, closed, won)
+    rng = np.random.default_rng(3)
+    rows = np.column_stack([rng.integers(0, 2, 300).astype(float), rng.normal(scale=5, size=300)])
+    ages, probability = rng.uniform(0, 400, 300), rng.random(300)
+    assert model.compiled is None
+    expected, expected_median = model.predict(rows, ages, probability)
+    assert model.compile().compiled is not None
+    chances, median = model.predict(rows, ages, probability)
+    for h in (30, 60, 90):
+        np.testing.assert_allclose(chances[h], expected[h], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(median, expected_median, rtol=0, atol=1e-9)
+
+
+def test_lead_ages_of_datetimes_are_pandas_ages_bit_for_bit():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    rng = np.random.default_rng(4)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    created = [start + timedelta(microseconds=int(u)) for u in rng.integers(0, 10**15, 500)]
+    as_of = [
+        (c + timedelta(microseconds=int(u))).astimezone(timezone(timedelta(hours=i % 3)))
+        for i, (c, u) in enumerate(zip(created, rng.integers(0, 10**14, 500), strict=True))
+    ]
+    created[7] = None
+    c = pd.to_datetime(pd.Series(created, dtype=object), utc=True)
+    m = pd.to_datetime(pd.Series(as_of, dtype=object), utc=True)
+    expected = ((m - c).dt.total_seconds() / 86_400).to_numpy(dtype=float, na_value=np.nan)
+    ages = lead_ages(created, as_of)  # the datetimes' own path, without pandas
+    assert np.isnan(ages[7]) and np.array_equal(ages, expected, equal_nan=True)
+    text = lead_ages([c.isoformat() if c else None for c in created], as_of)  # pandas' path
+    assert np.array_equal(text, expected, equal_nan=True)
 
 
 def test_open_snapshots_keep_the_censored_and_leave_out_the_closed():

@@ -8,7 +8,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 import features.model.compiled as compiled
-from features.model.compiled import compile_boosting
+from features.model.compiled import compile_boosting, compile_classes
 
 
 def _data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +82,32 @@ def test_trees_with_more_leaves_than_a_bitvector_holds_are_walked(monkeypatch):
     assert isinstance(walked, compiled.WalkedTrees)
     X = _leads()
     assert np.array_equal(walked.raw_proba(X), model.predict_proba(X)[:, 1])
+
+
+@pytest.mark.parametrize("max_leaf_nodes,bitvectors", [(15, True), (8, False)])
+def test_a_multiclass_model_gives_scikit_learns_probabilities(
+    max_leaf_nodes, bitvectors, monkeypatch
+):
+    # the time-to-close model's classifier: won / lost / still open, categories and NaN
+    if not bitvectors:
+        monkeypatch.setattr(compiled, "BITVECTOR_MAX_LEAVES", 4)
+    X, y = _data(0, 3000)
+    y = y + (np.nan_to_num(X[:, 4]) > 1.2)  # three classes
+    model = HistGradientBoostingClassifier(
+        max_iter=40, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=5,
+        categorical_features=np.array([True, False, False, True, False]), early_stopping=False,
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    fast = compile_classes(model)
+    assert fast is not None
+    kind = compiled.LeafBitvectors if bitvectors else compiled.WalkedTrees
+    assert [type(trees) for trees in fast.classes] == [kind] * 3
+    X = _leads()
+    np.testing.assert_allclose(fast.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        fast.predict_proba(X[:1]), model.predict_proba(X[:1]), rtol=0, atol=1e-12
+    )
+    assert compile_classes(_model(8, True)) is None  # a binary model: compile_boosting's
 
 
 @pytest.mark.parametrize("categorical", [True, False])
