@@ -32,7 +32,10 @@ MAX_NUMBER = 1e15
 # Every text field refuses NUL (no supported database stores it: serving.bodies); the OpenAPI says
 # so with these patterns (serving.app adds TEXT_PATTERN to every string without one).
 TEXT_PATTERN = r"^[^\x00]*$"
-ID_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"  # and not blank
+# ... and not blank: at least one character that is neither whitespace nor a control character
+# (Python's strip() also removes \x1c-\x1f, which a regex's \s does not match in pydantic-core
+# or in JSON Schema: a reason of "\x1f" passed the schema and was refused by the route as blank).
+ID_PATTERN = r"^[^\x00]*[^\s\x00-\x1f\x7f][^\x00]*$"
 Role = Literal["scorer", "ops", "admin"]
 # A finite number within +-MAX_NUMBER (NaN, Infinity and 1e309 are refused with a 422).
 Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_NUMBER, le=MAX_NUMBER)]

@@ -144,6 +144,11 @@ def test_a_missing_or_wrong_key_is_refused(client):
             422,
             "reason: is blank (expected text with a visible character)",
         ),
+        (  # a control character only: schemathesis found the schema let it through
+            {"policy": {"sales_threshold": 60}, "reason": "\u001f"},
+            422,
+            "reason: is blank (expected text with a visible character)",
+        ),
         ({"policy": {"threshold": 60}, "reason": "x"}, 422, "unknown field 'threshold'"),
         (
             {
