@@ -350,6 +350,30 @@ class TimeToClose(BaseModel):
     )
 
 
+class FitEngagement(BaseModel):
+    """Who the lead is and what it did, apart: two calibrated win probabilities, one from the
+    lead's attributes only, one from its touchpoints only, and the grid cell they make."""
+
+    fit: float = Field(
+        description="Win probability of leads like this one by attributes only (company, "
+        "title, country, ...); touchpoints never move it."
+    )
+    engagement: float = Field(
+        description="Win probability of leads that did what this one did, by touchpoints only "
+        "(and the lead's age they are counted against); attributes never move it."
+    )
+    fit_grade: Literal["A", "B", "C", "D"] = Field(
+        description="Fit band: A the top 25% of held-out leads by fit, B the next 25%, ..."
+    )
+    engagement_level: int = Field(
+        ge=1, le=4, description="Engagement band: 1 the top 25% of held-out leads, ... 4 the least."
+    )
+    grid: str = Field(
+        description="fit_grade + engagement_level, A1 (best fit, most engaged) to D4.",
+        examples=["B2"],
+    )
+
+
 class LeadScore(BaseModel):
     lead_id: str
     probability: float = Field(description="Calibrated probability that the lead closes won.")
@@ -391,6 +415,11 @@ class LeadScore(BaseModel):
         examples=["improving"],
     )
     model: ModelRef
+    fit_engagement: FitEngagement | None = Field(
+        None,
+        description="Fit and engagement sub-scores and their A1-D4 grid cell (null: the model "
+        "has none).",
+    )
     deal_value: DealValue | None = Field(
         None, description="Deal amount if won, with an interval (null: the model has none)."
     )
@@ -505,6 +534,12 @@ class ModelInfo(BaseModel):
     )
     outcomes_since_training: int | None = Field(
         None, description="Outcomes reported since the training data ended (null: unknown)."
+    )
+    fit_engagement: dict[str, Any] | None = Field(
+        None,
+        description="The fit and engagement models: their share bands (probabilities above "
+        "which a lead is A/B/C or 1/2/3) and holdout figures (fit_roc_auc, engagement_ece, "
+        "grid_A1_share, grid_A1_win_rate, ...); null: the model has none.",
     )
     deal_value: dict[str, Any] | None = Field(
         None,

@@ -36,6 +36,7 @@ from training.models import Candidate, candidates, choose_calibration, fit_estim
 from training.outlook import Outlook, fit_outlook
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 from training.search import search_models
+from training.subscores import fit_subscores
 from training.thin_data import check_enough_outcomes
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
@@ -165,6 +166,7 @@ class TrainResult:
     seconds: float = 0.0
     refit: bool = False  # the served model was refitted on training + holdout
     outlook_metrics: dict[str, float] = field(default_factory=dict)  # deal value, time to close
+    subscore_metrics: dict[str, float] = field(default_factory=dict)  # fit, engagement, grid
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -185,6 +187,7 @@ class TrainResult:
             "warnings": self.warnings,
             "leakage": [w.to_dict() for w in self.leakage],
             "value_and_timing_metrics": {k: _finite(v) for k, v in self.outlook_metrics.items()},
+            "fit_engagement_metrics": {k: _finite(v) for k, v in self.subscore_metrics.items()},
             "seconds": round(self.seconds, 1),
         }
 
@@ -343,6 +346,13 @@ def _fit_scorer(
     step("scoring the holdout")
     holdout_probability = estimator.predict_proba(X_holdout)
     scorer.policy = evaluate.model_policy(config.policy, holdout_probability)  # grades by share
+    step("fitting the fit and engagement scores")
+    scorer.subscores, why_not = fit_subscores(
+        featurizer, X_train, y_train, groups, X_holdout, examples.labels[holdout_rows], seed,
+        config.training.splines,
+    )  # fmt: skip
+    if why_not:
+        notes.append(why_not)
     final = None
     refit = config.training.refit
     if refit is None:
@@ -473,6 +483,7 @@ def _train(
         step("logging to MLflow")
         tracking.log_training(fitted, config, data, metrics, leaks, seed)
         tracking.log_outlook(outlook.metrics)
+        tracking.log_outlook(subscore_metrics(fitted.scorer))
         step("logging the model")
         info = tracking.log_model(
             fitted.scorer, fitted.holdout_frame, data.touchpoints, evaluation_estimator
@@ -509,7 +520,13 @@ def _train(
         seconds=seconds,
         refit=fitted.refitted,
         outlook_metrics=outlook.metrics,
+        subscore_metrics=subscore_metrics(fitted.scorer),
     )
+
+
+def subscore_metrics(scorer: LeadScorer) -> dict[str, float]:
+    """The fit and engagement scores' holdout figures (none without them)."""
+    return {} if scorer.subscores is None else dict(scorer.subscores.metrics)
 
 
 def attach_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) -> Outlook:

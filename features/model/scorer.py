@@ -29,6 +29,7 @@ from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
 from features.model.reasons import N_REASONS, ReasonWriter, _baseline_equal
+from features.model.subscores import FitEngagement
 from features.model.timing import CloseTimingModel, lead_ages
 from features.model.value import DealValueModel
 from features.policy.exploration import apply_exploration
@@ -61,8 +62,10 @@ class LeadScorer:
         baseline: Sequence[float] | np.ndarray | None = None,
         value: DealValueModel | None = None,
         timing: CloseTimingModel | None = None,
+        subscores: FitEngagement | None = None,
     ) -> None:
         self.featurizer = featurizer
+        self.subscores = subscores  # fit and engagement sub-scores and the grid (None: none)
         self.value = value  # expected deal amount if won (None: not trained)
         self.timing = timing  # chances of a win within 30/60/90 days (None: not trained)
         self.estimator = estimator
@@ -171,11 +174,14 @@ class LeadScorer:
     def outlook(
         self, X: np.ndarray, probabilities: np.ndarray, lead_age: np.ndarray, explain: bool = True
     ) -> dict[str, Any]:
-        """The deal value and timing columns of feature rows `X` (arrays, one value per lead;
-        none without those models): expected_amount, amount_low, amount_high (the value model's
-        interval), expected_value (probability x expected amount), amount_reasons,
-        win_within_{30,60,90}d and median_days_to_close (of a win)."""
+        """The columns beyond the win probability of feature rows `X` (arrays, one value per
+        lead; none without the model behind them): fit_probability, engagement_probability,
+        fit_grade, engagement_level, grid (`subscores`); expected_amount, amount_low,
+        amount_high (the value model's interval), expected_value (probability x expected
+        amount), amount_reasons; win_within_{30,60,90}d and median_days_to_close (of a win)."""
         out: dict[str, Any] = {}
+        if self.subscores is not None:
+            out.update(self.subscores.predict(X))
         if self.value is not None:
             expected, low, high = self.value.predict(X)
             out["expected_amount"] = expected
@@ -323,7 +329,7 @@ class LeadScorer:
             reasons_against = [[] for _ in records]
         check_probabilities(probabilities, [r.get("lead_id") for r in records])
         outlook = {}
-        if self.value is not None or self.timing is not None:
+        if self.value is not None or self.timing is not None or self.subscores is not None:
             ages = (
                 lead_ages([r.get("created_at") for r in records], [r.get("as_of") for r in records])
                 if self.timing is not None
