@@ -374,6 +374,19 @@ class FitEngagement(BaseModel):
     )
 
 
+class Confidence(BaseModel):
+    """How much the score can be trusted: how many training leads were like this one."""
+
+    label: Literal["low", "medium", "high"] = Field(
+        description="low: fewer than 30 training snapshots like this lead (same band of "
+        "probability, fit and engagement), its score is an extrapolation; high: 150 or more; "
+        "medium between. GET /v1/model says how each label fared on held-out leads."
+    )
+    similar_leads: int = Field(
+        ge=0, description="Training snapshots in this lead's cell of the score grid."
+    )
+
+
 class LeadScore(BaseModel):
     lead_id: str
     probability: float = Field(description="Calibrated probability that the lead closes won.")
@@ -415,6 +428,15 @@ class LeadScore(BaseModel):
         examples=["improving"],
     )
     model: ModelRef
+    segment: str = Field(
+        "global",
+        description="The model that scored the lead: its segment's value when training gave "
+        "that segment a model of its own (`training.segment_by`), else 'global'.",
+        examples=["global"],
+    )
+    confidence: Confidence | None = Field(
+        None, description="How many training leads were like this one (null: the model has none)."
+    )
     fit_engagement: FitEngagement | None = Field(
         None,
         description="Fit and engagement sub-scores and their A1-D4 grid cell (null: the model "
@@ -534,6 +556,20 @@ class ModelInfo(BaseModel):
     )
     outcomes_since_training: int | None = Field(
         None, description="Outcomes reported since the training data ended (null: unknown)."
+    )
+    segments: dict[str, Any] | None = Field(
+        None,
+        description="With segment models: the column, the values with a model of their own, "
+        "and each segment's held-out figures (segment_<value>_roc_auc, _log_loss, _ece, the "
+        "global model's on the same leads as segment_<value>_global_*, _own_model); null: one "
+        "global model.",
+    )
+    confidence: dict[str, Any] | None = Field(
+        None,
+        description="The confidence labels: the similar-lead counts that make them (low below "
+        "`low_below`, high from `high_from`) and how each fared on held-out leads "
+        "(confidence_low_share, confidence_low_win_rate, confidence_low_mean_probability, "
+        "confidence_low_ece, ...); null: the model has none.",
     )
     fit_engagement: dict[str, Any] | None = Field(
         None,

@@ -25,7 +25,10 @@ pickle:
   (`CloseTimingModel`: periods and horizons as JSON, its classifier with skops and the same
   allow-list), when the deal value and time-to-close models were trained (issue 14)
 - ``subscores.json`` and ``subscores.skops`` (`FitEngagement`: columns, calibration maps, share
-  bands and figures as JSON; the fit and engagement classifiers, skops, same allow-list)
+  bands and figures as JSON; the fit and engagement classifiers, skops, same allow-list) and
+  ``confidence.json`` (`LeadConfidence`: the grid's edges and training leads per cell)
+- ``segments.json`` and ``segments.skops`` (`SegmentModels`, with `training.segment_by`: the
+  column, each segment's code, calibration and figures; the segments' classifiers by label)
 - ``samples.json``: 20 held-out leads and a lead with no attributes, in the pyfunc input format,
   with the probability the model gave each when it was logged (`record_samples`)
 - ``hashes.json`` (written at registration, `record_file_hashes`): the sha256 of every other file
@@ -130,6 +133,14 @@ OUTLOOK_FILES = {
 SUBSCORE_FILES = {
     "subscores": "subscores.json",
     "subscore_estimators": "subscores.skops",
+    "confidence": "confidence.json",  # training leads per cell of the scores' grid (JSON)
+}
+
+
+# The segments' own models (`training.segment_by`), when trained: JSON + one skops dict.
+SEGMENT_FILES = {
+    "segments": "segments.json",
+    "segment_estimators": "segments.skops",
 }
 
 
@@ -275,7 +286,14 @@ def save_scorer(
         if scorer.subscores is None
         else sio.dumps({k: m.estimator.model for k, m in scorer.subscores.models().items()})
     )
-    extras = [b for b in (timing_bytes, subscore_bytes) if b is not None]
+    segment_bytes = (
+        None
+        if scorer.segments is None
+        else sio.dumps(
+            {k: m.model for k, m in zip(scorer.segments.labels, scorer.segments.estimators)}
+        )
+    )
+    extras = [b for b in (timing_bytes, subscore_bytes, segment_bytes) if b is not None]
     for data in (*dumped.values(), *extras):
         extra = _untrusted_in(data)
         if extra:
@@ -314,10 +332,18 @@ def save_scorer(
         Path(paths["timing"]).write_text(json.dumps(_json_safe(scorer.timing.to_dict())))
         Path(paths["timing_estimator"]).write_bytes(timing_bytes or b"")
     if scorer.subscores is not None:
-        for name, file in SUBSCORE_FILES.items():
-            paths[name] = str(directory / file)
+        for name in ("subscores", "subscore_estimators"):
+            paths[name] = str(directory / SUBSCORE_FILES[name])
         Path(paths["subscores"]).write_text(json.dumps(_json_safe(scorer.subscores.to_dict())))
         Path(paths["subscore_estimators"]).write_bytes(subscore_bytes or b"")
+    if scorer.segments is not None:
+        for name, file in SEGMENT_FILES.items():
+            paths[name] = str(directory / file)
+        Path(paths["segments"]).write_text(json.dumps(_json_safe(scorer.segments.to_dict())))
+        Path(paths["segment_estimators"]).write_bytes(segment_bytes or b"")
+    if scorer.confidence is not None:
+        paths["confidence"] = str(directory / SUBSCORE_FILES["confidence"])
+        Path(paths["confidence"]).write_text(json.dumps(_json_safe(scorer.confidence.to_dict())))
     return paths
 
 
@@ -358,6 +384,19 @@ def load_scorer(
         timing = CloseTimingModel.from_dict(
             json.loads(Path(paths["timing"]).read_text()), classifier
         )
+    from features.model.confidence import LeadConfidence
+    from features.model.segments import SegmentModels
+
+    segments = None
+    if "segments" in paths and "segment_estimators" in paths:
+        segments = SegmentModels.from_dict(
+            json.loads(Path(paths["segments"]).read_text()),
+            sio.load(paths["segment_estimators"], trusted=TRUSTED_TYPES),
+            compile=compile,
+        )
+    confidence = None
+    if "confidence" in paths:
+        confidence = LeadConfidence.from_dict(json.loads(Path(paths["confidence"]).read_text()))
     subscores = None
     if "subscores" in paths and "subscore_estimators" in paths:
         subscores = FitEngagement.from_dict(
@@ -375,6 +414,8 @@ def load_scorer(
         value=value,
         timing=timing,
         subscores=subscores,
+        confidence=confidence,
+        segments=segments,
     )
 
 
@@ -438,6 +479,7 @@ def pyfunc_output(scored: pd.DataFrame) -> pd.DataFrame:
 # After the columns every model has (so spark_udf's first column stays the probability).
 PYFUNC_EXTRA_COLUMNS = (
     "fit_probability", "engagement_probability", "fit_grade", "engagement_level", "grid",
+    "confidence", "similar_leads", "segment",
     "expected_amount", "amount_low", "amount_high", "expected_value", "amount_reasons",
     "win_within_30d", "win_within_60d", "win_within_90d", "median_days_to_close",
 )  # fmt: skip
@@ -894,7 +936,8 @@ def _data_files(model: Path, root: str) -> dict[str, str]:
         )
     files = {}
     inside = model.resolve()
-    for name in (*FILES, *EVALUATION_FILES, *OUTLOOK_FILES, *SUBSCORE_FILES, *SAMPLE_FILES):
+    optional = (*EVALUATION_FILES, *OUTLOOK_FILES, *SUBSCORE_FILES, *SEGMENT_FILES)
+    for name in (*FILES, *optional, *SAMPLE_FILES):
         if name in listed:
             path = (model / listed[name]["path"]).resolve()
             if not path.is_relative_to(inside) or not path.is_file():

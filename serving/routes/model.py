@@ -51,7 +51,20 @@ def value_and_timing(scorer: object) -> dict:
     (None: not trained)."""
     value, timing = getattr(scorer, "value", None), getattr(scorer, "timing", None)
     subscores = getattr(scorer, "subscores", None)
+    confidence = getattr(scorer, "confidence", None)
+    segments = getattr(scorer, "segments", None)
     return {
+        "segments": None
+        if segments is None
+        else {"column": segments.column, "segments": segments.labels, "metrics": segments.metrics},
+        "confidence": None
+        if confidence is None
+        else {
+            "low_below": confidence.low_below,
+            "high_from": confidence.high_from,
+            "axes": confidence.axes,
+            "metrics": confidence.metrics,
+        },
         "fit_engagement": None
         if subscores is None
         else {
