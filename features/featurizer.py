@@ -11,7 +11,7 @@ which columns say the same thing about a lead, and how it reads), which the reas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,7 +161,7 @@ class LeadFeaturizer:
     # API records ----------------------------------------------------------------------------
     def transform_records(
         self,
-        records: Sequence[dict[str, Any]],
+        records: Sequence[Mapping[str, Any]],
         return_touchpoints: bool = False,
         touch_moments: np.ndarray | None = None,
     ) -> np.ndarray | tuple[np.ndarray, RecordTouchpoints | None]:

@@ -24,6 +24,11 @@ pickle:
 - ``value.json`` (`DealValueModel.to_dict()`, plain JSON), ``timing.json`` and ``timing.skops``
   (`CloseTimingModel`: periods and horizons as JSON, its classifier with skops and the same
   allow-list), when the deal value and time-to-close models were trained (issue 14)
+- ``subscores.json`` and ``subscores.skops`` (`FitEngagement`: columns, calibration maps, share
+  bands and figures as JSON; the fit and engagement classifiers, skops, same allow-list) and
+  ``confidence.json`` (`LeadConfidence`: the grid's edges and training leads per cell)
+- ``segments.json`` and ``segments.skops`` (`SegmentModels`, with `training.segment_by`: the
+  column, each segment's code, calibration and figures; the segments' classifiers by label)
 - ``samples.json``: 20 held-out leads and a lead with no attributes, in the pyfunc input format,
   with the probability the model gave each when it was logged (`record_samples`)
 - ``hashes.json`` (written at registration, `record_file_hashes`): the sha256 of every other file
@@ -46,8 +51,11 @@ model reads the same files.
 value}) when the model uses touchpoints. Params (optional): `explain` (false leaves out the
 reasons) and `policy` (JSON text of a qualification policy, or of `GET /v1/policy`'s answer: the
 policy marketing ops saved; default: the model's own). Output: `probability`, `score`, `grade`,
-`decision`, `lead_id`, `reasons_for`, `reasons_against` (JSON strings), `hard_rule`, `policy`
-(which policy decided: `features.policy.applied`).
+`decision`, `lead_id`, `reasons_for`, `reasons_against` (JSON strings), `hard_rule`, then, when
+the model has them, the fit and engagement columns (`fit_probability`, `engagement_probability`,
+`fit_grade`, `engagement_level`, `grid`) and the deal value and time-to-close columns
+(`PYFUNC_EXTRA_COLUMNS`; `amount_reasons` a JSON string), and `policy` (which policy decided:
+`features.policy.applied`).
 """
 
 from __future__ import annotations
@@ -117,6 +125,22 @@ OUTLOOK_FILES = {
     "value": "value.json",
     "timing": "timing.json",
     "timing_estimator": "timing.skops",
+}
+
+
+# The fit and engagement sub-scores (issue 14), when trained: their columns, calibration maps,
+# share bands and figures as JSON, the two classifiers in one skops file ({"fit", "engagement"}).
+SUBSCORE_FILES = {
+    "subscores": "subscores.json",
+    "subscore_estimators": "subscores.skops",
+    "confidence": "confidence.json",  # training leads per cell of the scores' grid (JSON)
+}
+
+
+# The segments' own models (`training.segment_by`), when trained: JSON + one skops dict.
+SEGMENT_FILES = {
+    "segments": "segments.json",
+    "segment_estimators": "segments.skops",
 }
 
 
@@ -257,7 +281,20 @@ def save_scorer(
     if evaluation_estimator is not None:
         dumped["evaluation_estimator"] = sio.dumps(evaluation_estimator.model)
     timing_bytes = None if scorer.timing is None else sio.dumps(scorer.timing.classifier)
-    for data in (*dumped.values(), *([timing_bytes] if timing_bytes is not None else [])):
+    subscore_bytes = (
+        None
+        if scorer.subscores is None
+        else sio.dumps({k: m.estimator.model for k, m in scorer.subscores.models().items()})
+    )
+    segment_bytes = (
+        None
+        if scorer.segments is None
+        else sio.dumps(
+            {k: m.model for k, m in zip(scorer.segments.labels, scorer.segments.estimators)}
+        )
+    )
+    extras = [b for b in (timing_bytes, subscore_bytes, segment_bytes) if b is not None]
+    for data in (*dumped.values(), *extras):
         extra = _untrusted_in(data)
         if extra:
             raise ValueError(
@@ -294,6 +331,19 @@ def save_scorer(
         paths["timing_estimator"] = str(directory / OUTLOOK_FILES["timing_estimator"])
         Path(paths["timing"]).write_text(json.dumps(_json_safe(scorer.timing.to_dict())))
         Path(paths["timing_estimator"]).write_bytes(timing_bytes or b"")
+    if scorer.subscores is not None:
+        for name in ("subscores", "subscore_estimators"):
+            paths[name] = str(directory / SUBSCORE_FILES[name])
+        Path(paths["subscores"]).write_text(json.dumps(_json_safe(scorer.subscores.to_dict())))
+        Path(paths["subscore_estimators"]).write_bytes(subscore_bytes or b"")
+    if scorer.segments is not None:
+        for name, file in SEGMENT_FILES.items():
+            paths[name] = str(directory / file)
+        Path(paths["segments"]).write_text(json.dumps(_json_safe(scorer.segments.to_dict())))
+        Path(paths["segment_estimators"]).write_bytes(segment_bytes or b"")
+    if scorer.confidence is not None:
+        paths["confidence"] = str(directory / SUBSCORE_FILES["confidence"])
+        Path(paths["confidence"]).write_text(json.dumps(_json_safe(scorer.confidence.to_dict())))
     return paths
 
 
@@ -310,6 +360,7 @@ def load_scorer(
     from features.featurizer import LeadFeaturizer
     from features.model.calibration import CalibratedModel
     from features.model.scorer import LeadScorer
+    from features.model.subscores import FitEngagement
     from features.model.timing import CloseTimingModel
     from features.model.value import DealValueModel
     from features.policy.rules import Policy
@@ -335,6 +386,26 @@ def load_scorer(
         )
         if compile:
             timing.compile()
+    from features.model.confidence import LeadConfidence
+    from features.model.segments import SegmentModels
+
+    segments = None
+    if "segments" in paths and "segment_estimators" in paths:
+        segments = SegmentModels.from_dict(
+            json.loads(Path(paths["segments"]).read_text()),
+            sio.load(paths["segment_estimators"], trusted=TRUSTED_TYPES),
+            compile=compile,
+        )
+    confidence = None
+    if "confidence" in paths:
+        confidence = LeadConfidence.from_dict(json.loads(Path(paths["confidence"]).read_text()))
+    subscores = None
+    if "subscores" in paths and "subscore_estimators" in paths:
+        subscores = FitEngagement.from_dict(
+            json.loads(Path(paths["subscores"]).read_text()),
+            sio.load(paths["subscore_estimators"], trusted=TRUSTED_TYPES),
+            compile=compile,
+        )
     return LeadScorer(
         featurizer,
         CalibratedModel(model, state["calibration"], compile=compile),
@@ -344,6 +415,9 @@ def load_scorer(
         baseline=baseline,
         value=value,
         timing=timing,
+        subscores=subscores,
+        confidence=confidence,
+        segments=segments,
     )
 
 
@@ -394,7 +468,23 @@ def pyfunc_output(scored: pd.DataFrame) -> pd.DataFrame:
         if column in scored:
             out[column] = [json.dumps(r) for r in scored[column]]
     out["hard_rule"] = scored["hard_rule"].fillna("").astype(str)
+    for column in PYFUNC_EXTRA_COLUMNS:  # the model's other parts, when it has them
+        if column in scored:
+            out[column] = (
+                [json.dumps(r) for r in scored[column]]
+                if column == "amount_reasons"
+                else scored[column].to_numpy()
+            )
     return out
+
+
+# After the columns every model has (so spark_udf's first column stays the probability).
+PYFUNC_EXTRA_COLUMNS = (
+    "fit_probability", "engagement_probability", "fit_grade", "engagement_level", "grid",
+    "confidence", "similar_leads", "segment",
+    "expected_amount", "amount_low", "amount_high", "expected_value", "amount_reasons",
+    "win_within_30d", "win_within_60d", "win_within_90d", "median_days_to_close",
+)  # fmt: skip
 
 
 def score_pyfunc_input(
@@ -848,7 +938,8 @@ def _data_files(model: Path, root: str) -> dict[str, str]:
         )
     files = {}
     inside = model.resolve()
-    for name in (*FILES, *EVALUATION_FILES, *OUTLOOK_FILES, *SAMPLE_FILES):
+    optional = (*EVALUATION_FILES, *OUTLOOK_FILES, *SUBSCORE_FILES, *SEGMENT_FILES)
+    for name in (*FILES, *optional, *SAMPLE_FILES):
         if name in listed:
             path = (model / listed[name]["path"]).resolve()
             if not path.is_relative_to(inside) or not path.is_file():

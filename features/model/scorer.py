@@ -28,7 +28,10 @@ from features.feature import facts_of
 from features.featurizer import LeadFeaturizer
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
+from features.model.confidence import LeadConfidence
 from features.model.reasons import N_REASONS, ReasonWriter, _baseline_equal
+from features.model.segments import SegmentModels
+from features.model.subscores import FitEngagement
 from features.model.timing import CloseTimingModel, lead_ages
 from features.model.value import DealValueModel
 from features.policy.exploration import apply_exploration
@@ -61,8 +64,14 @@ class LeadScorer:
         baseline: Sequence[float] | np.ndarray | None = None,
         value: DealValueModel | None = None,
         timing: CloseTimingModel | None = None,
+        subscores: FitEngagement | None = None,
+        confidence: LeadConfidence | None = None,
+        segments: SegmentModels | None = None,
     ) -> None:
         self.featurizer = featurizer
+        self.segments = segments  # the segments' own models (None: the global model for all)
+        self.confidence = confidence  # similar training leads -> low/medium/high (None: none)
+        self.subscores = subscores  # fit and engagement sub-scores and the grid (None: none)
         self.value = value  # expected deal amount if won (None: not trained)
         self.timing = timing  # chances of a win within 30/60/90 days (None: not trained)
         self.estimator = estimator
@@ -99,22 +108,39 @@ class LeadScorer:
         self, frame: pd.DataFrame, touchpoints: pd.DataFrame | None = None, as_of: Any = None
     ) -> np.ndarray:
         """Calibrated win probability per row of `frame`."""
-        return self.estimator.predict_proba(self.features(frame, touchpoints, as_of))
+        return self.probabilities(self.features(frame, touchpoints, as_of))
 
     # explanations ---------------------------------------------------------------------------
     def _effects(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, effects): effects[i, j] is how many score points feature j adds to
-        lead i against the typical lead; NaN where the lead has the typical value."""
+        lead i against the typical lead; NaN where the lead has the typical value. Each lead
+        is explained by the model that scores it (its segment's, else the global one)."""
+        if self.segments is None or X.shape[0] == 0:
+            return self._effects_of(X, self.estimator)
+        assigned = self.segments.assign(X)
+        if (assigned == assigned[0]).all():  # one model for all (a single lead, say)
+            k = int(assigned[0])
+            return self._effects_of(X, self.estimator if k < 0 else self.segments.estimators[k])
+        probabilities, effects = np.empty(X.shape[0]), np.empty(X.shape)
+        for k in np.unique(assigned).tolist():
+            rows = assigned == k
+            estimator = self.estimator if k < 0 else self.segments.estimators[k]
+            probabilities[rows], effects[rows] = self._effects_of(X[rows], estimator)
+        return probabilities, effects
+
+    def _effects_of(
+        self, X: np.ndarray, estimator: CalibratedModel
+    ) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[0] == 0:
             return np.empty(0), np.empty(X.shape)
         differs = ~_baseline_equal(X, self.baseline[None, :])
         lead, column = np.nonzero(differs)  # row-major: each lead's columns in order
-        compiled = self.estimator.compiled
+        compiled = estimator.compiled
         if isinstance(compiled, AdditiveLogistic):
             # Additive model: the lead with feature j set to typical is exact without re-predicting.
             contributions = compiled.contributions(X)
             logit = compiled.intercept + contributions.sum(axis=1)
-            calibrate = self.estimator.calibrate
+            calibrate = estimator.calibrate
             probabilities = calibrate(expit(logit))
             typical = self._typical_contributions(compiled)
             occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
@@ -122,7 +148,7 @@ class LeadScorer:
         elif isinstance(compiled, CompiledTrees):
             # Boosted trees: only the trees whose path splits on a feature are looked at again.
             raw, raw_occluded = compiled.occluded_raw(X, self.baseline, lead, column)
-            calibrate = self.estimator.calibrate
+            calibrate = estimator.calibrate
             probabilities = calibrate(expit(raw))
             occluded = calibrate(expit(raw_occluded))
         else:
@@ -133,7 +159,7 @@ class LeadScorer:
             first = np.repeat(np.cumsum(counts) - counts, counts)  # index of each lead's first pair
             position = start[lead] + 1 + (np.arange(lead.size) - first)
             rows[position, column] = self.baseline[column]
-            predicted = self.estimator.predict_proba(rows) if len(rows) else np.empty(0)
+            predicted = estimator.predict_proba(rows) if len(rows) else np.empty(0)
             probabilities = predicted[start]
             occluded = predicted[position]
         effects = np.full(X.shape, np.nan)
@@ -141,10 +167,19 @@ class LeadScorer:
         return probabilities, effects
 
     def _typical_contributions(self, linear: AdditiveLogistic) -> np.ndarray:
-        cached = getattr(self, "_typical_cache", None)
+        cache = self.__dict__.setdefault("_typical_cache", {})  # one per model (segments)
+        cached = cache.get(id(linear))
         if cached is None or cached[0] is not linear:
-            cached = self._typical_cache = (linear, linear.contributions(self.baseline[None, :])[0])
+            cached = cache[id(linear)] = (linear, linear.contributions(self.baseline[None, :])[0])
         return cached[1]
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated win probability of feature rows `X`, each by its segment's model when it
+        has one (`segments`), else by the global model."""
+        global_probability = self.estimator.predict_proba(X)
+        if self.segments is None or X.shape[0] == 0:
+            return global_probability
+        return self.segments.probabilities(X, global_probability)
 
     def _predict_explained(
         self, X: np.ndarray, n_reasons: int
@@ -171,11 +206,22 @@ class LeadScorer:
     def outlook(
         self, X: np.ndarray, probabilities: np.ndarray, lead_age: np.ndarray, explain: bool = True
     ) -> dict[str, Any]:
-        """The deal value and timing columns of feature rows `X` (arrays, one value per lead;
-        none without those models): expected_amount, amount_low, amount_high (the value model's
-        interval), expected_value (probability x expected amount), amount_reasons,
-        win_within_{30,60,90}d and median_days_to_close (of a win)."""
+        """The columns beyond the win probability of feature rows `X` (arrays, one value per
+        lead; none without the model behind them): segment (the model that scored it: the
+        segment's value or 'global'), fit_probability, engagement_probability,
+        fit_grade, engagement_level, grid (`subscores`); expected_amount, amount_low,
+        amount_high (the value model's interval), expected_value (probability x expected
+        amount), amount_reasons; win_within_{30,60,90}d and median_days_to_close (of a win);
+        confidence (low/medium/high) and similar_leads (`confidence`)."""
         out: dict[str, Any] = {}
+        if self.segments is not None:
+            out["segment"] = self.segments.names(self.segments.assign(X))
+        if self.subscores is not None:
+            out.update(self.subscores.predict(X))
+        if self.confidence is not None:
+            similar = self.confidence.similar_leads(confidence_axes(np.asarray(probabilities), out))
+            out["confidence"] = self.confidence.labels(similar)
+            out["similar_leads"] = similar
         if self.value is not None:
             parts = self.value.contributions(X)  # once for the amounts and their reasons
             expected, low, high = self.value.predict(X, parts)
@@ -240,7 +286,7 @@ class LeadScorer:
                 reasons_for += rf
                 reasons_against += ra
             else:
-                p = self.estimator.predict_proba(X)
+                p = self.probabilities(X)
             probabilities[start : start + len(part)] = p
             more = self.outlook(X, p, self._frame_lead_ages(part), explain)
             for column, values in more.items():
@@ -321,12 +367,13 @@ class LeadScorer:
         if explain:
             probabilities, reasons_for, reasons_against = self._predict_explained(X, n_reasons)
         else:
-            probabilities = self.estimator.predict_proba(X)
+            probabilities = self.probabilities(X)
             reasons_for = [[] for _ in records]
             reasons_against = [[] for _ in records]
         check_probabilities(probabilities, [r.get("lead_id") for r in records])
         outlook = {}
-        if self.value is not None or self.timing is not None:
+        parts = (self.value, self.timing, self.subscores, self.confidence, self.segments)
+        if any(m is not None for m in parts):
             ages = (
                 lead_ages([r.get("created_at") for r in records], [r.get("as_of") for r in records])
                 if self.timing is not None
@@ -350,14 +397,16 @@ class LeadScorer:
                 do_not_contact.append(bool(facts.get("do_not_contact")))
         else:
             scores_array = score_from_probability(probabilities)
-            facts = attribute_facts([r.get("attributes") for r in records], fact_columns)
+            fact_arrays = attribute_facts([r.get("attributes") for r in records], fact_columns)
             for fact, known in _touch_facts(touches.arrays, len(records)).items():
-                facts[fact] |= known
-            grade_array, decision_array, rule_reasons = apply_policy(scores_array, facts, policy)
+                fact_arrays[fact] |= known
+            grade_array, decision_array, rule_reasons = apply_policy(
+                scores_array, fact_arrays, policy
+            )
             scores = scores_array.tolist()
             grades, decisions = grade_array.tolist(), decision_array.tolist()
             rules = [r[0] if r else None for r in rule_reasons]
-            do_not_contact = facts.get("do_not_contact")
+            do_not_contact = fact_arrays.get("do_not_contact")
         lead_ids = [r.get("lead_id") for r in records]
         exploration = apply_exploration(
             lead_ids, decisions, rules, do_not_contact, policy, policy_version
@@ -374,6 +423,16 @@ class LeadScorer:
             "exploration": exploration,
             **outlook,
         }
+
+
+def confidence_axes(probabilities: np.ndarray, subscores: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns a `LeadConfidence` grid is cut on: the probability, and the fit and
+    engagement when the model has them (`subscores`: `FitEngagement.predict`'s columns)."""
+    axes = {"probability": probabilities}
+    for name in ("fit", "engagement"):
+        if f"{name}_probability" in subscores:
+            axes[name] = subscores[f"{name}_probability"]
+    return axes
 
 
 FEW_RECORDS = 8  # up to this many leads, facts and decisions lead by lead (no numpy overhead)
