@@ -176,8 +176,8 @@ def run(args: argparse.Namespace, url: str) -> None:
     with engine.begin() as connection:  # what migration 0008 does to an existing database
         refresh_all(connection)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text("VACUUM ANALYZE lead_funnel, lead_funnel_credits, "
-                                   "lead_funnel_attributes"))  # fmt: skip
+        connection.execute(sa.text("VACUUM ANALYZE lead_funnel, lead_funnel_channels, "
+                                   "lead_funnel_campaigns, lead_funnel_attributes"))  # fmt: skip
     print(f"{'derive the funnel tables (backfill)':<{width}}  {'':>6}  "
           f"{time.perf_counter() - t0:8.2f}  {'':>6}  {_load()}")  # fmt: skip
     table = None

@@ -60,12 +60,15 @@ def main() -> None:
         demo.write(demo.generate(fresh_n, seed=fresh_seed), Path(tmp) / "fresh", ("parquet",))
         rows = fresh_rows(result.model_uri, Path(tmp) / "fresh")
     outlook_seconds = step_seconds(marks, "fitting the deal value", seconds)
+    subscore_seconds = step_seconds(marks, "fitting the fit and engagement", seconds)
+    confidence_seconds = step_seconds(marks, "counting similar training leads", seconds)
 
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {machine}")
     print(
         f"model: {result.selected}; refit: {result.refit}; train {seconds:.0f} s, of which the "
-        f"deal value and time-to-close step {outlook_seconds:.0f} s"
+        f"deal value and time-to-close step {outlook_seconds:.0f} s, fit and engagement "
+        f"{subscore_seconds:.0f} s, confidence {confidence_seconds:.0f} s"
     )
     print(
         f"fresh leads: {fresh_n:,} (seed {fresh_seed}), open 30 days after creation: {len(rows):,}"

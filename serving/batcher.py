@@ -98,9 +98,33 @@ def score_leads(
 
 
 def add_value_and_timing(results: list[dict], columns: dict[str, list], scorer: Any) -> None:
-    """Each result's `deal_value` and `time_to_close` (None when the model has no such part)."""
+    """Each result's `segment` (the model that scored it), `confidence`, `fit_engagement`,
+    `deal_value` and `time_to_close` (None when the model has no such part)."""
     value, timing = getattr(scorer, "value", None), getattr(scorer, "timing", None)
+    subscores = getattr(scorer, "subscores", None)
+    confidence = getattr(scorer, "confidence", None)
+    segments = columns.get("segment")
     for i, result in enumerate(results):
+        result["segment"] = "global" if segments is None else segments[i]
+        result["confidence"] = (
+            None
+            if confidence is None
+            else {
+                "label": columns["confidence"][i],
+                "similar_leads": columns["similar_leads"][i],
+            }
+        )
+        result["fit_engagement"] = (
+            None
+            if subscores is None
+            else {
+                "fit": columns["fit_probability"][i],
+                "engagement": columns["engagement_probability"][i],
+                "fit_grade": columns["fit_grade"][i],
+                "engagement_level": columns["engagement_level"][i],
+                "grid": columns["grid"][i],
+            }
+        )
         result["deal_value"] = (
             None
             if value is None

@@ -353,6 +353,43 @@ class TimeToClose(BaseModel):
     )
 
 
+class FitEngagement(BaseModel):
+    """Who the lead is and what it did, apart: two calibrated win probabilities, one from the
+    lead's attributes only, one from its touchpoints only, and the grid cell they make."""
+
+    fit: float = Field(
+        description="Win probability of leads like this one by attributes only (company, "
+        "title, country, ...); touchpoints never move it."
+    )
+    engagement: float = Field(
+        description="Win probability of leads that did what this one did, by touchpoints only "
+        "(and the lead's age they are counted against); attributes never move it."
+    )
+    fit_grade: Literal["A", "B", "C", "D"] = Field(
+        description="Fit band: A the top 25% of held-out leads by fit, B the next 25%, ..."
+    )
+    engagement_level: int = Field(
+        ge=1, le=4, description="Engagement band: 1 the top 25% of held-out leads, ... 4 the least."
+    )
+    grid: str = Field(
+        description="fit_grade + engagement_level, A1 (best fit, most engaged) to D4.",
+        examples=["B2"],
+    )
+
+
+class Confidence(BaseModel):
+    """How much the score can be trusted: how many training leads were like this one."""
+
+    label: Literal["low", "medium", "high"] = Field(
+        description="low: fewer than 30 training snapshots like this lead (same band of "
+        "probability, fit and engagement), its score is an extrapolation; high: 150 or more; "
+        "medium between. GET /v1/model says how each label fared on held-out leads."
+    )
+    similar_leads: int = Field(
+        ge=0, description="Training snapshots in this lead's cell of the score grid."
+    )
+
+
 class LeadScore(BaseModel):
     lead_id: str
     probability: float = Field(description="Calibrated probability that the lead closes won.")
@@ -394,6 +431,20 @@ class LeadScore(BaseModel):
         examples=["improving"],
     )
     model: ModelRef
+    segment: str = Field(
+        "global",
+        description="The model that scored the lead: its segment's value when training gave "
+        "that segment a model of its own (`training.segment_by`), else 'global'.",
+        examples=["global"],
+    )
+    confidence: Confidence | None = Field(
+        None, description="How many training leads were like this one (null: the model has none)."
+    )
+    fit_engagement: FitEngagement | None = Field(
+        None,
+        description="Fit and engagement sub-scores and their A1-D4 grid cell (null: the model "
+        "has none).",
+    )
     deal_value: DealValue | None = Field(
         None, description="Deal amount if won, with an interval (null: the model has none)."
     )
@@ -508,6 +559,26 @@ class ModelInfo(BaseModel):
     )
     outcomes_since_training: int | None = Field(
         None, description="Outcomes reported since the training data ended (null: unknown)."
+    )
+    segments: dict[str, Any] | None = Field(
+        None,
+        description="With segment models: the column, the values with a model of their own, "
+        "and each segment's held-out figures (segment_<value>_roc_auc, _log_loss, _ece, the "
+        "global model's on the same leads as segment_<value>_global_*, _own_model); null: one "
+        "global model.",
+    )
+    confidence: dict[str, Any] | None = Field(
+        None,
+        description="The confidence labels: the similar-lead counts that make them (low below "
+        "`low_below`, high from `high_from`) and how each fared on held-out leads "
+        "(confidence_low_share, confidence_low_win_rate, confidence_low_mean_probability, "
+        "confidence_low_ece, ...); null: the model has none.",
+    )
+    fit_engagement: dict[str, Any] | None = Field(
+        None,
+        description="The fit and engagement models: their share bands (probabilities above "
+        "which a lead is A/B/C or 1/2/3) and holdout figures (fit_roc_auc, engagement_ece, "
+        "grid_A1_share, grid_A1_win_rate, ...); null: the model has none.",
     )
     deal_value: dict[str, Any] | None = Field(
         None,

@@ -62,8 +62,24 @@ ThreadsOption = Annotated[
 ]
 
 
+SegmentByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--segment-by",
+        metavar="COLUMN",
+        help="A categorical attribute column: each of its values with enough won and lost "
+        "leads (training.min_wins, min_losses) gets a model of its own, the rest the global "
+        "model (config: training.segment_by).",
+        rich_help_panel=TRAINING,
+    ),
+]
+
+
 def apply_training_options(
-    run_config: RunConfig, time_budget: float | None = None, threads: int | None = None
+    run_config: RunConfig,
+    time_budget: float | None = None,
+    threads: int | None = None,
+    segment_by: str | None = None,
 ) -> None:
     """Put the training options given (None: not given) into `run_config.training`; raises
     TrainingConfigError naming the option and the fix."""
@@ -84,6 +100,8 @@ def apply_training_options(
                 "that are free"
             )
         run_config.training.threads = threads
+    if segment_by is not None:
+        run_config.training.segment_by = segment_by or None
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -162,6 +180,7 @@ def train_command(
     ),
     time_budget: TimeBudgetOption = None,
     threads: ThreadsOption = None,
+    segment_by: SegmentByOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     engine: str = EngineOption,
     spark_master: str = SparkMasterOption,
@@ -196,7 +215,7 @@ def train_command(
             ))  # fmt: skip
         if allow_suspected_leakage:
             run_config.training.allow_suspected_leakage = True
-        apply_training_options(run_config, time_budget, threads)
+        apply_training_options(run_config, time_budget, threads, segment_by)
         if engine == "spark" and from_database:
             _fail("--engine spark reads Parquet files: leave out --from-database")
         spark = _spark(engine, spark_master)

@@ -62,6 +62,9 @@ class GateDecision:
     champion_version: str | None = None
     leakage: list[str] = field(default_factory=list)  # the challenger's strongly suspected columns
     champion_leakage: list[str] = field(default_factory=list)
+    # with training.segment_by: per segment value, challenger_* and champion_* figures on the
+    # segment's held-out snapshots (reported, not part of the decision)
+    segments: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +165,7 @@ class ChampionScore:
     metrics: dict[str, float] | None = None  # None: no champion, or it could not score
     error: str | None = None  # why it could not score this holdout
     leakage: list[str] = field(default_factory=list)  # its strongly suspected columns
+    probability: np.ndarray | None = None  # its probability of each held-out snapshot
 
 
 def version_leakage(client: Any, model_name: str, version: str) -> list[str]:
@@ -257,7 +261,11 @@ def _score_version(
         probability = champion.predict_proba(frame, data.touchpoints)
     except Exception as exc:  # noqa: BLE001 - any failure means the champion cannot be compared
         return ChampionScore(version, error=f"{type(exc).__name__}: {exc}")
-    return ChampionScore(version, evaluate.classification_metrics(labels, probability, policy))
+    return ChampionScore(
+        version,
+        evaluate.classification_metrics(labels, probability, policy),
+        probability=probability,
+    )
 
 
 def gate(

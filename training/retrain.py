@@ -18,7 +18,12 @@ from typing import Any
 import typer
 
 from features.model.artifact import MODEL_NAME
-from training.cli import ThreadsOption, TimeBudgetOption, apply_training_options
+from training.cli import (
+    SegmentByOption,
+    ThreadsOption,
+    TimeBudgetOption,
+    apply_training_options,
+)
 
 
 @dataclass
@@ -102,6 +107,7 @@ def retrain_command(
     seed: int = typer.Option(42, "--seed", help="Random seed."),
     time_budget: TimeBudgetOption = None,
     threads: ThreadsOption = None,
+    segment_by: SegmentByOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Retrain from the service's database when enough new outcomes arrived; the new version
@@ -121,7 +127,7 @@ def retrain_command(
             return
         typer.echo(decision.reason, err=True)
         run_config = database_run_config(config)
-        apply_training_options(run_config, time_budget, threads)
+        apply_training_options(run_config, time_budget, threads, segment_by)
         data = read_lead_data(database_url, run_config.data, run_config.training.now)
         result = train(run_config, experiment=experiment, model_name=model_name, seed=seed,
                        step=lambda text: typer.echo(f"  {text}", err=True), data=data)  # fmt: skip

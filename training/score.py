@@ -171,9 +171,10 @@ def score_data(
     """Scored leads: lead_id, probability, score, grade, decision, reasons_for, reasons_against
     (plain text), hard_rule, exploration (sent to sales by the policy's exploration rate, drawn
     as the API draws it under the same policy version) and policy (which one decided: `policy`,
-    default the model's own); with the model's deal value and time-to-close parts also
-    expected_amount, amount_low, amount_high, expected_value, amount_reasons,
-    win_within_30d/60d/90d, median_days_to_close."""
+    default the model's own); with the model's fit and engagement scores also fit_probability,
+    engagement_probability, fit_grade (A-D), engagement_level (1-4), grid (A1-D4); with its
+    deal value and time-to-close parts also expected_amount, amount_low, amount_high,
+    expected_value, amount_reasons, win_within_30d/60d/90d, median_days_to_close."""
     policy = policy or model_default(scorer.policy, scorer.metadata)
     frame = data.leads
     for column in scorer.featurizer.attributes_.columns_:

@@ -260,10 +260,16 @@ def log_gate(gate: GateDecision, model_name: str, version: str) -> None:
     import mlflow
 
     from features.model.artifact import CHALLENGER, CHAMPION
+    from training.segments import metric_name
 
     if gate.champion:
         mlflow.log_metrics(
             {f"champion_{k}": v for k, v in gate.champion.items() if math.isfinite(v)}
+        )
+    for segment, figures in gate.segments.items():
+        name = f"gate_segment_{metric_name(segment)}_"
+        mlflow.log_metrics(
+            {name + k: v for k, v in figures.items() if math.isfinite(v) and "_" in k}
         )
     mlflow.log_dict(gate.to_dict(), "promotion.json")
     mlflow.set_tags(

@@ -31,11 +31,14 @@ from features.model.reasons import typical_lead
 from features.model.scorer import LeadScorer
 from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
+from training.confidence import fit_confidence
 from training.data import Examples, Split, build_examples, split_holdout, subsample
 from training.models import Candidate, candidates, choose_calibration, fit_estimator
 from training.outlook import Outlook, fit_outlook
 from training.registry import AUC_MARGIN, ECE_TOLERANCE, GateDecision
 from training.search import search_models
+from training.segments import compare_by_segment, fit_segments, segment_feature
+from training.subscores import fit_subscores
 from training.thin_data import check_enough_outcomes
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
@@ -111,6 +114,13 @@ class TrainingConfig(BaseModel):
         "threads of the final fit). None (default): the cores free when training starts, by the "
         "load average; 1 keeps training to one core.",
     )
+    segment_by: str | None = Field(
+        None,
+        description="A categorical attribute column: each of its values with at least "
+        "min_wins won and min_losses lost leads gets a model of its own (kept when it does at "
+        "least as well as the global model on the segment's held-out leads); the other leads "
+        "are scored by the global model. Each answer's `segment` names the model.",
+    )
     time_budget: float | None = Field(
         DEFAULT_TIME_BUDGET,
         gt=0,
@@ -172,6 +182,8 @@ class TrainResult:
     seconds: float = 0.0
     refit: bool = False  # the served model was refitted on training + holdout
     outlook_metrics: dict[str, float] = field(default_factory=dict)  # deal value, time to close
+    subscore_metrics: dict[str, float] = field(default_factory=dict)  # fit, engagement, grid
+    segment_metrics: dict[str, float] = field(default_factory=dict)  # per segment (segment_by)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -192,6 +204,8 @@ class TrainResult:
             "warnings": self.warnings,
             "leakage": [w.to_dict() for w in self.leakage],
             "value_and_timing_metrics": {k: _finite(v) for k, v in self.outlook_metrics.items()},
+            "fit_engagement_metrics": {k: _finite(v) for k, v in self.subscore_metrics.items()},
+            "segment_metrics": {k: _finite(v) for k, v in self.segment_metrics.items()},
             "seconds": round(self.seconds, 1),
         }
 
@@ -228,6 +242,7 @@ class Fitted:
     search_skipped: list[str] = field(default_factory=list)  # candidates skipped for time
     search_seconds: float = 0.0
     threads: int = 1  # cores the training used
+    segment_metrics: dict[str, float] = field(default_factory=dict)  # per segment (segment_by)
 
     @property
     def refitted(self) -> bool:
@@ -293,6 +308,8 @@ def _fit_scorer(
     featurizer = LeadFeaturizer(config.features).fit(
         train_leads, data.attribute_types, data.touchpoints
     )
+    if config.training.segment_by:  # a wrong column is refused before the long part
+        segment_feature(featurizer, config.training.segment_by)
     step(f"computing features of {len(train_rows) + len(holdout_rows):,} examples")
     frame = examples.frame
     X_train = featurizer.transform(frame.iloc[train_rows], data.touchpoints)
@@ -353,9 +370,30 @@ def _fit_scorer(
     scorer = LeadScorer(
         featurizer, estimator, policy=config.policy, baseline=typical_lead(X_train, mask)
     )
+    segment_metrics: dict[str, float] = {}
+    if config.training.segment_by:
+        segmented = fit_segments(
+            featurizer, config.training.segment_by, selection.candidate, estimator, X_train,
+            y_train, groups, X_holdout, examples.labels[holdout_rows], seed,
+            config.training.min_wins, config.training.min_losses, step,
+        )  # fmt: skip
+        scorer.segments, segment_metrics = segmented.models, segmented.metrics
+        notes += segmented.notes
     step("scoring the holdout")
-    holdout_probability = estimator.predict_proba(X_holdout)
+    holdout_probability = scorer.probabilities(X_holdout)
     scorer.policy = evaluate.model_policy(config.policy, holdout_probability)  # grades by share
+    step("fitting the fit and engagement scores")
+    scorer.subscores, why_not = fit_subscores(
+        featurizer, X_train, y_train, groups, X_holdout, examples.labels[holdout_rows], seed,
+        config.training.splines,
+    )  # fmt: skip
+    if why_not:
+        notes.append(why_not)
+    step("counting similar training leads for the confidence labels")
+    scorer.confidence = fit_confidence(
+        scorer, X_train, scorer.probabilities(X_train), X_holdout, holdout_probability,
+        examples.labels[holdout_rows],
+    )  # fmt: skip
     final = None
     refit = config.training.refit
     if refit is None:
@@ -370,6 +408,7 @@ def _fit_scorer(
         scorer, examples, split, train_rows, holdout_rows, X_holdout, holdout_probability,
         selection.table, losses, selection.candidate.name, notes, final,
         search_skipped=selection.skipped, search_seconds=selection.seconds, threads=threads,
+        segment_metrics=segment_metrics,
     )  # fmt: skip
 
 
@@ -486,6 +525,8 @@ def _train(
         step("logging to MLflow")
         tracking.log_training(fitted, config, data, metrics, leaks, seed)
         tracking.log_outlook(outlook.metrics)
+        tracking.log_outlook(subscore_metrics(fitted.scorer))
+        tracking.log_outlook(fitted.segment_metrics)
         step("logging the model")
         info = tracking.log_model(
             fitted.scorer, fitted.holdout_frame, data.touchpoints, evaluation_estimator
@@ -502,6 +543,11 @@ def _train(
             leaks=[w for w in leaks.warnings if w.strong],
             allow_leakage=config.training.allow_suspected_leakage,
         )  # fmt: skip
+        if config.training.segment_by and champion.probability is not None:
+            gate.segments = compare_by_segment(
+                fitted.scorer.featurizer, config.training.segment_by, fitted.X_holdout,
+                fitted.holdout_labels, fitted.holdout_probability, champion.probability,
+            )  # fmt: skip
         registry.apply_gate(model_name, version, gate)
         tracking.log_gate(gate, model_name, version)
         tracking.log_warnings(warnings)
@@ -522,7 +568,15 @@ def _train(
         seconds=seconds,
         refit=fitted.refitted,
         outlook_metrics=outlook.metrics,
+        subscore_metrics=subscore_metrics(fitted.scorer),
+        segment_metrics=fitted.segment_metrics,
     )
+
+
+def subscore_metrics(scorer: LeadScorer) -> dict[str, float]:
+    """The fit and engagement scores' and the confidence labels' holdout figures."""
+    out = {} if scorer.subscores is None else dict(scorer.subscores.metrics)
+    return out | ({} if scorer.confidence is None else scorer.confidence.metrics)
 
 
 def attach_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) -> Outlook:

@@ -47,9 +47,31 @@ async def get_model(_: ReaderKey, loaded: ModelDep, engine: EngineDep) -> dict:
 
 
 def value_and_timing(scorer: object) -> dict:
-    """What GET /v1/model says of the deal value and time-to-close models (None: not trained)."""
+    """What GET /v1/model says of the fit and engagement, deal value and time-to-close models
+    (None: not trained)."""
     value, timing = getattr(scorer, "value", None), getattr(scorer, "timing", None)
+    subscores = getattr(scorer, "subscores", None)
+    confidence = getattr(scorer, "confidence", None)
+    segments = getattr(scorer, "segments", None)
     return {
+        "segments": None
+        if segments is None
+        else {"column": segments.column, "segments": segments.labels, "metrics": segments.metrics},
+        "confidence": None
+        if confidence is None
+        else {
+            "low_below": confidence.low_below,
+            "high_from": confidence.high_from,
+            "axes": confidence.axes,
+            "metrics": confidence.metrics,
+        },
+        "fit_engagement": None
+        if subscores is None
+        else {
+            "fit_bands": subscores.fit_bands.tolist(),
+            "engagement_bands": subscores.engagement_bands.tolist(),
+            "metrics": subscores.metrics,
+        },
         "deal_value": None
         if value is None
         else {"interval_level": value.level, "metrics": value.metrics},

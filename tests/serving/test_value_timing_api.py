@@ -104,3 +104,39 @@ def test_batch_scoring_writes_value_and_timing_columns(trained_model, tmp_path, 
         (scores["probability"] * scores["expected_amount"]).to_numpy()
     )
     assert scores["amount_reasons"].dropna().str.contains("typical deals about").all()
+
+
+def test_each_answer_says_how_much_to_trust_it_and_the_model_what_the_labels_mean(
+    scoring_app, trained_model, tmp_path, monkeypatch
+):
+    from leadscore.cli import app
+
+    records = demo_records(trained_model, 12)
+    body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    info = scoring_app.get("/v1/model", headers=auth("scorer")).json()["confidence"]
+    assert (info["low_below"], info["high_from"]) == (30, 150)
+    assert info["axes"] == ["probability", "fit", "engagement"]
+    shares = [info["metrics"].get(f"confidence_{label}_share", 0.0)
+              for label in ("low", "medium", "high")]  # fmt: skip
+    assert sum(shares) == pytest.approx(1.0)
+    for lead in body["results"]:
+        confidence = lead["confidence"]
+        similar = confidence["similar_leads"]
+        expected = "low" if similar < 30 else "medium" if similar < 150 else "high"
+        assert confidence["label"] == expected
+    # 1,000 demo leads are thin: most leads have few like them
+    assert sum(r["confidence"]["label"] == "low" for r in body["results"]) >= 6
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    demo = trained_model.demo_dir
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--model", f"models:/{trained_model.name}/{trained_model.versions[0]}",
+        "--leads", str(demo / "leads.parquet"), "--touchpoints", str(demo / "touchpoints.parquet"),
+        "--as-of", "2025-01-15", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    assert set(scores["confidence"]) <= {"low", "medium", "high"}
+    assert scores["similar_leads"].ge(0).all()
+    assert (scores.loc[scores["similar_leads"] < 30, "confidence"] == "low").all()
