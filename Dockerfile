@@ -24,12 +24,12 @@
 # same way (same lock, same code), and tests/serving/test_serving_install.py runs it against an
 # `mlflow server` and PostgreSQL.
 
-FROM python:3.11-slim AS python
+FROM python:3.11-slim AS venv
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 
 # serving's venv: the serving lock and the code `leadscore serve` runs (no training/)
-FROM python AS build-serving
+FROM venv AS build-serving
 COPY requirements-serving.lock /tmp/requirements-serving.lock
 RUN /opt/venv/bin/pip install -r /tmp/requirements-serving.lock
 COPY pyproject.toml README.md /src/
@@ -39,7 +39,7 @@ COPY serving /src/serving
 RUN /opt/venv/bin/pip install --no-deps /src
 
 # full's venv: the runtime lock (pyproject.toml's dependencies) and all the code
-FROM python AS build-full
+FROM venv AS build-full
 COPY requirements-runtime.lock /tmp/requirements-runtime.lock
 RUN /opt/venv/bin/pip install -r /tmp/requirements-runtime.lock
 COPY pyproject.toml README.md /src/

@@ -46,7 +46,7 @@ compose:
 # The serving image's packages and code as a venv (.venv-serving), for the test that runs it
 # against an `mlflow server` without a Docker engine; packages again only when the lock changes.
 serving-venv:
-	@bash scripts/serving-venv.sh .venv-serving
+	@PYTHON=$(PYTHON) bash scripts/serving-venv.sh .venv-serving
 
 test: install browser java compose serving-venv
 	$(BIN)/python -m pytest

@@ -5,7 +5,7 @@
 # topology against it (`make serving-venv` builds it before `make test`).
 #   bash scripts/serving-venv.sh [VENV]   (default: $LEADSCORE_SERVING_VENV, else .venv-serving)
 # The packages are installed again only when the lock changed (they need the network); the code
-# is installed again every time (no network but setuptools, which pip caches).
+# is installed again every time (quick; pip fetches setuptools to build it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-${LEADSCORE_SERVING_VENV:-.venv-serving}}"

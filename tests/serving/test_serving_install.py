@@ -45,10 +45,31 @@ NOT_IN_SERVING = {"matplotlib", "mlflow", "flask", "gunicorn", "graphene", "dock
 
 
 def serving_venv() -> Path:
+    """The serving venv, holding this checkout's code (else the test would run older code)."""
     venv = Path(os.environ.get("LEADSCORE_SERVING_VENV") or ROOT / ".venv-serving")
     if not (venv / "bin" / "leadscore").exists():
         missing_service(SERVING_VENV_HINT.format(venv=venv))
+    site = next(venv.glob("lib/python*/site-packages"))
+    stale = [
+        str(path.relative_to(ROOT))
+        for package in ("leadscore", "features", "serving")
+        for path in sorted((ROOT / package).rglob("*"))
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and not _same_file(path, site / path.relative_to(ROOT))
+    ]
+    if stale:
+        pytest.fail(
+            f"the serving venv at {venv} holds older code ({', '.join(stale[:3])}"
+            f"{'...' if len(stale) > 3 else ''} differ): `make serving-venv` installs this "
+            "checkout's (quick when the lock is unchanged)",
+            pytrace=False,
+        )
     return venv
+
+
+def _same_file(ours: Path, installed: Path) -> bool:
+    return installed.is_file() and installed.read_bytes() == ours.read_bytes()
 
 
 def _clean_env() -> dict[str, str]:
