@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format browser java compose bench clean
+.PHONY: install demo test test-fast lint format browser java compose serving-venv bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,12 @@ java:
 compose:
 	@bash scripts/install-compose.sh
 
-test: install browser java compose
+# The serving image's packages and code as a venv (.venv-serving), for the test that runs it
+# against an `mlflow server` without a Docker engine; packages again only when the lock changes.
+serving-venv:
+	@PYTHON=$(PYTHON) bash scripts/serving-venv.sh .venv-serving
+
+test: install browser java compose serving-venv
 	$(BIN)/python -m pytest
 
 # Everything but the tests marked slow (trained models, servers in subprocesses, notebooks).
@@ -57,4 +62,4 @@ bench: install
 	$(BIN)/python bench/feature_pipeline.py --leads 100000 --touchpoints 1000000 --repeats 200
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts leadscore.db demo-data .pytest_cache
+	rm -rf $(VENV) .venv-serving mlflow.db mlartifacts leadscore.db demo-data .pytest_cache

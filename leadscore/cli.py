@@ -46,15 +46,58 @@ COMMAND_MODULES = {
     "policy": "serving.policy.cli",
 }
 _mounted: set[str] = set()
+# The serving install (requirements-serving.lock, the Dockerfile's default target) has no
+# training/ and no matplotlib: its commands are left out of the listing, and running one says so.
+FULL_INSTALL = (
+    "use the full image (`docker build --target full .`) or a full install (`make install`, "
+    "`pip install leadscore`)"
+)
 
 
-def _mount(modules: list[str] | None = None) -> typer.Typer:
-    """Register the commands of `modules` (default: every module) on the app, once each."""
+class CommandNotInstalled(RuntimeError):
+    """A command whose module (or a package it needs) is not in this install."""
+
+    def __init__(self, command: str, module: str | None) -> None:
+        super().__init__(
+            f"`leadscore {command}` is not in this install: it needs the Python module "
+            f"{module!r}, which is not installed (the serving image holds only what `leadscore "
+            f"serve` needs); {FULL_INSTALL}"
+        )
+
+
+def _mount(modules: list[str] | None = None, *, skip_missing: bool = False) -> typer.Typer:
+    """Register the commands of `modules` (default: every module) on the app, once each.
+
+    With `skip_missing`, a module that cannot be imported for want of a package is left out (its
+    commands are named in the help's epilog)."""
+    missing = []
     for name in modules or dict.fromkeys(COMMAND_MODULES.values()):
-        if name not in _mounted:
-            importlib.import_module(name).register(_app)
-            _mounted.add(name)
+        if name in _mounted:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            if not skip_missing:
+                raise
+            missing += [c for c, owner in COMMAND_MODULES.items() if owner == name]
+            continue
+        module.register(_app)
+        _mounted.add(name)
+    if missing:
+        _app.info.epilog = f"Not in this install: {', '.join(missing)} ({FULL_INSTALL})."
     return _app
+
+
+def _mount_command(command: str | None) -> typer.Typer:
+    """The app with `command`'s module mounted (`CommandNotInstalled` naming `command` if this
+    install lacks it), or, for no or an unknown command, every module this install has."""
+    module = COMMAND_MODULES.get(command or "")
+    if module is None:
+        return _mount(skip_missing=True)
+    try:
+        return _mount([module])
+    except ModuleNotFoundError as error:
+        raise CommandNotInstalled(command or "", error.name) from error
 
 
 def __getattr__(name: str) -> Any:
@@ -173,7 +216,10 @@ def _say(message: str) -> None:
 def _run(arguments: list[str]) -> None:
     """Run one of our own sub-commands in-process, stopping quickstart if it fails."""
     try:
-        _mount()(arguments, standalone_mode=False)
+        _mount_command(arguments[0])(arguments, standalone_mode=False)
+    except CommandNotInstalled as error:
+        typer.secho(str(error), err=True, fg="red")
+        raise typer.Exit(1) from None
     except SystemExit as done:  # typer.Exit inside standalone_mode=False surfaces as an exit code
         if done.code:
             raise typer.Exit(done.code if isinstance(done.code, int) else 1) from None
@@ -202,5 +248,9 @@ def _demo_keys() -> dict[str, str]:
 
 def main() -> None:
     command = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
-    module = COMMAND_MODULES.get(command or "")
-    _mount([module] if module else None)()
+    try:
+        app = _mount_command(command)
+    except CommandNotInstalled as error:
+        typer.secho(str(error), err=True, fg="red")
+        raise SystemExit(1) from None
+    app()

@@ -57,3 +57,28 @@ def test_the_app_uvicorn_binds_needs_only_the_standard_library():
     loaded = _modules_loaded_by("import serving.boot") - _modules_loaded_by("pass")
     ours_and_third_party = loaded - set(sys.stdlib_module_names) - {"serving"}
     assert ours_and_third_party == set(), sorted(ours_and_third_party)
+
+
+def _run_without_training(*arguments: str) -> subprocess.CompletedProcess:
+    """`leadscore ARGUMENTS` where `training` cannot be imported, as in the serving image."""
+    script = (
+        "import sys\nsys.modules['training'] = None\nfrom leadscore import cli\n"
+        f"sys.argv = ['leadscore', *{list(arguments)!r}]\ncli.main()"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def test_a_command_the_serving_install_lacks_says_which_image_has_it():
+    done = _run_without_training("retrain", "--database-url", "sqlite://")
+    assert done.returncode == 1
+    assert "`leadscore retrain` is not in this install" in done.stderr
+    assert "Python module 'training" in done.stderr and "--target full" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_serving_install_lists_its_commands_and_names_the_missing_ones():
+    done = _run_without_training("--help")
+    assert done.returncode == 0, done.stderr
+    assert "serve" in done.stdout and "keys" in done.stdout
+    epilog = " ".join(done.stdout.split()).split("Not in this install:")[1]
+    assert epilog.startswith(" train, score, promote, retrain (use the full image")

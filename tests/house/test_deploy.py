@@ -4,6 +4,7 @@ on deploy/docker-compose.yml, and the Kubernetes manifests in deploy/k8s checked
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,3 +154,81 @@ def test_kubernetes_manifests_have_their_required_fields_and_fit_together():
 @pytest.mark.parametrize("path", ["docker-compose.yml", "nginx.conf", "postgres-init.sql"])
 def test_deploy_files_exist(path):
     assert (DEPLOY / path).stat().st_size > 0
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """{stage name: its instructions (continuation lines joined)}, in the Dockerfile's order."""
+    text = (DEPLOY.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.upper().startswith("FROM "):
+            words = line.split()
+            assert len(words) == 4 and words[2].upper() == "AS", f"unnamed stage: {line}"
+            current = stages.setdefault(words[3], [line])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return stages
+
+
+def _copied(stage: list[str]) -> set[str]:
+    return {
+        line.split()[1]
+        for line in stage
+        if line.startswith("COPY ") and not line.startswith("COPY --from")
+    }
+
+
+def test_the_dockerfile_builds_a_serving_image_by_default_and_a_full_one():
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "serving", "`docker build .` must give the serving image"
+    assert "full" in stages
+    assert any(line.startswith("COPY --from=build-serving ") for line in stages["serving"])
+    assert any(line.startswith("COPY --from=build-full ") for line in stages["full"])
+    # serving: the serving lock and no training code; full: the runtime lock and all of it
+    assert (
+        "RUN /opt/venv/bin/pip install -r /tmp/requirements-serving.lock" in stages["build-serving"]
+    )
+    assert "RUN /opt/venv/bin/pip install -r /tmp/requirements-runtime.lock" in stages["build-full"]
+    code = {"leadscore", "features", "serving"}
+    assert (
+        _copied(stages["build-serving"]) - {"requirements-serving.lock", "pyproject.toml"} == code
+    )
+    assert "training" in _copied(stages["build-full"])
+    # only the serving image answers the API's health check on :8000
+    assert any(line.startswith("HEALTHCHECK") for line in stages["serving"])
+    assert not any(
+        line.startswith("HEALTHCHECK") for s in ("runtime", "full") for line in stages[s]
+    )
+    # scripts/serving-venv.sh (the image's contents, tested without Docker) copies the same code
+    script = (DEPLOY.parent / "scripts" / "serving-venv.sh").read_text()
+    assert re.search(r"^cp -r leadscore features serving ", script, re.M)
+    assert "-r requirements-serving.lock" in script
+
+
+def test_each_service_runs_the_image_it_needs():
+    """The API on the serving image; the MLflow server and the retrain job on the full one (the
+    serving image has neither `mlflow server` nor training), in compose and on Kubernetes."""
+    done = _config(SECRETS)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    stages = dockerfile_stages()
+    targets = {name: services[name]["build"]["target"] for name in ("mlflow", "api", "retrain")}
+    assert targets == {"mlflow": "full", "api": "serving", "retrain": "full"}
+    assert all(target in stages for target in targets.values())
+    images = {name: services[name]["image"] for name in targets}
+    assert images["mlflow"] == images["retrain"] != images["api"]
+    kinds = {f"{d['kind']}/{d['metadata']['name']}": d for d in _manifests()}
+
+    def image(key: str) -> str:
+        spec = kinds[key]["spec"]
+        pod = spec["jobTemplate"]["spec"]["template"] if "jobTemplate" in spec else spec["template"]
+        return pod["spec"]["containers"][0]["image"]
+
+    assert image("Deployment/leadscore-api") == images["api"]
+    assert image("Deployment/mlflow") == images["mlflow"]
+    assert image("CronJob/leadscore-retrain") == images["retrain"]
+    kustomization = (DEPLOY / "k8s" / "kustomization.yaml").read_text()
+    assert f"docker build -t {images['api']} ." in kustomization
+    assert f"docker build --target full -t {images['mlflow']} ." in kustomization

@@ -68,6 +68,26 @@ def postgres_url(postgres_available) -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_databases(postgres_available):
+    """Two fresh PostgreSQL databases (the service's, MLflow's), dropped afterwards."""
+    if not postgres_available:
+        missing_service(POSTGRES_HINT)
+    names = [f"ls_replicas_{uuid.uuid4().hex[:8]}", f"ls_mlflow_{uuid.uuid4().hex[:8]}"]
+    admin = sa.create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    base = POSTGRES_SERVER.rsplit("/", 1)[0]
+    try:
+        yield [f"{base}/{name}" for name in names]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'leadscore.db'}"
 

@@ -84,6 +84,22 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
     raise AssertionError(f"server at {url} did not start:\n{log.read_text()[-3000:]}")
 
 
+def wait_for_mlflow(url: str, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    """Wait for the `mlflow server` at `url` to answer /health; fail with its log if it exits or
+    never answers (a hang guard, not a start-up time claim)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"mlflow server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"mlflow server never answered /health:\n{log.read_text()[-3000:]}")
+
+
 class SilentRegistry:
     """A model registry that accepts connections and answers nothing until `release()`, then
     hangs up: a registry behind a dead proxy. `connections` counts the requests it holds."""

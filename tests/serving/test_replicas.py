@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
@@ -19,39 +18,15 @@ import sqlalchemy as sa
 
 from tests.serving.conftest import (
     BOOTSTRAP,
-    POSTGRES_HINT,
-    POSTGRES_SERVER,
     auth,
     demo_records,
 )
-from tests.serving.servers import free_port, server_process, wait_until_up
+from tests.serving.servers import free_port, server_process, wait_for_mlflow, wait_until_up
 from tests.serving.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 AS_OF = "2025-06-01T00:00:00Z"
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def fresh_databases(postgres_available):
-    """Two fresh PostgreSQL databases (the service's, MLflow's), dropped afterwards."""
-    from tests.conftest import missing_service
-
-    if not postgres_available:
-        missing_service(POSTGRES_HINT)
-    names = [f"ls_replicas_{uuid.uuid4().hex[:8]}", f"ls_mlflow_{uuid.uuid4().hex[:8]}"]
-    admin = sa.create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for name in names:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    base = POSTGRES_SERVER.rsplit("/", 1)[0]
-    try:
-        yield [f"{base}/{name}" for name in names]
-    finally:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 def _score(url: str, records: list[dict], key: str = "scorer") -> dict:
@@ -77,7 +52,7 @@ def test_two_replicas_share_policy_keys_champion_and_one_score_log(
         "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
     ]  # fmt: skip
     with server_process(mlflow_command, env=env, cwd=tmp_path, log=tmp_path / "mlflow.log") as ml:
-        _wait_for_mlflow(tracking, ml, tmp_path / "mlflow.log")
+        wait_for_mlflow(tracking, ml, tmp_path / "mlflow.log")
         # the trained model's files, registered in the shared registry as version 1 and 2
         mlflow.set_tracking_uri(trained_model.tracking_uri)
         source = trained_model.client().get_model_version(trained_model.name, "1")
@@ -220,15 +195,3 @@ def _captured(engine: sa.Engine) -> int:
                 sa.text("SELECT count(DISTINCT lead_id) FROM captured_leads")
             ).scalar_one()
         )
-
-
-def _wait_for_mlflow(url: str, process, log: Path) -> None:
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow server exited:\n{log.read_text()[-3000:]}")
-        try:
-            return httpx.get(url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, "mlflow server never answered /health")
