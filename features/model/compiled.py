@@ -86,6 +86,13 @@ class CompiledTrees(CompiledModel):
         """(raw log-odds of each row of `X`, raw log-odds of row `lead[i]` with column
         `column[i]` set to `typical[column[i]]`, for every i)."""
 
+    def raw_variants(self, X: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The raw score of each row of `X` in `values.shape[0]` variants, variant-major: in
+        variant v, the columns `columns` of row i hold `values[v, i]` (the rest as in `X`).
+        Equal to `raw` of the stacked variant rows; forms that can share the work of the
+        columns that do not vary across the variants override it."""
+        return self.raw(variant_rows(X, columns, values))
+
 
 # ------------------------------------------------------------------------------------------------
 # The logistic pipeline
@@ -682,17 +689,21 @@ class LeafBitvectors(CompiledTrees):
     def _intervals(self, X: np.ndarray) -> np.ndarray:
         """(rows, used features): the interval index of each row's value of each used feature."""
         out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
-        for k, (column, is_category, edges) in enumerate(self.features):
-            x = X[:, column]
-            if is_category:
-                if edges.size:
-                    pos = np.minimum(np.searchsorted(edges, x), edges.size - 1)
-                    out[:, k] = np.where(edges[pos] == x, pos, edges.size)
-            else:
-                b = np.searchsorted(edges, x)
-                b[np.isnan(x)] = edges.size + 1
-                out[:, k] = b
+        for k, (column, _, _) in enumerate(self.features):
+            out[:, k] = self._feature_intervals(X[:, column], k)
         return out
+
+    def _feature_intervals(self, x: np.ndarray, k: int) -> np.ndarray:
+        """The interval index of each value `x` of used feature `k`."""
+        _, is_category, edges = self.features[k]
+        if is_category:
+            if not edges.size:
+                return np.zeros(x.shape, dtype=np.intp)
+            pos = np.minimum(np.searchsorted(edges, x), edges.size - 1)
+            return np.where(edges[pos] == x, pos, edges.size)
+        b = np.searchsorted(edges, x)
+        b[np.isnan(x)] = edges.size + 1
+        return b
 
     def _few_intervals(self, X: np.ndarray) -> np.ndarray:
         """`_intervals` for a few rows: every threshold compared at once instead of a call per
@@ -780,6 +791,55 @@ class LeafBitvectors(CompiledTrees):
             raw[start : start + part.shape[0]] = self._raw(self._leaf_values(self._full(slots)))
         return raw
 
+    def raw_variants(self, X: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """`CompiledTrees.raw_variants` with the trees' work on the columns that do not vary done
+        once per row: the AND of those features' slots is shared by every variant, which then
+        ANDs in only the slots of the varying columns (the time-to-close model's 6 periods of a
+        lead differ in 2 of its ~115 columns). The same leaves, so the same bits as `raw`."""
+        X = np.asarray(X, dtype=float)
+        values = np.asarray(values, dtype=float)
+        n, k = X.shape[0], values.shape[0]
+        varying, plan = self._variant_plan(tuple(int(c) for c in np.asarray(columns)))
+        out = np.empty(k * n)
+        if not plan:  # no tree splits on them: every variant scores as the row
+            out.reshape(k, n)[:] = self.raw(X)[None, :]
+            return out
+        intervals = self._all_intervals(X)  # once for all rows: a call per feature
+        # the varying features' intervals in every variant: (variants, rows) each
+        varied = [self._feature_intervals(values[:, :, j].ravel(), f).reshape(k, n)
+                  for f, j, _, _ in plan]  # fmt: skip
+        for start in range(0, n, LEAD_CHUNK):
+            stop = min(start + LEAD_CHUNK, n)
+            slots = self._slots(intervals[start:stop])
+            slots[:, varying] = self.everything
+            # (variants, leads, trees): the shared AND, then each varying feature's slots
+            full = np.repeat(self._full(slots)[None], k, axis=0)
+            for (_, _, trees, entries), index in zip(plan, varied, strict=True):
+                full[:, :, trees] &= self.table[
+                    index[:, start:stop].reshape(-1, 1) + entries
+                ].reshape(k, stop - start, trees.size)
+            raw = self._raw(self._leaf_values(full.reshape(k * (stop - start), -1)))
+            out.reshape(k, n)[:, start:stop] = raw.reshape(k, stop - start)
+        return out
+
+    def _variant_plan(
+        self, columns: tuple[int, ...]
+    ) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray, np.ndarray]]]:
+        """For `raw_variants` with these varying columns (worked out once per model): the slots
+        of the varying features, and per varying used feature (feature, its column among
+        `columns`, its slots' trees, its slots' table starts)."""
+        plans = self.__dict__.setdefault("_variant_plans", {})
+        if columns not in plans:
+            used = [k for k, (c, _, _) in enumerate(self.features) if c in columns]
+            varying = np.flatnonzero(np.isin(self.slot_feature, used))
+            plan = []
+            for f in used:
+                mine = np.flatnonzero(self.slot_feature == f)  # one slot per tree at most
+                plan.append((f, columns.index(self.features[f][0]), self.slot_tree[mine],
+                             self.slot_table[mine][None, :]))  # fmt: skip
+            plans[columns] = (varying, plan)
+        return plans[columns]
+
     def occluded_raw(
         self, X: np.ndarray, typical: np.ndarray, lead: np.ndarray, column: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -839,6 +899,14 @@ class LeafBitvectors(CompiledTrees):
         feature_of = np.full(X.shape[1], self.n_used, dtype=np.intp)
         feature_of[self.used_columns] = np.arange(self.n_used)
         return raw, raw[lead] + change[lead, feature_of[column]]
+
+
+def variant_rows(X: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`X` once per variant (variant-major), `columns` set to `values[v]` in variant v."""
+    X = np.asarray(X, dtype=float)
+    rows = np.tile(X, (values.shape[0], 1))
+    rows[:, columns] = np.asarray(values, dtype=float).reshape(-1, len(columns))
+    return rows
 
 
 def _few_rows_index(
@@ -982,6 +1050,14 @@ class CompiledClasses:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = np.column_stack([trees.raw(X) for trees in self.classes])
+        return softmax(raw, axis=1)
+
+    def predict_proba_variants(
+        self, X: np.ndarray, columns: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """`predict_proba` of `variant_rows(X, columns, values)`, sharing the work of the
+        columns that do not vary (`CompiledTrees.raw_variants`)."""
+        raw = np.column_stack([trees.raw_variants(X, columns, values) for trees in self.classes])
         return softmax(raw, axis=1)
 
 

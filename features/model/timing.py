@@ -107,11 +107,17 @@ class CloseTimingModel:
     def won_by(self, X: np.ndarray, lead_age: np.ndarray) -> np.ndarray:
         """(leads, len(edges)): the chance of a win by each edge (0 at the scoring moment)."""
         n, k = X.shape[0], len(self.edges) - 1
-        rows = period_rows(X, lead_age, self.edges)
-        if self.compiled is not None and self.compiled.faster_than_sklearn(rows.shape[0]):
-            proba = self.compiled.predict_proba(rows)
+        if self.compiled is not None and self.compiled.faster_than_sklearn(n * k):
+            # the periods of a lead differ only in their last two columns: the trees' work on
+            # the lead's own features is done once for its k periods
+            base = np.column_stack([np.asarray(X, dtype=float), np.full((n, 2), np.nan)])
+            starts = np.asarray(self.edges[:-1], dtype=float)[:, None]
+            age = np.asarray(lead_age, dtype=float)[None, :]
+            values = np.stack([np.broadcast_to(starts, (k, n)), age + starts], axis=2)
+            columns = np.array([base.shape[1] - 2, base.shape[1] - 1])
+            proba = self.compiled.predict_proba_variants(base, columns, values)
         else:
-            proba = self.classifier.predict_proba(rows)
+            proba = self.classifier.predict_proba(period_rows(X, lead_age, self.edges))
         classes = list(self.classifier.classes_)
         won_in = proba[:, classes.index(WON)].reshape(k, n).T
         lost_in = proba[:, classes.index(LOST)].reshape(k, n).T if LOST in classes else 0 * won_in

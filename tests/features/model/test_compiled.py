@@ -131,3 +131,43 @@ def test_slots_copied_feature_by_feature_equal_the_slot_by_slot_look_ups(
     expected = fast._slots(intervals)
     np.testing.assert_array_equal(by_feature[:, fast.from_feature_order], expected)
     assert len(np.unique(expected, axis=0)) > 10  # the leads' slots differ
+
+
+@pytest.mark.parametrize("max_leaf_nodes,bitvectors", [(15, True), (8, False)])
+@pytest.mark.parametrize("leads", [1, 5, 70])  # one pass, a few rows, more than LEAD_CHUNK
+def test_variants_sharing_the_fixed_columns_give_the_stacked_rows_probabilities(
+    max_leaf_nodes, bitvectors, leads, monkeypatch
+):
+    # the time-to-close model scores each lead once per period, the periods differing in two
+    # columns (a category and a number here): the shared work must give the same bits
+    if not bitvectors:
+        monkeypatch.setattr(compiled, "BITVECTOR_MAX_LEAVES", 4)
+    X, y = _data(0, 3000)
+    y = y + (np.nan_to_num(X[:, 4]) > 1.2)
+    model = HistGradientBoostingClassifier(
+        max_iter=40, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=5,
+        categorical_features=np.array([True, False, False, True, False]), early_stopping=False,
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    fast = compile_classes(model)
+    assert fast is not None
+    base = _leads()[:leads]
+    rng = np.random.default_rng(leads)
+    columns = np.array([3, 4])
+    values = np.stack([
+        rng.integers(0, 4, (6, leads)).astype(float),  # a category, one never seen (3)
+        rng.exponential(size=(6, leads)),
+    ], axis=2)  # fmt: skip
+    values[0, 0, 1] = np.nan
+    rows = compiled.variant_rows(base, columns, values)
+    assert rows.shape == (6 * leads, base.shape[1])
+    np.testing.assert_array_equal(rows[leads:, :3], np.tile(base[:, :3], (5, 1)))
+    want = model.predict_proba(rows)
+    got = fast.predict_proba_variants(base, columns, values)
+    np.testing.assert_array_equal(got, fast.predict_proba(rows))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # columns no tree splits on: every variant scores as its row
+    unused = np.array([X.shape[1]])
+    wide = np.column_stack([base, np.zeros(leads)])
+    same = fast.classes[0].raw_variants(wide, unused, rng.normal(size=(3, leads, 1)))
+    np.testing.assert_array_equal(same, np.tile(fast.classes[0].raw(wide), 3))
