@@ -140,6 +140,11 @@ def unused_columns(report: ValidationReport) -> list[validation.Finding]:
 
 
 NOT_USED = "not used"  # in the message of every warning about a column left out
+# A column with a value in fewer rows than this (and in under FEW_SHARE of them) may have none in
+# the rows a cross-validation model is fitted on: train then sets it aside for that model and
+# warns; validate says so first, so the two agree on what is usable.
+FEW_VALUES = 10
+FEW_SHARE = 0.05
 
 
 class _progress:
@@ -558,6 +563,18 @@ def _attributes(
             )
             columns[name] = converted
             continue
+        if len(known) < FEW_VALUES and len(known) < FEW_SHARE * len(converted):
+            report.warning(
+                f"column has a value in only {len(known):,} of {len(converted):,} rows: too few "
+                "to learn from; a model fitted on rows where it has none leaves it out (train "
+                "says which)",
+                file=file,
+                column=name,
+                rows=len(known),
+                examples=format_examples(values[converted.notna()].head(100)),
+                fix="more rows with a value would let the model learn from it; to silence this, "
+                "add it to 'exclude:'",
+            )
         if known.nunique() == 1:
             report.note(
                 "column has a single value and carries no information",

@@ -107,6 +107,67 @@ def test_spark_udf_of_the_logged_model_gives_the_api_probabilities(
     assert spread < 1e-12, f"probabilities differ by up to {spread}"
 
 
+def test_spark_udf_given_the_policy_in_force_decides_as_the_api(
+    spark, trained_model, tmp_path, monkeypatch
+):
+    """`spark_udf` decided with the model's own policy (issue 12): given GET /v1/policy's answer
+    as the `policy` param it decides as `POST /v1/score` and its `policy` column says so."""
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from features.data.config import DataConfig
+    from features.spark import JSON_TIMESTAMP, pyfunc_input, read_lead_tables
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    database = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    records = demo_records(trained_model, 60, as_of=AS_OF)
+    with TestClient(create_app(model_settings(trained_model, database))) as api:
+        wait_for_model(api)
+        before = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        scores = sorted(r["score"] for r in before["results"])
+        threshold = scores[len(scores) // 2]
+        saved = api.put("/v1/policy", headers=auth("ops"), json={
+            "policy": {"sales_threshold": threshold, "nurture_threshold": min(threshold, 5)},
+            "reason": "sales can take more leads",
+        })  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        after = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        in_force = api.get("/v1/policy", headers=auth("ops")).json()
+    api_before = {r["lead_id"]: r["decision"] for r in before["results"]}
+    api_after = {r["lead_id"]: r["decision"] for r in after["results"]}
+    assert api_after != api_before  # the policy matters for these leads
+
+    leads, touchpoints, _ = read_lead_tables(
+        spark, DataConfig.from_directory(trained_model.demo_dir)
+    )
+    frame = pyfunc_input(leads.where(leads.lead_id.isin(list(api_after))), touchpoints, AS_OF)
+    for name, kind in frame.dtypes:  # the model's signature, as pyfunc_udf_probabilities does
+        if kind == "timestamp":
+            frame = frame.withColumn(name, F.date_format(F.col(name), JSON_TIMESTAMP))
+        elif kind in ("boolean", "int", "bigint", "float", "smallint", "tinyint"):
+            frame = frame.withColumn(name, F.col(name).cast("double"))
+    columns = F.struct(*[F.col(f"`{c}`") for c in frame.columns])
+    uri = f"models:/{trained_model.name}/{trained_model.versions[0]}"
+    mlflow.set_tracking_uri(trained_model.tracking_uri)
+    result = "decision string, policy string"
+
+    def decided(params):
+        udf = mlflow.pyfunc.spark_udf(
+            spark, uri, result_type=result, env_manager="local", params=params
+        )
+        rows = frame.select("lead_id", udf(columns).alias("out")).toPandas()
+        return {
+            r["lead_id"]: (r["out"]["decision"], r["out"]["policy"]) for _, r in rows.iterrows()
+        }
+
+    given = decided({"policy": json.dumps(in_force)})
+    assert {lead: d for lead, (d, _) in given.items()} == api_after
+    assert {p for _, p in given.values()} == {"service policy v1"}
+    own = decided(None)  # without it: the model's own policy, and the column says so
+    assert {lead: d for lead, (d, _) in own.items()} == api_before
+    assert all(p.startswith("model default") for _, p in own.values())
+
+
 def test_an_unknown_engine_and_a_missing_folder_say_what_to_do(
     spark, trained_model, tmp_path, monkeypatch
 ):

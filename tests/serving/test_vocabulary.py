@@ -120,6 +120,7 @@ def test_field_errors_and_repeated_ids_reject_their_lead(scoring_app, trained_mo
 def test_unknown_attributes_and_fields_are_warnings(scoring_app, trained_model):
     lead = demo_records(trained_model, 1)[0]
     before = metrics.INPUT_WARNINGS.labels("unknown_attribute")._value.get()
+    fields_before = metrics.INPUT_WARNINGS.labels("unknown_field")._value.get()
     typo = {**lead, "attributes": {**lead["attributes"], "do_not_emial": True}, "createdAt": "x"}
     typo["touchpoints"] = [{**t, "chanel": "email"} for t in lead["touchpoints"][:1]]
     # five keys, one of them unknown, and no touchpoints (was a 500 found by schemathesis)
@@ -140,6 +141,8 @@ def test_unknown_attributes_and_fields_are_warnings(scoring_app, trained_model):
     assert ("unknown_field", "touchpoints[]", "chanel") in warnings
     assert ("unknown_field", "body", "source") in warnings
     assert metrics.INPUT_WARNINGS.labels("unknown_attribute")._value.get() == before + 1
+    # the four unknown fields (createdAt, notes, chanel, source) are counted too
+    assert metrics.INPUT_WARNINGS.labels("unknown_field")._value.get() == fields_before + 4
     # the same lead without them: same score, no warnings
     clean = score(scoring_app, [{**lead, "touchpoints": lead["touchpoints"][:1]}]).json()
     assert clean["warnings"] == []

@@ -121,3 +121,72 @@ def test_batch_api_and_pyfunc_decide_with_the_policy_in_force(
 def _run_id(trained_model) -> str:  # noqa: F811
     client = trained_model.client()
     return client.get_model_version(trained_model.name, trained_model.versions[0]).run_id
+
+
+def test_mlflow_models_serve_decides_with_the_policy_it_is_given(trained_model, tmp_path):  # noqa: F811
+    """`mlflow models serve` (a real server process) decided with the model's own policy (issue
+    12): given GET /v1/policy's answer as the `policy` param of a request it decides as
+    `POST /v1/score` does, and each prediction says which policy decided."""
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from tests.serving.servers import free_port, server_process
+    from tests.serving.waiting import HANG_GUARD_SECONDS
+
+    database = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    records = demo_records(trained_model, 60, as_of=AS_OF)
+    with TestClient(create_app(model_settings(trained_model, database))) as api:
+        wait_for_model(api)
+        before = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        scores = sorted(r["score"] for r in before["results"])
+        threshold = scores[len(scores) // 2]
+        saved = api.put("/v1/policy", headers=auth("ops"), json={
+            "policy": {"sales_threshold": threshold, "nurture_threshold": min(threshold, 5)},
+            "reason": "sales can take more leads",
+        })  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        after = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        in_force = api.get("/v1/policy", headers=auth("ops")).json()
+    assert _decisions(after["results"]) != _decisions(before["results"])
+
+    port = free_port()
+    bin_dir = Path(sys.executable).parent  # `mlflow models serve` runs uvicorn from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained_model.tracking_uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    command = [str(bin_dir / "mlflow"), "models", "serve", "-m",
+               f"models:/{trained_model.name}/{trained_model.versions[0]}", "-p", str(port),
+               "--env-manager", "local", "--workers", "1"]  # fmt: skip
+    rows = [
+        {"lead_id": r["lead_id"], **r["attributes"], "created_at": r["created_at"],
+         "as_of": r["as_of"], "touchpoints": json.dumps(r["touchpoints"])}
+        for r in records
+    ]  # fmt: skip
+    log = tmp_path / "mlflow-serve.log"
+    with server_process(command, env=env, cwd=tmp_path, log=log) as server:
+        deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a start-up claim
+        while True:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow models serve did not become ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+
+        def predict(**params):
+            body = {"dataframe_records": rows, **({"params": params} if params else {})}
+            answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["predictions"]
+
+        given = predict(policy=json.dumps(in_force))
+        own = predict()
+    assert _decisions(given) == _decisions(after["results"])
+    assert {p["policy"] for p in given} == {"service policy v1"}
+    assert _decisions(own) == _decisions(before["results"])
+    assert {p["policy"] for p in own} == {"model default (run " + _run_id(trained_model) + ")"}

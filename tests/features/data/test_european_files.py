@@ -291,3 +291,29 @@ def test_validate_names_the_columns_it_leaves_out(tmp_path):
         "and is not used (4 rows)"
     ) in result.output
     assert "column 'Pays': column has the same value in every row and is not used" in result.output
+
+
+def test_a_column_with_a_value_in_a_few_rows_is_a_warning_as_in_train(tmp_path):
+    """`validate` said "the data can be used" about a column with a value in 2 of 300 rows, then
+    `train` set it aside for the models fitted on rows without any (issue 12): both say so."""
+    rare = [None] * 300
+    rare[5], rare[200] = "3", "7"
+    config = flat(tmp_path, {"rare": rare, "some": ["1"] * 20 + [None] * 280,
+                             "Source": list("abc") * 100})  # fmt: skip
+    data = load_lead_data(config)
+    warning = finding(data.report.warnings, "rare", "warning")
+    assert warning.message == (
+        "column has a value in only 2 of 300 rows: too few to learn from; a model fitted on rows "
+        "where it has none leaves it out (train says which)"
+    )
+    assert warning.rows == 2 and warning.examples == ("'3'", "'7'")
+    assert warning.fix == (
+        "more rows with a value would let the model learn from it; to silence this, add it to "
+        "'exclude:'"
+    )
+    assert "rare" in data.attribute_types  # still used where it has values
+    assert unused_columns(data.report) == []
+    # 20 of 300 rows is enough, and a small file is not warned about its every column
+    assert not [w for w in data.report.warnings if w.column in ("some", "Source")]
+    small = load_lead_data(flat(tmp_path, {"Magazine": ["No", "No", None, "Yes"]}))
+    assert not [w for w in small.report.warnings if "only" in w.message]
