@@ -129,6 +129,7 @@ def fit_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) ->
             mask,
             float(config.features.horizon_days),
             seed,
+            groups=part["lead_id"].to_numpy(),
         )
         holdout = snaps[snaps["lead_id"].isin(holdout_leads)]
         timing.metrics = _holdout_timing(timing, fitted, data, holdout, now_ns, seed)

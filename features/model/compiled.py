@@ -146,8 +146,13 @@ class AdditiveLogistic(CompiledModel):
         """(n, n_features) logit contributions; features the model does not use get 0."""
         X = np.asarray(X, dtype=float)
         out = np.zeros((X.shape[0], self.n_features))
-        for kind, data in self.parts:
-            if kind == "onehot":
+        few = X.shape[0] <= FEW_ROWS
+        for number, (kind, data) in enumerate(self.parts):
+            if kind == "onehot" and few:  # a few leads: a dict look-up per value, no array work
+                for col, weight_of, nan_weight in self._weights_by_category(number):
+                    for row, v in enumerate(X[:, col].tolist()):
+                        out[row, col] += nan_weight if v != v else weight_of.get(v, 0.0)
+            elif kind == "onehot":
                 for col, categories, weights, nan_weight in data:
                     v = X[:, col]
                     index = np.searchsorted(categories, v)
@@ -175,6 +180,17 @@ class AdditiveLogistic(CompiledModel):
                     for k, (function, low, high) in enumerate(functions):
                         out[:, cols[k]] += function(np.clip(z[:, k], low, high))
         return out
+
+    def _weights_by_category(self, part: int) -> list[tuple[int, dict[float, float], float]]:
+        """The one-hot part's weights as (column, {category: weight}, weight of NaN), once."""
+        maps = self.__dict__.setdefault("_category_maps", {})
+        if part not in maps:
+            maps[part] = [
+                (int(col), dict(zip(categories.tolist(), weights.tolist(), strict=True)),
+                 float(nan_weight))
+                for col, categories, weights, nan_weight in self.parts[part][1]
+            ]  # fmt: skip
+        return maps[part]
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
         return expit(self.intercept + self.contributions(X).sum(axis=1))

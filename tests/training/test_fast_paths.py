@@ -60,3 +60,23 @@ def test_ordinal_category_boosting_has_no_categorical_splits_and_a_fast_path():
     assert isinstance(fast.compiled, CompiledTrees)
     test, _ = _data(seed=2, n=100)
     np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+
+
+def test_a_few_leads_get_the_same_logistic_contributions_as_many():
+    # up to FEW_ROWS leads the one-hot weights come from a dict, not arrays: the same bits
+    from features.model.compiled import FEW_ROWS
+
+    X, y = _data()
+    model = build_estimator(Candidate("logistic", {"C": 1.0}), MASK, seed=0).fit(X, y)
+    fast = CalibratedModel(model, {"method": "none"}).compiled
+    assert isinstance(fast, AdditiveLogistic)
+    test, _ = _data(seed=1, n=200)
+    test[::3, 0] = 17.0  # a category never seen in training
+    test[::4, 3] = np.nan
+    test[1, 0], test[2, 0] = np.inf, -0.0
+    many = fast.contributions(test)
+    assert many[:, [0, 3]].any(axis=0).all()
+    for start in range(0, 200, FEW_ROWS):
+        np.testing.assert_array_equal(fast.contributions(test[start : start + FEW_ROWS]),
+                                      many[start : start + FEW_ROWS])  # fmt: skip
+    np.testing.assert_array_equal(fast.contributions(test[5:6]), many[5:6])

@@ -223,3 +223,33 @@ def test_too_few_wins_are_refused_with_the_numbers_the_minimum_and_what_would_he
     ):
         check_enough_outcomes(_examples(wins=100, losses=20), min_wins=30, min_losses=25)
     check_enough_outcomes(_examples(wins=30, losses=30))  # enough: no refusal
+
+
+def test_early_stopping_watches_leads_the_trees_never_saw():
+    from training.timing import held_out_leads
+
+    rng = np.random.default_rng(0)
+    leads = np.repeat(np.arange(500), 6)
+    target = rng.integers(0, 3, leads.size)
+    held = held_out_leads(leads, target, rng)
+    assert held is not None
+    assert not set(leads[held]) & set(leads[~held])  # a lead's rows all on one side
+    assert np.unique(leads[held]).size == 50
+    # a class only one lead has cannot be on both sides: no split (rows, as scikit-learn does)
+    rare = np.where(leads == 7, 2, leads % 2)
+    assert held_out_leads(leads, rare, np.random.default_rng(1)) is None
+
+    # Each lead's outcome is its own coin, the same in every snapshot, and a column names the
+    # lead: split row by row, the trees learn the leads and validation agrees for all rounds.
+    n, snapshots = 1500, 3
+    lead = np.repeat(np.arange(n), snapshots)
+    coin = rng.random(n)
+    won = np.repeat(coin < 0.3, snapshots)
+    lost = np.repeat((coin >= 0.3) & (coin < 0.6), snapshots)
+    as_of = np.tile(np.array([100, 101, 102]) * DAY_NS, n)
+    closed = np.where(won | lost, as_of + 10 * DAY_NS, as_of + 400 * DAY_NS)
+    X = np.column_stack([lead.astype(float), rng.normal(size=lead.size)])
+    args = (X, np.full(len(X), 7.0), as_of, closed, won, NOW_NS, np.array([False, False]), 90.0)
+    by_rows = fit_timing_model(*args, seed=0).classifier.n_iter_
+    by_leads = fit_timing_model(*args, seed=0, groups=lead).classifier.n_iter_
+    assert by_leads < by_rows, (by_leads, by_rows)
