@@ -658,6 +658,9 @@ def prepare_served_model(
             "as_of": holdout_as_of.to_numpy(),
         }
     )
+    if scorer.value is not None:  # ranking the hand-off by expected value is simulated on these
+        amount = scorer.value.predict(fitted.X_holdout)[0]
+        scorer.holdout["expected_value"] = fitted.holdout_probability * amount
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
     scorer.metadata = {
         "name": model_name,

@@ -137,6 +137,13 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
         changes.append(
             f"trend_points: {_num(old.get('trend_points', 5.0))} -> {_num(new['trend_points'])}"
         )
+    if old.get("rank_by", "probability") != new["rank_by"]:
+        changes.append(f"rank_by: {old.get('rank_by', 'probability')} -> {new['rank_by']}")
+    if old.get("value_threshold") != new["value_threshold"]:
+        changes.append(
+            f"value_threshold: {_num(old.get('value_threshold'))} -> "
+            f"{_num(new['value_threshold'])} {new['currency']}"
+        )
     if old["rules"] != new["rules"]:
 
         def fmt(rules):
