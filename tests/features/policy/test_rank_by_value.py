@@ -167,3 +167,17 @@ def test_rank_by_expected_value_needs_a_value_threshold_and_old_policies_rank_by
     assert policy.rank_by == "probability" and policy.value_threshold is None
     with pytest.raises(ValidationError, match="rank_by"):
         Policy(rank_by="revenue")  # type: ignore[arg-type]
+
+
+def test_an_explored_lead_is_told_it_was_below_the_value_threshold():
+    from features.policy.exploration import exploration_reason
+
+    policy = Policy(
+        rank_by="expected_value", value_threshold=1500, currency="USD", exploration_rate=0.1
+    )
+    reason = exploration_reason(40, policy)
+    assert "its expected value is below the value threshold (1,500.00 USD)" in reason
+    assert "1 in 10" in reason
+    assert "score (40) is below the sales threshold (50)" in exploration_reason(
+        40, Policy(exploration_rate=0.1)
+    )
