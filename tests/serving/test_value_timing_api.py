@@ -140,3 +140,26 @@ def test_each_answer_says_how_much_to_trust_it_and_the_model_what_the_labels_mea
     assert set(scores["confidence"]) <= {"low", "medium", "high"}
     assert scores["similar_leads"].ge(0).all()
     assert (scores.loc[scores["similar_leads"] < 30, "confidence"] == "low").all()
+
+
+def test_the_trained_models_holdout_simulates_ranking_by_expected_value(scoring_app):
+    """The holdout shipped with a model that has a deal value model carries each lead's expected
+    value, so the capacity can be filled by it; by construction it brings at least the revenue
+    of ranking by probability at the same leads a week."""
+    answer = scoring_app.post(
+        "/v1/policy/simulate",
+        json={"rank_by": "expected_value", "by": "capacity", "value": 5, "include_table": False},
+        headers=auth("scorer"),
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["basis"]["expected_values"] is True
+    chosen = result["chosen"]
+    assert 0 < chosen["leads_per_week"] <= 5
+    assert chosen["value_threshold"] > 0 and chosen["expected_revenue"] > 0
+    rankings = result["rankings"]
+    assert rankings["leads_per_week"] == 5
+    by_value, by_probability = rankings["expected_value"], rankings["probability"]
+    # expected values hardly tie, integer scores do: ranked by value, at least as many leads fit
+    assert by_value["leads_per_week"] >= by_probability["leads_per_week"]
+    assert by_value["expected_revenue"] >= by_probability["expected_revenue"]
