@@ -804,6 +804,24 @@ class GradeWinRate(BaseModel):
     win_rate: float | None
 
 
+class GradeOutlook(BaseModel):
+    """What a grade holds on the model's holdout (None: no lead, or the model lacks the part)."""
+
+    grade: Literal["A", "B", "C", "D"]
+    leads: int
+    share: float | None = Field(description="Share of the holdout's leads in this grade.")
+    win_rate: float | None = Field(description="Share of them that won (observed).")
+    expected_value: float | None = Field(
+        None, description="Mean expected value (probability x expected deal amount), in currency."
+    )
+    win_within_30d: float | None = Field(None, description="Mean chance of a win within 30 days.")
+    win_within_60d: float | None = Field(None, description="Mean chance of a win within 60 days.")
+    win_within_90d: float | None = Field(None, description="Mean chance of a win within 90 days.")
+    median_days_to_close: float | None = Field(
+        None, description="Median of the leads' median days to a win."
+    )
+
+
 class Monitoring(BaseModel):
     days: float
     recent_leads: int
@@ -812,4 +830,8 @@ class Monitoring(BaseModel):
     bins: dict[str, list[float]] | None = None
     recent_grades: dict[str, int] | None = None
     win_rate_by_grade: list[GradeWinRate] | None = None
+    holdout_by_grade: list[GradeOutlook] | None = Field(
+        None, description="Each grade of the policy in force on the model's holdout."
+    )
+    currency: str | None = Field(None, description="The policy's currency.")
     outcomes_known: int | None = None

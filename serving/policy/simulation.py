@@ -22,8 +22,19 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from features.policy.monitoring import population_stability_index, win_rate_by_grade
-from features.policy.rules import Policy, PolicyError, ValueNeeded
+from features.policy.monitoring import (
+    OUTLOOK_MEANS,
+    outlook_by_grade,
+    population_stability_index,
+    win_rate_by_grade,
+)
+from features.policy.rules import (
+    Policy,
+    PolicyError,
+    ValueNeeded,
+    apply_policy,
+    score_from_probability,
+)
 from features.policy.thresholds import (
     at_capacity,
     choose_threshold,
@@ -443,3 +454,33 @@ def monitoring(
     result["outcomes_scored_only_after_close"] = max(scored - graded, 0)
     result["outcomes_never_scored"] = max(reported - scored, 0)
     return result
+
+
+def holdout_by_grade(current: LoadedModel | None, policy: Policy) -> list[dict[str, Any]] | None:
+    """What each grade of `policy` holds on the model's holdout: leads, share, observed win
+    rate, and with the model's deal value and time-to-close parts the mean expected value, the
+    mean chance of a win within 30/60/90 days and the median days to close (None: no holdout)."""
+    holdout = getattr(getattr(current, "scorer", None), "holdout", None)
+    if holdout is None or len(holdout) == 0:
+        return None
+    probabilities = holdout["probability"].to_numpy(dtype=float)
+    grades, _, _ = apply_policy(score_from_probability(probabilities), None, policy.model_copy(
+        update={"rank_by": "probability"}  # grades are on the score whatever fills sales
+    ))  # fmt: skip
+    columns = {
+        name: holdout[name].to_numpy(dtype=float)
+        for name in (*OUTLOOK_MEANS, "median_days_to_close")
+        if name in holdout.columns
+    }
+    table = outlook_by_grade(grades, holdout["label"].to_numpy(dtype=float), columns)
+    return [
+        {
+            key: value
+            if isinstance(value, str)
+            else int(value)
+            if key == "leads"
+            else (None if not math.isfinite(value) else round(float(value), 6))
+            for key, value in row.items()
+        }
+        for row in table.to_dict("records")
+    ]

@@ -163,3 +163,16 @@ def test_the_trained_models_holdout_simulates_ranking_by_expected_value(scoring_
     # expected values hardly tie, integer scores do: ranked by value, at least as many leads fit
     assert by_value["leads_per_week"] >= by_probability["leads_per_week"]
     assert by_value["expected_revenue"] >= by_probability["expected_revenue"]
+
+
+def test_ops_monitoring_says_what_each_grade_of_the_trained_model_holds(scoring_app):
+    body = scoring_app.get("/v1/ops/monitoring", headers=auth("scorer")).json()
+    grades = [g for g in body["holdout_by_grade"] if g["leads"]]
+    assert sum(g["share"] for g in body["holdout_by_grade"]) == pytest.approx(1)
+    for g in grades:
+        assert g["expected_value"] > 0
+        assert 0 <= g["win_within_30d"] <= g["win_within_60d"] <= g["win_within_90d"] <= 1
+        assert 0 < g["median_days_to_close"] <= 90
+    assert sum(g["leads"] for g in grades) == sum(g["leads"] for g in body["holdout_by_grade"])
+    empty = [g for g in body["holdout_by_grade"] if not g["leads"]]
+    assert all(g["expected_value"] is None and g["win_rate"] is None for g in empty)
