@@ -192,6 +192,7 @@ function showCurrent(current) {
   $("sales-threshold").value = p.sales_threshold;
   $("nurture-threshold").value = p.nurture_threshold;
   $("policy-rank-by").value = p.rank_by || "probability";
+  $("rank-by").value = p.rank_by || "probability";  // simulate as the policy in force ranks
   $("value-threshold").value = p.value_threshold === null || p.value_threshold === undefined
     ? "" : p.value_threshold;
   showValueThreshold();

@@ -177,7 +177,7 @@ def test_ops_page_fills_the_capacity_by_expected_value_and_saves_it(live_server,
     page.wait_for_selector("#history tr[data-version='1']", timeout=10_000)
     changes = page.locator("#history tr[data-version='1'] td").all_text_contents()[4]
     assert "rank_by: probability -> expected_value" in changes
-    assert "value_threshold: none -> 1000 EUR" in changes
+    assert "value_threshold: none -> 1,000.00 EUR" in changes
     # by value: no value of a win to give, the cost per lead decides within the capacity
     page.select_option("#by", "value")
     assert page.is_disabled("#value")

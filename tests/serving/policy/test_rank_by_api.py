@@ -121,7 +121,7 @@ def test_put_rank_by_value_chooses_the_threshold_that_fills_the_capacity_and_aud
     assert saved["changes"] == [
         "weekly_capacity: none -> 2",
         "rank_by: probability -> expected_value",
-        "value_threshold: none -> 1000 EUR",
+        "value_threshold: none -> 1,000.00 EUR",
     ]
     # the simulation now reads the policy in force as ranked by value
     current = simulate(valued).json()["current"]
