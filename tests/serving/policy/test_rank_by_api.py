@@ -33,15 +33,17 @@ from tests.serving.waiting import wait_for_model
 OPS, SCORER = auth(OPS_KEY), auth(SCORER_KEY)
 
 
-def _client(tmp_path, model: HoldoutModel):
-    app = create_app(settings_for(tmp_path), model_store=hand_model_store(model))
+def _client(tmp_path, model: HoldoutModel, database_url: str | None = None):
+    app = create_app(settings_for(tmp_path, database_url), model_store=hand_model_store(model))
     return TestClient(app)
 
 
 @pytest.fixture
-def valued(tmp_path):
-    """A champion with a deal value model: its holdout carries each lead's expected value."""
-    with _client(tmp_path, HoldoutModel(holdout=value_holdout(), value=object())) as client:
+def valued(tmp_path, database_url):
+    """A champion with a deal value model: its holdout carries each lead's expected value
+    (the service on SQLite and on PostgreSQL: conftest's `database_url`)."""
+    model = HoldoutModel(holdout=value_holdout(), value=object())
+    with _client(tmp_path, model, database_url) as client:
         wait_for_model(client)
         yield client
 
