@@ -56,7 +56,8 @@ from features.policy.rules import (
 class LeadScorer:
     """Featurizer + calibrated estimator + default policy -> probability, score, grade, decision.
 
-    `holdout` (DataFrame `probability`, `label`, `as_of`) and `metadata` (`name`, `version`,
+    `holdout` (DataFrame `probability`, `label`, `as_of`; with the value and timing parts also
+    `expected_value`, `win_within_{30,60,90}d`, `median_days_to_close`) and `metadata` (`name`, `version`,
     `trained_at`, `metrics`, `holdout_weeks`, `features`, ...) travel with the model for the API's
     `GET /v1/model` and for policy simulation.
     """
