@@ -544,7 +544,7 @@ def simulate_policy(
             proposed = result["proposed_policy"]
             fields = (
                 ("rank_by", "value_threshold", "weekly_capacity")
-                if result["rank_by"] == "expected_value"
+                if proposed["rank_by"] == "expected_value"
                 else ("rank_by", "sales_threshold", "nurture_threshold")
             )
             saved = _save(

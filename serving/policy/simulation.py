@@ -315,8 +315,10 @@ def simulate(
             limit = (chosen or current_row)["leads_per_week"]
         result["rankings"] = _rankings(table, vtable, float(limit or 0.0))
     if chosen is not None:
-        update: dict[str, Any] = {"rank_by": rank_by}
-        if rank_by == "expected_value":
+        # a score threshold given to evaluate proposes ranking by probability, whatever rank_by
+        by_value = chosen.get("value_threshold") is not None
+        update: dict[str, Any] = {"rank_by": "expected_value" if by_value else "probability"}
+        if by_value:
             update["value_threshold"] = chosen["value_threshold"]
         else:
             new_sales = float(chosen["threshold"])

@@ -272,3 +272,19 @@ def test_set_rank_by_value_needs_the_champions_deal_value_model(env):
     assert "--rank-by expected_value needs the champion" in answer.output
     shown = json.loads(run("show", "--json").stdout)
     assert shown["version"] == 0 and shown["policy"]["rank_by"] == "probability"
+
+
+def test_simulate_by_expected_value_and_save(env, valued_csv):
+    saved = simulate_json(
+        valued_csv, "--rank-by", "expected_value", "--by", "capacity", "--value", "2",
+        "--save", "-m", "two a week, the most valuable",
+    )  # fmt: skip
+    assert saved["saved_version"] == 1
+    shown = json.loads(run("show", "--json").stdout)["policy"]
+    assert (shown["rank_by"], shown["value_threshold"], shown["weekly_capacity"]) == (
+        "expected_value", 1000, 2
+    )  # fmt: skip
+    # a score threshold to evaluate is saved as ranking by probability again
+    simulate_json(valued_csv, "--threshold", "65", "--save", "-m", "back to scores")
+    shown = json.loads(run("show", "--json").stdout)["policy"]
+    assert (shown["rank_by"], shown["sales_threshold"]) == ("probability", 65)

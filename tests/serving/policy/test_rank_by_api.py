@@ -167,3 +167,12 @@ def test_precision_cannot_choose_a_value_threshold(valued):
     answer = simulate(valued, rank_by="expected_value", by="precision", value=0.5)
     assert answer.status_code == 422
     assert "capacity" in answer.text and "by precision" in answer.text
+
+
+def test_a_score_threshold_to_evaluate_proposes_ranking_by_probability(valued):
+    # ranked by expected value, "evaluate threshold 65" is still a score threshold
+    result = simulate(valued, rank_by="expected_value", threshold=65).json()
+    assert result["chosen"]["threshold"] == 65 and result["chosen"]["expected_wins"] == 1.5
+    assert result["chosen"]["expected_revenue"] == 4472.5
+    proposed = result["proposed_policy"]
+    assert proposed["rank_by"] == "probability" and proposed["sales_threshold"] == 65
