@@ -25,7 +25,12 @@ from bench.machine import describe_machine as machine  # noqa: E402
 from features.policy.facts import lead_facts  # noqa: E402
 from features.policy.monitoring import population_stability_index  # noqa: E402
 from features.policy.rules import Policy, apply_policy, decide  # noqa: E402
-from features.policy.thresholds import choose_threshold, threshold_table  # noqa: E402
+from features.policy.thresholds import (  # noqa: E402
+    choose_threshold,
+    choose_value_threshold,
+    threshold_table,
+    value_table,
+)
 
 
 def timed(fn, repeat: int) -> tuple[float, float]:
@@ -74,6 +79,10 @@ def main() -> None:
     y = (rng.random(args.leads) < p).astype(float)
     recent = rng.beta(1.4, 4.0, args.leads)
     table = threshold_table(p, y, 52)
+    by_value = Policy(rank_by="expected_value", value_threshold=2000.0)
+    values_1k = rng.lognormal(8, 1, 1000) * rng.beta(1.2, 4.0, 1000)
+    ev = p * rng.lognormal(8, 1, args.leads)  # probability x expected deal amount
+    values = value_table(ev, p, y, 52)
 
     rows = []
     slow = max(args.repeat // 100, 5)
@@ -105,6 +114,44 @@ def main() -> None:
             lambda: apply_policy(scores_1k, facts_1k, policy),
             args.repeat // 10,
             True,
+        ),
+        (
+            "decide ranked by expected value (1 lead)",
+            "1",
+            lambda: decide(42.0, facts_one, by_value, 2500.0),
+            args.repeat,
+            False,
+        ),
+        (
+            "apply_policy ranked by expected value (batch)",
+            "1,000",
+            lambda: apply_policy(scores_1k, facts_1k, by_value, values_1k),
+            args.repeat // 10,
+            True,
+        ),
+        (
+            "threshold_table with expected revenue (holdout)",
+            f"{args.leads:,}",
+            lambda: threshold_table(p, y, 52, ev),
+            slow,
+            True,
+        ),
+        (
+            "value_table (holdout ranked by expected value)",
+            f"{args.leads:,}",
+            lambda: value_table(ev, p, y, 52),
+            slow,
+            True,
+        ),
+        (
+            "choose_value_threshold (capacity, value)",
+            f"{len(values):,} rows",
+            lambda: [
+                choose_value_threshold(values, "capacity", 2000),
+                choose_value_threshold(values, "value", 2000, cost_per_lead=300),
+            ],
+            args.repeat // 10,
+            False,
         ),
         (
             "threshold_table (holdout)",

@@ -56,8 +56,43 @@ SCORE_COLUMNS = (
     ("reasons_for", "string"),
     ("reasons_against", "string"),
     ("hard_rule", "string"),
+    ("exploration", "boolean"),
     ("policy", "string"),
 )
+
+
+def score_columns(scorer: LeadScorer) -> tuple[tuple[str, str], ...]:
+    """The columns (name, Spark type) `score_batch` returns for `scorer`: `SCORE_COLUMNS`, then
+    those of the model's other parts as `leadscore score` writes them (`LeadScorer.outlook`):
+    fit and engagement with the grid, confidence, segment, deal value, time to close."""
+    more: list[tuple[str, str]] = []
+    if scorer.segments is not None:
+        more.append(("segment", "string"))
+    if scorer.subscores is not None:
+        more += [
+            ("fit_probability", "double"),
+            ("engagement_probability", "double"),
+            ("fit_grade", "string"),
+            ("engagement_level", "bigint"),
+            ("grid", "string"),
+        ]
+    if scorer.confidence is not None:
+        more += [("confidence", "string"), ("similar_leads", "bigint")]
+    if scorer.value is not None:
+        more += [
+            ("expected_amount", "double"),
+            ("amount_low", "double"),
+            ("amount_high", "double"),
+            ("expected_value", "double"),
+            ("amount_reasons", "string"),
+        ]
+    if scorer.timing is not None:
+        more += [(f"win_within_{int(h)}d", "double") for h in scorer.timing.horizons]
+        more.append(("median_days_to_close", "double"))
+    return (*SCORE_COLUMNS, *more)
+
+
+_SPARK_DTYPES = {"bigint": "int64", "double": "float64", "boolean": "bool"}
 
 
 class SparkUnavailable(RuntimeError):
@@ -375,11 +410,13 @@ def score_leads(
     explain: bool = True,
 ) -> DataFrame:
     """One row per lead, as `leadscore score` writes it (lead_id, probability, score, grade,
-    decision, reasons_for, reasons_against as text, hard_rule, policy), decided by `policy`
-    (the policy in force: see `training.score.policy_in_force`)."""
+    decision, reasons_for, reasons_against as text, hard_rule, exploration, policy, then the
+    model's value, timing, fit/engagement, grid and confidence columns: `score_columns`),
+    decided by `policy` (the policy in force: see `training.score.policy_in_force`; ranked by
+    expected value when it says so)."""
     frame = pyfunc_input(leads, touchpoints if scorer.featurizer.uses_touchpoints_ else None, as_of)
     zone = _session_zone(spark)
-    schema = ", ".join(f"`{name}` {kind}" for name, kind in SCORE_COLUMNS)
+    schema = ", ".join(f"`{name}` {kind}" for name, kind in score_columns(scorer))
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
@@ -399,8 +436,11 @@ def score_batch(
     from features.model.artifact import frame_touchpoints
     from features.model.reasons import format_reasons
 
+    columns = score_columns(scorer)
     if not len(batch):
-        return pd.DataFrame({name: pd.Series([], dtype=object) for name, _ in SCORE_COLUMNS})
+        return pd.DataFrame(
+            {name: pd.Series([], dtype=_SPARK_DTYPES.get(kind, object)) for name, kind in columns}
+        )
     frame = _utc(batch.copy(), ("created_at", "as_of"), zone)
     frame["lead_id"] = frame["lead_id"].astype(str)
     touches = frame_touchpoints(frame) if scorer.featurizer.uses_touchpoints_ else None
@@ -410,7 +450,9 @@ def score_batch(
             frame[column["column"]] = None
     if scorer.featurizer.timestamped_ and "created_at" not in frame.columns:
         frame["created_at"] = pd.NaT
-    scored = scorer.score_frame(frame, touches, explain=explain, policy=policy.policy)
+    scored = scorer.score_frame(
+        frame, touches, explain=explain, policy=policy.policy, policy_version=policy.version
+    )
     reasons: Sequence[Any] = [None] * len(scored)
     out = scored[["lead_id", "probability", "score", "grade", "decision"]].copy()
     out["score"] = out["score"].astype(np.int64)
@@ -419,7 +461,15 @@ def score_batch(
         [format_reasons(r) for r in scored["reasons_against"]] if explain else reasons
     )
     out["hard_rule"] = scored["hard_rule"]
+    out["exploration"] = scored["exploration"].astype(bool)
     out["policy"] = policy.label
+    for name, kind in columns[len(SCORE_COLUMNS) :]:
+        if name == "amount_reasons":  # plain text, as `leadscore score` writes them
+            out[name] = ["; ".join(r["text"] for r in rs) for rs in scored[name]]
+        elif kind in _SPARK_DTYPES:
+            out[name] = scored[name].to_numpy(dtype=_SPARK_DTYPES[kind])
+        else:
+            out[name] = scored[name].astype(object)
     return _for_spark(out)
 
 

@@ -703,6 +703,16 @@ class PolicyOut(BaseModel):
     nurture_threshold: float
     grades: GradeBandsOut
     rules: list[HardRuleOut]
+    rank_by: Literal["probability", "expected_value"] = Field(
+        "probability",
+        description="What fills sales' capacity: probability (sales_threshold) or "
+        "expected_value (value_threshold).",
+    )
+    value_threshold: float | None = Field(
+        None,
+        description="With rank_by=expected_value: the lowest expected value (probability x "
+        "expected deal amount, in `currency`) sent to sales.",
+    )
 
 
 class PolicyVersionOut(BaseModel):
@@ -732,6 +742,9 @@ class SimulationBasis(BaseModel):
     leads_per_week: float | None
     wins: float | None
     observed_outcomes: bool
+    expected_values: bool = Field(
+        False, description="Whether the leads carry an expected value (a deal value model)."
+    )
     description: str
 
 
@@ -739,23 +752,46 @@ class ThresholdRow(BaseModel):
     """What sending scores at or above `threshold` to sales does (None: not defined, e.g. no
     lead sent)."""
 
-    threshold: int
+    threshold: int | None = Field(description="The score threshold (None: ranked by value).")
     share_to_sales: float | None
     leads_per_week: float | None
     precision: float | None
     recall: float | None
     expected_wins: float | None
-    lift: float | None
+    lift: float | None = None
+    expected_revenue: float | None = Field(
+        None,
+        description="Sum of the expected values (probability x expected deal amount) of the "
+        "leads sent, per week, in `currency` (only with a deal value model).",
+    )
+    value_threshold: float | None = Field(
+        None, description="Ranked by expected value: the lowest expected value sent."
+    )
+    rank_by: str | None = Field(None, description="The current policy's ranking.")
     sales_threshold: float | None = Field(None, description="The current policy's threshold.")
     version: int | None = Field(None, description="The current policy's version.")
     net_value_per_week: float | None = Field(None, description="When choosing by value.")
 
 
+class Rankings(BaseModel):
+    """Both rankings filling the same weekly capacity: what each sends and brings."""
+
+    leads_per_week: float = Field(description="The capacity compared at (leads a week).")
+    probability: ThresholdRow | None = Field(description="Sending the highest scores.")
+    expected_value: ThresholdRow | None = Field(description="Sending the highest expected values.")
+
+
 class Simulation(BaseModel):
     basis: SimulationBasis
     current: ThresholdRow
+    rank_by: Literal["probability", "expected_value"] = "probability"
     chosen: ThresholdRow | None
     proposed_policy: PolicyOut | None
+    currency: str | None = None
+    weekly_capacity: float | None = None
+    rankings: Rankings | None = Field(
+        None, description="With expected values: both rankings at the same leads a week."
+    )
     table: dict[str, list[float | None]] | None = Field(
         None, description="Every threshold 0-100: one list per column of ThresholdRow."
     )
@@ -768,6 +804,24 @@ class GradeWinRate(BaseModel):
     win_rate: float | None
 
 
+class GradeOutlook(BaseModel):
+    """What a grade holds on the model's holdout (None: no lead, or the model lacks the part)."""
+
+    grade: Literal["A", "B", "C", "D"]
+    leads: int
+    share: float | None = Field(description="Share of the holdout's leads in this grade.")
+    win_rate: float | None = Field(description="Share of them that won (observed).")
+    expected_value: float | None = Field(
+        None, description="Mean expected value (probability x expected deal amount), in currency."
+    )
+    win_within_30d: float | None = Field(None, description="Mean chance of a win within 30 days.")
+    win_within_60d: float | None = Field(None, description="Mean chance of a win within 60 days.")
+    win_within_90d: float | None = Field(None, description="Mean chance of a win within 90 days.")
+    median_days_to_close: float | None = Field(
+        None, description="Median of the leads' median days to a win."
+    )
+
+
 class Monitoring(BaseModel):
     days: float
     recent_leads: int
@@ -776,4 +830,8 @@ class Monitoring(BaseModel):
     bins: dict[str, list[float]] | None = None
     recent_grades: dict[str, int] | None = None
     win_rate_by_grade: list[GradeWinRate] | None = None
+    holdout_by_grade: list[GradeOutlook] | None = Field(
+        None, description="Each grade of the policy in force on the model's holdout."
+    )
+    currency: str | None = Field(None, description="The policy's currency.")
     outcomes_known: int | None = None

@@ -29,6 +29,7 @@ from features.model.artifact import CHALLENGER, CHAMPION, MODEL_NAME, ModelRef
 from features.model.calibration import CalibratedModel
 from features.model.reasons import typical_lead
 from features.model.scorer import LeadScorer
+from features.model.timing import lead_ages
 from features.policy.rules import Policy
 from training import evaluate, leakage, registry, tracking
 from training.confidence import fit_confidence
@@ -658,6 +659,15 @@ def prepare_served_model(
             "as_of": holdout_as_of.to_numpy(),
         }
     )
+    if scorer.value is not None:  # ranking the hand-off by expected value is simulated on these
+        amount = scorer.value.predict(fitted.X_holdout)[0]
+        scorer.holdout["expected_value"] = fitted.holdout_probability * amount
+    if scorer.timing is not None and "created_at" in holdout_frame:  # /ops: time by grade
+        ages = lead_ages(holdout_frame["created_at"], holdout_as_of)
+        chances, median = scorer.timing.predict(fitted.X_holdout, ages, fitted.holdout_probability)
+        for horizon, chance in chances.items():
+            scorer.holdout[f"win_within_{horizon}d"] = chance
+        scorer.holdout["median_days_to_close"] = median
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
     scorer.metadata = {
         "name": model_name,

@@ -16,7 +16,9 @@ pickle:
   code on load)
 - ``scorer.json``: the calibration map and the baseline lead used for reasons
 - ``policy.json``: the default qualification policy
-- ``holdout.parquet``: held-out leads' `probability`, `label`, `as_of` (for policy simulation)
+- ``holdout.parquet``: held-out leads' `probability`, `label`, `as_of` and, with a deal value
+  model, `expected_value`, with a time-to-close model `win_within_{30,60,90}d` and
+  `median_days_to_close` (for policy simulation and what each grade holds on /ops)
 - ``metadata.json``: name, version, trained_at, metrics, holdout_weeks, features, run id
 - ``evaluation_estimator.skops`` and ``evaluation.json`` (only when the served estimator was
   refitted on training + holdout): the model fitted without the holdout and its calibration map,

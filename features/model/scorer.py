@@ -43,13 +43,21 @@ from features.policy.facts import (
     frame_facts,
     lead_facts,
 )
-from features.policy.rules import Policy, apply_policy, decide, score_from_probability
+from features.policy.rules import (
+    Policy,
+    ValueNeeded,
+    apply_policy,
+    decide,
+    score_from_probability,
+    value_needed_message,
+)
 
 
 class LeadScorer:
     """Featurizer + calibrated estimator + default policy -> probability, score, grade, decision.
 
-    `holdout` (DataFrame `probability`, `label`, `as_of`) and `metadata` (`name`, `version`,
+    `holdout` (DataFrame `probability`, `label`, `as_of`; with the value and timing parts also
+    `expected_value`, `win_within_{30,60,90}d`, `median_days_to_close`) and `metadata` (`name`, `version`,
     `trained_at`, `metrics`, `holdout_weeks`, `features`, ...) travel with the model for the API's
     `GET /v1/model` and for policy simulation.
     """
@@ -297,7 +305,9 @@ class LeadScorer:
         check_probabilities(probabilities, lead_ids)
         scores = score_from_probability(probabilities)
         facts = frame_facts(frame, touchpoints, fact_columns_of(self.metadata.get("data_config")))
-        grades, decisions, rule_reasons = apply_policy(scores, facts, policy)
+        grades, decisions, rule_reasons = apply_policy(
+            scores, facts, policy, self._policy_values(outlook.get("expected_value"), policy)
+        )
         lead_ids = frame["lead_id"].astype(str).tolist() if "lead_id" in frame else lead_ids
         hard_rules = [r[0] if r else None for r in rule_reasons]
         decision_list = decisions.tolist()
@@ -324,6 +334,22 @@ class LeadScorer:
         for column, values in outlook.items():
             out[column] = values
         return out
+
+    def _policy_values(self, expected_values: Any, policy: Policy) -> np.ndarray | None:
+        """The expected values a policy that ranks by them needs (None when it does not);
+        `ValueNeeded`, naming this model, when it has no deal value model."""
+        if policy.rank_by != "expected_value":
+            return None
+        if expected_values is None:
+            raise ValueNeeded(value_needed_message(self.model_words()))
+        return np.asarray(expected_values, dtype=float)
+
+    def model_words(self) -> str:
+        """This model in the words of an error message: its name and version when known."""
+        name, version = self.metadata.get("name"), self.metadata.get("version")
+        if name and version not in (None, ""):
+            return f"model {name} version {version}"
+        return f"model {name}" if name else "this model"
 
     # the API's fast path --------------------------------------------------------------------
     def score_records(
@@ -382,14 +408,16 @@ class LeadScorer:
             more = self.outlook(X, probabilities, ages, explain)
             outlook = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in more.items()}
         fact_columns = fact_columns_of(self.metadata.get("data_config"))  # trained config's
+        values = self._policy_values(outlook.get("expected_value"), policy)
         if len(records) <= FEW_RECORDS or touches is None or not touches.canonical_activities:
             # One lead (the latency case) or unusual input: the per-lead facts and decision.
             scores, grades, decisions, rules = [], [], [], []
             do_not_contact: Any = []
-            for record, p in zip(records, probabilities.tolist()):
+            for i, (record, p) in enumerate(zip(records, probabilities.tolist())):
                 score = int(min(100, max(0, round(100.0 * p))))
                 facts = lead_facts(record.get("attributes"), _touches_until(record), fact_columns)
-                grade, decision, rule = decide(score, facts, policy)
+                value = None if values is None else float(values[i])
+                grade, decision, rule = decide(score, facts, policy, value)
                 scores.append(score)
                 grades.append(grade)
                 decisions.append(decision)
@@ -401,7 +429,7 @@ class LeadScorer:
             for fact, known in _touch_facts(touches.arrays, len(records)).items():
                 fact_arrays[fact] |= known
             grade_array, decision_array, rule_reasons = apply_policy(
-                scores_array, fact_arrays, policy
+                scores_array, fact_arrays, policy, values
             )
             scores = scores_array.tolist()
             grades, decisions = grade_array.tolist(), decision_array.tolist()

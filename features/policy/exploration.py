@@ -62,10 +62,16 @@ def exploration_reason(score: int | float, policy: Policy) -> str:
     """Plain words for sales: why a lead under the threshold was sent to them."""
     share = policy.exploration_rate
     one_in = round(1 / share) if share > 0 else 0
+    below = (
+        f"its expected value is below the value threshold ({policy.value_threshold or 0:,.2f} "
+        f"{policy.currency})"
+        if policy.rank_by == "expected_value"
+        else f"its score ({score:g}) is below the sales threshold ({policy.sales_threshold:g})"
+    )
     return (
-        f"Exploration: sent to sales although its score ({score:g}) is below the sales threshold "
-        f"({policy.sales_threshold:g}), one of about 1 in {one_in} such leads chosen at random, "
-        "to measure how the leads the threshold holds back turn out; please work it as any other"
+        f"Exploration: sent to sales although {below}, one of about 1 in {one_in} such leads "
+        "chosen at random, to measure how the leads the threshold holds back turn out; please "
+        "work it as any other"
     )
 
 

@@ -70,3 +70,41 @@ def win_rate_by_grade(grades: Any, won: Any) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+OUTLOOK_MEANS = ("expected_value", "win_within_30d", "win_within_60d", "win_within_90d")
+
+
+def outlook_by_grade(grades: Any, won: Any, columns: dict[str, Any]) -> pd.DataFrame:
+    """What each grade A-D holds, per grade: leads, share of leads, win rate (`won`: 1/0), and
+    of the value and timing `columns` given (one value per lead): the mean expected value and
+    chance of a win within 30/60/90 days (`OUTLOOK_MEANS`), the median of
+    `median_days_to_close` (NaN where a grade has no lead, or no value)."""
+    g = np.asarray(grades, dtype=object).reshape(-1)
+    w = np.asarray(won, dtype=float).reshape(-1)
+    if g.shape != w.shape:
+        raise PolicyError(f"got {g.size} grades and {w.size} outcomes: give one outcome per lead")
+    arrays = {name: np.asarray(v, dtype=float).reshape(-1) for name, v in columns.items()}
+    for name, values in arrays.items():
+        if values.shape != g.shape:
+            raise PolicyError(f"got {values.size} values of {name} for {g.size} leads")
+    rows = []
+    for grade in GRADES:
+        mask = g == grade
+        leads = int(mask.sum())
+        row: dict[str, Any] = {
+            "grade": grade,
+            "leads": leads,
+            "share": leads / g.size if g.size else float("nan"),
+            "win_rate": float(w[mask].mean()) if leads else float("nan"),
+        }
+        for name, values in arrays.items():
+            known = values[mask & np.isfinite(values)]
+            if not known.size:
+                row[name] = float("nan")
+            elif name == "median_days_to_close":
+                row[name] = float(np.median(known))
+            else:
+                row[name] = float(known.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -55,6 +55,9 @@ GRADES = ("A", "B", "C", "D")
 
 Decision = Literal["sales", "nurture", "disqualify"]
 
+RankBy = Literal["probability", "expected_value"]
+RANK_BY: tuple[str, ...] = ("probability", "expected_value")
+
 
 class PolicyError(ValueError):
     """A policy or threshold request that cannot be satisfied; the message says what to change."""
@@ -204,12 +207,34 @@ class Policy(BaseModel):
         "trend to be 'improving' ('declining'); smaller changes are 'steady'.",
     )
 
+    rank_by: RankBy = Field(
+        "probability",
+        description="What fills sales' capacity: probability (scores at or above "
+        "sales_threshold go to sales) or expected_value (leads whose expected value, "
+        "probability x expected deal amount, is at least value_threshold go to sales; needs a "
+        "model with a deal value model). Grades and nurture stay on the score; hard rules win.",
+    )
+    value_threshold: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="With rank_by=expected_value: the lowest expected value (in `currency`) "
+        "sent to sales; policy simulation chooses it so the weekly capacity is filled by the "
+        "leads of highest expected value.",
+    )
+
     @model_validator(mode="after")
     def _nurture_below_sales(self) -> Policy:
         if self.nurture_threshold > self.sales_threshold:
             raise ValueError(
                 f"nurture_threshold ({self.nurture_threshold}) must not be above sales_threshold "
                 f"({self.sales_threshold}): lower nurture_threshold or raise sales_threshold"
+            )
+        if self.rank_by == "expected_value" and self.value_threshold is None:
+            raise ValueError(
+                "rank_by expected_value needs value_threshold, the lowest expected value (in "
+                f"{self.currency}) that goes to sales: give it, or let the policy simulation "
+                "choose it for the weekly capacity (simulate with rank_by=expected_value)"
             )
         return self
 
@@ -274,20 +299,54 @@ def _facts_columns(facts: Any, n: int) -> dict[str, np.ndarray]:
     }
 
 
+class ValueNeeded(PolicyError):
+    """The policy ranks by expected value and the leads have none (no deal value model)."""
+
+
+def value_needed_message(model: str = "this model") -> str:
+    """Why leads cannot be ranked by expected value under `model`, and the fix."""
+    return (
+        "ranking leads by expected value (rank_by: expected_value) needs each lead's expected "
+        f"value, and {model} has no deal value model: rank by probability (PUT /v1/policy or "
+        "`leadscore policy set --rank-by probability`), or use a model trained with deal "
+        "amounts (an outcomes file with an amount column)"
+    )
+
+
+def _expected_values(expected_values: Any, policy: Policy, n: int) -> np.ndarray | None:
+    """The leads' expected values as floats when the policy ranks by them (else None)."""
+    if policy.rank_by != "expected_value":
+        return None
+    if expected_values is None:
+        raise ValueNeeded(value_needed_message())
+    values = np.asarray(expected_values, dtype=float).reshape(-1)
+    if values.shape[0] != n:
+        raise PolicyError(
+            f"got {values.shape[0]} expected values for {n} scores: give one per lead"
+        )
+    return values
+
+
 def apply_policy(
-    scores: Any, facts: Any, policy: Policy
+    scores: Any, facts: Any, policy: Policy, expected_values: Any = None
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """Grades, decisions and hard-rule reasons for 0-100 scores under `policy`.
 
     `facts` is None, a dict of fact name -> booleans (one per lead), or a list of per-lead dicts
-    (see `lead_facts`). Returns `grades` and `decisions` as object arrays and, per lead, a list
-    of plain-word reasons from the hard rule that decided (empty when no rule applied).
+    (see `lead_facts`). `expected_values` (probability x expected deal amount, one per lead) is
+    needed when the policy ranks by expected value (`ValueNeeded` otherwise): a lead goes to
+    sales when its expected value is at least `value_threshold` (NaN: never), else it is
+    nurtured or disqualified by its score as usual. Returns `grades` and `decisions` as object
+    arrays and, per lead, a list of plain-word reasons from the hard rule that decided (empty
+    when no rule applied).
     """
     s = np.asarray(scores, dtype=float).reshape(-1)
     n = s.shape[0]
+    values = _expected_values(expected_values, policy, n)
     if n == 1 and (facts is None or not isinstance(facts, Mapping)):
         one = None if facts is None else next(iter(facts))
-        grade, decision, reason = decide(float(s[0]), one, policy)
+        value = None if values is None else float(values[0])
+        grade, decision, reason = decide(float(s[0]), one, policy, value)
         return (
             np.array([grade], dtype=object),
             np.array([decision], dtype=object),
@@ -297,8 +356,13 @@ def apply_policy(
     grades = np.select([s >= bands.A, s >= bands.B, s >= bands.C], ["A", "B", "C"], "D").astype(
         object
     )
+    to_sales = (
+        s >= policy.sales_threshold
+        if values is None
+        else values >= float(policy.value_threshold or 0.0)  # NaN >= x is False
+    )
     model_decisions = np.select(
-        [s >= policy.sales_threshold, s >= policy.nurture_threshold],
+        [to_sales, s >= policy.nurture_threshold],
         ["sales", "nurture"],
         "disqualify",
     ).astype(object)
@@ -323,19 +387,25 @@ def apply_policy(
 
 
 def decide(
-    score: float, facts: Mapping[str, bool] | None, policy: Policy
+    score: float,
+    facts: Mapping[str, bool] | None,
+    policy: Policy,
+    expected_value: float | None = None,
 ) -> tuple[str, str, str | None]:
-    """One lead in pure Python (the API's hot path): (grade, decision, hard-rule reason or None)."""
+    """One lead in pure Python (the API's hot path): (grade, decision, hard-rule reason or None).
+    `expected_value` is needed when the policy ranks by it (see `apply_policy`)."""
     bands = policy.grades
     grade = (
         "A" if score >= bands.A else "B" if score >= bands.B else "C" if score >= bands.C else "D"
     )
+    if policy.rank_by == "expected_value":
+        if expected_value is None:
+            raise ValueNeeded(value_needed_message())
+        to_sales = expected_value >= float(policy.value_threshold or 0.0)  # NaN: False
+    else:
+        to_sales = score >= policy.sales_threshold
     model = (
-        "sales"
-        if score >= policy.sales_threshold
-        else "nurture"
-        if score >= policy.nurture_threshold
-        else "disqualify"
+        "sales" if to_sales else "nurture" if score >= policy.nurture_threshold else "disqualify"
     )
     if facts:
         for rule in policy.rules:

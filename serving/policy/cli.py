@@ -203,6 +203,19 @@ def set_policy(
     grade_b: float | None = typer.Option(None, help="Lowest score graded B."),
     grade_c: float | None = typer.Option(None, help="Lowest score graded C (below: D)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Remove every hard rule."),
+    rank_by: str | None = typer.Option(
+        None,
+        "--rank-by",
+        help="What fills sales' capacity: probability (the sales threshold) or expected_value "
+        "(the value threshold; needs a model with a deal value model).",
+    ),
+    value_threshold: float | None = typer.Option(
+        None,
+        min=0,
+        help="With --rank-by expected_value: the lowest expected value (policy currency) sent "
+        "to sales; left out, the one that fills the weekly capacity on the model's holdout.",
+    ),
+    weekly_capacity: float | None = typer.Option(None, min=0, help="Leads a week sales can take."),
     from_file: Path | None = typer.Option(
         None,
         "--from-file",
@@ -220,13 +233,22 @@ def set_policy(
     as_json: bool = JsonOption,
 ) -> None:
     """Change the policy; fields not given keep their current value."""
+    from features.policy.rules import RANK_BY
+
     changes = _file_fields(from_file) if from_file else {}
     for name, value in (
         ("sales_threshold", sales_threshold),
         ("nurture_threshold", nurture_threshold),
+        ("rank_by", rank_by),
+        ("value_threshold", value_threshold),
+        ("weekly_capacity", weekly_capacity),
     ):
         if value is not None:
             changes[name] = value
+    if changes.get("rank_by") not in (None, *RANK_BY):
+        raise _fail(
+            f"--rank-by {changes['rank_by']!r} is not a ranking; use one of: {', '.join(RANK_BY)}"
+        )
     engine = _engine(database_url)
     try:
         model = _Model()
@@ -246,8 +268,10 @@ def set_policy(
         if not changes:
             raise _fail(
                 "nothing to change: give --sales-threshold, --nurture-threshold, --grade-a/b/c, "
-                "--no-rules or --from-file"
+                "--no-rules, --rank-by, --value-threshold, --weekly-capacity or --from-file"
             )
+        if changes.get("rank_by", current.policy.rank_by) == "expected_value":
+            changes = _value_ranking(changes, current.policy, model)
         saved = _save(engine, current, changes, reason, expected_version)
     finally:
         engine.dispose()
@@ -256,6 +280,39 @@ def set_policy(
             f"Saved policy version {saved.version}; running services apply it within a second."
         )
     _emit(saved.to_dict(), as_json)
+
+
+def _value_ranking(changes: dict[str, Any], in_force: Any, model: _Model) -> dict[str, Any]:
+    """`changes` that rank by expected value, checked against the champion (it needs a deal
+    value model), with the value threshold that fills the weekly capacity on its holdout when
+    none is given or in force (as PUT /v1/policy does)."""
+    from features.policy.rules import PolicyError, value_needed_message
+    from serving.policy.simulation import holdout_basis, value_threshold_for_capacity
+
+    loaded = model.get()
+    if loaded is None:
+        raise _fail(
+            f"--rank-by expected_value needs the champion, to check it has a deal value model: "
+            f"{model._error}"
+        )
+    if getattr(loaded.scorer, "value", None) is None:
+        raise _fail(value_needed_message(f"model {loaded.name} version {loaded.version}"))
+    if "value_threshold" in changes or (
+        in_force.value_threshold is not None and "weekly_capacity" not in changes
+    ):
+        return changes
+    capacity = changes.get("weekly_capacity", in_force.weekly_capacity)
+    if capacity is None:
+        raise _fail(
+            "--rank-by expected_value needs --value-threshold (the lowest expected value sent "
+            "to sales) or --weekly-capacity (the value threshold that fills it is chosen on the "
+            "model's holdout)"
+        )
+    try:
+        threshold = value_threshold_for_capacity(holdout_basis(loaded), float(capacity))
+    except PolicyError as error:
+        raise _fail(str(error)) from None
+    return changes | {"value_threshold": threshold}
 
 
 def _file_fields(path: Path) -> dict[str, Any]:
@@ -411,14 +468,20 @@ def simulate_policy(
         None,
         exists=True,
         dir_okay=False,
-        help="CSV or Parquet of held-out leads with `probability` and `label` (1 won, 0 lost) "
-        "instead of the champion's holdout; needs --weeks.",
+        help="CSV or Parquet of held-out leads with `probability` and `label` (1 won, 0 lost), "
+        "and `expected_value` to rank by it, instead of the champion's holdout; needs --weeks.",
     ),
     weeks: float | None = typer.Option(
         None, min=0, help="Weeks of leads the --holdout file covers."
     ),
     recent_days: float | None = typer.Option(
         None, min=0, help="Simulate on the latest score of each lead scored in the last N days."
+    ),
+    rank_by: str | None = typer.Option(
+        None,
+        "--rank-by",
+        help="probability (a score threshold) or expected_value (a value threshold: --by "
+        "capacity or --by value with --cost-per-lead); default: the policy's.",
     ),
     table: bool = typer.Option(False, "--table", help="Print every threshold 0-100."),
     save: bool = typer.Option(
@@ -429,7 +492,7 @@ def simulate_policy(
     as_json: bool = JsonOption,
 ) -> None:
     """What a threshold would do: leads a week to sales, expected wins, precision, recall, lift."""
-    from features.policy.rules import PolicyError
+    from features.policy.rules import RANK_BY, PolicyError
     from features.policy.thresholds import CHOOSE_BY
     from serving.policy.simulation import BasisUnavailable, holdout_basis, recent_basis, simulate
 
@@ -437,7 +500,9 @@ def simulate_policy(
         raise _fail(
             f"--by {by!r} is not a way to choose a threshold; use one of: {', '.join(CHOOSE_BY)}"
         )
-    if by is not None and value is None:
+    if rank_by is not None and rank_by not in RANK_BY:
+        raise _fail(f"--rank-by {rank_by!r} is not a ranking; use one of: {', '.join(RANK_BY)}")
+    if by is not None and value is None and not (by == "value" and rank_by == "expected_value"):
         raise _fail(f"--by {by} needs --value (the target)")
     if holdout is not None and recent_days is not None:
         raise _fail("give either --holdout or --recent-days, not both")
@@ -470,18 +535,22 @@ def simulate_policy(
                 cost_per_lead=cost_per_lead,
                 threshold=threshold,
                 include_table=table,
+                rank_by=rank_by,
             )
         except (BasisUnavailable, PolicyError) as error:
             raise _fail(str(error)) from None
         result["current"]["version"] = current.version
         if save:
+            proposed = result["proposed_policy"]
+            fields = (
+                ("rank_by", "value_threshold", "weekly_capacity")
+                if proposed["rank_by"] == "expected_value"
+                else ("rank_by", "sales_threshold", "nurture_threshold")
+            )
             saved = _save(
                 engine,
                 current,
-                {
-                    "sales_threshold": result["proposed_policy"]["sales_threshold"],
-                    "nurture_threshold": result["proposed_policy"]["nurture_threshold"],
-                },
+                {name: proposed[name] for name in fields if name in proposed},
                 reason or "",
                 current.version,
             )
@@ -532,12 +601,22 @@ def _file_basis(path: Path, weeks: float | None):
             f"{path}: row {bad[0] + 2} (and {len(bad) - 1} more) has probability outside 0-1 or a label "
             "other than 0/1"
         )
+    values = None
+    if "expected_value" in frame.columns:  # probability x expected deal amount, when known
+        values = pd.to_numeric(frame["expected_value"], errors="coerce").to_numpy(float)
+        bad = [i for i, v in enumerate(values) if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise _fail(
+                f"{path}: row {bad[0] + 2} (and {len(bad) - 1} more) has an expected_value that "
+                "is not a number of 0 or more; give each lead's probability x expected deal amount"
+            )
     return Basis(
         "holdout",
         probabilities,
         labels,
         weeks,
         f"{path.name}: {len(frame)} leads over {weeks:g} weeks with known outcomes",
+        values,
     )
 
 
@@ -547,19 +626,31 @@ def _fmt(value: Any, digits: int = 2, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.{digits}f}"
 
 
-def _row_cells(row: dict[str, Any]) -> list[str]:
+def _row_cells(row: dict[str, Any], revenue: bool = False) -> list[str]:
+    """A row's cells under `_headers(revenue)`."""
+    threshold = (
+        str(row["threshold"])
+        if row.get("threshold") is not None
+        else f"value >= {row.get('value_threshold', 0):,.2f}"
+    )
     return [
-        str(row["threshold"]),
+        threshold,
         _fmt(row["leads_per_week"], 1),
         _fmt(row["share_to_sales"], percent=True),
         _fmt(row["expected_wins"], 2),
+        *([_fmt(row.get("expected_revenue"), 2)] if revenue else []),
         _fmt(row["precision"], percent=True),
         _fmt(row["recall"], percent=True),
-        _fmt(row["lift"], 2),
+        _fmt(row.get("lift"), 2),
     ]
 
 
 HEADERS = ("threshold", "leads/week", "share", "wins/week", "precision", "recall", "lift")
+
+
+def _headers(revenue: bool) -> tuple[str, ...]:
+    """The columns; with expected values, the expected revenue a week after the wins."""
+    return (*HEADERS[:4], "revenue/week", *HEADERS[4:]) if revenue else HEADERS
 
 
 def _print_simulation(result: dict[str, Any], by: str | None, value: float | None) -> None:
@@ -567,17 +658,30 @@ def _print_simulation(result: dict[str, Any], by: str | None, value: float | Non
     console.print(f"Simulated on {basis['description']}.")
     labels = [f"now (v{result['current']['version']})"]
     if result["chosen"] is not None:
-        labels.append(f"{by} {value:g}" if by else "asked")
+        labels.append(f"{by} {value:g}" if by and value is not None else by or "asked")
     console.print(_label_table(result, labels))
+    revenue = bool(result["basis"].get("expected_values"))
+    rankings = result.get("rankings")
+    if rankings:
+        compare = Table(
+            "ranked by",
+            *_headers(True),
+            title=f"Filling {rankings['leads_per_week']:g} leads a week; expected revenue "
+            f"(probability x expected deal amount) in {result['currency']}",
+        )
+        for name in ("probability", "expected_value"):
+            if rankings[name] is not None:
+                compare.add_row(name, *_row_cells(rankings[name], True))
+        console.print(compare)
     if result.get("chosen") and "net_value_per_week" in result["chosen"]:
         console.print(
             f"Net value a week at the chosen threshold: {result['chosen']['net_value_per_week']:,.2f}"
         )
     if "table" in result:
-        full = Table(*HEADERS, title="Every threshold")
+        full = Table(*_headers(revenue), title="Every threshold")
         columns = result["table"]
         for i in range(len(columns["threshold"])):
-            full.add_row(*_row_cells({k: columns[k][i] for k in columns}))
+            full.add_row(*_row_cells({k: columns[k][i] for k in columns}, revenue))
         console.print(full)
     if "saved_version" in result:
         console.print(f"Saved as policy version {result['saved_version']}.")
@@ -586,12 +690,16 @@ def _print_simulation(result: dict[str, Any], by: str | None, value: float | Non
 
 
 def _label_table(result: dict[str, Any], labels: list[str]) -> Table:
-    table = Table(
-        "", *HEADERS, title="Sending every lead scored at or above the threshold to sales"
+    title = (
+        "Sending every lead of expected value at or above the threshold to sales"
+        if result.get("rank_by") == "expected_value"
+        else "Sending every lead scored at or above the threshold to sales"
     )
+    revenue = bool(result["basis"].get("expected_values"))
+    table = Table("", *_headers(revenue), title=title)
     rows = [result["current"]] + ([result["chosen"]] if result["chosen"] is not None else [])
     for label, row in zip(labels, rows):
-        table.add_row(label, *_row_cells(row))
+        table.add_row(label, *_row_cells(row, revenue))
     return table
 
 

@@ -22,9 +22,26 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from features.policy.monitoring import population_stability_index, win_rate_by_grade
-from features.policy.rules import Policy, PolicyError
-from features.policy.thresholds import choose_threshold, threshold_table
+from features.policy.monitoring import (
+    OUTLOOK_MEANS,
+    outlook_by_grade,
+    population_stability_index,
+    win_rate_by_grade,
+)
+from features.policy.rules import (
+    Policy,
+    PolicyError,
+    ValueNeeded,
+    apply_policy,
+    score_from_probability,
+)
+from features.policy.thresholds import (
+    at_capacity,
+    choose_threshold,
+    choose_value_threshold,
+    threshold_table,
+    value_table,
+)
 from serving.db import as_utc, outcomes, score_log, utcnow
 
 if TYPE_CHECKING:
@@ -44,6 +61,8 @@ class Basis:
     labels: np.ndarray | None
     weeks: float
     description: str
+    # probability x expected deal amount per lead (None: no deal value model, or recent scores)
+    expected_values: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -55,6 +74,7 @@ class Basis:
             else None,
             "wins": None if self.labels is None else int(self.labels.sum()),
             "observed_outcomes": self.labels is not None,
+            "expected_values": self.expected_values is not None,
             "description": self.description,
         }
 
@@ -92,6 +112,11 @@ def holdout_basis(current: LoadedModel | None) -> Basis:
     probabilities = holdout["probability"].to_numpy(dtype=float)
     labels = holdout["label"].to_numpy(dtype=float)
     weeks = holdout_weeks(getattr(scorer, "metadata", None) or {}, holdout)
+    values = (
+        holdout["expected_value"].to_numpy(dtype=float)
+        if "expected_value" in holdout.columns
+        else None
+    )
     return Basis(
         "holdout",
         probabilities,
@@ -99,6 +124,7 @@ def holdout_basis(current: LoadedModel | None) -> Basis:
         weeks,
         f"holdout of model {current.name} version {current.version}: {len(holdout)} leads "
         f"over {weeks:.1f} weeks with known outcomes",
+        values,
     )
 
 
@@ -174,6 +200,39 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def no_values_message(basis: Basis) -> str:
+    """Why `basis` cannot be ranked by expected value, and what to do."""
+    if basis.source == "recent":
+        return (
+            "recent scores do not record an expected value, so they cannot be ranked by it: "
+            "simulate rank_by=expected_value on the holdout (source=holdout)"
+        )
+    return (
+        f"the {basis.description.split(':')[0]} has no expected values (rank_by: "
+        "expected_value needs a model with a deal value model): retrain with deal amounts (an "
+        "outcomes file with an amount column), or simulate with rank_by=probability"
+    )
+
+
+def _value_row(table: pd.DataFrame, row: pd.Series) -> dict[str, Any]:
+    """A value-table row for the answer: rounded figures and the exact `value_threshold`."""
+    return _clean(row.to_dict()) | {
+        "threshold": None,
+        "value_threshold": float(row["value_threshold"]),
+    }
+
+
+def _current_by_value(vtable: pd.DataFrame, value_threshold: float) -> dict[str, Any]:
+    """What a value threshold sends: the row of the lowest expected value at or above it."""
+    at_or_above = np.flatnonzero(vtable["value_threshold"].to_numpy() >= value_threshold)
+    if at_or_above.size == 0:  # nobody is sent
+        empty = {c: 0.0 for c in vtable.columns} | {"precision": None}
+        return empty | {"threshold": None, "value_threshold": value_threshold}
+    return _value_row(vtable, vtable.iloc[int(at_or_above[-1])]) | {
+        "value_threshold": value_threshold
+    }
+
+
 def simulate(
     basis: Basis,
     current: Policy,
@@ -184,18 +243,41 @@ def simulate(
     threshold: float | None = None,
     include_table: bool = True,
     capacity: float | None = None,
+    rank_by: str | None = None,
 ) -> dict[str, Any]:
     """The threshold table on `basis`, the row of the current policy, and the chosen threshold.
 
-    Choosing by value keeps to `capacity` leads a week (default: the policy's `weekly_capacity`);
-    money is in the policy's `currency`. Raises `features.policy.PolicyError` when the criterion
-    cannot be met.
+    `rank_by` (default: the policy's) says what fills sales' capacity: ``probability`` (a score
+    threshold, `features.policy.thresholds.choose_threshold`) or ``expected_value`` (a value
+    threshold in the policy's `currency`, chosen by capacity or by value,
+    `choose_value_threshold`). Choosing by value keeps to `capacity` leads a week (default: the
+    policy's `weekly_capacity`). With expected values on the basis, every row carries
+    ``expected_revenue`` (expected value sent a week) and ``rankings`` compares both rankings
+    at the same leads a week. Raises `features.policy.PolicyError` when the criterion cannot be
+    met.
     """
-    table = threshold_table(basis.probabilities, basis.labels, basis.weeks)
+    rank_by = rank_by or current.rank_by
+    values = basis.expected_values
+    if rank_by == "expected_value" and values is None:
+        raise ValueNeeded(no_values_message(basis))
+    table = threshold_table(basis.probabilities, basis.labels, basis.weeks, values)
+    vtable = (
+        None
+        if values is None
+        else value_table(values, basis.probabilities, basis.labels, basis.weeks)
+    )
     if capacity is None:
         capacity = current.weekly_capacity
     chosen = None
-    if by is not None:
+    if rank_by == "expected_value" and by is not None:
+        assert vtable is not None
+        if by == "capacity":
+            if value is None:
+                raise PolicyError("choosing by capacity needs a value: the leads a week")
+            capacity = value
+        row = choose_value_threshold(vtable, by, capacity, cost_per_lead)
+        chosen = _value_row(vtable, row)
+    elif by is not None:
         if value is None:
             raise PolicyError(f"choosing by {by} needs a value")
         limit = capacity if by == "value" else None
@@ -203,25 +285,45 @@ def simulate(
         chosen = _row(table, float(row["threshold"]))
     elif threshold is not None:
         chosen = _row(table, threshold)
+    if current.rank_by == "expected_value" and vtable is not None:
+        current_row = _current_by_value(vtable, float(current.value_threshold or 0.0))
+    else:
+        current_row = _row(table, current.sales_threshold)
     result: dict[str, Any] = {
         "basis": basis.summary(),
-        "current": _row(table, current.sales_threshold)
-        | {"sales_threshold": current.sales_threshold},
+        "current": current_row
+        | {"sales_threshold": current.sales_threshold, "rank_by": current.rank_by},
+        "rank_by": rank_by,
         "chosen": chosen,
         "proposed_policy": None,
         "currency": current.currency,
         "weekly_capacity": capacity,
+        "rankings": None,
     }
-    if by == "value" and chosen is not None and value is not None:
-        result["chosen"]["net_value_per_week"] = round(
-            chosen["expected_wins"] * float(value) - chosen["leads_per_week"] * cost_per_lead, 6
+    if by == "value" and chosen is not None:
+        wins_worth = (
+            chosen["expected_revenue"]
+            if rank_by == "expected_value"
+            else chosen["expected_wins"] * float(value or 0.0)
         )
+        result["chosen"]["net_value_per_week"] = round(
+            wins_worth - chosen["leads_per_week"] * cost_per_lead, 6
+        )
+    if vtable is not None:
+        limit = capacity
+        if limit is None:
+            limit = (chosen or current_row)["leads_per_week"]
+        result["rankings"] = _rankings(table, vtable, float(limit or 0.0))
     if chosen is not None:
-        new_sales = float(chosen["threshold"])
-        update: dict[str, Any] = {
-            "sales_threshold": new_sales,
-            "nurture_threshold": min(current.nurture_threshold, new_sales),
-        }
+        # a score threshold given to evaluate proposes ranking by probability, whatever rank_by
+        by_value = chosen.get("value_threshold") is not None
+        update: dict[str, Any] = {"rank_by": "expected_value" if by_value else "probability"}
+        if by_value:
+            update["value_threshold"] = chosen["value_threshold"]
+        else:
+            new_sales = float(chosen["threshold"])
+            update["sales_threshold"] = new_sales
+            update["nurture_threshold"] = min(current.nurture_threshold, new_sales)
         if capacity is not None:
             update["weekly_capacity"] = capacity
         # Fields without a value are left out: the proposal is a valid PUT /v1/policy body.
@@ -235,6 +337,29 @@ def simulate(
         }
         result["table"] = {"threshold": table["threshold"].astype(int).tolist()} | result["table"]
     return result
+
+
+def value_threshold_for_capacity(basis: Basis, capacity: float) -> float:
+    """The value threshold whose leads of highest expected value fill `capacity` leads a week
+    on `basis` (`ValueNeeded` without expected values, `PolicyError` when none fits)."""
+    if basis.expected_values is None:
+        raise ValueNeeded(no_values_message(basis))
+    table = value_table(basis.expected_values, basis.probabilities, basis.labels, basis.weeks)
+    return float(choose_value_threshold(table, "capacity", float(capacity))["value_threshold"])
+
+
+def _rankings(table: pd.DataFrame, vtable: pd.DataFrame, capacity: float) -> dict[str, Any]:
+    """Both rankings at `capacity` leads a week: the most leads each sends within it, and what
+    they bring (expected wins, expected revenue a week)."""
+    by_probability = at_capacity(table, capacity)
+    by_value = at_capacity(vtable, capacity)
+    return {
+        "leads_per_week": round(capacity, 6),
+        "probability": None
+        if by_probability is None
+        else _clean(by_probability.to_dict()) | {"threshold": int(by_probability["threshold"])},
+        "expected_value": None if by_value is None else _value_row(vtable, by_value),
+    }
 
 
 def read_outcomes_with_grades(engine: Engine) -> pd.DataFrame:
@@ -331,3 +456,33 @@ def monitoring(
     result["outcomes_scored_only_after_close"] = max(scored - graded, 0)
     result["outcomes_never_scored"] = max(reported - scored, 0)
     return result
+
+
+def holdout_by_grade(current: LoadedModel | None, policy: Policy) -> list[dict[str, Any]] | None:
+    """What each grade of `policy` holds on the model's holdout: leads, share, observed win
+    rate, and with the model's deal value and time-to-close parts the mean expected value, the
+    mean chance of a win within 30/60/90 days and the median days to close (None: no holdout)."""
+    holdout = getattr(getattr(current, "scorer", None), "holdout", None)
+    if holdout is None or len(holdout) == 0:
+        return None
+    probabilities = holdout["probability"].to_numpy(dtype=float)
+    grades, _, _ = apply_policy(score_from_probability(probabilities), None, policy.model_copy(
+        update={"rank_by": "probability"}  # grades are on the score whatever fills sales
+    ))  # fmt: skip
+    columns = {
+        name: holdout[name].to_numpy(dtype=float)
+        for name in (*OUTLOOK_MEANS, "median_days_to_close")
+        if name in holdout.columns
+    }
+    table = outlook_by_grade(grades, holdout["label"].to_numpy(dtype=float), columns)
+    return [
+        {
+            key: value
+            if isinstance(value, str)
+            else int(value)
+            if key == "leads"
+            else (None if not math.isfinite(value) else round(float(value), 6))
+            for key, value in row.items()
+        }
+        for row in table.to_dict("records")
+    ]

@@ -137,6 +137,13 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
         changes.append(
             f"trend_points: {_num(old.get('trend_points', 5.0))} -> {_num(new['trend_points'])}"
         )
+    if old.get("rank_by", "probability") != new["rank_by"]:
+        changes.append(f"rank_by: {old.get('rank_by', 'probability')} -> {new['rank_by']}")
+    if old.get("value_threshold") != new["value_threshold"]:
+        changes.append(
+            f"value_threshold: {_money(old.get('value_threshold'))} -> "
+            f"{_money(new['value_threshold'])} {new['currency']}"
+        )
     if old["rules"] != new["rules"]:
 
         def fmt(rules):
@@ -148,6 +155,11 @@ def describe_changes(before: Policy, after: Policy) -> list[str]:
 
 def _num(value: float | None) -> str:
     return "none" if value is None else f"{value:g}"
+
+
+def _money(value: float | None) -> str:
+    """An amount to the cent, with thousands separators (`:g` would write 1.23457e+06)."""
+    return "none" if value is None else f"{value:,.2f}"
 
 
 def _shares(grades: dict[str, Any]) -> str:

@@ -15,11 +15,12 @@ from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse
 
-from serving.deps import EngineDep, ModelStoreDep, ReaderKey
+from serving.deps import EngineDep, ModelStoreDep, PolicyDep, ReaderKey
 from serving.errors import error_responses
 from serving.policy.simulation import (
     BasisUnavailable,
     holdout_basis,
+    holdout_by_grade,
     monitoring,
     read_outcomes_with_grades,
     read_recent_scores,
@@ -83,13 +84,15 @@ async def ops_static(name: str) -> FileResponse:
 @router.get(
     "/v1/ops/monitoring",
     response_model=Monitoring,
-    summary="Recent score distribution against the holdout (PSI) and win rate by grade",
+    summary="Recent score distribution against the holdout (PSI), win rate by grade, and what "
+    "each grade holds on the holdout (value, time to close)",
     responses=error_responses(401, 403, 422),
 )
 async def ops_monitoring(
     _key: ReaderKey,
     models: ModelStoreDep,
     engine: EngineDep,
+    in_force: PolicyDep,
     days: Annotated[
         float, Query(gt=0, le=3650, description="How far back to look at scores.")
     ] = 28,
@@ -99,8 +102,11 @@ async def ops_monitoring(
             holdout = holdout_basis(models.current)
         except BasisUnavailable:
             holdout = None
-        return monitoring(
+        result = monitoring(
             holdout, read_recent_scores(engine, days), read_outcomes_with_grades(engine), days
         )
+        result["holdout_by_grade"] = holdout_by_grade(models.current, in_force.policy)
+        result["currency"] = in_force.policy.currency
+        return result
 
     return OrjsonResponse(await run_in_threadpool(run))

@@ -33,7 +33,9 @@ from features.policy.rules import (
     GradeBands,
     HardRule,
     PolicyError,
+    ValueNeeded,
     grade_bands_by_share,
+    value_needed_message,
 )
 from serving.bodies import documented_body, json_body
 from serving.deps import (
@@ -49,6 +51,7 @@ from serving.policy.simulation import (
     holdout_basis,
     recent_basis,
     simulate,
+    value_threshold_for_capacity,
 )
 from serving.policy.store import (
     history,
@@ -132,6 +135,20 @@ class PolicyFields(BaseModel):
         description="Score points since a lead's previous score from which its trend is "
         "improving or declining (less: steady).",
         examples=[5],
+    )
+    rank_by: Literal["probability", "expected_value"] | SkipJsonSchema[None] = Field(
+        None,
+        description="What fills sales' capacity: probability (scores at or above "
+        "sales_threshold) or expected_value (probability x expected deal amount at or above "
+        "value_threshold; needs a model with a deal value model). Without value_threshold, "
+        "the one that fills weekly_capacity on the model's holdout is chosen.",
+    )
+    value_threshold: (
+        Annotated[float, Field(ge=0, le=MAX_NUMBER, allow_inf_nan=False)] | SkipJsonSchema[None]
+    ) = Field(
+        None,
+        description="With rank_by=expected_value: the lowest expected value, in the policy's "
+        "currency, that goes to sales.",
     )
 
     @field_validator("*", mode="before")
@@ -219,13 +236,22 @@ VALUE_RANGES: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
+def _value_needed_if(by: str) -> dict[str, Any]:
+    """When `value` is required for `by`: ranked by expected value, choosing by value needs no
+    win value (each lead is worth its own expected amount)."""
+    properties: dict[str, Any] = {"by": {"const": by}}
+    if by == "value":
+        properties["rank_by"] = {"not": {"const": "expected_value"}}
+    return {"properties": properties, "required": ["by"]}
+
+
 class SimulateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "allOf": [
                 {
-                    "if": {"properties": {"by": {"const": by}}, "required": ["by"]},
+                    "if": _value_needed_if(by),
                     "then": {
                         "required": ["value"],
                         "properties": {"value": {"type": "number", **bounds}},
@@ -263,6 +289,13 @@ class SimulateRequest(BaseModel):
     )
     threshold: float | None = Field(
         None, ge=0, le=100, description="Evaluate this sales threshold."
+    )
+    rank_by: Literal["probability", "expected_value"] | None = Field(
+        None,
+        description="What fills the capacity (default: the policy's): probability (a score "
+        "threshold) or expected_value (a value threshold in the policy's currency; choose it by "
+        "capacity, the leads of highest expected value that fill `value` leads a week, or by "
+        "value, the most expected revenue net of cost_per_lead within `capacity`).",
     )
     source: Literal["holdout", "recent"] = Field(
         "holdout",
@@ -318,7 +351,7 @@ async def put_policy(
             422,
             "policy: nothing to change; give at least one of sales_threshold, "
             "nurture_threshold, grades, rules, weekly_capacity, currency, exploration_rate, "
-            "trend_points",
+            "trend_points, rank_by, value_threshold",
             [problem("no policy field given", field="policy")],
         )
     if change.policy.grades is not None and change.policy.grades.by == "share":
@@ -327,8 +360,11 @@ async def put_policy(
         fields["grades"] = grade_bands_by_share(
             basis.probabilities, change.policy.grades.shares, basis.description
         ).model_dump(mode="json")
+    in_force = policies.current().policy
+    if fields.get("rank_by", in_force.rank_by) == "expected_value":
+        fields = _value_ranking(fields, in_force, models.current)
     try:
-        policy = merge_policy(policies.current().policy, fields)
+        policy = merge_policy(in_force, fields)
     except ValidationError as error:
         # The change is valid on its own (PolicyFields checked it): it conflicts with a value in
         # force, e.g. a nurture threshold above the current sales threshold.
@@ -339,6 +375,50 @@ async def put_policy(
         change.actor or x_actor,
     )  # fmt: skip
     return OrjsonResponse(saved.to_dict())
+
+
+def _value_ranking(fields: dict[str, Any], in_force: Any, current: Any) -> dict[str, Any]:
+    """`fields` of a policy that ranks by expected value, checked against the model served (it
+    must have a deal value model: 422 naming rank_by), with the value threshold that fills the
+    weekly capacity on its holdout when none is given or in force."""
+    scorer = getattr(current, "scorer", None)
+    if getattr(scorer, "value", None) is None:
+        model = (
+            "the service (no model is loaded yet)"
+            if current is None
+            else f"model {current.name} version {current.version}"
+        )
+        message = f"policy.rank_by: {value_needed_message(model)}"
+        raise RequestProblem(
+            422,
+            message,
+            [problem(message, field="policy.rank_by", expected="probability")],
+        )
+    if "value_threshold" in fields or (
+        in_force.value_threshold is not None and "weekly_capacity" not in fields
+    ):
+        return fields
+    capacity = fields.get("weekly_capacity", in_force.weekly_capacity)
+    if capacity is None:
+        message = (
+            "policy.value_threshold: give the lowest expected value that goes to sales, or a "
+            "weekly_capacity so the value threshold that fills it is chosen on the model's holdout"
+        )
+        raise RequestProblem(422, message, [problem(message, field="policy.value_threshold")])
+    basis = holdout_basis(current)  # none: BasisUnavailable, 409
+    try:
+        threshold = value_threshold_for_capacity(basis, float(capacity))
+    except ValueNeeded as error:
+        message = f"policy.value_threshold: {error}; or give value_threshold"
+        raise RequestProblem(
+            409, message, [problem(message, field="policy.value_threshold")]
+        ) from None
+    except PolicyError as error:
+        message = f"policy.weekly_capacity: {error}"
+        raise RequestProblem(
+            409, message, [problem(message, field="policy.weekly_capacity")]
+        ) from None
+    return fields | {"value_threshold": threshold}
 
 
 @router.post(
@@ -435,7 +515,17 @@ async def simulate_policy(
     models: ModelStoreDep,
     engine: EngineDep,
 ) -> OrjsonResponse:
-    if body.by is not None and body.value is None:
+    rank_by = body.rank_by or current.policy.rank_by
+    if rank_by == "expected_value" and body.by in ("precision", "recall"):
+        message = (
+            f"by {body.by} cannot choose a threshold when ranking by expected value: choose by "
+            "capacity (leads a week) or by value (most expected revenue net of cost_per_lead)"
+        )
+        raise RequestProblem(
+            422, message, [problem(message, expected="capacity or value", field="by")]
+        )
+    by_value_needs_value = not (body.by == "value" and body.rank_by == "expected_value")
+    if body.by is not None and body.value is None and by_value_needs_value:
         message = {
             "value": "the value of a won deal (and cost_per_lead, the cost of working one lead)",
             "capacity": "how many leads a week sales can take",
@@ -477,7 +567,13 @@ async def simulate_policy(
                 threshold=body.threshold,
                 include_table=body.include_table,
                 capacity=body.capacity,
+                rank_by=rank_by,
             )
+        except ValueNeeded as error:
+            message = f"rank_by: {error}"
+            raise RequestProblem(
+                422, message, [problem(message, expected="probability", field="rank_by")]
+            ) from None
         except PolicyError as error:
             # The request is valid (checked above); this data cannot meet the target: 409, like
             # no data at all (BasisUnavailable).

@@ -33,6 +33,29 @@ const MEASURES = {
     "A lead counts with the grade of its latest score before its deal closed.",
   outcomes: "Leads whose deal the CRM reported as won or lost (POST /v1/outcomes) and that " +
     "were scored before it closed.",
+  expected_revenue: "Expected revenue a week: what the leads sent each week are worth, adding " +
+    "up each lead's expected value (its win chance times the deal amount expected if it wins).",
+  expected_value: "Expected value of a lead: its win chance times the deal amount expected if " +
+    "it wins. A 20% chance at a 10,000 deal is worth 2,000.",
+  rank_by: "What decides who goes to sales when capacity is short: the win chance (score), or " +
+    "the expected value, so a likely small deal can give way to a bigger one.",
+  value_threshold: "Leads whose expected value is at least this amount go to sales. Left " +
+    "empty, the amount that fills the leads a week sales can take is chosen on the holdout.",
+  win_within_30d: "Chance that the lead is won within 30 days (the average over the grade's " +
+    "leads).",
+  win_within_60d: "Chance that the lead is won within 60 days.",
+  win_within_90d: "Chance that the lead is won within 90 days.",
+  median_days_to_close: "Days until a won deal closes, for half of such leads: the median of " +
+    "the grade's leads.",
+  grade_share: "Share of the holdout's leads that get this grade under the policy in force.",
+  holdout_win_rate: "Win rate on the model's holdout: of the grade's held-out leads, the share " +
+    "that won.",
+  grid: "The fit letter (A best fit, from who the lead is) and the engagement digit (1 most " +
+    "engaged, from what the lead did), each by quarters of leads: A1 is the right company and " +
+    "very active, A4 the right company and silent.",
+  fit: "Fit: how often leads like this one (company, role, country...) win, whatever they did.",
+  engagement: "Engagement: how often leads that did what this one did (visits, emails, " +
+    "events...) win, whoever they are.",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -105,6 +128,12 @@ function money(value) {
   return value === null || value === undefined ? "-" : fmt(value, 2) + " " + currency;
 }
 
+function amount(value) {
+  return value === null || value === undefined ? "-" : Number(value).toLocaleString("en-US", {
+    minimumFractionDigits: 2, maximumFractionDigits: 2,
+  });
+}
+
 function gradeWords(grades) {
   if (grades.by === "share") {
     const s = grades.shares || { A: 0.25, B: 0.25, C: 0.25 };
@@ -130,7 +159,9 @@ function showCurrent(current) {
     ["version", current.version + (current.version === 0
       ? " (the model's default)"
       : followsModel ? " (the model's default, restored)" : "")],
-    ["sales", "score ≥ " + p.sales_threshold],
+    ["sales", p.rank_by === "expected_value"
+      ? "expected value ≥ " + amount(p.value_threshold) + " " + p.currency + " (ranked by expected value)"
+      : "score ≥ " + p.sales_threshold],
     ["nurture", "score ≥ " + p.nurture_threshold + " (below: disqualify)"],
     ["grades", gradeWords(p.grades)],
     ["hard rules", p.rules.map((r) => r.fact + " → " + r.decision).join("; ") || "none"],
@@ -160,6 +191,11 @@ function showCurrent(current) {
   explainMeasures(dl);
   $("sales-threshold").value = p.sales_threshold;
   $("nurture-threshold").value = p.nurture_threshold;
+  $("policy-rank-by").value = p.rank_by || "probability";
+  $("rank-by").value = p.rank_by || "probability";  // simulate as the policy in force ranks
+  $("value-threshold").value = p.value_threshold === null || p.value_threshold === undefined
+    ? "" : p.value_threshold;
+  showValueThreshold();
   $("grade-by").value = p.grades.by;
   showGradeInputs(p.grades);
   if (p.weekly_capacity && !$("capacity").value) $("capacity").value = p.weekly_capacity;
@@ -169,6 +205,10 @@ function showCurrent(current) {
   $("trend-points").value = p.trend_points;
   $("restore-default-box").hidden = followsModel;
   updateValueLabel();
+}
+
+function showValueThreshold() {
+  $("value-threshold-box").hidden = $("policy-rank-by").value !== "expected_value";
 }
 
 function showGradeInputs(grades) {
@@ -253,12 +293,14 @@ async function restoreDefault() {
 function simulationRequest() {
   const by = $("by").value;
   const raw = $("value").value;
-  const body = { source: $("source").value, days: Number($("days").value) || 28 };
+  const rankBy = $("rank-by").value;
+  const body = { source: $("source").value, days: Number($("days").value) || 28, rank_by: rankBy };
   if (by === "threshold") {
     if (raw !== "") body.threshold = Number(raw);
   } else {
     body.by = by;
-    body.value = raw === "" ? null : Number(raw);
+    // ranked by expected value, each lead is worth its own: no value of a win to give
+    if (!(rankBy === "expected_value" && by === "value")) body.value = raw === "" ? null : Number(raw);
     if (by === "value") {
       body.cost_per_lead = Number($("cost").value) || 0;
       if ($("capacity").value !== "") body.capacity = Number($("capacity").value);
@@ -280,9 +322,10 @@ async function simulate() {
     const row = document.createElement("tr");
     row.dataset.row = label === "chosen" ? "chosen" : "current";
     cell(row, label);
-    cell(row, r.threshold, "num").dataset.field = "threshold";
+    cell(row, thresholdWords(r), "num").dataset.field = "threshold";
     cell(row, fmt(r.leads_per_week, 1), "num").dataset.field = "leads_per_week";
     cell(row, fmt(r.expected_wins, 2), "num").dataset.field = "expected_wins";
+    cell(row, amount(r.expected_revenue), "num").dataset.field = "expected_revenue";
     cell(row, pct(r.precision), "num").dataset.field = "precision";
     cell(row, pct(r.recall), "num").dataset.field = "recall";
     cell(row, fmt(r.lift, 2), "num").dataset.field = "lift";
@@ -300,11 +343,59 @@ async function simulate() {
         : " (no capacity limit: set the leads a week sales can take)"));
     explainMeasures(net);
   }
+  showRankings(data);
   if (data.proposed_policy) {
-    $("sales-threshold").value = data.proposed_policy.sales_threshold;
-    $("nurture-threshold").value = data.proposed_policy.nurture_threshold;
+    const proposed = data.proposed_policy;
+    $("policy-rank-by").value = proposed.rank_by || "probability";
+    if (proposed.rank_by === "expected_value") {
+      $("value-threshold").value = proposed.value_threshold;
+      if (proposed.weekly_capacity) $("capacity").value = proposed.weekly_capacity;
+    } else {
+      $("sales-threshold").value = proposed.sales_threshold;
+      $("nurture-threshold").value = proposed.nurture_threshold;
+    }
+    showValueThreshold();
   }
   drawCurves(data);
+}
+
+// A row's threshold: a score, or (ranked by expected value) the lowest expected value sent.
+function thresholdWords(r) {
+  if (r.threshold !== null && r.threshold !== undefined) return String(r.threshold);
+  return "value ≥ " + amount(r.value_threshold);
+}
+
+// Both rankings filling the same leads a week, in one sentence each.
+function showRankings(data) {
+  const box = $("rankings");
+  box.replaceChildren();
+  const r = data.rankings;
+  if (!r) {
+    if (!data.basis.expected_values) {
+      box.textContent = "No expected revenue: " + (data.basis.source === "recent"
+        ? "recent scores do not record an expected value; simulate on the holdout."
+        : "the model has no deal value model (train it with deal amounts).");
+    }
+    return;
+  }
+  const term = document.createElement("span");
+  term.dataset.measure = "expected_revenue";
+  term.textContent = "expected revenue";
+  const words = (row) => row === null ? "no threshold fits" : fmt(row.leads_per_week, 1) +
+    " leads, " + fmt(row.expected_wins, 2) + " wins and " + amount(row.expected_revenue) + " " +
+    data.currency + " a week";
+  const line = (id, head, row) => {
+    const span = document.createElement("span");
+    span.id = id;
+    span.textContent = head + words(row);
+    return span;
+  };
+  box.append(
+    "Filling " + fmt(r.leads_per_week, 1) + " leads a week, with ", term, ": ",
+    line("rank-probability", "by probability ", r.probability), "; ",
+    line("rank-value", "by expected value ", r.expected_value), ".",
+  );
+  explainMeasures(box);
 }
 
 function drawCurves(data) {
@@ -316,9 +407,11 @@ function drawCurves(data) {
     { x: t.threshold, y: t.precision, name: "precision", mode: "lines", yaxis: "y2", line: { dash: "dot" } },
     { x: t.threshold, y: t.recall, name: "recall", mode: "lines", yaxis: "y2", line: { dash: "dash" } },
   ];
-  const lines = [{ x: data.current.threshold, text: "now", color: "#616e7c" }];
+  // Score thresholds only: a value threshold has no place on the score axis.
+  let lines = [{ x: data.current.threshold, text: "now", color: "#616e7c" }];
   if (data.chosen && data.chosen.threshold === data.current.threshold) lines[0].text = "now = chosen";
   else if (data.chosen) lines.push({ x: data.chosen.threshold, text: "chosen", color: "#2563eb" });
+  lines = lines.filter((l) => l.x !== null && l.x !== undefined);
   // Margins grow to fit the labels (automargin), the legend sits above the plot and the
   // "now"/"chosen" marks inside it: nothing is cut at the chart's edges.
   const layout = {
@@ -385,6 +478,61 @@ async function loadMonitoring() {
     body.appendChild(row);
   }
   $("outcomes-note").textContent = outcomesNote(data);
+  showGradeOutlook(data);
+}
+
+// What each grade holds on the model's holdout: share, win rate, value and time to close.
+function showGradeOutlook(data) {
+  const body = $("grade-outlook").querySelector("tbody");
+  body.replaceChildren();
+  const rows = data.holdout_by_grade || [];
+  for (const g of rows) {
+    const row = document.createElement("tr");
+    row.dataset.grade = g.grade;
+    cell(row, g.grade);
+    cell(row, pct(g.share), "num").dataset.field = "share";
+    cell(row, pct(g.win_rate), "num").dataset.field = "win_rate";
+    cell(row, amount(g.expected_value), "num").dataset.field = "expected_value";
+    for (const h of [30, 60, 90]) {
+      cell(row, pct(g["win_within_" + h + "d"]), "num").dataset.field = "win_within_" + h + "d";
+    }
+    cell(row, fmt(g.median_days_to_close, 0), "num").dataset.field = "median_days_to_close";
+    body.appendChild(row);
+  }
+  const parts = rows.length ? rows[0] : null;
+  $("grade-outlook-note").textContent = !rows.length
+    ? "No holdout to show: no model is loaded."
+    : (parts.expected_value === undefined ? "No deal value model: no expected value. " : "") +
+      (parts.median_days_to_close === undefined ? "No time-to-close model: no chances by day. " : "") +
+      "Grades of the policy in force; amounts in " + data.currency + ".";
+}
+
+// --- fit and engagement grid (GET /v1/model) -------------------------------------------------------
+
+async function loadGrid() {
+  const model = await api("GET", "/v1/model");
+  const body = $("grid").querySelector("tbody");
+  body.replaceChildren();
+  const fe = model.fit_engagement;
+  if (!fe) {
+    $("grid-note").textContent = "This model has no fit and engagement scores.";
+    return;
+  }
+  const m = fe.metrics || {};
+  for (const letter of ["A", "B", "C", "D"]) {
+    const row = document.createElement("tr");
+    row.dataset.fit = letter;
+    cell(row, letter + (letter === "A" ? " (best fit)" : ""));
+    for (const digit of ["1", "2", "3", "4"]) {
+      const share = m["grid_" + letter + digit + "_share"];
+      const rate = m["grid_" + letter + digit + "_win_rate"];
+      const td = cell(row, pct(share) + " · " + (rate === undefined ? "no lead" : pct(rate) + " won"), "num");
+      td.dataset.cell = letter + digit;
+    }
+    body.appendChild(row);
+  }
+  $("grid-note").textContent = "Each cell: the share of the holdout's leads in it · the share " +
+    "of them that won. Scored leads carry their cell as `grid` (API, leadscore score, Spark).";
 }
 
 function outcomesNote(data) {
@@ -600,7 +748,9 @@ async function loadAll() {
     return;
   }
   // Each part loads on its own: no holdout yet (no model) must not hide the history.
-  const parts = await Promise.allSettled([simulate(), loadHistory(), loadMonitoring(), loadChannels()]);
+  const parts = await Promise.allSettled([
+    simulate(), loadHistory(), loadMonitoring(), loadChannels(), loadGrid(),
+  ]);
   const failed = parts.filter((p) => p.status === "rejected").map((p) => p.reason.message);
   say(failed.length ? "Could not load everything: " + failed.join("; ") : "", failed.length ? "error" : "");
 }
@@ -608,13 +758,17 @@ async function loadAll() {
 function updateValueLabel() {
   const by = $("by").value;
   const currency = state.current ? state.current.policy.currency : "EUR";
+  const byValue = $("rank-by").value === "expected_value";
   $("value-label").textContent = {
     threshold: "Threshold (0-100)",
     capacity: "Leads a week sales can take",
-    value: "What a won deal is worth (" + currency + ")",
+    value: byValue
+      ? "Not needed: each lead is worth its expected value (" + currency + ")"
+      : "What a won deal is worth (" + currency + ")",
     precision: "Target precision (0-1)",
     recall: "Target recall (0-1)",
   }[by];
+  $("value").disabled = byValue && by === "value";
   $("cost-box").hidden = by !== "value";
   $("capacity-box").hidden = by !== "value";
 }
@@ -656,6 +810,8 @@ $("actor").addEventListener("change", () => {
 });
 
 $("by").addEventListener("change", updateValueLabel);
+$("rank-by").addEventListener("change", updateValueLabel);
+$("policy-rank-by").addEventListener("change", showValueThreshold);
 
 $("grade-by").addEventListener("change", () => {
   const p = state.current ? state.current.policy.grades : null;
@@ -685,6 +841,13 @@ $("save-form").addEventListener("submit", async (event) => {
   const current = state.current ? state.current.policy : {};
   if (capacity !== "" && Number(capacity) !== current.weekly_capacity) {
     policy.weekly_capacity = Number(capacity);
+  }
+  const rankBy = $("policy-rank-by").value;
+  if (rankBy !== (current.rank_by || "probability")) policy.rank_by = rankBy;
+  const valueThreshold = $("value-threshold").value;
+  if (rankBy === "expected_value" && valueThreshold !== "" &&
+      Number(valueThreshold) !== current.value_threshold) {
+    policy.value_threshold = Number(valueThreshold);
   }
   const currency = $("currency").value.trim().toUpperCase();
   if (currency && currency !== current.currency) policy.currency = currency;

@@ -3,6 +3,7 @@ carries the 10-lead holdout worked out by hand in tests/features/test_policy.py.
 
     probability  0.95 0.85 0.75 0.65 0.55 0.45 0.35 0.25 0.15 0.05   (two weeks of leads)
     won             1    1    0    1    0    1    0    0    0    0
+    expected value  95  850 1500 6500  550 4500  350 1000  150   50   (`value_holdout`)
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def hand_holdout() -> pd.DataFrame:
     return pd.DataFrame({"probability": PROBABILITIES, "label": LABELS, "as_of": as_of})
 
 
+EXPECTED_VALUES = [95.0, 850.0, 1500.0, 6500.0, 550.0, 4500.0, 350.0, 1000.0, 150.0, 50.0]
+
+
+def value_holdout() -> pd.DataFrame:
+    """The hand holdout with each lead's expected value (probability x expected deal amount)."""
+    return hand_holdout().assign(expected_value=EXPECTED_VALUES)
+
+
 @dataclass
 class HoldoutModel:
     """The parts of a trained LeadScorer that policy simulation reads: its holdout scores, its
@@ -48,6 +57,7 @@ class HoldoutModel:
         default_factory=lambda: {"name": "lead-scoring", "version": "7", "holdout_weeks": WEEKS}
     )
     policy: Policy = MODEL_POLICY
+    value: object | None = None  # a deal value model (only whether there is one is read)
 
 
 def settings_for(tmp_path: Path, database_url: str | None = None, **overrides) -> Settings:

@@ -250,6 +250,7 @@ def test_simulate_a_given_threshold(client):
         "leads_per_week": 5.0,
         "wins": 4,
         "observed_outcomes": True,
+        "expected_values": False,  # no deal value model: no expected revenue
         "description": "holdout of model lead-scoring version 7: 10 leads over 2.0 weeks with known outcomes",
     }
     chosen = body["chosen"]

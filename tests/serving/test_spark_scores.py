@@ -83,6 +83,72 @@ def test_spark_scores_equal_the_api_under_the_policy_in_force(
     assert _by_lead(scored.to_dict("records")) == _by_lead(before["results"])
 
 
+def _api_columns(lead: dict) -> dict[str, object]:
+    """The API answer's value, timing, fit/engagement and confidence in `leadscore score`'s
+    column names."""
+    value, timing, fe = lead["deal_value"], lead["time_to_close"], lead["fit_engagement"]
+    return {
+        "expected_amount": value["expected_amount"],
+        "amount_low": value["interval"]["low"],
+        "amount_high": value["interval"]["high"],
+        "expected_value": value["expected_value"],
+        "amount_reasons": "; ".join(r["text"] for r in value["reasons"]),
+        **{f"win_within_{h}d": p for h, p in timing["win_within_days"].items()},
+        "median_days_to_close": timing["median_days_to_close"],
+        "fit_probability": fe["fit"],
+        "engagement_probability": fe["engagement"],
+        "fit_grade": fe["fit_grade"],
+        "engagement_level": fe["engagement_level"],
+        "grid": fe["grid"],
+        "confidence": lead["confidence"]["label"],
+        "similar_leads": lead["confidence"]["similar_leads"],
+    }
+
+
+def test_spark_ranks_by_expected_value_and_returns_the_apis_value_timing_and_grid_columns(
+    spark, trained_model, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("LEADSCORE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    database = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    records = demo_records(trained_model, N, as_of=AS_OF)
+    ids = [r["lead_id"] for r in records]
+    with TestClient(create_app(model_settings(trained_model, database))) as api:
+        wait_for_model(api)
+        before = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        values = sorted(r["deal_value"]["expected_value"] for r in before["results"])
+        threshold = values[len(values) * 3 // 4]  # the top quarter by expected value
+        saved = api.put("/v1/policy", headers=auth("ops"), json={
+            "policy": {"rank_by": "expected_value", "value_threshold": threshold},
+            "reason": "fill sales' week with the most valuable leads",
+        })  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        after = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    by_value = {r["lead_id"]: r for r in after["results"]}
+    # without a hard rule, sales is exactly the leads worth at least the threshold
+    for lead in after["results"]:
+        if not lead["policy_reasons"]:  # no hard rule (nor exploration: rate 0)
+            worth = lead["deal_value"]["expected_value"] >= threshold
+            assert (lead["decision"] == "sales") == worth, lead["lead_id"]
+    assert _by_lead(after["results"]) != _by_lead(before["results"])  # the ranking matters
+
+    scored, summary = _spark_score(trained_model, tmp_path, ids, "--database-url", database)
+    assert summary["policy"] == "service policy v1"
+    rows = scored.to_dict("records")
+    assert _by_lead(rows) == _by_lead(after["results"])
+    first = _api_columns(after["results"][0])
+    assert set(first) <= set(scored.columns), set(first) - set(scored.columns)
+    for row in rows:
+        expected = _api_columns(by_value[row["lead_id"]])
+        for column, want in expected.items():
+            got = row[column]
+            if isinstance(want, float):
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (row["lead_id"], column)
+            else:
+                assert got == want, (row["lead_id"], column)
+    assert not any(scored["exploration"])  # the policy explores nothing
+
+
 def test_spark_udf_of_the_logged_model_gives_the_api_probabilities(
     spark, trained_model, scoring_app
 ):

@@ -140,3 +140,88 @@ def test_each_answer_says_how_much_to_trust_it_and_the_model_what_the_labels_mea
     assert set(scores["confidence"]) <= {"low", "medium", "high"}
     assert scores["similar_leads"].ge(0).all()
     assert (scores.loc[scores["similar_leads"] < 30, "confidence"] == "low").all()
+
+
+def test_the_trained_models_holdout_simulates_ranking_by_expected_value(scoring_app):
+    """The holdout shipped with a model that has a deal value model carries each lead's expected
+    value, so the capacity can be filled by it; by construction it brings at least the revenue
+    of ranking by probability at the same leads a week."""
+    answer = scoring_app.post(
+        "/v1/policy/simulate",
+        json={"rank_by": "expected_value", "by": "capacity", "value": 5, "include_table": False},
+        headers=auth("scorer"),
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["basis"]["expected_values"] is True
+    chosen = result["chosen"]
+    assert 0 < chosen["leads_per_week"] <= 5
+    assert chosen["value_threshold"] > 0 and chosen["expected_revenue"] > 0
+    rankings = result["rankings"]
+    assert rankings["leads_per_week"] == 5
+    by_value, by_probability = rankings["expected_value"], rankings["probability"]
+    # expected values hardly tie, integer scores do: ranked by value, at least as many leads fit
+    assert by_value["leads_per_week"] >= by_probability["leads_per_week"]
+    assert by_value["expected_revenue"] >= by_probability["expected_revenue"]
+
+
+def test_ops_monitoring_says_what_each_grade_of_the_trained_model_holds(scoring_app):
+    body = scoring_app.get("/v1/ops/monitoring", headers=auth("scorer")).json()
+    grades = [g for g in body["holdout_by_grade"] if g["leads"]]
+    assert sum(g["share"] for g in body["holdout_by_grade"]) == pytest.approx(1)
+    for g in grades:
+        assert g["expected_value"] > 0
+        assert 0 <= g["win_within_30d"] <= g["win_within_60d"] <= g["win_within_90d"] <= 1
+        assert 0 < g["median_days_to_close"] <= 90
+    assert sum(g["leads"] for g in grades) == sum(g["leads"] for g in body["holdout_by_grade"])
+    empty = [g for g in body["holdout_by_grade"] if not g["leads"]]
+    assert all(g["expected_value"] is None and g["win_rate"] is None for g in empty)
+
+
+def test_batch_scoring_ranks_by_expected_value_as_the_api_does(
+    trained_model, tmp_path, monkeypatch
+):
+    """A service policy ranked by expected value decides `leadscore score` (pandas engine, reading
+    the policy in force from the database) exactly as it decides the API's answers."""
+    from fastapi.testclient import TestClient
+
+    from leadscore.cli import app
+    from serving.app import create_app
+    from tests.serving.conftest import model_settings
+    from tests.serving.waiting import wait_for_model
+
+    monkeypatch.delenv("LEADSCORE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    database = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    as_of = "2025-06-01T00:00:00Z"
+    records = demo_records(trained_model, 60, as_of=as_of)
+    with TestClient(create_app(model_settings(trained_model, database))) as api:
+        wait_for_model(api)
+        before = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+        values = sorted(r["deal_value"]["expected_value"] for r in before["results"])
+        threshold = values[len(values) * 3 // 4]
+        saved = api.put("/v1/policy", headers=auth("ops"), json={
+            "policy": {"rank_by": "expected_value", "value_threshold": threshold},
+            "reason": "the most valuable quarter goes to sales",
+        })  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        after = api.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
+    plain = [r for r in after["results"] if not r["policy_reasons"]]
+    assert sum(r["decision"] == "sales" for r in plain) == sum(
+        r["deal_value"]["expected_value"] >= threshold for r in plain
+    )
+    ids = {r["lead_id"] for r in records}
+    leads = pd.read_parquet(trained_model.demo_dir / "leads.parquet")
+    leads[leads["lead_id"].isin(ids)].to_parquet(tmp_path / "leads.parquet", index=False)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--model", f"models:/{trained_model.name}/{trained_model.versions[0]}",
+        "--leads", str(tmp_path / "leads.parquet"),
+        "--touchpoints", str(trained_model.demo_dir / "touchpoints.parquet"),
+        "--as-of", as_of, "--out", str(out), "--database-url", database,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    assert set(scores["policy"]) == {"service policy v1"}
+    batch = dict(zip(scores["lead_id"].astype(str), scores["decision"]))
+    assert batch == {r["lead_id"]: r["decision"] for r in after["results"]}

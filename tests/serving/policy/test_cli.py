@@ -214,3 +214,77 @@ def test_errors_name_the_problem_and_the_fix(env, holdout_csv, tmp_path, args, m
     result = run(*replaced, ok=False)
     assert result.exit_code == 1, result.output
     assert message in " ".join(result.stderr.split()), result.stderr
+
+
+# --- ranking by expected value ----------------------------------------------------------------
+
+
+@pytest.fixture
+def valued_csv(tmp_path):
+    """The hand holdout with each lead's expected value (tests/serving/policy_support.py)."""
+    from tests.serving.policy_support import EXPECTED_VALUES
+
+    path = tmp_path / "valued.csv"
+    rows = zip(PROBABILITIES, LABELS, EXPECTED_VALUES)
+    path.write_text(
+        "probability,label,expected_value\n" + "".join(f"{p},{y},{v}\n" for p, y, v in rows)
+    )
+    return path
+
+
+def test_simulate_ranked_by_expected_value_reports_revenue_a_week(env, valued_csv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    # two a week: 6500, 4500, 1500, 1000 by value (1 win a week, 6750 a week) against
+    # 0.95, 0.85, 0.75, 0.65 by probability (1.5 wins, 4472.5 a week)
+    result = simulate_json(
+        valued_csv, "--rank-by", "expected_value", "--by", "capacity", "--value", "2"
+    )
+    assert result["chosen"]["value_threshold"] == 1000
+    assert result["chosen"]["expected_revenue"] == 6750
+    assert result["rankings"]["probability"]["expected_revenue"] == 4472.5
+    assert result["rankings"]["probability"]["expected_wins"] == 1.5
+    printed = run(
+        "simulate", "--holdout", str(valued_csv), "--weeks", "2",
+        "--rank-by", "expected_value", "--by", "capacity", "--value", "2",
+    ).stdout  # fmt: skip
+    assert "revenue/week" in printed and "6750.00" in printed and "4472.50" in printed
+    assert "value >= 1,000.00" in printed
+    assert "Filling 2 leads a week" in printed and "in EUR" in printed
+
+
+def test_rank_by_needs_a_known_ranking_and_expected_values(env, holdout_csv):
+    bad = run(
+        "simulate", "--holdout", str(holdout_csv), "--weeks", "2", "--rank-by", "revenue", ok=False
+    )
+    assert bad.exit_code != 0 and "--rank-by 'revenue' is not a ranking" in bad.output
+    none = run(
+        "simulate", "--holdout", str(holdout_csv), "--weeks", "2",
+        "--rank-by", "expected_value", "--by", "capacity", "--value", "2", ok=False,
+    )  # fmt: skip
+    assert none.exit_code != 0 and "has no expected values" in none.output
+
+
+def test_set_rank_by_value_needs_the_champions_deal_value_model(env):
+    answer = run(
+        "set", "--rank-by", "expected_value", "--value-threshold", "500", "-m", "x", ok=False
+    )
+    assert answer.exit_code != 0
+    assert "--rank-by expected_value needs the champion" in answer.output
+    shown = json.loads(run("show", "--json").stdout)
+    assert shown["version"] == 0 and shown["policy"]["rank_by"] == "probability"
+
+
+def test_simulate_by_expected_value_and_save(env, valued_csv):
+    saved = simulate_json(
+        valued_csv, "--rank-by", "expected_value", "--by", "capacity", "--value", "2",
+        "--save", "-m", "two a week, the most valuable",
+    )  # fmt: skip
+    assert saved["saved_version"] == 1
+    shown = json.loads(run("show", "--json").stdout)["policy"]
+    assert (shown["rank_by"], shown["value_threshold"], shown["weekly_capacity"]) == (
+        "expected_value", 1000, 2
+    )  # fmt: skip
+    # a score threshold to evaluate is saved as ranking by probability again
+    simulate_json(valued_csv, "--threshold", "65", "--save", "-m", "back to scores")
+    shown = json.loads(run("show", "--json").stdout)["policy"]
+    assert (shown["rank_by"], shown["sales_threshold"]) == ("probability", 65)
