@@ -277,7 +277,7 @@ class LeadScorer:
         lead is explored or not as in the API under that version.
         """
         frame = self._with_as_of(frame, as_of)
-        policy = policy or self.policy
+        policy = self.applicable_policy(policy or self.policy)
         n = len(frame)
         probabilities = np.empty(n)
         reasons_for: list[list[dict]] = []
@@ -335,6 +335,15 @@ class LeadScorer:
             out[column] = values
         return out
 
+    def applicable_policy(self, policy: Policy) -> Policy:
+        """The policy this model applies: one that ranks by expected value ranks by probability
+        (its `sales_threshold`) under a model without a deal value model, so that scoring goes
+        on when such a model is promoted after the policy was saved (the API answers a warning,
+        `ranked_by_probability_instead`)."""
+        if policy.rank_by == "expected_value" and self.value is None:
+            return policy.model_copy(update={"rank_by": "probability", "value_threshold": None})
+        return policy
+
     def _policy_values(self, expected_values: Any, policy: Policy) -> np.ndarray | None:
         """The expected values a policy that ranks by them needs (None when it does not);
         `ValueNeeded`, naming this model, when it has no deal value model."""
@@ -383,7 +392,7 @@ class LeadScorer:
         the columns of `outlook`): the API builds its answer from these. `touch_moments`: the
         touchpoints' moments if already parsed (`record_touchpoints`); `policy_version` salts the
         exploration draw."""
-        policy = policy or self.policy
+        policy = self.applicable_policy(policy or self.policy)
         if self.featurizer.needs_as_of and any(r.get("as_of") is None for r in records):
             now = datetime.now(UTC)
             records = [r if r.get("as_of") is not None else {**r, "as_of": now} for r in records]

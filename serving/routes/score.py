@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from features.policy.rules import value_needed_message
 from serving import metrics
 from serving.batcher import ScoringError
 from serving.db import utcnow
@@ -95,6 +96,13 @@ FULL = (
 async def score(key: ScorerKey, leads: LeadsDep, scoring: ScoringDep) -> OrjsonResponse:
     loaded, in_force, score_log = scoring.model, scoring.policy, scoring.score_log
     read_for_model(leads, loaded, leads.strict)
+    if in_force.policy.rank_by == "expected_value" and loaded.scorer.value is None:
+        leads.warnings.add(
+            "ranked_by_probability_instead", "policy.rank_by", "expected_value", "probability",
+            None, f"{value_needed_message(loaded.scorer.model_words())}; until then these leads "
+            f"go to sales from score {in_force.policy.sales_threshold:g} (sales_threshold)",
+            count=len(leads.leads),
+        )  # fmt: skip
     if not score_log.admit(len(leads.leads)):
         raise ScoreLogFull(FULL)
     now = utcnow()
