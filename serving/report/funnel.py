@@ -138,13 +138,13 @@ def funnel_from_database(
         parts = _frame(connection, statement)
         values = _touch_values(connection, grouping) if touch_level else None
     part = parts["part"].to_numpy(dtype=np.int64)
-    table, deal_rows = parts[part == _GROUPS], _won_deals(parts[part == _DEALS])
+    table, deal_rows = parts[part == _GROUPS], _won_deals(dialect, parts[part == _DEALS])
     if values is not None:
         rows = _touch_sums(table, deal_rows, grouping, attribution, values)
     else:
         rows = _lead_sums(table, deal_rows, grouping, lo, hi)
     if linear:
-        total = _total_sums(parts[part == _TOTAL], _won_deals(parts[part == _TOTAL_DEALS]))
+        total = _total_sums(parts[part == _TOTAL], _won_deals(dialect, parts[part == _TOTAL_DEALS]))
     else:
         total = _total_sums(table, deal_rows)
     frame = report_frame(by, rows, total, touch_level)
@@ -393,12 +393,13 @@ class _Deals:
         return np.repeat(np.asarray(row_codes), self.counts)
 
 
-def _won_deals(rows: pd.DataFrame) -> _Deals:
-    texts = rows["points"].to_numpy(dtype=object)
-    if not any(isinstance(text, str) for text in texts):  # SQLite: a row per deal
+def _won_deals(dialect: str, rows: pd.DataFrame) -> _Deals:
+    if dialect != "postgresql":  # a row per deal
         ones = np.ones(len(rows), dtype=np.int64)
         return _Deals(rows, ones, _float(rows["days"]), _float(rows["weight"]))
+    # a row per group (the total's: even without a deal, then 0 and no text)
     counts = np.nan_to_num(_float(rows["leads"])).astype(np.int64)
+    texts = rows["points"].to_numpy(dtype=object)
     pairs = [np.fromstring(text, sep=" ") if text else np.empty(0) for text in texts]
     if [len(p) for p in pairs] != list(2 * counts):
         raise RuntimeError("funnel report: the won deals' days came back malformed")
