@@ -8,6 +8,11 @@ captured three times into a fresh database: new leads, the same leads again (eve
 duplicate, as when the CRM scores a lead again with its whole history), and other new leads.
 Each line is `CaptureWriter.prepare` (rows and dedup keys) and `write` (one transaction), in wall
 and CPU seconds of this process (the writer thread's share of the interpreter).
+
+A last line is `bench/serve.py --capture`'s workload: one-lead requests (20 touchpoints each, 200
+demo leads rotated, parsed by the route's own `read_body`), written in batches of 100 as the
+writer thread gathers them, after every lead was written once (so every fact is a duplicate):
+`--batches` batches, and the writer's CPU milliseconds per request.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def main() -> None:
     parser.add_argument("--touches", type=int, default=20)
     parser.add_argument("--attributes", type=int, default=10)
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: SQLite, tmp)")
+    parser.add_argument("--batches", type=int, default=30, help="batches of the serve workload")
     args = parser.parse_args()
 
     from serving.capture.writer import CaptureWriter, Scored
@@ -73,7 +79,38 @@ def main() -> None:
         done = time.perf_counter()
         print(f"{label:<20}{prepared - started:>11.3f}{done - prepared:>10.3f}"
               f"{time.process_time() - cpu:>8.3f}")  # fmt: skip
+    serve_workload(writer, engine, args.batches)
     engine.dispose()
+
+
+def serve_workload(writer, engine, batches: int) -> None:
+    """The one-lead requests of `bench/serve.py --capture`, 100 to a write."""
+    from bench.serve import build_leads, leadscore_body
+    from serving.capture.writer import Scored
+    from serving.leads import read_body
+
+    bodies = [leadscore_body([lead]) for lead in build_leads(200)]
+
+    def item(i: int) -> Scored:
+        parsed = read_body(bodies[i % len(bodies)])
+        return Scored(parsed.leads, parsed.moments, datetime.now(UTC))
+
+    totals = [0.0, 0.0, 0.0]
+    for batch in range(-2, batches):  # two batches write every lead once first
+        items = [item(batch * 100 + i) for i in range(100)]
+        started, cpu = time.perf_counter(), time.process_time()
+        rows = [writer.prepare(one) for one in items]
+        prepared = time.perf_counter()
+        with engine.begin() as connection:
+            writer.write(connection, rows)
+        if batch >= 0:
+            done = time.perf_counter()
+            for i, spent in enumerate((prepared - started, done - prepared,
+                                       time.process_time() - cpu)):  # fmt: skip
+                totals[i] += spent
+    label = f"{batches * 100} 1-lead requests"
+    print(f"{label:<20}{totals[0]:>11.3f}{totals[1]:>10.3f}{totals[2]:>8.3f}"
+          f"   ({totals[2] / (batches * 100) * 1000:.3f} ms CPU a request)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,10 +4,17 @@ Built on `serving.queued_writer.QueuedWriter` (the queue, batching, retries and 
 request queues a `Scored` or `Events` item (a reference to its validated leads: O(1)); the rows
 and their hashes are built here. Inserts are `INSERT ... ON CONFLICT DO NOTHING` (SQLite and
 PostgreSQL alike), so the first arrival of a fact keeps its `received_at`.
+
+Most of what a CRM sends is already stored (a lead scored again sends its whole history), and the
+writer shares the interpreter with the requests: it reads the keys the leads already have
+(`lead_id`, `dedup_key`: from the unique index) and inserts only the rest, compares observed
+attribute values with the stored ones as JSON text (no decoding), and recomputes the funnel rows
+only of the leads that got a new row (`RETURNING`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import chain
@@ -16,12 +23,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import sqlalchemy as sa
 from prometheus_client import Counter, Gauge
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from serving.capture.erasure import erased_since
 from serving.capture.rows import CaptureRows, event_rows, scored_rows
-from serving.db import as_utc, captured_leads, lead_attributes, lead_touchpoints
+from serving.db import as_utc, captured_leads, json_text, lead_attributes, lead_touchpoints
 from serving.queued_writer import QueuedWriter, WriterMetrics
 from serving.report.funnel_tables import refresh_leads
 
@@ -65,22 +72,28 @@ class Events(NamedTuple):
     received_at: datetime
 
 
-def insert_ignoring_duplicates(connection: Connection, table: sa.Table, rows: list[dict]) -> None:
-    """INSERT the rows, skipping any that collide with a stored row on a unique key."""
+def insert_ignoring_duplicates(
+    connection: Connection, table: sa.Table, rows: list[dict]
+) -> set[str]:
+    """INSERT the rows, skipping any that collide with a stored row on a unique key; returns the
+    lead ids of the rows inserted (SQLite: exactly; PostgreSQL: of every row given, since
+    RETURNING would make SQLAlchemy send many-row statements psycopg splits in Python, ~3 s of
+    the interpreter for 20,000 rows, instead of its executemany)."""
     if not rows:
-        return
+        return set()
     name = connection.dialect.name
     if name == "sqlite":
-        _sqlite_insert_ignoring_duplicates(connection, table, rows)
-    elif name == "postgresql":
+        return _sqlite_insert_ignoring_duplicates(connection, table, rows)
+    if name == "postgresql":
         connection.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
-    else:  # pragma: no cover - the service supports SQLite and PostgreSQL
-        raise RuntimeError(f"capture: unsupported database {name!r} (SQLite or PostgreSQL)")
+        return {row["lead_id"] for row in rows}
+    # pragma: no cover - the service supports SQLite and PostgreSQL
+    raise RuntimeError(f"capture: unsupported database {name!r} (SQLite or PostgreSQL)")
 
 
 def _sqlite_insert_ignoring_duplicates(
     connection: Connection, table: sa.Table, rows: list[dict]
-) -> None:
+) -> set[str]:
     """Many rows per statement, values through the columns' own bind processors: the writer
     shares the interpreter with the requests, and SQLAlchemy's per-row handling of a 1,000-lead
     request's 30,000 rows took most of a second of it (`serving.score_log` does the same)."""
@@ -95,11 +108,14 @@ def _sqlite_insert_ignoring_duplicates(
     per_statement = max(1, _SQLITE_MAX_VARIABLES // len(keys))
     names = ", ".join(f'"{key}"' for key in keys)
     one = "(" + ", ".join("?" * len(keys)) + ")"
+    inserted: set[str] = set()
     for start in range(0, len(parameters), per_statement):
         chunk = parameters[start : start + per_statement]
         sql = (f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * len(chunk))} '
-               "ON CONFLICT DO NOTHING")  # fmt: skip
-        connection.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+               'ON CONFLICT DO NOTHING RETURNING "lead_id"')  # fmt: skip
+        result = connection.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+        inserted.update(row[0] for row in result)
+    return inserted
 
 
 def _processed(processor: Any, values: list) -> list:
@@ -118,6 +134,13 @@ def _processed(processor: Any, values: list) -> list:
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
+
+
+def _same_text(stored: str | None, text: str, value: Any) -> bool:
+    """Is `value` (whose JSON text is `text`) the stored value (JSON text, or NULL)?"""
+    if stored is None:
+        return False
+    return stored == text or _same(json.loads(stored), value)
 
 
 class CaptureWriter(QueuedWriter):
@@ -157,72 +180,99 @@ class CaptureWriter(QueuedWriter):
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
+        # each lead's first row (its first arrival), with the first creation moment it came with
         leads = list({row["lead_id"]: row for row in reversed(rows.leads)}.values())
-        insert_ignoring_duplicates(connection, captured_leads, leads)
         created: dict[str, datetime] = {}
         for row in rows.leads:
             if row["created_at"] is not None:
                 created.setdefault(row["lead_id"], row["created_at"])
-        dated = [
-            {"id": lead_id, "created": created[lead_id]}
-            for lead_id in self._undated(connection, sorted(created))
+        stored = self._stored_leads(connection, [row["lead_id"] for row in leads])
+        # new leads, and stored ones without their creation moment that it came for
+        new = [
+            {**row, "created_at": created.get(i)}
+            for row in leads
+            if (i := row["lead_id"]) not in stored or (not stored[i] and i in created)
         ]
-        if dated:  # a lead first heard of without its creation moment gets it when it comes
-            connection.execute(
-                captured_leads.update()
-                .where(captured_leads.c.lead_id == sa.bindparam("id"))
-                .where(captured_leads.c.created_at.is_(None))
-                .values(created_at=sa.bindparam("created")),
-                dated,
-            )
-        insert_ignoring_duplicates(connection, lead_touchpoints, _unique(rows.touchpoints))
-        changes = rows.attributes + self._changed(connection, rows.attributes, rows.observed)
-        insert_ignoring_duplicates(connection, lead_attributes, _unique(changes))
-        # the funnel's rows of these leads, in the same transaction (`serving.report.funnel_tables`)
-        refresh_leads(
-            connection, {row["lead_id"] for row in chain(leads, rows.touchpoints, changes)}
-        )
+        written = self._add_leads(connection, new)
+        touches = _unique(rows.touchpoints)
+        known = self._stored_keys(connection, lead_touchpoints, touches)
+        touches = [row for row in touches if (row["lead_id"], row["dedup_key"]) not in known]
+        written |= insert_ignoring_duplicates(connection, lead_touchpoints, touches)
+        if rows.attributes or rows.observed:
+            changes = self._changes(connection, rows.attributes, rows.observed)
+            written |= insert_ignoring_duplicates(connection, lead_attributes, changes)
+        # the funnel's rows of the leads that got a new row, in the same transaction
+        # (`serving.report.funnel_tables`): the others' facts did not change
+        refresh_leads(connection, written)
 
-    def _undated(self, connection: Connection, ids: list[str]) -> list[str]:
-        """The leads among `ids` stored without their creation moment."""
-        undated: list[str] = []
+    def _add_leads(self, connection: Connection, rows: list[dict]) -> set[str]:
+        """Insert the leads; one already stored (by another worker, too) keeps its first arrival
+        and gets its creation moment if it had none (a lead first heard of without it)."""
+        if not rows:
+            return set()
+        c = captured_leads.c
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(captured_leads)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[c.lead_id],
+            set_={"created_at": insert.excluded.created_at},
+            where=sa.and_(c.created_at.is_(None), insert.excluded.created_at.is_not(None)),
+        )
+        connection.execute(upsert, rows)
+        return {row["lead_id"] for row in rows}
+
+    def _stored_leads(self, connection: Connection, ids: list[str]) -> dict[str, bool]:
+        """The leads among `ids` already stored: whether each has its creation moment."""
+        stored: dict[str, bool] = {}
+        c = captured_leads.c
         for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
             chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
-            query = sa.select(captured_leads.c.lead_id).where(
-                captured_leads.c.lead_id.in_(chunk), captured_leads.c.created_at.is_(None)
-            )
-            undated += connection.execute(query).scalars().all()
-        return undated
+            query = sa.select(c.lead_id, c.created_at.is_not(None)).where(c.lead_id.in_(chunk))
+            stored.update((lead_id, bool(dated)) for lead_id, dated in connection.execute(query))
+        return stored
 
-    def _changed(
+    def _stored_keys(
+        self, connection: Connection, table: sa.Table, rows: list[dict]
+    ) -> set[tuple[str, str]]:
+        """The (lead, dedup key) pairs of the leads of `rows` already in `table`."""
+        ids = sorted({row["lead_id"] for row in rows})
+        known: set[tuple[str, str]] = set()
+        for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+            chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+            query = sa.select(table.c.lead_id, table.c.dedup_key).where(table.c.lead_id.in_(chunk))
+            known.update(tuple(row) for row in connection.execute(query))
+        return known
+
+    def _changes(
         self, connection: Connection, changes: list[dict], observed: list[dict]
     ) -> list[dict]:
-        """The observed attribute values that differ from the lead's latest value (stored, or
-        changed in this batch)."""
-        if not observed:
-            return []
-        ids = sorted({row["lead_id"] for row in observed})
-        latest: dict[tuple[str, str], tuple[datetime, Any]] = {}
-        columns = (lead_attributes.c.lead_id, lead_attributes.c.name, lead_attributes.c.value,
-                   lead_attributes.c.changed_at)  # fmt: skip
-        order = (lead_attributes.c.changed_at, lead_attributes.c.id)
+        """The attribute rows to insert: the changes, and the observed values that differ from
+        the lead's latest value (stored, or changed in this batch), less those already stored.
+        Values are compared as JSON text (as stored), decoded only when the texts differ."""
+        ids = sorted({row["lead_id"] for row in chain(changes, observed)})
+        a = lead_attributes.c
+        columns = (a.lead_id, a.name, sa.cast(a.value, sa.Text), a.changed_at, a.dedup_key)
+        latest: dict[tuple[str, str], tuple[datetime, str | None]] = {}
+        known: set[tuple[str, str]] = set()
         for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
             chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
-            query = sa.select(*columns).where(lead_attributes.c.lead_id.in_(chunk)).order_by(*order)
-            for lead_id, name, value, changed_at in connection.execute(query):
-                latest[(lead_id, name)] = (as_utc(changed_at), value)
+            query = sa.select(*columns).where(a.lead_id.in_(chunk)).order_by(a.changed_at, a.id)
+            for lead_id, name, text, changed_at, key in connection.execute(query):
+                latest[(lead_id, name)] = (as_utc(changed_at), text)
+                known.add((lead_id, key))
         for row in changes:
             key = (row["lead_id"], row["name"])
             if key not in latest or latest[key][0] <= row["changed_at"]:
-                latest[key] = (row["changed_at"], row["value"])
-        changed = []
+                latest[key] = (row["changed_at"], json_text(row["value"]))
+        new = list(changes)
         for row in observed:
             key = (row["lead_id"], row["name"])
-            if key in latest and _same(latest[key][1], row["value"]):
+            text = json_text(row["value"])
+            if key in latest and _same_text(latest[key][1], text, row["value"]):
                 continue
-            latest[key] = (row["changed_at"], row["value"])
-            changed.append(row)
-        return changed
+            latest[key] = (row["changed_at"], text)
+            new.append(row)
+        return [row for row in _unique(new) if (row["lead_id"], row["dedup_key"]) not in known]
 
 
 _KINDS = ("leads", "touchpoints", "attributes", "observed")

@@ -20,18 +20,20 @@ How the database maps onto the file report's rules
   none was credited (the file report lists every value of its touchpoints file).
 
 One statement a report (UNION ALL of the sums per group, the won deals' days per group, the
-total's sums and the total's days), so the lead facts are computed once; migration
-`0007_funnel_indexes` adds the indexes its probes and scans use.
+total's sums and the total's days) over the funnel's per-lead tables
+(`serving.report.funnel_tables`).
 
 Percentiles: the file report's weighted quantile (each won deal a point weighted by its credit,
-numpy's "hazen" positions when weights are equal) over the won deals' days, fetched narrow
-(group, days, weight). PostgreSQL's `percentile_cont` is a different quantile (the p75 of 10, 20,
+numpy's "hazen" positions when weights are equal) over the won deals' days. PostgreSQL sends
+each group's deals as one text of (days, weight) pairs that numpy reads (~700,000 deals of a
+linear report on 1M leads: a row each through the driver took seconds); SQLite a row per deal. PostgreSQL's `percentile_cont` is a different quantile (the p75 of 10, 20,
 30, 40 days is 32.5 there and 35 in the file report) and knows no weights, so it is not used:
 files and the database must agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -111,31 +113,38 @@ def funnel_from_database(
             # The grouped passes over the score log and touchpoints sort and hash in memory, not
             # on disk (PostgreSQL's default is 4 MB); for this transaction only.
             connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+            # The won deals' days come as text: the shortest text that reads back the same float
+            # (PostgreSQL 12 and later with any positive setting; 17 digits before).
+            connection.execute(sa.text("SET LOCAL extra_float_digits = 3"))
+            # Compiling this statement's ~70 expressions (JIT, on by default above a cost this
+            # report reaches near 1M leads) took 0.2 s plain and 3.5 s with inlining and
+            # optimisation, in each parallel worker: more than it saves on these scans.
+            connection.execute(sa.text("SET LOCAL jit = off"))
         grouping = _check_by(connection, by)
         dialect = connection.dialect.name
         facts = _facts(dialect, lo, hi, grouping, by)
         touch_level = grouping in ("channel", "campaign")
         if touch_level and attribution == "linear":
-            groups, deals = _linear_parts(_credit_facts(dialect, lo, hi, grouping))
+            groups, deals = _linear_parts(dialect, _credit_facts(dialect, lo, hi, grouping))
         elif touch_level:
-            groups, deals = _touch_parts(facts, grouping, attribution)
+            groups, deals = _touch_parts(dialect, facts, grouping, attribution)
         else:
-            groups, deals = _lead_parts(facts, grouping)
+            groups, deals = _lead_parts(dialect, facts, grouping)
         linear = touch_level and attribution == "linear"
         # Linear credit spreads a lead over groups: its total is summed apart; otherwise each lead
         # is in one group, and the total is the groups' sum.
-        totals = _total_parts(facts) if linear else []
+        totals = _total_parts(dialect, facts) if linear else []
         statement = sa.union_all(*groups, *deals, _exploration_part(dialect, facts), *totals)
         parts = _frame(connection, statement)
         values = _touch_values(connection, grouping) if touch_level else None
     part = parts["part"].to_numpy(dtype=np.int64)
-    table, deal_rows = parts[part == _GROUPS], parts[part == _DEALS]
+    table, deal_rows = parts[part == _GROUPS], _won_deals(dialect, parts[part == _DEALS])
     if values is not None:
         rows = _touch_sums(table, deal_rows, grouping, attribution, values)
     else:
         rows = _lead_sums(table, deal_rows, grouping, lo, hi)
     if linear:
-        total = _total_sums(parts[part == _TOTAL], parts[part == _TOTAL_DEALS])
+        total = _total_sums(parts[part == _TOTAL], _won_deals(dialect, parts[part == _TOTAL_DEALS]))
     else:
         total = _total_sums(table, deal_rows)
     frame = report_frame(by, rows, total, touch_level)
@@ -327,7 +336,13 @@ _GROUPS, _DEALS, _TOTAL, _TOTAL_DEALS, _EXPLORATION = 0, 1, 2, 3, 4
 
 
 def _part(
-    part: int, kind: Any, key: Any, sums: list[Any] | None, days: Any = None, weight: Any = None
+    part: int,
+    kind: Any,
+    key: Any,
+    sums: list[Any] | None,
+    days: Any = None,
+    weight: Any = None,
+    points: Any = None,
 ) -> list[Any]:
     """The columns every part of the statement shares (typed NULL where a part has no value:
     PostgreSQL reads two untyped NULLs in a UNION as text)."""
@@ -340,7 +355,56 @@ def _part(
         *(v.label(name) for v, name in zip(values, _SUMS)),
         (days if days is not None else empty).label("days"),
         (weight if weight is not None else empty).label("weight"),
+        (points if points is not None else sa.cast(sa.null(), sa.Text)).label("points"),
     ]
+
+
+def _deals_part(
+    dialect: str, part: int, kind: Any, key: Any, source: Any, weight: Any, by: list[Any]
+) -> Any:
+    """The won deals' days to close and credit (`weight`) in the groups of `by`.
+
+    PostgreSQL: one row per group, its deals as one text "days weight days weight ..." (and their
+    number in `leads`), read back by numpy (`_won_deals`): a row per deal was ~700,000 rows on 1M
+    leads, and taking them through the driver into Python was most of a linear report's 11 s.
+    SQLite: a row per deal."""
+    won = _won_dated(source)
+    if dialect != "postgresql":
+        return sa.select(*_part(part, kind, key, None, source.c.days, weight)).where(won)
+    point = sa.cast(source.c.days, sa.Text).concat(" ").concat(sa.cast(weight, sa.Text))
+    empty = sa.cast(sa.null(), sa.Float)
+    sums = [sa.cast(sa.func.count(), sa.Float), *[empty] * (len(_SUMS) - 1)]
+    query = sa.select(*_part(part, kind, key, sums, points=sa.func.string_agg(point, " ")))
+    return query.where(won).group_by(*by)
+
+
+@dataclass
+class _Deals:
+    """The won deals: the rows they came in (`kind`, `key`), how many each row holds, and each
+    deal's days to close and credit, in row order."""
+
+    rows: pd.DataFrame
+    counts: np.ndarray
+    days: np.ndarray
+    weight: np.ndarray
+
+    def each(self, row_codes: np.ndarray) -> np.ndarray:
+        """A value per deal from a value per row."""
+        return np.repeat(np.asarray(row_codes), self.counts)
+
+
+def _won_deals(dialect: str, rows: pd.DataFrame) -> _Deals:
+    if dialect != "postgresql":  # a row per deal
+        ones = np.ones(len(rows), dtype=np.int64)
+        return _Deals(rows, ones, _float(rows["days"]), _float(rows["weight"]))
+    # a row per group (the total's: even without a deal, then 0 and no text)
+    counts = np.nan_to_num(_float(rows["leads"])).astype(np.int64)
+    texts = rows["points"].to_numpy(dtype=object)
+    pairs = [np.fromstring(text, sep=" ") if text else np.empty(0) for text in texts]
+    if [len(p) for p in pairs] != list(2 * counts):
+        raise RuntimeError("funnel report: the won deals' days came back malformed")
+    flat = np.concatenate(pairs) if pairs else np.empty(0)
+    return _Deals(rows, counts, flat[0::2], flat[1::2])
 
 
 def _summed(source: Any, weight: Any) -> list[Any]:
@@ -355,12 +419,10 @@ def _won_dated(source: Any) -> ColumnElement[bool]:
     return sa.and_(source.c.won == 1, source.c.days.is_not(None))
 
 
-def _total_parts(facts: Any) -> list[Any]:
+def _total_parts(dialect: str, facts: Any) -> list[Any]:
     return [
         sa.select(*_part(_TOTAL, None, None, _summed(facts, sa.literal(1)))),
-        sa.select(*_part(_TOTAL_DEALS, None, None, None, facts.c.days, sa.literal(1.0))).where(
-            _won_dated(facts)
-        ),
+        _deals_part(dialect, _TOTAL_DEALS, None, None, facts, sa.literal(1.0), []),
     ]
 
 
@@ -381,7 +443,7 @@ def _sums_by_code(
     return {"labels": labels, "natural": natural, "weighted": weighted, **sums}
 
 
-def _group_sums(sums: dict[str, Any], days_group, days, days_weight) -> GroupSums:
+def _group_sums(sums: dict[str, Any], days_group, deals: _Deals) -> GroupSums:
     return GroupSums(
         labels=sums["labels"],
         natural=sums["natural"],
@@ -393,8 +455,8 @@ def _group_sums(sums: dict[str, Any], days_group, days, days_weight) -> GroupSum
         won_with_amount=sums["with_amount"],
         revenue=sums["revenue"],
         days_group=np.asarray(days_group, dtype=np.int64),
-        days=_float(days),
-        days_weight=_float(days_weight),
+        days=deals.days,
+        days_weight=deals.weight,
     )
 
 
@@ -408,16 +470,16 @@ def _frame(connection: Connection, query: Any) -> pd.DataFrame:
     )
 
 
-def _total_sums(table: pd.DataFrame, deals: pd.DataFrame) -> GroupSums:
+def _total_sums(table: pd.DataFrame, deals: _Deals) -> GroupSums:
     sums = _sums_by_code(table, np.zeros(len(table), dtype=np.int64), [TOTAL], True, False)
-    return _group_sums(sums, np.zeros(len(deals)), deals["days"], deals["weight"])
+    return _group_sums(sums, np.zeros(len(deals.days)), deals)
 
 
 # --------------------------------------------------------------------------------------------------
 # Groups of whole leads: week, grade, score band, decision, an attribute
 
 
-def _lead_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
+def _lead_parts(dialect: str, facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
     key = {
         "week": facts.c.day,
         "grade": facts.c.grade,
@@ -427,14 +489,12 @@ def _lead_parts(facts: Any, grouping: str) -> tuple[list[Any], list[Any]]:
     }[grouping]
     kind = sa.literal(_VALUE)
     groups = sa.select(*_part(_GROUPS, kind, key, _summed(facts, sa.literal(1)))).group_by(key)
-    deals = sa.select(*_part(_DEALS, kind, key, None, facts.c.days, sa.literal(1.0))).where(
-        _won_dated(facts)
-    )
+    deals = _deals_part(dialect, _DEALS, kind, key, facts, sa.literal(1.0), [key])
     return [groups], [deals]
 
 
 def _lead_sums(
-    table: pd.DataFrame, deals: pd.DataFrame, grouping: str, lo: int | None, hi: int | None
+    table: pd.DataFrame, deals: _Deals, grouping: str, lo: int | None, hi: int | None
 ) -> GroupSums:
     keys = table["key"]
     natural = True
@@ -455,8 +515,8 @@ def _lead_sums(
         values = values.infer_objects()  # numbers, yes/no: ordered as the file report orders them
         codes, labels, natural = attribute_groups(values)
     sums = _sums_by_code(table, codes, labels, natural, weighted=False)
-    position = pd.Index(_key_values(keys)).get_indexer(_key_values(deals["key"]))
-    return _group_sums(sums, codes[position], deals["days"], deals["weight"])
+    position = pd.Index(_key_values(keys)).get_indexer(_key_values(deals.rows["key"]))
+    return _group_sums(sums, deals.each(codes[position]), deals)
 
 
 def _key_values(keys: pd.Series) -> pd.Series:
@@ -468,7 +528,9 @@ def _key_values(keys: pd.Series) -> pd.Series:
 # Channels and campaigns: the attribution rules
 
 
-def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any], list[Any]]:
+def _touch_parts(
+    dialect: str, facts: Any, grouping: str, attribution: str
+) -> tuple[list[Any], list[Any]]:
     # The lead's first (last) touch up to its close, kept in its funnel row.
     end = "first" if attribution == "first_touch" else "last"
     value = facts.c[f"{end}_{grouping}"]
@@ -476,13 +538,11 @@ def _touch_parts(facts: Any, grouping: str, attribution: str) -> tuple[list[Any]
     grouped = sa.select(*_part(_GROUPS, kind, value, _summed(facts, sa.literal(1)))).group_by(
         kind, value
     )
-    won_deals = sa.select(*_part(_DEALS, kind, value, None, facts.c.days, sa.literal(1.0))).where(
-        _won_dated(facts)
-    )
+    won_deals = _deals_part(dialect, _DEALS, kind, value, facts, sa.literal(1.0), [kind, value])
     return [grouped], [won_deals]
 
 
-def _linear_parts(credited: Any) -> tuple[list[Any], list[Any]]:
+def _linear_parts(dialect: str, credited: Any) -> tuple[list[Any], list[Any]]:
     """Linear credit: each counted touch 1/k of its lead (k = its touches up to the close), so a
     value gets (its touches)/k of the lead; a lead without a counted touch goes whole to
     '(none)'. The credit table holds those shares (`serving.report.funnel_tables`)."""
@@ -495,9 +555,8 @@ def _linear_parts(credited: Any) -> tuple[list[Any], list[Any]]:
     groups = sa.select(*_part(_GROUPS, kind, credited.c.value, _summed(credited, weight)))
     groups = groups.group_by(kind, credited.c.value)
     # One point per (won deal, value) with the deal's whole credit there.
-    deals = sa.select(*_part(_DEALS, kind, credited.c.value, None, credited.c.days, weight)).where(
-        _won_dated(credited)
-    )
+    value = credited.c.value
+    deals = _deals_part(dialect, _DEALS, kind, value, credited, weight, [kind, value])
     return [groups], [deals]
 
 
@@ -522,7 +581,7 @@ def _touch_values(connection: Connection, grouping: str) -> tuple[list[str], boo
 
 def _touch_sums(
     table: pd.DataFrame,
-    deals: pd.DataFrame,
+    deals: _Deals,
     grouping: str,
     attribution: str,
     found: tuple[list[str], bool],
@@ -543,4 +602,4 @@ def _touch_sums(
     sums = _sums_by_code(
         table, codes(table), labels, natural=False, weighted=attribution == "linear"
     )
-    return _group_sums(sums, codes(deals), deals["days"], deals["weight"])
+    return _group_sums(sums, deals.each(codes(deals.rows)), deals)

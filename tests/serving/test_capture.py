@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 
 from serving.capture.erasure import lead_id_hash
 from serving.capture.store import Capture, erase_lead, outcomes_since, sweep_erased
-from serving.capture.writer import Scored
+from serving.capture.writer import CaptureWriter, Events, Scored
 from serving.db import (
     as_utc,
     captured_leads,
     erasures,
     lead_attributes,
+    lead_funnel,
     lead_touchpoints,
     make_engine,
     metadata,
@@ -148,6 +149,58 @@ def test_a_lead_keeps_its_first_arrival_and_gets_its_creation_when_it_comes(engi
     assert capture.writer.flush()
     (lead,) = rows(engine, captured_leads)
     assert (as_utc(lead.created_at), as_utc(lead.received_at)) == (moment(19), moment(20))
+
+
+def test_a_value_stored_as_other_json_text_is_no_change_and_a_new_type_is(engine, capture):
+    """Observed values are compared as JSON text first: the same value written another way (an
+    escaped character, as another JSON writer stores it) is still the same value."""
+    with engine.begin() as connection:
+        connection.execute(lead_attributes.insert(), [
+            {"lead_id": "L-1", "name": name, "value": value, "changed_at": moment(20),
+             "received_at": moment(20), "dedup_key": name}
+            for name, value in (("city", "Curaçao"), ("visits", 3))
+        ])  # fmt: skip
+        json = "CAST(:text AS JSON)" if engine.dialect.name == "postgresql" else ":text"
+        connection.execute(
+            sa.text(f"UPDATE lead_attributes SET value = {json} WHERE name = 'city'"),
+            {"text": '"Cura\\u00e7ao"'},
+        )
+        assert (
+            connection.execute(
+                sa.select(sa.cast(lead_attributes.c.value, sa.Text)).where(
+                    lead_attributes.c.name == "city"
+                )
+            ).scalar_one()
+            == '"Cura\\u00e7ao"'
+        )
+    seen = {"lead_id": "L-1", "attributes": {"city": "Curaçao", "visits": 3}}
+    capture.events([seen], moment(21))
+    capture.events([dict(seen, attributes={"city": "Curaçao", "visits": 3.0})], moment(22))
+    assert capture.writer.flush()
+    stored = sorted(rows(engine, lead_attributes), key=lambda r: (r.changed_at, r.name))
+    assert [(r.name, r.value, as_utc(r.changed_at)) for r in stored] == [
+        ("city", "Curaçao", moment(20)),
+        ("visits", 3, moment(20)),
+        ("visits", 3.0, moment(22)),  # 3.0 is not 3: a float where an integer was
+    ]
+
+
+def test_a_creation_moment_later_in_the_same_batch_is_kept_and_reaches_the_funnel(engine):
+    writer = CaptureWriter(engine)
+    without = Events([{"lead_id": "L-1", "touchpoints": [touch(20)]}], moment(21))
+    later = Events([{"lead_id": "L-1", "created_at": moment(19)}], moment(22))
+    with engine.begin() as connection:
+        writer.write(connection, [writer.prepare(without), writer.prepare(later)])
+    (lead,) = rows(engine, captured_leads)
+    assert (as_utc(lead.created_at), as_utc(lead.received_at)) == (moment(19), moment(21))
+    # stored without it first, then it comes alone: the funnel's row gets it too
+    other = Events([{"lead_id": "L-2", "touchpoints": [touch(20)]}], moment(21))
+    dated = Events([{"lead_id": "L-2", "created_at": moment(18)}], moment(23))
+    for item in (other, dated):
+        with engine.begin() as connection:
+            writer.write(connection, [writer.prepare(item)])
+    funnel = {r.lead_id: (as_utc(r.created_at), r.touches) for r in rows(engine, lead_funnel)}
+    assert funnel == {"L-1": (moment(19), 1), "L-2": (moment(18), 1)}
 
 
 def test_retention_deletes_what_arrived_before_the_cutoff(engine):

@@ -272,8 +272,9 @@ def test_openapi_documents_every_status_with_schemas(client):
 def test_an_empty_database_answers_an_empty_report(database_url, no_registry):
     app = create_app(make_settings(database_url, no_registry))
     with TestClient(app, raise_server_exceptions=False) as client:
-        for by in ("channel", "week", "grade"):
-            report = get(client, by=by)
+        for by, attribution in (("channel", "first_touch"), ("week", "first_touch"),
+                                ("grade", "first_touch"), ("campaign", "linear")):  # fmt: skip
+            report = get(client, by=by, attribution=attribution)
             assert report["rows"] == [] or all(r["leads"] == 0 for r in report["rows"])
             check(report["total"], leads=0, won=0, win_rate=None, median_days_to_close=None)
 
