@@ -7,6 +7,7 @@ driver sees "server closed the connection"); `restore()` lets connections throug
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from urllib.parse import urlsplit, urlunsplit
@@ -73,10 +74,9 @@ class CuttableProxy:
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
+            with contextlib.suppress(OSError):  # either side closed: the pipe ends
+                while data := source.recv(65536):
+                    sink.sendall(data)
         finally:
             _close(source)
             _close(sink)
@@ -86,11 +86,7 @@ class CuttableProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # closed already
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass

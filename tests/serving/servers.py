@@ -7,6 +7,7 @@ failed test never leaves uvicorn workers running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,19 +50,15 @@ def server_process(
 def stop_process_group(process: subprocess.Popen, grace_seconds: float = 20) -> None:
     """SIGTERM to the server's whole process group, then SIGKILL to whatever is left of it."""
     _signal_group(process, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(grace_seconds)
-    except subprocess.TimeoutExpired:
-        pass
     _signal_group(process, signal.SIGKILL)  # workers that outlived their parent, too
     process.wait()
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
         os.killpg(process.pid, signum)  # start_new_session: the group id is the leader's pid
-    except ProcessLookupError:
-        pass  # the whole group is gone already
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -74,12 +71,9 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
             raise AssertionError(
                 f"server at {url} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
             )
-        try:
-            answer = httpx.get(url + "/readyz", timeout=1)
-            if answer.json().get("reason") != "starting":
+        with contextlib.suppress(httpx.HTTPError, ValueError):  # not up yet, or a proxy page
+            if httpx.get(url + "/readyz", timeout=1).json().get("reason") != "starting":
                 return
-        except (httpx.HTTPError, ValueError):  # not up yet, or a proxy page
-            pass
         time.sleep(0.1)
     raise AssertionError(f"server at {url} did not start:\n{log.read_text()[-3000:]}")
 
@@ -91,11 +85,9 @@ def wait_for_mlflow(url: str, process: subprocess.Popen, log: Path, timeout: flo
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"mlflow server exited:\n{log.read_text()[-3000:]}")
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not up yet
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.1)
     raise AssertionError(f"mlflow server never answered /health:\n{log.read_text()[-3000:]}")
 

@@ -3,12 +3,12 @@ answered in X-Request-ID, in the score answer and in the score log."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ from serving.db import make_engine, score_log
 from serving.logs import JsonFormatter, RequestIdFilter, TextFormatter, logging_config
 from tests.serving.conftest import BOOTSTRAP, KEYS, auth, demo_records
 from tests.serving.servers import free_port, server_process
-from tests.serving.waiting import HANG_GUARD_SECONDS, wait_for
+from tests.serving.waiting import wait_for
 
 LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -113,16 +113,14 @@ def test_serve_writes_json_lines_with_the_request_id(trained_model, sqlite_url, 
     base = f"http://127.0.0.1:{port}"
     command = [LEADSCORE, "serve", "--port", str(port), "--log-format", "json", "--access-log"]
     with server_process(command, env=env, cwd=tmp_path, log=log) as server:
-        deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a start-up claim
-        while True:
+
+        def ready() -> bool:
             assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not become ready"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, "the service did not become ready")
         lead = demo_records(trained_model, 1)[0]
         answer = httpx.post(
             f"{base}/v1/score",

@@ -3,6 +3,7 @@ its own process group: tests.serving.servers kills it whole at the end)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from serving.db import make_engine, score_log
 from tests.serving.conftest import BOOTSTRAP, KEYS, demo_records
 from tests.serving.servers import free_port, server_process
-from tests.serving.waiting import HANG_GUARD_SECONDS
+from tests.serving.waiting import HANG_GUARD_SECONDS, wait_for
 
 LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
 
@@ -40,16 +41,15 @@ def test_sigterm_under_load_loses_no_score_records(trained_model, database_url, 
     base = f"http://127.0.0.1:{port}"
     command = [LEADSCORE, "serve", "--port", str(port), "--workers", "2"]
     with server_process(command, env=env, cwd=tmp_path, log=log) as server:
-        deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a start-up claim
-        ready = 0
-        while ready < 4:
+        answers = []  # four ready answers: both workers are likely up
+
+        def ready() -> bool:
             assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not become ready"
-            try:
-                ready += httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+            with contextlib.suppress(httpx.HTTPError):
+                answers.append(httpx.get(f"{base}/readyz", timeout=2).status_code == 200)
+            return sum(answers) >= 4
+
+        wait_for(ready, "the service did not become ready")
 
         records = demo_records(trained_model, 8)
         answered: list[str] = []
