@@ -46,6 +46,7 @@ from bench.machine import (  # noqa: E402
 from features.featurizer import LeadFeaturizer  # noqa: E402
 
 SHUFFLE_PARTITIONS = 16
+BUCKETS = 64  # one task each (features.spark.partition_keys): ~15,600 leads a pandas call
 # (label, engine, master, cores when pinned)
 RUNS = (("pandas", "pandas", None, 1), ("spark local[1]", "spark", "local[1]", 1),
         ("spark local[2]", "spark", "local[2]", 2))  # fmt: skip
@@ -113,7 +114,7 @@ def run_spark(folder: Path, out: Path, master: str, event_log: Path | None) -> d
     meter.start()
     leads = spark.read.parquet(str(folder / "leads.parquet"))
     touchpoints = spark.read.parquet(str(folder / "touchpoints.parquet"))
-    table = feature_table(spark, leads, touchpoints, featurizer, buckets=4 * SHUFFLE_PARTITIONS)
+    table = feature_table(spark, leads, touchpoints, featurizer, buckets=BUCKETS)
     table.drop("as_of").write.mode("overwrite").parquet(str(out))
     result: dict[str, Any] = dict(meter.stop())  # before stop(): the JVM and workers still live
     app = spark.sparkContext.applicationId
