@@ -243,7 +243,8 @@ def main() -> None:
             where = where if cores else "any"
             rows.append((label, where, result, load, check))
             seconds[(mode, label)] = result["seconds"]
-            stages += [f"{label}, {mode}:", *[f"  {s}" for s in result.get("stages", [])]]
+            if result.get("stages"):  # --event-log
+                stages += [f"{label}, {mode}:", *[f"  {s}" for s in result["stages"]]]
 
     print(f"\n{args.leads:,} leads, {args.touchpoints:,} touchpoints; read + features + write")
     print("CPU s: user + system of the run's process tree (JVM, Python driver and workers);")
