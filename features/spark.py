@@ -163,8 +163,8 @@ def spark_path(path: Any) -> str:
 
 
 def bucket_count(spark: SparkSession, leads: DataFrame, buckets: int | None = None) -> int:
-    """How many buckets: given, or enough that each holds about LEADS_PER_BUCKET leads, and at
-    least two per core Spark has."""
+    """How many buckets (one task each): given, or enough that each holds about LEADS_PER_BUCKET
+    leads, and at least two per core Spark has."""
     if buckets is not None:
         if buckets < 1:
             raise ValueError(f"buckets={buckets}: give at least 1")
@@ -173,12 +173,36 @@ def bucket_count(spark: SparkSession, leads: DataFrame, buckets: int | None = No
     return max(2 * cores, math.ceil(leads.count() / LEADS_PER_BUCKET))
 
 
-def with_bucket(frame: DataFrame, buckets: int) -> DataFrame:
+def partition_keys(spark: SparkSession, buckets: int) -> list[int]:
+    """For each bucket, a key that Spark's hash partitioning into `buckets` partitions sends to
+    the bucket's own partition: bucket i's rows all land in partition i, one bucket per task.
+    (Hashing the bucket numbers 0..n-1 themselves sends some partitions several buckets and
+    others none: one task then did up to 8 times another's work.) Spark's own hash decides,
+    so the keys hold for the Spark that runs them; were they ever off, only the balance would
+    suffer, never a result: rows are grouped by key."""
     from pyspark.sql import functions as F
 
-    return frame.withColumn(
-        BUCKET, F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(buckets))
-    )
+    keys: dict[int, int] = {}
+    span = 64 * buckets  # a partition has no key among them with odds (1 - 1/n)^(64n) < e^-64
+    while len(keys) < buckets:
+        candidates = spark.range(span).select(
+            F.col("id"), F.pmod(F.hash(F.col("id")), F.lit(buckets)).alias("partition")
+        )
+        found = candidates.groupBy("partition").agg(F.min("id").alias("key")).collect()
+        keys = {int(row["partition"]): int(row["key"]) for row in found}
+        span *= 2
+    return [keys[i] for i in range(buckets)]
+
+
+def with_bucket(frame: DataFrame, keys: Sequence[int]) -> DataFrame:
+    """`frame` with its leads' bucket key (a hash of `lead_id`), in one partition per bucket:
+    both sides of a cogroup so partitioned meet without another shuffle."""
+    from pyspark.sql import functions as F
+
+    index = F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(len(keys)))
+    key_of = F.array(*[F.lit(key).cast("long") for key in keys])
+    bucketed = frame.withColumn(BUCKET, F.element_at(key_of, (index + 1).cast("int")))
+    return bucketed.repartition(len(keys), BUCKET)
 
 
 def _session_zone(spark: SparkSession) -> str:
@@ -239,8 +263,8 @@ def feature_table(
     fields += [StructField(name, DoubleType(), True) for name in names]
     schema = StructType(fields)
     zone = _session_zone(spark)
-    n = bucket_count(spark, rows, buckets)
-    rows = with_bucket(rows, n)
+    keys = partition_keys(spark, bucket_count(spark, rows, buckets))
+    rows = with_bucket(rows, keys)
 
     def features_of_bucket(leads: pd.DataFrame, touches: pd.DataFrame) -> pd.DataFrame:
         leads = _utc(leads.drop(columns=[BUCKET]), ("created_at", "as_of"), zone)
@@ -257,7 +281,7 @@ def feature_table(
         return rows.groupBy(BUCKET).applyInPandas(
             lambda leads: features_of_bucket(leads, pd.DataFrame()), schema
         )
-    touchpoints = with_bucket(_touchpoint_columns(touchpoints), n)
+    touchpoints = with_bucket(_touchpoint_columns(touchpoints), keys)
     return (
         rows.groupBy(BUCKET)
         .cogroup(touchpoints.groupBy(BUCKET))
@@ -319,8 +343,8 @@ def training_snapshots(
         StructField("label", LongType(), True),
     ])  # fmt: skip
     zone = _session_zone(spark)
-    n = bucket_count(spark, leads, buckets)
-    leads = with_bucket(leads.select("lead_id", "created_at"), n)
+    keys = partition_keys(spark, bucket_count(spark, leads, buckets))
+    leads = with_bucket(leads.select("lead_id", "created_at"), keys)
 
     def snapshots_of_bucket(part: pd.DataFrame, closed: pd.DataFrame) -> pd.DataFrame:
         part = _utc(part.drop(columns=[BUCKET]), ("created_at",), zone)
@@ -342,7 +366,7 @@ def training_snapshots(
         return leads.groupBy(BUCKET).applyInPandas(
             lambda part: snapshots_of_bucket(part, pd.DataFrame()), schema
         )
-    outcomes = with_bucket(outcomes.select("lead_id", "closed_at", "won"), n)
+    outcomes = with_bucket(outcomes.select("lead_id", "closed_at", "won"), keys)
     return (
         leads.groupBy(BUCKET)
         .cogroup(outcomes.groupBy(BUCKET))

@@ -182,3 +182,30 @@ def test_without_java_spark_says_what_to_install(tmp_path):
     assert "Spark cannot start" in done.stdout, done.stdout + done.stderr
     assert "apt-get install openjdk-17-jre-headless" in done.stdout
     assert "pip install 'leadscore[spark]'" in done.stdout
+
+
+def test_each_bucket_is_one_whole_task_and_the_cogroup_shuffles_once(spark):
+    from pyspark.sql import functions as F
+
+    from features.spark import BUCKET, partition_keys, with_bucket
+
+    leads = spark.createDataFrame(pd.DataFrame({"lead_id": [f"L{i}" for i in range(4000)]}))
+    keys = partition_keys(spark, 8)
+    assert len(set(keys)) == 8
+    bucketed = with_bucket(leads, keys)
+    per_task = (
+        bucketed.groupBy(F.spark_partition_id().alias("task"))
+        .agg(F.countDistinct(BUCKET).alias("buckets"), F.count("*").alias("leads"))
+        .toPandas()
+    )
+    # 8 tasks, each with exactly one bucket (hashing the numbers 0..7 gives some tasks none)
+    assert sorted(per_task["task"]) == list(range(8))
+    assert per_task["buckets"].tolist() == [1] * 8
+    assert per_task["leads"].sum() == 4000 and per_task["leads"].min() > 4000 / 8 * 0.8
+    # a lead's bucket depends on its id only: the touchpoints' side meets it in the same task
+    again = with_bucket(leads.select(F.col("lead_id")), keys).select("lead_id", BUCKET)
+    assert bucketed.select("lead_id", BUCKET).exceptAll(again).count() == 0
+    cogrouped = bucketed.groupBy(BUCKET).cogroup(with_bucket(leads, keys).groupBy(BUCKET))
+    plan = cogrouped.applyInPandas(lambda a, b: a, bucketed.schema)
+    explained = plan._jdf.queryExecution().executedPlan().toString()
+    assert explained.count("Exchange hashpartitioning") == 2, explained
