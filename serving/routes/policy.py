@@ -505,7 +505,9 @@ async def policy_history(
         413,
         422,
         503,
-        e409="No data to simulate on yet, or this data cannot meet the target",
+        e409="No data to simulate on yet, this data cannot meet the target, or it has no "
+        "expected values to rank by (rank_by=expected_value on recent scores, or on a model "
+        "without a deal value model)",
     ),
 )
 async def simulate_policy(
@@ -570,9 +572,11 @@ async def simulate_policy(
                 rank_by=rank_by,
             )
         except ValueNeeded as error:
+            # A valid request the data cannot answer (recent scores, or a holdout, without
+            # expected values): 409, like the other data-bound refusals below.
             message = f"rank_by: {error}"
             raise RequestProblem(
-                422, message, [problem(message, expected="probability", field="rank_by")]
+                409, message, [problem(message, expected="probability", field="rank_by")]
             ) from None
         except PolicyError as error:
             # The request is valid (checked above); this data cannot meet the target: 409, like

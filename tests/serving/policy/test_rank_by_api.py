@@ -156,7 +156,7 @@ def test_a_model_without_a_deal_value_model_cannot_rank_by_value(unvalued):
     assert "model lead-scoring version 7 has no deal value model" in str(message)
     assert unvalued.get("/v1/policy", headers=OPS).json()["version"] == 0  # nothing saved
     simulated = simulate(unvalued, rank_by="expected_value", by="capacity", value=2)
-    assert simulated.status_code == 422
+    assert simulated.status_code == 409  # valid, but this holdout has no values
     assert "rank_by" in simulated.text and "no expected values" in simulated.text
     # ranking by probability still simulates, without revenue
     plain = simulate(unvalued, by="capacity", value=2).json()
@@ -176,3 +176,22 @@ def test_a_score_threshold_to_evaluate_proposes_ranking_by_probability(valued):
     assert result["chosen"]["expected_revenue"] == 4472.5
     proposed = result["proposed_policy"]
     assert proposed["rank_by"] == "probability" and proposed["sales_threshold"] == 65
+
+
+def test_recent_scores_cannot_be_ranked_by_value_a_valid_request_the_data_refuses(valued):
+    # found by schemathesis: a schema-valid request, refused by what the score log holds (409)
+    import sqlalchemy as sa
+
+    from serving.db import score_log, utcnow
+
+    engine = valued.app.state.services.engine
+    with engine.begin() as connection:
+        connection.execute(sa.insert(score_log), [{
+            "request_id": "r", "lead_id": f"L-{i}", "model_name": "m", "model_version": "1",
+            "policy_version": 0, "probability": i / 10, "score": 10 * i, "grade": "C",
+            "decision": "nurture", "reasons": [], "scored_at": utcnow(), "api_key_name": "k",
+        } for i in range(10)])  # fmt: skip
+    answer = simulate(valued, source="recent", rank_by="expected_value", by="value", value=8e14)
+    assert answer.status_code == 409, answer.text
+    assert "recent scores do not record an expected value" in answer.json()["detail"]
+    assert simulate(valued, source="recent", by="value", value=8e14).status_code == 200
