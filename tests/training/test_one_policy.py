@@ -127,15 +127,15 @@ def test_mlflow_models_serve_decides_with_the_policy_it_is_given(trained_model, 
     """`mlflow models serve` (a real server process) decided with the model's own policy (issue
     12): given GET /v1/policy's answer as the `policy` param of a request it decides as
     `POST /v1/score` does, and each prediction says which policy decided."""
+    import contextlib
     import os
     import sys
-    import time
     from pathlib import Path
 
     import httpx
 
     from tests.serving.servers import free_port, server_process
-    from tests.serving.waiting import HANG_GUARD_SECONDS
+    from tests.serving.waiting import wait_for
 
     database = f"sqlite:///{tmp_path / 'leadscore.db'}"
     records = demo_records(trained_model, 60, as_of=AS_OF)
@@ -167,16 +167,14 @@ def test_mlflow_models_serve_decides_with_the_policy_it_is_given(trained_model, 
     ]  # fmt: skip
     log = tmp_path / "mlflow-serve.log"
     with server_process(command, env=env, cwd=tmp_path, log=log) as server:
-        deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a start-up claim
-        while True:
+
+        def ready() -> bool:
             assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not become ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, "mlflow models serve did not become ready")
 
         def predict(**params):
             body = {"dataframe_records": rows, **({"params": params} if params else {})}
