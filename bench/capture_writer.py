@@ -76,6 +76,7 @@ def main() -> None:
         prepared = time.perf_counter()
         with engine.begin() as connection:
             writer.write(connection, [rows])
+        writer.committed()  # as the writer's thread does after the commit
         done = time.perf_counter()
         print(f"{label:<20}{prepared - started:>11.3f}{done - prepared:>10.3f}"
               f"{time.process_time() - cpu:>8.3f}")  # fmt: skip
@@ -103,6 +104,7 @@ def serve_workload(writer, engine, batches: int) -> None:
         prepared = time.perf_counter()
         with engine.begin() as connection:
             writer.write(connection, rows)
+        writer.committed()
         if batch >= 0:
             done = time.perf_counter()
             for i, spent in enumerate((prepared - started, done - prepared,

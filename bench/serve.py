@@ -36,6 +36,7 @@ pg_total_relation_size over rows).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -182,6 +183,8 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):  # the server is in its own process group
+        os.killpg(process.pid, signal.SIGKILL)
     raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
 
@@ -473,6 +476,10 @@ def main() -> None:
     )
     one_ml.write_text("\n".join(mlflow_body([lead]).decode() for lead in leads[:N_DISTINCT]) + "\n")
 
+    if args.tracking_uri.startswith("sqlite:///") and not args.tracking_uri.startswith(
+        "sqlite:////"
+    ):  # the servers run in a temporary folder: a relative SQLite path is this folder's
+        args.tracking_uri = f"sqlite:///{Path(args.tracking_uri[10:]).resolve()}"
     # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
     env: dict[str, str] = {
         **os.environ,

@@ -253,6 +253,7 @@ def _start_services(
         purge_seconds=settings.capture_purge_seconds,
         flush_seconds=settings.score_log_flush_seconds, max_pending=settings.capture_max_pending,
         spill_dir=settings.spill_dir, stop_seconds=settings.writer_stop_seconds,
+        known_leads=settings.capture_known_leads,
     )  # fmt: skip
     capture.start()
     started.callback(capture.stop)

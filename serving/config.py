@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         description="Requests whose capture may wait in memory; beyond it a score's capture is "
         "dropped (counted) and POST /v1/events answers 503.",
     )
+    capture_known_leads: int = Field(
+        50_000,
+        ge=0,
+        description="Leads each worker remembers as stored (a digest of what it last wrote for "
+        "each, about 300 bytes a lead): scored again with nothing new, such a lead costs the "
+        "capture one shared query instead of its rows; 0 turns this off.",
+    )
     prometheus_multiproc_dir: str | None = Field(
         None,
         validation_alias=AliasChoices(

@@ -171,6 +171,9 @@ class QueuedWriter:
     def write(self, connection: Connection, prepared: Sequence[Any]) -> None:
         raise NotImplementedError
 
+    def committed(self) -> None:
+        """The transaction of the last `write` committed (in the writer's thread)."""
+
     def size(self, item: Any) -> int:
         """Units of `item` (raw or prepared) counted against `max_pending`."""
         return 1
@@ -401,6 +404,7 @@ class QueuedWriter:
         try:
             with self._engine.begin() as connection:
                 self.write(connection, prepared)
+            self.committed()
         except Exception as error:
             self._metrics.failures.inc()
             self._last_exception = error

@@ -13,6 +13,12 @@ Attributes come two ways:
   moment, with no change moment. They are "observed" rows: the writer stores one only when it
   differs from the lead's latest stored value of that attribute, with `changed_at` = the moment
   the lead was described at (its `as_of` when scored, else the arrival).
+
+A CRM scores the same lead again and again with its whole history, so most scored leads say
+nothing new. `scored_rows` takes the writer's `known` leads (lead id -> digest of what it last
+stored in full for the lead, `content_digest`): a lead whose content has that digest is kept as a
+`Repeat` (a reference, no rows built); the writer builds its rows only if the database changed for
+the lead since (`serving.capture.writer`).
 """
 
 from __future__ import annotations
@@ -61,6 +67,36 @@ def attribute_key(name: str, value: Any, changed_at: datetime) -> str:
     return _hash([name, type(value).__name__, value, _microseconds(changed_at)])
 
 
+def content_digest(lead: Mapping[str, Any]) -> bytes | None:
+    """What a scored lead says (creation moment, attributes, touchpoints; not the moment it was
+    described at), as 16 bytes; None when it cannot be serialised as JSON (no shortcut then)."""
+    try:
+        text = orjson.dumps(
+            [lead.get("created_at"), lead.get("attributes"), lead.get("touchpoints")]
+        )
+    except TypeError:
+        return None
+    return hashlib.blake2b(text, digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A scored lead whose content the writer stored in full before (same `content_digest`):
+    its rows are built only if the database changed for the lead since (`scored_lead_rows`)."""
+
+    lead_id: str
+    digest: bytes
+    lead: Mapping[str, Any]
+    moments: np.ndarray | None  # int64 ns of its touchpoints (the fast path), else None
+    received_at: datetime
+
+    def rows(self) -> CaptureRows:
+        rows = CaptureRows()
+        scored_lead_rows(rows, self.lead, self.moments, self.received_at)
+        rows.digests.append((self.lead_id, self.digest))
+        return rows
+
+
 @dataclass
 class CaptureRows:
     """Rows for the three capture tables (plain dicts, ready for an executemany)."""
@@ -69,12 +105,26 @@ class CaptureRows:
     touchpoints: list[dict[str, Any]] = field(default_factory=list)
     attributes: list[dict[str, Any]] = field(default_factory=list)  # changes, stored as given
     observed: list[dict[str, Any]] = field(default_factory=list)  # stored when the value changed
+    repeats: list[Repeat] = field(default_factory=list)  # scored leads known to be stored
+    digests: list[tuple[str, bytes]] = field(default_factory=list)  # of the leads built in full
 
     def extend(self, other: CaptureRows) -> None:
         self.leads += other.leads
         self.touchpoints += other.touchpoints
         self.attributes += other.attributes
         self.observed += other.observed
+        self.repeats += other.repeats
+        self.digests += other.digests
+
+    def built(self) -> CaptureRows:
+        """These rows with every repeat's rows built (what a spill file or dead letter keeps)."""
+        if not self.repeats:
+            return self
+        rows = CaptureRows(list(self.leads), list(self.touchpoints), list(self.attributes),
+                           list(self.observed), [], list(self.digests))  # fmt: skip
+        for repeat in self.repeats:
+            rows.extend(repeat.rows())
+        return rows
 
     def __len__(self) -> int:
         return len(self.touchpoints) + len(self.attributes) + len(self.observed)
@@ -116,27 +166,48 @@ def _observed_rows(
 
 
 def scored_rows(
-    leads: Sequence[Mapping[str, Any]], moments: np.ndarray | None, received_at: datetime
+    leads: Sequence[Mapping[str, Any]],
+    moments: np.ndarray | None,
+    received_at: datetime,
+    known: Mapping[str, tuple[bytes, Any]] | None = None,
 ) -> CaptureRows:
     """Rows of the leads of one `POST /v1/score` request. `moments`: every touchpoint's moment
     as int64 ns in request order when the fast path parsed them (their `occurred_at` is then
-    text), else None (`occurred_at` is a datetime)."""
+    text), else None (`occurred_at` is a datetime). With `known` (lead id -> (digest, ...)), a
+    lead whose content has its known digest is a `Repeat`, and each lead built in full has its
+    digest in `digests`."""
     rows = CaptureRows()
     position = 0
     for lead in leads:
-        lead_id = str(lead["lead_id"])
-        touches = lead.get("touchpoints") or []
-        if moments is not None:
-            times = [from_ns(ns) for ns in moments[position : position + len(touches)].tolist()]
-            position += len(touches)
-        else:
-            times = [utc(t["occurred_at"]) for t in touches]
-        rows.leads.append(_lead_row(lead, received_at))
-        rows.touchpoints += _touch_rows(lead_id, touches, times, received_at)
-        as_of = lead.get("as_of")
-        described_at = received_at if as_of is None else utc(as_of)
-        rows.observed += _observed_rows(lead_id, lead.get("attributes"), described_at, received_at)
+        count = len(lead.get("touchpoints") or [])
+        own = None if moments is None else moments[position : position + count]
+        position += count
+        if known is not None and (digest := content_digest(lead)) is not None:
+            lead_id = str(lead["lead_id"])
+            entry = known.get(lead_id)
+            if entry is not None and entry[0] == digest:
+                rows.repeats.append(Repeat(lead_id, digest, lead, own, received_at))
+                continue
+            rows.digests.append((lead_id, digest))
+        scored_lead_rows(rows, lead, own, received_at)
     return rows
+
+
+def scored_lead_rows(
+    rows: CaptureRows, lead: Mapping[str, Any], moments: np.ndarray | None, received_at: datetime
+) -> None:
+    """Add one scored lead's rows; `moments`: its touchpoints' int64 ns, or None."""
+    lead_id = str(lead["lead_id"])
+    touches = lead.get("touchpoints") or []
+    if moments is not None:
+        times = [from_ns(ns) for ns in moments.tolist()]
+    else:
+        times = [utc(t["occurred_at"]) for t in touches]
+    rows.leads.append(_lead_row(lead, received_at))
+    rows.touchpoints += _touch_rows(lead_id, touches, times, received_at)
+    as_of = lead.get("as_of")
+    described_at = received_at if as_of is None else utc(as_of)
+    rows.observed += _observed_rows(lead_id, lead.get("attributes"), described_at, received_at)
 
 
 def event_rows(leads: Sequence[Mapping[str, Any]], received_at: datetime) -> CaptureRows:

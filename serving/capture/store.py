@@ -76,14 +76,16 @@ class Capture:
         max_pending: int = 10_000,
         spill_dir: str | None = None,
         stop_seconds: float = 10.0,
+        known_leads: int = 50_000,
     ) -> None:
         self.enabled = enabled
         self.retention_days = retention_days
         self._engine = engine
         self._stop_seconds = stop_seconds
         self.writer = CaptureWriter(
-            engine, flush_seconds=flush_seconds, max_pending=max_pending, spill_dir=spill_dir
-        )
+            engine, flush_seconds=flush_seconds, max_pending=max_pending, spill_dir=spill_dir,
+            known_leads=known_leads,
+        )  # fmt: skip
         self.purger = (
             Refresher("leadscore-capture-purge", self.purge, purge_seconds)
             if retention_days > 0

@@ -10,6 +10,16 @@ writer shares the interpreter with the requests: it reads the keys the leads alr
 (`lead_id`, `dedup_key`: from the unique index) and inserts only the rest, compares observed
 attribute values with the stored ones as JSON text (no decoding), and recomputes the funnel rows
 only of the leads that got a new row (`RETURNING`).
+
+Most scored leads say nothing new at all: the writer remembers, per lead, the digest of the
+content it last stored in full and the lead's state in the database after that write (its first
+arrival, how many attributes and touchpoints it has, the newest attribute row); `prepare` keeps a
+lead with that digest as a `Repeat` (no rows built), and `write` checks the states of the
+batch's repeats in one query: a repeat is skipped only while its state is unchanged (nobody
+erased, purged or added to the lead since); otherwise its rows are built and written as any
+other. A lead is remembered only when its write left every attribute it observed as the lead's
+latest value, so a repeat would have added nothing. At most `known_leads` leads are remembered
+(the oldest are forgotten); 0 turns this off.
 """
 
 from __future__ import annotations
@@ -147,12 +157,18 @@ class CaptureWriter(QueuedWriter):
     name = "leadscore-capture"
     source = "capture"
 
-    def __init__(self, engine: Engine, **options: Any) -> None:
+    def __init__(self, engine: Engine, *, known_leads: int = 50_000, **options: Any) -> None:
         super().__init__(engine, METRICS, **options)
+        self.known_leads = known_leads
+        # lead id -> (digest of the content last stored in full, the lead's state after it)
+        self._known: dict[str, tuple[bytes, tuple]] = {}
+        self._staged: dict[str, tuple[bytes, tuple]] = {}  # remembered once the write commits
+        self.repeats_skipped = 0
 
     def prepare(self, item: Scored | Events) -> CaptureRows:
         if isinstance(item, Scored):
-            return scored_rows(item.leads, item.moments, item.received_at)
+            known = self._known if self.known_leads > 0 else None
+            return scored_rows(item.leads, item.moments, item.received_at, known)
         return event_rows(item.leads, item.received_at)
 
     def split(self, prepared: CaptureRows) -> list[CaptureRows]:
@@ -161,22 +177,41 @@ class CaptureWriter(QueuedWriter):
         for kind in _KINDS:
             for row in getattr(prepared, kind):
                 getattr(by_lead.setdefault(row["lead_id"], CaptureRows()), kind).append(row)
+        for repeat in prepared.repeats:
+            by_lead.setdefault(repeat.lead_id, CaptureRows()).repeats.append(repeat)
+        for lead_id, digest in prepared.digests:
+            by_lead.setdefault(lead_id, CaptureRows()).digests.append((lead_id, digest))
         return list(by_lead.values()) or [prepared]
 
     def to_record(self, prepared: CaptureRows) -> dict:
-        return {kind: getattr(prepared, kind) for kind in _KINDS}
+        built = prepared.built()
+        return {kind: getattr(built, kind) for kind in _KINDS}
 
     def from_record(self, record: dict) -> CaptureRows:
         return CaptureRows(**{kind: record[kind] for kind in _KINDS})
 
     def lead_id(self, prepared: CaptureRows) -> str | None:
         ids = {row["lead_id"] for kind in _KINDS for row in getattr(prepared, kind)}
+        ids.update(repeat.lead_id for repeat in prepared.repeats)
         return ids.pop() if len(ids) == 1 else None
 
+    def committed(self) -> None:
+        """The write committed: remember what it staged (the oldest leads are forgotten)."""
+        known = self._known
+        for lead_id, entry in self._staged.items():
+            known.pop(lead_id, None)
+            known[lead_id] = entry
+        while len(known) > self.known_leads:
+            del known[next(iter(known))]
+        self._staged = {}
+
     def write(self, connection: Connection, prepared: Sequence[CaptureRows]) -> None:
+        self._staged = {}
         rows = CaptureRows()
         for part in prepared:
             rows.extend(part)
+        if rows.repeats:
+            rows = self._unchanged_skipped(connection, rows)
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
@@ -198,12 +233,52 @@ class CaptureWriter(QueuedWriter):
         known = self._stored_keys(connection, lead_touchpoints, touches)
         touches = [row for row in touches if (row["lead_id"], row["dedup_key"]) not in known]
         written |= insert_ignoring_duplicates(connection, lead_touchpoints, touches)
+        unsettled: set[str] = set()
         if rows.attributes or rows.observed:
-            changes = self._changes(connection, rows.attributes, rows.observed)
+            changes, unsettled = self._changes(connection, rows.attributes, rows.observed)
             written |= insert_ignoring_duplicates(connection, lead_attributes, changes)
         # the funnel's rows of the leads that got a new row, in the same transaction
         # (`serving.report.funnel_tables`): the others' facts did not change
         refresh_leads(connection, written)
+        if rows.digests and self.known_leads > 0:
+            self._stage(connection, rows.digests, unsettled | set(erased))
+
+    def _unchanged_skipped(self, connection: Connection, rows: CaptureRows) -> CaptureRows:
+        """The rows without the repeats whose lead is as this writer left it; the others' rows
+        built (the lead was erased, purged, or got a row from elsewhere since)."""
+        states = lead_states(connection, [repeat.lead_id for repeat in rows.repeats])
+        # a lead with other rows in this batch: as if it were not known (they may change it)
+        busy = {row["lead_id"] for row in chain(rows.leads, rows.attributes)}
+        repeats, rows.repeats = rows.repeats, []
+        for repeat in repeats:
+            entry = self._known.get(repeat.lead_id)
+            state = states.get(repeat.lead_id)
+            if (
+                entry is not None
+                and state is not None
+                and repeat.lead_id not in busy
+                and entry == (repeat.digest, state)
+            ):
+                self.repeats_skipped += 1
+                continue
+            rows.extend(repeat.rows())
+        return rows
+
+    def _stage(
+        self, connection: Connection, digests: list[tuple[str, bytes]], unsettled: set[str]
+    ) -> None:
+        """Stage the leads written in full to be remembered (`committed`) with their state now;
+        not a lead written twice in the batch, nor one whose latest values differ from it."""
+        seen: dict[str, bytes | None] = {}
+        for lead_id, digest in digests:
+            seen[lead_id] = None if lead_id in seen or lead_id in unsettled else digest
+        keep = {lead_id: digest for lead_id, digest in seen.items() if digest is not None}
+        states = lead_states(connection, list(keep))
+        self._staged = {
+            lead_id: (digest, states[lead_id])
+            for lead_id, digest in keep.items()
+            if lead_id in states
+        }
 
     def _add_leads(self, connection: Connection, rows: list[dict]) -> set[str]:
         """Insert the leads; one already stored (by another worker, too) keeps its first arrival
@@ -245,9 +320,10 @@ class CaptureWriter(QueuedWriter):
 
     def _changes(
         self, connection: Connection, changes: list[dict], observed: list[dict]
-    ) -> list[dict]:
+    ) -> tuple[list[dict], set[str]]:
         """The attribute rows to insert: the changes, and the observed values that differ from
-        the lead's latest value (stored, or changed in this batch), less those already stored.
+        the lead's latest value (stored, or changed in this batch), less those already stored;
+        and the leads an observed value of which is not their latest value after them.
         Values are compared as JSON text (as stored), decoded only when the texts differ."""
         ids = sorted({row["lead_id"] for row in chain(changes, observed)})
         a = lead_attributes.c
@@ -260,6 +336,7 @@ class CaptureWriter(QueuedWriter):
             for lead_id, name, text, changed_at, key in connection.execute(query):
                 latest[(lead_id, name)] = (as_utc(changed_at), text)
                 known.add((lead_id, key))
+        stored = dict(latest)
         for row in changes:
             key = (row["lead_id"], row["name"])
             if key not in latest or latest[key][0] <= row["changed_at"]:
@@ -272,10 +349,41 @@ class CaptureWriter(QueuedWriter):
                 continue
             latest[key] = (row["changed_at"], text)
             new.append(row)
-        return [row for row in _unique(new) if (row["lead_id"], row["dedup_key"]) not in known]
+        rows = [row for row in _unique(new) if (row["lead_id"], row["dedup_key"]) not in known]
+        # the latest value as the next write will read it (by moment, then row id)
+        final = stored
+        for row in rows:
+            key = (row["lead_id"], row["name"])
+            if key not in final or final[key][0] <= row["changed_at"]:
+                final[key] = (row["changed_at"], json_text(row["value"]))
+        unsettled = {
+            row["lead_id"]
+            for row in observed
+            if not _same_text(final[(row["lead_id"], row["name"])][1], json_text(row["value"]),
+                              row["value"])
+        }  # fmt: skip
+        return rows, unsettled
 
 
 _KINDS = ("leads", "touchpoints", "attributes", "observed")
+
+
+def lead_states(connection: Connection, ids: list[str]) -> dict[str, tuple]:
+    """Per stored lead of `ids`: (first arrival, attribute rows, newest attribute row id,
+    touchpoints). Any erasure, purge or new row of the lead changes it."""
+    c, a, t = captured_leads.c, lead_attributes.c, lead_touchpoints.c
+    states: dict[str, tuple] = {}
+    for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+        chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+        query = sa.select(
+            c.lead_id,
+            c.received_at,
+            sa.select(sa.func.count()).where(a.lead_id == c.lead_id).scalar_subquery(),
+            sa.select(sa.func.max(a.id)).where(a.lead_id == c.lead_id).scalar_subquery(),
+            sa.select(sa.func.count()).where(t.lead_id == c.lead_id).scalar_subquery(),
+        ).where(c.lead_id.in_(chunk))
+        states.update((row[0], tuple(row[1:])) for row in connection.execute(query))
+    return states
 
 
 def _not_erased(rows: CaptureRows, erased: dict[str, datetime]) -> CaptureRows:
@@ -286,7 +394,7 @@ def _not_erased(rows: CaptureRows, erased: dict[str, datetime]) -> CaptureRows:
         ]  # fmt: skip
 
     return CaptureRows(keep(rows.leads), keep(rows.touchpoints), keep(rows.attributes),
-                       keep(rows.observed))  # fmt: skip
+                       keep(rows.observed), [], rows.digests)  # fmt: skip
 
 
 def _unique(rows: list[dict]) -> list[dict]:
