@@ -27,7 +27,8 @@ fixes the tree count; `search: none` trains boosted trees only):
 
 `--capture` measures what keeping the inputs costs instead: `leadscore serve` with capture off and
 on (LEADSCORE_CAPTURE_ENABLED), alternately for `--rounds` rounds, 16 connections each (requests/s
-of each and their ratio; the target is within 10%); then the bytes each stored touchpoint takes
+of each and their ratio; the target is within 10%; and the servers' CPU milliseconds per request,
+steadier beside other work than requests/s); then the bytes each stored touchpoint takes
 (table and indexes over rows) in the SQLite database the capture-on runs filled and, with
 `--postgres-url`, in PostgreSQL (a server with capture on fed the same leads;
 pg_total_relation_size over rows).
@@ -188,16 +189,34 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
     raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a process and its descendants (sum of VmHWM), in MB."""
-    total = 0
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (mlflow runs bash -> uvicorn -> workers)."""
     pids, seen = [pid], 0
-    while seen < len(pids):  # the whole process tree (mlflow runs bash -> uvicorn -> workers)
+    while seen < len(pids):
         children = subprocess.run(
             ["pgrep", "-P", str(pids[seen])], capture_output=True, text=True
         ).stdout
         pids += [int(p) for p in children.split()]
         seen += 1
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process and its descendants (sum of VmHWM), in MB."""
+    total = 0
+    pids = process_tree(pid)
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -323,6 +342,7 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
     """Requests/s with capture off and on at 16 connections; bytes per stored touchpoint."""
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     rps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}  # server CPU per request
     commands = {}
     db = {"off": work / "capture-off.db", "on": work / "capture-on.db"}
     probe = one.read_text().splitlines()[0].encode()
@@ -335,10 +355,15 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
             )  # fmt: skip
             try:
                 check_one(url, probe, headers)
+                time.sleep(1)  # the probe's capture written
+                cpu = cpu_seconds(process.pid)
                 result = run_wrk(url, one, headers, 16, args.duration)
+                time.sleep(1)  # what the requests queued for the writers is written
+                cpu = cpu_seconds(process.pid) - cpu
             finally:
                 stop_leadscore(process)
             rps[mode].append(result["rps"])
+            cpu_ms[mode].append(1000 * cpu / max(1, result["requests"]))
             commands[mode] = command
             print(f"capture {mode}, 16 connections: {result['command']}")
     print(f"servers: {commands['on']} (LEADSCORE_CAPTURE_ENABLED=false / true)")
@@ -350,6 +375,11 @@ def capture_bench(args, env: dict, work: Path, leads: list[dict], one: Path) -> 
         print(f"| round {i + 1}: requests/s | {a:.1f} | {b:.1f} | {b / a:.3f} |")
     print(f"| median requests/s (target: on within 10% of off) | {off:.1f} | {on:.1f} | "
           f"{on / off:.3f} |")  # fmt: skip
+    ratios = [b / a for a, b in zip(rps["off"], rps["on"], strict=True)]
+    print(f"| median of the rounds' on / off | | | {statistics.median(ratios):.3f} |")
+    cpu_off, cpu_on = statistics.median(cpu_ms["off"]), statistics.median(cpu_ms["on"])
+    print(f"| median server CPU ms per request (steadier than requests/s beside other work) | "
+          f"{cpu_off:.3f} | {cpu_on:.3f} | {cpu_on / cpu_off:.3f} |")  # fmt: skip
 
     stores = [("SQLite", f"sqlite:///{db['on']}")]
     if args.postgres_url:
