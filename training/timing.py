@@ -155,9 +155,13 @@ def held_out_leads(
     leads: np.ndarray, target: np.ndarray, rng: np.random.Generator, share: float = 0.1
 ) -> np.ndarray | None:
     """Rows of a random `share` of the leads, for early stopping (every row of a lead on one
-    side); None when either side would miss a class (too few leads)."""
-    unique = np.unique(leads)
-    held = np.isin(leads, rng.choice(unique, max(1, int(unique.size * share)), replace=False))
+    side); None when either side would miss a class (too few leads). The leads are drawn from
+    the sorted distinct ids, as `rng.choice(np.unique(leads), ...)` would (factorised: np.isin
+    on 60,000 text ids took 1.4 s)."""
+    codes, unique = pd.factorize(leads, sort=True)
+    chosen = np.zeros(len(unique), dtype=bool)
+    chosen[rng.choice(len(unique), max(1, int(len(unique) * share)), replace=False)] = True
+    held = chosen[codes]
     classes = np.unique(target).size
     if any(np.unique(target[side]).size < classes for side in (held, ~held)):
         return None

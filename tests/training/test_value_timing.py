@@ -235,6 +235,12 @@ def test_early_stopping_watches_leads_the_trees_never_saw():
     assert held is not None
     assert not set(leads[held]) & set(leads[~held])  # a lead's rows all on one side
     assert np.unique(leads[held]).size == 50
+    # text ids: the leads `rng.choice` draws from the sorted distinct ids (the same seed, the
+    # same split as before the ids were factorised)
+    text = np.array([f"L-{i % 37:03d}-{i}" for i in leads], dtype=object)
+    drawn = np.random.default_rng(5).choice(np.unique(text), 50, replace=False)
+    expected = np.isin(text, drawn)
+    assert np.array_equal(held_out_leads(text, target, np.random.default_rng(5)), expected)
     # a class only one lead has cannot be on both sides: no split (rows, as scikit-learn does)
     rare = np.where(leads == 7, 2, leads % 2)
     assert held_out_leads(leads, rare, np.random.default_rng(1)) is None
