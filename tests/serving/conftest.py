@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from serving.config import Settings
+from serving.db import make_engine, upgrade_database
 from tests.conftest import missing_service
 from tests.serving.waiting import wait_for_model
 
@@ -96,6 +97,15 @@ def sqlite_url(tmp_path) -> str:
 def database_url(request) -> str:
     """Each storage test runs against SQLite and against the local PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def engine(database_url):
+    """An engine on `database_url`, migrated to the newest revision."""
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

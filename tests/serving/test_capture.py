@@ -33,14 +33,6 @@ CAPTURE_TABLES = ("captured_leads", "lead_attributes", "lead_touchpoints", "eras
 
 
 @pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def capture(engine):
     capture = Capture(engine, flush_seconds=0.02)
     capture.start()

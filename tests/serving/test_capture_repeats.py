@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from serving.capture.store import erase_lead, purge_captured
@@ -17,21 +16,11 @@ from serving.db import (
     lead_attributes,
     lead_funnel,
     lead_touchpoints,
-    make_engine,
-    upgrade_database,
 )
 
 # every arrival after the erasures' real moments, so the writers keep what comes after one
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 TABLES = (captured_leads, lead_attributes, lead_touchpoints, lead_funnel)
-
-
-@pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def day(n: int) -> datetime:

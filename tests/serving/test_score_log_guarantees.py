@@ -38,14 +38,6 @@ from tests.serving.waiting import wait_for, wait_for_model
 NUL = "\x00"
 
 
-@pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def count(engine, table) -> int:
     with engine.connect() as connection:
         return connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()

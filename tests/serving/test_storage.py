@@ -23,14 +23,6 @@ from tests.serving.conftest import auth
 from tests.serving.waiting import wait_for
 
 
-@pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def row(i: int, request_id: str = "r-1") -> dict:
     return {
         "request_id": request_id,

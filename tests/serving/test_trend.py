@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from serving.db import make_engine, score_log, upgrade_database
+from serving.db import score_log
 from serving.trend import IDS_PER_QUERY, latest_scores
 from tests.serving.conftest import auth, demo_records, model_settings
 from tests.serving.waiting import wait_for, wait_for_model
@@ -34,14 +34,6 @@ def row(lead_id: str, score: int, at: datetime, **extra) -> dict:
         "api_key_name": "crm",
         **extra,
     }
-
-
-@pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def test_latest_earlier_score_of_each_lead_in_one_query(engine):

@@ -25,14 +25,6 @@ from tests.serving.waiting import wait_for_fresh_run
 DEFAULT = Policy(sales_threshold=55, nurture_threshold=25)
 
 
-@pytest.fixture
-def engine(database_url):
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def test_migration_matches_the_table_the_code_queries_and_downgrades(database_url):
     upgrade_database(database_url, "0003_policy_actor")  # later revisions are tested on their own
     engine = make_engine(database_url)
