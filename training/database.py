@@ -149,7 +149,9 @@ def _moments(values: pd.Series) -> pd.Series:
 
 def _read_tables(engine: Engine, as_of: datetime) -> dict[str, pd.DataFrame]:
     queries = {
-        "leads": sa.select(captured_leads).where(captured_leads.c.received_at <= as_of),
+        "leads": sa.select(
+            captured_leads.c.lead_id, captured_leads.c.created_at, captured_leads.c.received_at
+        ).where(captured_leads.c.received_at <= as_of),
         "attributes": sa.select(lead_attributes).where(lead_attributes.c.received_at <= as_of),
         "touchpoints": sa.select(lead_touchpoints).where(lead_touchpoints.c.received_at <= as_of),
         "outcomes": sa.select(outcomes).where(outcomes.c.reported_at <= as_of),

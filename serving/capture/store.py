@@ -21,7 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.capture.erasure import lead_id_hash
-from serving.capture.writer import CaptureWriter, Events, Scored
+from serving.capture.writer import (
+    CaptureWriter,
+    Events,
+    Scored,
+    new_write_token,
+    set_write_token,
+)
 from serving.db import (
     as_utc,
     captured_leads,
@@ -146,6 +152,8 @@ def purge_captured(engine: Engine, cutoff: datetime) -> dict[str, int]:
             lead_ids = result.scalars().all()
             touched.update(lead_ids)
             deleted[table.name] = len(lead_ids)
+        # the writers' remembered leads (`serving.capture.writer`) are not these any more
+        set_write_token(connection, touched, new_write_token())
         refresh_leads(connection, touched)
     return deleted
 

@@ -12,20 +12,25 @@ attribute values with the stored ones as JSON text (no decoding), and recomputes
 only of the leads that got a new row (`RETURNING`).
 
 Most scored leads say nothing new at all: the writer remembers, per lead, the digest of the
-content it last stored in full and the lead's state in the database after that write (its first
-arrival, how many attributes and touchpoints it has, the newest attribute row); `prepare` keeps a
-lead with that digest as a `Repeat` (no rows built), and `write` checks the states of the
-batch's repeats in one query: a repeat is skipped only while its state is unchanged (nobody
-erased, purged or added to the lead since); otherwise its rows are built and written as any
-other. A lead is remembered only when its write left every attribute it observed as the lead's
-latest value, so a repeat would have added nothing. At most `known_leads` leads are remembered
-(the oldest are forgotten); 0 turns this off.
+content it last stored in full and the lead's `write_token` it set then. Every write of a lead's
+captured rows sets a new random token in its transaction (this writer in any worker, the
+retention purge) and an erasure deletes the lead's row, so an unchanged token means nothing was
+written, purged or erased for the lead since. `prepare` keeps a lead with the remembered digest
+as a `Repeat` (no rows built); `write` reads the batch's repeats' tokens in one query and skips a
+repeat only while its token is the remembered one; otherwise its rows are built and written as
+any other. A write sets its token first (PostgreSQL: the leads' rows stay locked until it
+commits; SQLite: the write lock), so what it reads afterwards no other write can change before it
+commits. A lead is remembered only when, read back after the write, every attribute value it
+sent is the lead's latest (as the next write would read it: SQLite may store 3.0 as 3), so a
+repeat would have added nothing. At most `known_leads` leads are remembered (the oldest are
+forgotten); 0 turns this off.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any, NamedTuple
@@ -160,9 +165,9 @@ class CaptureWriter(QueuedWriter):
     def __init__(self, engine: Engine, *, known_leads: int = 50_000, **options: Any) -> None:
         super().__init__(engine, METRICS, **options)
         self.known_leads = known_leads
-        # lead id -> (digest of the content last stored in full, the lead's state after it)
-        self._known: dict[str, tuple[bytes, tuple]] = {}
-        self._staged: dict[str, tuple[bytes, tuple]] = {}  # remembered once the write commits
+        # lead id -> (digest of the content last stored in full, the write token set with it)
+        self._known: dict[str, tuple[bytes, int]] = {}
+        self._staged: dict[str, tuple[bytes, int]] = {}  # remembered once the write commits
         self.repeats_skipped = 0
 
     def prepare(self, item: Scored | Events) -> CaptureRows:
@@ -212,6 +217,8 @@ class CaptureWriter(QueuedWriter):
             rows.extend(part)
         if rows.repeats:
             rows = self._unchanged_skipped(connection, rows)
+        token = new_write_token()
+        set_write_token(connection, _lead_ids(rows), token)  # first: see the module's docstring
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
@@ -224,7 +231,7 @@ class CaptureWriter(QueuedWriter):
         stored = self._stored_leads(connection, [row["lead_id"] for row in leads])
         # new leads, and stored ones without their creation moment that it came for
         new = [
-            {**row, "created_at": created.get(i)}
+            {**row, "created_at": created.get(i), "write_token": token}
             for row in leads
             if (i := row["lead_id"]) not in stored or (not stored[i] and i in created)
         ]
@@ -233,31 +240,30 @@ class CaptureWriter(QueuedWriter):
         known = self._stored_keys(connection, lead_touchpoints, touches)
         touches = [row for row in touches if (row["lead_id"], row["dedup_key"]) not in known]
         written |= insert_ignoring_duplicates(connection, lead_touchpoints, touches)
-        unsettled: set[str] = set()
         if rows.attributes or rows.observed:
-            changes, unsettled = self._changes(connection, rows.attributes, rows.observed)
+            changes = self._changes(connection, rows.attributes, rows.observed)
             written |= insert_ignoring_duplicates(connection, lead_attributes, changes)
         # the funnel's rows of the leads that got a new row, in the same transaction
         # (`serving.report.funnel_tables`): the others' facts did not change
         refresh_leads(connection, written)
         if rows.digests and self.known_leads > 0:
-            self._stage(connection, rows.digests, unsettled | set(erased))
+            self._stage(connection, rows, set(erased), token)
 
     def _unchanged_skipped(self, connection: Connection, rows: CaptureRows) -> CaptureRows:
         """The rows without the repeats whose lead is as this writer left it; the others' rows
         built (the lead was erased, purged, or got a row from elsewhere since)."""
-        states = lead_states(connection, [repeat.lead_id for repeat in rows.repeats])
+        tokens = write_tokens(connection, [repeat.lead_id for repeat in rows.repeats])
         # a lead with other rows in this batch: as if it were not known (they may change it)
-        busy = {row["lead_id"] for row in chain(rows.leads, rows.attributes)}
+        busy = _lead_ids(rows)
         repeats, rows.repeats = rows.repeats, []
         for repeat in repeats:
             entry = self._known.get(repeat.lead_id)
-            state = states.get(repeat.lead_id)
+            token = tokens.get(repeat.lead_id)
             if (
                 entry is not None
-                and state is not None
+                and token is not None
                 and repeat.lead_id not in busy
-                and entry == (repeat.digest, state)
+                and entry == (repeat.digest, token)
             ):
                 self.repeats_skipped += 1
                 continue
@@ -265,19 +271,18 @@ class CaptureWriter(QueuedWriter):
         return rows
 
     def _stage(
-        self, connection: Connection, digests: list[tuple[str, bytes]], unsettled: set[str]
+        self, connection: Connection, rows: CaptureRows, erased: set[str], token: int
     ) -> None:
-        """Stage the leads written in full to be remembered (`committed`) with their state now;
-        not a lead written twice in the batch, nor one whose latest values differ from it."""
+        """Stage the leads written in full to be remembered (`committed`) with this write's
+        token: not a lead written twice in the batch or erased, nor one an attribute value of
+        which, read back, is not the lead's latest."""
         seen: dict[str, bytes | None] = {}
-        for lead_id, digest in digests:
-            seen[lead_id] = None if lead_id in seen or lead_id in unsettled else digest
+        for lead_id, digest in rows.digests:
+            seen[lead_id] = None if lead_id in seen or lead_id in erased else digest
         keep = {lead_id: digest for lead_id, digest in seen.items() if digest is not None}
-        states = lead_states(connection, list(keep))
+        unsettled = _unsettled(connection, [row for row in rows.observed if row["lead_id"] in keep])
         self._staged = {
-            lead_id: (digest, states[lead_id])
-            for lead_id, digest in keep.items()
-            if lead_id in states
+            lead_id: (digest, token) for lead_id, digest in keep.items() if lead_id not in unsettled
         }
 
     def _add_leads(self, connection: Connection, rows: list[dict]) -> set[str]:
@@ -290,9 +295,9 @@ class CaptureWriter(QueuedWriter):
         insert = dialect.insert(captured_leads)
         upsert = insert.on_conflict_do_update(
             index_elements=[c.lead_id],
-            set_={"created_at": insert.excluded.created_at},
-            where=sa.and_(c.created_at.is_(None), insert.excluded.created_at.is_not(None)),
-        )
+            set_={"created_at": sa.func.coalesce(c.created_at, insert.excluded.created_at),
+                  "write_token": insert.excluded.write_token},
+        )  # fmt: skip
         connection.execute(upsert, rows)
         return {row["lead_id"] for row in rows}
 
@@ -320,10 +325,9 @@ class CaptureWriter(QueuedWriter):
 
     def _changes(
         self, connection: Connection, changes: list[dict], observed: list[dict]
-    ) -> tuple[list[dict], set[str]]:
+    ) -> list[dict]:
         """The attribute rows to insert: the changes, and the observed values that differ from
-        the lead's latest value (stored, or changed in this batch), less those already stored;
-        and the leads an observed value of which is not their latest value after them.
+        the lead's latest value (stored, or changed in this batch), less those already stored.
         Values are compared as JSON text (as stored), decoded only when the texts differ."""
         ids = sorted({row["lead_id"] for row in chain(changes, observed)})
         a = lead_attributes.c
@@ -336,7 +340,6 @@ class CaptureWriter(QueuedWriter):
             for lead_id, name, text, changed_at, key in connection.execute(query):
                 latest[(lead_id, name)] = (as_utc(changed_at), text)
                 known.add((lead_id, key))
-        stored = dict(latest)
         for row in changes:
             key = (row["lead_id"], row["name"])
             if key not in latest or latest[key][0] <= row["changed_at"]:
@@ -349,41 +352,64 @@ class CaptureWriter(QueuedWriter):
                 continue
             latest[key] = (row["changed_at"], text)
             new.append(row)
-        rows = [row for row in _unique(new) if (row["lead_id"], row["dedup_key"]) not in known]
-        # the latest value as the next write will read it (by moment, then row id)
-        final = stored
-        for row in rows:
-            key = (row["lead_id"], row["name"])
-            if key not in final or final[key][0] <= row["changed_at"]:
-                final[key] = (row["changed_at"], json_text(row["value"]))
-        unsettled = {
-            row["lead_id"]
-            for row in observed
-            if not _same_text(final[(row["lead_id"], row["name"])][1], json_text(row["value"]),
-                              row["value"])
-        }  # fmt: skip
-        return rows, unsettled
+        return [row for row in _unique(new) if (row["lead_id"], row["dedup_key"]) not in known]
 
 
 _KINDS = ("leads", "touchpoints", "attributes", "observed")
 
 
-def lead_states(connection: Connection, ids: list[str]) -> dict[str, tuple]:
-    """Per stored lead of `ids`: (first arrival, attribute rows, newest attribute row id,
-    touchpoints). Any erasure, purge or new row of the lead changes it."""
-    c, a, t = captured_leads.c, lead_attributes.c, lead_touchpoints.c
-    states: dict[str, tuple] = {}
+def new_write_token() -> int:
+    """A random token for one write (62 bits: a BIGINT on every database)."""
+    return secrets.randbits(62)
+
+
+def set_write_token(connection: Connection, lead_ids: Iterable[str], token: int) -> None:
+    """Set the stored leads' token (and, on PostgreSQL, lock their rows until the commit)."""
+    ids = sorted(set(lead_ids))  # one order for every writer: no deadlock between two
+    c = captured_leads.c
     for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
         chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
-        query = sa.select(
-            c.lead_id,
-            c.received_at,
-            sa.select(sa.func.count()).where(a.lead_id == c.lead_id).scalar_subquery(),
-            sa.select(sa.func.max(a.id)).where(a.lead_id == c.lead_id).scalar_subquery(),
-            sa.select(sa.func.count()).where(t.lead_id == c.lead_id).scalar_subquery(),
-        ).where(c.lead_id.in_(chunk))
-        states.update((row[0], tuple(row[1:])) for row in connection.execute(query))
-    return states
+        connection.execute(
+            captured_leads.update().where(c.lead_id.in_(chunk)).values(write_token=token)
+        )
+
+
+def write_tokens(connection: Connection, ids: list[str]) -> dict[str, int]:
+    """The write token of each stored lead of `ids`."""
+    c = captured_leads.c
+    tokens: dict[str, int] = {}
+    for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+        chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+        query = sa.select(c.lead_id, c.write_token).where(c.lead_id.in_(chunk))
+        tokens.update((lead_id, int(token)) for lead_id, token in connection.execute(query))
+    return tokens
+
+
+def _unsettled(connection: Connection, observed: list[dict]) -> set[str]:
+    """The leads an observed value of which is not, read back now, the lead's latest value of
+    that attribute (by moment, then row: as `_changes` reads it)."""
+    ids = sorted({row["lead_id"] for row in observed})
+    a = lead_attributes.c
+    latest: dict[tuple[str, str], str | None] = {}
+    for start in range(0, len(ids), _SQLITE_MAX_VARIABLES):
+        chunk = ids[start : start + _SQLITE_MAX_VARIABLES]
+        query = (
+            sa.select(a.lead_id, a.name, sa.cast(a.value, sa.Text))
+            .where(a.lead_id.in_(chunk))
+            .order_by(a.changed_at, a.id)
+        )
+        for lead_id, name, text in connection.execute(query):
+            latest[(lead_id, name)] = text
+    return {
+        row["lead_id"]
+        for row in observed
+        if not _same_text(latest.get((row["lead_id"], row["name"])), json_text(row["value"]),
+                          row["value"])
+    }  # fmt: skip
+
+
+def _lead_ids(rows: CaptureRows) -> set[str]:
+    return {row["lead_id"] for kind in _KINDS for row in getattr(rows, kind)}
 
 
 def _not_erased(rows: CaptureRows, erased: dict[str, datetime]) -> CaptureRows:
