@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from serving.capture.erasure import lead_id_hash
@@ -25,6 +26,7 @@ from serving.capture.writer import (
     CaptureWriter,
     Events,
     Scored,
+    lock_leads,
     new_write_token,
     set_write_token,
 )
@@ -140,15 +142,27 @@ class Capture:
 
 def purge_captured(engine: Engine, cutoff: datetime) -> dict[str, int]:
     """Delete the captured rows received before `cutoff`; the funnel rows of the leads they
-    were about are recomputed from what remains (a lead nothing is held about loses its row)."""
+    were about are recomputed from what remains (a lead nothing is held about loses its row).
+    On PostgreSQL the leads are locked first (`lock_leads`, as every capture write does) and
+    only their rows deleted; the leads' write tokens change (`serving.capture.writer`)."""
     cutoff = as_utc(cutoff)  # SQLite compares the UTC text
     deleted = {}
     with engine.begin() as connection:
         touched: set[str] = set()
+        locked = None
+        if connection.dialect.name == "postgresql":
+            held = sa.union(*(
+                sa.select(table.c.lead_id).where(table.c.received_at < cutoff)
+                for table in CAPTURE_TABLES
+            ))  # fmt: skip
+            locked = sorted(connection.execute(held).scalars().all())
+            lock_leads(connection, locked)
         for table in CAPTURE_TABLES:
-            result = connection.execute(
-                table.delete().where(table.c.received_at < cutoff).returning(table.c.lead_id)
-            )
+            where = table.c.received_at < cutoff
+            if locked is not None:  # rows of other leads wait for the next purge
+                ids = sa.bindparam("ids", locked, type_=postgresql.ARRAY(sa.Text))
+                where = sa.and_(where, table.c.lead_id == sa.any_(ids))
+            result = connection.execute(table.delete().where(where).returning(table.c.lead_id))
             lead_ids = result.scalars().all()
             touched.update(lead_ids)
             deleted[table.name] = len(lead_ids)
@@ -164,6 +178,7 @@ def erase_lead(engine: Engine, lead_id: str, erased_by: str) -> tuple[int, dict[
     held (the request itself is recorded); it is also the tombstone the capture writers check."""
     deleted = {}
     with engine.begin() as connection:
+        lock_leads(connection, [lead_id])  # no capture write of the lead runs meanwhile
         for table in LEAD_TABLES:
             result = connection.execute(table.delete().where(table.c.lead_id == lead_id))
             deleted[table.name] = int(result.rowcount or 0)
@@ -192,6 +207,7 @@ def sweep_erased(engine: Engine, audit_id: int, lead_id: str) -> dict[str, int]:
     """Delete the lead's rows that arrived before its erasure but were written after it (queued
     in another worker), and add them to the audit row; returns rows deleted per table."""
     with engine.begin() as connection:
+        lock_leads(connection, [lead_id])
         audit = connection.execute(sa.select(erasures).where(erasures.c.id == audit_id)).one()
         erased_at = as_utc(audit.erased_at)
         late = {}
@@ -202,6 +218,7 @@ def sweep_erased(engine: Engine, audit_id: int, lead_id: str) -> dict[str, int]:
             )
             late[table.name] = int(result.rowcount or 0)
         if any(late.values()):  # its funnel rows: from what arrived after the erasure, or none
+            set_write_token(connection, [lead_id], new_write_token())
             refresh_leads(connection, [lead_id])
             total = {k: int(v) + late.get(k, 0) for k, v in dict(audit.rows_deleted).items()}
             connection.execute(

@@ -18,9 +18,9 @@ retention purge) and an erasure deletes the lead's row, so an unchanged token me
 written, purged or erased for the lead since. `prepare` keeps a lead with the remembered digest
 as a `Repeat` (no rows built); `write` reads the batch's repeats' tokens in one query and skips a
 repeat only while its token is the remembered one; otherwise its rows are built and written as
-any other. A write sets its token first (PostgreSQL: the leads' rows stay locked until it
-commits; SQLite: the write lock), so what it reads afterwards no other write can change before it
-commits. A lead is remembered only when, read back after the write, every attribute value it
+any other. A write first locks its leads (PostgreSQL: `lock_leads`, advisory locks held to the
+commit, taken by the purge and erasure too; SQLite: its write lock) and sets their token, so what
+it reads afterwards no other write can change before it commits. A lead is remembered only when, read back after the write, every attribute value it
 sent is the lead's latest (as the next write would read it: SQLite may store 3.0 as 3), so a
 repeat would have added nothing. At most `known_leads` leads are remembered (the oldest are
 forgotten); 0 turns this off.
@@ -218,7 +218,8 @@ class CaptureWriter(QueuedWriter):
         if rows.repeats:
             rows = self._unchanged_skipped(connection, rows)
         token = new_write_token()
-        set_write_token(connection, _lead_ids(rows), token)  # first: see the module's docstring
+        lock_leads(connection, _lead_ids(rows))  # first: see the module's docstring
+        set_write_token(connection, _lead_ids(rows), token)
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
@@ -356,6 +357,29 @@ class CaptureWriter(QueuedWriter):
 
 
 _KINDS = ("leads", "touchpoints", "attributes", "observed")
+
+
+# PostgreSQL advisory locks of capture: (this class, a hash of the lead id); the two-key space is
+# apart from the migrations' one-key lock
+_LEAD_LOCK_CLASS = 0x1EAD
+
+
+def lock_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
+    """PostgreSQL: lock each lead until the transaction ends (sorted: one order for every
+    transaction), whether or not its row exists yet: every write of a lead's captured rows (the
+    writers, the purge, an erasure) takes it first, so none reads what another has not
+    committed. SQLite needs none: one transaction writes at a time."""
+    if connection.dialect.name != "postgresql":
+        return
+    ids = sorted(set(lead_ids))
+    if ids:
+        connection.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(:class, hashtext(lead_id)) "
+                "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n"
+            ),
+            {"class": _LEAD_LOCK_CLASS, "ids": ids},
+        )
 
 
 def new_write_token() -> int:

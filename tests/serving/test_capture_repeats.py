@@ -278,3 +278,50 @@ def test_another_workers_change_waits_for_the_write_that_reads_the_lead(engine):
                 .where(lead_attributes.c.name == "city")
             ).scalar_one()
         assert cities == 3, known  # Paris, Rome, Paris
+
+
+def test_a_lead_not_stored_yet_is_locked_too(engine):
+    """Worker c writes an event for a lead nobody stored yet; worker b's first score of it waits
+    for c (the lock does not need the lead's row), so b's next repeat sees c's change."""
+    import threading
+
+    class Pausing(CaptureWriter):
+        during = None
+
+        def _stored_leads(self, connection, ids):
+            if self.during is not None:
+                during, self.during = self.during, None
+                during()
+            return super()._stored_leads(connection, ids)
+
+    def write(writer, make, minute):
+        with engine.begin() as connection:
+            writer.write(connection, [writer.prepare(make(at(minute)))])
+        writer.committed()
+
+    b, c = CaptureWriter(engine), Pausing(engine)
+    other = threading.Thread(target=write, args=(b, one(), 1))
+    waited = []
+
+    def start_other():
+        other.start()
+        other.join(1.0)
+        waited.append(other.is_alive())
+
+    c.during = start_other
+    write(c, event(change=("city", "Rome", at(60))), 2)
+    other.join(30)
+    assert waited == [True]
+    write(b, one(), 3)  # Paris differs from Rome (the latest): stored
+    assert b.repeats_skipped == 0
+    with engine.connect() as connection:
+        cities = (
+            connection.execute(
+                sa.select(sa.cast(lead_attributes.c.value, sa.Text))
+                .where(lead_attributes.c.name == "city")
+                .order_by(lead_attributes.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    assert [c.strip('"') for c in cities] == ["Rome", "Paris", "Paris"], cities
