@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import chain
@@ -359,26 +360,33 @@ class CaptureWriter(QueuedWriter):
 _KINDS = ("leads", "touchpoints", "attributes", "observed")
 
 
-# PostgreSQL advisory locks of capture: (this class, a hash of the lead id); the two-key space is
-# apart from the migrations' one-key lock
+# PostgreSQL advisory locks of capture: (this class, a bucket of lead ids); the two-key space is
+# apart from the migrations' one-key lock. Buckets, not one lock per lead: a transaction holds at
+# most LEAD_LOCK_BUCKETS locks, however many leads it writes or purges (PostgreSQL's lock table
+# has room for max_locks_per_transaction x max_connections, 6,400 by default).
 _LEAD_LOCK_CLASS = 0x1EAD
+LEAD_LOCK_BUCKETS = 256
+
+
+def lead_lock_bucket(lead_id: str) -> int:
+    return zlib.crc32(lead_id.encode()) % LEAD_LOCK_BUCKETS
 
 
 def lock_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
-    """PostgreSQL: lock each lead until the transaction ends (sorted: one order for every
-    transaction), whether or not its row exists yet: every write of a lead's captured rows (the
+    """PostgreSQL: lock the leads' buckets until the transaction ends (in order: no deadlock),
+    whether or not the leads' rows exist yet: every write of a lead's captured rows (the
     writers, the purge, an erasure) takes it first, so none reads what another has not
     committed. SQLite needs none: one transaction writes at a time."""
     if connection.dialect.name != "postgresql":
         return
-    ids = sorted(set(lead_ids))
-    if ids:
+    buckets = sorted({lead_lock_bucket(lead_id) for lead_id in lead_ids})
+    if buckets:
         connection.execute(
             sa.text(
-                "SELECT pg_advisory_xact_lock(:class, hashtext(lead_id)) "
-                "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n"
+                "SELECT pg_advisory_xact_lock(:class, bucket) "
+                "FROM unnest(CAST(:buckets AS int[])) WITH ORDINALITY AS t(bucket, n) ORDER BY n"
             ),
-            {"class": _LEAD_LOCK_CLASS, "ids": ids},
+            {"class": _LEAD_LOCK_CLASS, "buckets": buckets},
         )
 
 

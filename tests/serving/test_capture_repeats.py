@@ -325,3 +325,21 @@ def test_a_lead_not_stored_yet_is_locked_too(engine):
             .all()
         )
     assert [c.strip('"') for c in cities] == ["Rome", "Paris", "Paris"], cities
+
+
+def test_a_write_of_many_leads_takes_a_bounded_number_of_locks(engine):
+    """PostgreSQL's lock table is shared and small (max_locks_per_transaction x connections):
+    a batch of 5,000 leads locks at most LEAD_LOCK_BUCKETS buckets, not 5,000 leads."""
+    from serving.capture.writer import LEAD_LOCK_BUCKETS, lock_leads
+
+    with engine.begin() as connection:
+        lock_leads(connection, [f"L-{i}" for i in range(5000)])
+        if engine.dialect.name != "postgresql":
+            return  # SQLite: one writer at a time, no lock of ours
+        held = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert 0 < held <= LEAD_LOCK_BUCKETS
