@@ -12,18 +12,20 @@ attribute values with the stored ones as JSON text (no decoding), and recomputes
 only of the leads that got a new row (`RETURNING`).
 
 Most scored leads say nothing new at all: the writer remembers, per lead, the digest of the
-content it last stored in full and the lead's `write_token` it set then. Every write of a lead's
-captured rows sets a new random token in its transaction (this writer in any worker, the
-retention purge) and an erasure deletes the lead's row, so an unchanged token means nothing was
-written, purged or erased for the lead since. `prepare` keeps a lead with the remembered digest
-as a `Repeat` (no rows built); `write` reads the batch's repeats' tokens in one query and skips a
-repeat only while its token is the remembered one; otherwise its rows are built and written as
-any other. A write first locks its leads (PostgreSQL: `lock_leads`, advisory locks held to the
-commit, taken by the purge and erasure too; SQLite: its write lock) and sets their token, so what
-it reads afterwards no other write can change before it commits. A lead is remembered only when, read back after the write, every attribute value it
-sent is the lead's latest (as the next write would read it: SQLite may store 3.0 as 3), so a
-repeat would have added nothing. At most `known_leads` leads are remembered (the oldest are
-forgotten); 0 turns this off.
+content it last stored in full and the lead's `write_token` as that write left it. Every write
+that adds or deletes a row of a lead sets a new random token in its transaction (this writer in
+any worker, the retention purge) and an erasure deletes the lead's row, so an unchanged token
+means the lead's rows are as they were. A write that adds nothing leaves the token alone: two
+workers scoring the same leads do not make each other's remembered leads stale. `prepare` keeps a
+lead with the remembered digest as a `Repeat` (no rows built); `write` reads the batch's repeats'
+tokens in one query and skips a repeat only while its token is the remembered one; otherwise its
+rows are built and written as any other. A write first locks its leads (PostgreSQL: `lock_leads`,
+advisory locks held to the commit, taken by the purge and erasure too; SQLite: its write lock,
+`hold_leads`), so what it reads afterwards no other write can change before it commits. A lead
+is remembered only when, read back after the write, every attribute value it sent is the lead's
+latest (as the next write would read it: SQLite may store 3.0 as 3), so a repeat would have
+added nothing. At most `known_leads` leads are remembered (the oldest are forgotten); 0 turns
+this off.
 """
 
 from __future__ import annotations
@@ -218,9 +220,12 @@ class CaptureWriter(QueuedWriter):
             rows.extend(part)
         if rows.repeats:
             rows = self._unchanged_skipped(connection, rows)
+        ids = _lead_ids(rows)
+        if not ids:  # every lead a repeat with nothing new: no transaction to write
+            return
         token = new_write_token()
-        lock_leads(connection, _lead_ids(rows))  # first: see the module's docstring
-        set_write_token(connection, _lead_ids(rows), token)
+        lock_leads(connection, ids)  # first: see the module's docstring
+        hold_leads(connection, ids)
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
@@ -248,8 +253,10 @@ class CaptureWriter(QueuedWriter):
         # the funnel's rows of the leads that got a new row, in the same transaction
         # (`serving.report.funnel_tables`): the others' facts did not change
         refresh_leads(connection, written)
+        # a new token for the leads that got a row: the others are as any writer left them
+        set_write_token(connection, written, token)
         if rows.digests and self.known_leads > 0:
-            self._stage(connection, rows, set(erased), token)
+            self._stage(connection, rows, set(erased))
 
     def _unchanged_skipped(self, connection: Connection, rows: CaptureRows) -> CaptureRows:
         """The rows without the repeats whose lead is as this writer left it; the others' rows
@@ -272,19 +279,20 @@ class CaptureWriter(QueuedWriter):
             rows.extend(repeat.rows())
         return rows
 
-    def _stage(
-        self, connection: Connection, rows: CaptureRows, erased: set[str], token: int
-    ) -> None:
-        """Stage the leads written in full to be remembered (`committed`) with this write's
-        token: not a lead written twice in the batch or erased, nor one an attribute value of
-        which, read back, is not the lead's latest."""
+    def _stage(self, connection: Connection, rows: CaptureRows, erased: set[str]) -> None:
+        """Stage the leads written in full to be remembered (`committed`) with their token as
+        this write leaves it: not a lead written twice in the batch or erased, nor one an
+        attribute value of which, read back, is not the lead's latest."""
         seen: dict[str, bytes | None] = {}
         for lead_id, digest in rows.digests:
             seen[lead_id] = None if lead_id in seen or lead_id in erased else digest
         keep = {lead_id: digest for lead_id, digest in seen.items() if digest is not None}
         unsettled = _unsettled(connection, [row for row in rows.observed if row["lead_id"] in keep])
+        tokens = write_tokens(connection, sorted(keep))
         self._staged = {
-            lead_id: (digest, token) for lead_id, digest in keep.items() if lead_id not in unsettled
+            lead_id: (digest, tokens[lead_id])
+            for lead_id, digest in keep.items()
+            if lead_id not in unsettled and lead_id in tokens
         }
 
     def _add_leads(self, connection: Connection, rows: list[dict]) -> set[str]:
@@ -393,6 +401,19 @@ def lock_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
 def new_write_token() -> int:
     """A random token for one write (62 bits: a BIGINT on every database)."""
     return secrets.randbits(62)
+
+
+def hold_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
+    """SQLite: take the database's write lock now, before the write reads what is stored (the
+    driver begins a transaction at the first statement that writes; an UPDATE that changes
+    nothing is one). PostgreSQL: nothing, `lock_leads` holds the leads."""
+    if connection.dialect.name != "sqlite":
+        return
+    c = captured_leads.c
+    chunk = sorted(set(lead_ids))[:_SQLITE_MAX_VARIABLES]
+    connection.execute(
+        captured_leads.update().where(c.lead_id.in_(chunk)).values(write_token=c.write_token)
+    )
 
 
 def set_write_token(connection: Connection, lead_ids: Iterable[str], token: int) -> None:

@@ -68,7 +68,7 @@ SCRIPT: list = [
 ]
 
 
-def play(engine, known_leads: int) -> tuple[dict, int]:
+def play(engine, known_leads: int, script: list = SCRIPT) -> tuple[dict, int]:
     """Run the script with the shortcut on (or off: 0); the tables' rows without row ids and
     write tokens (random), and how many repeats were skipped."""
     with engine.begin() as connection:
@@ -76,7 +76,7 @@ def play(engine, known_leads: int) -> tuple[dict, int]:
             connection.execute(table.delete())
     writers = {name: CaptureWriter(engine, known_leads=known_leads) for name in "ab"}
     received = RECEIVED
-    for step, who in SCRIPT:
+    for step, who in script:
         received += timedelta(minutes=1)
         if step == "erase":
             erase_lead(engine, who, erased_by="test")
@@ -117,6 +117,22 @@ def test_the_shortcut_leaves_the_database_as_the_full_path_does(engine):
     # arrival (day 10) went with the purge, which removes everything received before its cutoff
     oslo = [r[3][:10] for r in full["lead_attributes"] if r[0] == "L2" and r[2] == "Oslo"]
     assert oslo == ["2026-11-21", "2026-11-22"], full["lead_attributes"]
+
+
+# two workers (a CRM's requests spread over them) scoring the same two leads with nothing new
+ALTERNATING: list = [
+    ([scored("L1", 10 + i), scored("L2", 10 + i, city="Oslo")], "ab"[i % 2]) for i in range(6)
+]
+
+
+def test_workers_scoring_the_same_leads_do_not_make_each_other_write_them(engine):
+    """A write that adds nothing leaves the lead's write token alone, so the other worker's
+    remembered lead stays valid: each worker writes the leads in full once, then skips them
+    (when every write set a new token, the two made each other's stale and skipped none)."""
+    full, _ = play(engine, known_leads=0, script=ALTERNATING)
+    short, skipped = play(engine, known_leads=1000, script=ALTERNATING)
+    assert short == full
+    assert skipped == 2 * 4  # two leads, in the four steps after each worker's first
 
 
 def test_a_repeat_builds_no_rows_and_a_spill_keeps_them_built(engine):
