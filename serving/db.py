@@ -84,7 +84,7 @@ captured_leads = sa.Table(
     sa.Column("lead_id", sa.String(200), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    # migration 0009: set to a new random value by every write of the lead's captured rows
+    # migration 0009: a new random value whenever a row of the lead is added or deleted
     sa.Column("write_token", sa.BigInteger, nullable=False, server_default="0"),
 )
 

@@ -24,6 +24,7 @@ the lead since (`serving.capture.writer`).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -178,6 +179,7 @@ def scored_rows(
     digest in `digests`."""
     rows = CaptureRows()
     position = 0
+    twice = _listed_twice(leads) if known is not None else set()
     for lead in leads:
         count = len(lead.get("touchpoints") or [])
         own = None if moments is None else moments[position : position + count]
@@ -185,12 +187,20 @@ def scored_rows(
         if known is not None and (digest := content_digest(lead)) is not None:
             lead_id = str(lead["lead_id"])
             entry = known.get(lead_id)
-            if entry is not None and entry[0] == digest:
+            # a lead listed twice in the request is built in full both times: in request order
+            if entry is not None and entry[0] == digest and lead_id not in twice:
                 rows.repeats.append(Repeat(lead_id, digest, lead, own, received_at))
                 continue
             rows.digests.append((lead_id, digest))
         scored_lead_rows(rows, lead, own, received_at)
     return rows
+
+
+def _listed_twice(leads: Sequence[Mapping[str, Any]]) -> set[str]:
+    if len(leads) < 2:
+        return set()
+    ids = [str(lead["lead_id"]) for lead in leads]
+    return {lead_id for lead_id, n in Counter(ids).items() if n > 1}
 
 
 def scored_lead_rows(

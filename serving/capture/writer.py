@@ -218,14 +218,21 @@ class CaptureWriter(QueuedWriter):
         rows = CaptureRows()
         for part in prepared:
             rows.extend(part)
-        if rows.repeats:
-            rows = self._unchanged_skipped(connection, rows)
         ids = _lead_ids(rows)
-        if not ids:  # every lead a repeat with nothing new: no transaction to write
+        repeated = {repeat.lead_id for repeat in rows.repeats}
+        # first, the leads held (the repeats' too: an erasure committing meanwhile must not see
+        # a skip decided on the token it is about to delete); see the module's docstring
+        lock_leads(connection, ids | repeated)
+        hold_leads(connection, ids | repeated)
+        if repeated:  # each part's repeats built in its place: the batch keeps arrival order
+            tokens = write_tokens(connection, sorted(repeated))
+            rows = CaptureRows()
+            for part in prepared:
+                rows.extend(self._unchanged_skipped(part, tokens, ids))
+            ids = _lead_ids(rows)
+        if not ids:  # every lead a repeat with nothing new: nothing to write
             return
         token = new_write_token()
-        lock_leads(connection, ids)  # first: see the module's docstring
-        hold_leads(connection, ids)
         erased = erased_since(connection, [row["lead_id"] for row in rows.leads])
         if erased:  # queued before the lead was erased (maybe in another worker): not kept
             rows = _not_erased(rows, erased)
@@ -258,14 +265,18 @@ class CaptureWriter(QueuedWriter):
         if rows.digests and self.known_leads > 0:
             self._stage(connection, rows, set(erased))
 
-    def _unchanged_skipped(self, connection: Connection, rows: CaptureRows) -> CaptureRows:
-        """The rows without the repeats whose lead is as this writer left it; the others' rows
-        built (the lead was erased, purged, or got a row from elsewhere since)."""
-        tokens = write_tokens(connection, [repeat.lead_id for repeat in rows.repeats])
-        # a lead with other rows in this batch: as if it were not known (they may change it)
-        busy = _lead_ids(rows)
-        repeats, rows.repeats = rows.repeats, []
-        for repeat in repeats:
+    def _unchanged_skipped(
+        self, part: CaptureRows, tokens: dict[str, int], busy: set[str]
+    ) -> CaptureRows:
+        """The part's rows without its repeats whose lead is as this writer left it (`tokens`:
+        the stored leads' write tokens); the other repeats' rows built (the lead was erased,
+        purged, or got a row from elsewhere since). A lead with rows elsewhere in the batch
+        (`busy`) is written as if it were not known: they may change it."""
+        if not part.repeats:
+            return part
+        rows = CaptureRows(list(part.leads), list(part.touchpoints), list(part.attributes),
+                           list(part.observed), [], list(part.digests))  # fmt: skip
+        for repeat in part.repeats:
             entry = self._known.get(repeat.lead_id)
             token = tokens.get(repeat.lead_id)
             if (
@@ -403,17 +414,18 @@ def new_write_token() -> int:
     return secrets.randbits(62)
 
 
-def hold_leads(connection: Connection, lead_ids: Iterable[str]) -> None:
+def hold_leads(connection: Connection, lead_ids: set[str]) -> None:
     """SQLite: take the database's write lock now, before the write reads what is stored (the
     driver begins a transaction at the first statement that writes; an UPDATE that changes
     nothing is one). PostgreSQL: nothing, `lock_leads` holds the leads."""
     if connection.dialect.name != "sqlite":
         return
-    c = captured_leads.c
-    chunk = sorted(set(lead_ids))[:_SQLITE_MAX_VARIABLES]
-    connection.execute(
-        captured_leads.update().where(c.lead_id.in_(chunk)).values(write_token=c.write_token)
-    )
+    if lead_ids:  # an UPDATE of no row takes the lock as well, and writes nothing to the WAL
+        connection.execute(
+            captured_leads.update()
+            .where(sa.false())
+            .values(write_token=captured_leads.c.write_token)
+        )
 
 
 def set_write_token(connection: Connection, lead_ids: Iterable[str], token: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from serving.capture.store import erase_lead, purge_captured
@@ -91,8 +92,12 @@ def play(engine, known_leads: int, script: list = SCRIPT) -> tuple[dict, int]:
             purge_captured(engine, first + timedelta(seconds=1))
             continue
         writer = writers[who]
+        items = []
+        for make in step:  # each item of a batch arrives a millisecond after the one before
+            received += timedelta(milliseconds=1)
+            items.append(writer.prepare(make(received)))
         with engine.begin() as connection:
-            writer.write(connection, [writer.prepare(make(received)) for make in step])
+            writer.write(connection, items)
         writer.committed()
     contents = {}
     with engine.connect() as connection:
@@ -133,6 +138,48 @@ def test_workers_scoring_the_same_leads_do_not_make_each_other_write_them(engine
     short, skipped = play(engine, known_leads=1000, script=ALTERNATING)
     assert short == full
     assert skipped == 2 * 4  # two leads, in the four steps after each worker's first
+
+
+def described(lead_id: str, city: str):
+    """An event describing the lead as the CRM knows it now (an observed value, no moment)."""
+    return lambda received: Events([{"lead_id": lead_id, "attributes": {"city": city}}], received)
+
+
+def twice(first, second):
+    """One scored request listing a lead twice: `first`'s lead, then `second`'s."""
+    return lambda received: Scored(
+        [*first(received).leads, *second(received).leads], None, received
+    )
+
+
+# a repeat the writer cannot skip is written in its place in the batch, not after the rest
+IN_ORDER: dict[str, list] = {
+    # scored with nothing new, then in the same batch an event: the city is Rome now
+    "repeat, then an event": [
+        ([scored("L1", 20)], "a"),
+        ([scored("L1", 21), described("L1", "Rome")], "a"),
+    ],
+    # retention removed the lead's rows: the repeat brings them again, then a newer score adds
+    # a touchpoint; the rows' first arrival is the repeat's
+    "repeat after a purge, then news": [
+        ([scored("L1", 10)], "a"),
+        ("purge", "L1"),
+        ([scored("L1", 11), scored("L1", 12, touches=4)], "a"),
+    ],
+    # one request lists the lead twice: as stored, then with another city
+    "a lead twice in a request": [
+        ([scored("L1", 10)], "a"),
+        ([twice(scored("L1", 11), scored("L1", 12, city="Rome"))], "a"),
+        ([twice(scored("L1", 13, city="Rome"), scored("L1", 14))], "a"),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(IN_ORDER))
+def test_a_repeat_written_after_all_keeps_its_place_in_the_batch(engine, case):
+    full, _ = play(engine, known_leads=0, script=IN_ORDER[case])
+    short, _ = play(engine, known_leads=1000, script=IN_ORDER[case])
+    assert short == full
 
 
 def test_a_repeat_builds_no_rows_and_a_spill_keeps_them_built(engine):
@@ -249,7 +296,7 @@ def test_a_reused_row_id_does_not_hide_another_workers_change(engine):
 
 
 def test_another_workers_change_waits_for_the_write_that_reads_the_lead(engine):
-    """A write sets its leads' token first: another worker's change to the lead cannot commit
+    """A write holds its leads first (locks): another worker's change to the lead cannot commit
     between what the write reads and what it remembers, so the next repeat is not skipped."""
     import threading
 
@@ -359,3 +406,64 @@ def test_a_write_of_many_leads_takes_a_bounded_number_of_locks(engine):
             )
         ).scalar_one()
     assert 0 < held <= LEAD_LOCK_BUCKETS
+
+
+def test_a_score_received_while_an_erasure_commits_is_kept(database_url, engine):
+    """The repeats' tokens are read once the leads are held: a score received after an erasure's
+    moment, while the erasure is committing, waits for it and is stored, as without the
+    shortcut (read before, its token was the one being deleted, and it was skipped)."""
+    import threading
+
+    from sqlalchemy import event as sa_event
+
+    from serving.db import make_engine, utcnow
+
+    def lead(received):
+        return scored("L1", 5, touches=1)(received)
+
+    kept = {}
+    for known in (0, 1000):
+        with engine.begin() as connection:
+            for table in (*TABLES, erasures):
+                connection.execute(table.delete())
+        writer = CaptureWriter(engine, known_leads=known)
+        with engine.begin() as connection:
+            writer.write(connection, [writer.prepare(lead(utcnow() - timedelta(minutes=1)))])
+        writer.committed()
+        eraser = make_engine(database_url)
+        paused, release = threading.Event(), threading.Event()
+
+        @sa_event.listens_for(eraser, "commit")
+        def hold(_connection, paused=paused, release=release):  # deleted, audited: not committed
+            paused.set()
+            release.wait(10)
+
+        erasing = threading.Thread(target=erase_lead, args=(eraser, "L1", "test"))
+        erasing.start()
+        try:
+            assert paused.wait(10)
+            prepared = writer.prepare(lead(utcnow()))  # received after the erasure's moment
+            assert bool(prepared.repeats) == (known > 0)
+
+            def write(writer=writer, prepared=prepared):
+                with engine.begin() as connection:
+                    writer.write(connection, [prepared])
+                writer.committed()
+
+            writing = threading.Thread(target=write)
+            writing.start()
+            writing.join(0.5)
+        finally:
+            release.set()
+            erasing.join()
+        writing.join()
+        eraser.dispose()
+        with engine.connect() as connection:
+            kept[known] = {
+                table.name: connection.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.lead_id == "L1")
+                ).scalar_one()
+                for table in TABLES
+            }
+    assert kept[1000] == kept[0]
+    assert all(kept[0].values()), kept[0]

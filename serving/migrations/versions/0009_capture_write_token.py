@@ -1,10 +1,10 @@
-"""A write token per captured lead: whoever writes a lead's captured rows sets it.
+"""A write token per captured lead: whoever adds or deletes a row of the lead sets it.
 
 The capture writer remembers, per lead, what it last stored in full and the token it wrote
 (`serving.capture.writer`); a lead scored again with the same content is skipped only while the
-token is unchanged. Every write of the lead's rows (any worker, an event, the retention purge)
-sets a new random token in its transaction, and an erasure deletes the row, so an unchanged
-token means nothing was written, purged or erased for the lead since.
+token is unchanged. Every write that adds or deletes a row of the lead (any worker, an event,
+the retention purge) sets a new random token in its transaction, and an erasure deletes the row,
+so an unchanged token means the lead's rows are as they were.
 
 Revision ID: 0009_capture_write_token
 Revises: 0008_lead_funnel
