@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
@@ -83,13 +84,7 @@ def fit_subscores(
             "no fit and engagement scores: they need both attribute columns and touchpoints "
             "(give the training a touchpoints file)"
         )
-    rows = np.arange(len(y_train))
-    if len(rows) > MAX_ROWS:
-        leads = np.unique(groups)
-        rng = np.random.default_rng(seed)
-        share = MAX_ROWS / len(rows)
-        chosen = rng.choice(leads, max(2, int(len(leads) * share)), replace=False)
-        rows = np.flatnonzero(np.isin(groups, chosen))
+    rows = sample_leads_rows(groups, MAX_ROWS, seed)
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
     X, y, g = X_train[rows], y_train[rows], groups[rows]
     parts = {
@@ -105,6 +100,21 @@ def fit_subscores(
     )
     model.metrics = subscore_metrics(model, X_holdout, y_holdout)
     return model, None
+
+
+def sample_leads_rows(groups: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """Every row when there are at most `max_rows`; else the rows of a random share of the leads
+    (about `max_rows` rows), drawn from the sorted distinct ids as `rng.choice(np.unique(groups))`
+    would. Factorised: `np.isin` on text ids compares object by object, ids x chosen leads (at a
+    million demo leads, 300,000 rows against 40,000 chosen leads ran for many minutes)."""
+    if len(groups) <= max_rows:
+        return np.arange(len(groups))
+    codes, leads = pd.factorize(groups, sort=True)
+    rng = np.random.default_rng(seed)
+    count = max(2, int(len(leads) * max_rows / len(groups)))
+    chosen = np.zeros(len(leads), dtype=bool)
+    chosen[rng.choice(len(leads), count, replace=False)] = True
+    return np.flatnonzero(chosen[codes])
 
 
 def subscore_metrics(model: FitEngagement, X: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,21 @@
+"""The rows the fit and engagement sub-scores learn from on large data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.subscores import sample_leads_rows
+
+
+def test_a_sample_of_leads_keeps_every_row_of_each_and_draws_as_before():
+    leads = np.repeat(np.arange(400), 3)
+    text = np.array([f"L-{i % 37:03d}-{i}" for i in leads], dtype=object)
+    rows = sample_leads_rows(text, 300, seed=4)
+    chosen = set(text[rows])
+    assert len(chosen) == 100  # a quarter of the leads for a quarter of the rows
+    assert set(np.flatnonzero(np.isin(text, list(chosen)))) == set(rows)  # all their rows
+    # the leads `rng.choice` draws from the sorted distinct ids (the same seed, the same sample
+    # as before the ids were factorised)
+    drawn = np.random.default_rng(4).choice(np.unique(text), 100, replace=False)
+    assert np.array_equal(rows, np.flatnonzero(np.isin(text, drawn)))
+    assert np.array_equal(sample_leads_rows(text, 5000, seed=4), np.arange(len(text)))
