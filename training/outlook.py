@@ -25,6 +25,7 @@ import pandas as pd
 from features.model.timing import CloseTimingModel, lead_ages
 from features.model.value import DealValueModel
 from features.snapshots import attach_attributes
+from training.data import sample_leads_rows
 from training.timing import DAY_NS, fit_timing_model, open_snapshots, timing_metrics
 from training.value import MIN_DEALS, fit_value_model, value_metrics
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from training.train import Fitted, RunConfig
 
 MAX_TIMING_SNAPSHOTS = 40_000  # open snapshots the time-to-close model learns from (sampled)
+# won deals' snapshots the deal value model learns from (a sample of the won leads): at a million
+# demo leads, all 270,000 made its design matrix and ridge fits the run's peak memory (6.5 GB)
+MAX_VALUE_SNAPSHOTS = 60_000
 MIN_TIMING_WINS = 30
 
 
@@ -86,6 +90,9 @@ def fit_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) ->
     value_rows = np.flatnonzero(
         training["won"].to_numpy() & training["lead_id"].isin(amounts.index).to_numpy()
     )
+    if len(value_rows) > MAX_VALUE_SNAPSHOTS:  # every snapshot of a sample of the won leads
+        leads = training["lead_id"].to_numpy()[value_rows]
+        value_rows = value_rows[sample_leads_rows(leads, MAX_VALUE_SNAPSHOTS, seed)]
     rows = np.union1d(timing_rows, value_rows)
     chosen = training.iloc[rows].assign(outlook_row=rows)
     frame = attach_attributes(chosen, data.leads, data.attribute_history)

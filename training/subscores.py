@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
@@ -30,6 +29,7 @@ from features.model.subscores import (
     share_bands,
     subscore_columns,
 )
+from training.data import sample_leads_rows
 from training.models import Candidate, choose_calibration, fit_estimator
 
 MAX_ROWS = 40_000
@@ -100,21 +100,6 @@ def fit_subscores(
     )
     model.metrics = subscore_metrics(model, X_holdout, y_holdout)
     return model, None
-
-
-def sample_leads_rows(groups: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
-    """Every row when there are at most `max_rows`; else the rows of a random share of the leads
-    (about `max_rows` rows), drawn from the sorted distinct ids as `rng.choice(np.unique(groups))`
-    would. Factorised: `np.isin` on text ids compares object by object, ids x chosen leads (at a
-    million demo leads, 300,000 rows against 40,000 chosen leads ran for many minutes)."""
-    if len(groups) <= max_rows:
-        return np.arange(len(groups))
-    codes, leads = pd.factorize(groups, sort=True)
-    rng = np.random.default_rng(seed)
-    count = max(2, int(len(leads) * max_rows / len(groups)))
-    chosen = np.zeros(len(leads), dtype=bool)
-    chosen[rng.choice(len(leads), count, replace=False)] = True
-    return np.flatnonzero(chosen[codes])
 
 
 def subscore_metrics(model: FitEngagement, X: np.ndarray, y: np.ndarray) -> dict[str, float]:

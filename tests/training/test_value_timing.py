@@ -108,6 +108,22 @@ def test_the_compiled_timing_model_gives_the_classifiers_chances():
     np.testing.assert_allclose(median, expected_median, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_many_leads_are_scored_in_parts_with_the_same_chances(monkeypatch, compiled):
+    import features.model.timing as timing
+
+    X, as_of, closed, won = _timing_data(2000, censored=500, seed=1)
+    model = _fit(X, as_of, closed, won)
+    if compiled:
+        model.compile()
+    rng = np.random.default_rng(4)
+    rows = np.column_stack([rng.integers(0, 2, 1000).astype(float), rng.normal(scale=5, size=1000)])
+    ages = rng.uniform(0, 400, 1000)
+    whole = model.won_by(rows, ages)
+    monkeypatch.setattr(timing, "CHUNK_ROWS", 97)  # parts of 97 leads, the last one shorter
+    np.testing.assert_array_equal(model.won_by(rows, list(ages)), whole)
+
+
 def test_lead_ages_of_datetimes_are_pandas_ages_bit_for_bit():
     from datetime import UTC, datetime, timedelta, timezone
 

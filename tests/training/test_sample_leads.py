@@ -1,10 +1,10 @@
-"""The rows the fit and engagement sub-scores learn from on large data."""
+"""A sample of leads (every row of each): the sub-scores and the deal value model on large data."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from training.subscores import sample_leads_rows
+from training.data import sample_leads_rows
 
 
 def test_a_sample_of_leads_keeps_every_row_of_each_and_draws_as_before():
