@@ -62,6 +62,7 @@ def period_rows(X: np.ndarray, lead_age: np.ndarray, edges: Sequence[float]) -> 
 # than the rest of training at its peak
 CHUNK_ROWS = 16_384
 
+
 class CloseTimingModel:
     """Chances of a win within each horizon and median days to a win; see the module docstring."""
 
