@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -110,6 +111,39 @@ def _sum_log_loss_by_round(y: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """Summed log loss of each column of `raw` (rounds x rows of logits) against `y`."""
     p = np.clip(1.0 / (1.0 + np.exp(-raw)), _EPS, 1 - _EPS)
     return -np.where(y[None, :] == 1, np.log(p), np.log1p(-p)).sum(axis=1)
+
+
+class _KeptBins(HistGradientBoostingClassifier):
+    """HistGradientBoosting that bins its training rows once across warm-started fits.
+
+    scikit-learn fits a new bin mapper and bins the training rows again at every `fit`, warm
+    start or not; growing a fold's trees 50 rounds at a time did that up to 20 times (on 20,000
+    demo leads, 9.4 s of the search's 53 s of boosting). The same rows, weights and random seed
+    give the same bins, so the first fit's mapper and binned rows are kept and given back: the
+    trees are the same (tested). Used only inside the search; the models it keeps and ships are
+    plain scikit-learn estimators."""
+
+    def _bin_data(self, X: Any, sample_weight: Any, is_training_data: bool) -> Any:
+        if not is_training_data:
+            return super()._bin_data(X, sample_weight, is_training_data)
+        kept = getattr(self, "_kept_bins", None)
+        if (
+            kept is not None
+            and (kept[0] is X or _same_rows(kept[0], X))  # native categories: a copy each fit
+            and (
+                kept[1] is None if sample_weight is None else np.array_equal(kept[1], sample_weight)
+            )
+        ):
+            self._bin_mapper = kept[2]
+            return kept[3]
+        binned = super()._bin_data(X, sample_weight, is_training_data)
+        weights = None if sample_weight is None else np.array(sample_weight)
+        self._kept_bins = (X, weights, self._bin_mapper, binned)
+        return binned
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
 
 class _OutOfTime(Exception):
@@ -312,7 +346,9 @@ def boosting_rounds_by_cv(
         X_train, columns = fill_empty_columns(X[train])
         found.update(columns)
         fold_data.append((X_train, y[train], X[test], y[test]))
-    models = [build_estimator(grow, categorical_mask, seed) for _ in folds]
+    models = [
+        _KeptBins(**build_estimator(grow, categorical_mask, seed).get_params()) for _ in folds
+    ]
     last: list[np.ndarray | None] = [None for _ in folds]  # held-out logits after the last round
     # held-out logits at every ROUNDS_CHUNK-th round: the out-of-fold scores are read from them
     kept: list[dict[int, np.ndarray]] = [{} for _ in folds]

@@ -50,6 +50,41 @@ def test_growing_folds_in_step_stops_early_yet_picks_the_rounds_of_full_growth()
     assert not np.isnan(oof).any()
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"learning_rate": 0.3, "max_leaf_nodes": 8},
+        {"learning_rate": 0.3, "max_leaf_nodes": 8, "categories": "ordinal", "max_features": 0.5},
+        {"learning_rate": 0.3, "max_leaf_nodes": 8, "class_weight": "balanced"},
+    ],
+)
+def test_the_training_rows_are_binned_once_per_fold_with_the_same_trees(monkeypatch, params):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
+
+    import training.search as search
+
+    X, y, mask = _data()
+    folds = make_folds(y, np.arange(len(y)), 3, seed=1)
+    candidate = Candidate("gradient_boosting", params)
+    binned = []
+    fit_transform = _BinMapper.fit_transform
+
+    def counted(self, *args, **kwargs):
+        binned.append(1)
+        return fit_transform(self, *args, **kwargs)
+
+    monkeypatch.setattr(_BinMapper, "fit_transform", counted)
+    kept, oof_kept = boosting_rounds_by_cv(X, y, folds, candidate, mask, seed=1)
+    times_kept = len(binned)
+    monkeypatch.setattr(search, "_KeptBins", HistGradientBoostingClassifier)  # scikit-learn's own
+    binned.clear()
+    plain, oof_plain = boosting_rounds_by_cv(X, y, folds, candidate, mask, seed=1)
+    assert times_kept == len(folds) < len(binned)  # once per fold, not at every step
+    assert kept == plain
+    np.testing.assert_array_equal(oof_kept, oof_plain)
+
+
 def test_the_same_seed_gives_the_same_search_with_one_core_or_two():
     X, y, mask = _data()
     cands = candidates("small", 0.4, True, rows=len(y), categorical=True)[:2]
