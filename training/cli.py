@@ -45,7 +45,7 @@ TimeBudgetOption = Annotated[
     typer.Option(
         "--time-budget",
         metavar="SECONDS",
-        help="Seconds the model search may take (default 60; config: training.time_budget). When "
+        help="Seconds the model search may take (default 45; config: training.time_budget). When "
         "they run out the candidate being cross-validated finishes and the rest are skipped; the "
         "run logs which.",
         rich_help_panel=TRAINING,
@@ -89,7 +89,7 @@ def apply_training_options(
         if not time_budget > 0:
             raise TrainingConfigError(
                 f"--time-budget must be a positive number of seconds, got {time_budget:g}; leave "
-                "it out for the default (60), or set training.time_budget: null in the config "
+                "it out for the default (45), or set training.time_budget: null in the config "
                 "file for no limit"
             )
         run_config.training.time_budget = time_budget

@@ -102,8 +102,10 @@ def candidates(
         boosting = [boosting[0], *({**p, "categories": "ordinal"} for p in hgb)]
     if 0 < rows < FEW_ROWS and search in ("small", "wide"):
         boosting = boosting[-1:]
-    out = [Candidate("gradient_boosting", p) for p in boosting] + [
-        Candidate("logistic", p) for p in logistic
+    # the logistic regressions first: a second or two each where a booster's rounds take tens,
+    # so a time budget that runs out cuts boosters, never the cheap baselines
+    out = [Candidate("logistic", p) for p in logistic] + [
+        Candidate("gradient_boosting", p) for p in boosting
     ]
     if win_rate < 0.2 and search in ("small", "wide"):
         out.append(Candidate("gradient_boosting", {**hgb[0], "class_weight": "balanced"}))

@@ -43,7 +43,7 @@ from training.subscores import fit_subscores
 from training.thin_data import check_enough_outcomes
 
 LARGE_DATA_ROWS = 100_000  # above this many training examples, one validation split replaces CV
-DEFAULT_TIME_BUDGET = 60.0  # seconds of model search (see `training.search`)
+DEFAULT_TIME_BUDGET = 45.0  # seconds of model search (see `training.search`)
 
 
 def training_threads(

@@ -25,11 +25,20 @@ def test_no_ordinal_variants_without_categories_or_on_large_data():
         assert len([c for c in cands if c.kind == "gradient_boosting"]) == 2
 
 
-def test_tiny_search_is_unchanged_and_unknown_search_names_the_choices():
+def test_tiny_search_has_its_two_candidates_and_unknown_search_names_the_choices():
     assert _names(candidates("tiny", rows=8_000)) == [
+        "logistic(C=0.1,splines=True)",
         "gradient_boosting(l2_regularization=1.0,learning_rate=0.05,max_features=0.5,max_leaf_nodes=15,"
         "min_samples_leaf=40)",
-        "logistic(C=0.1,splines=True)",
     ]
     with pytest.raises(ValueError, match="unknown search 'huge'; use small, wide, tiny or none"):
         candidates("huge")
+
+
+@pytest.mark.parametrize("search", ["small", "wide", "tiny"])
+@pytest.mark.parametrize("rows", [500, 8_000, 500_000])
+def test_the_logistic_regressions_come_first_so_a_budget_cuts_only_boosters(search, rows):
+    kinds = [c.kind for c in candidates(search, win_rate=0.1, rows=rows, categorical=True)]
+    first_booster = kinds.index("gradient_boosting")
+    assert set(kinds[:first_booster]) == {"logistic"}
+    assert "logistic" not in kinds[first_booster:]

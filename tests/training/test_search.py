@@ -87,7 +87,9 @@ def test_the_training_rows_are_binned_once_per_fold_with_the_same_trees(monkeypa
 
 def test_the_same_seed_gives_the_same_search_with_one_core_or_two():
     X, y, mask = _data()
-    cands = candidates("small", 0.4, True, rows=len(y), categorical=True)[:2]
+    boosters = [c for c in candidates("small", 0.4, True, rows=len(y), categorical=True)
+                if c.kind == "gradient_boosting"]  # fmt: skip
+    cands = boosters[:2]
     one = search_models(X, y, np.arange(len(y)), mask, cands, 2, seed=3, workers=1)
     again = search_models(X, y, np.arange(len(y)), mask, cands, 2, seed=3, workers=1)
     two = search_models(X, y, np.arange(len(y)), mask, cands, 2, seed=3, workers=2)
@@ -160,8 +162,8 @@ def test_one_validation_split_keeps_each_lead_on_one_side_and_the_win_rate():
 
 def test_few_rows_search_few_candidates():
     few = candidates("small", 0.4, True, rows=320, categorical=True)
-    assert [c.kind for c in few] == ["gradient_boosting", "logistic", "logistic"]
-    assert few[0].params["learning_rate"] == 0.03  # the most regularised setting
+    assert [c.kind for c in few] == ["logistic", "logistic", "gradient_boosting"]
+    assert few[-1].params["learning_rate"] == 0.03  # the most regularised setting
     assert len(candidates("small", 0.4, True, rows=8_000, categorical=True)) == 5
 
 
