@@ -229,7 +229,7 @@ class Fitted:
 
     scorer: LeadScorer
     examples: Examples
-    split: Split
+    split: Split  # its row indices are those of the examples before `Examples.keep`
     train_rows: np.ndarray
     holdout_rows: np.ndarray
     X_holdout: np.ndarray
@@ -306,15 +306,16 @@ def _fit_scorer(
     train_leads = data.leads[
         data.leads["lead_id"].isin(set(examples.frame["lead_id"].iloc[split.train]))
     ]
+    # from here on only the sampled rows (memory: every snapshot's attributes are let go)
+    examples, (train_rows, holdout_rows) = examples.keep(train_rows, holdout_rows)
     featurizer = LeadFeaturizer(config.features).fit(
         train_leads, data.attribute_types, data.touchpoints
     )
     if config.training.segment_by:  # a wrong column is refused before the long part
         segment_feature(featurizer, config.training.segment_by)
-    step(f"computing features of {len(train_rows) + len(holdout_rows):,} examples")
+    step(f"computing features of {len(train_rows):,} training examples")
     frame = examples.frame
     X_train = featurizer.transform(frame.iloc[train_rows], data.touchpoints)
-    X_holdout = featurizer.transform(frame.iloc[holdout_rows], data.touchpoints)
     y_train = examples.labels[train_rows]
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
 
@@ -344,6 +345,10 @@ def _fit_scorer(
         progress=lambda text: step(f"cross-validating {text}"), done=done, time_budget=budget,
         workers=threads,
     )  # fmt: skip
+    # the held-out examples' features after the search, so they are not held through its peak
+    # (memory: a million leads' search peaked in a logistic regression's fit)
+    step(f"computing features of {len(holdout_rows):,} held-out examples")
+    X_holdout = featurizer.transform(frame.iloc[holdout_rows], data.touchpoints)
     if selection.skipped:
         notes.append(
             f"the search's time budget ({budget:g} s, training.time_budget or --time-budget) ran "

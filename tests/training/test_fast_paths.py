@@ -80,3 +80,43 @@ def test_a_few_leads_get_the_same_logistic_contributions_as_many():
         np.testing.assert_array_equal(fast.contributions(test[start : start + FEW_ROWS]),
                                       many[start : start + FEW_ROWS])  # fmt: skip
     np.testing.assert_array_equal(fast.contributions(test[5:6]), many[5:6])
+
+
+def test_large_data_logistic_float32_and_sparse_is_the_same_model_and_fast_path(monkeypatch):
+    # Large feature matrices train the logistic regression on float32 numbers and a sparse design
+    # matrix (memory at a million leads); the model is the dense float64 one's up to rounding, and
+    # it compiles the same way (checked at float64 against scikit-learn).
+    import scipy.sparse
+
+    import training.models as models
+
+    X, y = _data()
+    candidate = Candidate("logistic", {"C": 1.0, "splines": True})
+    dense = models.fit_estimator(candidate, MASK, 0, X, y)
+    assert not scipy.sparse.issparse(dense[:-1].transform(X[:5]))
+    monkeypatch.setattr(models, "SPARSE_CELLS", X.size - 1)
+    sparse = models.fit_estimator(candidate, MASK, 0, X, y)
+    assert scipy.sparse.issparse(sparse[:-1].transform(X[:5]))
+    test, _ = _data(seed=1, n=300)
+    test[::9, 0] = 17.0  # a category never seen in training
+    np.testing.assert_allclose(
+        sparse.predict_proba(test)[:, 1], dense.predict_proba(test)[:, 1], atol=1e-4
+    )
+    fast = CalibratedModel(sparse, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    np.testing.assert_allclose(fast.raw_proba(test), sparse.predict_proba(test)[:, 1], atol=1e-12)
+
+
+def test_many_rows_get_their_logistic_probabilities_in_parts_with_the_same_bits(monkeypatch):
+    # memory: a logistic's probabilities for many rows are computed in parts; a row's sum is the
+    # same whatever rows are beside it
+    import features.model.compiled as compiled
+
+    X, y = _data()
+    model = build_estimator(Candidate("logistic", {"C": 1.0}), MASK, seed=0).fit(X, y)
+    fast = CalibratedModel(model, {"method": "none"}).compiled
+    assert isinstance(fast, AdditiveLogistic)
+    whole = fast.raw_proba(X)
+    monkeypatch.setattr(compiled, "PROBA_CHUNK_ROWS", 77)
+    np.testing.assert_array_equal(fast.raw_proba(X), whole)
+    np.testing.assert_allclose(whole, model.predict_proba(X)[:, 1], atol=1e-12)

@@ -19,3 +19,20 @@ def test_a_sample_of_leads_keeps_every_row_of_each_and_draws_as_before():
     drawn = np.random.default_rng(4).choice(np.unique(text), 100, replace=False)
     assert np.array_equal(rows, np.flatnonzero(np.isin(text, drawn)))
     assert np.array_equal(sample_leads_rows(text, 5000, seed=4), np.arange(len(text)))
+
+
+def test_examples_cut_to_the_sampled_rows_keep_each_part_in_order():
+    import pandas as pd
+
+    from training.data import Examples
+
+    frame = pd.DataFrame({"lead_id": [f"L{i}" for i in range(10)], "x": np.arange(10.0)})
+    examples = Examples(frame, np.arange(10) % 2, True, pd.Timestamp("2024-01-01", tz="UTC"), {})
+    train, holdout = np.array([1, 4, 7]), np.array([8, 2])
+    kept, (train_at, holdout_at) = examples.keep(train, holdout)
+    assert len(kept.frame) == 5 and kept.frame.index.tolist() == list(range(5))
+    assert kept.frame["lead_id"].iloc[train_at].tolist() == ["L1", "L4", "L7"]
+    assert kept.frame["lead_id"].iloc[holdout_at].tolist() == ["L8", "L2"]
+    assert kept.labels[train_at].tolist() == examples.labels[train].tolist()
+    assert kept.labels[holdout_at].tolist() == examples.labels[holdout].tolist()
+    assert (kept.timestamped, kept.now, kept.snapshot_report) == (True, examples.now, {})
