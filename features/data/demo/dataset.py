@@ -18,9 +18,8 @@ from features.data.demo.leads import draw_leads
 from features.data.demo.outcomes import draw_outcomes
 from features.data.demo.process import (
     EXPORT_DATE,
-    SHAPES,
-    Shape,
     add_activity_counts,
+    shape_named,
     true_expected_amount,
     true_median_days_to_close,
     true_win_probability,
@@ -48,13 +47,6 @@ class DemoData:
     oracle: pa.Table
     export_date: np.datetime64
     shape: str = "default"  # the process's variation (`process.SHAPES`)
-
-
-def shape_named(name: str) -> Shape:
-    """The shape of `process.SHAPES` called `name`; a ValueError listing them otherwise."""
-    if name not in SHAPES:
-        raise ValueError(f"unknown demo shape {name!r}; use one of: {', '.join(SHAPES)}")
-    return SHAPES[name]
 
 
 def generate(

@@ -20,13 +20,13 @@ from features.data.demo.process import (
     PERSONAL_EMAIL_EFFECT,
     REGION_EFFECT,
     SENIORITY,
-    SHAPES,
     SIZES,
     SOURCE_EFFECT,
     add_activity_counts,
     job_titles,
     referrer_names,
     shape_logit,
+    shape_named,
     title_states_function,
     true_win_probability,
 )
@@ -48,6 +48,8 @@ def oracle_from_observables(leads, touchpoints, shape: str = "default") -> np.nd
     exported and the touchpoints of the first 21 days. Valid for leads created at least 21 days
     before the export date (later touchpoints of younger leads are not in the files yet)."""
     import pandas as pd
+
+    process_shape = shape_named(shape)
 
     def effect(column: str, table: dict[str, float], missing: float = 0.0) -> np.ndarray:
         keys = _text_key(leads[column])
@@ -74,7 +76,7 @@ def oracle_from_observables(leads, touchpoints, shape: str = "default") -> np.nd
         + effect("email_type", {"Personal": PERSONAL_EMAIL_EFFECT})
         + sources.map(SOURCE_EFFECT).fillna(0.0).to_numpy()
         + np.where(dne, DO_NOT_EMAIL_EFFECT, 0.0)
-        + _shape_part(leads, SHAPES[shape])
+        + _shape_part(leads, process_shape)
     )
     index = pd.Series(np.arange(len(leads)), index=leads["lead_id"].to_numpy())
     lead = index.reindex(touchpoints["lead_id"].to_numpy()).to_numpy()

@@ -487,6 +487,13 @@ SHAPES = {
 }
 
 
+def shape_named(name: str) -> Shape:
+    """The shape of SHAPES called `name`; a ValueError listing them otherwise."""
+    if name not in SHAPES:
+        raise ValueError(f"unknown demo shape {name!r}; use one of: {', '.join(SHAPES)}")
+    return SHAPES[name]
+
+
 REFERRER_SEED = 17  # the referrers' effects are part of the process: the same for every data seed
 
 

@@ -169,5 +169,9 @@ def test_an_unknown_shape_is_refused_with_the_shapes_there_are(tmp_path):
     result = CliRunner().invoke(app, ["demo-data", "--shape", "huge", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "'huge' is not one of" in result.output and "high_cardinality" in result.output
-    with pytest.raises(ValueError, match="unknown demo shape 'huge'; use one of: default, "):
-        demo.generate(10, shape="huge")
+    for call in (
+        lambda: demo.generate(10, shape="huge"),
+        lambda: demo.oracle_from_observables(pd.DataFrame(), pd.DataFrame(), "huge"),
+    ):
+        with pytest.raises(ValueError, match="unknown demo shape 'huge'; use one of: default, "):
+            call()
