@@ -9,6 +9,9 @@ oracle's, and the model's expected calibration error, twice:
   refitted on training + holdout, has seen every lead of the training data).
 
     .venv/bin/python bench/demo_quality.py [--leads 20000] [--seed 0]
+
+The parts `bench/shapes.py` shares: `write_demo`, `train_on_demo`, `demo_examples`,
+`fresh_scores`, `at_age`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SEED = 42  # train()'s seed: the holdout split and the candidates' seeds
+SETTLED_AGE = 30  # days: the snapshot age the oracle's information is complete at
 
 
 def main() -> None:
@@ -31,34 +38,23 @@ def main() -> None:
     parser.add_argument("--fresh-leads", type=int, default=None, help="default: half of --leads")
     args = parser.parse_args()
 
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
     from features.data import demo
-    from features.data.loading import load_lead_data
     from training.evaluate import expected_calibration_error
-    from training.train import resolve_config, train
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         os.chdir(tmp)
-        data = demo.generate(args.leads, seed=args.seed)
-        demo.write(data, Path(tmp) / "demo", formats=("parquet",))
-        config = resolve_config(
-            None,
-            leads=f"{tmp}/demo/leads.parquet",
-            touchpoints=f"{tmp}/demo/touchpoints.parquet",
-            outcomes=f"{tmp}/demo/outcomes.parquet",
-        )
+        config = write_demo(demo.generate(args.leads, seed=args.seed), Path(tmp) / "demo")
         config.training.search = args.search
-        started = time.perf_counter()
-        result, holdout = train_and_holdout(config, train, load_lead_data)
-        seconds = time.perf_counter() - started
-        oracle = pd.read_parquet(f"{tmp}/demo/oracle.parquet")
+        result, seconds = train_on_demo(config)
+        holdout = holdout_scores(result, config)
+        oracle = demo_oracle(Path(tmp) / "demo")
         fresh_n = args.fresh_leads or max(2000, args.leads // 2)
         fresh_data = demo.generate(fresh_n, seed=args.seed + 1000)
-        demo.write(fresh_data, Path(tmp) / "fresh", formats=("parquet",))
-        fresh, fresh_oracle = fresh_scores(result, tmp, resolve_config, load_lead_data)
+        fresh = fresh_scores(result, write_demo(fresh_data, Path(tmp) / "fresh"))
+        fresh_oracle = demo_oracle(Path(tmp) / "fresh")
     from bench.machine import describe_machine
 
     print(f"command: {' '.join(sys.argv)}")
@@ -76,7 +72,7 @@ def main() -> None:
         (f"{fresh_n:,} fresh leads (seed {args.seed + 1000})", fresh, fresh_oracle),
     ):
         merged = scored.merge(truth, on="lead_id")
-        at30 = merged[merged["snapshot_age_days"] == 30]
+        at30 = at_age(scored, truth)
         y = at30["label"].to_numpy()
         model_auc = roc_auc_score(y, at30["probability"])
         oracle_auc = roc_auc_score(y, at30["true_win_probability"])
@@ -89,48 +85,78 @@ def main() -> None:
         )
 
 
-def fresh_scores(result, tmp, resolve_config, load_lead_data):
-    """Every settled snapshot of the fresh leads, scored by the served model, and their oracle."""
+def write_demo(data: Any, directory: Path) -> Any:
+    """Write generated demo data as Parquet into `directory`; the run config reading it."""
+    from features.data import demo
+    from training.train import resolve_config
+
+    demo.write(data, directory, formats=("parquet",))
+    return resolve_config(
+        None,
+        leads=f"{directory}/leads.parquet",
+        touchpoints=f"{directory}/touchpoints.parquet",
+        outcomes=f"{directory}/outcomes.parquet",
+    )
+
+
+def demo_oracle(directory: Path) -> Any:
     import pandas as pd
 
-    from features.model.artifact import load_model_scorer
+    return pd.read_parquet(directory / "oracle.parquet")
+
+
+def train_on_demo(config: Any) -> tuple[Any, float]:
+    """Train and register as `leadscore train` does; the result and the wall-clock seconds."""
+    from training.train import train
+
+    started = time.perf_counter()
+    result = train(config, seed=SEED)
+    return result, time.perf_counter() - started
+
+
+def demo_examples(config: Any) -> tuple[Any, Any]:
+    """The lead data `config` reads and its labelled snapshots (every settled one)."""
+    from features.data.loading import load_lead_data
     from training.data import build_examples
 
-    config = resolve_config(
-        None,
-        leads=f"{tmp}/fresh/leads.parquet",
-        touchpoints=f"{tmp}/fresh/touchpoints.parquet",
-        outcomes=f"{tmp}/fresh/outcomes.parquet",
-    )
     data = load_lead_data(config.data)
-    examples = build_examples(data, config.features, config.training.now)
+    return data, build_examples(data, config.features, config.training.now)
+
+
+def fresh_scores(result: Any, config: Any) -> Any:
+    """Every settled snapshot of the fresh leads `config` reads (lead_id, snapshot age, label,
+    probability), scored by the served model."""
+    from features.model.artifact import load_model_scorer
+
+    data, examples = demo_examples(config)
     frame = examples.frame
     scorer = load_model_scorer(result.model_uri)
     out = frame[["lead_id", "snapshot_age_days"]].copy()
     out["label"] = examples.labels
     out["probability"] = scorer.predict_proba(frame, data.touchpoints)
-    return out, pd.read_parquet(f"{tmp}/fresh/oracle.parquet")
+    return out
 
 
-def train_and_holdout(config, train, load_lead_data):
-    """Train and return (result, holdout frame with lead_id, snapshot age, label, probability)."""
+def at_age(scored: Any, oracle: Any, age: float = SETTLED_AGE) -> Any:
+    """The scored snapshots of one age beside the oracle's true probability."""
+    merged = scored.merge(oracle, on="lead_id")
+    return merged[merged["snapshot_age_days"] == age]
 
+
+def holdout_scores(result: Any, config: Any) -> Any:
+    """The run's holdout (lead_id, snapshot age, label, probability) scored by the evaluation
+    model: a refitted served model has learned these leads."""
     from features.model.artifact import load_model_scorer
-    from training.data import build_examples, split_holdout
+    from training.train import fitting_rows
 
-    result = train(config)
-    data = load_lead_data(config.data)
-    examples = build_examples(data, config.features, config.training.now)
-    settle = max(config.features.snapshot_ages_days) + config.features.horizon_days
-    split = split_holdout(examples, config.training.holdout_fraction, 42, settle)
-    frame = examples.frame.iloc[split.holdout]
-    # the model fitted without the holdout: a refitted served model has learned these leads
+    data, examples = demo_examples(config)
+    _, _, holdout_rows = fitting_rows(examples, config, SEED)
+    frame = examples.frame.iloc[holdout_rows]
     scorer = load_model_scorer(result.model_uri, evaluation=True)
-    probability = scorer.predict_proba(frame, data.touchpoints)
     out = frame[["lead_id", "snapshot_age_days"]].copy()
-    out["label"] = examples.labels[split.holdout]
-    out["probability"] = probability
-    return result, out
+    out["label"] = examples.labels[holdout_rows]
+    out["probability"] = scorer.predict_proba(frame, data.touchpoints)
+    return out
 
 
 if __name__ == "__main__":

@@ -288,10 +288,7 @@ def _fit_scorer(
     step("building training examples")
     examples = build_examples(data, config.features, config.training.now)
     check_enough_outcomes(examples, config.training.min_wins, config.training.min_losses)
-    settle = max(config.features.snapshot_ages_days) + config.features.horizon_days
-    split = split_holdout(examples, config.training.holdout_fraction, seed, settle)
-    train_rows = subsample(split.train, examples.labels, config.training.max_training_rows, seed)
-    holdout_rows = subsample(split.holdout, examples.labels, config.training.max_holdout_rows, seed)
+    split, train_rows, holdout_rows = fitting_rows(examples, config, seed)
     if len(train_rows) < len(split.train):
         notes.append(
             f"trained on a random sample of {len(train_rows):,} of {len(split.train):,} training "
@@ -416,6 +413,19 @@ def _fit_scorer(
         search_skipped=selection.skipped, search_seconds=selection.seconds, threads=threads,
         segment_metrics=segment_metrics,
     )  # fmt: skip
+
+
+def fitting_rows(
+    examples: Examples, config: RunConfig, seed: int
+) -> tuple[Split, np.ndarray, np.ndarray]:
+    """The holdout split, and the rows of `examples` the model learns from and is evaluated on:
+    the split's two parts, each capped by a seeded sample (`training.max_training_rows`,
+    `max_holdout_rows`). A refitted model learns from both."""
+    settle = max(config.features.snapshot_ages_days) + config.features.horizon_days
+    split = split_holdout(examples, config.training.holdout_fraction, seed, settle)
+    train_rows = subsample(split.train, examples.labels, config.training.max_training_rows, seed)
+    holdout_rows = subsample(split.holdout, examples.labels, config.training.max_holdout_rows, seed)
+    return split, train_rows, holdout_rows
 
 
 def empty_feature_notes(

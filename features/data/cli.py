@@ -18,6 +18,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 from features.data.config import load_config
+from features.data.demo.process import SHAPES
 from features.data.loading import load_lead_data
 from features.data.validation import DataValidationError
 from features.data.vocabulary import AttributeType
@@ -230,6 +231,10 @@ def parse_types(values: list[str] | None) -> dict[str, str] | None:
 # Commands
 
 
+# The shapes of `process.SHAPES`, as the option's choices.
+DemoShape = StrEnum("DemoShape", {name: name for name in SHAPES})  # type: ignore[misc]
+
+
 class DemoFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
@@ -238,8 +243,14 @@ class DemoFormat(StrEnum):
 
 def demo_data(
     leads: Annotated[
-        int, typer.Option("--leads", min=1, help="How many leads to generate.")
-    ] = 20_000,
+        int | None,
+        typer.Option(
+            "--leads",
+            min=1,
+            help="How many leads to generate; default: the shape's (20,000; small: 3,000).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the tables into.")] = Path(
         "demo-data"
     ),
@@ -249,6 +260,14 @@ def demo_data(
     format: Annotated[
         DemoFormat, typer.Option("--format", help="File format of the three tables.")
     ] = DemoFormat.both,
+    shape: Annotated[
+        DemoShape,
+        typer.Option(
+            "--shape",
+            help="Variation of the known process, its truth in oracle.parquet as for the "
+            "default (README, 'Demo data').",
+        ),
+    ] = DemoShape("default"),
 ) -> None:
     """Write demo leads, touchpoints and outcomes (and oracle.parquet, the true win probabilities)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -261,6 +280,8 @@ def demo_data(
             f"error: --out {out} is a file; pass a directory (it is created if missing)", err=True
         )
         raise typer.Exit(2)
+    shape_name = str(shape.value)
+    n_leads = SHAPES[shape_name].leads if leads is None else leads
     steps = demo.progress_steps(formats)
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), transient=True
@@ -270,15 +291,20 @@ def demo_data(
         def step(description: str) -> None:
             bar.update(task, description=description, advance=1)
 
-        summary = demo.create_demo_data(out, leads, seed=seed, formats=formats, progress=step)
+        summary = demo.create_demo_data(
+            out, n_leads, seed=seed, formats=formats, progress=step, shape=shape_name
+        )
     typer.echo(
         f"wrote {summary.leads:,} leads, {summary.touchpoints:,} touchpoints and "
         f"{summary.outcomes:,} outcomes ({summary.wins:,} won) to {summary.out}/"
+        + ("" if shape_name == "default" else f" (shape {shape_name})")
     )
     typer.echo(
         f"export date {summary.export_date}: leads created in the last months are still open; "
         f"mean true win probability {summary.mean_true_probability:.1%} (oracle.parquet, never a feature)"
     )
+    if shape_name != "default":  # its truth needs the shape: oracle_from_observables(..., shape)
+        typer.echo(f"shape {shape_name}: {SHAPES[shape_name].description}")
     for path in summary.files:
         typer.echo(f"  {path}")
 

@@ -24,6 +24,10 @@ The process (documented in the README's demo-data section), one module per step:
 5. `touchpoints` again: touchpoints after day 21 depend on p (likely buyers keep coming back) up
    to day 180.
 
+Shapes (`process.SHAPES`, `generate(..., shape=)`): the same process with a few declared
+differences (a shifted intercept, an identifier-like `referrer` column, date effects), what they
+add drawn after everything the default draws, so the default shape's data never changes.
+
 `dataset.generate` runs the steps with one seeded generator, `files.write` writes the tables and
 `oracle.parquet` (`lead_id, true_win_probability, true_expected_amount, true_close_beta_a,
 true_close_beta_b, true_median_days_to_close`; never a feature; `process.true_win_within` turns

@@ -19,6 +19,7 @@ from features.data.demo.outcomes import draw_outcomes
 from features.data.demo.process import (
     EXPORT_DATE,
     add_activity_counts,
+    shape_named,
     true_expected_amount,
     true_median_days_to_close,
     true_win_probability,
@@ -45,20 +46,26 @@ class DemoData:
     outcomes: pa.Table
     oracle: pa.Table
     export_date: np.datetime64
+    shape: str = "default"  # the process's variation (`process.SHAPES`)
 
 
 def generate(
-    n_leads: int, seed: int = 0, progress: Callable[[str], None] | None = None
+    n_leads: int,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    shape: str = "default",
 ) -> DemoData:
-    """Generate the demo tables for `n_leads` leads; the same seed gives the same data."""
+    """Generate the demo tables for `n_leads` leads of a shape (`process.SHAPES`); the same seed
+    and shape give the same data."""
     if n_leads < 1:
         raise ValueError("the number of leads must be at least 1")
+    process_shape = shape_named(shape)
     step = progress or (lambda description: None)
     rng = np.random.default_rng(seed)
     leads_step, early_step, later_step, outcomes_step, assembling_step = STEPS
 
     step(leads_step)
-    leads = draw_leads(rng, n_leads)
+    leads = draw_leads(rng, n_leads, process_shape)
 
     step(early_step)
     intent, engagement = hidden_levels(rng, leads)
@@ -91,4 +98,4 @@ def generate(
             ),
         }
     )
-    return DemoData(leads.table(ids), touchpoints, outcomes.table(ids), oracle, EXPORT_DATE)
+    return DemoData(leads.table(ids), touchpoints, outcomes.table(ids), oracle, EXPORT_DATE, shape)

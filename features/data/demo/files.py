@@ -85,6 +85,7 @@ class DemoSummary:
     wins: int
     mean_true_probability: float
     export_date: str
+    shape: str = "default"
 
 
 def create_demo_data(
@@ -93,9 +94,11 @@ def create_demo_data(
     seed: int = 0,
     formats: tuple[str, ...] = ("parquet", "csv"),
     progress: Callable[[str], None] | None = None,
+    shape: str = "default",
 ) -> DemoSummary:
-    """Generate and write the demo tables; what `leadscore demo-data` runs."""
-    data = generate(n_leads, seed=seed, progress=progress)
+    """Generate and write the demo tables of a shape (`process.SHAPES`); what `leadscore
+    demo-data` runs."""
+    data = generate(n_leads, seed=seed, progress=progress, shape=shape)
     files = write(data, out, formats=formats, progress=progress)
     return DemoSummary(
         out=Path(out),
@@ -106,4 +109,5 @@ def create_demo_data(
         wins=int(pc.sum(data.outcomes["won"]).as_py() or 0),
         mean_true_probability=float(pc.mean(data.oracle["true_win_probability"]).as_py()),
         export_date=str(data.export_date.astype("datetime64[D]")),
+        shape=shape,
     )

@@ -31,16 +31,23 @@ from features.data.demo.process import (
     MISSING_SIZE_STRETCH,
     MONTH_VOLUME,
     PERSONAL_EMAIL_EFFECT,
+    REFERRER_MISSING,
     REGION_EFFECT,
+    RENEWAL_DAYS,
     SENIORITY,
     SENIORITY_AMOUNT,
     SENIORITY_PACE,
+    SHAPES,
     SIZES,
     SOURCE_EFFECT,
     SPAN_DAYS,
     START,
     WEEKDAY_VOLUME,
+    Shape,
     job_titles,
+    referrer_names,
+    referrer_shares,
+    shape_logit,
     title_states_function,
 )
 from features.data.vocabulary import CHANNELS
@@ -64,7 +71,9 @@ class Leads:
         return pa.table({"lead_id": ids, "created_at": timestamps(self.created), **self.columns})
 
 
-def draw_leads(rng: np.random.Generator, n: int) -> Leads:
+def draw_leads(rng: np.random.Generator, n: int, shape: Shape = SHAPES["default"]) -> Leads:
+    """The leads of the default process, then what `shape` adds (drawn last, so the default
+    shape draws exactly what it always drew)."""
     # Creation day: growth x month x weekday, then office-hours time of day.
     days = np.arange(SPAN_DAYS)
     dates = START + days * np.timedelta64(1, "D")
@@ -180,10 +189,36 @@ def draw_leads(rng: np.random.Generator, n: int) -> Leads:
         "lead_source": source_arr,
         "do_not_email": dne,
     }
+    shape_columns, shape_part = shape_attributes(rng, created, shape)
     return Leads(
-        created, seniority, size, source_channel, do_not_email, attribute_logit,
-        attribute_log_amount, attribute_pace, columns,
+        created, seniority, size, source_channel, do_not_email, attribute_logit + shape_part,
+        attribute_log_amount, attribute_pace, columns | shape_columns,
     )  # fmt: skip
+
+
+def shape_attributes(
+    rng: np.random.Generator, created: np.ndarray, shape: Shape
+) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """The columns a shape adds (`referrer`, `contract_renewal`) and the shape's part of the true
+    logit (`process.shape_logit`); nothing is drawn for a column the shape does not have."""
+    n = len(created)
+    columns: dict[str, pa.Array] = {}
+    referrer = np.full(n, -1, dtype=np.int64)
+    if shape.referrers:
+        referrer = choice(rng, referrer_shares(shape.referrers).tolist(), n).astype(np.int64)
+        referrer[rng.random(n) < REFERRER_MISSING] = -1
+        names = referrer_names(shape.referrers)
+        columns["referrer"] = dict_array(np.maximum(referrer, 0), names, referrer < 0)
+    renewal = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
+    if shape.renewal_share:
+        has = rng.random(n) < shape.renewal_share
+        days = created // DAY + rng.integers(0, RENEWAL_DAYS, n)  # a date: midnight UTC
+        renewal = np.where(has, (days * DAY).astype("datetime64[s]"), renewal)
+        columns["contract_renewal"] = pa.array(
+            days * DAY * 1000, pa.timestamp("ms", tz="UTC"), mask=~has
+        )
+    logit = shape_logit(shape, created.astype("datetime64[s]"), referrer, renewal)
+    return columns, logit
 
 
 def messy(

@@ -8,6 +8,8 @@ of `ACTIVITIES`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from features.data.vocabulary import ACTIVITIES
@@ -419,3 +421,130 @@ def true_win_within(
     loss_x = np.clip((age_days - LOSS_FIRST_DAY) / LOSS_SPAN_DAYS, 0, 1)
     lost_open = 1 - LOSS_CLOSE_SHARE * betainc(*LOSS_AGE_BETA, loss_x)
     return p * won_in / (p * (1 - closed_by) + (1 - p) * lost_open)
+
+
+# ---- shapes: the same process as real exports vary it ---------------------------------------------
+# Each shape is the default process plus the few differences its row declares: a shifted intercept
+# (the win rate), an identifier-like `referrer` column with hundreds of values, date effects. The
+# truth stays a function of what the files show (`oracle.oracle_from_observables(..., shape)`).
+# No trend over the years: the features read a date's month, weekday and hour, never its year, so
+# a trend would be a gap no model could close.
+@dataclass(frozen=True)
+class Shape:
+    """What a demo shape changes in the process; every default adds nothing."""
+
+    description: str
+    leads: int = 20_000  # leads `demo-data --shape` writes unless --leads says otherwise
+    intercept_shift: float = 0.0  # added to INTERCEPT: sets the win rate
+    referrers: int = 0  # values of the identifier-like `referrer` column (0: no such column)
+    referrer_effect_sd: float = 0.0  # spread of the referrers' effects (`referrer_effects`)
+    month_effect: tuple[float, ...] = ()  # effect of the month of creation, January first
+    weekday_effect: tuple[float, ...] = ()  # effect of the weekday of creation, Monday first
+    renewal_share: float = 0.0  # leads with a `contract_renewal` date (0: no such column)
+    renewal_effect: float = 0.0  # effect of a renewal in the creation month or the two after
+
+
+# Budgets: quarter and year ends buy, summer does not.
+FISCAL_MONTH_EFFECT = (-0.3, -0.1, 0.35, -0.2, 0.0, 0.35, -0.5, -0.7, 0.1, 0.0, 0.3, 0.7)
+
+
+WEEKEND_WEEKDAY_EFFECT = (0.1, 0.15, 0.1, 0.0, -0.2, -0.8, -0.8)  # Monday first
+
+
+# The intercept shifts were calibrated once (100,000 leads) to the win rates the descriptions say.
+SHAPES = {
+    "default": Shape("the demo process as documented: about 15% of leads win"),
+    "high_cardinality": Shape(
+        "an identifier-like referrer column, 400 values with Zipf-like shares, each with its own "
+        "effect: the strongest attribute; about 11% win",
+        intercept_shift=-0.73,
+        referrers=400,
+        referrer_effect_sd=1.0,
+    ),
+    "date_driven": Shape(
+        "the win probability follows the month and weekday of creation and whether the "
+        "contract_renewal date falls within the creation month or the two after; about 15% win",
+        intercept_shift=-0.2,
+        month_effect=FISCAL_MONTH_EFFECT,
+        weekday_effect=WEEKEND_WEEKDAY_EFFECT,
+        renewal_share=0.6,
+        renewal_effect=1.0,
+    ),
+    "imbalanced": Shape(
+        "the default process with a lower intercept: about 2% win", intercept_shift=-2.32
+    ),
+    "small": Shape(
+        "3,000 leads, about 10% win; the strongest attribute is an identifier-like referrer "
+        "column (300 values), the other added signal the dates of date_driven",
+        leads=3_000,
+        intercept_shift=-1.08,
+        referrers=300,
+        referrer_effect_sd=1.0,
+        month_effect=FISCAL_MONTH_EFFECT,
+        renewal_share=0.6,
+        renewal_effect=1.0,
+    ),
+}
+
+
+def shape_named(name: str) -> Shape:
+    """The shape of SHAPES called `name`; a ValueError listing them otherwise."""
+    if name not in SHAPES:
+        raise ValueError(f"unknown demo shape {name!r}; use one of: {', '.join(SHAPES)}")
+    return SHAPES[name]
+
+
+REFERRER_SEED = 17  # the referrers' effects are part of the process: the same for every data seed
+
+
+REFERRER_ZIPF = 1.1  # a referrer's share goes as 1 / rank ** REFERRER_ZIPF
+
+
+REFERRER_MISSING = 0.03
+
+
+RENEWAL_DAYS = 365  # a renewal date falls within the year after creation
+
+
+def referrer_names(count: int) -> list[str]:
+    """The referrer column's values, commonest first: 'REF-0001' ..."""
+    return [f"REF-{i:04d}" for i in range(1, count + 1)]
+
+
+def referrer_shares(count: int) -> np.ndarray:
+    """Zipf-like shares of the referrers, commonest first."""
+    shares = 1.0 / np.arange(1, count + 1) ** REFERRER_ZIPF
+    return shares / shares.sum()
+
+
+def referrer_effects(shape: Shape) -> np.ndarray:
+    """Each referrer's effect on the logit, drawn once from REFERRER_SEED (not the data seed, so
+    training data and fresh leads of any seed share them)."""
+    rng = np.random.default_rng(REFERRER_SEED)
+    return rng.normal(0.0, shape.referrer_effect_sd, shape.referrers)
+
+
+def shape_logit(
+    shape: Shape, created: np.ndarray, referrer: np.ndarray, renewal: np.ndarray
+) -> np.ndarray:
+    """The shape's part of the true logit: its intercept shift and the effects of what it adds.
+
+    `created`: creation times (datetime64, UTC); `referrer`: index into `referrer_names` (-1:
+    missing); `renewal`: contract renewal dates (datetime64, NaT: missing)."""
+    created = np.asarray(created).astype("datetime64[s]")
+    logit = np.full(len(created), shape.intercept_shift)
+    month = created.astype("datetime64[M]").astype(np.int64)
+    if shape.referrers:
+        effects = np.append(referrer_effects(shape), 0.0)  # -1 (missing) reads the 0 at the end
+        logit = logit + effects[np.asarray(referrer, dtype=np.int64)]
+    if shape.month_effect:
+        logit = logit + np.array(shape.month_effect)[month % 12]
+    if shape.weekday_effect:
+        weekday = (created.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 0 is Monday
+        logit = logit + np.array(shape.weekday_effect)[weekday]
+    if shape.renewal_share:
+        renewal = np.asarray(renewal).astype("datetime64[s]")
+        ahead = (renewal.astype("datetime64[M]").astype(np.int64) - month) % 12
+        soon = ~np.isnat(renewal) & (ahead < 3)
+        logit = logit + np.where(soon, shape.renewal_effect, 0.0)
+    return logit
