@@ -1,6 +1,6 @@
 """Training speed, before and after: the same commands run on two versions of the code.
 
-    python bench/train_speed.py [--before integration-wip] [--cases xeducation,flat400,quickstart]
+    python bench/train_speed.py [--before GITREF] [--cases xeducation,flat400,quickstart]
                                 [--repeat 1]
 
 "before" is a git ref of this repository (extracted with `git archive` into a temporary
@@ -102,7 +102,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--before", default="integration-wip", help="git ref of the 'before' code; none: after only"
+        "--before",
+        default="none",
+        help="git ref of the 'before' code (e.g. HEAD~3); none (default): after only",
     )
     parser.add_argument("--cases", default="xeducation,flat400,quickstart")
     parser.add_argument("--repeat", type=int, default=1)
