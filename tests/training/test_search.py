@@ -75,12 +75,23 @@ def test_the_training_rows_are_binned_once_per_fold_with_the_same_trees(monkeypa
         return fit_transform(self, *args, **kwargs)
 
     monkeypatch.setattr(_BinMapper, "fit_transform", counted)
+    predicted = []  # the training rows' raw predictions recomputed at a warm start
+    raw_predict = HistGradientBoostingClassifier._raw_predict
+
+    def counted_raw(self, *args, **kwargs):
+        predicted.append(getattr(self, "_in_fit", False))
+        return raw_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "_raw_predict", counted_raw)
     kept, oof_kept = boosting_rounds_by_cv(X, y, folds, candidate, mask, seed=1)
-    times_kept = len(binned)
+    times_kept, predicted_kept = len(binned), sum(predicted)
     monkeypatch.setattr(search, "_KeptBins", HistGradientBoostingClassifier)  # scikit-learn's own
     binned.clear()
+    predicted.clear()
     plain, oof_plain = boosting_rounds_by_cv(X, y, folds, candidate, mask, seed=1)
     assert times_kept == len(folds) < len(binned)  # once per fold, not at every step
+    # recomputed once per fold (the second fit), then kept: scikit-learn at every warm start
+    assert predicted_kept == len(folds) < sum(predicted)
     assert kept == plain
     np.testing.assert_array_equal(oof_kept, oof_plain)
 
