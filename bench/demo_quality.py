@@ -63,7 +63,7 @@ def main() -> None:
 
     from features.config import FeatureConfig
     from features.data import demo
-    from training.evaluate import expected_calibration_error
+    from training.evaluate import age_band_names, expected_calibration_error
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
@@ -83,7 +83,14 @@ def main() -> None:
         fresh = fresh_scores(result, fresh_config)
         fresh_oracle = demo_oracle(Path(tmp) / "fresh")
         by_age = fresh_scores(result, fresh_config, ages) if ages else None
-        params = mlflow.get_run(result.run_id).data.params
+        run = mlflow.get_run(result.run_id).data
+        params = run.params
+        age_bands = {  # in age order
+            band: run.metrics[key]
+            for band in age_band_names()
+            if (key := "holdout_ece_age_" + band.replace("-", "_").replace("+", "_plus"))
+            in run.metrics
+        }
     from bench.machine import describe_machine
 
     print(f"command: {' '.join(sys.argv)}")
@@ -114,6 +121,8 @@ def main() -> None:
             f"| {what} | {by} | {len(at30)} | {model_auc:.4f} | {oracle_auc:.4f} | "
             f"{oracle_auc - model_auc:+.4f} | {ece:.4f} | {ece_all:.4f} |"
         )
+    bands = ", ".join(f"{band} {ece:.4f}" for band, ece in age_bands.items())
+    print(f"the run's holdout ECE per lead-age band (holdout_ece_age_*): {bands or 'none'}")
     if by_age is not None:
         print()
         print_age_table(by_age, fresh_oracle, config.features.horizon_days)
