@@ -8,7 +8,14 @@ oracle's, and the model's expected calibration error, twice:
 - on fresh leads drawn from the generator with another seed, scored by the served model (which,
   refitted on training + holdout, has seen every lead of the training data).
 
-    .venv/bin/python bench/demo_quality.py [--leads 20000] [--seed 0]
+Then, per age of `--ages` (issue 17: leads are scored at any age, not only at the snapshot
+ages training used), the fresh leads open at that age, scored by the served model, against the
+oracle's truth at that age (`process.true_win_within`: the chance of a win within the horizon
+given the lead is still open then): ROC AUC of both, the gap, ECE, mean probability against the
+observed win rate. Before day 21 the oracle knows touchpoints a model cannot have seen yet (its
+truth reads the first 21 days), so part of an early age's gap is out of any model's reach.
+
+    .venv/bin/python bench/demo_quality.py [--leads 20000] [--seed 0] [--ages 3,14,21,60]
 
 The parts `bench/shapes.py` shares: `write_demo`, `train_on_demo`, `demo_examples`,
 `fresh_scores`, `at_age`.
@@ -28,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SEED = 42  # train()'s seed: the holdout split and the candidates' seeds
 SETTLED_AGE = 30  # days: the snapshot age the oracle's information is complete at
+AGE_GAP_TARGET = 0.015  # issue 17: ROC AUC below the oracle's at each scoring age
+AGE_ECE_TARGET = 0.02  # issue 17: calibration error at each scoring age
 
 
 def main() -> None:
@@ -36,32 +45,61 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--search", default="small")
     parser.add_argument("--fresh-leads", type=int, default=None, help="default: half of --leads")
+    parser.add_argument(
+        "--ages",
+        default="3,14,21,60",
+        help="scoring ages (days, comma-separated) of the per-age table; '' for none",
+    )
+    parser.add_argument(
+        "--snapshot-ages",
+        default=None,
+        help="training snapshot ages (days, comma-separated); default: FeatureConfig's",
+    )
     args = parser.parse_args()
+    ages = tuple(float(a) for a in args.ages.split(",") if a.strip())
 
+    import mlflow
     from sklearn.metrics import roc_auc_score
 
+    from features.config import FeatureConfig
     from features.data import demo
-    from training.evaluate import expected_calibration_error
+    from training.evaluate import age_band_names, expected_calibration_error
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         os.chdir(tmp)
         config = write_demo(demo.generate(args.leads, seed=args.seed), Path(tmp) / "demo")
         config.training.search = args.search
+        if args.snapshot_ages:
+            config.features = FeatureConfig(
+                snapshot_ages_days=tuple(float(a) for a in args.snapshot_ages.split(","))
+            )
         result, seconds = train_on_demo(config)
         holdout = holdout_scores(result, config)
         oracle = demo_oracle(Path(tmp) / "demo")
         fresh_n = args.fresh_leads or max(2000, args.leads // 2)
         fresh_data = demo.generate(fresh_n, seed=args.seed + 1000)
-        fresh = fresh_scores(result, write_demo(fresh_data, Path(tmp) / "fresh"))
+        fresh_config = write_demo(fresh_data, Path(tmp) / "fresh")
+        fresh = fresh_scores(result, fresh_config)
         fresh_oracle = demo_oracle(Path(tmp) / "fresh")
+        by_age = fresh_scores(result, fresh_config, ages) if ages else None
+        run = mlflow.get_run(result.run_id).data
+        params = run.params
+        age_bands = {  # in age order
+            band: run.metrics[key]
+            for band in age_band_names()
+            if (key := "holdout_ece_age_" + band.replace("-", "_").replace("+", "_plus"))
+            in run.metrics
+        }
     from bench.machine import describe_machine
 
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {describe_machine()}")
     print(
         f"model: {result.selected}; refitted on training + holdout: {result.summary().get('refit')}; "
-        f"train {seconds:.0f} s"
+        f"train {seconds:.0f} s; snapshot ages {config.features.snapshot_ages_days}; "
+        f"{params['training_examples']} training and {params['holdout_examples']} held-out "
+        "examples"
     )
     print(
         "| leads scored | by | 30-day snapshots | model ROC AUC | oracle ROC AUC | gap | ECE (30 d) | ECE (all ages) |"
@@ -83,6 +121,56 @@ def main() -> None:
             f"| {what} | {by} | {len(at30)} | {model_auc:.4f} | {oracle_auc:.4f} | "
             f"{oracle_auc - model_auc:+.4f} | {ece:.4f} | {ece_all:.4f} |"
         )
+    bands = ", ".join(f"{band} {ece:.4f}" for band, ece in age_bands.items())
+    print(f"the run's holdout ECE per lead-age band (holdout_ece_age_*): {bands or 'none'}")
+    if by_age is not None:
+        print()
+        print_age_table(by_age, fresh_oracle, config.features.horizon_days)
+
+
+def print_age_table(scored: Any, oracle: Any, horizon_days: float) -> None:
+    """Per scoring age: the model against the oracle's truth at that age, and the verdicts."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.evaluate import expected_calibration_error
+
+    print(
+        f"fresh leads open at each age, served model; oracle = P(win within {horizon_days:g} "
+        f"days | open at the age); targets: gap <= {AGE_GAP_TARGET}, ECE <= {AGE_ECE_TARGET}"
+    )
+    print(
+        "| age (days) | snapshots | win rate | mean probability | oracle ROC AUC "
+        "| model ROC AUC (gap) | ECE | oracle ECE | verdict |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for age in sorted(scored["snapshot_age_days"].unique()):
+        rows = truth_at_age(scored, oracle, age, horizon_days)
+        y, p, truth = rows["label"], rows["probability"], rows["true_probability"]
+        oracle_auc, model_auc = roc_auc_score(y, truth), roc_auc_score(y, p)
+        gap, ece = oracle_auc - model_auc, expected_calibration_error(y, p)
+        held = gap <= AGE_GAP_TARGET and ece <= AGE_ECE_TARGET
+        print(
+            f"| {age:g} | {len(rows):,} | {y.mean():.3f} | {p.mean():.3f} | {oracle_auc:.4f} "
+            f"| {model_auc:.4f} ({gap:+.4f}) | {ece:.4f} "
+            f"| {expected_calibration_error(y, truth):.4f} | {'held' if held else 'MISSED'} |"
+        )
+
+
+def truth_at_age(scored: Any, oracle: Any, age: float, horizon_days: float) -> Any:
+    """The scored snapshots of one age with the oracle's truth for their label:
+    `true_probability`, the chance of a win within the horizon given the lead is open at `age`."""
+    from features.data.demo.process import true_win_within
+
+    rows = at_age(scored, oracle, age)
+    return rows.assign(
+        true_probability=true_win_within(
+            rows["true_win_probability"].to_numpy(),
+            rows["true_close_beta_a"].to_numpy(),
+            rows["true_close_beta_b"].to_numpy(),
+            age,
+            horizon_days,
+        )
+    )
 
 
 def write_demo(data: Any, directory: Path) -> Any:
@@ -114,21 +202,25 @@ def train_on_demo(config: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def demo_examples(config: Any) -> tuple[Any, Any]:
-    """The lead data `config` reads and its labelled snapshots (every settled one)."""
+def demo_examples(config: Any, ages: tuple[float, ...] | None = None) -> tuple[Any, Any]:
+    """The lead data `config` reads and its labelled snapshots (every settled one), at `ages`
+    (days) when given, else at the config's snapshot ages."""
     from features.data.loading import load_lead_data
     from training.data import build_examples
 
+    features = config.features
+    if ages is not None:
+        features = features.model_copy(update={"snapshot_ages_days": tuple(sorted(ages))})
     data = load_lead_data(config.data)
-    return data, build_examples(data, config.features, config.training.now)
+    return data, build_examples(data, features, config.training.now)
 
 
-def fresh_scores(result: Any, config: Any) -> Any:
+def fresh_scores(result: Any, config: Any, ages: tuple[float, ...] | None = None) -> Any:
     """Every settled snapshot of the fresh leads `config` reads (lead_id, snapshot age, label,
-    probability), scored by the served model."""
+    probability), at `ages` when given, scored by the served model."""
     from features.model.artifact import load_model_scorer
 
-    data, examples = demo_examples(config)
+    data, examples = demo_examples(config, ages)
     frame = examples.frame
     scorer = load_model_scorer(result.model_uri)
     out = frame[["lead_id", "snapshot_age_days"]].copy()

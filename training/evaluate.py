@@ -31,6 +31,10 @@ from features.policy.rules import (
 from features.policy.thresholds import threshold_table
 
 CALIBRATION_BINS = 10
+# Lead ages (days at the scoring moment) the holdout's calibration is checked in, each band from
+# its edge to the next: a CRM scores leads at any age, and a model calibrated on average can
+# under-predict the young leads and over-predict the old ones.
+AGE_BAND_EDGES_DAYS = (0.0, 7.0, 14.0, 30.0, 60.0)
 
 
 def expected_calibration_error(
@@ -70,6 +74,61 @@ def calibration_table(
             "win_rate": rate,
         }
     )
+
+
+def age_band_names(edges: tuple[float, ...] = AGE_BAND_EDGES_DAYS) -> list[str]:
+    """`0-7d`, `7-14d`, ..., `60d+`: the bands' names in metrics and tables."""
+    names = [f"{low:g}-{high:g}d" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    return [*names, f"{edges[-1]:g}d+"]
+
+
+def calibration_by_age(
+    labels: Any, probabilities: Any, ages_days: Any, edges: tuple[float, ...] = AGE_BAND_EDGES_DAYS
+) -> pd.DataFrame:
+    """Per band of lead age at the scoring moment (`edges` in days, each band from its edge up to
+    the next): snapshots, their ages, wins, observed win rate, mean probability, ECE, ROC AUC.
+    Bands without a snapshot are left out."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    age = np.asarray(ages_days, dtype=float)
+    band = np.searchsorted(np.asarray(edges, dtype=float), age, side="right") - 1
+    rows = []
+    for i, name in enumerate(age_band_names(edges)):
+        at = band == i
+        if not at.any():
+            continue
+        yb, pb = y[at], p[at]
+        both = 0 < yb.sum() < yb.size
+        rows.append(
+            {
+                "age_band": name,
+                "snapshots": int(at.sum()),
+                "ages_days": " ".join(f"{a:g}" for a in np.unique(age[at])[:20]),
+                "wins": int(yb.sum()),
+                "win_rate": float(yb.mean()),
+                "mean_probability": float(pb.mean()),
+                "ece": expected_calibration_error(yb, pb),
+                "roc_auc": float(roc_auc_score(yb, pb)) if both else float("nan"),
+            }
+        )
+    columns = ["age_band", "snapshots", "ages_days", "wins", "win_rate", "mean_probability",
+               "ece", "roc_auc"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def age_band_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """`ece_age_<band>` and `mean_probability_minus_win_rate_age_<band>` of each band of a
+    `calibration_by_age` table, and the worst band's ECE (`ece_age_worst`)."""
+    out: dict[str, float] = {}
+    for row in table.itertuples():
+        key = str(row.age_band).replace("-", "_").replace("+", "_plus")
+        out[f"ece_age_{key}"] = float(row.ece)
+        out[f"mean_probability_minus_win_rate_age_{key}"] = float(
+            row.mean_probability - row.win_rate
+        )
+    if len(table):
+        out["ece_age_worst"] = float(table["ece"].max())
+    return out
 
 
 def gains_table(labels: Any, probabilities: Any, groups: int = 10) -> pd.DataFrame:

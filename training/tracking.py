@@ -195,6 +195,16 @@ def log_training(
             {"column": list(leaks.single), "roc_auc": list(leaks.single.values())}
         )
         tables["features"] = scorer.featurizer.feature_table()
+        holdout_frame = fitted.holdout_frame
+        if "snapshot_age_days" in holdout_frame:  # timestamped: calibration at every lead age
+            by_age = evaluate.calibration_by_age(
+                labels, probabilities, holdout_frame["snapshot_age_days"]
+            )
+            tables["calibration_by_age"] = by_age
+            age_metrics = evaluate.age_band_metrics(by_age)
+            mlflow.log_metrics(
+                {f"holdout_{k}": v for k, v in age_metrics.items() if math.isfinite(v)}
+            )
         table_dir = tmp_path / "tables"
         table_dir.mkdir()
         for name, table in tables.items():

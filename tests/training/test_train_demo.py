@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from features.config import FeatureConfig
 from features.model.compiled import AdditiveLogistic
 from tests.training.conftest import demo_config
 from training.train import train
@@ -88,6 +89,28 @@ def test_run_has_the_evaluation_artifacts(trained):
         open(client.download_artifacts(strong.run_id, "data/fingerprints.json")).read()
     )
     assert fingerprints["tables"]["leads"]["rows"] == 3000
+
+
+def test_run_logs_calibration_at_each_age_band(trained):
+    uri, (_, strong, _) = trained
+    client = MlflowClient(uri)
+    path = client.download_artifacts(strong.run_id, "evaluation/calibration_by_age.csv")
+    table = pd.read_csv(path).set_index("age_band")
+    scorer = mlflow.pyfunc.load_model(strong.model_uri).unwrap_python_model().scorer
+    ages = FeatureConfig().snapshot_ages_days
+    # every holdout snapshot in exactly one band, each band holding its snapshot ages
+    assert table["snapshots"].sum() == len(scorer.holdout) == strong.metrics["leads"]
+    assert sorted(float(a) for t in table["ages_days"] for a in str(t).split()) == sorted(ages)
+    metrics = client.get_run(strong.run_id).data.metrics
+    for band, row in table.iterrows():
+        key = band.replace("-", "_").replace("+", "_plus")
+        assert metrics[f"holdout_ece_age_{key}"] == pytest.approx(row["ece"])
+        assert row["ece"] < 0.1, band
+    assert metrics["holdout_ece_age_worst"] == pytest.approx(table["ece"].max())
+    # the bands' snapshots weighted together are the holdout's win rate
+    assert (table["wins"].sum() / table["snapshots"].sum()) == pytest.approx(
+        strong.metrics["win_rate"]
+    )
 
 
 def test_holdout_is_calibrated_and_time_based(trained):
