@@ -11,11 +11,13 @@ routes name what they use (`ModelDep`, `PolicyDep`, `ScoreLogDep`, ...) in their
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.engine import Engine
 
 from serving.auth import ApiKey, KeyCache
@@ -64,10 +66,29 @@ MISSING_KEY = (
 WRONG_KEY = "invalid or revoked API key: check the key, or ask an admin for a new one"
 
 
+def _check_key(request: Request, key: str | None, allowed: frozenset[str], needed: str) -> ApiKey:
+    """The checks every keyed route makes: 401 without a key or with an unknown one, 403 for
+    a role not in `allowed`."""
+    if not key:
+        raise HTTPException(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
+    api_key = services(request).keys.lookup(key)
+    if api_key is None:
+        raise HTTPException(401, WRONG_KEY, headers={"WWW-Authenticate": "Bearer"})
+    if api_key.role not in allowed:
+        raise HTTPException(
+            403, f"the key {api_key.name!r} has role {api_key.role}; this needs role {needed}"
+        )
+    return api_key
+
+
+def _allowed(roles: tuple[str, ...]) -> tuple[frozenset[str], str]:
+    allowed = frozenset(roles) | {"admin"}
+    return allowed, " or ".join(sorted(allowed))
+
+
 def require_role(*roles: str):
     """A dependency that lets through keys with one of `roles` (and always `admin`)."""
-    allowed = frozenset(roles) | {"admin"}
-    needed = " or ".join(sorted(allowed))
+    allowed, needed = _allowed(roles)
 
     async def authenticate(
         request: Request,
@@ -75,18 +96,34 @@ def require_role(*roles: str):
         header_key: Annotated[str | None, Security(_header)],
     ) -> ApiKey:
         key = bearer.credentials if bearer is not None else header_key
-        if not key:
-            raise HTTPException(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
-        api_key = services(request).keys.lookup(key)
-        if api_key is None:
-            raise HTTPException(401, WRONG_KEY, headers={"WWW-Authenticate": "Bearer"})
-        if api_key.role not in allowed:
-            raise HTTPException(
-                403, f"the key {api_key.name!r} has role {api_key.role}; this needs role {needed}"
-            )
-        return api_key
+        return _check_key(request, key, allowed, needed)
 
     return authenticate
+
+
+def key_checker(*roles: str) -> Callable[[Request], ApiKey]:
+    """`require_role` as a plain function of the request, for the one route that does not let
+    FastAPI resolve dependencies (POST /v1/score: their resolution was ~10% of a one-lead
+    request). The key is read from the same headers as `_bearer` and `_header` read it; the
+    route declares `KEY_SECURITY` so its documentation is the same."""
+    allowed, needed = _allowed(roles)
+
+    def check(request: Request) -> ApiKey:
+        key: str | None = None
+        authorization = request.headers.get("authorization")
+        if authorization:
+            scheme, credentials = get_authorization_scheme_param(authorization)
+            if scheme.lower() == "bearer" and credentials:
+                key = credentials
+        if key is None:
+            key = request.headers.get("x-api-key")
+        return _check_key(request, key, allowed, needed)
+
+    return check
+
+
+# The OpenAPI security requirement of a route authenticated by `require_role` (either scheme).
+KEY_SECURITY: list[dict[str, list[str]]] = [{_bearer.scheme_name: []}, {_header.scheme_name: []}]
 
 
 async def _optional_key(
@@ -166,8 +203,7 @@ CaptureDep = Annotated[Capture, Depends(_capture)]
 class Scoring:
     """What `POST /v1/score` uses, as one dependency: the model serving now and the policy in
     force (one reference each for the whole request), the batcher, the score log, the capture
-    and the engine (the trend's previous scores). One dependency instead of six: FastAPI's
-    resolution of each was ~3% of a one-lead request."""
+    and the engine (the trend's previous scores), read by the route with `scoring_of`."""
 
     model: LoadedModel
     policy: PolicyVersion
@@ -177,7 +213,7 @@ class Scoring:
     engine: Engine
 
 
-async def _scoring(request: Request) -> Scoring:
+def scoring_of(request: Request) -> Scoring:
     """`ModelNotLoaded` (503) while there is no model."""
     running = services(request)
     return Scoring(
@@ -188,6 +224,3 @@ async def _scoring(request: Request) -> Scoring:
         running.capture,
         running.engine,
     )
-
-
-ScoringDep = Annotated[Scoring, Depends(_scoring)]

@@ -69,6 +69,32 @@ def test_allowed_roles_get_past_auth(sqlite_client_without_model):
     assert response.status_code == 503
 
 
+def test_the_score_route_reads_keys_and_its_flag_as_every_route_does(sqlite_client_without_model):
+    """POST /v1/score reads its key and `strict` itself (no dependency resolution): the same
+    headers, the same order of answers (key, then body and flag, then model) and messages."""
+    client = sqlite_client_without_model
+    key = KEYS["scorer"]
+    for headers in ({"Authorization": f"bearer {key}"}, {"Authorization": f"BEARER {key}"}):
+        assert client.post("/v1/score", json=LEAD, headers=headers).status_code == 503
+    for headers in ({"Authorization": f"Basic {key}"}, {"Authorization": "Bearer "}):
+        response = client.post("/v1/score", json=LEAD, headers=headers)
+        assert response.status_code == 401
+        assert "missing API key" in response.json()["detail"]
+    # a wrong Bearer key is not rescued by a good X-API-Key (as the dependency reads them)
+    headers = {"Authorization": "Bearer ls_not-a-real-key-000000000000", "X-API-Key": key}
+    assert client.post("/v1/score", json=LEAD, headers=headers).status_code == 401
+    # no key: 401 before the body or the flag is read
+    assert client.post("/v1/score?strict=maybe", content=b"{").status_code == 401
+    for flag in ("true", "1", "yes", "off", "False"):
+        response = client.post(f"/v1/score?strict={flag}", json=LEAD, headers=auth("scorer"))
+        assert response.status_code == 503, flag
+    response = client.post("/v1/score?strict=maybe", json=LEAD, headers=auth("scorer"))
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["field"] == "strict", problem
+    assert "strict" in problem["detail"] and "maybe" in problem["detail"], problem
+
+
 def test_a_key_created_or_revoked_elsewhere_applies_at_the_next_cache_refresh(
     sqlite_client_without_model, sqlite_url
 ):

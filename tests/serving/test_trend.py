@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.db import score_log
-from serving.trend import IDS_PER_QUERY, latest_scores
+from serving.trend import IDS_PER_QUERY, SqliteHistory, latest_scores, sqlite_history
 from tests.serving.conftest import auth, demo_records, model_settings
 from tests.serving.waiting import wait_for, wait_for_model
 
@@ -71,6 +71,37 @@ def test_a_request_beyond_one_statements_ids_takes_one_more(engine):
     found = latest_scores(engine, ids, T0 + timedelta(seconds=1))
     assert found == {i: (20, T0) for i in ids[::100]}
     assert len(statements) == 2
+
+
+def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
+    if not SqliteHistory.usable(engine):
+        pytest.skip("the reader of its own connection is SQLite's")
+    ids = [f"L-{i}" for i in range(IDS_PER_QUERY + 5)]
+    with engine.begin() as connection:
+        connection.execute(
+            score_log.insert(),
+            [row(i, 20 + n % 50, T0 + timedelta(minutes=n)) for n, i in enumerate(ids[::7])]
+            + [row("L-0", 99, T0 + timedelta(days=30))],  # after the request: not "previous"
+        )
+    history = sqlite_history(engine)
+    assert sqlite_history(engine) is history
+    for asked in (["L-0"], ["L-7", "L-1", "L-7"], ids):  # one id, a repeat, two statements
+        before = T0 + timedelta(days=1)
+        expected = latest_scores(engine, asked, before)
+        assert history.latest(asked, before) == expected
+    assert history.latest(["L-0"], T0 + timedelta(days=1)) == {"L-0": (20, T0)}
+    assert history.latest([], T0) == {}
+    # a broken connection is dropped, the error propagates, and the next read opens another
+    history._connection.close()
+    with pytest.raises(Exception, match="closed"):
+        history.latest(["L-0"], T0 + timedelta(days=1))
+    assert history.latest(["L-0"], T0 + timedelta(days=1)) == {"L-0": (20, T0)}
+    # a score written by another connection is seen at once (no transaction held open)
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), [row("L-0", 61, T0 + timedelta(hours=2))])
+    found = history.latest(["L-0"], T0 + timedelta(days=1))
+    assert found == {"L-0": (61, T0 + timedelta(hours=2))}
+    history.close()
 
 
 def test_the_query_walks_the_lead_and_time_index(engine):
