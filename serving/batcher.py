@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from features.policy.exploration import exploration_reason
 from features.policy.rules import Policy
+from serving import metrics
 from serving.model_store import LoadedModel
 
 
@@ -169,6 +170,7 @@ class ScoringBatcher:
     ) -> list[dict]:
         if len(leads) > self.max_batch_leads:
             self.calls += 1
+            metrics.BATCH_LEADS.observe(len(leads))
             return await run_in_threadpool(
                 score_leads, loaded, leads, policy, touch_moments, policy_version
             )
@@ -216,6 +218,7 @@ class ScoringBatcher:
         leads = [lead for job in jobs for lead in job.leads]
         loaded, policy, version = jobs[0].loaded, jobs[0].policy, jobs[0].policy_version
         self.calls += 1
+        metrics.BATCH_LEADS.observe(len(leads))
         try:
             if len(leads) <= self.inline_leads:
                 # a few leads, from one request or several: a thread hop (and the interpreter

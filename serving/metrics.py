@@ -46,6 +46,11 @@ ERRORS = Counter(
     ["route", "kind"],
 )
 LEADS_SCORED = Counter("leadscore_leads_scored_total", "Leads scored")
+BATCH_LEADS = Histogram(
+    "leadscore_model_call_leads",
+    "Leads per model call: the leads of the requests scored together (serving.batcher)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 SCORES = Histogram(
     "leadscore_lead_score",
     "Distribution of the 0-100 scores given",

@@ -7,8 +7,8 @@ from one statement (`latest_scores`: the leads' ids in one IN list, the newest r
 (lead_id, scored_at) index of migration 0006), not one per lead (two for more than 900 leads). When the database does not
 answer the leads are still scored, with trend `unknown`.
 
-On SQLite the inline reads go through `SqliteHistory`: a connection of its own (detached from the
-pool: no checkout and no rollback-on-return per request) and the statement compiled once per
+On SQLite the reads go through `SqliteHistory`: a connection of its own per reading thread
+(detached from the pool: no checkout and no rollback-on-return per request) and the statement compiled once per
 number of ids, with the column type's own conversions of the moments. SQLAlchemy's execution
 path cost ~145 us of CPU per one-lead read on a loaded 2-core box, this ~20 us.
 
@@ -83,9 +83,10 @@ def latest_scores(
 
 
 class SqliteHistory:
-    """`latest_scores` on a SQLite file with a connection of its own, for the event loop's reads
-    (one thread: the loop's). Any error closes the connection (the next read opens another) and
-    propagates: `PreviousScores.result` answers trend `unknown`, as for the engine's path."""
+    """`latest_scores` on a SQLite file with connections of its own, one per thread that reads
+    (the event loop's; the thread pool's for large requests). Any error closes the thread's
+    connection (its next read opens another) and propagates: `PreviousScores.result` answers
+    trend `unknown`, as for the engine's path."""
 
     _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -97,8 +98,7 @@ class SqliteHistory:
         self._bind: Callable[[Any], Any] = moment.bind_processor(dialect) or identity
         self._result: Callable[[Any], Any] = moment.result_processor(dialect, None) or identity
         self._sql: dict[int, str] = {}
-        self._connection: Any = None
-        self._thread: int | None = None
+        self._local = threading.local()  # each thread's connection (the loop's, the pool's)
 
     @staticmethod
     def usable(engine: Engine) -> bool:
@@ -126,15 +126,15 @@ class SqliteHistory:
         found: dict[str, tuple[int, datetime]] = {}
         if not ids:
             return found
-        if self._connection is None or self._thread != threading.get_ident():
-            self.close()
+        connection: Any = getattr(self._local, "connection", None)
+        if connection is None:
             raw = self.engine.raw_connection()  # the engine's connect events (WAL) included
-            self._connection, self._thread = raw.driver_connection, threading.get_ident()
+            connection = self._local.connection = raw.driver_connection
             raw.detach()
         newest_id: dict[str, int] = {}
         bound_before = self._bind(before)
         try:
-            cursor = self._connection.cursor()
+            cursor = connection.cursor()
             for start in range(0, len(ids), IDS_PER_QUERY):
                 chunk = ids[start : start + IDS_PER_QUERY]
                 cursor.execute(self._statement(len(chunk)), (*chunk, bound_before))
@@ -149,12 +149,14 @@ class SqliteHistory:
         return found
 
     def close(self) -> None:
-        if self._connection is not None:
+        """Close the calling thread's connection (the others close when their thread ends)."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
             try:
-                self._connection.close()
+                connection.close()
             except Exception:  # noqa: BLE001, S110 - a broken connection is dropped either way
                 pass
-        self._connection = self._thread = None
 
 
 _HISTORIES: weakref.WeakKeyDictionary[Engine, SqliteHistory] = weakref.WeakKeyDictionary()
@@ -185,9 +187,12 @@ class PreviousScores:
             except Exception as error:  # noqa: BLE001 - result() says what happened
                 future.set_exception(error)
             return cls(future)
-        return cls(
-            asyncio.ensure_future(run_in_threadpool(latest_scores, engine, lead_ids, before))
-        )
+        read = sqlite_history(engine).latest if SqliteHistory.usable(engine) else None
+        if read is None:
+            return cls(
+                asyncio.ensure_future(run_in_threadpool(latest_scores, engine, lead_ids, before))
+            )
+        return cls(asyncio.ensure_future(run_in_threadpool(read, lead_ids, before)))
 
     def cancel(self) -> None:
         if self._task.done() and not self._task.cancelled():

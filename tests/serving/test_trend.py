@@ -3,6 +3,7 @@ log in one query (SQLite and PostgreSQL); the index that query walks exists on b
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -92,7 +93,7 @@ def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
     assert history.latest(["L-0"], T0 + timedelta(days=1)) == {"L-0": (20, T0)}
     assert history.latest([], T0) == {}
     # a broken connection is dropped, the error propagates, and the next read opens another
-    history._connection.close()
+    history._local.connection.close()
     with pytest.raises(Exception, match="closed"):
         history.latest(["L-0"], T0 + timedelta(days=1))
     assert history.latest(["L-0"], T0 + timedelta(days=1)) == {"L-0": (20, T0)}
@@ -101,6 +102,14 @@ def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
         connection.execute(score_log.insert(), [row("L-0", 61, T0 + timedelta(hours=2))])
     found = history.latest(["L-0"], T0 + timedelta(days=1))
     assert found == {"L-0": (61, T0 + timedelta(hours=2))}
+    # another thread reads on a connection of its own
+    seen: list = []
+    reader = threading.Thread(
+        target=lambda: seen.append(history.latest(["L-0"], T0 + timedelta(days=1)))
+    )
+    reader.start()
+    reader.join()
+    assert seen == [found]
     history.close()
 
 

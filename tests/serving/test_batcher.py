@@ -1,0 +1,49 @@
+"""The batcher scores the leads of concurrent requests in one model call, each request gets its
+own leads' answers, and the leads per call are counted (`leadscore_model_call_leads`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from features.policy.rules import Policy
+from serving import metrics
+from serving.batcher import ScoringBatcher, score_leads
+from tests.serving.conftest import demo_records
+
+
+def _observed() -> tuple[float, float]:
+    """(model calls, leads) the histogram has counted so far."""
+    samples = {s.name: s.value for s in metrics.BATCH_LEADS.collect()[0].samples}
+    return samples["leadscore_model_call_leads_count"], samples["leadscore_model_call_leads_sum"]
+
+
+def test_concurrent_requests_share_one_model_call(scoring_app, trained_model):
+    loaded = scoring_app.app.state.services.models.require()
+    policy = Policy()
+    records = demo_records(trained_model, 6)
+    requests = [[records[0]], [records[1], records[2]], [records[3]], [records[4], records[5]]]
+    batcher = ScoringBatcher(max_batch_leads=64, inline_leads=20)
+    calls, leads = _observed()
+
+    async def all_at_once() -> list[list[dict]]:
+        return await asyncio.gather(*(batcher.score(loaded, r, policy) for r in requests))
+
+    answers = asyncio.run(all_at_once())
+    assert batcher.calls == 1
+    assert _observed() == (calls + 1, leads + 6)
+    for request, answer in zip(requests, answers, strict=True):
+        alone = score_leads(loaded, request, policy)
+        assert [a["lead_id"] for a in answer] == [r["lead_id"] for r in request]
+        assert [a["probability"] for a in answer] == [a["probability"] for a in alone]
+        assert [a["decision"] for a in answer] == [a["decision"] for a in alone]
+
+
+def test_a_request_larger_than_a_batch_is_its_own_call(scoring_app, trained_model):
+    loaded = scoring_app.app.state.services.models.require()
+    records = demo_records(trained_model, 5)
+    batcher = ScoringBatcher(max_batch_leads=4, inline_leads=2)
+    calls, leads = _observed()
+    answer = asyncio.run(batcher.score(loaded, records, Policy()))
+    assert [a["lead_id"] for a in answer] == [r["lead_id"] for r in records]
+    assert batcher.calls == 1
+    assert _observed() == (calls + 1, leads + 5)
