@@ -151,6 +151,8 @@ def test_variants_sharing_the_fixed_columns_give_the_stacked_rows_probabilities(
     ).fit(X, y)  # fmt: skip
     fast = compile_classes(model)
     assert fast is not None
+    # bitvectors: every class's trees in one table (`together`), the same bits as class by class
+    assert (fast.together is not None) == bitvectors
     base = _leads()[:leads]
     rng = np.random.default_rng(leads)
     columns = np.array([3, 4])
