@@ -83,7 +83,7 @@ def stages(services: Any, bodies: list[bytes], repeat: int) -> dict[str, float]:
     from serving.leads import read_body, read_for_model
     from serving.responses import OrjsonResponse
     from serving.score_log import ScoreRows
-    from serving.trend import add_trend, latest_scores
+    from serving.trend import SqliteHistory, add_trend, latest_scores, sqlite_history
 
     loaded = services.models.require()
     scorer = loaded.scorer
@@ -159,12 +159,13 @@ def stages(services: Any, bodies: list[bytes], repeat: int) -> dict[str, float]:
             "policy_version": 0, "scored_at": now, "api_key_name": "bench"}))  # fmt: skip
     services.score_log.flush()
     later = utcnow()
-    trend = services.trend if hasattr(services, "trend") else None
+    # what the route reads with: SQLite's own reader (`SqliteHistory`), else the engine's path
+    history = sqlite_history(services.engine) if SqliteHistory.usable(services.engine) else None
 
     def previous(p):
         ids = [lead["lead_id"] for lead in p.leads]
-        if trend is not None:
-            return trend.lookup(ids, later)
+        if history is not None:
+            return history.latest(ids, later)
         return latest_scores(services.engine, ids, later)
 
     j = {"i": 0}
