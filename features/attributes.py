@@ -426,8 +426,10 @@ def _days_between(later: int | None, earlier: int | None) -> float:
 def _series_us(series: pd.Series) -> np.ndarray:
     """`_moment_us` of each row as float64 microseconds (NaN where missing), exact below 2**53."""
     if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
-        moments = series if isinstance(series.dtype, pd.DatetimeTZDtype) else (
-            series.dt.tz_localize("UTC")
+        moments = (
+            series
+            if isinstance(series.dtype, pd.DatetimeTZDtype)
+            else (series.dt.tz_localize("UTC"))
         )
         ns = moments.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns").array.asi8
         return np.where(ns == np.iinfo(np.int64).min, np.nan, (ns // 1000).astype(np.float64))
