@@ -29,10 +29,10 @@ class FeatureConfig(BaseModel):
     )
     horizon_days: float = Field(90, gt=0, description="A snapshot is positive if won within this.")
     rare_min_count: int = Field(
-        5, ge=1, description="Categories seen fewer times than this in fit are grouped as 'other'."
+        20, ge=1, description="Categories seen fewer times than this in fit are grouped as 'other'."
     )
     max_categories: int = Field(
-        250,
+        100,
         ge=1,
         le=250,
         description="Most frequent categories kept per column (HistGradientBoosting allows < 255).",
