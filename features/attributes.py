@@ -326,23 +326,23 @@ class _YesNo(_Mapped):
 class _Moment(_ColumnFeatures):
     """Day of the week, hour and month (UTC) of a date-time, read once for the three.
 
-    A model fitted since issue 17 (`relative` in the column's spec) reads the weekday and the
-    month as categories (a budget month or a weekend is a level, not a point on a line), and a
-    date other than `created_at` also as days after the lead's creation (`from_created`: a
-    renewal due in the weeks after a lead arrives is a reason to buy; its month alone is not).
-    Models saved before keep the three numbers they learned from."""
+    A model fitted since issue 17 reads a date other than `created_at` also as days after the
+    lead's creation (`from_created` in the column's spec: a renewal due in the weeks after a lead
+    arrives is a reason to buy; its month alone is not). Models saved before keep the three
+    numbers they learned from. (The weekday and the month as categories helped the logistic
+    regression more, but gave a tiny booster native categorical splits it overfit: see the
+    commit that took them back.)"""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["column"])
         label = self.label
-        relative = bool(spec.get("relative"))
         self.from_created = bool(spec.get("from_created"))
         fact = Fact(name=self.column, describe=self.words)  # one moment, said once
         self.features = (
             Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
                     description=f"{label}: day of the week",
                     describe=_given_words(label, lambda v: f"{label} on a {_day_name(int(v))}"),
-                    fact=fact, blank_when_missing=True, categorical=relative),
+                    fact=fact, blank_when_missing=True),
             Feature(name=f"{self.column}__hour", unit="hour of day, UTC",
                     description=f"{label}: hour of the day (UTC)",
                     describe=_given_words(label, lambda v: f"{label} at {_hours(int(v))} UTC"),
@@ -350,7 +350,7 @@ class _Moment(_ColumnFeatures):
             Feature(name=f"{self.column}__month", unit="1 = January ... 12 = December",
                     description=f"{label}: month",
                     describe=_given_words(label, lambda v: f"{label} in {_month_name(int(v))}"),
-                    fact=fact, blank_when_missing=True, categorical=relative),
+                    fact=fact, blank_when_missing=True),
         )  # fmt: skip
         if self.from_created:
             self.features += (
@@ -535,10 +535,8 @@ class AttributeEncoder:
             if kind == "categorical":
                 spec.update(self._learn_categories(leads[column]))
                 spec["title"] = is_title_column(column)
-            if kind == "datetime":
-                spec["relative"] = True
-                if column != "created_at" and "created_at" in leads.columns:
-                    spec["from_created"] = True
+            if kind == "datetime" and column != "created_at" and "created_at" in leads.columns:
+                spec["from_created"] = True
             columns.append(spec)
         self.columns_ = columns
         self._build_outputs()
