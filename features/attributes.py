@@ -18,7 +18,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -324,11 +324,19 @@ class _YesNo(_Mapped):
 
 
 class _Moment(_ColumnFeatures):
-    """Day of the week, hour and month (UTC) of a date-time, read once for the three."""
+    """Day of the week, hour and month (UTC) of a date-time, read once for the three.
+
+    A model fitted since issue 17 reads a date other than `created_at` also as days after the
+    lead's creation (`from_created` in the column's spec: a renewal due in the weeks after a lead
+    arrives is a reason to buy; its month alone is not). Models saved before keep the three
+    numbers they learned from. (The weekday and the month as categories helped the logistic
+    regression more, but gave a tiny booster native categorical splits it overfit: see the
+    commit that took them back.)"""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["column"])
         label = self.label
+        self.from_created = bool(spec.get("from_created"))
         fact = Fact(name=self.column, describe=self.words)  # one moment, said once
         self.features = (
             Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
@@ -344,30 +352,106 @@ class _Moment(_ColumnFeatures):
                     describe=_given_words(label, lambda v: f"{label} in {_month_name(int(v))}"),
                     fact=fact, blank_when_missing=True),
         )  # fmt: skip
+        if self.from_created:
+            self.features += (
+                Feature(name=f"{self.column}__days_from_created",
+                        unit="days (negative: before the lead was created)",
+                        description=f"{label}: days after the lead was created",
+                        describe=_given_words(label, lambda v: _days_from_created(label, v)),
+                        fact=fact, blank_when_missing=True),
+            )  # fmt: skip
 
     def words(self, values: Sequence[float]) -> str:
         day, hour, month = values[:3]
         if is_missing(day) or is_missing(hour) or is_missing(month):
             return f"{self.label}: not given"
-        return (
+        said = (
             f"{self.label} on a {_day_name(int(day))}, {_hours(int(hour))} UTC, "
             f"in {_month_name(int(month))}"
         )
+        if len(values) > 3 and not is_missing(values[3]):
+            said += f", {_days_words(values[3])}"
+        return said
 
-    def value(self, value: Any, row: np.ndarray, at: int) -> None:
+    def value(self, value: Any, row: np.ndarray, at: int, created: Any = None) -> None:
         moment = to_utc_datetime(value)
         if moment is None:
             row[at : at + 3] = np.nan
         else:
             row[at : at + 3] = (moment.weekday(), moment.hour, moment.month)
+        if self.from_created:
+            row[at + 3] = _days_between(_moment_us(value), _moment_us(created))
 
-    def values(self, values: list[Any], out: np.ndarray, at: int) -> None:
+    def values(
+        self, values: list[Any], out: np.ndarray, at: int, created: list[Any] | None = None
+    ) -> None:
         if values:
             parts = _map_values(values, _moment_parts, as_array=False)
             out[:, at : at + 3] = np.array(parts, dtype=np.float64)
+            if self.from_created:
+                created = created if created is not None else [None] * len(values)
+                out[:, at + 3] = [
+                    _days_between(_moment_us(v), _moment_us(c))
+                    for v, c in zip(values, created, strict=True)
+                ]
 
-    def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
+    def series(self, series: pd.Series, out: np.ndarray, at: int, created: Any = None) -> None:
         out[:, at : at + 3] = _datetime_parts(series)
+        if self.from_created:
+            if created is None:
+                out[:, at + 3] = np.nan
+            else:
+                out[:, at + 3] = _series_days_between(series, created)
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+def _moment_us(value: Any) -> int | None:
+    """Microseconds since the epoch (UTC) of a date-time attribute; None when missing or unreadable
+    (as `to_utc_datetime` reads it). Integers, so every path gets the same days."""
+    moment = to_utc_datetime(value)
+    if moment is None:
+        return None
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _days_between(later: int | None, earlier: int | None) -> float:
+    if later is None or earlier is None:
+        return math.nan
+    return float(later - earlier) / _US_PER_DAY
+
+
+def _series_us(series: pd.Series) -> np.ndarray:
+    """`_moment_us` of each row as float64 microseconds (NaN where missing), exact below 2**53."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+        moments = (
+            series
+            if isinstance(series.dtype, pd.DatetimeTZDtype)
+            else (series.dt.tz_localize("UTC"))
+        )
+        ns = moments.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns").array.asi8
+        return np.where(ns == np.iinfo(np.int64).min, np.nan, (ns // 1000).astype(np.float64))
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    table = np.array(
+        [math.nan if (us := _moment_us(u)) is None else float(us) for u in uniques] + [math.nan]
+    )
+    return table[codes]
+
+
+def _series_days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
+    return (_series_us(later) - _series_us(earlier)) / _US_PER_DAY
+
+
+def _days_words(days: float) -> str:
+    if days >= 0:
+        return f"{days:.0f} days after the lead was created"
+    return f"{-days:.0f} days before the lead was created"
+
+
+def _days_from_created(label: str, days: float) -> str:
+    return f"{label}: {_days_words(days)}"
 
 
 _FEATURES_OF_TYPE: dict[str, Callable[[dict[str, Any]], _ColumnFeatures]] = {
@@ -451,6 +535,8 @@ class AttributeEncoder:
             if kind == "categorical":
                 spec.update(self._learn_categories(leads[column]))
                 spec["title"] = is_title_column(column)
+            if kind == "datetime" and column != "created_at" and "created_at" in leads.columns:
+                spec["from_created"] = True
             columns.append(spec)
         self.columns_ = columns
         self._build_outputs()
@@ -576,8 +662,12 @@ class AttributeEncoder:
                 "add them (empty values are allowed and count as missing)"
             )
         out = np.empty((len(frame), len(self.features_)), dtype=np.float64)
+        created = frame["created_at"] if "created_at" in frame.columns else None
         for column, at in self._columns:
-            column.series(frame[column.column], out, at)
+            if isinstance(column, _Moment) and column.from_created:
+                column.series(frame[column.column], out, at, created)
+            else:
+                column.series(frame[column.column], out, at)
         return out
 
     def transform_record(self, attributes: dict[str, Any], created_at: Any = None) -> np.ndarray:
@@ -585,7 +675,10 @@ class AttributeEncoder:
         row = np.empty(len(self.features_), dtype=np.float64)
         for column, at in self._columns:
             name = column.column
-            column.value(created_at if name == "created_at" else attributes.get(name), row, at)
+            if isinstance(column, _Moment) and column.from_created:
+                column.value(attributes.get(name), row, at, created_at)
+            else:
+                column.value(created_at if name == "created_at" else attributes.get(name), row, at)
         return row
 
     def transform_records(
@@ -600,7 +693,10 @@ class AttributeEncoder:
                 values = list(created_at) if created_at is not None else [None] * n
             else:
                 values = [a.get(name) for a in attributes]
-            column.values(values, out, at)
+            if isinstance(column, _Moment) and column.from_created:
+                column.values(values, out, at, created_at)
+            else:
+                column.values(values, out, at)
         return out
 
     # state ----------------------------------------------------------------------------------
@@ -653,6 +749,9 @@ def _nan_if_none(function):
 
 
 _NO_MOMENT = (math.nan, math.nan, math.nan)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _moment_parts(value: Any) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ the probabilities back to honest win rates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,9 +243,14 @@ def apply_calibrator(raw: np.ndarray, calibration: dict[str, Any]) -> np.ndarray
 def choose_calibration(
     raw: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Sigmoid or isotonic, by cross-fitted log loss on out-of-fold scores; fitted on all of them."""
+    """Sigmoid or isotonic, by cross-fitted log loss on out-of-fold scores; fitted on all of them.
+
+    Isotonic is chosen only when its log loss is lower by more than one standard error of the
+    per-row difference (paired, same rows): a step function by a hair is noise, and it costs
+    ranks (on the test suite's 1,000 demo leads a 10-round booster's isotonic map, better by
+    0.0006 on 834 rows, gave 40 leads 5 distinct probabilities). Otherwise the smoother sigmoid."""
     y = np.asarray(labels, dtype=float)
-    losses = {}
+    losses, by_row = {}, {}
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for method in ("sigmoid", "isotonic"):
         calibrated = np.empty_like(raw)
@@ -252,6 +258,10 @@ def choose_calibration(
             calibrated[test] = apply_calibrator(
                 raw[test], fit_calibrator(raw[train], y[train], method)
             )
-        losses[method] = float(log_loss(y, np.clip(calibrated, _EPS, 1 - _EPS), labels=[0, 1]))
-    best = min(losses, key=lambda m: (losses[m], m != "sigmoid"))  # ties: the smoother sigmoid
+        p = np.clip(calibrated, _EPS, 1 - _EPS)
+        by_row[method] = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+        losses[method] = float(log_loss(y, p, labels=[0, 1]))
+    gain = by_row["sigmoid"] - by_row["isotonic"]
+    noise = float(gain.std(ddof=1) / math.sqrt(gain.size)) if gain.size > 1 else 0.0
+    best = "isotonic" if float(gain.mean()) > noise else "sigmoid"
     return fit_calibrator(raw, y, best), losses

@@ -104,6 +104,29 @@ def test_created_at_is_expanded_and_lead_id_is_never_a_feature():
                                           "created_at__month"]  # fmt: skip
 
 
+def test_a_date_is_also_read_as_days_after_creation():
+    frame = pd.DataFrame({
+        "lead_id": ["a", "b", "c"],
+        "created_at": pd.to_datetime(["2024-01-01T00:00Z", "2024-01-02T12:00Z", None], utc=True),
+        "renewal": ["2024-03-01T00:00:00Z", "2023-12-31T12:00:00+00:00", "2024-02-01"],
+    })  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"renewal": "datetime"})
+    names = encoder.feature_names_out_
+    assert names[:4] == ["renewal__day_of_week", "renewal__hour", "renewal__month",
+                         "renewal__days_from_created"]  # fmt: skip
+    assert "created_at__days_from_created" not in names
+    assert not encoder.categorical_mask_.any()
+    x = encoder.transform(frame)
+    days = x[:, names.index("renewal__days_from_created")]
+    assert days[:2].tolist() == [60.0, -2.0] and math.isnan(days[2])  # no creation date: unknown
+    records = [{"renewal": v} for v in frame["renewal"]]
+    created = list(frame["created_at"])
+    np.testing.assert_array_equal(encoder.transform_records(records, created), x)
+    for i, record in enumerate(records):
+        np.testing.assert_array_equal(encoder.transform_record(record, created[i]), x[i])
+    assert "60 days after the lead was created" in encoder.features_[3].describe(60.0)
+
+
 @pytest.mark.parametrize(
     ("title", "seniority", "department"),
     [
