@@ -1,5 +1,8 @@
 """Training examples from snapshots: each lead seen at a few ages, labelled by what happened next.
 
+With `snapshots_per_lead`, each lead is seen at that many of the snapshot ages, drawn per lead
+from a hash of its lead_id (`snapshot_age_mask`): many ages covered, each lead counted the same.
+
 For a lead created at C and a snapshot age a, the snapshot moment is T = C + a days and
 label = 1 if the lead was won within the horizon H after T (T < closed_at <= T + H), else 0.
 
