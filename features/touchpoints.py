@@ -431,11 +431,13 @@ def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Fe
             Feature(name=f"touches_first{first}d", unit="touches",
                     description=f"Marketing touches {first_days_phrase(first)} (those before "
                                 "the scoring moment); empty without a creation date",
-                    describe=_count_words("touch", "touches", first_days_phrase(first))),
+                    describe=_count_words("touch", "touches", first_days_phrase(first)),
+                    fact=all_touches),
             *(Feature(name=f"{act}_count_first{first}d", unit=many.split()[-1],
                       description=f"{many[:1].upper()}{many[1:]} {first_days_phrase(first)} "
                                   "(those before the scoring moment)",
-                      describe=_count_words(one, many, first_days_phrase(first)))
+                      describe=_count_words(one, many, first_days_phrase(first)),
+                      fact=by_activity[act])  # a lead's reasons say its demo requests once
               for act in ACTIVITIES
               for one, many in [activity_nouns(act)]),
         )  # fmt: skip

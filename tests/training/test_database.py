@@ -74,11 +74,11 @@ def test_the_database_gives_the_files_canonical_frames(files, engine):
 
 
 def _features(data, lead_id: str) -> dict[float, np.ndarray]:
-    """The lead's feature rows by snapshot age (fitted on the data itself)."""
-    examples = build_examples(data, FeatureConfig(), NOW)
-    featurizer = LeadFeaturizer(FeatureConfig()).fit(
-        data.leads, data.attribute_types, data.touchpoints
-    )
+    """The lead's feature rows by snapshot age (fitted on the data itself), every lead seen at
+    days 1, 7 and 30."""
+    config = FeatureConfig(snapshot_ages_days=(1, 7, 30), snapshots_per_lead=None)
+    examples = build_examples(data, config, NOW)
+    featurizer = LeadFeaturizer(config).fit(data.leads, data.attribute_types, data.touchpoints)
     mine = examples.frame[examples.frame["lead_id"] == lead_id]
     X = featurizer.transform(mine, data.touchpoints)
     return dict(zip(mine["snapshot_age_days"].tolist(), np.asarray(X, dtype=float), strict=True))
