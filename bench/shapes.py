@@ -129,7 +129,7 @@ def baseline_probabilities(result: Any, config: Any, fresh_config: Any) -> dict[
     rows = np.concatenate([train_rows, holdout_rows]) if result.refit else train_rows
     X, empty = fill_empty_columns(featurizer.transform(examples.frame.iloc[rows], data.touchpoints))
     y = examples.labels[rows]
-    fresh_data, fresh = demo_examples(fresh_config)
+    fresh_data, fresh = demo_examples(fresh_config, fresh_config.features.snapshot_ages_days)
     X_fresh = featurizer.transform(fresh.frame, fresh_data.touchpoints)
     X_fresh[:, empty] = 0.0  # as in training: a column with no value there teaches nothing
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)

@@ -20,12 +20,26 @@ class FeatureConfig(BaseModel):
     half_life_days: float = Field(
         14.0, gt=0, description="A touch this many days old counts half in the engagement score."
     )
+    first_days: int | None = Field(
+        None,
+        gt=0,
+        description="Touch counts in the lead's first this many days after creation (as far as "
+        "they happened before the scoring moment): what a lead did early stays readable as it "
+        "ages (21 on the demo data; issue 17). None, the default: no such features (as models "
+        "saved before they existed read).",
+    )
     velocity_recent_days: int = Field(7, gt=0, description="Recent period of the velocity feature.")
     velocity_prior_days: int = Field(
         30, gt=0, description="Period just before the recent one that velocity compares against."
     )
     snapshot_ages_days: tuple[float, ...] = Field(
         (1, 7, 30), description="Lead ages at which training snapshots are taken."
+    )
+    snapshots_per_lead: int | None = Field(
+        None,
+        ge=1,
+        description="Snapshot ages each lead is seen at, drawn per lead from snapshot_ages_days "
+        "(by a hash of its lead_id): many ages covered, rows as for this many. None: every age.",
     )
     horizon_days: float = Field(90, gt=0, description="A snapshot is positive if won within this.")
     rare_min_count: int = Field(

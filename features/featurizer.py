@@ -326,7 +326,8 @@ class LeadFeaturizer:
                 "the model was trained with other channel/activity lists than this version of "
                 "leadscore knows; retrain the model with this version"
             )
-        featurizer = cls(FeatureConfig(**state["config"]))
+        # A state saved before the first-days counts existed has none: the same columns.
+        featurizer = cls(FeatureConfig(**{"first_days": None, **state["config"]}))
         featurizer.attributes_ = AttributeEncoder.from_dict(state["attributes"])
         featurizer.timestamped_ = state["timestamped"]
         featurizer.uses_touchpoints_ = state["uses_touchpoints"]

@@ -1,5 +1,8 @@
 """Training examples from snapshots: each lead seen at a few ages, labelled by what happened next.
 
+With `snapshots_per_lead`, each lead is seen at that many of the snapshot ages, drawn per lead
+from a hash of its lead_id (`snapshot_age_mask`): many ages covered, each lead counted the same.
+
 For a lead created at C and a snapshot age a, the snapshot moment is T = C + a days and
 label = 1 if the lead was won within the horizon H after T (T < closed_at <= T + H), else 0.
 
@@ -137,12 +140,13 @@ def build_snapshots(
 
     frames, per_age = [], {}
     totals = {"future": 0, "closed_before": 0, "censored": 0}
-    for age in config.snapshot_ages_days:
+    drawn = snapshot_age_mask(base_ids, config.snapshot_ages_days, config.snapshots_per_lead)
+    for j, age in enumerate(config.snapshot_ages_days):
         as_of = base_created + pd.Timedelta(days=age).as_unit("ns").to_timedelta64()
-        has_outcome = ~pd.isna(closed_at)
-        future = as_of > now64
+        has_outcome = ~pd.isna(closed_at) & drawn[:, j]
+        future = (as_of > now64) & drawn[:, j]
         closed_before = ~future & has_outcome & (closed_at <= as_of)
-        open_at = ~future & ~closed_before
+        open_at = drawn[:, j] & ~future & ~closed_before
         end = as_of + horizon
         positive = open_at & has_outcome & is_won & (closed_at <= end)
         horizon_over = end <= now64
@@ -171,7 +175,7 @@ def build_snapshots(
     snapshots["lead_id"] = snapshots["lead_id"].astype(str)
     report = SnapshotReport(
         leads=len(leads),
-        candidates=int(has_created.sum()) * len(config.snapshot_ages_days),
+        candidates=int(drawn.sum()),
         kept=len(snapshots),
         positives=int(snapshots["label"].sum()),
         skipped_no_created_at=int((~has_created).sum()),
@@ -184,6 +188,38 @@ def build_snapshots(
         per_age=per_age,
     )
     return snapshots, report
+
+
+def snapshot_age_mask(
+    lead_ids: np.ndarray, ages_days: tuple[float, ...], per_lead: int | None
+) -> np.ndarray:
+    """(n_leads, len(ages_days)) bool: the snapshot ages each lead is seen at.
+
+    Every age when `per_lead` is None or not below the number of ages; else `per_lead` of them per
+    lead, each set of that size equally likely, drawn from a hash of the lead_id: the same lead
+    gets the same ages in every run, on any machine and in any Spark bucket, and the draw knows
+    nothing of the lead's outcome. Many ages are covered while every lead gives at most
+    `per_lead` rows, so each lead counts the same and the rows stay as many as for `per_lead`
+    fixed ages."""
+    n, m = len(lead_ids), len(ages_days)
+    if per_lead is None or per_lead >= m:
+        return np.ones((n, m), dtype=bool)
+    hashed = pd.util.hash_pandas_object(
+        pd.Series(lead_ids, dtype=object).astype(str), index=False
+    ).to_numpy(dtype=np.uint64)
+    keys = _mix64(hashed[:, None] + np.arange(1, m + 1, dtype=np.uint64) * _GOLDEN)
+    rank = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
+    return rank < per_lead
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: well-spread 64-bit keys from nearby ones (wraps around)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def attach_attributes(

@@ -96,6 +96,17 @@ class Touches:
         return self._per_window(self.activity, len(ACTIVITIES))
 
     @cached_property
+    def in_first_days(self) -> np.ndarray:
+        """Touches per (row, activity) that occurred before the lead's creation + `first_days`
+        (and before T), int64; a row with no creation date has none (its columns are NaN)."""
+        first = self.config.first_days or 0
+        early = self.lead_age_days[self.row] - self.age < first  # False for a NaN lead age
+        return np.bincount(
+            self.row[early] * len(ACTIVITIES) + self.activity[early],
+            minlength=self.n_rows * len(ACTIVITIES),
+        ).reshape(self.n_rows, len(ACTIVITIES))
+
+    @cached_property
     def last_age(self) -> np.ndarray:
         """Age of each row's latest touch in days; inf when it has none."""
         last_age = np.full(self.n_rows, np.inf)
@@ -135,6 +146,11 @@ def _touches_by_channel(t: Touches) -> np.ndarray:
 
 def _touches_by_activity(t: Touches) -> np.ndarray:
     return t.by_activity.reshape(t.n_rows, -1)  # window by window, activity by activity
+
+
+def _first_days_counts(t: Touches) -> np.ndarray:
+    counts = np.column_stack([t.in_first_days.sum(axis=1), t.in_first_days]).astype(np.float64)
+    return np.where(np.isnan(t.lead_age_days)[:, None], np.nan, counts)
 
 
 def _days_since_last_touch(t: Touches) -> np.ndarray:
@@ -242,6 +258,10 @@ def window_phrase(days: int | None) -> str:
     return "in total" if days is None else f"in the last {days} days"
 
 
+def first_days_phrase(days: int) -> str:
+    return f"in its first {days} days"
+
+
 def _number_words(value: float) -> str:
     """'3' for whole numbers, '2.5' otherwise."""
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
@@ -252,8 +272,8 @@ def _days_words(days: int) -> str:
     return f"{days} day{'s' if days != 1 else ''}"
 
 
-def _count_words(one: str, many: str, days: int | None) -> Callable[[float], str]:
-    window = window_phrase(days)
+def _count_words(one: str, many: str, days: int | str | None) -> Callable[[float], str]:
+    window = days if isinstance(days, str) else window_phrase(days)
 
     def words(value: float) -> str:
         if is_missing(value) or value == 0:
@@ -405,6 +425,22 @@ def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Fe
         for act in ACTIVITIES
         for one, many in [activity_nouns(act)]
     )  # fmt: skip
+    if config.first_days is not None:
+        first = config.first_days
+        yield _first_days_counts, (
+            Feature(name=f"touches_first{first}d", unit="touches",
+                    description=f"Marketing touches {first_days_phrase(first)} (those before "
+                                "the scoring moment); empty without a creation date",
+                    describe=_count_words("touch", "touches", first_days_phrase(first)),
+                    fact=all_touches),
+            *(Feature(name=f"{act}_count_first{first}d", unit=many.split()[-1],
+                      description=f"{many[:1].upper()}{many[1:]} {first_days_phrase(first)} "
+                                  "(those before the scoring moment)",
+                      describe=_count_words(one, many, first_days_phrase(first)),
+                      fact=by_activity[act])  # a lead's reasons say its demo requests once
+              for act in ACTIVITIES
+              for one, many in [activity_nouns(act)]),
+        )  # fmt: skip
     yield _days_since_last_touch, (
         Feature(name="days_since_last_touch", unit="days",
                 description="Days since the last touch before the scoring moment (empty if none)",

@@ -79,7 +79,10 @@ def fit_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) ->
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
     now = pd.Timestamp(examples.now)
     now_ns = int(now.tz_convert("UTC").tz_localize(None).as_unit("ns").value)
-    snaps = open_snapshots(data.leads, data.outcomes, config.features.snapshot_ages_days, now)
+    features = config.features
+    snaps = open_snapshots(
+        data.leads, data.outcomes, features.snapshot_ages_days, now, features.snapshots_per_lead
+    )
     holdout_leads = set(fitted.holdout_frame["lead_id"].astype(str))
     training = snaps[~snaps["lead_id"].isin(holdout_leads)].reset_index(drop=True)
     amounts = won_amounts(data.outcomes)

@@ -19,6 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from features.model.timing import LOST, OPEN, WON, CloseTimingModel, period_edges
+from features.snapshots import snapshot_age_mask
 from training.data import drawn_leads_mask
 
 MAX_PERIOD_ROWS = 120_000  # period rows the classifier is fitted on (a random sample above)
@@ -49,10 +50,12 @@ def open_snapshots(
     outcomes: pd.DataFrame | None,
     ages_days: Sequence[float],
     now: pd.Timestamp,
+    per_lead: int | None = None,
 ) -> pd.DataFrame:
     """Every (lead, age) whose moment T = created_at + age is at or before `now` and at which the
     lead is still open: lead_id, created_at, as_of, snapshot_age_days, closed_ns (-1: no outcome
-    known by now), won."""
+    known by now), won. With `per_lead`, only the ages each lead is drawn to be seen at (the
+    draw of the training snapshots: `features.snapshots.snapshot_age_mask`)."""
     closed, won = first_outcomes(outcomes, now)
     created = pd.to_datetime(leads["created_at"], utc=True)
     ids = leads["lead_id"].astype(str).to_numpy()
@@ -61,10 +64,11 @@ def open_snapshots(
     closed_ns = closed.reindex(ids).fillna(-1).to_numpy().astype("int64")
     is_won = won.reindex(ids).fillna(False).to_numpy(dtype=bool)
     now_ns = int(now.tz_convert("UTC").tz_localize(None).as_unit("ns").value)
+    drawn = snapshot_age_mask(ids, tuple(ages_days), per_lead)
     frames = []
-    for age in ages_days:
+    for j, age in enumerate(ages_days):
         as_of = created_ns + int(round(age * DAY_NS))
-        keep = known & (as_of <= now_ns) & ((closed_ns < 0) | (closed_ns > as_of))
+        keep = known & drawn[:, j] & (as_of <= now_ns) & ((closed_ns < 0) | (closed_ns > as_of))
         frames.append(pd.DataFrame({
             "lead_id": ids[keep],
             "created_at": created[keep].to_numpy(),

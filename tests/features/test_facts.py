@@ -30,9 +30,11 @@ def names(f: FactColumns) -> list[str]:
 def test_the_windows_of_a_count_a_title_and_a_moment_are_one_fact_each():
     assert names(fact("demo_request_count")) == [
         "demo_request_count_7d", "demo_request_count_30d", "demo_request_count_90d",
-        "demo_request_count_all",
+        "demo_request_count_all", "demo_request_count_first21d",
     ]  # fmt: skip
-    assert names(fact("touches")) == ["touches_7d", "touches_30d", "touches_90d", "touches_all"]
+    assert names(fact("touches")) == [
+        "touches_7d", "touches_30d", "touches_90d", "touches_all", "touches_first21d"
+    ]  # fmt: skip
     assert names(fact("email_touches"))[-1] == "email_touches_all"
     assert names(fact("unsubscribe_count"))[-1] == "unsubscribed"  # the flag read from the count
     assert names(fact("Job Title")) == [
@@ -63,6 +65,13 @@ def test_the_windows_of_a_count_a_title_and_a_moment_are_one_fact_each():
 )
 def test_a_count_is_worded_once_from_its_windows(counts, words):
     assert fact("demo_request_count").describe([float(c) for c in counts]) == words
+
+
+def test_the_first_days_count_is_part_of_the_fact_not_of_its_words():
+    # windows 7d, 30d, 90d, all, then the first 21 days: said once, from the windows
+    assert fact("demo_request_count").describe([0.0, 0.0, 1.0, 1.0, 1.0]) == (
+        "1 demo request in the last 90 days"
+    )
 
 
 def test_unsubscribes_read_from_the_count_not_the_flag():

@@ -366,11 +366,15 @@ def test_a_model_saved_before_loads_and_gives_the_same_features_and_words():
     saved = json.loads(SAVED.read_text())
     restored = LeadFeaturizer.from_dict(saved["state"])
     # the state written today is the same too, with that day's default of 100 categories, but
-    # for the keys that switch on issue 17's date features
+    # for the keys that switch on issue 17's date features and the settings added since
+    # (written with their default; a saved state without them reads as before they existed)
     today = fitted(max_categories=100).to_dict()
     for spec in today["attributes"]["columns"]:
         assert spec.pop("from_created", True)
-    assert today == saved["state"]
+    added_since = {"first_days": None, "snapshots_per_lead": None}
+    assert today["config"] == {**saved["state"]["config"], **added_since}
+    assert {**today, "config": saved["state"]["config"]} == saved["state"]
+    assert restored.config.first_days is None
     leads, touches = timeline()
     frame = leads.assign(as_of=pd.Timestamp("2024-04-01", tz="UTC"))
     expected = np.array(saved["features"], dtype=np.float64)  # null -> NaN

@@ -148,3 +148,55 @@ def test_attach_attributes_puts_lead_attributes_next_to_each_snapshot():
     frame = attach_attributes(snaps, leads_frame("E"))
     assert frame["industry"].tolist() == ["software"] * 3
     assert frame["created_at"].tolist() == [DAY0] * 3
+
+
+DRAWN = FeatureConfig(snapshot_ages_days=(1, 3, 7, 14, 30, 60, 90), snapshots_per_lead=2)
+
+
+def test_drawn_ages_give_each_lead_as_many_snapshots_and_cover_every_age():
+    ids = [f"L{i}" for i in range(700)]
+    snaps, report = build_snapshots(leads_frame(*ids), None, DRAWN, now=day(1000))
+    per_lead = snaps.groupby("lead_id").size()
+    assert len(per_lead) == 700 and (per_lead == 2).all()
+    assert report.candidates == 1400 and report.kept == 1400
+    shares = snaps["snapshot_age_days"].value_counts(normalize=True)
+    assert sorted(shares.index) == [1, 3, 7, 14, 30, 60, 90]
+    assert (abs(shares - 1 / 7) < 0.035).all()  # 1/7 each, give or take sampling
+
+
+def test_a_lead_gets_the_same_ages_whatever_else_is_in_the_data_and_whatever_its_outcome():
+    ids = [f"L{i}" for i in range(50)]
+    alone = {
+        lead: set(build_snapshots(leads_frame(lead), None, DRAWN, now=day(1000))[0]
+                  ["snapshot_age_days"])
+        for lead in ids[:10]
+    }  # fmt: skip
+    together, _ = build_snapshots(leads_frame(*reversed(ids)), None, DRAWN, now=day(1000))
+    won, _ = build_snapshots(
+        leads_frame(*ids), outcomes_frame([(i, 400, True) for i in ids]), DRAWN, now=day(1000)
+    )
+    for lead, ages in alone.items():
+        assert set(together.loc[together["lead_id"] == lead, "snapshot_age_days"]) == ages
+        assert set(won.loc[won["lead_id"] == lead, "snapshot_age_days"]) == ages
+    assert len({frozenset(a) for a in alone.values()}) > 1  # not the same two ages for all
+
+
+def test_a_lead_closed_before_a_drawn_age_is_counted_among_the_drawn_ones_only():
+    snaps, report = build_snapshots(leads_frame("A"), outcomes_frame([("A", 0.5, False)]),
+                                    DRAWN, now=day(1000))  # fmt: skip
+    assert len(snaps) == 0
+    assert report.candidates == 2 and report.skipped_closed_before == 2
+    assert sum(age["closed_before"] for age in report.per_age.values()) == 2
+
+
+def test_every_age_without_snapshots_per_lead_or_with_as_many_as_there_are_ages():
+    ids = [f"L{i}" for i in range(20)]
+    for config in (DRAWN.model_copy(update={"snapshots_per_lead": None}),
+                   DRAWN.model_copy(update={"snapshots_per_lead": 7})):  # fmt: skip
+        snaps, _ = build_snapshots(leads_frame(*ids), None, config, now=day(1000))
+        assert len(snaps) == 20 * 7
+
+
+def test_snapshots_per_lead_below_one_is_refused():
+    with pytest.raises(ValueError, match="snapshots_per_lead"):
+        FeatureConfig(snapshots_per_lead=0)

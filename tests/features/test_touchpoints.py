@@ -110,9 +110,19 @@ def test_every_count_column_counts_what_its_name_says():
 
 
 def test_descriptions_follow_the_configured_windows_and_half_life():
-    config = FeatureConfig(windows_days=(3,), half_life_days=7.5, velocity_prior_days=21)
+    config = FeatureConfig(
+        windows_days=(3,), half_life_days=7.5, velocity_prior_days=21, first_days=10
+    )
     by_name = {f.name: f for f in touchpoint_features(config)}
-    assert [n for n in by_name if n.startswith("touches_")] == ["touches_3d", "touches_all"]
+    assert [n for n in by_name if n.startswith("touches_")] == [
+        "touches_3d", "touches_all", "touches_first10d"
+    ]  # fmt: skip
+    assert by_name["demo_request_count_first10d"].description == (
+        "Demo requests in its first 10 days (those before the scoring moment)"
+    )
+    assert (
+        by_name["demo_request_count_first10d"].describe(1) == "1 demo request in its first 10 days"
+    )
     assert by_name["email_touches_3d"].description == "Touches from email in the last 3 days"
     assert by_name["engagement_score"].description == (
         "Touches weighted by recency: a touch counts 1 now, 1/2 after 7.5 days, 1/4 after 15"
@@ -121,6 +131,31 @@ def test_descriptions_follow_the_configured_windows_and_half_life():
     assert by_name["demo_request_count_all"].describe(2) == "2 demo requests in total"
     assert by_name["first_touch_channel"].categorical
     assert not by_name["distinct_channels"].categorical
+
+
+def test_first_days_counts_are_the_touches_before_creation_plus_n_days_and_before_t():
+    # Created 30 days before T: the first 21 days end 9 days before T.
+    f = features_of(HISTORY, created_days_before=30.0)
+    assert f["webinar_attend_count_first21d"] == 1  # 10 days before T: the lead's day 20
+    assert f["demo_request_count_first21d"] == 1  # day 10
+    assert f["unsubscribe_count_first21d"] == 1  # day -15: before creation counts as early
+    assert f["visit_count_first21d"] == 1  # day -170
+    assert f["email_click_count_first21d"] == 0  # day 23
+    assert f["pricing_page_view_count_first21d"] == 0  # day 28
+    assert f["touches_first21d"] == 4
+    # Created 5 days before T: every touch before T is in its first 21 days.
+    young = features_of(HISTORY, created_days_before=5.0)
+    assert young["touches_first21d"] == young["touches_all"] == 7
+    later = HISTORY + [touch(0, "paid_search", "demo_request"), touch(-3, "event", "form_submit")]
+    assert features_of(later, created_days_before=5.0) == young
+
+
+def test_first_days_counts_are_empty_without_a_creation_date_and_absent_when_off():
+    f = features_of(HISTORY, created_days_before=None)
+    assert math.isnan(f["touches_first21d"]) and math.isnan(f["visit_count_first21d"])
+    off = touchpoint_feature_names(FeatureConfig(first_days=None))
+    assert off == [n for n in NAMES if not n.endswith("_first21d")]
+    assert len(NAMES) - len(off) == 1 + len(ACTIVITIES)
 
 
 def test_a_lead_without_touches_has_zero_counts_and_empty_recency():

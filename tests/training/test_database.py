@@ -73,12 +73,13 @@ def test_the_database_gives_the_files_canonical_frames(files, engine):
     )
 
 
+AT_1_7_30 = FeatureConfig(snapshot_ages_days=(1, 7, 30), snapshots_per_lead=None)  # every lead
+
+
 def _features(data, lead_id: str) -> dict[float, np.ndarray]:
     """The lead's feature rows by snapshot age (fitted on the data itself)."""
-    examples = build_examples(data, FeatureConfig(), NOW)
-    featurizer = LeadFeaturizer(FeatureConfig()).fit(
-        data.leads, data.attribute_types, data.touchpoints
-    )
+    examples = build_examples(data, AT_1_7_30, NOW)
+    featurizer = LeadFeaturizer(AT_1_7_30).fit(data.leads, data.attribute_types, data.touchpoints)
     mine = examples.frame[examples.frame["lead_id"] == lead_id]
     X = featurizer.transform(mine, data.touchpoints)
     return dict(zip(mine["snapshot_age_days"].tolist(), np.asarray(X, dtype=float), strict=True))
@@ -155,7 +156,7 @@ def test_snapshots_get_the_attributes_known_at_their_moment(files, engine):
             .values(received_at=(created + pd.Timedelta(days=3)).to_pydatetime())
         )
     data = read_lead_data(engine, as_of=NOW)
-    examples = build_examples(data, FeatureConfig(), NOW)
+    examples = build_examples(data, AT_1_7_30, NOW)
     mine = examples.frame[examples.frame["lead_id"] == lead_id].set_index("snapshot_age_days")
     original = files.leads.set_index("lead_id").loc[lead_id, "industry"]
     assert mine["industry"].to_dict() == {7.0: original, 30.0: "Aerospace"}

@@ -30,6 +30,7 @@ from features.data.demo.process import (
     MISSING_SIZE_EFFECT,
     MISSING_SIZE_STRETCH,
     MONTH_VOLUME,
+    OTHER_PERSONAL,
     PERSONAL_EMAIL_EFFECT,
     REFERRER_MISSING,
     REGION_EFFECT,
@@ -42,6 +43,8 @@ from features.data.demo.process import (
     SOURCE_EFFECT,
     SPAN_DAYS,
     START,
+    STUDENT_PERSONAL,
+    STUDENT_SMALLEST,
     WEEKDAY_VOLUME,
     Shape,
     job_titles,
@@ -89,9 +92,9 @@ def draw_leads(rng: np.random.Generator, n: int, shape: Shape = SHAPES["default"
     function = choice(rng, [v[0] for v in FUNCTIONS.values()], n)
     student = seniority == list(SENIORITY).index("Student")
     size = choice(rng, [v[0] for v in SIZES.values()], n)
-    size[student & (rng.random(n) < 0.7)] = 0
+    size[student & (rng.random(n) < STUDENT_SMALLEST)] = 0
     country = choice(rng, [v[1] for v in COUNTRIES.values()], n)
-    personal = rng.random(n) < np.where(student, 0.8, 0.2)
+    personal = rng.random(n) < np.where(student, STUDENT_PERSONAL, OTHER_PERSONAL)
     source = choice(rng, list(CHANNEL_SHARE.values()), n)  # index into CHANNEL_SHARE order
     source_channel = np.array([CHANNELS.index(c) for c in CHANNEL_SHARE])[source]
     do_not_email = rng.random(n) < 0.08

@@ -7,28 +7,52 @@ probabilities come back from the canonical frames `load_lead_data` returns, by t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from features.data.demo.process import (
+    ACTIVITY_EFFECT,
+    ACTIVITY_PACE,
     COUNTRIES,
     DO_NOT_EMAIL_EFFECT,
     EARLY_DAYS,
+    EARLY_RATE,
+    EARLY_TIMING,
+    ENGAGEMENT_SD,
     FUNCTIONS,
+    HIGH_SHARE_LOGIT,
+    HIGH_SPLIT,
     INDUSTRIES,
+    INTENT_SD,
+    INTERCEPT,
+    LOSS_AGE_BETA,
+    LOSS_CLOSE_SHARE,
+    LOSS_FIRST_DAY,
+    LOSS_SPAN_DAYS,
+    LOW_SPLIT,
     MISSING_SENIORITY_EFFECT,
     MISSING_SIZE_EFFECT,
+    MISSING_SIZE_STRETCH,
+    OTHER_PERSONAL,
     PERSONAL_EMAIL_EFFECT,
     REGION_EFFECT,
     SENIORITY,
+    SENIORITY_PACE,
     SIZES,
     SOURCE_EFFECT,
+    STUDENT_PERSONAL,
+    STUDENT_SMALLEST,
     add_activity_counts,
     job_titles,
     referrer_names,
     shape_logit,
     shape_named,
     title_states_function,
+    true_win_close_cdf,
     true_win_probability,
+    true_win_within,
+    win_close_shape,
 )
 from features.data.vocabulary import ACTIVITIES, normalise_channel
 
@@ -47,50 +71,226 @@ def oracle_from_observables(leads, touchpoints, shape: str = "default") -> np.nd
     This is the proof that the oracle uses only what a model could see: the lead attributes as
     exported and the touchpoints of the first 21 days. Valid for leads created at least 21 days
     before the export date (later touchpoints of younger leads are not in the files yet)."""
+    seen = _observables(leads, touchpoints, shape)
+    counts = seen.counts_before(EARLY_DAYS)
+    return true_win_probability(seen.attribute_logit, counts)
+
+
+@dataclass
+class _Observables:
+    """What the files say of each lead, in the generator's terms."""
+
+    attribute_logit: np.ndarray  # the attributes' part of the true logit (shape part included)
+    attribute_pace: np.ndarray  # the attributes' part of a win's pace (`process.win_close_shape`)
+    seniority: np.ndarray  # index into SENIORITY, -1: unreadable
+    size: np.ndarray  # index into SIZES, -1: unreadable
+    personal: np.ndarray  # 1 personal email, 0 business, -1 unreadable
+    do_not_email: np.ndarray  # bool
+    lead: np.ndarray  # per touchpoint: index of its lead
+    age: np.ndarray  # per touchpoint: days after its lead's creation
+    activity: np.ndarray  # per touchpoint: index into ACTIVITIES
+
+    def counts_before(self, days: float) -> np.ndarray:
+        """Activity counts (n_leads, len(ACTIVITIES)) of the touchpoints in [0, days) after
+        creation."""
+        chosen = (self.age >= 0) & (self.age < days)
+        counts = np.zeros((len(self.attribute_logit), len(ACTIVITIES)), dtype=np.int32)
+        add_activity_counts(counts, self.lead[chosen], self.activity[chosen])
+        return counts
+
+
+def _observables(leads, touchpoints, shape: str) -> _Observables:
     import pandas as pd
 
     process_shape = shape_named(shape)
 
-    def effect(column: str, table: dict[str, float], missing: float = 0.0) -> np.ndarray:
-        keys = _text_key(leads[column])
+    def keys_of(column: str, table: dict[str, int]) -> np.ndarray:
         lookup = {" ".join(k.lower().split()): v for k, v in table.items()}
-        return np.array([missing if k is None else lookup.get(k, missing) for k in keys])
+        return np.array([-1 if k is None else lookup.get(k, -1) for k in _text_key(leads[column])])
 
-    region_of = {sp: REGION_EFFECT[v[0]] for v in COUNTRIES.values() for sp in v[2]}
-    seniority_of = {sp: v[1] for v in SENIORITY.values() for sp in v[2]}
+    def effect(codes: np.ndarray, effects: list[float], missing: float = 0.0) -> np.ndarray:
+        return np.where(codes >= 0, np.append(effects, missing)[codes], missing)
+
+    region_of = {sp: list(REGION_EFFECT).index(v[0]) for v in COUNTRIES.values() for sp in v[2]}
+    seniority_of = {sp: i for i, v in enumerate(SENIORITY.values()) for sp in v[2]}
     function_of = {
-        title: fn_effect
+        title: i
         for level in SENIORITY
         if title_states_function(level)
-        for fn, (_, fn_effect, _) in FUNCTIONS.items()
+        for i, fn in enumerate(FUNCTIONS)
         for title in job_titles(level, fn)
     }
+    industry = keys_of("industry", {k: i for i, k in enumerate(INDUSTRIES)})
+    size = keys_of("company_size", {k: i for i, k in enumerate(SIZES)})
+    region = keys_of("country", region_of)
+    seniority = keys_of("seniority", seniority_of)
+    function = keys_of("job_title", function_of)
+    personal = keys_of("email_type", {"Business": 0, "Personal": 1})
     sources = pd.Series(leads["lead_source"]).map(normalise_channel)
     dne = pd.Series(leads["do_not_email"]).fillna(False).to_numpy(dtype=bool)
     attribute_logit = (
-        effect("industry", {k: v[1] for k, v in INDUSTRIES.items()})
-        + effect("company_size", {k: v[1] for k, v in SIZES.items()}, MISSING_SIZE_EFFECT)
-        + effect("country", region_of)
-        + effect("seniority", seniority_of, MISSING_SENIORITY_EFFECT)
-        + effect("job_title", function_of)
-        + effect("email_type", {"Personal": PERSONAL_EMAIL_EFFECT})
+        effect(industry, [v[1] for v in INDUSTRIES.values()])
+        + effect(size, [v[1] for v in SIZES.values()], MISSING_SIZE_EFFECT)
+        + effect(region, list(REGION_EFFECT.values()))
+        + effect(seniority, [v[1] for v in SENIORITY.values()], MISSING_SENIORITY_EFFECT)
+        + effect(function, [v[1] for v in FUNCTIONS.values()])
+        + np.where(personal == 1, PERSONAL_EMAIL_EFFECT, 0.0)
         + sources.map(SOURCE_EFFECT).fillna(0.0).to_numpy()
         + np.where(dne, DO_NOT_EMAIL_EFFECT, 0.0)
         + _shape_part(leads, process_shape)
     )
+    attribute_pace = effect(size, [v[2] for v in SIZES.values()], MISSING_SIZE_STRETCH) + effect(
+        seniority, [SENIORITY_PACE.get(level, 0.0) for level in SENIORITY]
+    )
     index = pd.Series(np.arange(len(leads)), index=leads["lead_id"].to_numpy())
     lead = index.reindex(touchpoints["lead_id"].to_numpy()).to_numpy()
+    known = ~np.isnan(lead)
+    lead = np.nan_to_num(lead, nan=0).astype(np.int64)
     created = leads["created_at"].to_numpy()
-    age = (
-        touchpoints["occurred_at"].to_numpy() - created[np.nan_to_num(lead, nan=0).astype(np.int64)]
-    )
-    early = (
-        ~np.isnan(lead) & (age >= np.timedelta64(0, "s")) & (age < np.timedelta64(EARLY_DAYS, "D"))
-    )
+    age = (touchpoints["occurred_at"].to_numpy() - created[lead]) / np.timedelta64(1, "D")
     activity = pd.Categorical(touchpoints["activity"], categories=list(ACTIVITIES)).codes
-    counts = np.zeros((len(leads), len(ACTIVITIES)), dtype=np.int32)
-    add_activity_counts(counts, lead[early].astype(np.int64), activity[early].astype(np.int64))
-    return true_win_probability(attribute_logit, counts)
+    known &= activity >= 0
+    return _Observables(
+        attribute_logit, attribute_pace, seniority, size, personal, dne,
+        lead[known], age[known], activity[known].astype(np.int64),
+    )  # fmt: skip
+
+
+def point_in_time_truth(
+    leads,
+    touchpoints,
+    age_days: float,
+    horizon_days: float,
+    shape: str = "default",
+    draws: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """P(won within `horizon_days` after `age_days` | everything observable at that age, open
+    then), per lead: the best any model scoring a lead at that age can do.
+
+    The oracle's probability (`oracle_from_observables`) reads the first 21 days of touchpoints;
+    before day 21 part of them has not happened yet. Here the rest is drawn from the generator's
+    own process (`touchpoints.early_touches`) given what has been seen: `draws` particles per lead
+    of its hidden engagement and intent levels (and of the seniority and company size behind
+    unreadable values, which set the intent's mean) from their prior, weighted by the likelihood
+    of the touchpoints seen before `age_days` (their number says the engagement, the share of
+    high-intent actions the intent; the company size and email type say something of an
+    unreadable seniority), each completed with the touchpoints of [age, 21) days drawn as
+    Poisson counts per activity. From day 21 on nothing is left to draw and this is
+    `process.true_win_within` of the oracle's probability. Touchpoints at or after the scoring
+    moment are ignored, as the features ignore them."""
+    seen = _observables(leads, touchpoints, shape)
+    if age_days >= EARLY_DAYS:
+        counts = seen.counts_before(EARLY_DAYS)
+        p = true_win_probability(seen.attribute_logit, counts)
+        a, b = win_close_shape(seen.attribute_pace, counts)
+        return true_win_within(p, a, b, age_days, horizon_days)
+    rng = np.random.default_rng(seed)
+    counts = seen.counts_before(age_days)
+    early = (seen.age > 0) & (seen.age < age_days)
+    n_leads = len(seen.attribute_logit)
+    high = np.isin(seen.activity, [ACTIVITIES.index(a) for a in HIGH_SPLIT])
+    n_seen = np.bincount(seen.lead[early], minlength=n_leads)
+    n_high = np.bincount(seen.lead[early & high], minlength=n_leads)
+    from scipy.stats import beta
+
+    seen_share = float(beta.cdf(age_days / EARLY_DAYS, *EARLY_TIMING))  # of the early touches
+    out = np.empty(n_leads)
+    chunk = max(1, 1_000_000 // draws)
+    for start in range(0, n_leads, chunk):
+        rows = np.arange(start, min(start + chunk, n_leads))
+        out[rows] = _particle_truth(
+            seen, rows, counts[rows], n_seen[rows], n_high[rows], seen_share,
+            age_days, horizon_days, draws, rng,
+        )  # fmt: skip
+    return out
+
+
+def _particle_truth(
+    seen: _Observables,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    n_seen: np.ndarray,
+    n_high: np.ndarray,
+    seen_share: float,
+    age_days: float,
+    horizon_days: float,
+    draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    from scipy.special import betainc
+
+    n = len(rows)
+    shape = (n, draws)
+    seniority_share = np.array([v[0] for v in SENIORITY.values()])
+    size_share = np.array([v[0] for v in SIZES.values()])
+    student = list(SENIORITY).index("Student")
+    # The hidden seniority and company size behind unreadable values, as `leads.draw_leads`
+    # draws them (students mostly at the smallest companies).
+    seniority = np.where(
+        seen.seniority[rows, None] >= 0,
+        seen.seniority[rows, None],
+        rng.choice(len(seniority_share), shape, p=seniority_share),
+    )
+    is_student = seniority == student
+    log_weight = np.zeros(shape)
+    size_readable = seen.size[rows, None] >= 0
+    drawn_size = rng.choice(len(size_share), shape, p=size_share)
+    drawn_size[is_student & (rng.random(shape) < STUDENT_SMALLEST)] = 0
+    size = np.where(size_readable, seen.size[rows, None], drawn_size)
+    chance_of_size = size_share[size] * np.where(is_student, 1 - STUDENT_SMALLEST, 1.0) + np.where(
+        is_student & (size == 0), STUDENT_SMALLEST, 0.0
+    )
+    log_weight += np.where(size_readable, np.log(chance_of_size), 0.0)
+    personal = seen.personal[rows, None]
+    chance_personal = np.where(is_student, STUDENT_PERSONAL, OTHER_PERSONAL)
+    log_weight += np.where(personal == 1, np.log(chance_personal), 0.0)
+    log_weight += np.where(personal == 0, np.log(1 - chance_personal), 0.0)
+    # The hidden levels of `touchpoints.hidden_levels` and what they make of the early touches.
+    intent = 0.5 * (
+        np.array([v[1] for v in SENIORITY.values()])[seniority]
+        + np.array([v[1] for v in SIZES.values()])[size]
+    ) + rng.normal(0.0, INTENT_SD, shape)
+    rate = EARLY_RATE * np.exp(rng.normal(0.0, ENGAGEMENT_SD, shape))
+    high_share = 1 / (1 + np.exp(-(HIGH_SHARE_LOGIT[0] + HIGH_SHARE_LOGIT[1] * intent)))
+    expected_seen = rate * seen_share
+    log_weight += n_seen[:, None] * np.log(expected_seen) - expected_seen
+    log_weight += n_high[:, None] * np.log(high_share)
+    log_weight += (n_seen - n_high)[:, None] * np.log1p(-high_share)
+    weight = np.exp(log_weight - log_weight.max(axis=1, keepdims=True))
+    weight /= weight.sum(axis=1, keepdims=True)
+    # The touches still to come in [age, 21) days: Poisson counts per activity (thinning).
+    to_come = rate * (1 - seen_share)
+    logit = INTERCEPT + seen.attribute_logit[rows, None] + np.zeros(shape)
+    pace = seen.attribute_pace[rows, None] + np.zeros(shape)
+    dne = seen.do_not_email[rows, None]
+    email = ("email_open", "email_click", "unsubscribe", "email_bounce")
+    for activity in set(ACTIVITY_EFFECT) | set(ACTIVITY_PACE):
+        code = ACTIVITIES.index(activity)
+        if activity in HIGH_SPLIT:
+            mean = to_come * high_share * HIGH_SPLIT[activity]
+        else:
+            mean = to_come * (1 - high_share) * LOW_SPLIT[activity]
+            if activity in email:  # opted out of email: no email activity
+                mean = np.where(dne, 0.0, mean)
+            if activity == "visit":  # ... those become visits
+                emails = sum(LOW_SPLIT[a] for a in email)
+                mean = mean + np.where(dne, to_come * (1 - high_share) * emails, 0.0)
+        total = counts[:, code, None] + rng.poisson(mean)
+        for table, into in ((ACTIVITY_EFFECT, logit), (ACTIVITY_PACE, pace)):
+            if activity in table:
+                w, transform = table[activity]
+                into += w * (np.log1p(total) if transform == "log" else (total > 0))
+    p = 1 / (1 + np.exp(-logit))
+    pace = np.clip(pace, -0.3, 1.3)
+    a, b = 1.5 + 2.5 * pace, 3.5 - 1.5 * pace
+    closed_by = true_win_close_cdf(np.full(a.shape, float(age_days)), a, b)
+    won_in = true_win_close_cdf(np.full(a.shape, float(age_days + horizon_days)), a, b) - closed_by
+    loss_x = np.clip((age_days - LOSS_FIRST_DAY) / LOSS_SPAN_DAYS, 0, 1)
+    lost_open = 1 - LOSS_CLOSE_SHARE * betainc(*LOSS_AGE_BETA, loss_x)
+    won_then = (weight * p * won_in).sum(axis=1)
+    open_then = (weight * (p * (1 - closed_by) + (1 - p) * lost_open)).sum(axis=1)
+    return won_then / open_then
 
 
 def _shape_part(leads, shape) -> np.ndarray:

@@ -165,6 +165,32 @@ ACTIVITY_EFFECT = {  # activity: (weight, transform) with transform "log" = log1
 INTERCEPT = -2.8  # calibrated once so that about 15% of leads win
 
 
+# ---- the hidden levels and the first 21 days' touchpoints (`touchpoints.early_touches`) ----------
+# intent = mean of the seniority's and the size band's effects + N(0, INTENT_SD); engagement =
+# N(0, ENGAGEMENT_SD). A lead has Poisson(EARLY_RATE x exp(engagement)) touchpoints after the first
+# in its first 21 days, at 21 x Beta(EARLY_TIMING) days, each high-intent (HIGH_SPLIT) with the
+# chance sigmoid(HIGH_SHARE_LOGIT[0] + HIGH_SHARE_LOGIT[1] x intent), else low (LOW_SPLIT).
+INTENT_SD = 1.0
+
+
+ENGAGEMENT_SD = 0.6
+
+
+EARLY_RATE = 5.2
+
+
+EARLY_TIMING = (1.0, 2.0)
+
+
+HIGH_SHARE_LOGIT = (-2.2, 0.8)
+
+
+STUDENT_SMALLEST = 0.7  # share of students put at the smallest companies (after the size draw)
+
+
+STUDENT_PERSONAL, OTHER_PERSONAL = 0.8, 0.2  # chance of a personal email address
+
+
 # ---- firmographics ------------------------------------------------------------------------------
 INDUSTRIES = {  # name: (share, effect)
     "Software": (0.18, 0.35),

@@ -22,8 +22,13 @@ from features.data.demo.process import (
     CHANNEL_SPELLINGS,
     DAY,
     EARLY_DAYS,
+    EARLY_RATE,
+    EARLY_TIMING,
+    ENGAGEMENT_SD,
     EVENTS,
+    HIGH_SHARE_LOGIT,
     HIGH_SPLIT,
+    INTENT_SD,
     LATE_DAYS,
     LOW_SPLIT,
     SENIORITY,
@@ -39,8 +44,8 @@ def hidden_levels(rng: np.random.Generator, leads: Leads) -> tuple[np.ndarray, n
     intent = 0.5 * (
         np.array([v[1] for v in SENIORITY.values()])[leads.seniority]
         + np.array([v[1] for v in SIZES.values()])[leads.size]
-    ) + rng.normal(0, 1, n)
-    engagement = rng.normal(0, 0.6, n)
+    ) + rng.normal(0, INTENT_SD, n)
+    engagement = rng.normal(0, ENGAGEMENT_SD, n)
     return intent, engagement
 
 
@@ -72,7 +77,7 @@ def early_touches(
     rng: np.random.Generator, leads: Leads, intent: np.ndarray, engagement: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Touchpoints of the first 21 days after the first one."""
-    n_early = rng.poisson(5.2 * np.exp(engagement))
+    n_early = rng.poisson(EARLY_RATE * np.exp(engagement))
     return _touches(
         rng,
         n_early,
@@ -81,8 +86,8 @@ def early_touches(
         leads.do_not_email,
         start_days=0.0,
         span_days=EARLY_DAYS,
-        shape=(1.0, 2.0),
-        high_share=1 / (1 + np.exp(-(-2.2 + 0.8 * intent))),
+        shape=EARLY_TIMING,
+        high_share=1 / (1 + np.exp(-(HIGH_SHARE_LOGIT[0] + HIGH_SHARE_LOGIT[1] * intent))),
     )
 
 
