@@ -16,7 +16,7 @@ import pytest
 from features.attributes import AttributeEncoder
 from features.feature import FactColumns
 from features.featurizer import LeadFeaturizer
-from tests.features.test_featurizer import FEATURIZER
+from tests.features.test_featurizer import FEATURIZER, fitted
 
 
 def fact(name: str) -> FactColumns:
@@ -30,11 +30,19 @@ def names(f: FactColumns) -> list[str]:
 def test_the_windows_of_a_count_a_title_and_a_moment_are_one_fact_each():
     assert names(fact("demo_request_count")) == [
         "demo_request_count_7d", "demo_request_count_30d", "demo_request_count_90d",
+        "demo_request_count_all",
+    ]  # fmt: skip
+    assert names(fact("touches")) == ["touches_7d", "touches_30d", "touches_90d", "touches_all"]
+    # with the first days' counts (`first_days`, opt-in), they join their count's fact
+    early = fitted(first_days=21)
+    (demo,) = [f for f in early.facts_ if f.name == "demo_request_count"]
+    assert [early.feature_names_out_[c] for c in demo.columns] == [
+        "demo_request_count_7d", "demo_request_count_30d", "demo_request_count_90d",
         "demo_request_count_all", "demo_request_count_first21d",
     ]  # fmt: skip
-    assert names(fact("touches")) == [
-        "touches_7d", "touches_30d", "touches_90d", "touches_all", "touches_first21d"
-    ]  # fmt: skip
+    assert sorted(c for f in early.facts_ for c in f.columns) == list(
+        range(len(early.feature_names_out_))
+    )
     assert names(fact("email_touches"))[-1] == "email_touches_all"
     assert names(fact("unsubscribe_count"))[-1] == "unsubscribed"  # the flag read from the count
     assert names(fact("Job Title")) == [

@@ -40,11 +40,16 @@ def touch(days_before: float, channel="email", activity="email_open", campaign=N
     }
 
 
-def features_of(touches, created_days_before: float | None = 100.0) -> dict[str, float]:
+FIRST_DAYS = FeatureConfig(first_days=21)  # the first days' counts are opt-in
+
+
+def features_of(
+    touches, created_days_before: float | None = 100.0, config: FeatureConfig = CONFIG
+) -> dict[str, float]:
     arrays = touchpoint_arrays_from_record(touches, datetime_ns(T))
     lead_age = np.array([math.nan if created_days_before is None else created_days_before])
-    row = touchpoint_aggregates(arrays, 1, lead_age, CONFIG)[0]
-    return dict(zip(NAMES, row))
+    row = touchpoint_aggregates(arrays, 1, lead_age, config)[0]
+    return dict(zip(touchpoint_feature_names(config), row))
 
 
 HISTORY = [
@@ -135,7 +140,7 @@ def test_descriptions_follow_the_configured_windows_and_half_life():
 
 def test_first_days_counts_are_the_touches_before_creation_plus_n_days_and_before_t():
     # Created 30 days before T: the first 21 days end 9 days before T.
-    f = features_of(HISTORY, created_days_before=30.0)
+    f = features_of(HISTORY, created_days_before=30.0, config=FIRST_DAYS)
     assert f["webinar_attend_count_first21d"] == 1  # 10 days before T: the lead's day 20
     assert f["demo_request_count_first21d"] == 1  # day 10
     assert f["unsubscribe_count_first21d"] == 1  # day -15: before creation counts as early
@@ -144,18 +149,20 @@ def test_first_days_counts_are_the_touches_before_creation_plus_n_days_and_befor
     assert f["pricing_page_view_count_first21d"] == 0  # day 28
     assert f["touches_first21d"] == 4
     # Created 5 days before T: every touch before T is in its first 21 days.
-    young = features_of(HISTORY, created_days_before=5.0)
+    young = features_of(HISTORY, created_days_before=5.0, config=FIRST_DAYS)
     assert young["touches_first21d"] == young["touches_all"] == 7
     later = HISTORY + [touch(0, "paid_search", "demo_request"), touch(-3, "event", "form_submit")]
-    assert features_of(later, created_days_before=5.0) == young
+    assert features_of(later, created_days_before=5.0, config=FIRST_DAYS) == young
 
 
 def test_first_days_counts_are_empty_without_a_creation_date_and_absent_when_off():
-    f = features_of(HISTORY, created_days_before=None)
+    f = features_of(HISTORY, created_days_before=None, config=FIRST_DAYS)
     assert math.isnan(f["touches_first21d"]) and math.isnan(f["visit_count_first21d"])
+    on = touchpoint_feature_names(FIRST_DAYS)
     off = touchpoint_feature_names(FeatureConfig(first_days=None))
-    assert off == [n for n in NAMES if not n.endswith("_first21d")]
-    assert len(NAMES) - len(off) == 1 + len(ACTIVITIES)
+    assert off == NAMES  # off by default
+    assert off == [n for n in on if not n.endswith("_first21d")]
+    assert len(on) - len(off) == 1 + len(ACTIVITIES)
 
 
 def test_a_lead_without_touches_has_zero_counts_and_empty_recency():
