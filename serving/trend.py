@@ -23,7 +23,7 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,20 +65,34 @@ def latest_scores(
 ) -> dict[str, tuple[int, datetime]]:
     """Each lead's latest score logged before `before`: lead id -> (score, scored_at)."""
     ids = list(dict.fromkeys(lead_ids))
-    found: dict[str, tuple[int, datetime]] = {}
     if not ids:
-        return found
-    newest_id: dict[str, int] = {}
+        return {}
     with engine.connect() as connection:
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            rows = connection.execute(
-                LATEST, {"ids": ids[start : start + IDS_PER_QUERY], "before": before}
-            )
-            for lead_id, score, scored_at, row_id in rows:
-                # a lead twice in one request: two rows at the same moment, the later one wins
-                if row_id > newest_id.get(lead_id, -1):
-                    newest_id[lead_id] = row_id
-                    found[lead_id] = (int(score), as_utc(scored_at))
+        return _newest_rows(
+            connection.execute(LATEST, {"ids": chunk, "before": before}) for chunk in _chunks(ids)
+        )
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield ids[start : start + IDS_PER_QUERY]
+
+
+def _newest_rows(
+    results: Iterable[Iterable[Any]], moment: Callable[[Any], Any] | None = None
+) -> dict[str, tuple[int, datetime]]:
+    """LATEST's rows (lead_id, score, scored_at, id), one result per chunk of ids, as lead id ->
+    (score, scored_at in UTC); `moment` reads a stored moment first (SQLite's own reader)."""
+    found: dict[str, tuple[int, datetime]] = {}
+    newest_id: dict[str, int] = {}
+    for rows in results:
+        for lead_id, score, scored_at, row_id in rows:
+            # a lead twice in one request: two rows at the same moment, the later one wins
+            if row_id > newest_id.get(lead_id, -1):
+                newest_id[lead_id] = row_id
+                found[lead_id] = (
+                    int(score), as_utc(scored_at if moment is None else moment(scored_at))
+                )  # fmt: skip
     return found
 
 
@@ -123,25 +137,23 @@ class SqliteHistory:
     def latest(self, lead_ids: Iterable[str], before: datetime) -> dict[str, tuple[int, datetime]]:
         """What `latest_scores` answers, read with this reader's connection."""
         ids = list(dict.fromkeys(lead_ids))
-        found: dict[str, tuple[int, datetime]] = {}
         if not ids:
-            return found
+            return {}
         connection: Any = getattr(self._local, "connection", None)
         if connection is None:
             raw = self.engine.raw_connection()  # the engine's connect events (WAL) included
             connection = self._local.connection = raw.driver_connection
             raw.detach()
-        newest_id: dict[str, int] = {}
         bound_before = self._bind(before)
         try:
             cursor = connection.cursor()
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                chunk = ids[start : start + IDS_PER_QUERY]
-                cursor.execute(self._statement(len(chunk)), (*chunk, bound_before))
-                for lead_id, score, scored_at, row_id in cursor.fetchall():
-                    if row_id > newest_id.get(lead_id, -1):
-                        newest_id[lead_id] = row_id
-                        found[lead_id] = (int(score), as_utc(self._result(scored_at)))
+            found = _newest_rows(
+                (
+                    cursor.execute(self._statement(len(chunk)), (*chunk, bound_before)).fetchall()
+                    for chunk in _chunks(ids)
+                ),
+                self._result,
+            )
             cursor.close()
         except Exception:
             self.close()

@@ -74,9 +74,10 @@ def test_a_request_beyond_one_statements_ids_takes_one_more(engine):
     assert len(statements) == 2
 
 
+# SQLite alone: the reader of its own connection is SQLite's
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
-    if not SqliteHistory.usable(engine):
-        pytest.skip("the reader of its own connection is SQLite's")
+    assert SqliteHistory.usable(engine)
     ids = [f"L-{i}" for i in range(IDS_PER_QUERY + 5)]
     with engine.begin() as connection:
         connection.execute(
