@@ -46,7 +46,7 @@ score_log = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(36), nullable=False),
-    sa.Column("lead_id", sa.String(200), nullable=False, index=True),
+    sa.Column("lead_id", sa.String(200), nullable=False),  # (lead_id, scored_at) below
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(50), nullable=False),
     sa.Column("policy_version", sa.Integer, nullable=True),
