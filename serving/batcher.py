@@ -34,6 +34,7 @@ class _Job:
     leads: list[dict]
     future: asyncio.Future = field(repr=False)
     policy_version: int = 0
+    touch_moments: np.ndarray | None = field(default=None, repr=False)
 
 
 def score_leads(
@@ -175,7 +176,7 @@ class ScoringBatcher:
                 score_leads, loaded, leads, policy, touch_moments, policy_version
             )
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(loaded, policy, leads, future, policy_version))
+        self._pending.append(_Job(loaded, policy, leads, future, policy_version, touch_moments))
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
@@ -217,15 +218,18 @@ class ScoringBatcher:
     async def _run(self, jobs: list[_Job]) -> None:
         leads = [lead for job in jobs for lead in job.leads]
         loaded, policy, version = jobs[0].loaded, jobs[0].policy, jobs[0].policy_version
+        moments = _joined_moments(jobs)
         self.calls += 1
         metrics.BATCH_LEADS.observe(len(leads))
         try:
             if len(leads) <= self.inline_leads:
                 # a few leads, from one request or several: a thread hop (and the interpreter
                 # lock passed back and forth) costs more than they keep the loop
-                results = score_leads(loaded, leads, policy, None, version)
+                results = score_leads(loaded, leads, policy, moments, version)
             else:
-                results = await run_in_threadpool(score_leads, loaded, leads, policy, None, version)
+                results = await run_in_threadpool(
+                    score_leads, loaded, leads, policy, moments, version
+                )
         except Exception as error:
             if len(jobs) == 1:
                 _settle(jobs[0].future, error=error)
@@ -236,7 +240,7 @@ class ScoringBatcher:
                     _settle(
                         job.future,
                         await run_in_threadpool(
-                            score_leads, loaded, job.leads, policy, None, version
+                            score_leads, loaded, job.leads, policy, job.touch_moments, version
                         ),
                     )
                 except Exception as own_error:
@@ -246,6 +250,16 @@ class ScoringBatcher:
         for job in jobs:
             _settle(job.future, results[start : start + len(job.leads)])
             start += len(job.leads)
+
+
+def _joined_moments(jobs: list[_Job]) -> np.ndarray | None:
+    """The touchpoint moments validation parsed, of every job's leads in order (None unless every
+    job has them: the scorer then parses the leads' own)."""
+    if any(job.touch_moments is None for job in jobs):
+        return None
+    if len(jobs) == 1:
+        return jobs[0].touch_moments
+    return np.concatenate([job.touch_moments for job in jobs])
 
 
 def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:

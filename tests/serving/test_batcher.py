@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+import orjson
+
 from features.policy.rules import Policy
 from serving import metrics
 from serving.batcher import ScoringBatcher, score_leads
+from serving.leads import read_body, read_for_model
 from tests.serving.conftest import demo_records
 
 
@@ -47,3 +51,40 @@ def test_a_request_larger_than_a_batch_is_its_own_call(scoring_app, trained_mode
     assert [a["lead_id"] for a in answer] == [r["lead_id"] for r in records]
     assert batcher.calls == 1
     assert _observed() == (calls + 1, leads + 5)
+
+
+def test_a_batch_scores_with_the_moments_validation_parsed(scoring_app, trained_model):
+    """Each request's touchpoint moments, parsed once by validation, reach the model call of the
+    batch in the leads' order (the scorer does not parse them again), with the same answers."""
+    loaded = scoring_app.app.state.services.models.require()
+    policy = Policy()
+    records = demo_records(trained_model, 5)
+    bodies = [[records[0], records[1]], [records[2]], [records[3], records[4]]]
+    parsed = [read_body(orjson.dumps({"leads": body})) for body in bodies]
+    for p in parsed:
+        read_for_model(p, loaded, False)
+    assert all(p.moments is not None and len(p.moments) > 0 for p in parsed)
+    given: list = []
+    scorer = loaded.scorer
+    real = scorer.score_columns
+
+    def spy(leads, **kwargs):
+        given.append(kwargs.get("touch_moments"))
+        return real(leads, **kwargs)
+
+    batcher = ScoringBatcher(max_batch_leads=64, inline_leads=20)
+
+    async def all_at_once() -> list[list[dict]]:
+        return await asyncio.gather(
+            *(batcher.score(loaded, p.leads, policy, p.moments) for p in parsed)
+        )
+
+    scorer.score_columns = spy
+    try:
+        answers = asyncio.run(all_at_once())
+    finally:
+        del scorer.score_columns
+    assert batcher.calls == 1 and len(given) == 1
+    assert np.array_equal(given[0], np.concatenate([p.moments for p in parsed]))
+    for p, answer in zip(parsed, answers, strict=True):
+        assert answer == score_leads(loaded, p.leads, policy)  # moments parsed by the scorer
