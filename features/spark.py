@@ -512,10 +512,13 @@ def read_table(
     columns: dict[str, str | None],
     timestamps: Sequence[str] = (),
     required: Sequence[str] = ("lead_id",),
+    zone: str | None = None,
 ) -> DataFrame:
     """The Parquet file or folder at `path` (local, hdfs://, s3a://, ...) with its columns
     renamed to the canonical names (`columns`: canonical name -> the file's name, None for an
-    absent optional column) and `timestamps` read as moments (ISO text is parsed)."""
+    absent optional column) and `timestamps` read as moments: ISO text is parsed, and text
+    without an offset and timestamps without a zone are local times in `zone` (the config's
+    `timezone`; UTC when unset), as the files path reads them."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -547,9 +550,22 @@ def read_table(
                 "name the column in the config file or with the matching option (e.g. --id)"
             )
     frame = frame.withColumn("lead_id", F.col("lead_id").cast("string"))
+    session, local = _session_zone(spark), zone or "UTC"
+
+    def in_zone(wall_clock: Any) -> Any:  # a zoneless wall-clock time in `local`, as a moment
+        return F.convert_timezone(F.lit(local), F.lit(session), wall_clock).cast("timestamp")
+
+    kinds = dict(frame.dtypes)
     for column in timestamps:
-        if column in frame.columns and dict(frame.dtypes)[column] == "string":
-            frame = frame.withColumn(column, F.to_timestamp(F.col(column)))
+        if kinds.get(column) == "string":
+            text = F.trim(F.col(column))
+            with_offset = text.rlike(r"(?i)(z|[+-][0-9]{2}(:?[0-9]{2})?)$")
+            moment = F.when(with_offset, F.to_timestamp(text)).otherwise(
+                in_zone(F.to_timestamp_ntz(text))
+            )
+            frame = frame.withColumn(column, moment)
+        elif kinds.get(column) == "timestamp_ntz":
+            frame = frame.withColumn(column, in_zone(F.col(column)))
     return frame
 
 
@@ -560,7 +576,10 @@ def read_lead_tables(
     column mapping as the files path; excluded columns are dropped."""
     leads_source = config.leads
     lead_columns = {"lead_id": leads_source.lead_id, "created_at": leads_source.created_at}
-    leads = read_table(spark, leads_source.path, "--leads", lead_columns, ("created_at",))
+    zone = config.timezone
+    leads = read_table(
+        spark, leads_source.path, "--leads", lead_columns, ("created_at",), zone=zone
+    )
     dropped = [c for c in (*config.exclude, *([config.label] if config.label else [])) if c in leads.columns]  # fmt: skip
     leads = leads.drop(*dropped) if dropped else leads
     touchpoints = outcomes = None
@@ -571,12 +590,13 @@ def read_lead_tables(
             {"lead_id": t.lead_id, "occurred_at": t.occurred_at, "channel": t.channel,
              "activity": t.activity, "campaign": t.campaign, "value": t.value},
             ("occurred_at",), required=("lead_id", "occurred_at", "channel", "activity"),
+            zone=zone,
         )  # fmt: skip
     if config.outcomes is not None and config.outcomes.path is not None:
         o = config.outcomes
         outcomes = read_table(
             spark, o.path, "--outcomes",
             {"lead_id": o.lead_id, "closed_at": o.closed_at, "won": o.won, "amount": o.amount},
-            ("closed_at",), required=("lead_id", "closed_at", "won"),
+            ("closed_at",), required=("lead_id", "closed_at", "won"), zone=zone,
         )  # fmt: skip
     return leads, touchpoints, outcomes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,10 +61,9 @@ def assert_same_table(spark_table: pd.DataFrame, pandas_table: pd.DataFrame) -> 
     np.testing.assert_array_equal(left.view(np.int64), right.view(np.int64))
 
 
-def test_demo_snapshots_and_features_on_spark_equal_pandas(spark, demo):
-    from features.spark import feature_table, read_lead_tables, training_snapshots, with_attributes
-
-    folder, data = demo
+def pandas_expectation(data) -> tuple[pd.DataFrame, LeadFeaturizer, pd.DataFrame, Any]:
+    """The files path's snapshots (at the last outcome), fitted featurizer, feature table and
+    that moment."""
     now = data.outcomes["closed_at"].max()
     snapshots, _ = build_snapshots(data.leads, data.outcomes, FeatureConfig(), now)
     rows = attach_attributes(snapshots, data.leads)
@@ -71,21 +71,38 @@ def test_demo_snapshots_and_features_on_spark_equal_pandas(spark, demo):
     expected = _table(
         featurizer.transform(rows, data.touchpoints), featurizer.feature_names_out_, rows
     )
-    assert len(expected) > 300 and expected["touches_all"].sum() > 0
+    return snapshots, featurizer, expected, now
 
+
+def assert_spark_as_pandas(spark, tables, data) -> pd.DataFrame:
+    """Spark's snapshots and feature table of `tables` (leads, touchpoints, outcomes) are the
+    files path's of `data`; the expected feature table."""
+    from features.spark import feature_table, training_snapshots, with_attributes
+
+    snapshots, featurizer, expected, now = pandas_expectation(data)
+    leads, touchpoints, outcomes = tables
+    spark_snapshots = training_snapshots(spark, leads, outcomes, now=now, buckets=3)
+    got = spark_snapshots.toPandas().sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    want = snapshots.sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    assert got["label"].tolist() == want["label"].tolist()
+    assert got["snapshot_age_days"].tolist() == want["snapshot_age_days"].tolist()
+    table = feature_table(
+        spark, with_attributes(spark_snapshots, leads), touchpoints, featurizer, buckets=3
+    )
+    assert_same_table(_from_spark(table), expected)
+    return expected
+
+
+def test_demo_snapshots_and_features_on_spark_equal_pandas(spark, demo):
+    from features.spark import read_lead_tables
+
+    folder, data = demo
     # the canonical frames handed to Spark, and the Parquet files read by Spark itself
     from_frames = [spark.createDataFrame(t) for t in (data.leads, data.touchpoints, data.outcomes)]
     from_files = read_lead_tables(spark, DataConfig.from_directory(folder))
-    for leads, touchpoints, outcomes in (from_frames, from_files):
-        spark_snapshots = training_snapshots(spark, leads, outcomes, now=now, buckets=3)
-        got = spark_snapshots.toPandas().sort_values(["lead_id", "as_of"]).reset_index(drop=True)
-        want = snapshots.sort_values(["lead_id", "as_of"]).reset_index(drop=True)
-        assert got["label"].tolist() == want["label"].tolist()
-        assert got["snapshot_age_days"].tolist() == want["snapshot_age_days"].tolist()
-        table = feature_table(
-            spark, with_attributes(spark_snapshots, leads), touchpoints, featurizer, buckets=3
-        )
-        assert_same_table(_from_spark(table), expected)
+    for tables in (from_frames, from_files):
+        expected = assert_spark_as_pandas(spark, tables, data)
+    assert len(expected) > 300 and expected["touches_all"].sum() > 0
 
 
 spark_attributes = st.fixed_dictionaries({
@@ -209,3 +226,32 @@ def test_each_bucket_is_one_whole_task_and_the_cogroup_shuffles_once(spark):
     plan = cogrouped.applyInPandas(lambda a, b: a, bucketed.schema)
     explained = plan._jdf.queryExecution().executedPlan().toString()
     assert explained.count("Exchange hashpartitioning") == 2, explained
+
+
+@pytest.mark.parametrize("written_as", ["text", "timestamps without a zone"])
+def test_local_times_are_read_in_the_configured_zone_as_files_are(
+    spark, demo, tmp_path, written_as
+):
+    """Moments written as local times without an offset (a CRM export: text, or Parquet
+    timestamps without a zone) are read in the config's `timezone` by Spark as by the files
+    path: the same snapshots and features."""
+    from features.spark import read_lead_tables
+
+    source, data = demo
+    zone = "America/New_York"  # five hours off UTC in winter, four in summer
+    for table, column in (("leads", "created_at"), ("touchpoints", "occurred_at"),
+                          ("outcomes", "closed_at")):  # fmt: skip
+        frame = pd.read_parquet(source / f"{table}.parquet")
+        moments = pd.to_datetime(frame[column], utc=True).dt.tz_convert(zone)
+        if written_as == "text":
+            text = moments.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+            frame[column] = text.where(moments.notna(), None)
+        else:
+            frame[column] = moments.dt.tz_localize(None)
+        frame.to_parquet(tmp_path / f"{table}.parquet")
+    config = DataConfig.from_directory(tmp_path, timezone=zone)
+    local = load_lead_data(config)
+    # the files path reads them as the moments they were
+    assert local.leads["created_at"].equals(data.leads["created_at"])
+    assert local.touchpoints["occurred_at"].equals(data.touchpoints["occurred_at"])
+    assert_spark_as_pandas(spark, read_lead_tables(spark, config), local)
