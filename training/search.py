@@ -11,13 +11,17 @@ calibration. The work is spent where it pays:
 - a time budget (`training.time_budget`, `--time-budget`), looked at before every fold and every
   step of boosting rounds: the first candidate always finishes (a search always ends with a
   model); when the budget runs out any other candidate stops where it is and it and the ones not
-  yet started are skipped; `Selection.skipped` names them and the training run logs them;
+  yet started are skipped; `Selection.skipped` names them and the training run logs them. The
+  budget runs on `machine_clock`: the search's CPU seconds shared over the machine's cores, so a
+  busy machine tries the same candidates as an idle one (later), where a wall clock made the
+  model depend on the load;
 - fold models are fitted in parallel (threads, each single-threaded OpenMP) when `workers` > 1.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -173,6 +177,25 @@ class _OutOfTime(Exception):
     """The budget ran out while a candidate after the first was being cross-validated."""
 
 
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def machine_clock() -> float:
+    """This process's CPU seconds over the cores it may run on: on an idle machine training uses
+    them all, and this clock keeps pace with the wall; on a busy one it counts only the work done,
+    the seconds an idle machine would have taken. The search's budget runs on it, so which
+    candidates a search tries does not depend on what else the machine is doing (on a 2-core box
+    at load average 3, a wall-clock budget skipped every booster of a search an idle box finished)."""
+    return time.process_time() / _CORES
+
+
+_CORES = _cores()
+
+
 class _Budget:
     """Seconds left for the search; None: no limit."""
 
@@ -215,11 +238,11 @@ def search_models(
     done: CandidateDone | None = None,
     time_budget: float | None = None,
     workers: int = 1,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = machine_clock,
 ) -> Selection:
     """Cross-validate the candidates in order; the winner has the lowest calibrated out-of-fold
     log loss. The first candidate is always cross-validated; a later one is dropped (skipped)
-    when the budget (`time_budget` seconds from the call) is used up before it or between two of
+    when the budget (`time_budget` seconds of `clock` from the call) is used up before it or between two of
     its folds or steps of rounds.
 
     `progress(text)` says which candidate, which fold and the time left; `done(candidate, row)` is

@@ -147,6 +147,22 @@ def test_a_budget_spent_between_two_folds_stops_that_candidate_too():
     assert selection.skipped == [cands[1].name, cands[2].name]
 
 
+def test_the_budget_counts_the_searchs_work_over_the_machines_cores(monkeypatch):
+    """The budget's clock is this process's CPU time over the cores it may use: waiting for a
+    busy machine's other work does not spend it, and an idle machine's cores keep it at the
+    wall's pace."""
+    import inspect
+    import os
+
+    from training import search
+
+    assert inspect.signature(search_models).parameters["clock"].default is search.machine_clock
+    cores = len(os.sched_getaffinity(0))
+    assert search._CORES == cores
+    monkeypatch.setattr(search.time, "process_time", lambda: 12.0)
+    assert search.machine_clock() == 12.0 / cores
+
+
 def test_progress_names_the_candidate_the_fold_and_the_time_left():
     X, y, mask = _data(600)
     said: list[str] = []
