@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,11 @@ class AdditiveLogistic(CompiledModel):
         few = X.shape[0] <= FEW_ROWS
         for number, (kind, data) in enumerate(self.parts):
             if kind == "onehot" and few:  # a few leads: a dict look-up per value, no array work
-                for col, weight_of, nan_weight in self._weights_by_category(number):
-                    for row, v in enumerate(X[:, col].tolist()):
-                        out[row, col] += nan_weight if v != v else weight_of.get(v, 0.0)
+                cols, tables = self._weights_by_category(number)
+                weights = [nan_weight if v != v else weight_of.get(v, 0.0)
+                           for row in X[:, cols].tolist()
+                           for v, (weight_of, nan_weight) in zip(row, tables)]  # fmt: skip
+                out[:, cols] += np.array(weights, dtype=float).reshape(X.shape[0], cols.size)
             elif kind == "onehot":
                 for col, categories, weights, nan_weight in data:
                     v = X[:, col]
@@ -185,15 +187,18 @@ class AdditiveLogistic(CompiledModel):
                         out[:, cols[k]] += function(np.clip(z[:, k], low, high))
         return out
 
-    def _weights_by_category(self, part: int) -> list[tuple[int, dict[float, float], float]]:
-        """The one-hot part's weights as (column, {category: weight}, weight of NaN), once."""
+    def _weights_by_category(
+        self, part: int
+    ) -> tuple[np.ndarray, list[tuple[dict[float, float], float]]]:
+        """The one-hot part's columns, and per column ({category: weight}, weight of NaN), once."""
         maps = self.__dict__.setdefault("_category_maps", {})
         if part not in maps:
-            maps[part] = [
-                (int(col), dict(zip(categories.tolist(), weights.tolist(), strict=True)),
-                 float(nan_weight))
-                for col, categories, weights, nan_weight in self.parts[part][1]
-            ]  # fmt: skip
+            tables = self.parts[part][1]
+            maps[part] = (
+                np.array([int(col) for col, _, _, _ in tables], dtype=np.intp),
+                [(dict(zip(categories.tolist(), weights.tolist(), strict=True)), float(nan_weight))
+                 for _, categories, weights, nan_weight in tables],
+            )  # fmt: skip
         return maps[part]
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
@@ -1098,7 +1103,7 @@ class CompiledClasses:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = np.column_stack([trees.raw(X) for trees in self.classes])
-        return softmax(raw, axis=1)
+        return softmax_rows(raw)
 
     def predict_proba_variants(
         self, X: np.ndarray, columns: np.ndarray, values: np.ndarray
@@ -1110,7 +1115,7 @@ class CompiledClasses:
             raw = np.column_stack(
                 [trees.raw_variants(X, columns, values) for trees in self.classes]
             )
-            return softmax(raw, axis=1)
+            return softmax_rows(raw)
         n, k, c = np.asarray(X).shape[0], np.asarray(values).shape[0], len(self.classes)
         raw = np.empty((k, n, c))
         for start, stop, own in together.leaf_values_variants(X, columns, values):
@@ -1121,7 +1126,15 @@ class CompiledClasses:
             terms[:, :, 0] = baselines
             terms[:, :, 1:] = trees
             raw[:, start:stop] = np.cumsum(terms, axis=2)[:, :, -1].reshape(k, stop - start, c)
-        return softmax(raw.reshape(k * n, c), axis=1)
+        return softmax_rows(raw.reshape(k * n, c))
+
+
+def softmax_rows(raw: np.ndarray) -> np.ndarray:
+    """Each row's softmax: scipy.special.softmax(raw, axis=1)'s arithmetic (the largest value
+    taken off before the exponential), without its per-call array-API dispatch, which cost more
+    than the arithmetic for one lead's periods."""
+    shifted = np.exp(raw - np.max(raw, axis=1, keepdims=True))
+    return shifted / np.sum(shifted, axis=1, keepdims=True)
 
 
 def compile_classes(model: Any) -> CompiledClasses | None:

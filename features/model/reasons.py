@@ -138,6 +138,7 @@ class ReasonWriter:
             [f.columns[0] if len(f.columns) == 1 else -1 for f in self.facts], dtype=np.intp
         )
         self.identity = bool((self.single >= 0).all()) and n_facts == n_features
+        self.columns = [np.array(f.columns, dtype=np.intp) for f in self.facts]
         self._texts: list[dict[Any, str]] = [{} for _ in self.facts]
 
     def fact_effects(self, X: np.ndarray, effects: np.ndarray) -> np.ndarray:
@@ -207,9 +208,10 @@ class ReasonWriter:
         # facts of several columns: their values' bytes are the key, fact by fact
         many = np.flatnonzero(single < 0)
         if many.size:
-            for g in np.unique(facts[many]).tolist():
-                where = many[facts[many] == g]
-                block = np.ascontiguousarray(X[np.ix_(lead[where], self.facts[g].columns)])
+            many_facts = facts[many]
+            for g in sorted(set(many_facts.tolist())):
+                where = many[many_facts == g]
+                block = X[lead[where]][:, self.columns[g]]  # tobytes() reads it row by row
                 raw = block.tobytes()
                 width = block.shape[1] * 8
                 for k, i in enumerate(where.tolist()):
