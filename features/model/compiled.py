@@ -902,21 +902,22 @@ class LeafBitvectors(CompiledTrees):
         raw = np.empty(n)
         width = self.n_used + 1  # the last column: features no tree uses (no change)
         change = np.zeros((n, width))
-        typical = np.asarray(typical, dtype=float)[None, :]
-        typical_slots = self._slots(self._all_intervals(typical))[0]
+        typical_slots = self._typical_slots(typical)
         zero = self.dtype(0)
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
-        by_feature = self._slots_by_feature(intervals)  # a row copy per (row, feature)
+        few = n < LEAD_CHUNK  # a few leads: a copy per feature costs more than it saves
+        # a row copy per (row, feature), or (a few leads) the slots in slot order at once
+        by_feature = self._slots(intervals) if few else self._slots_by_feature(intervals)
         n_slots = self.slot_table.size
         chunk = min(n, OCCLUSION_CHUNK)
         # Reused from chunk to chunk: fresh arrays this size cost page faults, not arithmetic.
-        slots_buffer = np.empty((chunk, n_slots), dtype=self.dtype)
+        slots_buffer = np.empty((0 if few else chunk, n_slots), dtype=self.dtype)
         changed_buffer = np.empty((chunk, n_slots), dtype=bool)
         for start in range(0, n, OCCLUSION_CHUNK):
             part = by_feature[start : start + OCCLUSION_CHUNK]
             # back to slot order ("wrap": the columns are in range; it only skips a bounds copy)
-            slots = np.take(part, self.from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
-                            mode="wrap")  # fmt: skip
+            slots = part if few else np.take(part, self.from_feature_order, axis=1,
+                                             out=slots_buffer[: part.shape[0]], mode="wrap")  # fmt: skip
             full, twice = self._full_and_twice(slots)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
@@ -944,9 +945,28 @@ class LeafBitvectors(CompiledTrees):
             ).reshape(-1, width)
         if not lead.size:
             return raw, np.empty(0)
-        feature_of = np.full(X.shape[1], self.n_used, dtype=np.intp)
-        feature_of[self.used_columns] = np.arange(self.n_used)
-        return raw, raw[lead] + change[lead, feature_of[column]]
+        return raw, raw[lead] + change[lead, self._feature_of(X.shape[1])[column]]
+
+    def _feature_of(self, n_columns: int) -> np.ndarray:
+        """Per input column, its used feature (`n_used` for columns no tree uses), once."""
+        cached = self.__dict__.get("_feature_of_columns")
+        if cached is None or cached.size != n_columns:
+            cached = np.full(n_columns, self.n_used, dtype=np.intp)
+            cached[self.used_columns] = np.arange(self.n_used)
+            self._feature_of_columns = cached
+        return cached
+
+    def _typical_slots(self, typical: np.ndarray) -> np.ndarray:
+        """The slots of the typical lead (the scorer's baseline: the same array every call),
+        worked out once per baseline."""
+        cached = self.__dict__.get("_typical_slots_of")
+        if cached is None or (
+            cached[0] is not typical and not np.array_equal(cached[1], typical, equal_nan=True)
+        ):
+            row = np.asarray(typical, dtype=float)[None, :]
+            cached = (typical, row[0].copy(), self._slots(self._all_intervals(row))[0])
+            self._typical_slots_of = cached
+        return cached[2]
 
 
 def variant_rows(X: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
