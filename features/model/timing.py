@@ -140,12 +140,15 @@ class CloseTimingModel:
         won, lost = self._class_columns()
         won_in = proba[:, won].reshape(k, n).T
         lost_in = proba[:, lost].reshape(k, n).T if lost is not None else 0 * won_in
-        still_open = np.cumprod(np.clip(1 - won_in - lost_in, 0, 1), axis=1)
+        # np.clip, np.cumprod and np.cumsum's arithmetic without their wrappers (never -0.0)
+        still_open = np.multiply.accumulate(
+            np.minimum(np.maximum(1 - won_in - lost_in, 0), 1), axis=1
+        )
         open_before = np.empty((n, k))
         open_before[:, 0] = 1.0
         open_before[:, 1:] = still_open[:, :-1]
         out = np.zeros((n, k + 1))
-        np.cumsum(open_before * won_in, axis=1, out=out[:, 1:])
+        np.add.accumulate(open_before * won_in, axis=1, out=out[:, 1:])
         return out
 
     def _class_columns(self) -> tuple[int, int | None]:
@@ -172,7 +175,7 @@ class CloseTimingModel:
         at_horizon = won_by[:, self._horizon_column]
         ratio = won_by / np.maximum(at_horizon, 1e-12)[:, None]
         # every horizon's chances at once: a row per horizon
-        chance = np.clip(ratio[:, self._horizon_columns].T * probability, 0.0, 1.0)
+        chance = np.minimum(np.maximum(ratio[:, self._horizon_columns].T * probability, 0.0), 1.0)
         chances = {int(h): chance[i] for i, h in enumerate(self.horizons)}
         return chances, self._median_days(won_by)
 
