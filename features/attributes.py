@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -212,15 +213,27 @@ class _Mapped(_ColumnFeatures):
 
     def value(self, value: Any, row: np.ndarray, at: int) -> None:
         for i, mapper in enumerate(self.mappers):
-            row[at + i] = mapper(value)
+            row[at + i] = _remembered(mapper, value)
 
     def values(self, values: list[Any], out: np.ndarray, at: int) -> None:
         for i, mapper in enumerate(self.mappers):
-            out[:, at + i] = _map_values(values, mapper)
+            out[:, at + i] = _map_values(values, partial(_remembered, mapper))
 
     def series(self, series: pd.Series, out: np.ndarray, at: int) -> None:
         for i, mapper in enumerate(self.mappers):
             out[:, at + i] = _map_uniques(series, mapper)
+
+
+def _remembered(mapper: Callable[[Any], float], value: Any) -> float:
+    """`mapper(value)`, what it made of a text remembered (`_text_mapped`): the same
+    industries, sizes and titles arrive lead after lead, and a mapper is a pure function.
+    Other values are mapped each time (True, 1 and 1.0 are one key but not the same input)."""
+    return _text_mapped(mapper, value) if value.__class__ is str else mapper(value)
+
+
+@lru_cache(maxsize=16_384)
+def _text_mapped(mapper: Callable[[Any], float], text: str) -> float:
+    return mapper(text)
 
 
 class _Category(_Mapped):

@@ -183,7 +183,7 @@ class LeadFeaturizer:
         self, records: Sequence[dict[str, Any]], touch_moments: np.ndarray | None = None
     ) -> tuple[np.ndarray, RecordTouchpoints | None]:
         if len(records) <= 1:
-            return self._transform_each(records), None
+            return self._transform_each(records, touch_moments), None
         n = len(records)
         out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
         n_attr = self._n_attribute_features
@@ -252,8 +252,11 @@ class LeadFeaturizer:
             raise ValueError(f"lead {lead_id!r} has no 'as_of': give the moment the lead is scored")
         return as_of, datetime_ns(created_at, f"lead {lead_id!r} created_at")
 
-    def _transform_each(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
-        """One lead at a time (the fastest way for a single lead; exact for any year)."""
+    def _transform_each(
+        self, records: Sequence[dict[str, Any]], touch_moments: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One lead at a time (the fastest way for a single lead; exact for any year).
+        `touch_moments`: one lead's touchpoints' moments already parsed (the API's)."""
         out = np.empty((len(records), len(self.feature_names_out_)), dtype=np.float64)
         n_attr = self._n_attribute_features
         for i, record in enumerate(records):
@@ -270,7 +273,9 @@ class LeadFeaturizer:
             )
             touches = record.get("touchpoints") or ()
             arrays = (
-                touchpoint_arrays_from_record(touches, as_of, lead_id)
+                touchpoint_arrays_from_record(
+                    touches, as_of, lead_id, touch_moments if len(records) == 1 else None
+                )
                 if self.uses_touchpoints_ and touches
                 else _EMPTY_TOUCHES
             )

@@ -168,15 +168,24 @@ def touchpoint_arrays_from_frames(
 
 
 def touchpoint_arrays_from_record(
-    touchpoints: Iterable[dict[str, Any]], as_of_ns: int, lead_id: Any = None
+    touchpoints: Iterable[dict[str, Any]],
+    as_of_ns: int,
+    lead_id: Any = None,
+    moments: np.ndarray | None = None,
 ) -> TouchpointArrays:
-    """Arrays for one lead (row 0) from a list of touchpoint dicts; no pandas on this path."""
+    """Arrays for one lead (row 0) from a list of touchpoint dicts; no pandas on this path.
+    `moments`: the touchpoints' int64 ns already parsed (`record_touchpoints`' `moments`)."""
     ages, channels, activities, campaigns, values = [], [], [], [], []
     campaign_codes: dict[str, int] = {}
+    touchpoints = list(touchpoints)
+    parsed = moments.tolist() if moments is not None and len(moments) == len(touchpoints) else None
     for i, touch in enumerate(touchpoints):
-        occurred = datetime_ns(
-            touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at"
-        )
+        if parsed is not None:
+            occurred = None if parsed[i] == NAT else parsed[i]
+        else:
+            occurred = datetime_ns(
+                touch.get("occurred_at"), f"lead {lead_id!r} touchpoint {i} occurred_at"
+            )
         # float(int) rounds like numpy's int64 -> float64 cast, so ages match the batch path bit for bit
         ages.append(math.nan if occurred is None else float(as_of_ns - occurred) / NS_PER_DAY)
         channels.append(channel_code(touch.get("channel")))

@@ -54,7 +54,10 @@ class CalibratedModel:
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=float)
         if self._method == "sigmoid":
-            logit = np.log(np.clip(raw, _EPS, 1 - _EPS) / np.clip(1 - raw, _EPS, 1))
+            # np.clip's arithmetic (max, then min) without its wrapper: the bounds are not 0
+            won = np.minimum(np.maximum(raw, _EPS), 1 - _EPS)
+            lost = np.minimum(np.maximum(1 - raw, _EPS), 1)
+            logit = np.log(won / lost)
             return 1.0 / (1.0 + np.exp(-(self._a * logit + self._b)))
         if self._method == "isotonic":
             return np.interp(raw, self._x, self._y)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,11 @@ class AdditiveLogistic(CompiledModel):
         few = X.shape[0] <= FEW_ROWS
         for number, (kind, data) in enumerate(self.parts):
             if kind == "onehot" and few:  # a few leads: a dict look-up per value, no array work
-                for col, weight_of, nan_weight in self._weights_by_category(number):
-                    for row, v in enumerate(X[:, col].tolist()):
-                        out[row, col] += nan_weight if v != v else weight_of.get(v, 0.0)
+                cols, tables = self._weights_by_category(number)
+                weights = [nan_weight if v != v else weight_of.get(v, 0.0)
+                           for row in X.take(cols, axis=1).tolist()
+                           for v, (weight_of, nan_weight) in zip(row, tables)]  # fmt: skip
+                out[:, cols] += np.array(weights, dtype=float).reshape(X.shape[0], cols.size)
             elif kind == "onehot":
                 for col, categories, weights, nan_weight in data:
                     v = X[:, col]
@@ -170,10 +172,10 @@ class AdditiveLogistic(CompiledModel):
                     out[:, col] += np.where(np.isnan(v), nan_weight, value)
             elif kind == "missing":
                 cols, weights = data
-                out[:, cols] += np.isnan(X[:, cols]) * weights
+                out[:, cols] += np.isnan(X.take(cols, axis=1)) * weights
             else:
                 cols, fill, function, mean, scale, weights, functions = data
-                x = X[:, cols]
+                x = X.take(cols, axis=1)
                 x = np.where(np.isnan(x), fill, x)
                 if function is not None:
                     x = function(x)
@@ -185,15 +187,18 @@ class AdditiveLogistic(CompiledModel):
                         out[:, cols[k]] += function(np.clip(z[:, k], low, high))
         return out
 
-    def _weights_by_category(self, part: int) -> list[tuple[int, dict[float, float], float]]:
-        """The one-hot part's weights as (column, {category: weight}, weight of NaN), once."""
+    def _weights_by_category(
+        self, part: int
+    ) -> tuple[np.ndarray, list[tuple[dict[float, float], float]]]:
+        """The one-hot part's columns, and per column ({category: weight}, weight of NaN), once."""
         maps = self.__dict__.setdefault("_category_maps", {})
         if part not in maps:
-            maps[part] = [
-                (int(col), dict(zip(categories.tolist(), weights.tolist(), strict=True)),
-                 float(nan_weight))
-                for col, categories, weights, nan_weight in self.parts[part][1]
-            ]  # fmt: skip
+            tables = self.parts[part][1]
+            maps[part] = (
+                np.array([int(col) for col, _, _, _ in tables], dtype=np.intp),
+                [(dict(zip(categories.tolist(), weights.tolist(), strict=True)), float(nan_weight))
+                 for _, categories, weights, nan_weight in tables],
+            )  # fmt: skip
         return maps[part]
 
     def raw_proba(self, X: np.ndarray) -> np.ndarray:
@@ -741,17 +746,28 @@ class LeafBitvectors(CompiledTrees):
     def _few_intervals(self, X: np.ndarray) -> np.ndarray:
         """`_intervals` for a few rows: every threshold compared at once instead of a call per
         feature (one lead: ~25 us instead of ~0.4 ms)."""
-        x = X[:, self.edge_column]
+        x = X.take(self.edge_column, axis=1)
         below = np.add.reduceat(x > self.edges, self.edge_starts, axis=1)  # edges < x
         equal = np.add.reduceat(x == self.edges, self.edge_starts, axis=1)  # a seen category
         out = np.zeros((X.shape[0], self.n_used), dtype=np.intp)
-        mine = self.with_edges
-        values = X[:, self.used_columns[mine]]
+        mine, columns, is_category, nan_interval = self._with_edges_index()
+        values = X.take(columns, axis=1)
         out[:, mine] = np.where(
-            np.isnan(values), self.nan_interval[mine],
-            np.where(self.is_category[mine] & (equal == 0), self.nan_interval[mine], below),
+            np.isnan(values), nan_interval,
+            np.where(is_category & (equal == 0), nan_interval, below),
         )  # fmt: skip
         return out
+
+    def _with_edges_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The used features with edges: (mask, their input columns, which are categories,
+        their NaN interval), selected once."""
+        cached = self.__dict__.get("_with_edges_selected")
+        if cached is None:
+            mine = self.with_edges
+            cached = (mine, self.used_columns[mine], self.is_category[mine],
+                      self.nan_interval[mine])  # fmt: skip
+            self._with_edges_selected = cached
+        return cached
 
     def _slots_by_feature(self, intervals: np.ndarray) -> np.ndarray:
         """`_slots` of many rows with the slots ordered by feature (columns: `_from_feature_order`
@@ -784,7 +800,8 @@ class LeafBitvectors(CompiledTrees):
         terms = np.empty((own.shape[0], self.n_trees + 1))
         terms[:, 0] = self.baseline
         terms[:, 1:] = own[:, self.rank]
-        return np.cumsum(terms, axis=1)[:, -1]  # tree after tree, as scikit-learn adds them
+        # tree after tree, as scikit-learn adds them (np.cumsum's sums, without its wrapper)
+        return np.add.accumulate(terms, axis=1)[:, -1]
 
     def _full(self, slots: np.ndarray) -> np.ndarray:
         """(rows, trees) AND of each tree's slots: the leaves the tree's features leave possible."""
@@ -897,21 +914,22 @@ class LeafBitvectors(CompiledTrees):
         raw = np.empty(n)
         width = self.n_used + 1  # the last column: features no tree uses (no change)
         change = np.zeros((n, width))
-        typical = np.asarray(typical, dtype=float)[None, :]
-        typical_slots = self._slots(self._all_intervals(typical))[0]
+        typical_slots = self._typical_slots(typical)
         zero = self.dtype(0)
         intervals = self._all_intervals(X)  # once for all rows: a call per feature
-        by_feature = self._slots_by_feature(intervals)  # a row copy per (row, feature)
+        few = n < LEAD_CHUNK  # a few leads: a copy per feature costs more than it saves
+        # a row copy per (row, feature), or (a few leads) the slots in slot order at once
+        by_feature = self._slots(intervals) if few else self._slots_by_feature(intervals)
         n_slots = self.slot_table.size
         chunk = min(n, OCCLUSION_CHUNK)
         # Reused from chunk to chunk: fresh arrays this size cost page faults, not arithmetic.
-        slots_buffer = np.empty((chunk, n_slots), dtype=self.dtype)
+        slots_buffer = np.empty((0 if few else chunk, n_slots), dtype=self.dtype)
         changed_buffer = np.empty((chunk, n_slots), dtype=bool)
         for start in range(0, n, OCCLUSION_CHUNK):
             part = by_feature[start : start + OCCLUSION_CHUNK]
             # back to slot order ("wrap": the columns are in range; it only skips a bounds copy)
-            slots = np.take(part, self.from_feature_order, axis=1, out=slots_buffer[: part.shape[0]],
-                            mode="wrap")  # fmt: skip
+            slots = part if few else np.take(part, self.from_feature_order, axis=1,
+                                             out=slots_buffer[: part.shape[0]], mode="wrap")  # fmt: skip
             full, twice = self._full_and_twice(slots)
             own = self._leaf_values(full)
             raw[start : start + own.shape[0]] = self._raw(own)
@@ -939,9 +957,28 @@ class LeafBitvectors(CompiledTrees):
             ).reshape(-1, width)
         if not lead.size:
             return raw, np.empty(0)
-        feature_of = np.full(X.shape[1], self.n_used, dtype=np.intp)
-        feature_of[self.used_columns] = np.arange(self.n_used)
-        return raw, raw[lead] + change[lead, feature_of[column]]
+        return raw, raw[lead] + change[lead, self._feature_of(X.shape[1])[column]]
+
+    def _feature_of(self, n_columns: int) -> np.ndarray:
+        """Per input column, its used feature (`n_used` for columns no tree uses), once."""
+        cached = self.__dict__.get("_feature_of_columns")
+        if cached is None or cached.size != n_columns:
+            cached = np.full(n_columns, self.n_used, dtype=np.intp)
+            cached[self.used_columns] = np.arange(self.n_used)
+            self._feature_of_columns = cached
+        return cached
+
+    def _typical_slots(self, typical: np.ndarray) -> np.ndarray:
+        """The slots of the typical lead (the scorer's baseline: the same array every call),
+        worked out once per baseline."""
+        cached = self.__dict__.get("_typical_slots_of")
+        if cached is None or (
+            cached[0] is not typical and not np.array_equal(cached[1], typical, equal_nan=True)
+        ):
+            row = np.asarray(typical, dtype=float)[None, :]
+            cached = (typical, row[0].copy(), self._slots(self._all_intervals(row))[0])
+            self._typical_slots_of = cached
+        return cached[2]
 
 
 def variant_rows(X: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -1098,7 +1135,7 @@ class CompiledClasses:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = np.column_stack([trees.raw(X) for trees in self.classes])
-        return softmax(raw, axis=1)
+        return softmax_rows(raw)
 
     def predict_proba_variants(
         self, X: np.ndarray, columns: np.ndarray, values: np.ndarray
@@ -1110,7 +1147,7 @@ class CompiledClasses:
             raw = np.column_stack(
                 [trees.raw_variants(X, columns, values) for trees in self.classes]
             )
-            return softmax(raw, axis=1)
+            return softmax_rows(raw)
         n, k, c = np.asarray(X).shape[0], np.asarray(values).shape[0], len(self.classes)
         raw = np.empty((k, n, c))
         for start, stop, own in together.leaf_values_variants(X, columns, values):
@@ -1120,8 +1157,18 @@ class CompiledClasses:
             terms = np.empty((own.shape[0], c, trees.shape[2] + 1))
             terms[:, :, 0] = baselines
             terms[:, :, 1:] = trees
-            raw[:, start:stop] = np.cumsum(terms, axis=2)[:, :, -1].reshape(k, stop - start, c)
-        return softmax(raw.reshape(k * n, c), axis=1)
+            raw[:, start:stop] = np.add.accumulate(terms, axis=2)[:, :, -1].reshape(
+                k, stop - start, c
+            )
+        return softmax_rows(raw.reshape(k * n, c))
+
+
+def softmax_rows(raw: np.ndarray) -> np.ndarray:
+    """Each row's softmax: scipy.special.softmax(raw, axis=1)'s arithmetic (the largest value
+    taken off before the exponential), without its per-call array-API dispatch, which cost more
+    than the arithmetic for one lead's periods."""
+    shifted = np.exp(raw - np.max(raw, axis=1, keepdims=True))
+    return shifted / np.sum(shifted, axis=1, keepdims=True)
 
 
 def compile_classes(model: Any) -> CompiledClasses | None:

@@ -46,25 +46,23 @@ def strongest_effects(
     later column; NaN (no effect) is never picked: a lead with fewer effects gets NaN there.
     The same picks as a stable argsort of each row (`ranked_effects`), by n passes of argmax.
     """
-    n_leads = effects.shape[0]
-    rows = np.arange(n_leads)
+    n_leads, width = effects.shape
     missing = np.isnan(effects)
-    out = []
-    for fill, flip in ((-np.inf, False), (np.inf, True)):
-        key = np.where(missing, fill, effects)
-        if flip:  # smallest, ties to the later column: argmax of the negated, reversed row
-            key = -key[:, ::-1]
-        columns = np.empty((n_leads, n), dtype=np.intp)
-        picked = np.empty((n_leads, n))
-        for k in range(n):
-            j = key.argmax(axis=1)
-            picked[:, k] = key[rows, j]
-            key[rows, j] = -np.inf
-            columns[:, k] = effects.shape[1] - 1 - j if flip else j
-        exhausted = np.isneginf(picked)  # only NaN effects were left
-        values = np.where(exhausted, np.nan, -picked if flip else picked)
-        out += [columns, values]
-    return out[0], out[1], out[2], out[3]
+    # the rows for the top, then for the bottom: smallest, ties to the later column, is the
+    # argmax of the negated, reversed row; both in the same n passes
+    key = np.concatenate(
+        [np.where(missing, -np.inf, effects), np.where(missing, -np.inf, -effects)[:, ::-1]]
+    )
+    rows = np.arange(key.shape[0])
+    columns = np.empty((key.shape[0], n), dtype=np.intp)
+    picked = np.empty((key.shape[0], n))
+    for k in range(n):
+        j = key.argmax(axis=1)
+        picked[:, k] = key[rows, j]
+        key[rows, j] = -np.inf
+        columns[:, k] = j
+    values = np.where(np.isneginf(picked), np.nan, picked)  # -inf: only NaN effects were left
+    return columns[:n_leads], values[:n_leads], width - 1 - columns[n_leads:], -values[n_leads:]
 
 
 def ranked_effects(
@@ -133,11 +131,13 @@ class ReasonWriter:
         self.blank_facts = np.flatnonzero(self.blank)
         self.blank_columns = np.flatnonzero(self.membership[:, self.blank_facts].any(axis=1))
         self.blank_membership = self.membership[np.ix_(self.blank_columns, self.blank_facts)]
-        # a fact of one column: that column (its value is the cache key); else -1
-        self.single = np.array(
-            [f.columns[0] if len(f.columns) == 1 else -1 for f in self.facts], dtype=np.intp
-        )
-        self.identity = bool((self.single >= 0).all()) and n_facts == n_features
+        # every fact of one column, one per column: the effects are the facts' already
+        self.identity = n_facts == n_features and all(len(f.columns) == 1 for f in self.facts)
+        widest = max((len(f.columns) for f in self.facts), default=1)
+        self.padded = np.array(
+            [[*f.columns, *[f.columns[-1]] * (widest - len(f.columns))] for f in self.facts],
+            dtype=np.intp,
+        ).reshape(n_facts, widest)
         self._texts: list[dict[Any, str]] = [{} for _ in self.facts]
 
     def fact_effects(self, X: np.ndarray, effects: np.ndarray) -> np.ndarray:
@@ -193,29 +193,17 @@ class ReasonWriter:
         if sum(map(len, self._texts)) > 100_000:
             self._texts = [{} for _ in self.facts]
         cache = self._texts
-        single = self.single[facts]
-        texts: list[str] = [""] * len(facts)
-        # facts of one column: the value is the key (NaN: None)
-        one = np.flatnonzero(single >= 0)
-        values = X[lead[one], single[one]].tolist()
-        for i, g, value in zip(one.tolist(), facts[one].tolist(), values):
-            key = value if value == value else None
+        # every reason's values at once, its fact's columns padded to the widest fact's (by
+        # repeating its last column): the bytes of a fact's row are the key of its words
+        block = X[lead[:, None], self.padded[facts]]
+        raw = block.tobytes()
+        width = block.shape[1] * 8
+        texts: list[str] = []
+        for k, g in enumerate(facts.tolist()):
+            key = raw[k * width : (k + 1) * width]
             text = cache[g].get(key)
             if text is None:
-                text = cache[g][key] = self.facts[g].describe([value])
-            texts[i] = text
-        # facts of several columns: their values' bytes are the key, fact by fact
-        many = np.flatnonzero(single < 0)
-        if many.size:
-            for g in np.unique(facts[many]).tolist():
-                where = many[facts[many] == g]
-                block = np.ascontiguousarray(X[np.ix_(lead[where], self.facts[g].columns)])
-                raw = block.tobytes()
-                width = block.shape[1] * 8
-                for k, i in enumerate(where.tolist()):
-                    key = raw[k * width : (k + 1) * width]
-                    text = cache[g].get(key)
-                    if text is None:
-                        text = cache[g][key] = self.facts[g].describe(block[k].tolist())
-                    texts[i] = text
+                fact = self.facts[g]
+                text = cache[g][key] = fact.describe(block[k, : len(fact.columns)].tolist())
+            texts.append(text)
         return texts

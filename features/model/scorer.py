@@ -148,17 +148,14 @@ class LeadScorer:
             # Additive model: the lead with feature j set to typical is exact without re-predicting.
             contributions = compiled.contributions(X)
             logit = compiled.intercept + contributions.sum(axis=1)
-            calibrate = estimator.calibrate
-            probabilities = calibrate(expit(logit))
             typical = self._typical_contributions(compiled)
-            occluded = calibrate(expit(logit[lead] - contributions[lead, column] + typical[column]))
+            occluded_logit = logit[lead] - contributions[lead, column] + typical[column]
+            probabilities, occluded = _calibrated(estimator, logit, occluded_logit)
             occluded = np.round(occluded, 12)  # features with equal weights tie exactly
         elif isinstance(compiled, CompiledTrees):
             # Boosted trees: only the trees whose path splits on a feature are looked at again.
             raw, raw_occluded = compiled.occluded_raw(X, self.baseline, lead, column)
-            calibrate = estimator.calibrate
-            probabilities = calibrate(expit(raw))
-            occluded = calibrate(expit(raw_occluded))
+            probabilities, occluded = _calibrated(estimator, raw, raw_occluded)
         else:
             # Each lead, then the lead with one differing feature set to typical: one model call.
             counts = differs.sum(axis=1)
@@ -460,6 +457,15 @@ class LeadScorer:
             "exploration": exploration,
             **outlook,
         }
+
+
+def _calibrated(
+    estimator: CalibratedModel, logit: np.ndarray, occluded_logit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated probabilities of the leads' log-odds and of their variants' (element by
+    element: one pass of the calibrator's calls for both)."""
+    both = estimator.calibrate(expit(np.concatenate([logit, occluded_logit])))
+    return both[: logit.shape[0]], both[logit.shape[0] :]
 
 
 def confidence_axes(probabilities: np.ndarray, subscores: Mapping[str, Any]) -> dict[str, Any]:

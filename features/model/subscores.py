@@ -27,6 +27,8 @@ FIT_LETTERS = ("A", "B", "C", "D")
 ENGAGEMENT_DIGITS = ("1", "2", "3", "4")
 BAND_SHARES = (0.25, 0.5, 0.75)  # the top 25%, 50%, 75% of held-out leads
 SUBSCORES = ("fit", "engagement")
+_LETTERS = np.asarray(FIT_LETTERS, dtype=object)
+_DIGITS = np.asarray(ENGAGEMENT_DIGITS, dtype=object)
 LEAD_AGE_FEATURE = "days_since_created"  # the clock of the touchpoints: engagement's
 
 
@@ -49,7 +51,7 @@ class SubScoreModel:
         self.estimator = estimator
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(np.asarray(X, dtype=float)[:, self.columns])
+        return self.estimator.predict_proba(np.asarray(X, dtype=float).take(self.columns, axis=1))
 
 
 class FitEngagement:
@@ -80,8 +82,8 @@ class FitEngagement:
         engagement = self.engagement.predict_proba(X)
         letter = band_of(fit, self.fit_bands)
         digit = band_of(engagement, self.engagement_bands)
-        letters = np.asarray(FIT_LETTERS, dtype=object)[letter]
-        digits = np.asarray(ENGAGEMENT_DIGITS, dtype=object)[digit]
+        letters = _LETTERS[letter]
+        digits = _DIGITS[digit]
         return {
             "fit_probability": fit,
             "engagement_probability": engagement,

@@ -84,6 +84,13 @@ class CloseTimingModel:
         missing = [h for h in (*self.horizons, self.horizon_days) if h not in self.edges]
         if missing:
             raise ValueError(f"the periods {self.edges} do not end at the horizons {missing}")
+        # where the periods start and the horizons end, once (not on every lead's call)
+        self._edges = np.asarray(self.edges, dtype=float)
+        self._starts = self._edges[:-1]
+        self._horizon_column = self.edges.index(self.horizon_days)
+        self._horizon_columns = np.array(
+            [self.edges.index(h) for h in self.horizons], dtype=np.intp
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,19 +129,38 @@ class CloseTimingModel:
             # the periods of a lead differ only in their last two columns: the trees' work on
             # the lead's own features is done once for its k periods
             base = np.column_stack([np.asarray(X, dtype=float), np.full((n, 2), np.nan)])
-            starts = np.asarray(self.edges[:-1], dtype=float)[:, None]
-            age = np.asarray(lead_age, dtype=float)[None, :]
-            values = np.stack([np.broadcast_to(starts, (k, n)), age + starts], axis=2)
+            starts = self._starts[:, None]
+            values = np.empty((k, n, 2))
+            values[:, :, 0] = starts
+            values[:, :, 1] = np.asarray(lead_age, dtype=float)[None, :] + starts
             columns = np.array([base.shape[1] - 2, base.shape[1] - 1])
             proba = self.compiled.predict_proba_variants(base, columns, values)
         else:
             proba = self.classifier.predict_proba(period_rows(X, lead_age, self.edges))
-        classes = list(self.classifier.classes_)
-        won_in = proba[:, classes.index(WON)].reshape(k, n).T
-        lost_in = proba[:, classes.index(LOST)].reshape(k, n).T if LOST in classes else 0 * won_in
-        still_open = np.cumprod(np.clip(1 - won_in - lost_in, 0, 1), axis=1)
-        open_before = np.column_stack([np.ones(n), still_open[:, :-1]])
-        return np.column_stack([np.zeros(n), np.cumsum(open_before * won_in, axis=1)])
+        won, lost = self._class_columns()
+        won_in = proba[:, won].reshape(k, n).T
+        lost_in = proba[:, lost].reshape(k, n).T if lost is not None else 0 * won_in
+        # np.clip, np.cumprod and np.cumsum's arithmetic without their wrappers (never -0.0)
+        still_open = np.multiply.accumulate(
+            np.minimum(np.maximum(1 - won_in - lost_in, 0), 1), axis=1
+        )
+        open_before = np.empty((n, k))
+        open_before[:, 0] = 1.0
+        open_before[:, 1:] = still_open[:, :-1]
+        out = np.zeros((n, k + 1))
+        np.add.accumulate(open_before * won_in, axis=1, out=out[:, 1:])
+        return out
+
+    def _class_columns(self) -> tuple[int, int | None]:
+        """The columns of `predict_proba` holding won and lost (None: never lost in training)."""
+        cached = self.__dict__.get("_columns_of_classes")
+        if cached is None:
+            classes = list(self.classifier.classes_)
+            cached = self._columns_of_classes = (
+                classes.index(WON),
+                classes.index(LOST) if LOST in classes else None,
+            )
+        return cached
 
     def predict(
         self, X: np.ndarray, lead_age: np.ndarray, probability: np.ndarray
@@ -146,17 +172,16 @@ class CloseTimingModel:
         if X.shape[0] == 0:
             return {int(h): np.empty(0) for h in self.horizons}, np.empty(0)
         won_by = self.won_by(X, lead_age)
-        at_horizon = won_by[:, self.edges.index(self.horizon_days)]
+        at_horizon = won_by[:, self._horizon_column]
         ratio = won_by / np.maximum(at_horizon, 1e-12)[:, None]
-        chances = {}
-        for h in self.horizons:
-            chance = probability * ratio[:, self.edges.index(h)]
-            chances[int(h)] = np.clip(chance, 0.0, 1.0)
+        # every horizon's chances at once: a row per horizon
+        chance = np.minimum(np.maximum(ratio[:, self._horizon_columns].T * probability, 0.0), 1.0)
+        chances = {int(h): chance[i] for i, h in enumerate(self.horizons)}
         return chances, self._median_days(won_by)
 
     def _median_days(self, won_by: np.ndarray) -> np.ndarray:
         """The day by which half of the wins within the longest horizon happen."""
-        edges = np.asarray(self.edges)
+        edges = self._edges
         half = won_by[:, -1:] / 2
         after = np.argmax(won_by >= half, axis=1).clip(1, len(edges) - 1)
         rows = np.arange(won_by.shape[0])

@@ -46,17 +46,29 @@ class DealValueModel:
 
     def _compile_terms(self) -> None:
         """The terms as arrays, once: scoring one lead read ~100 terms' lists into arrays on
-        every call (~9 ms a call, more than the win model)."""
-        self._categories = []
+        every call (~9 ms a call, more than the win model). The categories of every column are
+        one table (a column's codes at its offset; the last entry: no weight), so a lead's
+        categories are looked up in one pass whatever the number of columns."""
+        categories = [t for t in self.terms if t["kind"] == "category"]
         numbers = [t for t in self.terms if t["kind"] != "category"]
-        for term in self.terms:
-            if term["kind"] == "category":
-                codes = np.asarray(term["codes"], dtype=float)
-                weights = np.asarray(term["weights"], dtype=float)
-                order = np.argsort(codes, kind="stable")
-                self._categories.append(
-                    (int(term["column"]), codes[order], weights[order], float(term["missing"]))
-                )
+        self._cat_columns = np.array([int(t["column"]) for t in categories], dtype=np.intp)
+        self._cat_missing = np.array([float(t["missing"]) for t in categories], dtype=float)
+        codes = [np.asarray(t["codes"], dtype=float) for t in categories]
+        if any(((c < 0) | (c != np.floor(c))).any() for c in codes):
+            raise ValueError(
+                "the deal value model has category codes that are not whole numbers from 0; "
+                "retrain the model with this version of leadscore"
+            )
+        sizes = np.array([int(c.max()) + 1 if c.size else 0 for c in codes], dtype=np.intp)
+        self._cat_sizes = sizes.astype(float)
+        self._cat_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self._cat_nowhere = int(sizes.sum())  # the table's last entry: a code not learned
+        self._cat_weights = np.zeros(self._cat_nowhere + 1)
+        self._cat_known = np.zeros(self._cat_nowhere + 1, dtype=bool)
+        for term, offset, known in zip(categories, self._cat_offsets.tolist(), codes):
+            at = offset + known.astype(np.intp)
+            self._cat_weights[at] = np.asarray(term["weights"], dtype=float)
+            self._cat_known[at] = True
         self._num_columns = np.array([int(t["column"]) for t in numbers], dtype=np.intp)
         self._num_log = np.array([bool(t["log"]) for t in numbers], dtype=bool)
         self._num = {
@@ -64,7 +76,7 @@ class DealValueModel:
             for key in ("fill", "center", "scale", "weight", "missing")
         }
         self._used = sorted({int(t["column"]) for t in self.terms})
-        self._base_cache: tuple[Any, np.ndarray] | None = None
+        self._base_cache: tuple[Any, np.ndarray, np.ndarray] | None = None
         self._groups_cache: tuple[Any, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,16 +91,18 @@ class DealValueModel:
         """(leads, feature columns): each column's part of the log amount (0 for unused ones)."""
         X = np.asarray(X, dtype=float)
         out = np.zeros(X.shape)
-        for j, codes, weights, missing_weight in self._categories:
-            values = X[:, j]
+        if self._cat_columns.size:
+            values = X[:, self._cat_columns]
             missing = np.isnan(values)
-            if codes.size:
-                position = np.minimum(np.searchsorted(codes, values), codes.size - 1)
-                hit = codes[position] == values
-                # the same value as a one-hot product: the code's weight, or 0
-                out[:, j] = np.where(hit, weights[position], 0.0) + missing * missing_weight
-            else:
-                out[:, j] = missing * missing_weight
+            inside = (values >= 0) & (values < self._cat_sizes)  # False for NaN
+            whole = np.where(inside, values, 0.0).astype(np.intp)
+            learned = inside & (whole == values)
+            index = np.where(learned, self._cat_offsets + whole, self._cat_nowhere)
+            # the same value as a one-hot product: the code's weight, or 0
+            out[:, self._cat_columns] = (
+                np.where(self._cat_known[index], self._cat_weights[index], 0.0)
+                + missing * self._cat_missing
+            )
         if self._num_columns.size:
             n = self._num
             values = X[:, self._num_columns]
@@ -130,25 +144,24 @@ class DealValueModel:
         if X.shape[0] == 0:
             return []
         baseline = np.asarray(baseline, dtype=float)
-        if self._base_cache is None or not np.array_equal(
-            self._base_cache[0], baseline, equal_nan=True
+        cached = self._base_cache  # the scorer passes the same baseline array every call
+        if cached is None or (
+            cached[0] is not baseline and not np.array_equal(cached[1], baseline, equal_nan=True)
         ):
-            self._base_cache = (baseline.copy(), self.contributions(baseline.reshape(1, -1))[0])
-        base = self._base_cache[1]
+            cached = self._base_cache = (
+                baseline,
+                baseline.copy(),
+                self.contributions(baseline.reshape(1, -1))[0],
+            )
+        base = cached[2]
         parts = self.contributions(X) if contributions is None else contributions
         effect = parts - base[None, :]
         if self._groups_cache is None or self._groups_cache[0] is not facts:
-            used = set(self._used)
-            groups = [f for f in facts if any(c in used for c in f.columns)]
-            single = [g for g, f in enumerate(groups) if len(f.columns) == 1]
-            self._groups_cache = (facts, groups, np.array(single, dtype=np.intp),
-                                  np.array([groups[g].columns[0] for g in single], dtype=np.intp),
-                                  [g for g, f in enumerate(groups) if len(f.columns) > 1])  # fmt: skip
-        _, groups, single, single_columns, several = self._groups_cache
+            self._groups_cache = (facts, *self._fact_groups(facts))
+        _, groups, by_size = self._groups_cache
         by_fact = np.empty((X.shape[0], len(groups)))
-        by_fact[:, single] = effect[:, single_columns]  # a fact of one column: its effect
-        for g in several:
-            by_fact[:, g] = effect[:, list(groups[g].columns)].sum(axis=1)
+        for where, columns in by_size:  # the facts of as many columns at once: their sums
+            by_fact[:, where] = effect[:, columns].sum(axis=2)
         # every lead's strongest facts in one sort (the same stable order as one sort per lead)
         orders = np.argsort(-np.abs(by_fact), axis=1, kind="stable")[:, :n].tolist()
         sizes = by_fact.tolist()
@@ -170,6 +183,21 @@ class DealValueModel:
                 )  # fmt: skip
             out.append(reasons)
         return out
+
+    def _fact_groups(
+        self, facts: Sequence[FactColumns]
+    ) -> tuple[list[FactColumns], list[tuple[np.ndarray, np.ndarray]]]:
+        """The facts with a used column, and per number of columns (their positions among them,
+        their columns as rows): one gather and one sum per size instead of one per fact."""
+        used = set(self._used)
+        groups = [f for f in facts if any(c in used for c in f.columns)]
+        sizes = sorted({len(f.columns) for f in groups})
+        by_size = []
+        for size in sizes:
+            where = [g for g, f in enumerate(groups) if len(f.columns) == size]
+            columns = [list(groups[g].columns) for g in where]
+            by_size.append((np.array(where, dtype=np.intp), np.array(columns, dtype=np.intp)))
+        return groups, by_size
 
 
 def factor_words(factor: float) -> str:

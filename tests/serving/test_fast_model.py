@@ -144,3 +144,62 @@ def test_many_leads_get_the_facts_and_decisions_of_the_lead_by_lead_path(
     assert fast == reference
     assert set(fast["decision"]) >= {"sales", "disqualify"}
     assert sum(r is not None for r in fast["hard_rule"]) >= 20
+
+
+def _varied(trained_model, n):
+    """`n` demo leads with what a request can hold: no touchpoints, few attributes, unknown
+    categories, no creation date, rule touchpoints (before and after the scoring moment)."""
+    leads = records(trained_model, n)
+    for i, lead in enumerate(leads):
+        kind = i % 8
+        if kind == 1:
+            lead["touchpoints"] = []
+        elif kind == 2:
+            lead["attributes"] = dict(list(lead["attributes"].items())[::3])
+        elif kind == 3:
+            lead["created_at"] = None
+        elif kind == 4:
+            lead["attributes"] = {k: "Something never seen" for k in lead["attributes"]}
+        elif kind == 5:
+            lead["attributes"]["Do Not Email"] = True
+        elif kind in (6, 7):
+            moment = lead["as_of"] + (kind * 2 - 13) * timedelta(hours=1)
+            lead["touchpoints"].append(
+                {"occurred_at": moment, "channel": "email", "activity": "demo_request",
+                 "campaign": "Spring", "value": 3.0}
+            )  # fmt: skip
+    return leads
+
+
+def _exactly(columns):
+    """The columns as text that tells every float bit (NaN equal to NaN, -0.0 not to 0.0)."""
+    return {name: repr(values) for name, values in columns.items()}
+
+
+@pytest.mark.parametrize("kind", ["logistic", "hgb"])
+def test_one_lead_and_a_few_score_exactly_as_a_thousand_do(logistic_scorer, trained_model, kind):
+    """The API's one-lead and few-lead paths (per-lead features, facts and decisions, small
+    arrays through every model part) give every column of the batch path bit for bit."""
+    from features.model.scorer import LeadScorer
+    from features.policy.rules import Policy
+
+    hgb = logistic_scorer["hgb"]
+    assert hgb.value is not None and hgb.timing is not None and hgb.subscores is not None
+    model = logistic_scorer[kind]
+    scorer = LeadScorer(
+        model.featurizer, model.estimator, policy=model.policy, baseline=model.baseline,
+        value=hgb.value, timing=hgb.timing, subscores=hgb.subscores, confidence=hgb.confidence,
+    )  # fmt: skip
+    leads = _varied(trained_model, 1000)
+    policy = Policy(exploration_rate=0.2)
+    together = scorer.score_columns(leads, policy=policy)
+    assert set(together["decision"]) >= {"sales", "nurture", "disqualify"}
+    assert any(together["exploration"]) and any(r is not None for r in together["hard_rule"])
+    assert any(together["amount_reasons"]) and any(together["reasons_against"])
+    for size in (1, 8):
+        apart: dict[str, list] = {}
+        for start in range(0, 240, size):
+            for name, values in scorer.score_columns(leads[start : start + size], policy).items():
+                apart.setdefault(name, []).extend(values)
+        head = {name: values[:240] for name, values in together.items()}
+        assert _exactly(apart) == _exactly(head)

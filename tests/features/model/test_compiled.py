@@ -173,3 +173,14 @@ def test_variants_sharing_the_fixed_columns_give_the_stacked_rows_probabilities(
     wide = np.column_stack([base, np.zeros(leads)])
     same = fast.classes[0].raw_variants(wide, unused, rng.normal(size=(3, leads, 1)))
     np.testing.assert_array_equal(same, np.tile(fast.classes[0].raw(wide), 3))
+
+
+def test_softmax_rows_is_scipys_softmax_bit_for_bit():
+    from scipy.special import softmax
+
+    from features.model.compiled import softmax_rows
+
+    rng = np.random.default_rng(5)
+    for rows in (1, 6, 300):
+        raw = rng.normal(scale=rng.choice([0.1, 3.0, 40.0]), size=(rows, 3))
+        assert np.array_equal(softmax_rows(raw), softmax(raw, axis=1))
