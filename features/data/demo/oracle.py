@@ -8,6 +8,7 @@ probabilities come back from the canonical frames `load_lead_data` returns, by t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,8 @@ from features.data.demo.process import (
     SOURCE_EFFECT,
     STUDENT_PERSONAL,
     STUDENT_SMALLEST,
+    Shape,
+    activity_terms,
     add_activity_counts,
     job_titles,
     referrer_names,
@@ -103,43 +106,24 @@ def _observables(leads, touchpoints, shape: str) -> _Observables:
     import pandas as pd
 
     process_shape = shape_named(shape)
+    terms = _attribute_terms(leads)
 
-    def keys_of(column: str, table: dict[str, int]) -> np.ndarray:
-        lookup = {" ".join(k.lower().split()): v for k, v in table.items()}
-        return np.array([-1 if k is None else lookup.get(k, -1) for k in _text_key(leads[column])])
+    def effect(term: str) -> np.ndarray:
+        return _effect(*terms[term])
 
-    def effect(codes: np.ndarray, effects: list[float], missing: float = 0.0) -> np.ndarray:
-        return np.where(codes >= 0, np.append(effects, missing)[codes], missing)
-
-    region_of = {sp: list(REGION_EFFECT).index(v[0]) for v in COUNTRIES.values() for sp in v[2]}
-    seniority_of = {sp: i for i, v in enumerate(SENIORITY.values()) for sp in v[2]}
-    function_of = {
-        title: i
-        for level in SENIORITY
-        if title_states_function(level)
-        for i, fn in enumerate(FUNCTIONS)
-        for title in job_titles(level, fn)
-    }
-    industry = keys_of("industry", {k: i for i, k in enumerate(INDUSTRIES)})
-    size = keys_of("company_size", {k: i for i, k in enumerate(SIZES)})
-    region = keys_of("country", region_of)
-    seniority = keys_of("seniority", seniority_of)
-    function = keys_of("job_title", function_of)
-    personal = keys_of("email_type", {"Business": 0, "Personal": 1})
-    sources = pd.Series(leads["lead_source"]).map(normalise_channel)
-    dne = pd.Series(leads["do_not_email"]).fillna(False).to_numpy(dtype=bool)
     attribute_logit = (
-        effect(industry, [v[1] for v in INDUSTRIES.values()])
-        + effect(size, [v[1] for v in SIZES.values()], MISSING_SIZE_EFFECT)
-        + effect(region, list(REGION_EFFECT.values()))
-        + effect(seniority, [v[1] for v in SENIORITY.values()], MISSING_SENIORITY_EFFECT)
-        + effect(function, [v[1] for v in FUNCTIONS.values()])
-        + np.where(personal == 1, PERSONAL_EMAIL_EFFECT, 0.0)
-        + sources.map(SOURCE_EFFECT).fillna(0.0).to_numpy()
-        + np.where(dne, DO_NOT_EMAIL_EFFECT, 0.0)
-        + _shape_part(leads, process_shape)
+        effect("industry")
+        + effect("company_size")
+        + effect("region")
+        + effect("seniority")
+        + effect("function")
+        + effect("email_type")
+        + effect("lead_source")
+        + effect("do_not_email")
+        + shape_logit(process_shape, *_shape_inputs(leads, process_shape))
     )
-    attribute_pace = effect(size, [v[2] for v in SIZES.values()], MISSING_SIZE_STRETCH) + effect(
+    size, seniority = terms["company_size"][0], terms["seniority"][0]
+    attribute_pace = _effect(size, [v[2] for v in SIZES.values()], MISSING_SIZE_STRETCH) + _effect(
         seniority, [SENIORITY_PACE.get(level, 0.0) for level in SENIORITY]
     )
     index = pd.Series(np.arange(len(leads)), index=leads["lead_id"].to_numpy())
@@ -151,9 +135,80 @@ def _observables(leads, touchpoints, shape: str) -> _Observables:
     activity = pd.Categorical(touchpoints["activity"], categories=list(ACTIVITIES)).codes
     known &= activity >= 0
     return _Observables(
-        attribute_logit, attribute_pace, seniority, size, personal, dne,
-        lead[known], age[known], activity[known].astype(np.int64),
+        attribute_logit, attribute_pace, seniority, size, terms["email_type"][0],
+        terms["do_not_email"][0] == 1, lead[known], age[known], activity[known].astype(np.int64),
     )  # fmt: skip
+
+
+def _effect(codes: np.ndarray, effects: list[float], missing: float = 0.0) -> np.ndarray:
+    return np.where(codes >= 0, np.append(effects, missing)[codes], missing)
+
+
+def _attribute_terms(leads) -> dict[str, tuple[np.ndarray, list[float], float]]:
+    """The attribute terms of the true logit, as the files are read back: per term, the code of
+    each lead's value (-1: unreadable), each code's effect and the effect of an unreadable value.
+    The values behind the codes are the process's (an industry, a size band, a country's region,
+    a seniority level, a job title's function, a personal email, a lead-source channel, opted out
+    of email); `attribute_levels` names them."""
+    import pandas as pd
+
+    def keys_of(column: str, table: dict[str, int]) -> np.ndarray:
+        lookup = {" ".join(k.lower().split()): v for k, v in table.items()}
+        return np.array([-1 if k is None else lookup.get(k, -1) for k in _text_key(leads[column])])
+
+    region_of = {sp: list(REGION_EFFECT).index(v[0]) for v in COUNTRIES.values() for sp in v[2]}
+    seniority_of = {sp: i for i, v in enumerate(SENIORITY.values()) for sp in v[2]}
+    function_of = {
+        title: i
+        for level in SENIORITY
+        if title_states_function(level)
+        for i, fn in enumerate(FUNCTIONS)
+        for title in job_titles(level, fn)
+    }
+    channel = list(SOURCE_EFFECT)
+    sources = pd.Series(leads["lead_source"]).map(normalise_channel)
+    source = np.array([channel.index(c) if c in SOURCE_EFFECT else -1 for c in sources])
+    dne = pd.Series(leads["do_not_email"]).fillna(False).to_numpy(dtype=bool)
+    return {
+        "industry": (
+            keys_of("industry", {k: i for i, k in enumerate(INDUSTRIES)}),
+            [v[1] for v in INDUSTRIES.values()],
+            0.0,
+        ),
+        "company_size": (
+            keys_of("company_size", {k: i for i, k in enumerate(SIZES)}),
+            [v[1] for v in SIZES.values()],
+            MISSING_SIZE_EFFECT,
+        ),
+        "region": (keys_of("country", region_of), list(REGION_EFFECT.values()), 0.0),
+        "seniority": (
+            keys_of("seniority", seniority_of),
+            [v[1] for v in SENIORITY.values()],
+            MISSING_SENIORITY_EFFECT,
+        ),
+        "function": (keys_of("job_title", function_of), [v[1] for v in FUNCTIONS.values()], 0.0),
+        "email_type": (
+            keys_of("email_type", {"Business": 0, "Personal": 1}),
+            [0.0, PERSONAL_EMAIL_EFFECT],
+            0.0,
+        ),
+        "lead_source": (source, list(SOURCE_EFFECT.values()), 0.0),
+        "do_not_email": (dne.astype(np.int64), [0.0, DO_NOT_EMAIL_EFFECT], 0.0),
+    }
+
+
+def attribute_levels() -> dict[str, list[str]]:
+    """The values behind `_attribute_terms`' codes, per term (code i is the i-th)."""
+    return {
+        "industry": list(INDUSTRIES),
+        "company_size": list(SIZES),
+        "region": list(REGION_EFFECT),
+        "seniority": list(SENIORITY),
+        "function": list(FUNCTIONS),
+        "email_type": ["business", "personal"],
+        "lead_source": list(SOURCE_EFFECT),
+        "do_not_email": ["no", "yes"],
+    }
 
 
 def point_in_time_truth(
@@ -293,9 +348,87 @@ def _particle_truth(
     return won_then / open_then
 
 
-def _shape_part(leads, shape) -> np.ndarray:
-    """The shape's part of the logit (`process.shape_logit`) from the referrer and renewal columns
-    as read back."""
+@dataclass
+class TrueDesign:
+    """The terms of the true logit (`process`) of each lead at one age, as a design matrix.
+
+    Column groups: a one-hot per attribute term (`attribute_levels`, plus `unreadable`), a
+    shape's `referrer` one-hot (plus `missing`), its month, weekday and renewal terms, then one
+    column per activity of `process.ACTIVITY_EFFECT` (`process.activity_terms` of the counts of
+    the first 21 days' touchpoints seen before the age). With an intercept, the oracle's logit
+    is a linear combination of the columns from age 21 on; before, the counts are partial."""
+
+    matrix: Any  # scipy.sparse.csr_matrix (n_leads, len(names)), float64
+    names: list[str]
+    referrer: np.ndarray  # bool per column: the referrer's one-hot (the many-valued term)
+
+
+def true_design(leads, touchpoints, age_days: float, shape: str = "default") -> TrueDesign:
+    """The true logit's terms of every lead of the canonical frames at `age_days` after its
+    creation (`TrueDesign`): what a correctly specified model of the demo process reads, from the
+    process's own readings and term definitions, with the effect sizes left to be learned.
+
+    The month, weekday and renewal columns are `process.shape_logit` of a shape carrying that one
+    effect alone, so they mean what the process means by them."""
+    from dataclasses import replace
+
+    from scipy import sparse
+
+    process_shape = shape_named(shape)
+    columns: list[Any] = []
+    names: list[str] = []
+    referrer_mask: list[bool] = []
+
+    def one_hot(prefix: str, codes: np.ndarray, levels: list[str], referrer: bool = False):
+        n_levels = len(levels) + 1  # the last: unreadable (code -1)
+        where = np.where(codes >= 0, codes, n_levels - 1)
+        block = sparse.csr_matrix(
+            (np.ones(len(codes)), (np.arange(len(codes)), where)), shape=(len(codes), n_levels)
+        )
+        columns.append(block)
+        names.extend(f"{prefix}={level}" for level in [*levels, "unreadable"])
+        referrer_mask.extend([referrer] * n_levels)
+
+    def dense(block_names: list[str], values: np.ndarray) -> None:
+        columns.append(sparse.csr_matrix(values.reshape(len(leads), -1)))
+        names.extend(block_names)
+        referrer_mask.extend([False] * len(block_names))
+
+    levels = attribute_levels()
+    for term, (codes, _, _) in _attribute_terms(leads).items():
+        one_hot(term, codes, levels[term])
+    created, referrer, renewal = _shape_inputs(leads, process_shape)
+    if process_shape.referrers:
+        one_hot("referrer", referrer, referrer_names(process_shape.referrers), referrer=True)
+    alone = Shape("one effect alone")
+    units = {"month": np.eye(12), "weekday": np.eye(7)}
+    if process_shape.month_effect:
+        shapes = [replace(alone, month_effect=tuple(u)) for u in units["month"]]
+        dense(
+            [f"month={i}" for i in range(12)],
+            np.column_stack([shape_logit(s, created, referrer, renewal) for s in shapes]),
+        )
+    if process_shape.weekday_effect:
+        shapes = [replace(alone, weekday_effect=tuple(u)) for u in units["weekday"]]
+        dense(
+            [f"weekday={i}" for i in range(7)],
+            np.column_stack([shape_logit(s, created, referrer, renewal) for s in shapes]),
+        )
+    if process_shape.renewal_share:
+        soon = replace(alone, renewal_share=1.0, renewal_effect=1.0)
+        dense(["renewal_soon"], shape_logit(soon, created, referrer, renewal))
+    seen = _observables(leads, touchpoints, shape)
+    counts = seen.counts_before(min(float(age_days), EARLY_DAYS))
+    dense(
+        [f"{activity}__{transform}" for activity, (_, transform) in ACTIVITY_EFFECT.items()],
+        activity_terms(counts, ACTIVITY_EFFECT),
+    )
+    return TrueDesign(sparse.hstack(columns, format="csr"), names, np.array(referrer_mask))
+
+
+def _shape_inputs(leads, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `process.shape_logit` reads (creation times, referrer index, renewal dates) from the
+    referrer and renewal columns as read back."""
     import pandas as pd
 
     referrer = np.full(len(leads), -1, dtype=np.int64)
@@ -306,7 +439,7 @@ def _shape_part(leads, shape) -> np.ndarray:
     renewal = np.full(len(leads), np.datetime64("NaT"), dtype="datetime64[s]")
     if shape.renewal_share:
         renewal = _utc(pd.Series(leads["contract_renewal"]))
-    return shape_logit(shape, _utc(pd.Series(leads["created_at"])), referrer, renewal)
+    return _utc(pd.Series(leads["created_at"])), referrer, renewal
 
 
 def _utc(moments) -> np.ndarray:

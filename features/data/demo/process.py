@@ -298,14 +298,27 @@ CAMPAIGN_TOPICS = (
 EVENTS = ("SaaStr", "Dreamforce", "Web Summit", "INBOUND")
 
 
+def activity_terms(
+    counts: np.ndarray, table: dict[str, tuple[float, str]] = ACTIVITY_EFFECT
+) -> np.ndarray:
+    """The behaviour terms a table of activity effects weighs: (n_leads, len(table)), one column
+    per activity in the table's order, the count transformed as the table says ("log":
+    log1p(count), "any": 1.0 when count > 0). `counts` as in `true_logit_from_counts`."""
+    terms = np.empty((counts.shape[0], len(table)))
+    for j, (activity, (_, transform)) in enumerate(table.items()):
+        column = counts[:, ACTIVITIES.index(activity)].astype(float)
+        terms[:, j] = np.log1p(column) if transform == "log" else (column > 0)
+    return terms
+
+
 def true_logit_from_counts(attribute_logit: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The oracle: attribute effects plus the effects of the first-21-day activity counts.
 
     `counts` is (n_leads, len(ACTIVITIES)), in the order of ACTIVITIES."""
     logit = INTERCEPT + attribute_logit
-    for activity, (weight, transform) in ACTIVITY_EFFECT.items():
-        column = counts[:, ACTIVITIES.index(activity)].astype(float)
-        logit = logit + weight * (np.log1p(column) if transform == "log" else (column > 0))
+    terms = activity_terms(counts, ACTIVITY_EFFECT)
+    for j, (weight, _) in enumerate(ACTIVITY_EFFECT.values()):
+        logit = logit + weight * terms[:, j]
     return logit
 
 
@@ -398,9 +411,9 @@ LOSS_FIRST_DAY, LOSS_SPAN_DAYS = 1, 300
 
 def _behaviour(table: dict[str, tuple[float, str]], counts: np.ndarray) -> np.ndarray:
     total = np.zeros(counts.shape[0])
-    for activity, (weight, transform) in table.items():
-        column = counts[:, ACTIVITIES.index(activity)].astype(float)
-        total += weight * (np.log1p(column) if transform == "log" else (column > 0))
+    terms = activity_terms(counts, table)
+    for j, (weight, _) in enumerate(table.values()):
+        total += weight * terms[:, j]
     return total
 
 
