@@ -12,16 +12,14 @@ calibration. The work is spent where it pays:
   step of boosting rounds: the first candidate always finishes (a search always ends with a
   model); when the budget runs out any other candidate stops where it is and it and the ones not
   yet started are skipped; `Selection.skipped` names them and the training run logs them. The
-  budget runs on `machine_clock`: the search's CPU seconds shared over the machine's cores, so a
-  busy machine tries the same candidates as an idle one (later), where a wall clock made the
-  model depend on the load;
+  budget runs on `cpu_clock`: the search's CPU seconds over the cores it runs on, so other work
+  on the machine does not spend it, where a wall clock made the model depend on the load;
 - fold models are fitted in parallel (threads, each single-threaded OpenMP) when `workers` > 1.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -177,23 +175,14 @@ class _OutOfTime(Exception):
     """The budget ran out while a candidate after the first was being cross-validated."""
 
 
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
-
-
-def machine_clock() -> float:
-    """This process's CPU seconds over the cores it may run on: on an idle machine training uses
-    them all, and this clock keeps pace with the wall; on a busy one it counts only the work done,
-    the seconds an idle machine would have taken. The search's budget runs on it, so which
-    candidates a search tries does not depend on what else the machine is doing (on a 2-core box
-    at load average 3, a wall-clock budget skipped every booster of a search an idle box finished)."""
-    return time.process_time() / _CORES
-
-
-_CORES = _cores()
+def cpu_clock(cores: int) -> Callable[[], float]:
+    """This process's CPU seconds over the `cores` the search runs on: on cores of its own it
+    keeps pace with the wall; on a machine busy with other work it counts only the work done,
+    the seconds free cores would have taken. The search's budget runs on it, so other processes
+    do not spend it (on a 2-core box at load average 3, a wall-clock budget skipped every
+    booster of a 20,000-lead search)."""
+    cores = max(1, cores)
+    return lambda: time.process_time() / cores
 
 
 class _Budget:
@@ -238,7 +227,7 @@ def search_models(
     done: CandidateDone | None = None,
     time_budget: float | None = None,
     workers: int = 1,
-    clock: Callable[[], float] = machine_clock,
+    clock: Callable[[], float] | None = None,
 ) -> Selection:
     """Cross-validate the candidates in order; the winner has the lowest calibrated out-of-fold
     log loss. The first candidate is always cross-validated; a later one is dropped (skipped)
@@ -250,7 +239,7 @@ def search_models(
     seconds and `seconds`): the training run logs it as a nested run."""
     y = np.asarray(labels).astype(int)
     folds = make_folds(y, groups, n_folds, seed)
-    budget = _Budget(time_budget, clock)
+    budget = _Budget(time_budget, clock or cpu_clock(workers))
     rows: list[dict[str, Any]] = []
     oofs: dict[str, np.ndarray] = {}
     models: dict[str, Any] = {}

@@ -147,20 +147,26 @@ def test_a_budget_spent_between_two_folds_stops_that_candidate_too():
     assert selection.skipped == [cands[1].name, cands[2].name]
 
 
-def test_the_budget_counts_the_searchs_work_over_the_machines_cores(monkeypatch):
-    """The budget's clock is this process's CPU time over the cores it may use: waiting for a
-    busy machine's other work does not spend it, and an idle machine's cores keep it at the
-    wall's pace."""
-    import inspect
-    import os
-
+def test_the_budget_counts_the_searchs_cpu_time_over_its_cores(monkeypatch):
+    """The budget's clock is this process's CPU time over the cores the search runs on: other
+    processes' work does not spend it, and on cores of its own it keeps the wall's pace."""
     from training import search
 
-    assert inspect.signature(search_models).parameters["clock"].default is search.machine_clock
-    cores = len(os.sched_getaffinity(0))
-    assert search._CORES == cores
+    seen: list[float] = []
     monkeypatch.setattr(search.time, "process_time", lambda: 12.0)
-    assert search.machine_clock() == 12.0 / cores
+    assert search.cpu_clock(2)() == 6.0 and search.cpu_clock(1)() == 12.0
+    assert search.cpu_clock(0)() == 12.0
+    real = search._Budget
+
+    def budget(seconds, clock):
+        seen.append(clock())
+        return real(seconds, clock)
+
+    monkeypatch.setattr(search, "_Budget", budget)
+    X, y = np.arange(40.0).reshape(-1, 1) % 7, np.tile([0, 1], 20)
+    cands = [Candidate("logistic", {"C": 0.1, "splines": False})]
+    search_models(X, y, np.arange(40), np.zeros(1, bool), cands, 2, seed=0, workers=2)
+    assert seen == [6.0]  # the default clock: CPU seconds over the two workers
 
 
 def test_progress_names_the_candidate_the_fold_and_the_time_left():
