@@ -236,6 +236,13 @@ VALUE_RANGES: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
+# Ranked by expected value, a threshold is chosen by capacity or by value (the route: 422).
+RANKED_BY_VALUE_CHOOSES_BY: dict[str, Any] = {
+    "if": {"properties": {"rank_by": {"const": "expected_value"}}, "required": ["rank_by"]},
+    "then": {"properties": {"by": {"not": {"enum": ["precision", "recall"]}}}},
+}
+
+
 def _value_needed_if(by: str) -> dict[str, Any]:
     """When `value` is required for `by`: ranked by expected value, choosing by value needs no
     win value (each lead is worth its own expected amount)."""
@@ -258,7 +265,8 @@ class SimulateRequest(BaseModel):
                     },
                 }
                 for by, (bounds, _) in VALUE_RANGES.items()
-            ],
+            ]
+            + [RANKED_BY_VALUE_CHOOSES_BY],
             "examples": [
                 {"by": "capacity", "value": 40},
                 {"by": "precision", "value": 0.3},

@@ -167,6 +167,17 @@ def test_precision_cannot_choose_a_value_threshold(valued):
     answer = simulate(valued, rank_by="expected_value", by="precision", value=0.5)
     assert answer.status_code == 422
     assert "capacity" in answer.text and "by precision" in answer.text
+    # and the OpenAPI document says so: a client's schema validation refuses it first
+    import jsonschema
+
+    document = valued.get("/openapi.json").json()
+    schema = {**document["components"]["schemas"]["SimulateRequest"],
+              "components": document["components"]}  # fmt: skip
+    for by in ("precision", "recall"):
+        refused = {"rank_by": "expected_value", "by": by, "value": 0.5}
+        assert not jsonschema.Draft202012Validator(schema).is_valid(refused)
+    accepted = {"rank_by": "expected_value", "by": "capacity", "value": 2}
+    assert jsonschema.Draft202012Validator(schema).is_valid(accepted)
 
 
 def test_a_score_threshold_to_evaluate_proposes_ranking_by_probability(valued):
