@@ -26,13 +26,7 @@ def shaped(request, tmp_path_factory):
     shape = request.param
     out = tmp_path_factory.mktemp(shape)
     demo.create_demo_data(out, 2000, seed=23, formats=("parquet",), shape=shape)
-    loaded = load_lead_data(
-        DataConfig(
-            leads=out / "leads.parquet",
-            touchpoints=out / "touchpoints.parquet",
-            outcomes=out / "outcomes.parquet",
-        )
-    )
+    loaded = load_lead_data(DataConfig.from_directory(out))
     p = pd.read_parquet(out / "oracle.parquet")["true_win_probability"].to_numpy()
     old = (loaded.leads["created_at"] <= EXPORT - pd.Timedelta(days=21)).to_numpy()
     assert old.mean() > 0.9
