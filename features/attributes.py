@@ -341,29 +341,33 @@ class _Moment(_ColumnFeatures):
 
     A model fitted since issue 17 reads a date other than `created_at` also as days after the
     lead's creation (`from_created` in the column's spec: a renewal due in the weeks after a lead
-    arrives is a reason to buy; its month alone is not). Models saved before keep the three
-    numbers they learned from. (The weekday and the month as categories helped the logistic
-    regression more, but gave a tiny booster native categorical splits it overfit: see the
-    commit that took them back.)"""
+    arrives is a reason to buy; its month alone is not), and, in models fitted since the calendar
+    parts (`months_from_created` in the spec), as calendar months from the lead's creation month
+    (a renewal "this quarter" is a window of months, which days through a smooth curve blur).
+    The weekday, hour, month and months are calendar parts (`Feature.calendar`): the logistic
+    regression reads each value as a category, trees split them as numbers (as native
+    categories a tiny booster overfit them: see the commit that took categories back). Models
+    saved before keep the numbers they learned from."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["column"])
         label = self.label
         self.from_created = bool(spec.get("from_created"))
+        self.months = self.from_created and bool(spec.get("months_from_created"))
         fact = Fact(name=self.column, describe=self.words)  # one moment, said once
         self.features = (
             Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
                     description=f"{label}: day of the week",
                     describe=_given_words(label, lambda v: f"{label} on a {_day_name(int(v))}"),
-                    fact=fact, blank_when_missing=True),
+                    fact=fact, blank_when_missing=True, calendar=True),
             Feature(name=f"{self.column}__hour", unit="hour of day, UTC",
                     description=f"{label}: hour of the day (UTC)",
                     describe=_given_words(label, lambda v: f"{label} at {_hours(int(v))} UTC"),
-                    fact=fact, blank_when_missing=True),
+                    fact=fact, blank_when_missing=True, calendar=True),
             Feature(name=f"{self.column}__month", unit="1 = January ... 12 = December",
                     description=f"{label}: month",
                     describe=_given_words(label, lambda v: f"{label} in {_month_name(int(v))}"),
-                    fact=fact, blank_when_missing=True),
+                    fact=fact, blank_when_missing=True, calendar=True),
         )  # fmt: skip
         if self.from_created:
             self.features += (
@@ -372,6 +376,15 @@ class _Moment(_ColumnFeatures):
                         description=f"{label}: days after the lead was created",
                         describe=_given_words(label, lambda v: _days_from_created(label, v)),
                         fact=fact, blank_when_missing=True),
+            )  # fmt: skip
+        if self.months:
+            self.features += (
+                Feature(name=f"{self.column}__months_from_created",
+                        unit=f"calendar months from the lead's creation month (negative: before; "
+                        f"+-{MONTHS_CAP}: that many or more)",
+                        description=f"{label}: calendar months after the lead was created",
+                        describe=_given_words(label, lambda v: _months_from_created(label, v)),
+                        fact=fact, blank_when_missing=True, calendar=True),
             )  # fmt: skip
 
     def words(self, values: Sequence[float]) -> str:
@@ -394,6 +407,8 @@ class _Moment(_ColumnFeatures):
             row[at : at + 3] = (moment.weekday(), moment.hour, moment.month)
         if self.from_created:
             row[at + 3] = _days_between(_moment_us(value), _moment_us(created))
+        if self.months:
+            row[at + 4] = _months_between(_month_number(value), _month_number(created))
 
     def values(
         self, values: list[Any], out: np.ndarray, at: int, created: list[Any] | None = None
@@ -407,6 +422,11 @@ class _Moment(_ColumnFeatures):
                     _days_between(_moment_us(v), _moment_us(c))
                     for v, c in zip(values, created, strict=True)
                 ]
+                if self.months:
+                    out[:, at + 4] = [
+                        _months_between(_month_number(v), _month_number(c))
+                        for v, c in zip(values, created, strict=True)
+                    ]
 
     def series(self, series: pd.Series, out: np.ndarray, at: int, created: Any = None) -> None:
         out[:, at : at + 3] = _datetime_parts(series)
@@ -415,6 +435,12 @@ class _Moment(_ColumnFeatures):
                 out[:, at + 3] = np.nan
             else:
                 out[:, at + 3] = _series_days_between(series, created)
+        if self.months:
+            if created is None:
+                out[:, at + 4] = np.nan
+            else:
+                months = _series_month_number(series) - _series_month_number(created)
+                out[:, at + 4] = np.clip(months, -MONTHS_CAP, MONTHS_CAP)
 
 
 _US_PER_DAY = 86_400_000_000
@@ -455,6 +481,48 @@ def _series_us(series: pd.Series) -> np.ndarray:
 
 def _series_days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
     return (_series_us(later) - _series_us(earlier)) / _US_PER_DAY
+
+
+MONTHS_CAP = 24  # calendar months from creation beyond this (either way) read as this many
+
+
+def _month_number(value: Any) -> int | None:
+    """Months since January 1970 (UTC) of a date-time attribute; None when missing or unreadable."""
+    moment = to_utc_datetime(value)
+    return None if moment is None else (moment.year - 1970) * 12 + moment.month - 1
+
+
+def _months_between(later: int | None, earlier: int | None) -> float:
+    if later is None or earlier is None:
+        return math.nan
+    return float(min(max(later - earlier, -MONTHS_CAP), MONTHS_CAP))
+
+
+def _series_month_number(series: pd.Series) -> np.ndarray:
+    """`_month_number` of each row as float64 (NaN where missing)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+        moments = (
+            series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
+        )
+        moments = moments.dt.tz_convert("UTC")
+        years = moments.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
+        return (
+            (years - 1970) * 12 + moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan) - 1
+        )
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    table = np.array(
+        [math.nan if (m := _month_number(u)) is None else float(m) for u in uniques] + [math.nan]
+    )
+    return table[codes]
+
+
+def _months_from_created(label: str, months: float) -> str:
+    if months == 0:
+        return f"{label}: in the month the lead was created"
+    n = abs(int(months))
+    plural = "month" if n == 1 else "months"
+    side = "after" if months > 0 else "before"
+    return f"{label}: {n}{'+' if n >= MONTHS_CAP else ''} calendar {plural} {side} the lead was created"
 
 
 def _days_words(days: float) -> str:
@@ -550,6 +618,7 @@ class AttributeEncoder:
                 spec["title"] = is_title_column(column)
             if kind == "datetime" and column != "created_at" and "created_at" in leads.columns:
                 spec["from_created"] = True
+                spec["months_from_created"] = True
             columns.append(spec)
         self.columns_ = columns
         self._build_outputs()

@@ -16,6 +16,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+# What a feature column is to a model (`Feature.kind`, `LeadFeaturizer.column_kinds_`): an amount,
+# a category's integer code, or a calendar part (weekday, hour, month, months after the lead's
+# creation) that trees split as a number and a linear model reads as a category, one effect per
+# value (a weekend or a renewal window is neither smooth nor monotone in the number).
+NUMBER, CATEGORY, CALENDAR = 0, 1, 2
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Fact:
@@ -36,6 +42,7 @@ class Feature:
 
     `describe(value)` says one value in plain words for sales, e.g. '3 pricing-page visits in the
     last 7 days' (NaN = missing). `categorical`: the value is an integer code, not an amount.
+    `calendar`: a calendar part (see `CALENDAR`); a number to trees, a category to linear models.
     `fact`: the fact this column is one view of (None: the column is a fact of its own).
     `blank_when_missing`: NaN means the CRM left the field empty ("not given"), rather than
     "none yet" (no touchpoint, no high-intent action), which is a fact about the lead.
@@ -46,8 +53,14 @@ class Feature:
     description: str
     describe: Callable[[float], str]
     categorical: bool = False
+    calendar: bool = False
     fact: Fact | None = None
     blank_when_missing: bool = False
+
+    @property
+    def kind(self) -> int:
+        """NUMBER, CATEGORY or CALENDAR."""
+        return CATEGORY if self.categorical else CALENDAR if self.calendar else NUMBER
 
 
 @dataclass(frozen=True)

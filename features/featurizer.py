@@ -90,6 +90,8 @@ class LeadFeaturizer:
         self.facts_: tuple[FactColumns, ...] = facts_of(features)
         self.feature_names_out_ = np.array(names, dtype=object)
         self.categorical_mask_ = np.array([f.categorical for f in features], dtype=bool)
+        # NUMBER / CATEGORY / CALENDAR per column (`features.feature`): what the models read
+        self.column_kinds_ = np.array([f.kind for f in features], dtype=np.int8)
         self._feature_by_name = {f.name: f for f in features}
         self._n_attribute_features = len(self.attributes_.features_)
 

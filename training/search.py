@@ -219,7 +219,7 @@ def search_models(
     X: np.ndarray,
     labels: np.ndarray,
     groups: np.ndarray,
-    categorical_mask: np.ndarray,
+    column_kinds: np.ndarray,
     candidate_list: list[Candidate],
     n_folds: int,
     seed: int,
@@ -271,12 +271,12 @@ def search_models(
                     and len(y) <= CV_ROUNDS_MAX_ROWS
                 ):
                     candidate, oof = boosting_rounds_by_cv(
-                        X, y, folds, candidate, categorical_mask, seed, empty=empty, say=say,
+                        X, y, folds, candidate, column_kinds, seed, empty=empty, say=say,
                         pool=pool,
                     )  # fmt: skip
                 else:
                     oof, fold_models = _cross_validate(
-                        X, y, folds, candidate, categorical_mask, seed, empty, say, pool
+                        X, y, folds, candidate, column_kinds, seed, empty, say, pool
                     )
                     if len(folds) == 1 and len(y) > CV_ROUNDS_MAX_ROWS:
                         models[candidate.name] = fold_models[0]
@@ -318,7 +318,7 @@ def _cross_validate(
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     candidate: Candidate,
-    categorical_mask: np.ndarray,
+    column_kinds: np.ndarray,
     seed: int,
     empty: set[int],
     say: Callable[[str], None],
@@ -334,7 +334,7 @@ def _cross_validate(
         )
         train, test = folds[fold]
         found: set[int] = set()
-        model = fit_estimator(candidate, categorical_mask, seed, X[train], y[train], found)
+        model = fit_estimator(candidate, column_kinds, seed, X[train], y[train], found)
         return model.predict_proba(X[test])[:, 1], found, model
 
     oof = np.full(len(y), np.nan)
@@ -352,7 +352,7 @@ def boosting_rounds_by_cv(
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     candidate: Candidate,
-    categorical_mask: np.ndarray,
+    column_kinds: np.ndarray,
     seed: int,
     max_rounds: int = MAX_BOOSTING_ROUNDS,
     empty: set[int] | None = None,
@@ -381,9 +381,7 @@ def boosting_rounds_by_cv(
         X_train, columns = fill_empty_columns(X[train])
         found.update(columns)
         fold_data.append((X_train, y[train], X[test], y[test]))
-    models = [
-        _KeptBins(**build_estimator(grow, categorical_mask, seed).get_params()) for _ in folds
-    ]
+    models = [_KeptBins(**build_estimator(grow, column_kinds, seed).get_params()) for _ in folds]
     last: list[np.ndarray | None] = [None for _ in folds]  # held-out logits after the last round
     # held-out logits at every ROUNDS_CHUNK-th round: the out-of-fold scores are read from them
     kept: list[dict[int, np.ndarray]] = [{} for _ in folds]

@@ -77,7 +77,7 @@ def _lead_counts(y: np.ndarray, groups: np.ndarray) -> tuple[int, int]:
 
 def _fit_calibrated(
     candidate: Candidate,
-    mask: np.ndarray,
+    kinds: np.ndarray,
     seed: int,
     X: np.ndarray,
     y: np.ndarray,
@@ -87,11 +87,11 @@ def _fit_calibrated(
     for fit_rows, test_rows in GroupKFold(n_splits=FOLDS).split(X, y, groups):
         if len(np.unique(y[fit_rows])) < 2:
             continue
-        model = fit_estimator(candidate, mask, seed, X[fit_rows], y[fit_rows])
+        model = fit_estimator(candidate, kinds, seed, X[fit_rows], y[fit_rows])
         oof[test_rows] = model.predict_proba(X[test_rows])[:, 1]
     seen = ~np.isnan(oof)
     calibration, _ = choose_calibration(oof[seen], y[seen], seed)
-    return CalibratedModel(fit_estimator(candidate, mask, seed, X, y), calibration)
+    return CalibratedModel(fit_estimator(candidate, kinds, seed, X, y), calibration)
 
 
 def _figures(y: np.ndarray, p: np.ndarray, prefix: str) -> dict[str, float]:
@@ -125,7 +125,7 @@ def fit_segments(
 ) -> SegmentFit:
     """The segments' own models, kept where they earn it, and the per-segment figures."""
     feature, labels = segment_feature(featurizer, column)
-    mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
+    kinds = featurizer.column_kinds_
     train_code, holdout_code = X_train[:, feature], X_holdout[:, feature]
     global_holdout = global_model.predict_proba(X_holdout)
     kept_labels: list[str] = []
@@ -154,7 +154,9 @@ def fit_segments(
         else:
             if step is not None:
                 step(f"fitting the model of segment {column}={label}")
-            own = _fit_calibrated(candidate, mask, seed, X_train[rows], y_train[rows], groups[rows])
+            own = _fit_calibrated(
+                candidate, kinds, seed, X_train[rows], y_train[rows], groups[rows]
+            )
             own_held = own.predict_proba(X_holdout[held])
             mine = _figures(y_held, own_held, name)
             judged = 0 < y_held.sum() < len(y_held)

@@ -46,24 +46,25 @@ def fit_subscore(
     y: np.ndarray,
     groups: np.ndarray,
     columns: list[int],
-    categorical: np.ndarray,
+    column_kinds: np.ndarray,
     seed: int,
     splines: bool = True,
 ) -> SubScoreModel:
-    """One calibrated sub-score model reading `columns` of `X` (see the module docstring)."""
+    """One calibrated sub-score model reading `columns` of `X` (see the module docstring);
+    `column_kinds`: every column's kind, a bool mask of categories or `column_kinds_`."""
     Xc = X[:, columns]
-    mask = np.asarray(categorical, dtype=bool)[columns]
+    kinds = np.asarray(column_kinds)[columns]
     candidate = _candidate(splines)
     oof = np.full(len(y), np.nan)
     n_folds = min(FOLDS, len(np.unique(groups)))
     for fit_rows, test_rows in GroupKFold(n_splits=n_folds).split(Xc, y, groups):
         if len(np.unique(y[fit_rows])) < 2:
             continue
-        model = fit_estimator(candidate, mask, seed, Xc[fit_rows], y[fit_rows])
+        model = fit_estimator(candidate, kinds, seed, Xc[fit_rows], y[fit_rows])
         oof[test_rows] = model.predict_proba(Xc[test_rows])[:, 1]
     seen = ~np.isnan(oof)
     calibration, _ = choose_calibration(oof[seen], y[seen], seed)
-    model = fit_estimator(candidate, mask, seed, Xc, y)
+    model = fit_estimator(candidate, kinds, seed, Xc, y)
     return SubScoreModel(columns, CalibratedModel(model, calibration))
 
 
@@ -85,10 +86,10 @@ def fit_subscores(
             "(give the training a touchpoints file)"
         )
     rows = sample_leads_rows(groups, MAX_ROWS, seed)
-    mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
+    kinds = featurizer.column_kinds_
     X, y, g = X_train[rows], y_train[rows], groups[rows]
     parts = {
-        name: fit_subscore(X, y, g, columns[name], mask, seed, splines=False)
+        name: fit_subscore(X, y, g, columns[name], kinds, seed, splines=False)
         for name in ("fit", "engagement")
     }
     held = {name: model.predict_proba(X_holdout) for name, model in parts.items()}

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.config import FeatureConfig
 from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
+from features.feature import CALENDAR
 from features.featurizer import LeadFeaturizer
 from features.model.artifact import CHALLENGER, CHAMPION, MODEL_NAME, ModelRef
 from features.model.calibration import CalibratedModel
@@ -315,10 +316,16 @@ def _fit_scorer(
     X_train = featurizer.transform(frame.iloc[train_rows], data.touchpoints)
     y_train = examples.labels[train_rows]
     mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
+    kinds = featurizer.column_kinds_  # the models' view: numbers, categories, calendar parts
 
     win_rate = float(y_train.mean())
     candidate_list = candidates(
-        config.training.search, win_rate, config.training.splines, len(train_rows), bool(mask.any())
+        config.training.search,
+        win_rate,
+        config.training.splines,
+        len(train_rows),
+        bool(mask.any()),
+        calendar=bool((kinds == CALENDAR).any()),
     )
     if config.training.boosting_rounds is not None:
         fixed = {"max_iter": config.training.boosting_rounds, "early_stopping": False}
@@ -338,7 +345,7 @@ def _fit_scorer(
     groups = frame["lead_id"].to_numpy()[train_rows]
     budget = config.training.time_budget
     selection = search_models(
-        X_train, y_train, groups, mask, candidate_list, n_folds, seed,
+        X_train, y_train, groups, kinds, candidate_list, n_folds, seed,
         progress=lambda text: step(f"cross-validating {text}"), done=done, time_budget=budget,
         workers=threads,
     )  # fmt: skip
@@ -362,7 +369,7 @@ def _fit_scorer(
         )
     else:
         step(f"fitting {selection.candidate.name} on all training examples")
-        model = fit_estimator(selection.candidate, mask, seed, X_train, y_train, unknown)
+        model = fit_estimator(selection.candidate, kinds, seed, X_train, y_train, unknown)
     notes += empty_feature_notes(
         featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
         selection.empty_columns | unknown,
@@ -404,7 +411,7 @@ def _fit_scorer(
     if refit:
         step(f"refitting {selection.candidate.name} on training and held-out examples")
         final = _refit(
-            selection.candidate, mask, seed, X_train, y_train, X_holdout, examples.labels[holdout_rows],
+            selection.candidate, kinds, seed, X_train, y_train, X_holdout, examples.labels[holdout_rows],
             selection.oof_raw, estimator,
         )  # fmt: skip
     return Fitted(
@@ -458,7 +465,7 @@ def empty_feature_notes(
 
 def _refit(
     candidate: Any,
-    mask: np.ndarray,
+    kinds: np.ndarray,
     seed: int,
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -472,7 +479,7 @@ def _refit(
     scores and the evaluation model's scores of the holdout."""
     X_all = np.concatenate([X_train, X_holdout])
     y_all = np.concatenate([y_train, y_holdout])
-    model = fit_estimator(candidate, mask, seed, X_all, y_all)
+    model = fit_estimator(candidate, kinds, seed, X_all, y_all)
     seen = ~np.isnan(oof_raw)
     raw = np.concatenate([oof_raw[seen], evaluated.raw_proba(X_holdout)])
     labels = np.concatenate([y_train[seen], y_holdout])

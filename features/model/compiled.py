@@ -1072,6 +1072,9 @@ def _tree_probe_rows(model: Any, n: int, seed: int = 0) -> np.ndarray:
             X[:, j] = pool[rng.integers(0, pool.size, n)]
         elif j in pools:
             t = np.asarray(pools[j])
+            t = t[np.isfinite(t)]  # an infinite threshold (all but NaN go left) has no sides
+            if not t.size:
+                continue
             base = t[rng.integers(0, t.size, n)]
             X[:, j] = base + rng.choice([-1e-3, 0.0, 1e-3, -10.0, 10.0], n) * np.maximum(
                 1, np.abs(base)

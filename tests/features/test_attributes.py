@@ -12,12 +12,14 @@ import pytest
 
 from features.attributes import (
     DEPARTMENTS,
+    MONTHS_CAP,
     SENIORITY_LEVELS,
     AttributeEncoder,
     department_of,
     seniority_of,
 )
 from features.data.values import normalise_category, to_number, to_yes_no
+from features.feature import CALENDAR, NUMBER
 
 
 def encode(values, rare_min_count=1, kind="categorical", name="industry", **kwargs):
@@ -125,6 +127,56 @@ def test_a_date_is_also_read_as_days_after_creation():
     for i, record in enumerate(records):
         np.testing.assert_array_equal(encoder.transform_record(record, created[i]), x[i])
     assert "60 days after the lead was created" in encoder.features_[3].describe(60.0)
+
+
+def test_a_date_is_also_read_as_calendar_months_after_creation_a_calendar_part():
+    # a renewal "this quarter" is a window of calendar months: 31 Jan -> 1 Feb is one month,
+    # 1 Jan -> 31 Jan none; beyond MONTHS_CAP either way reads as the cap
+    frame = pd.DataFrame({
+        "lead_id": ["a", "b", "c", "d", "e"],
+        "created_at": pd.to_datetime(["2024-01-31T23:00Z", "2024-01-01T00:00Z", "2024-01-02T12:00Z",
+                                      "2024-06-15T00:00Z", None], utc=True),
+        "renewal": ["2024-02-01T00:00:00Z", "2024-01-31T23:59:00Z", "2023-12-31T12:00:00+00:00",
+                    "2031-01-01", "2024-02-01"],
+    })  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"renewal": "datetime"})
+    names = encoder.feature_names_out_
+    assert names[:5] == ["renewal__day_of_week", "renewal__hour", "renewal__month",
+                         "renewal__days_from_created", "renewal__months_from_created"]  # fmt: skip
+    kinds = {f.name: f.kind for f in encoder.features_}
+    assert [kinds[n] for n in names[:5]] == [CALENDAR, CALENDAR, CALENDAR, NUMBER, CALENDAR]
+    assert kinds["created_at__month"] == CALENDAR
+    x = encoder.transform(frame)
+    months = x[:, names.index("renewal__months_from_created")]
+    assert months[:4].tolist() == [1.0, 0.0, -1.0, float(MONTHS_CAP)] and math.isnan(months[4])
+    # the three paths read the same months, from text and from timestamps
+    records = [{"renewal": v} for v in frame["renewal"]]
+    created = list(frame["created_at"])
+    np.testing.assert_array_equal(encoder.transform_records(records, created), x)
+    for i, record in enumerate(records):
+        np.testing.assert_array_equal(encoder.transform_record(record, created[i]), x[i])
+    as_timestamps = frame.assign(renewal=pd.to_datetime(frame["renewal"], utc=True, format="mixed"))
+    np.testing.assert_array_equal(encoder.transform(as_timestamps), x)
+    words = encoder.features_[4].describe
+    assert words(2.0) == "Renewal: 2 calendar months after the lead was created"
+    assert words(-1.0) == "Renewal: 1 calendar month before the lead was created"
+    assert words(0.0) == "Renewal: in the month the lead was created"
+    assert words(float(MONTHS_CAP)) == (
+        f"Renewal: {MONTHS_CAP}+ calendar months after the lead was created"
+    )
+
+
+def test_a_model_saved_before_months_after_creation_keeps_its_features():
+    frame = pd.DataFrame({
+        "lead_id": ["a"], "created_at": pd.to_datetime(["2024-01-01T00:00Z"], utc=True),
+        "renewal": ["2024-03-01T00:00:00Z"],
+    })  # fmt: skip
+    state = AttributeEncoder().fit(frame, {"renewal": "datetime"}).to_dict()
+    for spec in state["columns"]:
+        spec.pop("months_from_created", None)
+    before = AttributeEncoder.from_dict(state)
+    assert "renewal__months_from_created" not in before.feature_names_out_
+    assert before.transform(frame).shape[1] == len(before.feature_names_out_)
 
 
 @pytest.mark.parametrize(

@@ -371,6 +371,7 @@ def test_a_model_saved_before_loads_and_gives_the_same_features_and_words():
     today = fitted(max_categories=100).to_dict()
     for spec in today["attributes"]["columns"]:
         assert spec.pop("from_created", True)
+        assert spec.pop("months_from_created", True)
     added_since = {"first_days": None, "snapshots_per_lead": None}
     assert today["config"] == {**saved["state"]["config"], **added_since}
     assert {**today, "config": saved["state"]["config"]} == saved["state"]

@@ -120,3 +120,33 @@ def test_many_rows_get_their_logistic_probabilities_in_parts_with_the_same_bits(
     monkeypatch.setattr(compiled, "PROBA_CHUNK_ROWS", 77)
     np.testing.assert_array_equal(fast.raw_proba(X), whole)
     np.testing.assert_allclose(whole, model.predict_proba(X)[:, 1], atol=1e-12)
+
+
+def test_calendar_parts_can_be_categories_to_the_logistic_and_are_numbers_to_trees():
+    # column 2 (a count in _data) stands for a calendar part: a month, a weekday, months to renewal
+    from features.feature import CALENDAR, CATEGORY, NUMBER
+
+    X, y = _data()
+    kinds = np.array([CATEGORY, NUMBER, CALENDAR, CATEGORY], dtype=np.int8)
+    as_categories = Candidate("logistic", {"C": 1.0, "calendar": "categories"})
+    logistic = build_estimator(as_categories, kinds, seed=0).fit(X, y)
+    columns = dict((name, list(cols)) for name, _, cols in logistic[0].transformers_)
+    assert columns["categories"] == [0, 2, 3] and columns["numbers"] == [1]
+    fast = CalibratedModel(logistic, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    test, _ = _data(seed=1, n=200)
+    test[::7, 2] = 40.0  # a value never seen in training weighs nothing, as an unseen category
+    test[::5, 2] = np.nan
+    np.testing.assert_allclose(fast.raw_proba(test), logistic.predict_proba(test)[:, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        fast.raw_proba(test[:1]), logistic.predict_proba(test[:1])[:, 1], atol=1e-12
+    )
+    trees = build_estimator(Candidate("gradient_boosting", {"max_leaf_nodes": 8}), kinds, seed=0)
+    assert trees.fit(X, y).is_categorical_.tolist() == [True, False, False, True]
+    # by default (and from a bool mask) calendar parts are numbers to the logistic regression too
+    for plain, mask in ((Candidate("logistic", {"C": 1.0}), kinds), (as_categories, MASK)):
+        fitted = build_estimator(plain, mask, seed=0).fit(X, y)
+        columns = dict((name, list(cols)) for name, _, cols in fitted[0].transformers_)
+        assert columns["categories"] == [0, 3] and columns["numbers"] == [1, 2]
+    with pytest.raises(ValueError, match="calendar='months'; use numbers or categories"):
+        build_estimator(Candidate("logistic", {"calendar": "months"}), kinds, seed=0)
