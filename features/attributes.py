@@ -397,6 +397,8 @@ class _Moment(_ColumnFeatures):
         )
         if len(values) > 3 and not is_missing(values[3]):
             said += f", {_days_words(values[3])}"
+        if len(values) > 4 and not is_missing(values[4]):
+            said += f" ({_months_words(values[4])})"
         return said
 
     def value(self, value: Any, row: np.ndarray, at: int, created: Any = None) -> None:
@@ -516,13 +518,17 @@ def _series_month_number(series: pd.Series) -> np.ndarray:
     return table[codes]
 
 
-def _months_from_created(label: str, months: float) -> str:
+def _months_words(months: float) -> str:
     if months == 0:
-        return f"{label}: in the month the lead was created"
+        return "in the month the lead was created"
     n = abs(int(months))
     plural = "month" if n == 1 else "months"
     side = "after" if months > 0 else "before"
-    return f"{label}: {n}{'+' if n >= MONTHS_CAP else ''} calendar {plural} {side} the lead was created"
+    return f"{n}{'+' if n >= MONTHS_CAP else ''} calendar {plural} {side} the lead was created"
+
+
+def _months_from_created(label: str, months: float) -> str:
+    return f"{label}: {_months_words(months)}"
 
 
 def _days_words(days: float) -> str:

@@ -161,6 +161,11 @@ def build_estimator(
         calendar_as = params.pop("calendar", "numbers")
         if calendar_as not in ("numbers", "categories"):
             raise ValueError(f"calendar={calendar_as!r}; use numbers or categories")
+        if calendar_as == "categories" and np.asarray(column_kinds).dtype == bool:
+            raise ValueError(
+                "calendar=categories needs the column kinds (LeadFeaturizer.column_kinds_): a "
+                "bool mask does not say which columns are calendar parts"
+            )
         # calendar=categories: each value of a calendar part (a weekday, a month, months to a
         # renewal) gets an effect of its own (values not seen in fit weigh nothing); by default
         # the parts are numbers, as trees read them

@@ -378,7 +378,7 @@ def _fit_scorer(
     calibration, losses = choose_calibration(selection.oof_raw[seen], y_train[seen], seed)
     estimator = CalibratedModel(model, calibration)
     scorer = LeadScorer(
-        featurizer, estimator, policy=config.policy, baseline=typical_lead(X_train, mask)
+        featurizer, estimator, policy=config.policy, baseline=typical_lead(X_train, kinds)
     )
     segment_metrics: dict[str, float] = {}
     if config.training.segment_by:

@@ -395,6 +395,8 @@ def to_utc_datetime(value: Any) -> datetime | None:
     """A date-time attribute in UTC (naive values are taken as UTC); None when missing/unreadable."""
     if _is_missing(value):
         return None
+    if isinstance(value, np.datetime64):  # as a frame's column holds it: the same moment
+        value = pd.Timestamp(value)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime(warn=False)
     elif isinstance(value, str):

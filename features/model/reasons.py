@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from features.feature import FactColumns
+from features.feature import NUMBER, FactColumns
 
 N_REASONS = 3
 
@@ -87,11 +87,17 @@ def format_reasons(reasons: Sequence[Mapping[str, Any]] | None) -> str:
     return "; ".join(f"{r['text']} ({r['effect']:+.1f})" for r in reasons)
 
 
-def typical_lead(X: np.ndarray, categorical_mask: np.ndarray) -> np.ndarray:
-    """The baseline for reasons: per feature the most common category or the median number.
+def typical_lead(X: np.ndarray, column_kinds: np.ndarray) -> np.ndarray:
+    """The baseline for reasons: per feature the most common value of a category or a calendar
+    part, the median of a number.
 
-    A feature missing for most leads has a missing baseline (missing is the typical value).
+    `column_kinds`: NUMBER / CATEGORY / CALENDAR per column (`LeadFeaturizer.column_kinds_`), or
+    a bool mask of the categories. A calendar part's median can be no value at all (2.5 between
+    two weekdays), which a model reading each weekday as a category would weigh every lead's
+    weekday against in full. A feature missing for most leads has a missing baseline (missing
+    is the typical value).
     """
+    commonest = np.asarray(column_kinds).astype(np.int8) != NUMBER
     X = np.asarray(X, dtype=float)
     baseline = np.full(X.shape[1], np.nan)
     for j in range(X.shape[1]):
@@ -99,7 +105,7 @@ def typical_lead(X: np.ndarray, categorical_mask: np.ndarray) -> np.ndarray:
         present = column[~np.isnan(column)]
         if present.size * 2 < column.size or present.size == 0:
             continue
-        if categorical_mask[j]:
+        if commonest[j]:
             values, counts = np.unique(present, return_counts=True)
             baseline[j] = values[int(np.argmax(counts))]
         else:

@@ -175,8 +175,35 @@ def test_a_model_saved_before_months_after_creation_keeps_its_features():
     for spec in state["columns"]:
         spec.pop("months_from_created", None)
     before = AttributeEncoder.from_dict(state)
-    assert "renewal__months_from_created" not in before.feature_names_out_
-    assert before.transform(frame).shape[1] == len(before.feature_names_out_)
+    now = AttributeEncoder.from_dict({**state, "columns": [
+        {**spec, "months_from_created": True} if spec["column"] == "renewal" else spec
+        for spec in state["columns"]]})  # fmt: skip
+    names = now.feature_names_out_
+    months = names.index("renewal__months_from_created")
+    assert before.feature_names_out_ == names[:months] + names[months + 1 :]
+    assert "renewal__days_from_created" in before.feature_names_out_
+    np.testing.assert_array_equal(
+        before.transform(frame), np.delete(now.transform(frame), months, axis=1)
+    )
+    record = before.transform_record({"renewal": "2024-03-01"}, frame["created_at"][0])
+    np.testing.assert_array_equal(record, before.transform(frame)[0])
+
+
+def test_a_datetime64_value_reads_as_the_same_moment_on_every_path():
+    # a frame column of objects can hold numpy datetime64 values: the records paths read them too
+    moment = np.datetime64("2024-02-01T10:00")
+    frame = pd.DataFrame({
+        "lead_id": ["a", "b"],
+        "created_at": pd.to_datetime(["2024-01-15T00:00Z", "2024-01-15T00:00Z"], utc=True),
+        "renewal": pd.Series([moment, pd.Timestamp("2024-02-01T10:00")], dtype=object),
+    })  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"renewal": "datetime"})
+    x = encoder.transform(frame)
+    records = [{"renewal": v} for v in frame["renewal"]]
+    created = list(frame["created_at"])
+    np.testing.assert_array_equal(encoder.transform_records(records, created), x)
+    assert x[0].tolist() == x[1].tolist()
+    assert x[0, :5].tolist() == [3.0, 10.0, 2.0, 17 + 10 / 24, 1.0]
 
 
 @pytest.mark.parametrize(

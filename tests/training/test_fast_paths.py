@@ -143,10 +143,11 @@ def test_calendar_parts_can_be_categories_to_the_logistic_and_are_numbers_to_tre
     )
     trees = build_estimator(Candidate("gradient_boosting", {"max_leaf_nodes": 8}), kinds, seed=0)
     assert trees.fit(X, y).is_categorical_.tolist() == [True, False, False, True]
-    # by default (and from a bool mask) calendar parts are numbers to the logistic regression too
-    for plain, mask in ((Candidate("logistic", {"C": 1.0}), kinds), (as_categories, MASK)):
-        fitted = build_estimator(plain, mask, seed=0).fit(X, y)
-        columns = dict((name, list(cols)) for name, _, cols in fitted[0].transformers_)
-        assert columns["categories"] == [0, 3] and columns["numbers"] == [1, 2]
+    # by default calendar parts are numbers to the logistic regression too
+    fitted = build_estimator(Candidate("logistic", {"C": 1.0}), kinds, seed=0).fit(X, y)
+    columns = dict((name, list(cols)) for name, _, cols in fitted[0].transformers_)
+    assert columns["categories"] == [0, 3] and columns["numbers"] == [1, 2]
     with pytest.raises(ValueError, match="calendar='months'; use numbers or categories"):
         build_estimator(Candidate("logistic", {"calendar": "months"}), kinds, seed=0)
+    with pytest.raises(ValueError, match="calendar=categories needs the column kinds"):
+        build_estimator(as_categories, MASK, seed=0)  # a bool mask cannot say which are calendar

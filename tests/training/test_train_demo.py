@@ -178,6 +178,23 @@ def test_fast_linear_path_equals_the_scikit_learn_pipeline(trained, demo_dir):
     )
 
 
+def test_the_creation_dates_calendar_parts_are_saved_and_typical_values_are_real(trained):
+    # the saved featurizer knows its calendar parts, and the reasons' baseline of each is a value
+    # leads have (`typical_lead` with the column kinds: the commonest)
+    from features.feature import CALENDAR
+
+    _, (_, strong, _) = trained
+    scorer = mlflow.pyfunc.load_model(strong.model_uri).unwrap_python_model().scorer
+    names = list(scorer.featurizer.get_feature_names_out())
+    calendar = np.flatnonzero(scorer.featurizer.column_kinds_ == CALENDAR)
+    assert [names[j] for j in calendar] == [
+        "created_at__day_of_week", "created_at__hour", "created_at__month"
+    ]  # fmt: skip
+    for j in calendar:
+        typical = scorer.baseline[j]
+        assert typical == int(typical), names[j]
+
+
 def test_served_model_is_refitted_and_the_gate_model_reproduces_the_holdout(trained):
     """Small data: the served estimator learned training + holdout; the evaluation model, kept
     beside it for the gate, is the one whose holdout scores the run reports."""

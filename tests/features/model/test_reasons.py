@@ -45,3 +45,21 @@ def test_a_blank_weighs_before_it_is_a_reason():
     assert reasons_against[0] == []
     assert reasons_against[1] == [{"feature": "title", "text": "Title: not given", "effect": -3.0}]
     assert [r["feature"] for r in reasons_for[2]] == ["title", "age"]
+
+
+def test_the_typical_lead_takes_a_calendar_parts_commonest_value_and_a_numbers_median():
+    from features.feature import CALENDAR, CATEGORY, NUMBER
+    from features.model.reasons import typical_lead
+
+    # weekdays 0, 0, 1, 1, 1 and 0, 0, 1, 1 + a missing one: the median of the second is 0.5,
+    # no weekday at all
+    X = np.array([[0, 0, 5, 0], [0, 0, 7, 0], [1, 1, 9, 1], [1, 1, 20, 1], [1, np.nan, 1, 1]])
+    kinds = np.array([CALENDAR, CALENDAR, NUMBER, NUMBER], dtype=np.int8)
+    assert typical_lead(X, kinds).tolist() == [1.0, 0.0, 7.0, 1.0]
+    assert typical_lead(X[:4], kinds).tolist() == [0.0, 0.0, 8.0, 0.5]
+    # a bool mask: categories (True) and numbers
+    mask = np.array([True, False, False, False])
+    assert typical_lead(X[:4], mask).tolist() == [0.0, 0.5, 8.0, 0.5]
+    assert typical_lead(X[:4], np.array([CATEGORY, NUMBER, NUMBER, NUMBER])).tolist() == [
+        0.0, 0.5, 8.0, 0.5
+    ]  # fmt: skip
