@@ -221,6 +221,27 @@ def _utc(frame: pd.DataFrame, columns: Iterable[str], zone: str) -> pd.DataFrame
     return frame
 
 
+def _moment_attributes(featurizer: LeadFeaturizer) -> tuple[str, ...]:
+    """The featurizer's date-time attributes other than created_at (a renewal date...)."""
+    return tuple(
+        spec["column"]
+        for spec in featurizer.attributes_.columns_
+        if spec["type"] == "datetime" and spec["column"] != "created_at"
+    )
+
+
+def _utc_attributes(frame: pd.DataFrame, columns: Iterable[str], zone: str) -> pd.DataFrame:
+    """Date-time attributes Spark hands over as naive session-zone timestamps, as UTC moments
+    (the featurizer reads naive ones as UTC); text and other values stay as they are, for the
+    featurizer to read (an unreadable one is missing, as on the files path)."""
+    for column in columns:
+        if column in frame.columns:
+            values = frame[column]
+            if values.dtype.kind == "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+                frame[column] = values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+    return frame
+
+
 def _for_spark(frame: pd.DataFrame) -> pd.DataFrame:
     """pandas 3's string columns as plain objects: PySpark 4.3's Arrow writer cannot take the
     chunked Arrow arrays they hold ("Cannot convert pyarrow.lib.ChunkedArray")."""
@@ -231,9 +252,11 @@ def _for_spark(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _naive_utc(values: pd.Series) -> pd.Series:
-    """UTC moments as naive timestamps for Spark (a UTC session reads them unchanged)."""
-    return pd.to_datetime(values, utc=True).dt.tz_localize(None).dt.as_unit("us")
+def _naive_local(values: pd.Series, zone: str) -> pd.Series:
+    """UTC moments as the naive local times of the session's zone, which is how Spark reads a
+    naive pandas timestamp back (a UTC session: the UTC times unchanged)."""
+    moments = pd.to_datetime(values, utc=True)
+    return moments.dt.tz_convert(zone).dt.tz_localize(None).dt.as_unit("us")
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,18 +286,20 @@ def feature_table(
     fields += [StructField(name, DoubleType(), True) for name in names]
     schema = StructType(fields)
     zone = _session_zone(spark)
+    moments = _moment_attributes(featurizer)
     keys = partition_keys(spark, bucket_count(spark, rows, buckets))
     rows = with_bucket(rows, keys)
 
     def features_of_bucket(leads: pd.DataFrame, touches: pd.DataFrame) -> pd.DataFrame:
         leads = _utc(leads.drop(columns=[BUCKET]), ("created_at", "as_of"), zone)
+        leads = _utc_attributes(leads, moments, zone)
         leads["lead_id"] = leads["lead_id"].astype(str)
         touches = _touchpoints_frame(touches, zone)
         X = featurizer.transform(leads, touches)
         out = pd.DataFrame(X, columns=pd.Index(names, dtype=object))
         out.insert(0, "lead_id", leads["lead_id"].to_numpy())
         if keep_as_of:
-            out.insert(1, "as_of", _naive_utc(leads["as_of"]).to_numpy())
+            out.insert(1, "as_of", _naive_local(leads["as_of"], zone).to_numpy())
         return _for_spark(out)
 
     if touchpoints is None or not featurizer.uses_touchpoints_:
@@ -359,7 +384,7 @@ def training_snapshots(
         snapshots, _ = build_snapshots(part, outcome_frame, config, moment)
         out = snapshots[list(SNAPSHOT_COLUMNS)].copy()
         for column in ("created_at", "as_of"):
-            out[column] = _naive_utc(out[column])
+            out[column] = _naive_local(out[column], zone)
         return _for_spark(out)
 
     if outcomes is None:
@@ -466,6 +491,7 @@ def score_batch(
             {name: pd.Series([], dtype=_SPARK_DTYPES.get(kind, object)) for name, kind in columns}
         )
     frame = _utc(batch.copy(), ("created_at", "as_of"), zone)
+    frame = _utc_attributes(frame, _moment_attributes(scorer.featurizer), zone)
     frame["lead_id"] = frame["lead_id"].astype(str)
     touches = frame_touchpoints(frame) if scorer.featurizer.uses_touchpoints_ else None
     frame = frame.drop(columns=["touchpoints"])

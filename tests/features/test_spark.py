@@ -44,9 +44,10 @@ def _table(X: np.ndarray, names, rows: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
 
 
-def _from_spark(frame) -> pd.DataFrame:
-    out = frame.toPandas()
-    out["as_of"] = pd.to_datetime(out["as_of"]).dt.tz_localize("UTC").dt.as_unit("ns")
+def _from_spark(frame, zone: str = "UTC") -> pd.DataFrame:
+    out = frame.toPandas()  # timestamps as the session zone's naive local times
+    as_of = pd.to_datetime(out["as_of"]).dt.tz_localize(zone).dt.tz_convert("UTC")
+    out["as_of"] = as_of.dt.as_unit("ns")
     out["lead_id"] = out["lead_id"].astype(str)
     return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
 
@@ -76,20 +77,24 @@ def pandas_expectation(data) -> tuple[pd.DataFrame, LeadFeaturizer, pd.DataFrame
 
 def assert_spark_as_pandas(spark, tables, data) -> pd.DataFrame:
     """Spark's snapshots and feature table of `tables` (leads, touchpoints, outcomes) are the
-    files path's of `data`; the expected feature table."""
+    files path's of `data`, in the session's time zone; the expected feature table."""
     from features.spark import feature_table, training_snapshots, with_attributes
 
     snapshots, featurizer, expected, now = pandas_expectation(data)
     leads, touchpoints, outcomes = tables
     spark_snapshots = training_snapshots(spark, leads, outcomes, now=now, buckets=3)
-    got = spark_snapshots.toPandas().sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    got = (
+        _from_spark(spark_snapshots, zone).sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    )
     want = snapshots.sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    assert (got["as_of"].to_numpy() == want["as_of"].dt.as_unit("ns").to_numpy()).all()
     assert got["label"].tolist() == want["label"].tolist()
     assert got["snapshot_age_days"].tolist() == want["snapshot_age_days"].tolist()
     table = feature_table(
         spark, with_attributes(spark_snapshots, leads), touchpoints, featurizer, buckets=3
     )
-    assert_same_table(_from_spark(table), expected)
+    assert_same_table(_from_spark(table, zone), expected)
     return expected
 
 
@@ -255,3 +260,22 @@ def test_local_times_are_read_in_the_configured_zone_as_files_are(
     assert local.leads["created_at"].equals(data.leads["created_at"])
     assert local.touchpoints["occurred_at"].equals(data.touchpoints["occurred_at"])
     assert_spark_as_pandas(spark, read_lead_tables(spark, config), local)
+
+
+def test_date_attributes_read_the_same_in_a_session_of_another_time_zone(spark, tmp_path):
+    """A Spark session in another time zone hands pandas its timestamps as naive local times:
+    a renewal date is read as the moment it is (weekday, hour, days and months after creation),
+    as created_at is, the same features as the files path."""
+    from features.data import demo
+
+    demo.write(demo.generate(300, seed=11, shape="date_driven"), tmp_path, formats=("parquet",))
+    data = load_lead_data(DataConfig.from_directory(tmp_path))
+    assert str(data.leads["contract_renewal"].dtype) == "datetime64[ns, UTC]"
+    tables = [spark.createDataFrame(t) for t in (data.leads, data.touchpoints, data.outcomes)]
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        expected = assert_spark_as_pandas(spark, tables, data)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+    assert expected["contract_renewal__months_from_created"].notna().sum() > 100
