@@ -464,21 +464,31 @@ def _days_between(later: int | None, earlier: int | None) -> float:
     return float(later - earlier) / _US_PER_DAY
 
 
+def _utc_moments(series: pd.Series) -> pd.Series | None:
+    """A date-time series in UTC (naive ones taken as UTC); None for text and other values."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC")
+    if series.dtype.kind == "M":
+        return series.dt.tz_localize("UTC")
+    return None
+
+
+def _per_distinct(series: pd.Series, mapper: Callable[[Any], Any], missing: Any) -> np.ndarray:
+    """`mapper` of each distinct value (as the one-record path maps it), spread to the rows;
+    `missing` for the rows with none."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return np.array([*(mapper(u) for u in uniques), missing], dtype=np.float64)[codes]
+
+
 def _series_us(series: pd.Series) -> np.ndarray:
     """`_moment_us` of each row as float64 microseconds (NaN where missing), exact below 2**53."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
-        moments = (
-            series
-            if isinstance(series.dtype, pd.DatetimeTZDtype)
-            else (series.dt.tz_localize("UTC"))
-        )
-        ns = moments.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns").array.asi8
+    moments = _utc_moments(series)
+    if moments is not None:
+        ns = moments.dt.tz_localize(None).dt.as_unit("ns").array.asi8
         return np.where(ns == np.iinfo(np.int64).min, np.nan, (ns // 1000).astype(np.float64))
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    table = np.array(
-        [math.nan if (us := _moment_us(u)) is None else float(us) for u in uniques] + [math.nan]
+    return _per_distinct(
+        series, lambda u: math.nan if (us := _moment_us(u)) is None else float(us), math.nan
     )
-    return table[codes]
 
 
 def _series_days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
@@ -502,20 +512,15 @@ def _months_between(later: int | None, earlier: int | None) -> float:
 
 def _series_month_number(series: pd.Series) -> np.ndarray:
     """`_month_number` of each row as float64 (NaN where missing)."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
-        moments = (
-            series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
-        )
-        moments = moments.dt.tz_convert("UTC")
+    moments = _utc_moments(series)
+    if moments is not None:
         years = moments.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
         return (
             (years - 1970) * 12 + moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan) - 1
         )
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    table = np.array(
-        [math.nan if (m := _month_number(u)) is None else float(m) for u in uniques] + [math.nan]
+    return _per_distinct(
+        series, lambda u: math.nan if (m := _month_number(u)) is None else float(m), math.nan
     )
-    return table[codes]
 
 
 def _months_words(months: float) -> str:
@@ -859,21 +864,11 @@ def _map_values(values: list[Any], mapper, as_array: bool = True):
 
 def _datetime_parts(series: pd.Series) -> np.ndarray:
     """(day of week, hour, month) in UTC per row; NaN where missing."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
-        moments = (
-            series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
-        )
-        moments = moments.dt.tz_convert("UTC")
-        parts = np.column_stack(
+    moments = _utc_moments(series)
+    if moments is not None:
+        return np.column_stack(
             [moments.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.hour.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan)]
         )  # fmt: skip
-        return parts
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    table = np.full((len(uniques) + 1, 3), np.nan)
-    for i, raw in enumerate(uniques):
-        moment = to_utc_datetime(raw)
-        if moment is not None:
-            table[i] = (moment.weekday(), moment.hour, moment.month)
-    return table[codes]
+    return _per_distinct(series, _moment_parts, _NO_MOMENT)
