@@ -9,6 +9,9 @@ The writer shares the interpreter with the requests, so its time is their time: 
 from a request's results in one pass (`ScoreRows`) and inserted with the statement compiled once
 (`_Insert`), not through SQLAlchemy's per-row, per-column parameter handling (which was ~20 ms of a
 1,000-lead request's rows).
+
+Each score is logged once: the writer retries a batch whose commit it did not hear back from,
+and the insert skips rows already there (migration 0011's unique index; SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from serving import metrics
@@ -85,6 +90,8 @@ class ScoreRows:
         return rows
 
 
+# The dialects whose INSERT can skip a row that breaks a unique index (ON CONFLICT DO NOTHING).
+_INSERT_ONCE = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _SQLITE_MAX_VARIABLES = 999  # parameters in one statement: any SQLite build takes this many
 _PER_ROW = frozenset(
     {"lead_id", "probability", "score", "grade", "decision", "reasons", "exploration"}
@@ -105,7 +112,12 @@ class _Insert:
             for c in columns
             if isinstance(c.default, ScalarElementColumnDefault)
         }
-        compiled = score_log.insert().compile(dialect=dialect, column_keys=self.keys)
+        # A row already there (a batch retried after a commit that did go through, or a spill
+        # replayed) is skipped: with the unique (lead_id, scored_at, request_id) index of
+        # migration 0011, every score lands once. `inline`: no RETURNING of the new ids.
+        once = _INSERT_ONCE.get(dialect.name)
+        statement = once(score_log).on_conflict_do_nothing() if once else score_log.insert()
+        compiled: SQLCompiler = statement.inline().compile(dialect=dialect, column_keys=self.keys)
         self.sql = str(compiled)
         self.process = {}
         for column in columns:
@@ -118,9 +130,10 @@ class _Insert:
         # statement it steps, and taking it back from a busy request thread is a forced switch:
         # per row, that was most of what a 1,000-row insert cost the requests running meanwhile.
         self.rows_per_statement = 1
-        if dialect.paramstyle == "qmark" and compiled.positional:
+        if dialect.paramstyle == "qmark" and compiled.positiontup:
             prefix, values = self.sql.rsplit("VALUES", 1)
-            self._prefix, self._values = prefix + "VALUES ", values.strip()
+            values, conflict, action = values.strip().partition(" ON CONFLICT")
+            self._prefix, self._values, self._suffix = prefix + "VALUES ", values, conflict + action
             self.rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // len(compiled.positiontup))
         self._statements: dict[int, str] = {}
 
@@ -135,7 +148,7 @@ class _Insert:
             if sql is None:
                 if len(self._statements) > 64:
                     self._statements.clear()
-                sql = self._prefix + ", ".join([self._values] * len(chunk))
+                sql = self._prefix + ", ".join([self._values] * len(chunk)) + self._suffix
                 self._statements[len(chunk)] = sql
             yield sql, tuple(chain.from_iterable(chunk))
 

@@ -128,6 +128,85 @@ def test_score_log_keeps_and_retries_rows_while_the_table_is_unavailable(engine)
     assert writer.last_error is None
 
 
+def test_a_batch_retried_after_a_commit_that_went_through_is_logged_once(engine, monkeypatch):
+    """The database takes the commit and the connection drops before the driver hears so: the
+    writer cannot tell, and writes the batch again. Each score must still be in the log once."""
+    do_commit = engine.dialect.do_commit
+    failed: list[int] = []
+
+    def commit_then_lose_the_connection(dbapi_connection):
+        do_commit(dbapi_connection)
+        if not failed:
+            failed.append(1)
+            raise sa.exc.OperationalError(
+                "COMMIT", {}, Exception("server closed the connection unexpectedly")
+            )
+
+    monkeypatch.setattr(engine.dialect, "do_commit", commit_then_lose_the_connection)
+    results = [
+        {"lead_id": f"L-{i}", "probability": 0.5, "score": 50, "grade": "C",
+         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": []}
+        for i in range(5)
+    ]  # fmt: skip
+    common = {"request_id": "r-7", "model_name": "lead-scoring", "model_version": "3",
+              "policy_version": 1, "scored_at": datetime(2026, 12, 3, 9, 0, 0, 250000, tzinfo=UTC),
+              "api_key_name": "scorer-key"}  # fmt: skip
+    writer = ScoreLogWriter(engine, batch_size=10, flush_seconds=0.02, retry_seconds=0.05)
+    writer.start()
+    writer.submit(ScoreRows(results, common))
+    writer.submit([row(1, "r-8"), row(2, "r-8")])
+    writer.stop()
+    monkeypatch.undo()
+    assert failed, "the commit did not fail: the test did not exercise the retry"
+    with engine.connect() as connection:
+        logged = connection.execute(
+            sa.select(score_log.c.request_id, score_log.c.lead_id).order_by(score_log.c.id)
+        ).all()
+    assert sorted(logged) == sorted(
+        [("r-7", f"L-{i}") for i in range(5)] + [("r-8", "L-1"), ("r-8", "L-2")]
+    )
+    assert writer.pending == 0 and writer.last_error is None
+
+
+def test_the_migration_to_one_score_per_row_keeps_the_first_copy(database_url):
+    upgrade_database(database_url, "0010_score_log_lead_index")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                score_log.insert(),
+                [row(1), row(2), row(1), row(1, "r-2"), row(2)],
+            )
+            before = connection.execute(
+                sa.select(score_log.c.id, score_log.c.request_id, score_log.c.lead_id).order_by(
+                    score_log.c.id
+                )
+            ).all()
+        upgrade_database(database_url)
+        with engine.connect() as connection:
+            kept = connection.execute(
+                sa.select(score_log.c.id, score_log.c.request_id, score_log.c.lead_id).order_by(
+                    score_log.c.id
+                )
+            ).all()
+            with pytest.raises(sa.exc.IntegrityError):
+                connection.execute(score_log.insert(), [row(1)])
+        indexes = {i["name"]: i for i in sa.inspect(engine).get_indexes("score_log")}
+    finally:
+        engine.dispose()
+    first: dict[tuple, int] = {}
+    for r in before:
+        first.setdefault((r.request_id, r.lead_id), r.id)
+    assert len(before) == 5 and len(first) == 3
+    assert [(r.request_id, r.lead_id) for r in kept] == list(first)
+    assert [r.id for r in kept] == list(first.values())  # the first copy of each
+    assert indexes["uq_score_log_lead_scored_request"]["column_names"] == [
+        "lead_id", "scored_at", "request_id"
+    ]  # fmt: skip
+    assert indexes["uq_score_log_lead_scored_request"]["unique"]
+    assert "ix_score_log_lead_id_scored_at" not in indexes
+
+
 @pytest.mark.parametrize("n", [3, 83, 84, 167])  # SQLite: 83 rows per INSERT statement
 def test_a_requests_score_rows_are_stored_as_sqlalchemy_stores_its_row_dicts(engine, n):
     results = [

@@ -116,7 +116,7 @@ def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
 
 def test_the_query_walks_the_lead_and_time_index(engine):
     indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("score_log")}
-    assert indexes["ix_score_log_lead_id_scored_at"] == ["lead_id", "scored_at"]
+    assert indexes["uq_score_log_lead_scored_request"][:2] == ["lead_id", "scored_at"]
 
 
 @pytest.fixture
