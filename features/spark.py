@@ -8,8 +8,9 @@ their touchpoints as a JSON list, the frame `mlflow.pyfunc.spark_udf` takes too.
 depends only on that lead, so the rows are the pandas path's rows bit for bit (timestamps to the
 microsecond: Spark's resolution).
 
-Timestamps cross the boundary in the session time zone (Spark hands pandas naive local times);
-every function here reads them back as UTC moments. pyspark is an optional dependency
+Timestamps cross the boundary as microseconds since the epoch (`_micros_of_timestamps`,
+`F.timestamp_micros`), never as the naive local times PySpark hands pandas: in the hour a session
+zone's clocks go back, two moments share one local time. pyspark is an optional dependency
 (`pip install 'leadscore[spark]'`, and Java 17); this module imports it only when called.
 """
 
@@ -209,37 +210,53 @@ def _session_zone(spark: SparkSession) -> str:
     return spark.conf.get("spark.sql.session.timeZone") or "UTC"
 
 
-def _utc(frame: pd.DataFrame, columns: Iterable[str], zone: str) -> pd.DataFrame:
-    """Spark's naive session-zone timestamps (or text) as UTC moments."""
-    for column in columns:
-        if column not in frame.columns:
-            continue
-        values = frame[column]
-        if values.dtype.kind == "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
-            values = values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise")
-        frame[column] = pd.to_datetime(values, utc=True, format="ISO8601").dt.as_unit("ns")
+def _micros_of_timestamps(frame: DataFrame) -> tuple[DataFrame, tuple[str, ...]]:
+    """`frame` with each timestamp column as microseconds since the epoch (a long), and those
+    columns' names. PySpark hands pandas a timestamp as a naive local time of the session's zone,
+    and in the hour the zone's clocks go back two moments share one; a count of microseconds is
+    one moment in any zone. (A timestamp without a zone is read in the session's zone first, as
+    Spark's own cast reads it.)"""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampNTZType, TimestampType
+
+    def column(name: str) -> Any:  # a dot or a space is part of the name
+        return F.col("`" + name.replace("`", "``") + "`")
+
+    names = tuple(
+        field.name
+        for field in frame.schema.fields
+        if isinstance(field.dataType, (TimestampType, TimestampNTZType))
+    )
+    columns = [
+        F.unix_micros(column(name).cast("timestamp")).alias(name) if name in names else column(name)
+        for name in frame.columns
+    ]
+    return frame.select(*columns), names
+
+
+def _from_micros(frame: pd.DataFrame, instants: Iterable[str]) -> pd.DataFrame:
+    """The columns `_micros_of_timestamps` sent as microseconds since the epoch, as UTC moments."""
+    for column in instants:
+        if column in frame.columns:
+            micros = frame[column].astype("Int64")  # with a null, pandas gets them as float64
+            frame[column] = pd.to_datetime(micros, unit="us", utc=True)
     return frame
 
 
-def _moment_attributes(featurizer: LeadFeaturizer) -> tuple[str, ...]:
-    """The featurizer's date-time attributes other than created_at (a renewal date...)."""
-    return tuple(
-        spec["column"]
-        for spec in featurizer.attributes_.columns_
-        if spec["type"] == "datetime" and spec["column"] != "created_at"
-    )
-
-
-def _utc_attributes(frame: pd.DataFrame, columns: Iterable[str], zone: str) -> pd.DataFrame:
-    """Date-time attributes Spark hands over as naive session-zone timestamps, as UTC moments
-    (the featurizer reads naive ones as UTC); text and other values stay as they are, for the
-    featurizer to read (an unreadable one is missing, as on the files path)."""
+def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """`columns` (created_at, as_of...) as UTC moments: moments as they are, text as ISO 8601."""
     for column in columns:
         if column in frame.columns:
-            values = frame[column]
-            if values.dtype.kind == "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
-                frame[column] = values.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+            moments = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+            frame[column] = moments.dt.as_unit("ns")
     return frame
+
+
+def _micros(values: pd.Series) -> pd.arrays.IntegerArray:
+    """UTC moments as microseconds since the epoch (null where missing), for a long column that
+    `F.timestamp_micros` makes the same moments again in any session zone."""
+    moments = pd.to_datetime(values, utc=True).dt.as_unit("us")
+    return pd.arrays.IntegerArray(moments.array.asi8, moments.isna().to_numpy())
 
 
 def _for_spark(frame: pd.DataFrame) -> pd.DataFrame:
@@ -250,13 +267,6 @@ def _for_spark(frame: pd.DataFrame) -> pd.DataFrame:
             values = frame[column].astype(object)
             frame[column] = values.where(values.notna(), None)
     return frame
-
-
-def _naive_local(values: pd.Series, zone: str) -> pd.Series:
-    """UTC moments as the naive local times of the session's zone, which is how Spark reads a
-    naive pandas timestamp back (a UTC session: the UTC times unchanged)."""
-    moments = pd.to_datetime(values, utc=True)
-    return moments.dt.tz_convert(zone).dt.tz_localize(None).dt.as_unit("us")
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +283,8 @@ def feature_table(
     """One row per row of `rows` (lead_id, attributes, and created_at/as_of when the featurizer
     uses time): `lead_id`, `as_of` (when present) and every feature of `featurizer` as a double,
     computed by `featurizer.transform` on each bucket's rows with their leads' touchpoints."""
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
     featurizer._check_fitted()
     if "lead_id" not in rows.columns:
@@ -282,36 +293,38 @@ def feature_table(
     keep_as_of = "as_of" in rows.columns
     fields = [StructField("lead_id", StringType(), False)]
     if keep_as_of:
-        fields.append(StructField("as_of", TimestampType(), True))
+        fields.append(StructField("as_of", LongType(), True))  # microseconds: a timestamp below
     fields += [StructField(name, DoubleType(), True) for name in names]
     schema = StructType(fields)
-    zone = _session_zone(spark)
-    moments = _moment_attributes(featurizer)
     keys = partition_keys(spark, bucket_count(spark, rows, buckets))
+    rows, row_instants = _micros_of_timestamps(rows)
     rows = with_bucket(rows, keys)
+    touch_instants: tuple[str, ...] = ()
+    if touchpoints is not None and featurizer.uses_touchpoints_:
+        touchpoints, touch_instants = _micros_of_timestamps(_touchpoint_columns(touchpoints))
 
     def features_of_bucket(leads: pd.DataFrame, touches: pd.DataFrame) -> pd.DataFrame:
-        leads = _utc(leads.drop(columns=[BUCKET]), ("created_at", "as_of"), zone)
-        leads = _utc_attributes(leads, moments, zone)
+        leads = _from_micros(leads.drop(columns=[BUCKET]), row_instants)
+        leads = _utc(leads, ("created_at", "as_of"))
         leads["lead_id"] = leads["lead_id"].astype(str)
-        touches = _touchpoints_frame(touches, zone)
-        X = featurizer.transform(leads, touches)
+        X = featurizer.transform(leads, _touchpoints_frame(touches, touch_instants))
         out = pd.DataFrame(X, columns=pd.Index(names, dtype=object))
         out.insert(0, "lead_id", leads["lead_id"].to_numpy())
         if keep_as_of:
-            out.insert(1, "as_of", _naive_local(leads["as_of"], zone).to_numpy())
+            out.insert(1, "as_of", _micros(leads["as_of"]))
         return _for_spark(out)
 
     if touchpoints is None or not featurizer.uses_touchpoints_:
-        return rows.groupBy(BUCKET).applyInPandas(
+        table = rows.groupBy(BUCKET).applyInPandas(
             lambda leads: features_of_bucket(leads, pd.DataFrame()), schema
         )
-    touchpoints = with_bucket(_touchpoint_columns(touchpoints), keys)
-    return (
-        rows.groupBy(BUCKET)
-        .cogroup(touchpoints.groupBy(BUCKET))
-        .applyInPandas(features_of_bucket, schema)
-    )
+    else:
+        table = (
+            rows.groupBy(BUCKET)
+            .cogroup(with_bucket(touchpoints, keys).groupBy(BUCKET))
+            .applyInPandas(features_of_bucket, schema)
+        )
+    return table.withColumn("as_of", F.timestamp_micros("as_of")) if keep_as_of else table
 
 
 def _touchpoint_columns(touchpoints: DataFrame) -> DataFrame:
@@ -325,10 +338,11 @@ def _touchpoint_columns(touchpoints: DataFrame) -> DataFrame:
     return touchpoints.select(*[c for c in keep if c in touchpoints.columns])
 
 
-def _touchpoints_frame(touches: pd.DataFrame, zone: str) -> pd.DataFrame | None:
+def _touchpoints_frame(touches: pd.DataFrame, instants: Iterable[str]) -> pd.DataFrame | None:
     if not len(touches):
         return None
-    touches = _utc(touches.drop(columns=[BUCKET]), ("occurred_at", "received_at"), zone)
+    touches = _from_micros(touches.drop(columns=[BUCKET]), instants)
+    touches = _utc(touches, ("occurred_at", "received_at"))
     touches["lead_id"] = touches["lead_id"].astype(str)
     return touches
 
@@ -348,35 +362,35 @@ def training_snapshots(
     """`build_snapshots` per bucket of leads with their outcomes: lead_id, created_at, as_of,
     snapshot_age_days, label. `now` is fixed once here (default: the current time), so every
     bucket labels with the same moment."""
-    from pyspark.sql.types import (
-        DoubleType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
     config = config if config is not None else FeatureConfig()
     moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
     schema = StructType([
         StructField("lead_id", StringType(), False),
-        StructField("created_at", TimestampType(), True),
-        StructField("as_of", TimestampType(), True),
+        StructField("created_at", LongType(), True),  # microseconds: timestamps below
+        StructField("as_of", LongType(), True),
         StructField("snapshot_age_days", DoubleType(), True),
         StructField("label", LongType(), True),
     ])  # fmt: skip
-    zone = _session_zone(spark)
     keys = partition_keys(spark, bucket_count(spark, leads, buckets))
-    leads = with_bucket(leads.select("lead_id", "created_at"), keys)
+    leads, lead_instants = _micros_of_timestamps(leads.select("lead_id", "created_at"))
+    leads = with_bucket(leads, keys)
+    outcome_instants: tuple[str, ...] = ()
+    if outcomes is not None:
+        outcomes, outcome_instants = _micros_of_timestamps(
+            outcomes.select("lead_id", "closed_at", "won")
+        )
 
     def snapshots_of_bucket(part: pd.DataFrame, closed: pd.DataFrame) -> pd.DataFrame:
-        part = _utc(part.drop(columns=[BUCKET]), ("created_at",), zone)
+        part = _utc(_from_micros(part.drop(columns=[BUCKET]), lead_instants), ("created_at",))
         part["lead_id"] = part["lead_id"].astype(str)
         outcome_frame = None
         if len(closed):
-            outcome_frame = _utc(closed.drop(columns=[BUCKET]), ("closed_at",), zone)
+            outcome_frame = _from_micros(closed.drop(columns=[BUCKET]), outcome_instants)
+            outcome_frame = _utc(outcome_frame, ("closed_at",))
             outcome_frame["lead_id"] = outcome_frame["lead_id"].astype(str)
             # "yes"/"won"/1 read the one way the data contract reads them; unreadable: not won
             won, _ = to_boolean(outcome_frame["won"])
@@ -384,19 +398,20 @@ def training_snapshots(
         snapshots, _ = build_snapshots(part, outcome_frame, config, moment)
         out = snapshots[list(SNAPSHOT_COLUMNS)].copy()
         for column in ("created_at", "as_of"):
-            out[column] = _naive_local(out[column], zone)
+            out[column] = _micros(out[column])
         return _for_spark(out)
 
     if outcomes is None:
-        return leads.groupBy(BUCKET).applyInPandas(
+        snapshots = leads.groupBy(BUCKET).applyInPandas(
             lambda part: snapshots_of_bucket(part, pd.DataFrame()), schema
         )
-    outcomes = with_bucket(outcomes.select("lead_id", "closed_at", "won"), keys)
-    return (
-        leads.groupBy(BUCKET)
-        .cogroup(outcomes.groupBy(BUCKET))
-        .applyInPandas(snapshots_of_bucket, schema)
-    )
+    else:
+        snapshots = (
+            leads.groupBy(BUCKET)
+            .cogroup(with_bucket(outcomes, keys).groupBy(BUCKET))
+            .applyInPandas(snapshots_of_bucket, schema)
+        )
+    return snapshots.withColumns({c: F.timestamp_micros(c) for c in ("created_at", "as_of")})
 
 
 def with_attributes(snapshots: DataFrame, leads: DataFrame) -> DataFrame:
@@ -464,12 +479,12 @@ def score_leads(
     decided by `policy` (the policy in force: see `training.score.policy_in_force`; ranked by
     expected value when it says so)."""
     frame = pyfunc_input(leads, touchpoints if scorer.featurizer.uses_touchpoints_ else None, as_of)
-    zone = _session_zone(spark)
+    frame, instants = _micros_of_timestamps(frame)
     schema = ", ".join(f"`{name}` {kind}" for name, kind in score_columns(scorer))
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            yield score_batch(scorer, batch, policy, zone, explain)
+            yield score_batch(scorer, batch, policy, instants, explain)
 
     return frame.mapInPandas(score_batches, schema)
 
@@ -478,10 +493,13 @@ def score_batch(
     scorer: LeadScorer,
     batch: pd.DataFrame,
     policy: AppliedPolicy,
-    zone: str = "UTC",
+    instants: Iterable[str] = (),
     explain: bool = True,
 ) -> pd.DataFrame:
-    """One batch of the pyfunc input scored like `leadscore score` scores a file."""
+    """One batch of the pyfunc input scored like `leadscore score` scores a file. `instants`:
+    the columns Spark sent as microseconds since the epoch (`_micros_of_timestamps`); the
+    others are read as they come (created_at and as_of as text too, ISO 8601), and the
+    touchpoints' times as the JSON writes them, with their offset."""
     from features.model.artifact import frame_touchpoints
     from features.model.reasons import format_reasons
 
@@ -490,8 +508,7 @@ def score_batch(
         return pd.DataFrame(
             {name: pd.Series([], dtype=_SPARK_DTYPES.get(kind, object)) for name, kind in columns}
         )
-    frame = _utc(batch.copy(), ("created_at", "as_of"), zone)
-    frame = _utc_attributes(frame, _moment_attributes(scorer.featurizer), zone)
+    frame = _utc(_from_micros(batch.copy(), instants), ("created_at", "as_of"))
     frame["lead_id"] = frame["lead_id"].astype(str)
     touches = frame_touchpoints(frame) if scorer.featurizer.uses_touchpoints_ else None
     frame = frame.drop(columns=["touchpoints"])

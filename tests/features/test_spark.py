@@ -44,10 +44,17 @@ def _table(X: np.ndarray, names, rows: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
 
 
-def _from_spark(frame, zone: str = "UTC") -> pd.DataFrame:
-    out = frame.toPandas()  # timestamps as the session zone's naive local times
-    as_of = pd.to_datetime(out["as_of"]).dt.tz_localize(zone).dt.tz_convert("UTC")
-    out["as_of"] = as_of.dt.as_unit("ns")
+def _from_spark(frame) -> pd.DataFrame:
+    """A Spark table in pandas, its timestamps as UTC moments. They travel as microseconds since
+    the epoch: `toPandas` gives the session zone's naive local times, one for two moments in the
+    hour the clocks go back."""
+    from pyspark.sql import functions as F
+
+    stamps = [name for name, kind in frame.dtypes if kind == "timestamp"]
+    out = frame.withColumns({c: F.unix_micros(c) for c in stamps}).toPandas()
+    for column in stamps:
+        micros = out[column].astype("Int64")
+        out[column] = pd.to_datetime(micros, unit="us", utc=True).dt.as_unit("ns")
     out["lead_id"] = out["lead_id"].astype(str)
     return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
 
@@ -83,18 +90,17 @@ def assert_spark_as_pandas(spark, tables, data) -> pd.DataFrame:
     snapshots, featurizer, expected, now = pandas_expectation(data)
     leads, touchpoints, outcomes = tables
     spark_snapshots = training_snapshots(spark, leads, outcomes, now=now, buckets=3)
-    zone = spark.conf.get("spark.sql.session.timeZone")
-    got = (
-        _from_spark(spark_snapshots, zone).sort_values(["lead_id", "as_of"]).reset_index(drop=True)
-    )
+    got = _from_spark(spark_snapshots).sort_values(["lead_id", "as_of"]).reset_index(drop=True)
     want = snapshots.sort_values(["lead_id", "as_of"]).reset_index(drop=True)
+    assert got["lead_id"].tolist() == want["lead_id"].tolist()
     assert (got["as_of"].to_numpy() == want["as_of"].dt.as_unit("ns").to_numpy()).all()
+    assert (got["created_at"].to_numpy() == want["created_at"].dt.as_unit("ns").to_numpy()).all()
     assert got["label"].tolist() == want["label"].tolist()
     assert got["snapshot_age_days"].tolist() == want["snapshot_age_days"].tolist()
     table = feature_table(
         spark, with_attributes(spark_snapshots, leads), touchpoints, featurizer, buckets=3
     )
-    assert_same_table(_from_spark(table, zone), expected)
+    assert_same_table(_from_spark(table), expected)
     return expected
 
 
@@ -279,3 +285,111 @@ def test_date_attributes_read_the_same_in_a_session_of_another_time_zone(spark, 
     finally:
         spark.conf.set("spark.sql.session.timeZone", before)
     assert expected["contract_renewal__months_from_created"].notna().sum() > 100
+
+
+FALL_BACK = pd.Timestamp("2026-10-25 00:30", tz="UTC")  # 02:30 in Berlin, summer time
+HOUR = pd.Timedelta(hours=1)  # FALL_BACK + HOUR: 02:30 in Berlin again, the clocks gone back
+
+
+class _EveryFeatureMatters:
+    """A model whose probability moves with every feature: an hour off anywhere shows."""
+
+    def predict_proba(self, X):
+        mix = np.nan_to_num(X, nan=-1.0) @ np.linspace(1.0, 2.0, X.shape[1])
+        return 0.05 + 0.9 * np.abs(np.sin(mix))
+
+
+def _fall_back_leads() -> Any:
+    """Leads created, touched, closed and renewing in the hour Berlin's clocks go back, each
+    moment both at 00:30-ish and at 01:30-ish UTC (the same Berlin time); and the pandas frames."""
+    from types import SimpleNamespace
+
+    day = pd.Timedelta(days=1)
+    created = {
+        "A0": FALL_BACK, "A1": FALL_BACK + HOUR,  # created in the hour
+        # the 1-day snapshot in the hour: open at 00:45 and won at 01:30 (a positive, gone if
+        # 01:30 were read as 00:30); closed at 00:30 before 01:15 (no snapshot, unless 00:30
+        # were read as 01:30); open at 01:20 and never closed
+        "B0": FALL_BACK - day + pd.Timedelta(minutes=15),
+        "B1": FALL_BACK - day + pd.Timedelta(minutes=45),
+        "B2": FALL_BACK - day + pd.Timedelta(minutes=50),
+        **{f"C{i}": FALL_BACK - (i + 2) * 3 * day + i * HOUR for i in range(12)},
+    }  # fmt: skip
+    ids = list(created)
+    leads = pd.DataFrame({
+        "lead_id": ids,
+        "created_at": pd.to_datetime(list(created.values()), utc=True),
+        "renewal": pd.to_datetime(
+            [FALL_BACK + (i % 3) * HOUR if i % 4 else None for i in range(len(ids))], utc=True
+        ),
+        "industry": [("Software", "Retail", "Mining")[i % 3] for i in range(len(ids))],
+    })  # fmt: skip
+    kinds = [("email", "email_open"), ("web", "page_view"), ("paid_search", "form_submit")]
+    touches = (
+        [
+            (lead, FALL_BACK + k * HOUR / 2, channel, activity)  # 00:30, 01:00 and 01:30 UTC
+            for n, lead in enumerate(ids)
+            for k, (channel, activity) in enumerate(kinds[: 1 + n % 3])
+        ]
+        + [(lead, FALL_BACK - 2 * day, "web", "page_view") for lead in ids[::2]]
+    )
+    touchpoints = pd.DataFrame(touches, columns=["lead_id", "occurred_at", "channel", "activity"])
+    touchpoints["occurred_at"] = pd.to_datetime(touchpoints["occurred_at"], utc=True)
+    closed = {
+        "A0": (FALL_BACK + 30 * day, True), "A1": (FALL_BACK + 10 * day, False),
+        "B0": (FALL_BACK + HOUR, True), "B1": (FALL_BACK, False),
+        **{f"C{i}": (FALL_BACK + (i % 2) * HOUR, i % 3 == 0) for i in range(12)},
+        "C11": (pd.Timestamp("2027-03-01", tz="UTC"), True),  # the latest: `now`
+    }  # fmt: skip
+    outcomes = pd.DataFrame(
+        [(lead, moment, won) for lead, (moment, won) in closed.items()],
+        columns=["lead_id", "closed_at", "won"],
+    )
+    outcomes["closed_at"] = pd.to_datetime(outcomes["closed_at"], utc=True)
+    attribute_types = {"renewal": "datetime", "industry": "categorical"}
+    return SimpleNamespace(
+        leads=leads, touchpoints=touchpoints, outcomes=outcomes, attribute_types=attribute_types
+    )
+
+
+def test_the_hour_the_clocks_go_back_reads_each_moment_once_in_a_berlin_session(spark):
+    """In a Europe/Berlin session 00:30 and 01:30 UTC on 2026-10-25 are both 02:30 local time:
+    leads created, touched, closed and renewing in that hour get the files path's snapshots
+    (created_at and as_of the same moments), features and scores, bit for bit."""
+    from features.model.scorer import LeadScorer
+    from features.policy.applied import AppliedPolicy
+    from features.policy.rules import Policy
+    from features.spark import score_leads
+
+    data = _fall_back_leads()
+    _, featurizer, _, _ = pandas_expectation(data)
+    scorer = LeadScorer(featurizer, _EveryFeatureMatters())
+    policy = AppliedPolicy(Policy(), "test policy")
+    # scored at moments in the hour too: a lead's as_of is one of its two readings
+    leads = data.leads.assign(as_of=FALL_BACK + HOUR * (np.arange(len(data.leads)) % 2))
+    want = scorer.score_frame(
+        leads, data.touchpoints, explain=False, policy=policy.policy, policy_version=0
+    ).sort_values("lead_id", ignore_index=True)
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Berlin")
+    try:
+        tables = [spark.createDataFrame(t) for t in (data.leads, data.touchpoints, data.outcomes)]
+        expected = assert_spark_as_pandas(spark, tables, data)
+        scored = score_leads(
+            spark, spark.createDataFrame(leads), tables[1], scorer, policy, explain=False
+        )
+        got = scored.toPandas().sort_values("lead_id", ignore_index=True)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+    # the hour is in the data: snapshots at 00:45 and 01:20 UTC (B1 closed before its own)
+    in_hour = expected["as_of"].between(FALL_BACK - HOUR / 2, FALL_BACK + HOUR)
+    assert sorted(expected.loc[in_hour, "lead_id"]) == ["B0", "B2"]
+    assert set(expected["renewal__hour"].dropna()) == {0, 1, 2}  # 00:30, 01:30, 02:30 UTC
+    assert expected["touches_all"].sum() > 10
+    assert got["lead_id"].tolist() == want["lead_id"].tolist() == sorted(data.leads["lead_id"])
+    np.testing.assert_array_equal(
+        got["probability"].to_numpy().view(np.int64), want["probability"].to_numpy().view(np.int64)
+    )
+    for column in ("score", "grade", "decision"):
+        assert got[column].tolist() == want[column].tolist()
+    assert want["probability"].nunique() == len(want)  # every lead its own probability
