@@ -20,7 +20,10 @@ from dataclasses import dataclass
 # a category's integer code, or a calendar part (weekday, hour, month, months after the lead's
 # creation) that trees split as a number and a linear model reads as a category, one effect per
 # value (a weekend or a renewal window is neither smooth nor monotone in the number).
-NUMBER, CATEGORY, CALENDAR = 0, 1, 2
+# DETAIL: a number that is a finer view of a fact the other columns already give (a count per
+# channel, over a window other than the compact one): models read it as a NUMBER, and the search's
+# compact candidates leave it out (`training.models`: on few wins, fewer columns learn better).
+NUMBER, CATEGORY, CALENDAR, DETAIL = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -43,6 +46,7 @@ class Feature:
     `describe(value)` says one value in plain words for sales, e.g. '3 pricing-page visits in the
     last 7 days' (NaN = missing). `categorical`: the value is an integer code, not an amount.
     `calendar`: a calendar part (see `CALENDAR`); a number to trees, a category to linear models.
+    `detail`: a finer view of a fact that other columns give more coarsely (see `DETAIL`).
     `fact`: the fact this column is one view of (None: the column is a fact of its own).
     `blank_when_missing`: NaN means the CRM left the field empty ("not given"), rather than
     "none yet" (no touchpoint, no high-intent action), which is a fact about the lead.
@@ -54,13 +58,16 @@ class Feature:
     describe: Callable[[float], str]
     categorical: bool = False
     calendar: bool = False
+    detail: bool = False
     fact: Fact | None = None
     blank_when_missing: bool = False
 
     @property
     def kind(self) -> int:
-        """NUMBER, CATEGORY or CALENDAR."""
-        return CATEGORY if self.categorical else CALENDAR if self.calendar else NUMBER
+        """NUMBER, CATEGORY, CALENDAR or DETAIL."""
+        if self.categorical:
+            return CATEGORY
+        return CALENDAR if self.calendar else DETAIL if self.detail else NUMBER
 
 
 @dataclass(frozen=True)

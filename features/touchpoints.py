@@ -384,9 +384,19 @@ def _lead_age_words(value: float) -> str:
 Computation = Callable[[Touches], np.ndarray]
 
 
+def compact_window(windows_days: Sequence[int]) -> int:
+    """The one look-back window of the compact candidates' counts: the longest up to 30 days
+    (the shortest when all are longer)."""
+    short = [w for w in windows_days if w <= 30]
+    return max(short) if short else min(windows_days)
+
+
 def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Feature, ...]]]:
     """Each computation with the features whose columns it fills, in column order."""
     windows = [*config.windows_days, None]
+    # the compact candidates' view of a count (`features.feature.DETAIL`): all time and one
+    # window, the longest up to 30 days; counts per channel and over other windows are detail
+    compact = (None, compact_window(config.windows_days))
     # The windows of one count are one fact (a lead's reasons say it once), and so are the
     # unsubscribed / bounced flags and the counts they are read from.
     all_touches = Fact(name="touches", describe=_windowed_count_words("touch", "touches", windows))
@@ -405,7 +415,8 @@ def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Fe
     yield _touches_per_window, tuple(
         Feature(name=f"touches_{window_label(w)}", unit="touches",
                 description=f"Marketing touches {window_phrase(w)}",
-                describe=_count_words("touch", "touches", w), fact=all_touches)
+                describe=_count_words("touch", "touches", w), fact=all_touches,
+                detail=w not in compact)
         for w in windows
     )  # fmt: skip
     yield _touches_by_channel, tuple(
@@ -413,14 +424,15 @@ def _declarations(config: FeatureConfig) -> Iterator[tuple[Computation, tuple[Fe
                 description=f"Touches from {channel_label(ch)} {window_phrase(w)}",
                 describe=_count_words(f"touch from {channel_label(ch)}",
                                       f"touches from {channel_label(ch)}", w),
-                fact=by_channel[ch])
+                fact=by_channel[ch], detail=True)
         for w in windows
         for ch in CHANNELS
     )  # fmt: skip
     yield _touches_by_activity, tuple(
         Feature(name=f"{act}_count_{window_label(w)}", unit=many.split()[-1],
                 description=f"{many[:1].upper()}{many[1:]} {window_phrase(w)}",
-                describe=_count_words(one, many, w), fact=by_activity[act])
+                describe=_count_words(one, many, w), fact=by_activity[act],
+                detail=w not in compact)
         for w in windows
         for act in ACTIVITIES
         for one, many in [activity_nouns(act)]

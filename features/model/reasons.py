@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from features.feature import NUMBER, FactColumns
+from features.feature import CALENDAR, CATEGORY, FactColumns
 
 N_REASONS = 3
 
@@ -91,13 +91,13 @@ def typical_lead(X: np.ndarray, column_kinds: np.ndarray) -> np.ndarray:
     """The baseline for reasons: per feature the most common value of a category or a calendar
     part, the median of a number.
 
-    `column_kinds`: NUMBER / CATEGORY / CALENDAR per column (`LeadFeaturizer.column_kinds_`), or
+    `column_kinds`: NUMBER / CATEGORY / CALENDAR / DETAIL per column (`column_kinds_`), or
     a bool mask of the categories. A calendar part's median can be no value at all (2.5 between
     two weekdays), which a model reading each weekday as a category would weigh every lead's
     weekday against in full. A feature missing for most leads has a missing baseline (missing
     is the typical value).
     """
-    commonest = np.asarray(column_kinds).astype(np.int8) != NUMBER
+    commonest = np.isin(np.asarray(column_kinds).astype(np.int8), (CATEGORY, CALENDAR))
     X = np.asarray(X, dtype=float)
     baseline = np.full(X.shape[1], np.nan)
     for j in range(X.shape[1]):

@@ -281,3 +281,23 @@ def test_many_iso_strings_parse_like_one_at_a_time():
     ):
         assert iso_strings_ns([odd]) is None, odd
         assert iso_strings_ns(texts + [odd]) is None, odd
+
+
+@pytest.mark.parametrize("windows,kept", [((7, 30, 90), 30), ((14, 60), 14), ((45, 90), 45)])
+def test_the_detail_columns_are_the_counts_per_channel_and_over_other_windows(windows, kept):
+    from features.feature import DETAIL, NUMBER
+    from features.touchpoints import touchpoint_features, window_label
+
+    config = FeatureConfig(windows_days=windows, first_days=21)
+    kinds = {f.name: f.kind for f in touchpoint_features(config)}
+    detail = {name for name, kind in kinds.items() if kind == DETAIL}
+    every = [*windows, None]
+    expected = {f"{ch}_touches_{window_label(w)}" for ch in CHANNELS for w in every}
+    for w in every:
+        if w not in (kept, None):
+            expected |= {f"touches_{window_label(w)}"}
+            expected |= {f"{act}_count_{window_label(w)}" for act in ACTIVITIES}
+    assert detail == expected
+    compact = {f"touches_{window_label(kept)}", "touches_all", "touches_first21d",
+               "demo_request_count_all", "days_since_last_touch", "engagement_score"}  # fmt: skip
+    assert {kinds[name] for name in compact} == {NUMBER}

@@ -151,3 +151,31 @@ def test_calendar_parts_can_be_categories_to_the_logistic_and_are_numbers_to_tre
         build_estimator(Candidate("logistic", {"calendar": "months"}), kinds, seed=0)
     with pytest.raises(ValueError, match="calendar=categories needs the column kinds"):
         build_estimator(as_categories, MASK, seed=0)  # a bool mask cannot say which are calendar
+
+
+def test_the_compact_logistic_leaves_the_detail_columns_out_and_compiles():
+    # column 2 (a count in _data, part of the true logit) stands for a detail column: a count per
+    # channel or over another window, which features=compact leaves out
+    from features.feature import CATEGORY, DETAIL, NUMBER
+
+    X, y = _data()
+    kinds = np.array([CATEGORY, NUMBER, DETAIL, CATEGORY], dtype=np.int8)
+    compact = Candidate("logistic", {"C": 1.0, "features": "compact"})
+    model = build_estimator(compact, kinds, seed=0).fit(X, y)
+    columns = {name: list(cols) for name, _, cols in model[0].transformers_}
+    assert columns["categories"] == [0, 3] and 2 not in columns["numbers"] + columns["missing"]
+    test, _ = _data(seed=1, n=300)
+    moved = test.copy()
+    moved[:, 2] = moved[:, 2] * 10 + 5  # the detail column changes: the compact model does not
+    np.testing.assert_array_equal(model.predict_proba(moved), model.predict_proba(test))
+    fast = CalibratedModel(model, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+    assert not fast.compiled.contributions(test)[:, 2].any()
+    # every other model reads a detail column as a number
+    full = build_estimator(Candidate("logistic", {"C": 1.0}), kinds, seed=0).fit(X, y)
+    assert 2 in dict((n, list(c)) for n, _, c in full[0].transformers_)["numbers"]
+    trees = build_estimator(Candidate("gradient_boosting", {"max_leaf_nodes": 8}), kinds, seed=0)
+    assert trees.fit(X, y).is_categorical_.tolist() == [True, False, False, True]
+    with pytest.raises(ValueError, match="features='few'; use all or compact"):
+        build_estimator(Candidate("logistic", {"features": "few"}), kinds, seed=0)

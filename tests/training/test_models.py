@@ -52,3 +52,19 @@ def test_calendar_parts_add_the_strongest_logistic_with_them_as_categories_secon
         assert dated[:1] + dated[2:] == plain
     for search in ("tiny", "none"):  # tests and huge data: nothing added
         assert candidates(search, rows=8_000, calendar=True) == candidates(search, rows=8_000)
+
+
+def test_detail_columns_add_the_strongest_logistics_on_the_compact_columns_first():
+    for search, rows in (("small", 8_000), ("wide", 8_000), ("small", 500_000)):
+        for calendar in (False, True):
+            plain = candidates(search, win_rate=0.4, rows=rows, calendar=calendar)
+            strongest = [c for c in plain if c.kind == "logistic"
+                         and c.params["C"] == plain[0].params["C"]]  # fmt: skip
+            assert len(strongest) == 1 + calendar
+            both = candidates(search, win_rate=0.4, rows=rows, calendar=calendar, compact=True)
+            compact = [
+                Candidate("logistic", {**c.params, "features": "compact"}) for c in strongest
+            ]
+            assert both == compact + plain
+    for search in ("tiny", "none"):  # tests and huge data: nothing added
+        assert candidates(search, rows=8_000, compact=True) == candidates(search, rows=8_000)
