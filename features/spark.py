@@ -245,6 +245,19 @@ def _from_micros(frame: pd.DataFrame, instants: Iterable[str]) -> pd.DataFrame:
     return frame
 
 
+def to_pandas(frame: DataFrame) -> pd.DataFrame:
+    """`frame` brought to this machine, its timestamps as UTC moments. They travel as
+    microseconds since the epoch: `toPandas` gives naive local times of the session's zone
+    (without Arrow by way of this process's zone), `collect` of this process's zone, and either
+    gives one local time for two moments in the hour the clocks go back. Timestamps without a
+    zone (TIMESTAMP_NTZ) stay the naive times they are: no zone reads them."""
+    from pyspark.sql import functions as F
+
+    instants = [name for name, kind in frame.dtypes if kind == "timestamp"]
+    micros = frame.withColumns({name: F.unix_micros(_column(name)) for name in instants})
+    return _from_micros(micros.toPandas(), instants)
+
+
 def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """`columns` (created_at, as_of...) as UTC moments: moments as they are, text as ISO 8601."""
     for column in columns:
