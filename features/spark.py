@@ -206,8 +206,11 @@ def with_bucket(frame: DataFrame, keys: Sequence[int]) -> DataFrame:
     return bucketed.repartition(len(keys), BUCKET)
 
 
-def _session_zone(spark: SparkSession) -> str:
-    return spark.conf.get("spark.sql.session.timeZone") or "UTC"
+def _column(name: str) -> Any:
+    """The column `name`, a dot or a space in it part of the name."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _micros_of_timestamps(frame: DataFrame) -> tuple[DataFrame, tuple[str, ...]]:
@@ -219,16 +222,15 @@ def _micros_of_timestamps(frame: DataFrame) -> tuple[DataFrame, tuple[str, ...]]
     from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampNTZType, TimestampType
 
-    def column(name: str) -> Any:  # a dot or a space is part of the name
-        return F.col("`" + name.replace("`", "``") + "`")
-
     names = tuple(
         field.name
         for field in frame.schema.fields
         if isinstance(field.dataType, (TimestampType, TimestampNTZType))
     )
     columns = [
-        F.unix_micros(column(name).cast("timestamp")).alias(name) if name in names else column(name)
+        F.unix_micros(_column(name).cast("timestamp")).alias(name)
+        if name in names
+        else _column(name)
         for name in frame.columns
     ]
     return frame.select(*columns), names
@@ -241,6 +243,19 @@ def _from_micros(frame: pd.DataFrame, instants: Iterable[str]) -> pd.DataFrame:
             micros = frame[column].astype("Int64")  # with a null, pandas gets them as float64
             frame[column] = pd.to_datetime(micros, unit="us", utc=True)
     return frame
+
+
+def to_pandas(frame: DataFrame) -> pd.DataFrame:
+    """`frame` brought to this machine, its timestamps as UTC moments. They travel as
+    microseconds since the epoch: `toPandas` gives naive local times of the session's zone
+    (without Arrow by way of this process's zone), `collect` of this process's zone, and either
+    gives one local time for two moments in the hour the clocks go back. Timestamps without a
+    zone (TIMESTAMP_NTZ) stay the naive times they are: no zone reads them."""
+    from pyspark.sql import functions as F
+
+    instants = [name for name, kind in frame.dtypes if kind == "timestamp"]
+    micros = frame.withColumns({name: F.unix_micros(_column(name)) for name in instants})
+    return _from_micros(micros.toPandas(), instants)
 
 
 def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -559,9 +574,10 @@ def read_table(
 ) -> DataFrame:
     """The Parquet file or folder at `path` (local, hdfs://, s3a://, ...) with its columns
     renamed to the canonical names (`columns`: canonical name -> the file's name, None for an
-    absent optional column) and `timestamps` read as moments: ISO text is parsed, and text
-    without an offset and timestamps without a zone are local times in `zone` (the config's
-    `timezone`; UTC when unset), as the files path reads them."""
+    absent optional column) and `timestamps` read as moments: ISO text is parsed, text with an
+    offset keeps its moment, and text without one, like every timestamp column without a zone
+    (TIMESTAMP_NTZ), is local times in `zone` (the config's `timezone`; UTC when unset), read
+    as the files path reads them (`_zoneless_in_zone`), whatever the session's zone."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -593,23 +609,53 @@ def read_table(
                 "name the column in the config file or with the matching option (e.g. --id)"
             )
     frame = frame.withColumn("lead_id", F.col("lead_id").cast("string"))
-    session, local = _session_zone(spark), zone or "UTC"
-
-    def in_zone(wall_clock: Any) -> Any:  # a zoneless wall-clock time in `local`, as a moment
-        return F.convert_timezone(F.lit(local), F.lit(session), wall_clock).cast("timestamp")
-
     kinds = dict(frame.dtypes)
     for column in timestamps:
         if kinds.get(column) == "string":
             text = F.trim(F.col(column))
             with_offset = text.rlike(r"(?i)(z|[+-][0-9]{2}(:?[0-9]{2})?)$")
+            # the zoneless ones only: the pandas function (another zone) sees every row
+            wall_clock = F.when(~with_offset, F.to_timestamp_ntz(text))
             moment = F.when(with_offset, F.to_timestamp(text)).otherwise(
-                in_zone(F.to_timestamp_ntz(text))
+                _zoneless_in_zone(wall_clock, zone)
             )
             frame = frame.withColumn(column, moment)
-        elif kinds.get(column) == "timestamp_ntz":
-            frame = frame.withColumn(column, in_zone(F.col(column)))
+    for column, kind in frame.dtypes:  # date attributes too, as the files path reads them
+        if kind == "timestamp_ntz":
+            frame = frame.withColumn(column, _zoneless_in_zone(_column(column), zone))
     return frame
+
+
+def _zoneless_in_zone(wall_clock: Any, zone: str | None) -> Any:
+    """A zoneless time (TIMESTAMP_NTZ) as the moment it is in `zone` (UTC when None), exactly
+    as the files path reads it (`readers.in_zone`), in any session zone. Its digits travel as
+    microseconds (`unix_micros` of a zoneless time reads them as UTC's, no zone involved): in
+    UTC they are the moment; in another zone the files path's own function places them, so a
+    time the clocks repeat is missing and one they skip moves past the jump, as there. Spark's
+    cast to a timestamp reads them as the session zone's local times (in a Berlin session
+    01:30 UTC became 00:30, both being 02:30 there), and its zone rules pick the earlier of a
+    repeated time's two moments and move a skipped time on by the jump's length."""
+    from pyspark.sql import functions as F
+
+    micros = F.unix_micros(wall_clock)
+    if zone is None or zone.upper() in ("UTC", "ETC/UTC"):
+        return F.timestamp_micros(micros)
+    return F.timestamp_micros(_local_times_in(zone)(micros))
+
+
+def _local_times_in(zone: str) -> Any:
+    """A pandas UDF: local times of `zone` written as UTC's microseconds -> the moments'
+    microseconds, by `readers.in_zone` (null where the time is two moments)."""
+    from pyspark.sql.functions import pandas_udf
+
+    from features.data.readers import in_zone
+
+    @pandas_udf("long")  # type: ignore[call-overload]  # the stubs know only PandasUDFType
+    def moments(micros: pd.Series) -> pd.Series:
+        wall_clock = pd.to_datetime(micros.astype("Int64"), unit="us")
+        return pd.Series(_micros(in_zone(wall_clock, zone)), index=micros.index)
+
+    return moments
 
 
 def read_lead_tables(

@@ -13,11 +13,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.data.config import LeadsSource, OutcomesSource, TouchpointsSource
+from features.data.config import DataConfig, LeadsSource, OutcomesSource, TouchpointsSource
 from features.model.scorer import LeadScorer
 from features.policy.applied import AppliedPolicy
 from training.train import RunConfig, Step, TrainResult, _noop, train
@@ -50,8 +50,6 @@ def sample_leads(
 ) -> tuple[SparkSample, DataFrame, DataFrame | None, DataFrame | None]:
     """Count the examples on Spark (snapshots, or one per lead in flat mode) and sample the
     leads so the examples fit the training config's caps; the sampled leads' tables."""
-    from pyspark.sql import functions as F
-
     from features.spark import read_lead_tables, training_snapshots
 
     leads, touchpoints, outcomes = read_lead_tables(spark, config.data)
@@ -61,11 +59,7 @@ def sample_leads(
     else:
         now = config.training.now
         if now is None:  # the files path's default: the latest moment in any table
-            latest = [leads.agg(F.max("created_at")), outcomes.agg(F.max("closed_at"))]
-            if touchpoints is not None:
-                latest.append(touchpoints.agg(F.max("occurred_at")))
-            moments = [row[0] for row in (frame.first() for frame in latest) if row is not None]
-            now = max(m for m in moments if m is not None)
+            now = latest_moment(leads, touchpoints, outcomes)
         examples = training_snapshots(spark, leads, outcomes, config.features, now).count()
     caps = (config.training.max_training_rows, config.training.max_holdout_rows)
     limit = None if None in caps else sum(c for c in caps if c is not None)
@@ -79,9 +73,59 @@ def sample_leads(
     return SparkSample(n_leads, examples, fraction, sampled), leads, touchpoints, outcomes
 
 
-def _local(frame: DataFrame) -> pd.DataFrame:
-    """A Spark table brought to this machine (the sample that fits in memory)."""
-    return cast(pd.DataFrame, frame.toPandas())
+def latest_moment(
+    leads: DataFrame, touchpoints: DataFrame | None, outcomes: DataFrame | None
+) -> pd.Timestamp | None:
+    """The files path's default `now` (`training.data.data_now`): the latest moment in any
+    table (None when there is none). Collected as microseconds since the epoch: a timestamp
+    collected as such is a naive local time of this process's zone, which read as UTC was
+    two hours late on a Berlin machine in summer."""
+    from pyspark.sql import functions as F
+
+    micros = []
+    for frame, column in ((leads, "created_at"), (touchpoints, "occurred_at"),
+                          (outcomes, "closed_at")):  # fmt: skip
+        if frame is not None and column in frame.columns:
+            row = frame.agg(F.max(F.unix_micros(column))).first()
+            if row is not None and row[0] is not None:
+                micros.append(int(row[0]))
+    return pd.Timestamp(max(micros), unit="us", tz="UTC") if micros else None
+
+
+def write_sample(
+    data: DataConfig,
+    leads: DataFrame,
+    touchpoints: DataFrame | None,
+    outcomes: DataFrame | None,
+    folder: Path,
+) -> DataConfig:
+    """The sampled tables as Parquet files in `folder` on this machine, and `data` pointed at
+    them for the one loader (`load_lead_data`). Their timestamps are written as UTC moments
+    (`to_pandas`), so the loader reads the moments Spark read, whatever the config's `timezone`
+    (it reads naive times in it) and the session's zone (naive ones are its local times)."""
+    from features.spark import to_pandas
+
+    to_pandas(leads).to_parquet(folder / "leads.parquet", index=False)
+    update: dict[str, Any] = {
+        "leads": LeadsSource(
+            path=folder / "leads.parquet",
+            created_at="created_at" if "created_at" in leads.columns else None,
+        )
+    }
+    if touchpoints is not None:
+        to_pandas(touchpoints).to_parquet(folder / "touchpoints.parquet", index=False)
+        update["touchpoints"] = TouchpointsSource(
+            path=folder / "touchpoints.parquet",
+            campaign="campaign" if "campaign" in touchpoints.columns else None,
+            value="value" if "value" in touchpoints.columns else None,
+        )
+    if outcomes is not None:
+        to_pandas(outcomes).to_parquet(folder / "outcomes.parquet", index=False)
+        update["outcomes"] = OutcomesSource(
+            path=folder / "outcomes.parquet",
+            amount="amount" if "amount" in outcomes.columns else None,
+        )
+    return data.model_copy(update=update)
 
 
 def train_on_spark(
@@ -97,30 +141,8 @@ def train_on_spark(
     sample, leads, touchpoints, outcomes = sample_leads(spark, config, seed)
     step(sample.to_text())
     with tempfile.TemporaryDirectory(prefix="leadscore-spark-") as folder:
-        root = Path(folder)
-        _local(leads).to_parquet(root / "leads.parquet", index=False)
-        update: dict[str, Any] = {
-            "leads": LeadsSource(
-                path=root / "leads.parquet",
-                created_at="created_at" if "created_at" in leads.columns else None,
-            )
-        }
-        if touchpoints is not None:
-            _local(touchpoints).to_parquet(root / "touchpoints.parquet", index=False)
-            update["touchpoints"] = TouchpointsSource(
-                path=root / "touchpoints.parquet",
-                campaign="campaign" if "campaign" in touchpoints.columns else None,
-                value="value" if "value" in touchpoints.columns else None,
-            )
-        if outcomes is not None:
-            _local(outcomes).to_parquet(root / "outcomes.parquet", index=False)
-            update["outcomes"] = OutcomesSource(
-                path=root / "outcomes.parquet",
-                amount="amount" if "amount" in outcomes.columns else None,
-            )
-        local = RunConfig(
-            config.data.model_copy(update=update), config.features, config.training, config.policy
-        )
+        data = write_sample(config.data, leads, touchpoints, outcomes, Path(folder))
+        local = RunConfig(data, config.features, config.training, config.policy)
         kwargs: dict[str, Any] = {"model_name": model_name} if model_name else {}
         result = train(local, experiment=experiment, seed=seed, step=step, **kwargs)
     return result, sample

@@ -441,11 +441,7 @@ def _parse_timestamps(
     zone = timezone or "UTC"
     if pd.api.types.is_datetime64_any_dtype(series):
         naive = getattr(series.dt, "tz", None) is None
-        parsed = (
-            series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
-            if naive
-            else series
-        )
+        parsed = in_zone(series, zone) if naive else series
         parsed = parsed.dt.tz_convert("UTC")
         bad = pd.Series(False, index=series.index)
         return _ns(parsed), bad, naive
@@ -468,10 +464,18 @@ def _parse_timestamps(
     years = parsed.dt.year
     parsed = parsed.where((years >= _MIN_YEAR) & (years <= _MAX_YEAR))
     if not with_offset:
-        parsed = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+        parsed = in_zone(parsed, zone)
     parsed = parsed.dt.tz_convert("UTC")
     bad = present & parsed.isna()
     return _ns(parsed), bad, not with_offset
+
+
+def in_zone(wall_clock: pd.Series, zone: str) -> pd.Series:
+    """Zoneless local times (naive datetime64) as the moments they are in `zone`. A time the
+    clocks skip (spring forward) is the first moment after the jump; a time they repeat (the
+    hour they go back) is two moments, so it is missing (NaT), never a guess. The one reading
+    of a zoneless time: the files path's and Spark's (`features.spark.read_table`)."""
+    return wall_clock.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
 
 
 def _ns(series: pd.Series) -> pd.Series:

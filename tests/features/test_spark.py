@@ -56,7 +56,8 @@ def _from_spark(frame) -> pd.DataFrame:
         micros = out[column].astype("Int64")
         out[column] = pd.to_datetime(micros, unit="us", utc=True).dt.as_unit("ns")
     out["lead_id"] = out["lead_id"].astype(str)
-    return out.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
+    order = [c for c in ("lead_id", "as_of") if c in out.columns]
+    return out.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def assert_same_table(spark_table: pd.DataFrame, pandas_table: pd.DataFrame) -> None:
@@ -393,3 +394,81 @@ def test_the_hour_the_clocks_go_back_reads_each_moment_once_in_a_berlin_session(
     for column in ("score", "grade", "decision"):
         assert got[column].tolist() == want[column].tolist()
     assert want["probability"].nunique() == len(want)  # every lead its own probability
+
+
+ZONELESS = [  # local times without a zone, as a CRM exports them
+    "2026-10-25T00:30:00",  # in a Berlin session: 02:30, summer time
+    "2026-10-25T01:30:00",  # in a Berlin session: 02:30 again, the clocks gone back
+    "2026-10-25T02:30:00",  # in Berlin: two moments (the clocks go back from 03:00 to 02:00)
+    "2026-03-29T02:30:00",  # in Berlin: none (the clocks jump from 02:00 to 03:00)
+    "2026-07-01T12:00:00.123456",
+    None,
+]
+WITH_ZONE = [
+    "2026-10-25T02:30:00+02:00",
+    "2026-10-25T02:30:00+01:00",
+    "2026-10-25T00:30:00Z",
+    "2026-03-29T02:30:00+0100",
+    "2026-07-01T12:00:00.123456-04:00",
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    "zone, session_zone",
+    [(None, "Europe/Berlin"), ("Europe/Berlin", "UTC"), ("Europe/Berlin", "America/New_York")],
+)
+def test_zoneless_times_are_read_in_the_config_zone_whatever_the_session_zone(
+    spark, tmp_path, zone, session_zone
+):
+    """Text without an offset and Parquet timestamps without a zone (a date attribute too) are
+    local times in the config's `timezone` (UTC when unset) in any session zone, as the files
+    path reads them: each moment once; in Berlin a time of the hour the clocks go back is two
+    moments and is read as none (missing), and a time they skip as the moment they jump. Text
+    with an offset and timestamps with a zone keep their moment."""
+    from pyspark.sql import functions as F
+
+    from features.data.readers import parse_timestamps
+    from features.spark import read_table
+
+    table = pd.DataFrame({
+        "lead_id": [f"L{i}" for i in range(len(ZONELESS))],
+        "created_at": ZONELESS,  # text
+        "renewal": pd.to_datetime(pd.Series(ZONELESS), format="ISO8601").dt.as_unit("us"),
+        "closed_at": WITH_ZONE,  # text
+        "seen_at": pd.to_datetime(pd.Series(WITH_ZONE), format="ISO8601", utc=True).dt.as_unit("us"),
+    })  # fmt: skip
+    table.to_parquet(tmp_path / "leads.parquet")
+    stamps = ["created_at", "renewal", "closed_at", "seen_at"]
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", session_zone)
+    try:
+        frame = read_table(
+            spark, tmp_path / "leads.parquet", "--leads", {"lead_id": "lead_id"},
+            ("created_at", "closed_at", "seen_at"), zone=zone,
+        )  # fmt: skip
+        kinds = dict(frame.dtypes)
+        micros = frame.select("lead_id", *[F.unix_micros(c).alias(c) for c in stamps]).toPandas()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+    got = micros.sort_values("lead_id", ignore_index=True)
+    moments = {
+        c: pd.to_datetime(got[c].astype("Int64"), unit="us", utc=True).dt.as_unit("ns")
+        for c in stamps
+    }
+    utc = pd.to_datetime(pd.Series(ZONELESS), format="ISO8601").dt.tz_localize("UTC")
+    if zone is None:
+        zoneless = utc  # UTC: every time its own moment, 00:30 and 01:30 too
+    else:  # Berlin in summer time, two hours ahead; 02:30 on 25 October none, on 29 March 03:00
+        behind = pd.to_timedelta([2, 2, None, None, 2, None], unit="h")
+        zoneless = (utc - behind).where(utc.index != 3, pd.Timestamp("2026-03-29 01:00", tz="UTC"))
+    with_zone = pd.Series(pd.to_datetime([
+        "2026-10-25 00:30", "2026-10-25 01:30", "2026-10-25 00:30", "2026-03-29 01:30",
+        "2026-07-01 16:00:00.123456", None,
+    ], format="ISO8601", utc=True))  # fmt: skip
+    for column, want in (("created_at", zoneless), ("renewal", zoneless),
+                         ("closed_at", with_zone), ("seen_at", with_zone)):  # fmt: skip
+        files_path, _, _ = parse_timestamps(table[column], timezone=zone)
+        assert moments[column].astype(str).tolist() == want.dt.as_unit("ns").astype(str).tolist()
+        assert moments[column].equals(files_path), column
+        assert kinds[column] == "timestamp"
