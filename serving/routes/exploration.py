@@ -24,8 +24,14 @@ DEFAULT_DAYS = 90
 
 
 def _iso_text(value: object) -> object:
-    """A moment given as ISO 8601 text only: pydantic would read `to=0.5` as Unix seconds."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+    """A moment given as ISO 8601 text only: pydantic would read `to=0.5`, `from=2026` or
+    `from=4.79e-116` as Unix seconds (a moment in 1970). Whatever Python reads as a number is
+    refused."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
         raise ValueError(
             f"{value!r} is a number; expected an ISO 8601 moment with a zone, "
             "e.g. 2026-11-01T00:00:00Z"
