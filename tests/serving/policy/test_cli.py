@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
 
 from leadscore.cli import app
+from serving.policy import cli as policy_cli
 from tests.serving.policy_support import LABELS, PROBABILITIES
 
 runner = CliRunner()
@@ -18,6 +20,8 @@ runner = CliRunner()
 def env(tmp_path, database_url, no_registry, monkeypatch):
     monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", no_registry)
+    # wide enough that no message wraps inside a file's path (pytest-xdist's workers say 80)
+    monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
 
 
@@ -31,6 +35,12 @@ def holdout_csv(tmp_path):
 
 
 def run(*args: str, ok: bool = True):
+    # rich reads COLUMNS when a console is made, at the CLI module's import: whichever test
+    # imported it first set the width for all (the order differs under pytest-xdist). Each run
+    # gets its own test's COLUMNS (`env`: 200 unless the test says otherwise).
+    width = int(os.environ["COLUMNS"])
+    for console in (policy_cli.console, policy_cli.err_console):
+        console.width = width
     result = runner.invoke(app, ["policy", *args])
     if ok:
         assert result.exit_code == 0, result.output + str(result.exception)
