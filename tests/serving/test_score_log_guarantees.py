@@ -22,7 +22,7 @@ from serving.capture.rows import CaptureRows
 from serving.capture.writer import CaptureWriter
 from serving.db import captured_leads, dead_letters, make_engine, score_log, upgrade_database
 from serving.queued_writer import decode_record
-from serving.score_log import ScoreLogWriter, ScoreRows
+from serving.score_log import ScoreLogWriter
 from tests.serving.conftest import (
     POSTGRES_SERVER,
     auth,
@@ -32,7 +32,7 @@ from tests.serving.conftest import (
 )
 from tests.serving.proxy import CuttableProxy
 from tests.serving.test_hardening import NUL_CASES
-from tests.serving.test_storage import row
+from tests.serving.test_storage import request_rows, row
 from tests.serving.waiting import wait_for, wait_for_model
 
 NUL = "\x00"
@@ -141,19 +141,12 @@ def test_a_capture_lead_the_database_refuses_does_not_stop_the_others(postgres_u
 
 def test_what_a_stop_cannot_write_is_spilled_and_written_at_the_next_start(engine, tmp_path):
     spill = tmp_path / "spill"
-    results = [
-        {"lead_id": f"S-{i}", "probability": 0.5, "score": 50, "grade": "C",
-         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": []}
-        for i in range(5)
-    ]  # fmt: skip
-    common = {"request_id": "r-s", "model_name": "lead-scoring", "model_version": "3",
-              "policy_version": 0, "scored_at": datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
-              "api_key_name": "scorer-key"}  # fmt: skip
+    rows = request_rows("S", "r-s", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
     with engine.begin() as connection:  # the database cannot take score rows now
         connection.execute(sa.text("ALTER TABLE score_log RENAME TO score_log_away"))
     first = ScoreLogWriter(engine, flush_seconds=0.02, spill_dir=spill, retry_seconds=0.05)
     first.start()
-    assert first.submit(ScoreRows(results, common))
+    assert first.submit(rows)
     first.submit([row(7)])
     wait_for(lambda: first.last_error is not None, "the failed write was not reported")
     first.stop(timeout=0.5)
@@ -172,7 +165,7 @@ def test_what_a_stop_cannot_write_is_spilled_and_written_at_the_next_start(engin
         stored = connection.execute(sa.select(score_log).order_by(score_log.c.id)).all()
     assert [r.lead_id for r in stored] == [f"S-{i}" for i in range(5)] + ["L-7"]
     assert stored[0].request_id == "r-s" and stored[0].api_key_name == "scorer-key"
-    assert stored[0].scored_at.replace(tzinfo=UTC) == common["scored_at"]
+    assert stored[0].scored_at.replace(tzinfo=UTC) == rows.common["scored_at"]
     assert list(spill.iterdir()) == []  # replayed once: a third start writes nothing again
 
 

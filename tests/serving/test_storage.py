@@ -44,6 +44,18 @@ def row(i: int, request_id: str = "r-1") -> dict:
     }
 
 
+def request_rows(prefix: str, request_id: str, scored_at: datetime, n: int = 5) -> ScoreRows:
+    """One request's score-log rows: leads `prefix`-0 ... as the score route queues them."""
+    results = [
+        {"lead_id": f"{prefix}-{i}", "probability": 0.5, "score": 50, "grade": "C",
+         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": []}
+        for i in range(n)
+    ]  # fmt: skip
+    common = {"request_id": request_id, "model_name": "lead-scoring", "model_version": "3",
+              "policy_version": 0, "scored_at": scored_at, "api_key_name": "scorer-key"}  # fmt: skip
+    return ScoreRows(results, common)
+
+
 def test_migrations_create_the_tables_the_code_queries(database_url):
     upgrade_database(database_url, "0001_initial")
     engine = make_engine(database_url)
@@ -143,17 +155,9 @@ def test_a_batch_retried_after_a_commit_that_went_through_is_logged_once(engine,
             )
 
     monkeypatch.setattr(engine.dialect, "do_commit", commit_then_lose_the_connection)
-    results = [
-        {"lead_id": f"L-{i}", "probability": 0.5, "score": 50, "grade": "C",
-         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": []}
-        for i in range(5)
-    ]  # fmt: skip
-    common = {"request_id": "r-7", "model_name": "lead-scoring", "model_version": "3",
-              "policy_version": 1, "scored_at": datetime(2026, 12, 3, 9, 0, 0, 250000, tzinfo=UTC),
-              "api_key_name": "scorer-key"}  # fmt: skip
     writer = ScoreLogWriter(engine, batch_size=10, flush_seconds=0.02, retry_seconds=0.05)
     writer.start()
-    writer.submit(ScoreRows(results, common))
+    writer.submit(request_rows("L", "r-7", datetime(2026, 12, 3, 9, 0, 0, 250000, tzinfo=UTC)))
     writer.submit([row(1, "r-8"), row(2, "r-8")])
     writer.stop()
     monkeypatch.undo()
