@@ -184,3 +184,32 @@ def test_softmax_rows_is_scipys_softmax_bit_for_bit():
     for rows in (1, 6, 300):
         raw = rng.normal(scale=rng.choice([0.1, 3.0, 40.0]), size=(rows, 3))
         assert np.array_equal(softmax_rows(raw), softmax(raw, axis=1))
+
+
+@pytest.mark.parametrize("knots,degree", [("uniform", 3), ("quantile", 3), ("quantile", 2)])
+def test_spline_sums_equal_the_weighted_spline_features(knots, degree):
+    """Every column's B-splines times their weights, evaluated in one pass, as SplineTransformer
+    and the weights give them: inside the knots, at them, beyond them (constant), at infinity."""
+    from sklearn.preprocessing import SplineTransformer
+
+    rng = np.random.default_rng(3)
+    train = np.column_stack(
+        [rng.normal(size=500), rng.exponential(size=500), rng.uniform(size=500)]
+    )
+    splines = SplineTransformer(
+        n_knots=6, degree=degree, knots=knots, extrapolation="constant"
+    ).fit(train)
+    width = splines.bsplines_[0].c.shape[1]
+    coef = rng.normal(size=3 * width)
+    z = np.column_stack([rng.normal(scale=3, size=400), rng.exponential(size=400) * 3,
+                         rng.uniform(-1, 2, size=400)])  # fmt: skip
+    z[:6] = [[np.inf, -np.inf, 0.0]] * 6
+    z[6] = [spline.t[degree] for spline in splines.bsplines_]  # the knots themselves
+    z[7] = [spline.t[-degree - 1] for spline in splines.bsplines_]
+    z[8] = [spline.t[degree + 2] for spline in splines.bsplines_]
+
+    features = splines.transform(np.nan_to_num(z, posinf=1e300, neginf=-1e300))
+    expected = (features.reshape(len(z), 3, width) * coef.reshape(3, width)).sum(axis=2)
+    got = compiled.SplineSums.from_bsplines(splines.bsplines_, coef)(z)
+
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
