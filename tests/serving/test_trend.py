@@ -12,7 +12,13 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.db import score_log
-from serving.trend import IDS_PER_QUERY, SqliteHistory, latest_scores, sqlite_history
+from serving.trend import (
+    IDS_PER_QUERY,
+    SqliteHistory,
+    latest_scores,
+    latest_statement,
+    sqlite_history,
+)
 from tests.serving.conftest import auth, demo_records, model_settings
 from tests.serving.waiting import wait_for, wait_for_model
 
@@ -112,6 +118,74 @@ def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
     reader.join()
     assert seen == [found]
     history.close()
+
+
+def _rows_with_history(heavy: int) -> list[dict]:
+    """L-heavy scored `heavy` times, L-light 3 times, 50 other leads twice."""
+    rows = [row("L-heavy", n % 100, T0 + timedelta(minutes=n), request_id=f"h{n}")
+            for n in range(heavy)]  # fmt: skip
+    rows += [
+        row("L-light", 10 + n, T0 + timedelta(minutes=n), request_id=f"l{n}") for n in range(3)
+    ]
+    rows += [row(f"L-{k}", 5, T0 + timedelta(minutes=n), request_id=f"o{k}-{n}")
+             for k in range(50) for n in range(2)]  # fmt: skip
+    return rows
+
+
+def _sqlite_steps(engine, lead_ids: list[str], before: datetime) -> int:
+    """SQLite virtual-machine steps (in hundreds) of the read for these leads."""
+    steps = [0]
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        raw.set_progress_handler(count, 100)
+        try:
+            latest_scores_on(connection, lead_ids, before)
+        finally:
+            raw.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def latest_scores_on(connection, lead_ids: list[str], before: datetime) -> list:
+    return connection.execute(
+        latest_statement(len(lead_ids)),
+        {"before": before, **{f"id_{i}": v for i, v in enumerate(lead_ids)}},
+    ).all()
+
+
+def test_the_read_does_not_grow_with_a_leads_history(engine):
+    """A lead scored hourly for months must not make each request read all its scores: the
+    newest earlier score is one step back in the index, whatever the lead's history."""
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), _rows_with_history(4000))
+    before = T0 + timedelta(days=30)
+    found = latest_scores(engine, ["L-heavy", "L-light"], before)
+    assert found == {"L-heavy": (3999 % 100, T0 + timedelta(minutes=3999)),
+                     "L-light": (12, T0 + timedelta(minutes=2))}  # fmt: skip
+    if engine.dialect.name == "sqlite":
+        heavy = _sqlite_steps(engine, ["L-heavy"], before)
+        light = _sqlite_steps(engine, ["L-light"], before)
+        # grouping the lead's rows took ~1,000 times the steps for 4,000 scores against 3
+        assert heavy <= 2 * light + 2, (heavy, light)
+    else:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE score_log")
+            compiled = latest_statement(1).compile(dialect=engine.dialect)
+            plan = connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + compiled.string,
+                {"id_0": "L-heavy", "before": before},
+            ).scalar_one()
+        nodes, read = [plan[0]["Plan"]], []
+        while nodes:
+            node = nodes.pop()
+            nodes.extend(node.get("Plans", []))
+            if "Scan" in node["Node Type"]:
+                read.append((node["Node Type"], node["Actual Rows"] * node["Actual Loops"]))
+        assert read and all(rows <= 5 for _, rows in read), read
 
 
 def test_the_query_walks_the_lead_and_time_index(engine):
