@@ -160,6 +160,7 @@ class ModelStore:
         self._loader = loader
         self._version_probe = version_probe
         self._load_lock = threading.Lock()
+        self._stopped = threading.Event()
         self.retrying = Refresher("leadscore-model-retry", self._retry, retry_seconds)
         self.polling = (
             Refresher("leadscore-model-poll", self._poll, poll_seconds)
@@ -205,11 +206,14 @@ class ModelStore:
         return current
 
     def load(self, stage: str = "reload") -> LoadedModel:
-        """Load the model at the URI and swap it in; on failure keep the current one and raise."""
+        """Load the model at the URI and swap it in; on failure keep the current one and raise.
+        A load that ends after `stop` changes nothing and says nothing (`ModelLoadError`)."""
         with self._load_lock:
             try:
                 loaded = self._loader(self.uri, self.tracking_uri)
             except Exception as error:
+                if self._stopped.is_set():
+                    raise self._abandoned(stage) from error
                 message = redact_text(
                     str(error)
                     if isinstance(error, ModelLoadError)
@@ -228,6 +232,8 @@ class ModelStore:
                 else:
                     log.error("model %s failed (no model loaded yet): %s", stage, message)
                 raise ModelLoadError(message, self.registry_unreachable) from error
+            if self._stopped.is_set():
+                raise self._abandoned(stage)
             previous = self.current
             self.current = loaded
             self.last_error = None
@@ -252,10 +258,17 @@ class ModelStore:
         if self.polling is not None:
             self.polling.start()
 
-    def stop(self) -> None:
-        self.retrying.stop()
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop both loops, waiting up to `timeout` s for each. A load still running then (a
+        registry that does not answer) cannot be interrupted: it ends later without a trace,
+        since the app, and the stream its log went to, may be gone by then."""
+        self._stopped.set()
+        self.retrying.stop(timeout)
         if self.polling is not None:
-            self.polling.stop()
+            self.polling.stop(timeout)
+
+    def _abandoned(self, stage: str) -> ModelLoadError:
+        return ModelLoadError(f"model {stage} of {redact_url(self.uri)} ended after stop: ignored")
 
     def _retry(self) -> None:
         if self.current is None:

@@ -52,7 +52,8 @@ class Refresher:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop and wait for it (not when called from the function itself)."""
+        """Ask the thread to stop and wait for it (not when called from the function itself). A
+        call still running after `timeout` ends unlogged: its owner and log stream may be gone."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self.join(timeout)
@@ -75,7 +76,7 @@ class Refresher:
         except Exception as error:
             self.failures += 1
             self.last_error = f"{type(error).__name__}: {error}"
-            if not self._failing:
+            if not self._failing and not self._stop.is_set():
                 log.error(
                     "%s: refresh failed (trying again every %g s): %s",
                     self.name,
@@ -84,7 +85,7 @@ class Refresher:
                 )
             self._failing = True
         else:
-            if self._failing:
+            if self._failing and not self._stop.is_set():
                 log.info("%s: refreshing again", self.name)
             self._failing = False
             self.last_error = None

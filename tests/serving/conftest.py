@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from serving.config import Settings
 from serving.db import make_engine, upgrade_database
 from tests.conftest import missing_service
-from tests.serving.waiting import wait_for_model
+from tests.serving.waiting import wait_for, wait_for_model
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_HINT = (
@@ -231,6 +231,23 @@ def scoring_app(trained_model, tmp_path_factory):
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_for_model(client)
         yield client
+
+
+@pytest.fixture(scope="module")
+def fuzzed_app(trained_model, tmp_path_factory):
+    """An app serving version 1 on SQLite for one fuzz test file (tests/serving/fuzzing.py): each
+    file fuzzes its own, so xdist can run the files side by side."""
+    from schemathesis.python import asgi as schemathesis_asgi
+
+    from serving.app import create_app
+
+    db = tmp_path_factory.mktemp("fuzz-db") / "leadscore.db"
+    app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
+    # Schemathesis runs the app's lifespan itself (from its first call to the test's teardown):
+    # start it here and wait for the model, so no case meets the 503 of a model still loading.
+    with schemathesis_asgi.get_client(app):
+        wait_for(lambda: app.state.services.models.ready, "the fuzzed app's model did not load")
+    yield app
 
 
 def demo_records(

@@ -3,6 +3,7 @@ no model (with a stand-in loader: the real registry is in test_startup and test_
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 
@@ -77,3 +78,30 @@ def test_a_failure_that_is_not_the_registry_is_shown_as_it_is_and_credentials_ne
         assert str(error.value) == f"no model loaded yet: {reason}"
     finally:
         store.stop()
+
+
+@pytest.mark.parametrize("answer", ["refused", "loaded"])
+def test_a_load_that_outlives_stop_ends_without_a_word_or_a_model(answer, caplog):
+    # Shutdown waits a few seconds for the retry thread; a load that takes longer (a registry
+    # that does not answer) must end quietly: its app, its test and its log stream may be gone.
+    started, answered = threading.Event(), threading.Event()
+
+    def loader(uri: str, tracking_uri: str) -> LoadedModel:
+        started.set()
+        answered.wait(HANG_GUARD_SECONDS)
+        if answer == "refused":
+            raise ModelLoadError("cannot load: connection refused", registry_unreachable=True)
+        return LoadedModel(scorer=None, name="lead-scoring", version="7", alias="champion", uri=uri)
+
+    store = ModelStore(URI, "http://mlflow:5000", retry_seconds=3600, loader=loader)
+    store.start()
+    assert started.wait(HANG_GUARD_SECONDS), "the first load never started"
+    store.stop(timeout=0.05)  # gives up waiting, as shutdown does after 5 s
+    assert store.retrying.running, "the load should still be waiting for its answer"
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        answered.set()
+        store.retrying.join(HANG_GUARD_SECONDS)
+    assert not store.retrying.running
+    assert caplog.messages == []
+    assert store.current is None and store.last_error is None

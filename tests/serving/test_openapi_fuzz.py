@@ -2,71 +2,66 @@
 invalid ones) get the documented statuses, media types, headers and bodies, valid requests are
 accepted and invalid ones refused (invalid leads of a score request: rejected in the answer),
 auth is enforced, and nothing is a server error. tests/serving/schemathesis_hooks.py says what
-the generation respects beyond JSON Schema, and why."""
+the generation respects beyond JSON Schema, and why.
+
+The operations are shared out between this file and test_openapi_fuzz_leads.py, each fuzzing
+its own app (`fuzzed_app`) with the same loop (tests/serving/fuzzing.py), so that xdist runs
+them side by side: as one test on one worker they were the suite's longest tail. The leads file
+owns every operation that writes or reads what is held about leads, on one app in the schema's
+order, so its readers still meet what the fuzzed writes stored (a lead found and erased with its
+score-log rows, monitoring over the fuzzed scores). This file owns the rest, and a test checks
+that every operation of the schema is fuzzed by exactly one file.
+"""
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import negative_data_rejection
-from schemathesis.python import asgi as schemathesis_asgi
 
 from serving.app import create_app
-from tests.serving.conftest import auth, model_settings
-from tests.serving.schemathesis_hooks import negative_data_rejection_per_lead
-from tests.serving.waiting import wait_for
+from tests.serving import test_openapi_fuzz_leads
+from tests.serving.conftest import UNREACHABLE_REGISTRY, make_settings
+from tests.serving.fuzzing import fuzz_with_all_checks, operation_labels
+
+# The model, keys, the policy and its history, health: none reads or writes lead data.
+OPERATIONS = (
+    "GET /v1/model",
+    "POST /v1/admin/reload",
+    "GET /v1/keys",
+    "POST /v1/keys",
+    "DELETE /v1/keys/{name}",
+    "GET /v1/policy",
+    "PUT /v1/policy",
+    "POST /v1/policy/rollback",
+    "POST /v1/policy/restore-default",
+    "GET /v1/policy/history",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+)
+FUZZ_FILES = {
+    __name__: OPERATIONS,
+    test_openapi_fuzz_leads.__name__: test_openapi_fuzz_leads.OPERATIONS,
+}
 
 
-@pytest.fixture(scope="module")
-def fuzzed_app(trained_model, tmp_path_factory):
-    db = tmp_path_factory.mktemp("fuzz-db") / "leadscore.db"
-    app = create_app(model_settings(trained_model, f"sqlite:///{db}"))
-    # Schemathesis runs the app's lifespan itself (once for the process, on its first call):
-    # start it here and wait for the model, so no case meets the 503 of a model still loading.
-    with schemathesis_asgi.get_client(app):
-        wait_for(lambda: app.state.services.models.ready, "the fuzzed app's model did not load")
-    yield app
+def test_every_operation_is_fuzzed_by_exactly_one_file(sqlite_url):
+    # The schema as served, without starting the app (no model, no lifespan).
+    app = create_app(make_settings(sqlite_url, UNREACHABLE_REGISTRY))
+    schema = operation_labels(schemathesis.openapi.from_dict(app.openapi()))
+    owners: dict[str, list[str]] = {label: [] for label in schema}
+    for module, owned in FUZZ_FILES.items():
+        for label in owned:
+            owners.setdefault(label, []).append(module)
+    unowned = sorted(label for label, modules in owners.items() if not modules)
+    assert not unowned, (
+        f"fuzzed by no file: {unowned}; add each to the OPERATIONS of "
+        "test_openapi_fuzz_leads.py if it writes or reads lead data, else of test_openapi_fuzz.py"
+    )
+    shared = {label: modules for label, modules in owners.items() if len(modules) > 1}
+    assert not shared, f"owned more than once: {shared}"
+    gone = sorted(set(owners) - set(schema))
+    assert not gone, f"owned but not operations of the schema: {gone}"
 
 
 def test_schemathesis_finds_nothing_with_all_checks(fuzzed_app):
-    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
-        "POST /v1/score",
-        "GET /v1/model",
-        "POST /v1/outcomes",
-        "POST /v1/admin/reload",
-        "GET /readyz",
-        "PUT /v1/policy",
-        "POST /v1/policy/simulate",
-    }
-    failures: list[str] = []
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=15,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            def all_checks(case):
-                for role in ("admin", "scorer"):
-                    case.call_and_validate(  # every check; invalid leads: see the hooks module
-                        headers=auth(role),
-                        excluded_checks=[negative_data_rejection],
-                        additional_checks=[negative_data_rejection_per_lead],
-                    )
-
-            try:
-                all_checks()
-            except Unsatisfiable:
-                # no invalid request exists for an operation without parameters or body
-                assert mode is GenerationMode.NEGATIVE, operation.label
-            except (Exception, BaseExceptionGroup) as error:  # each operation: first failure
-                failures.append(f"{operation.label} ({mode.value}): {error}"[:3000])
-    assert not failures, "\n\n".join(failures)
+    fuzz_with_all_checks(fuzzed_app, OPERATIONS)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from serving.refresher import Refresher
-from tests.serving.waiting import wait_for
+from tests.serving.waiting import HANG_GUARD_SECONDS, wait_for
 
 
 def test_calls_the_function_in_a_named_thread_until_stopped():
@@ -98,3 +98,26 @@ def test_started_immediately_the_first_call_does_not_wait_an_interval():
     later.start()
     later.stop()
     assert later.runs == 0 and called.is_set()  # without it: one interval first
+
+
+def test_a_call_that_outlives_stop_fails_without_a_word(caplog):
+    # stop() waits `timeout` seconds; a call still running then (a database or registry that
+    # does not answer) may end after its owner, and its log stream, are gone: it says nothing.
+    started, answered = threading.Event(), threading.Event()
+
+    def refresh():
+        started.set()
+        answered.wait(HANG_GUARD_SECONDS)
+        raise OSError("registry away")
+
+    refresher = Refresher("test-slow", refresh, 3600)
+    refresher.start(immediately=True)
+    assert started.wait(HANG_GUARD_SECONDS), "the call never started"
+    refresher.stop(timeout=0.05)
+    assert refresher.running, "the call should still be waiting for its answer"
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        answered.set()
+        refresher.join(HANG_GUARD_SECONDS)
+    assert not refresher.running
+    assert caplog.messages == []
