@@ -10,8 +10,10 @@ test_policy_api.py and test_vocabulary.py, with the answers checked):
   channel): a strict request is "valid" only with names JSON Schema cannot list (synonyms are
   matched ignoring case and punctuation), so positive cases are generated without it;
 - a policy's grade bands are ordered (A >= B >= C, defaults for those left out), grade shares
-  add up to at most 1 (D gets the rest), and a change
-  giving both thresholds has nurture <= sales;
+  add up to at most 1 (D gets the rest), a change
+  giving both thresholds has nurture <= sales, and one ranking by expected value gives its
+  `value_threshold` (else the threshold comes from `weekly_capacity` on the model's holdout, or
+  the request is refused: tests/serving/policy/test_rank_by_api.py);
 - the exploration report's period starts before it ends (`from` < `to`; `to` defaults to now,
   `from` to 90 days before `to`);
 - the funnel report's `by` is a grouping or the name of a captured attribute (data, not schema),
@@ -75,7 +77,12 @@ def filter_case(context, case) -> bool:
         shares_fit = sum(v for v in shares.values() if isinstance(v, int | float)) <= 1
         sales, nurture = policy.get("sales_threshold"), policy.get("nurture_threshold")
         in_order = sales is None or nurture is None or nurture <= sales
-        return ordered and shares_fit and in_order
+        # ranking by expected value needs its threshold: given, or chosen from weekly_capacity
+        # on the model's holdout (which can refuse, 409); test_rank_by_api checks both answers
+        valued = (
+            policy.get("rank_by") != "expected_value" or policy.get("value_threshold") is not None
+        )
+        return ordered and shares_fit and in_order and valued
     return True
 
 
