@@ -218,12 +218,26 @@ def _timestamps(
         dayfirst=bool(config.dayfirst),
         datetime_format=config.datetime_format,
     )
-    n_bad = int(bad.sum())
+    repeated = readers.repeated_clock_times(
+        values, bad, config.timezone, dayfirst=bool(config.dayfirst)
+    )
+    if repeated.any():
+        report.warning(
+            f"rows whose {what} time falls in the hour the clocks go back in {config.timezone} "
+            "were dropped: that local time happened twice, so the moment is unknown",
+            file=file,
+            column=column,
+            rows=int(repeated.sum()),
+            examples=readers.bad_value_examples(values, repeated),
+            fix="export the times with their UTC offset (e.g. 2026-10-25T02:30:00+01:00) or "
+            "in UTC (and set 'timezone: UTC')",
+        )
+    n_bad = int((bad & ~repeated).sum())
     if n_bad and not misordered:
         share = n_bad / len(values)
         hint = (
             "the dates look day-first: set 'dayfirst: true' in the config"
-            if not config.dayfirst and readers.dayfirst_helps(values, bad)
+            if not config.dayfirst and readers.dayfirst_helps(values, bad & ~repeated)
             else "write them as YYYY-MM-DD HH:MM:SS (ISO 8601), or set 'datetime_format:' "
             "(e.g. '%d/%m/%Y %H:%M') in the config"
         )
@@ -233,7 +247,7 @@ def _timestamps(
                 file=file,
                 column=column,
                 rows=n_bad,
-                examples=readers.bad_value_examples(values, bad),
+                examples=readers.bad_value_examples(values, bad & ~repeated),
                 fix=hint,
             )
         else:
@@ -242,7 +256,7 @@ def _timestamps(
                 file=file,
                 column=column,
                 rows=n_bad,
-                examples=readers.bad_value_examples(values, bad),
+                examples=readers.bad_value_examples(values, bad & ~repeated),
                 fix=hint,
             )
     missing = values.isna()

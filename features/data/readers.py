@@ -443,7 +443,7 @@ def _parse_timestamps(
         naive = getattr(series.dt, "tz", None) is None
         parsed = in_zone(series, zone) if naive else series
         parsed = parsed.dt.tz_convert("UTC")
-        bad = pd.Series(False, index=series.index)
+        bad = series.notna() & parsed.isna()  # a local time the clocks repeat: two moments
         return _ns(parsed), bad, naive
     present = series.notna()
     text = series.astype(str).str.strip()
@@ -476,6 +476,31 @@ def in_zone(wall_clock: pd.Series, zone: str) -> pd.Series:
     hour they go back) is two moments, so it is missing (NaT), never a guess. The one reading
     of a zoneless time: the files path's and Spark's (`features.spark.read_table`)."""
     return wall_clock.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+
+
+def repeated_clock_times(
+    values: pd.Series, bad: pd.Series, timezone: str | None, dayfirst: bool = False
+) -> pd.Series:
+    """Which of the `bad` values (`parse_timestamps`' mask) are readable local times without a
+    zone that `timezone` repeats (the hour the clocks go back): not unreadable, but two moments."""
+    repeated = pd.Series(False, index=values.index)
+    if timezone is None or not bad.any():
+        return repeated
+    candidates = values[bad]
+    if pd.api.types.is_datetime64_any_dtype(candidates):
+        if getattr(candidates.dt, "tz", None) is not None:
+            return repeated
+        naive = candidates
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            naive = pd.to_datetime(
+                candidates.astype(str).str.strip(), errors="coerce", dayfirst=dayfirst
+            )
+        if getattr(naive.dt, "tz", None) is not None:
+            return repeated
+    repeated[bad] = (naive.notna() & in_zone(naive, timezone).isna()).to_numpy()
+    return repeated
 
 
 def _ns(series: pd.Series) -> pd.Series:

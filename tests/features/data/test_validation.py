@@ -319,6 +319,35 @@ def test_unknown_time_zone(tmp_path):
     assert "Europe/Berlin" in error.fix
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_local_time_the_clocks_repeat_is_dropped_with_a_warning(tmp_path, kind):
+    """In Berlin 02:30 on 2026-10-25 happened twice (CEST, then CET): no moment is right. A
+    zoneless Parquet timestamp there was kept with no moment and no finding; text was called
+    unreadable and told to use ISO 8601, which it was."""
+    moments = ["2026-10-25 01:30", "2026-10-25 02:30", "2026-10-25 03:30"]
+    frame = pd.DataFrame({"lead_id": ["L1", "L1", "L2"], "occurred_at": moments,
+                          "channel": "email", "activity": "email_open"})  # fmt: skip
+    if kind == "parquet":
+        frame["occurred_at"] = pd.to_datetime(frame["occurred_at"])  # zoneless timestamps
+        tp = tmp_path / "tp.parquet"
+        frame.to_parquet(tp)
+    else:
+        tp = write(tmp_path / "tp.csv", frame.to_csv(index=False))
+    data = load_lead_data(
+        DataConfig(leads=leads_csv(tmp_path), touchpoints=tp, timezone="Europe/Berlin")
+    )
+    assert data.touchpoints["occurred_at"].tolist() == [
+        pd.Timestamp("2026-10-24 23:30", tz="UTC"),  # 01:30 CEST
+        pd.Timestamp("2026-10-25 02:30", tz="UTC"),  # 03:30 CET
+    ]
+    (warning,) = [w for w in data.report.warnings if w.column == "occurred_at"]
+    assert warning.rows == 1
+    assert "clocks go back in Europe/Berlin" in warning.message and "dropped" in warning.message
+    assert "02:30" in warning.examples[0]
+    assert "UTC offset" in warning.fix
+    assert not [w for w in data.report.warnings if "cannot be read" in w.message]
+
+
 def test_unknown_channels_become_other_with_a_warning(tmp_path):
     tp = write(
         tmp_path / "tp.csv",
