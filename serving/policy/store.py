@@ -446,9 +446,10 @@ class PolicyCache:
 
     def _install(self, version: PolicyVersion | None) -> None:
         with self._lock:
-            # Never go back to an older version because a slow refresh raced a local save.
+            # Never go back to an older version because a slow refresh raced a local save: nor
+            # to none (a refresh that read "nothing saved" just before this worker saved).
             saved = self._saved
-            if version is None or saved is None or version.version > saved.version:
+            if version is not None and (saved is None or version.version > saved.version):
                 self._saved = version
                 if version is not None:
                     log.info("policy version %d in force", version.version)

@@ -137,6 +137,25 @@ def test_cache_serves_the_model_default_then_picks_up_saves_from_elsewhere(engin
         cache.stop()
 
 
+def test_a_refresh_that_read_no_version_does_not_undo_a_local_save(engine, monkeypatch):
+    """The refresher reads the newest version (none yet), a request saves version 1 and puts it
+    in force, then the refresher installs what it read: the save must stay in force. Seen in CI:
+    PUT /v1/policy answered version 1 and the next score answered policy_version 0."""
+    import serving.policy.store as store
+
+    cache = PolicyCache(engine, default=lambda: DEFAULT, refresh_seconds=3600)
+    read_newest = store.latest_version_number
+
+    def newest_then_a_local_save(engine_):
+        newest = read_newest(engine_)  # 0: nothing saved yet
+        cache.save(Policy(sales_threshold=55), "ops", "saved while the refresh ran")
+        return newest
+
+    monkeypatch.setattr(store, "latest_version_number", newest_then_a_local_save)
+    cache.refresh()
+    assert cache.current().version == 1 and cache.current().policy.sales_threshold == 55
+
+
 def test_cache_keeps_the_last_policy_when_the_database_goes_away(tmp_path):
     url = f"sqlite:///{tmp_path / 'gone.db'}"
     upgrade_database(url)
