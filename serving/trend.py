@@ -41,10 +41,11 @@ log = logging.getLogger(__name__)
 
 # Ids per statement: SQLite builds before 3.32 take at most 999 parameters in one statement.
 IDS_PER_QUERY = 900
+SIZE_STEP = 16  # statement sizes: 1-16 ids, then 32, 48, ... (padded), and IDS_PER_QUERY
 INLINE_LEADS = 64  # up to this many leads, SQLite is read on the event loop (no thread hop)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=2 * (SIZE_STEP + IDS_PER_QUERY // SIZE_STEP + 1))
 def latest_statement(n: int) -> sa.Select:
     """The latest earlier row of each of `n` leads (binds id_0 ... id_{n-1}, then `before`).
 
@@ -94,8 +95,14 @@ def latest_scores(
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    """The ids in statements of at most IDS_PER_QUERY, each padded (its last id repeated, which
+    reads the same row again) to one of a few sizes: exact up to SIZE_STEP, then multiples of it.
+    Building and compiling the statement for a new size costs 1.5-5 ms, so the sizes stay few
+    enough to keep every one built (`latest_statement`'s cache)."""
     for start in range(0, len(ids), IDS_PER_QUERY):
-        yield ids[start : start + IDS_PER_QUERY]
+        chunk = ids[start : start + IDS_PER_QUERY]
+        size = min(-(-len(chunk) // SIZE_STEP) * SIZE_STEP, IDS_PER_QUERY)
+        yield chunk + chunk[-1:] * (size - len(chunk)) if len(chunk) > SIZE_STEP else chunk
 
 
 def _newest_rows(

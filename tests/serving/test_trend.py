@@ -80,6 +80,21 @@ def test_a_request_beyond_one_statements_ids_takes_one_more(engine):
     assert len(statements) == 2
 
 
+def test_statements_come_in_few_sizes_and_padding_reads_the_same(engine):
+    """Each new statement size costs milliseconds to build and compile: requests of 1 to 2,000
+    leads use a bounded set of sizes, and a padded statement answers as an exact one."""
+    from serving.trend import SIZE_STEP, _chunks
+
+    sizes = {len(c) for n in range(1, 2001) for c in _chunks([f"L-{i}" for i in range(n)])}
+    assert len(sizes) <= SIZE_STEP + IDS_PER_QUERY // SIZE_STEP + 1
+    ids = [f"L-{i}" for i in range(37)]  # 37 ids: a statement of 48
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), [row(i, 30 + n, T0) for n, i in enumerate(ids[::3])])
+    found = latest_scores(engine, ids, T0 + timedelta(seconds=1))
+    assert found == {i: (30 + n, T0) for n, i in enumerate(ids[::3])}
+    assert latest_scores(engine, ids[-1:], T0 + timedelta(seconds=1)) == {ids[-1]: (42, T0)}
+
+
 # SQLite alone: the reader of its own connection is SQLite's
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_event_loops_sqlite_reader_answers_as_the_engine_does(engine):
