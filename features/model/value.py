@@ -78,6 +78,8 @@ class DealValueModel:
         self._used = sorted({int(t["column"]) for t in self.terms})
         self._base_cache: tuple[Any, np.ndarray, np.ndarray] | None = None
         self._groups_cache: tuple[Any, ...] | None = None
+        self._padded_cache: tuple[Any, np.ndarray] | None = None
+        self._reason_texts: list[dict[bytes, tuple[str, float]]] = []
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.state, "metrics": self.metrics}
@@ -153,36 +155,59 @@ class DealValueModel:
                 baseline.copy(),
                 self.contributions(baseline.reshape(1, -1))[0],
             )
+            self._reason_texts = []  # a reason's factor is against the typical lead's amount
         base = cached[2]
         parts = self.contributions(X) if contributions is None else contributions
         effect = parts - base[None, :]
         if self._groups_cache is None or self._groups_cache[0] is not facts:
             self._groups_cache = (facts, *self._fact_groups(facts))
+            self._reason_texts = []
         _, groups, by_size = self._groups_cache
         by_fact = np.empty((X.shape[0], len(groups)))
         for where, columns in by_size:  # the facts of as many columns at once: their sums
             by_fact[:, where] = effect[:, columns].sum(axis=2)
         # every lead's strongest facts in one sort (the same stable order as one sort per lead)
-        orders = np.argsort(-np.abs(by_fact), axis=1, kind="stable")[:, :n].tolist()
-        sizes = by_fact.tolist()
-        out: list[list[dict[str, Any]]] = []
-        threshold = math.log(MIN_REASON_FACTOR)
-        for i, order in enumerate(orders):
-            reasons = []
-            row = sizes[i]
-            for g in order:
-                size = row[g]
-                if abs(size) < threshold:
-                    break
+        orders = np.argsort(-np.abs(by_fact), axis=1, kind="stable")[:, :n]
+        sizes = np.take_along_axis(by_fact, orders, axis=1)
+        # strongest first, so the facts past the first one below the threshold are all below it
+        keep = np.abs(sizes) >= math.log(MIN_REASON_FACTOR)
+        lead, rank = np.nonzero(keep)  # row-major: each lead's reasons in order
+        picked = orders[lead, rank]
+        # A reason is a function of its fact's values alone (an additive model): its words and
+        # factor are cached per fact and values (1,000 leads share few distinct reasons).
+        if not self._reason_texts or sum(map(len, self._reason_texts)) > 100_000:
+            self._reason_texts = [{} for _ in groups]
+        cache = self._reason_texts
+        padded = self._padded_columns(groups)
+        block = X[lead[:, None], padded[picked]]
+        raw = block.tobytes()
+        width = block.shape[1] * 8
+        reasons: list[dict[str, Any]] = []
+        for k, (g, size) in enumerate(zip(picked.tolist(), sizes[lead, rank].tolist())):
+            key = raw[k * width : (k + 1) * width]
+            said = cache[g].get(key)
+            if said is None:
                 fact = groups[g]
                 factor = math.exp(size)
-                words = fact.describe([float(X[i, c]) for c in fact.columns])
-                reasons.append(
-                    {"feature": fact.name, "text": f"{words}: {factor_words(factor)}",
-                     "effect": round(factor, 2)}
-                )  # fmt: skip
-            out.append(reasons)
-        return out
+                words = fact.describe(block[k, : len(fact.columns)].tolist())
+                said = cache[g][key] = (f"{words}: {factor_words(factor)}", round(factor, 2))
+            reasons.append({"feature": groups[g].name, "text": said[0], "effect": said[1]})
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        return [reasons[start:end] for start, end in zip([0, *ends[:-1]], ends)]
+
+    def _padded_columns(self, groups: list[FactColumns]) -> np.ndarray:
+        """Each fact's columns padded to the widest fact's (its last column repeated), once."""
+        cached = self._padded_cache
+        if cached is None or cached[0] is not groups:
+            widest = max((len(f.columns) for f in groups), default=1)
+            cached = self._padded_cache = (
+                groups,
+                np.array(
+                    [[*f.columns, *[f.columns[-1]] * (widest - len(f.columns))] for f in groups],
+                    dtype=np.intp,
+                ).reshape(len(groups), widest),
+            )
+        return cached[1]
 
     def _fact_groups(
         self, facts: Sequence[FactColumns]

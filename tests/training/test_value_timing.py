@@ -216,6 +216,45 @@ def test_the_value_model_recovers_expected_amounts_interval_and_reasons():
 # ---- thin data ----------------------------------------------------------------------------------
 
 
+def _reference_reasons(model, X, baseline, facts, n=3):
+    """The amount reasons lead by lead, as written before they were cached per fact and values."""
+    import math
+
+    from features.model.value import MIN_REASON_FACTOR, factor_words
+
+    effect = model.contributions(X) - model.contributions(baseline.reshape(1, -1))[0]
+    used = set(model._used)
+    groups = [f for f in facts if any(c in used for c in f.columns)]
+    out = []
+    for i in range(X.shape[0]):
+        sizes = [effect[i, list(f.columns)].sum() for f in groups]
+        reasons = []
+        for g in np.argsort(-np.abs(sizes), kind="stable")[:n].tolist():
+            if abs(sizes[g]) < math.log(MIN_REASON_FACTOR):
+                break
+            factor = math.exp(sizes[g])
+            words = groups[g].describe([float(X[i, c]) for c in groups[g].columns])
+            reasons.append({"feature": groups[g].name, "effect": round(factor, 2),
+                            "text": f"{words}: {factor_words(factor)}"})  # fmt: skip
+        out.append(reasons)
+    return out
+
+
+def test_amount_reasons_cached_per_fact_and_values_are_the_lead_by_lead_reasons():
+    X, amount, _ = _value_data(3000)
+    model = fit_value_model(X, np.array([True, False]), amount, np.arange(len(X)).astype(str))
+    X_new, _, _ = _value_data(500, seed=2)
+    X_new[::17, 1] = np.nan
+    X_new[::23, 1] = np.inf
+    baseline = np.array([0.0, 2.0])
+    expected = _reference_reasons(model, X_new, baseline, FACTS)
+    assert model.reasons(X_new, baseline, FACTS) == expected
+    assert model.reasons(X_new, baseline, FACTS) == expected  # from the cache
+    # another typical lead: other factors, not the cached ones
+    other = np.array([1.0, 0.0])
+    assert model.reasons(X_new, other, FACTS) == _reference_reasons(model, X_new, other, FACTS)
+
+
 def _examples(wins: int, losses: int) -> Examples:
     ids = [f"W{i}" for i in range(wins) for _ in range(3)] + [f"L{i}" for i in range(losses)]
     labels = np.array([1] * (3 * wins) + [0] * losses)
