@@ -3,7 +3,8 @@
 For each shape (`leadscore demo-data --shape`): demo leads (seed 0) train leadscore through
 `training.train.train`, as `bench/demo_quality.py` does; two baselines learn from the SAME examples
 and feature matrix the served model learned from (`training.train.fitting_rows`, the served
-model's featurizer; training + holdout when the served model was refitted on both):
+model's featurizer, but for the wide category codes only a target encoder reads; training +
+holdout when the served model was refitted on both):
 
 - `HistGradientBoostingClassifier()` with default settings, native categorical splits;
 - a one-hot logistic regression: `OneHotEncoder(handle_unknown='ignore')` for the categories,
@@ -158,6 +159,7 @@ def baseline_probabilities(
     well-specified fit on the same rows (key "same") and on their 30-day rows ("same_30d")."""
     import numpy as np
 
+    from features.feature import WIDE
     from features.model.artifact import load_model_scorer
     from training.models import fill_empty_columns
     from training.train import fitting_rows
@@ -166,12 +168,16 @@ def baseline_probabilities(
     data, examples = demo_examples(config)
     _, train_rows, holdout_rows = fitting_rows(examples, config, SEED)
     rows = np.concatenate([train_rows, holdout_rows]) if result.refit else train_rows
-    X, empty = fill_empty_columns(featurizer.transform(examples.frame.iloc[rows], data.touchpoints))
+    # the baselines read the columns they always read: not the wide codes a target encoder reads
+    kept = np.flatnonzero(featurizer.column_kinds_ != WIDE)
+    X, empty = fill_empty_columns(
+        featurizer.transform(examples.frame.iloc[rows], data.touchpoints)[:, kept]
+    )
     y = examples.labels[rows]
     fresh_data, fresh = demo_examples(fresh_config, fresh_config.features.snapshot_ages_days)
-    X_fresh = featurizer.transform(fresh.frame, fresh_data.touchpoints)
+    X_fresh = featurizer.transform(fresh.frame, fresh_data.touchpoints)[:, kept]
     X_fresh[:, empty] = 0.0  # as in training: a column with no value there teaches nothing
-    mask = np.asarray(featurizer.categorical_mask_, dtype=bool)
+    mask = np.asarray(featurizer.categorical_mask_, dtype=bool)[kept]
     probabilities = {
         name: model.fit(X, y).predict_proba(X_fresh)[:, 1]
         for name, model in baselines(mask).items()

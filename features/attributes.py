@@ -3,6 +3,9 @@
 Categorical outputs are integer codes in a float matrix (NaN = missing) so HistGradientBoosting can
 use native categorical support and a linear pipeline can one-hot them (see `categorical_mask_`).
 The code after the learned categories means "other": rare in fit, or never seen before.
+A column whose values seen a few times in fit (`wide_min_count`) outnumber the categories it keeps
+also yields a *wide* code over all of them (`features.feature.WIDE`), right after its own code:
+what a target encoder reads where a one-hot of hundreds of rare values would learn noise.
 
 Each attribute type declares once the features a column of it yields (name, unit, description,
 plain words) and how they are computed (`_ColumnFeatures` and its subclasses); the encoder only
@@ -237,18 +240,12 @@ def _text_mapped(mapper: Callable[[Any], float], text: str) -> float:
 
 
 class _Category(_Mapped):
-    """The code of a learned category (the code after the last is "other": rare or new); a job
-    title also yields the seniority and the department it states."""
+    """The code of a learned category (the code after the last is "other": rare or new); with a
+    wide vocabulary (`spec["wide"]`) also its code among those (`features.feature.WIDE`, right
+    after it); a job title also yields the seniority and the department it states."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["column"])
-        lookup = {key: float(i) for i, key in enumerate(spec["categories"])}
-        other = float(len(spec["categories"]))
-
-        def code(value: Any) -> float:
-            key = normalise_category(value)
-            return math.nan if key is None else lookup.get(key, other)
-
         self.other_code = len(spec["labels"])
         self.features = (
             Feature(name=self.column, unit="category", categorical=True,
@@ -257,34 +254,61 @@ class _Category(_Mapped):
                                              other_code=self.other_code),
                     blank_when_missing=True),
         )  # fmt: skip
-        self.mappers = (code,)
-        if spec.get("title"):
-            # the title, its seniority and its department are one fact: said once, as the title
-            fact = Fact(name=self.column, describe=self.words)
-            self.features = (
-                replace(self.features[0], fact=fact),
+        self.mappers = (_category_code(spec["categories"]),)
+        wide = spec.get("wide")
+        self.wide_other_code = len(wide) if wide else None
+        if wide:
+            self.features += (
+                Feature(name=f"{self.column}__wide", unit="category", wide=True,
+                        description=f"{self.label} (category among the {len(wide)} seen at "
+                        "least a few times in fit, for target encoding; 'other' = rare or new)",
+                        describe=_category_words(self.label, [*spec["wide_labels"], "other"],
+                                                 other_code=self.wide_other_code),
+                        blank_when_missing=True),
+            )  # fmt: skip
+            self.mappers += (_category_code(wide),)
+        title = bool(spec.get("title"))
+        if title:
+            self.features += (
                 Feature(name=f"{self.column}__seniority", unit="category", categorical=True,
                         description=f"Seniority read from {self.label}",
                         describe=_category_words("Seniority", SENIORITY_LABELS),
-                        fact=fact, blank_when_missing=True),
+                        blank_when_missing=True),
                 Feature(name=f"{self.column}__department", unit="category", categorical=True,
                         description=f"Department read from {self.label}",
                         describe=_category_words("Department", DEPARTMENT_LABELS),
-                        fact=fact, blank_when_missing=True),
+                        blank_when_missing=True),
             )  # fmt: skip
             self.mappers += (_nan_if_none(seniority_of), _nan_if_none(department_of))
+        if len(self.features) > 1:
+            # the codes, the seniority and the department are one fact: said once
+            fact = Fact(name=self.column, describe=self.words)
+            self.features = tuple(replace(f, fact=fact) for f in self.features)
+        self._title_at = len(self.features) - 2 if title else None
 
     def _is_other(self, value: float) -> bool:
         return not is_missing(value) and int(value) == self.other_code
 
+    def _wide_known(self, values: Sequence[float]) -> bool:
+        """A value rare for the one-hot but in the wide vocabulary."""
+        if self.wide_other_code is None or len(values) < 2:
+            return False
+        return not is_missing(values[1]) and int(values[1]) != self.wide_other_code
+
     def says_something(self, values: Sequence[float]) -> bool:
-        return not is_missing(values[0]) and not self._is_other(values[0])
+        if self._is_other(values[0]):
+            return self._wide_known(values)
+        return not is_missing(values[0])
 
     def words(self, values: Sequence[float]) -> str:
-        if len(values) < 3 or not self._is_other(values[0]):
+        if not self._is_other(values[0]):
+            return self.features[0].describe(values[0])
+        if self._wide_known(values):
+            return self.features[1].describe(values[1])
+        if self._title_at is None:
             return self.features[0].describe(values[0])
         # a rare or new job title: what it reads as is what sales can use
-        seniority, department = values[1], values[2]
+        seniority, department = values[self._title_at], values[self._title_at + 1]
         parts = []
         if not is_missing(seniority) and 0 <= int(seniority) < len(SENIORITY_LABELS):
             parts.append(SENIORITY_LABELS[int(seniority)])
@@ -293,6 +317,18 @@ class _Category(_Mapped):
                 parts.append(DEPARTMENT_LABELS[int(department)])
         said = f", reads as {', '.join(parts)}" if parts else ""
         return f"{self.label}: rare or new{said}"
+
+
+def _category_code(categories: Sequence[str]) -> Callable[[Any], float]:
+    """A value's code among `categories` (their count: "other"); NaN when missing."""
+    lookup = {key: float(i) for i, key in enumerate(categories)}
+    other = float(len(categories))
+
+    def code(value: Any) -> float:
+        key = normalise_category(value)
+        return math.nan if key is None else lookup.get(key, other)
+
+    return code
 
 
 class _Number(_Mapped):
@@ -595,9 +631,18 @@ def _month_name(month: int) -> str:
 class AttributeEncoder:
     """Learns attribute vocabularies in `fit`; turns frames or single records into float rows."""
 
-    def __init__(self, rare_min_count: int = 20, max_categories: int = 100) -> None:
+    def __init__(
+        self,
+        rare_min_count: int = 20,
+        max_categories: int = 100,
+        wide_min_count: int = 3,
+        max_wide_categories: int = 0,
+    ) -> None:
         self.rare_min_count = rare_min_count
         self.max_categories = max_categories
+        # 0: no wide codes (an encoder built without them, as models saved before they existed)
+        self.wide_min_count = wide_min_count
+        self.max_wide_categories = max_wide_categories
 
     # fit ------------------------------------------------------------------------------------
     def fit(self, leads: pd.DataFrame, attribute_types: dict[str, str]) -> AttributeEncoder:
@@ -656,7 +701,9 @@ class AttributeEncoder:
         for index, (column, at) in enumerate(self._columns):
             if not isinstance(column, _Category):
                 continue
-            for i in range(len(column.features)):
+            for i, feature in enumerate(column.features):
+                if feature.wide:  # hundreds of values: not a small category that decides another
+                    continue
                 values = X[:, at + i]
                 n = column.other_code if i == 0 else int(np.nanmax(values, initial=-1)) + 1
                 known = ~np.isnan(values) & (values < n)
@@ -708,9 +755,13 @@ class AttributeEncoder:
             by_key[key] = by_key.get(key, 0) + int(n)
             if key not in spelling or n > spelling[key][0]:
                 spelling[key] = (int(n), _plain_text(raw))  # label shown to people: commonest form
-        kept = sorted((k for k, n in by_key.items() if n >= self.rare_min_count),
-                      key=lambda k: (-by_key[k], k))[: self.max_categories]  # fmt: skip
-        return {"categories": kept, "labels": [spelling[k][1] for k in kept]}
+        by_count = sorted(by_key, key=lambda k: (-by_key[k], k))
+        kept = [k for k in by_count if by_key[k] >= self.rare_min_count][: self.max_categories]
+        learned: dict[str, Any] = {"categories": kept, "labels": [spelling[k][1] for k in kept]}
+        wide = [k for k in by_count if by_key[k] >= self.wide_min_count][: self.max_wide_categories]
+        if len(wide) > len(kept):  # values the one-hot loses that a target encoder can read
+            learned.update(wide=wide, wide_labels=[spelling[k][1] for k in wide])
+        return learned
 
     def _build_outputs(self) -> None:
         # Each column's features, and the output column its first one goes to.
@@ -797,6 +848,8 @@ class AttributeEncoder:
         return {
             "rare_min_count": self.rare_min_count,
             "max_categories": self.max_categories,
+            "wide_min_count": self.wide_min_count,
+            "max_wide_categories": self.max_wide_categories,
             "columns": [
                 {k: v for k, v in s.items() if not k.startswith("_")} for s in self.columns_
             ],
@@ -804,7 +857,12 @@ class AttributeEncoder:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> AttributeEncoder:
-        encoder = cls(state["rare_min_count"], state["max_categories"])
+        encoder = cls(
+            state["rare_min_count"],
+            state["max_categories"],
+            state.get("wide_min_count", 3),
+            state.get("max_wide_categories", 0),  # saved before wide codes: none were learned
+        )
         encoder.columns_ = [dict(s) for s in state["columns"]]
         encoder._build_outputs()
         return encoder

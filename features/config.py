@@ -51,6 +51,18 @@ class FeatureConfig(BaseModel):
         le=250,
         description="Most frequent categories kept per column (HistGradientBoosting allows < 255).",
     )
+    wide_min_count: int = Field(
+        3,
+        ge=1,
+        description="A column whose values seen at least this many times in fit outnumber the "
+        "categories it keeps also gets a code over all of those (most frequent first, at most "
+        "max_wide_categories; rare or new: 'other'), which target-encoding candidates read.",
+    )
+    max_wide_categories: int = Field(
+        2000,
+        ge=0,
+        description="Most frequent categories kept per column for target encoding; 0: none.",
+    )
 
     @field_validator("windows_days", "snapshot_ages_days")
     @classmethod

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 # DETAIL: a number that is a finer view of a fact the other columns already give (a count per
 # channel, over a window other than the compact one): models read it as a NUMBER, and the search's
 # compact candidates leave it out (`training.models`: on few wins, fewer columns learn better).
-NUMBER, CATEGORY, CALENDAR, DETAIL = 0, 1, 2, 3
+# WIDE: a category's code over a larger vocabulary than its one-hot column keeps (every value seen
+# a few times in fit; `FeatureConfig.wide_min_count`), declared right after that column (its
+# *capped* twin, a CATEGORY). Only target-encoding candidates read it, in place of the twin;
+# every other model ignores it (`training.models`: it is constant in their fits).
+NUMBER, CATEGORY, CALENDAR, DETAIL, WIDE = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -47,6 +51,7 @@ class Feature:
     last 7 days' (NaN = missing). `categorical`: the value is an integer code, not an amount.
     `calendar`: a calendar part (see `CALENDAR`); a number to trees, a category to linear models.
     `detail`: a finer view of a fact that other columns give more coarsely (see `DETAIL`).
+    `wide`: a category's code over the larger vocabulary a target encoder reads (see `WIDE`).
     `fact`: the fact this column is one view of (None: the column is a fact of its own).
     `blank_when_missing`: NaN means the CRM left the field empty ("not given"), rather than
     "none yet" (no touchpoint, no high-intent action), which is a fact about the lead.
@@ -59,12 +64,15 @@ class Feature:
     categorical: bool = False
     calendar: bool = False
     detail: bool = False
+    wide: bool = False
     fact: Fact | None = None
     blank_when_missing: bool = False
 
     @property
     def kind(self) -> int:
-        """NUMBER, CATEGORY, CALENDAR or DETAIL."""
+        """NUMBER, CATEGORY, CALENDAR, DETAIL or WIDE."""
+        if self.wide:
+            return WIDE
         if self.categorical:
             return CATEGORY
         return CALENDAR if self.calendar else DETAIL if self.detail else NUMBER

@@ -60,7 +60,10 @@ class LeadFeaturizer:
     ) -> LeadFeaturizer:
         """Learn attribute vocabularies. Touchpoints only switch the touchpoint features on."""
         self.attributes_ = AttributeEncoder(
-            self.config.rare_min_count, self.config.max_categories
+            self.config.rare_min_count,
+            self.config.max_categories,
+            self.config.wide_min_count,
+            self.config.max_wide_categories,
         ).fit(leads, attribute_types)
         self.timestamped_ = "created_at" in leads.columns
         self.uses_touchpoints_ = touchpoints is not None
@@ -90,7 +93,8 @@ class LeadFeaturizer:
         self.facts_: tuple[FactColumns, ...] = facts_of(features)
         self.feature_names_out_ = np.array(names, dtype=object)
         self.categorical_mask_ = np.array([f.categorical for f in features], dtype=bool)
-        # NUMBER / CATEGORY / CALENDAR per column (`features.feature`): what the models read
+        # NUMBER / CATEGORY / CALENDAR / DETAIL / WIDE per column (`features.feature`): what the
+        # models read
         self.column_kinds_ = np.array([f.kind for f in features], dtype=np.int8)
         self._feature_by_name = {f.name: f for f in features}
         self._n_attribute_features = len(self.attributes_.features_)

@@ -26,6 +26,7 @@ from features.model.timing import CloseTimingModel, lead_ages
 from features.model.value import DealValueModel
 from features.snapshots import attach_attributes
 from training.data import sample_leads_rows
+from training.models import without_wide_codes
 from training.timing import DAY_NS, fit_timing_model, open_snapshots, timing_metrics
 from training.value import MIN_DEALS, fit_value_model, value_metrics
 
@@ -99,7 +100,10 @@ def fit_outlook(fitted: Fitted, data: LeadData, config: RunConfig, seed: int) ->
     rows = np.union1d(timing_rows, value_rows)
     chosen = training.iloc[rows].assign(outlook_row=rows)
     frame = attach_attributes(chosen, data.leads, data.attribute_history)
-    X_all = featurizer.transform(frame, data.touchpoints)
+    # the deal value and timing models never read the wide codes (constant in their fits)
+    X_all = without_wide_codes(
+        featurizer.transform(frame, data.touchpoints), featurizer.column_kinds_
+    )
     position = pd.Series(np.arange(len(frame)), index=frame["outlook_row"].to_numpy())
     notes: list[str] = []
     metrics: dict[str, float] = {}

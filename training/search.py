@@ -39,6 +39,7 @@ from training.models import (
     choose_calibration,
     fill_empty_columns,
     fit_estimator,
+    without_wide_codes,
 )
 
 _EPS = 1e-6
@@ -380,6 +381,7 @@ def boosting_rounds_by_cv(
     for train, test in folds:
         X_train, columns = fill_empty_columns(X[train])
         found.update(columns)
+        X_train = without_wide_codes(X_train, column_kinds)
         fold_data.append((X_train, y[train], X[test], y[test]))
     models = [_KeptBins(**build_estimator(grow, column_kinds, seed).get_params()) for _ in folds]
     last: list[np.ndarray | None] = [None for _ in folds]  # held-out logits after the last round

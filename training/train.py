@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.config import FeatureConfig
 from features.data.config import DataConfig, load_config
 from features.data.loading import LeadData, load_lead_data
-from features.feature import CALENDAR, DETAIL
+from features.feature import CALENDAR, DETAIL, WIDE
 from features.featurizer import LeadFeaturizer
 from features.model.artifact import CHALLENGER, CHAMPION, MODEL_NAME, ModelRef
 from features.model.calibration import CalibratedModel
@@ -327,6 +327,7 @@ def _fit_scorer(
         bool(mask.any()),
         calendar=bool((kinds == CALENDAR).any()),
         compact=bool((kinds == DETAIL).any()),
+        wide=bool((kinds == WIDE).any()),
     )
     if config.training.boosting_rounds is not None:
         fixed = {"max_iter": config.training.boosting_rounds, "early_stopping": False}

@@ -101,6 +101,7 @@ TRUSTED_TYPES: list[str] = [
     "scipy._lib.array_api_compat.numpy._aliases.asarray",
     "scipy.interpolate._bsplines.BSpline",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.model_selection._split.StratifiedKFold",  # a target encoder's cross-fitting folds
     "sklearn.utils.validation.check_array",
 ]
 

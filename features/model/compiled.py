@@ -106,7 +106,9 @@ class AdditiveLogistic(CompiledModel):
     """Per-feature logit contributions of a fitted Pipeline(ColumnTransformer, LogisticRegression).
 
     `parts`: one ("onehot" | "missing" | "numbers", data) entry per transformer of the
-    ColumnTransformer, in order (see `from_pipeline`)."""
+    ColumnTransformer, in order (see `from_pipeline`). A target encoder's part is a "onehot"
+    part too: a weight per category code (coef * (encoding - mean) / scale), one for missing and
+    one for a code it never saw (the mean win rate's)."""
 
     def __init__(self, n_features: int, intercept: float, parts: list[tuple[str, Any]]) -> None:
         self.n_features = n_features
@@ -154,12 +156,12 @@ class AdditiveLogistic(CompiledModel):
         for number, (kind, data) in enumerate(self.parts):
             if kind == "onehot" and few:  # a few leads: a dict look-up per value, no array work
                 cols, tables = self._weights_by_category(number)
-                weights = [nan_weight if v != v else weight_of.get(v, 0.0)
+                weights = [nan_weight if v != v else weight_of.get(v, unknown)
                            for row in X.take(cols, axis=1).tolist()
-                           for v, (weight_of, nan_weight) in zip(row, tables)]  # fmt: skip
+                           for v, (weight_of, nan_weight, unknown) in zip(row, tables)]  # fmt: skip
                 out[:, cols] += np.array(weights, dtype=float).reshape(X.shape[0], cols.size)
             elif kind == "onehot":
-                for col, categories, weights, nan_weight in data:
+                for col, categories, weights, nan_weight, unknown in data:
                     v = X[:, col]
                     index = np.searchsorted(categories, v)
                     index_safe = np.minimum(index, max(categories.size - 1, 0))
@@ -168,7 +170,7 @@ class AdditiveLogistic(CompiledModel):
                         if categories.size
                         else np.zeros(v.shape, bool)
                     )
-                    value = np.where(hit, weights[index_safe] if categories.size else 0.0, 0.0)
+                    value = np.where(hit, weights[index_safe] if categories.size else 0.0, unknown)
                     out[:, col] += np.where(np.isnan(v), nan_weight, value)
             elif kind == "missing":
                 cols, weights = data
@@ -188,15 +190,17 @@ class AdditiveLogistic(CompiledModel):
 
     def _weights_by_category(
         self, part: int
-    ) -> tuple[np.ndarray, list[tuple[dict[float, float], float]]]:
-        """The one-hot part's columns, and per column ({category: weight}, weight of NaN), once."""
+    ) -> tuple[np.ndarray, list[tuple[dict[float, float], float, float]]]:
+        """The one-hot part's columns, and per column ({category: weight}, weight of NaN, weight
+        of an unknown category), once."""
         maps = self.__dict__.setdefault("_category_maps", {})
         if part not in maps:
             tables = self.parts[part][1]
             maps[part] = (
-                np.array([int(col) for col, _, _, _ in tables], dtype=np.intp),
-                [(dict(zip(categories.tolist(), weights.tolist(), strict=True)), float(nan_weight))
-                 for _, categories, weights, nan_weight in tables],
+                np.array([int(col) for col, _, _, _, _ in tables], dtype=np.intp),
+                [(dict(zip(categories.tolist(), weights.tolist(), strict=True)), float(nan_weight),
+                  float(unknown))
+                 for _, categories, weights, nan_weight, unknown in tables],
             )  # fmt: skip
         return maps[part]
 
@@ -213,7 +217,7 @@ class AdditiveLogistic(CompiledModel):
         X = rng.normal(size=(n, self.n_features)) * 3
         for kind, data in self.parts:
             if kind == "onehot":
-                for col, categories, _, _ in data:
+                for col, categories, _, _, _ in data:
                     pool = (np.concatenate([categories, [np.nan, 1e6 + 0.5]]) if categories.size
                             else np.array([np.nan, 3.0]))  # fmt: skip
                     X[:, col] = pool[rng.integers(0, pool.size, n)]
@@ -231,7 +235,7 @@ def _compile_part(
     """(output width, part) of one ColumnTransformer entry."""
     from sklearn.impute import MissingIndicator
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
     if isinstance(transformer, OneHotEncoder):
         if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False):
@@ -248,9 +252,12 @@ def _compile_part(
                     categories[~nan],
                     weights[~nan],
                     float(weights[nan][0]) if nan.any() else 0.0,
+                    0.0,  # handle_unknown="ignore": an unknown category weighs nothing
                 )
             )
         return sum(len(c) for c in transformer.categories_), ("onehot", tables)
+    if isinstance(transformer, Pipeline) and isinstance(transformer.steps[0][1], TargetEncoder):
+        return _compile_target_encoding(transformer, cols, coef, offset)
     if isinstance(transformer, MissingIndicator):
         features = np.asarray(transformer.features_)
         weights = coef[offset : offset + features.size]
@@ -258,6 +265,42 @@ def _compile_part(
     if isinstance(transformer, Pipeline):
         return _compile_numbers(transformer, cols, coef, offset)
     raise NotCompilable(f"unsupported transformer {type(transformer).__name__}")
+
+
+def _compile_target_encoding(
+    pipeline: Any, cols: np.ndarray, coef: np.ndarray, offset: int
+) -> tuple[int, tuple[str, Any]]:
+    """A Pipeline(TargetEncoder, column-wise steps) as a "onehot" part: each column's categories,
+    NaN and a code it never saw, put through the fitted pipeline once, times the coefficient.
+    Only column-wise steps keep a column's output its own; `compile_model`'s check against
+    scikit-learn refuses any other."""
+    encoder = pipeline.steps[0][1]
+    if encoder.target_type_ != "binary":
+        raise NotCompilable("target encoding of a target that is not binary")
+    known = [np.asarray(c, dtype=float) for c in encoder.categories_]
+    seen = [c[~np.isnan(c)] for c in known]
+    # per column: its categories, then NaN, then a code none of them is
+    unseen = [float(np.max(c, initial=-1.0) + 1.0) for c in seen]
+    height = max(c.size for c in seen) + 2
+    probe = np.full((height, len(known)), np.nan)
+    for j, c in enumerate(seen):
+        probe[: c.size, j] = c
+        probe[c.size + 1 :, j] = unseen[j]  # row c.size stays NaN
+    encoded = np.asarray(pipeline.transform(probe), dtype=float)
+    if encoded.shape[1] != len(known):
+        raise NotCompilable("target encoding with more than one output per column")
+    weights = coef[offset : offset + len(known)]
+    tables = [
+        (
+            int(cols[j]),
+            c,
+            encoded[: c.size, j] * weights[j],
+            float(encoded[c.size, j] * weights[j]),
+            float(encoded[c.size + 1, j] * weights[j]),
+        )
+        for j, c in enumerate(seen)
+    ]
+    return len(known), ("onehot", tables)
 
 
 def _compile_numbers(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from features.feature import CALENDAR, CATEGORY, FactColumns
+from features.feature import CALENDAR, CATEGORY, WIDE, FactColumns
 
 N_REASONS = 3
 
@@ -88,8 +88,8 @@ def format_reasons(reasons: Sequence[Mapping[str, Any]] | None) -> str:
 
 
 def typical_lead(X: np.ndarray, column_kinds: np.ndarray) -> np.ndarray:
-    """The baseline for reasons: per feature the most common value of a category or a calendar
-    part, the median of a number.
+    """The baseline for reasons: per feature the most common value of a category (a wide code
+    too) or a calendar part, the median of a number.
 
     `column_kinds`: NUMBER / CATEGORY / CALENDAR / DETAIL per column (`column_kinds_`), or
     a bool mask of the categories. A calendar part's median can be no value at all (2.5 between
@@ -97,7 +97,7 @@ def typical_lead(X: np.ndarray, column_kinds: np.ndarray) -> np.ndarray:
     weekday against in full. A feature missing for most leads has a missing baseline (missing
     is the typical value).
     """
-    commonest = np.isin(np.asarray(column_kinds).astype(np.int8), (CATEGORY, CALENDAR))
+    commonest = np.isin(np.asarray(column_kinds).astype(np.int8), (CATEGORY, CALENDAR, WIDE))
     X = np.asarray(X, dtype=float)
     baseline = np.full(X.shape[1], np.nan)
     for j in range(X.shape[1]):

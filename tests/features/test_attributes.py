@@ -255,3 +255,50 @@ def test_state_round_trips_through_json():
     frame = pd.DataFrame({"Job Title": ["Software", "retail", "Software", None]})
     np.testing.assert_array_equal(restored.transform(frame), x)
     assert restored.feature_names_out_ == encoder.feature_names_out_
+
+
+def test_a_column_of_many_rare_values_also_gets_a_wide_code_for_target_encoding():
+    from features.feature import WIDE
+
+    values = ["a"] * 5 + ["b"] * 3 + ["c"] * 3 + ["d"] * 2 + ["e"]
+    encoder, x = encode(values, rare_min_count=5, wide_min_count=3, max_wide_categories=10)
+    assert encoder.feature_names_out_ == ["industry", "industry__wide"]
+    assert [f.kind for f in encoder.features_] == [1, WIDE]
+    assert encoder.categorical_mask_.tolist() == [True, False]  # trees and one-hots: not a category
+    # the one-hot's code keeps "a"; the wide code keeps every value seen 3 times, the rest "other"
+    assert x[:, 0].tolist() == [0.0] * 5 + [1.0] * 9
+    assert x[:, 1].tolist() == [0.0] * 5 + [1.0] * 3 + [2.0] * 3 + [3.0] * 3
+    records = encoder.transform_records([{"industry": v} for v in ("C", "new", None)])
+    assert records[:, 1].tolist()[:2] == [2.0, 3.0] and np.isnan(records[2]).all()
+    np.testing.assert_array_equal(encoder.transform_record({"industry": "C"}), records[0])
+    # one fact: a value the one-hot calls "other" is named when the wide code knows it
+    fact = encoder.features_[0].fact
+    assert fact is not None and encoder.features_[1].fact is fact
+    assert fact.describe([1.0, 2.0]) == "Industry: c"
+    assert fact.describe([1.0, 3.0]) == "Industry: other (rare or new value)"
+    assert fact.describe([0.0, 0.0]) == "Industry: a"
+    restored = AttributeEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(restored.transform(pd.DataFrame({"industry": values})), x)
+
+
+def test_no_wide_code_when_the_one_hot_keeps_every_value_or_none_is_asked_for():
+    values = ["a"] * 5 + ["b"] * 5 + ["c"]
+    encoder, _ = encode(values, rare_min_count=5, wide_min_count=3, max_wide_categories=10)
+    assert encoder.feature_names_out_ == ["industry"]  # "c" is too rare for the wide code too
+    encoder, _ = encode(["a"] * 5 + ["b"] * 3, rare_min_count=5)  # max_wide_categories=0
+    assert encoder.feature_names_out_ == ["industry"]
+
+
+def test_a_job_title_keeps_its_seniority_and_department_words_beside_a_wide_code():
+    titles = ["VP Sales"] * 4 + ["Engineer"] * 2 + ["Chief Marketing Officer"]
+    encoder, x = encode(titles, rare_min_count=4, name="title", wide_min_count=2,
+                        max_wide_categories=10)  # fmt: skip
+    assert encoder.feature_names_out_ == [
+        "title",
+        "title__wide",
+        "title__seniority",
+        "title__department",
+    ]
+    say = encoder.features_[0].fact.describe
+    assert say(x[4]) == "Title: Engineer"  # rare for the one-hot, known to the wide code
+    assert say(x[6]) == "Title: rare or new, reads as C-level, Marketing"

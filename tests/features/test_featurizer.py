@@ -373,8 +373,13 @@ def test_a_model_saved_before_loads_and_gives_the_same_features_and_words():
         dated = spec["type"] == "datetime" and spec["column"] != "created_at"
         assert spec.pop("from_created", False) is dated
         assert spec.pop("months_from_created", False) is dated
-    added_since = {"first_days": None, "snapshots_per_lead": None}
+    added_since = {"first_days": None, "snapshots_per_lead": None, "wide_min_count": 3,
+                   "max_wide_categories": 2000}  # fmt: skip
     assert today["config"] == {**saved["state"]["config"], **added_since}
+    # this timeline's categories are all kept by the one-hot: no wide codes
+    assert today["attributes"].pop("wide_min_count") == 3
+    assert today["attributes"].pop("max_wide_categories") == 2000
+    assert not any("wide" in spec for spec in today["attributes"]["columns"])
     assert {**today, "config": saved["state"]["config"]} == saved["state"]
     assert restored.config.first_days is None
     leads, touches = timeline()
@@ -506,3 +511,25 @@ def test_many_records_with_a_moment_beyond_int64_nanoseconds_equal_each_lead_alo
     together = featurizer.transform_records(records)
     alone = np.vstack([featurizer.transform_records([r]) for r in records])
     np.testing.assert_array_equal(together, alone)
+
+
+def test_a_wide_code_is_a_column_of_its_own_kind_in_its_categorys_fact_and_round_trips():
+    from features.feature import CATEGORY, WIDE
+
+    featurizer = fitted(wide_min_count=2)  # "Mining", twice: rare for the one-hot (5)
+    names = list(featurizer.get_feature_names_out())
+    at = names.index("industry")
+    assert names[at + 1] == "industry__wide" and "Job Title__wide" not in names
+    assert featurizer.column_kinds_[at : at + 2].tolist() == [CATEGORY, WIDE]
+    assert featurizer.categorical_mask_[at : at + 2].tolist() == [True, False]
+    fact = next(f for f in featurizer.facts_ if f.name == "industry")
+    assert fact.columns == (at, at + 1)
+    assert fact.describe([2.0, 2.0]) == "Industry: Mining"  # 'other' to the one-hot
+    leads, touches = timeline()
+    industries = (["mining", "Oil"] * len(leads))[: len(leads)]
+    frame = leads.assign(industry=industries, as_of=pd.Timestamp("2024-04-01", tz="UTC"))
+    X = featurizer.transform(frame, touches)
+    assert X[:2, at : at + 2].tolist() == [[2.0, 2.0], [2.0, 3.0]]  # Oil: new to both
+    restored = LeadFeaturizer.from_dict(json.loads(json.dumps(featurizer.to_dict())))
+    np.testing.assert_array_equal(restored.transform(frame, touches), X)
+    np.testing.assert_array_equal(restored.column_kinds_, featurizer.column_kinds_)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from features.model.artifact import untrusted_types
 from features.model.calibration import CalibratedModel
 from features.model.compiled import AdditiveLogistic, CompiledTrees
-from training.models import Candidate, build_estimator
+from training.models import Candidate, build_estimator, fit_estimator
 
 
 def _data(seed=0, n=3000):
@@ -179,3 +180,71 @@ def test_the_compact_logistic_leaves_the_detail_columns_out_and_compiles():
     assert trees.fit(X, y).is_categorical_.tolist() == [True, False, False, True]
     with pytest.raises(ValueError, match="features='few'; use all or compact"):
         build_estimator(Candidate("logistic", {"features": "few"}), kinds, seed=0)
+
+
+def _wide_data(seed=0, n=4000):
+    """`_data`'s columns, then a capped code (column 4: the 5 commonest of column 5, 'other' = 5)
+    and its wide code (column 5: 150 values, Zipf-like, each with its own effect; NaN: missing)."""
+    rng = np.random.default_rng(seed)
+    X, _ = _data(seed, n)
+    share = 1.0 / np.arange(1, 151)
+    wide = rng.choice(150, n, p=share / share.sum()).astype(float)
+    wide[rng.random(n) < 0.05] = np.nan
+    capped = np.where(wide < 5, wide, 5.0)
+    capped[np.isnan(wide)] = np.nan
+    effect = np.random.default_rng(99).normal(size=150)
+    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) - 1
+    logit += np.where(np.isnan(wide), 0.0, effect[np.nan_to_num(wide).astype(int)])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return np.column_stack([X, capped, wide]), y
+
+
+def test_target_encoding_reads_the_wide_code_in_place_of_its_capped_one_hot_and_compiles():
+    from features.feature import CATEGORY, NUMBER, WIDE
+
+    X, y = _wide_data()
+    kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CATEGORY, WIDE], dtype=np.int8)
+    target = Candidate("logistic", {"C": 1.0, "categories": "target"})
+    model = fit_estimator(target, kinds, 0, X, y)
+    columns = {name: list(cols) for name, _, cols in model[0].transformers_}
+    assert columns["categories"] == [0, 3] and columns["target"] == [5]
+    assert 4 not in columns["numbers"]
+    test, _ = _wide_data(seed=1, n=300)
+    test[::7, 5] = 500.0  # a code the encoder never saw: the mean win rate's weight
+    fast = CalibratedModel(model, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+    for rows in (test[:1], test[7:8], test[np.isnan(test[:, 5])][:2]):  # a few leads: dict look-ups
+        np.testing.assert_allclose(fast.raw_proba(rows), model.predict_proba(rows)[:, 1],
+                                   atol=1e-12)  # fmt: skip
+    # the capped code weighs nothing in it; the wide code's weight is its column's contribution
+    contributions = fast.compiled.contributions(test)
+    assert not contributions[:, 4].any() and contributions[:, 5].std() > 0.1
+    # the fitted encoder can be saved under the model's skops allow-list
+    assert untrusted_types(model) == []
+    # a wide code not right after its category's code is refused, with the fix
+    with pytest.raises(ValueError, match="needs each wide code right after its category's code"):
+        build_estimator(target, kinds[[0, 1, 5, 2, 3, 4]], seed=0)
+    with pytest.raises(ValueError, match="categories='ordinal'; use onehot or target"):
+        build_estimator(Candidate("logistic", {"categories": "ordinal"}), kinds, seed=0)
+
+
+@pytest.mark.parametrize("candidate", [
+    Candidate("logistic", {"C": 1.0}),
+    Candidate("gradient_boosting", {"max_leaf_nodes": 8, "max_iter": 30}),
+])  # fmt: skip
+def test_models_that_do_not_target_encode_ignore_the_wide_code(candidate):
+    from features.feature import CATEGORY, NUMBER, WIDE
+
+    X, y = _wide_data()
+    kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CATEGORY, WIDE], dtype=np.int8)
+    model = fit_estimator(candidate, kinds, 0, X, y)
+    test, _ = _wide_data(seed=1, n=300)
+    moved = test.copy()
+    moved[:, 5] = np.random.default_rng(3).integers(0, 150, len(test))
+    np.testing.assert_array_equal(model.predict_proba(moved), model.predict_proba(test))
+    # the same model as without the column
+    without = fit_estimator(candidate, kinds[:5], 0, X[:, :5], y)
+    np.testing.assert_allclose(
+        model.predict_proba(test), without.predict_proba(test[:, :5]), atol=1e-12
+    )

@@ -68,3 +68,21 @@ def test_detail_columns_add_the_strongest_logistics_on_the_compact_columns_first
             assert both == compact + plain
     for search in ("tiny", "none"):  # tests and huge data: nothing added
         assert candidates(search, rows=8_000, compact=True) == candidates(search, rows=8_000)
+
+
+def test_wide_codes_add_the_first_logistic_target_encoded_right_after_it():
+    for search, rows in (("small", 8_000), ("wide", 8_000), ("small", 500_000)):
+        for calendar in (False, True):
+            for compact in (False, True):
+                plain = candidates(search, win_rate=0.4, rows=rows, calendar=calendar,
+                                   compact=compact)  # fmt: skip
+                wide = candidates(search, win_rate=0.4, rows=rows, calendar=calendar,
+                                  compact=compact, wide=True)  # fmt: skip
+                first = plain[0]
+                assert wide[:2] == [first, Candidate("logistic", {**first.params,
+                                                                  "categories": "target"})]  # fmt: skip
+                added = [c for c in wide if c.params.get("categories") == "target"]
+                assert len(added) == 1 + calendar  # and the first's calendar variant
+                assert [c for c in wide if c not in added] == plain
+    for search in ("tiny", "none"):  # tests and huge data: nothing added
+        assert candidates(search, rows=8_000, wide=True) == candidates(search, rows=8_000)

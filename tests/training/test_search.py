@@ -252,3 +252,19 @@ def test_a_wrong_training_option_names_the_option_and_the_fix(
     assert result.exit_code == 2
     assert says in result.output
     assert ("leave it out" in result.output) and ("error:" in result.output)
+
+
+def test_boosting_rounds_grow_on_every_column_but_the_wide_codes():
+    from features.feature import CATEGORY, NUMBER, WIDE
+
+    X, y, _ = _data()
+    # column 4 as a wide code of many values that decides the label: the trees must not see it
+    wide = np.where(y == 1, np.arange(len(y)) % 50, 50 + np.arange(len(y)) % 50).astype(float)
+    X_wide = np.column_stack([X, wide])
+    kinds = np.array([NUMBER] * 5 + [CATEGORY, WIDE], dtype=np.int8)
+    folds = make_folds(y, np.arange(len(y)), 3, seed=1)
+    candidate = Candidate("gradient_boosting", {"learning_rate": 0.3, "max_leaf_nodes": 8})
+    with_wide, oof = boosting_rounds_by_cv(X_wide, y, folds, candidate, kinds, seed=1)
+    without, oof_without = boosting_rounds_by_cv(X, y, folds, candidate, kinds[:6], seed=1)
+    assert with_wide == without
+    np.testing.assert_allclose(oof, oof_without, rtol=0, atol=1e-12)

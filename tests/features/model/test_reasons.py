@@ -63,3 +63,13 @@ def test_the_typical_lead_takes_a_calendar_parts_commonest_value_and_a_numbers_m
     assert typical_lead(X[:4], np.array([CATEGORY, NUMBER, NUMBER, NUMBER])).tolist() == [
         0.0, 0.5, 8.0, 0.5
     ]  # fmt: skip
+
+
+def test_the_typical_lead_takes_a_wide_codes_commonest_value():
+    from features.feature import CATEGORY, WIDE
+    from features.model.reasons import typical_lead
+
+    # a referrer's capped code (0 or 'other' = 2) and its wide code: the median, 3, is no one's
+    X = np.array([[0, 0], [0, 0], [2, 3], [2, 5], [2, 9]], dtype=float)
+    kinds = np.array([CATEGORY, WIDE], dtype=np.int8)
+    assert typical_lead(X, kinds).tolist() == [2.0, 0.0]
