@@ -3,8 +3,8 @@
 Categorical outputs are integer codes in a float matrix (NaN = missing) so HistGradientBoosting can
 use native categorical support and a linear pipeline can one-hot them (see `categorical_mask_`).
 The code after the learned categories means "other": rare in fit, or never seen before.
-A column whose values seen a few times in fit (`wide_min_count`) outnumber the categories it keeps
-also yields a *wide* code over all of them (`features.feature.WIDE`), right after its own code:
+A column of more values than the one-hot can keep (`max_categories`), whose values seen a few
+times in fit (`wide_min_count`) outnumber the categories it keeps, also yields a *wide* code over all of them (`features.feature.WIDE`), right after its own code:
 what a target encoder reads where a one-hot of hundreds of rare values would learn noise.
 
 Each attribute type declares once the features a column of it yields (name, unit, description,
@@ -759,7 +759,9 @@ class AttributeEncoder:
         kept = [k for k in by_count if by_key[k] >= self.rare_min_count][: self.max_categories]
         learned: dict[str, Any] = {"categories": kept, "labels": [spelling[k][1] for k in kept]}
         wide = [k for k in by_count if by_key[k] >= self.wide_min_count][: self.max_wide_categories]
-        if len(wide) > len(kept):  # values the one-hot loses that a target encoder can read
+        # more values than the one-hot can ever keep (hundreds, thousands), of which it loses
+        # some a target encoder can read; a column of a few dozen keeps every model as it was
+        if len(by_key) > self.max_categories and len(wide) > len(kept):
             learned.update(wide=wide, wide_labels=[spelling[k][1] for k in wide])
         return learned
 

@@ -54,9 +54,10 @@ class FeatureConfig(BaseModel):
     wide_min_count: int = Field(
         3,
         ge=1,
-        description="A column whose values seen at least this many times in fit outnumber the "
-        "categories it keeps also gets a code over all of those (most frequent first, at most "
-        "max_wide_categories; rare or new: 'other'), which target-encoding candidates read.",
+        description="A column of more values than max_categories, whose values seen at least "
+        "this many times in fit outnumber the categories it keeps, also gets a code over all of "
+        "those (most frequent first, at most max_wide_categories; rare or new: 'other'), which "
+        "target-encoding candidates read.",
     )
     max_wide_categories: int = Field(
         2000,

@@ -261,7 +261,8 @@ def test_a_column_of_many_rare_values_also_gets_a_wide_code_for_target_encoding(
     from features.feature import WIDE
 
     values = ["a"] * 5 + ["b"] * 3 + ["c"] * 3 + ["d"] * 2 + ["e"]
-    encoder, x = encode(values, rare_min_count=5, wide_min_count=3, max_wide_categories=10)
+    encoder, x = encode(values, rare_min_count=5, max_categories=4, wide_min_count=3,
+                        max_wide_categories=10)  # fmt: skip
     assert encoder.feature_names_out_ == ["industry", "industry__wide"]
     assert [f.kind for f in encoder.features_] == [1, WIDE]
     assert encoder.categorical_mask_.tolist() == [True, False]  # trees and one-hots: not a category
@@ -282,17 +283,24 @@ def test_a_column_of_many_rare_values_also_gets_a_wide_code_for_target_encoding(
 
 
 def test_no_wide_code_when_the_one_hot_keeps_every_value_or_none_is_asked_for():
-    values = ["a"] * 5 + ["b"] * 5 + ["c"]
-    encoder, _ = encode(values, rare_min_count=5, wide_min_count=3, max_wide_categories=10)
-    assert encoder.feature_names_out_ == ["industry"]  # "c" is too rare for the wide code too
-    encoder, _ = encode(["a"] * 5 + ["b"] * 3, rare_min_count=5)  # max_wide_categories=0
-    assert encoder.feature_names_out_ == ["industry"]
+    wide = {
+        "rare_min_count": 5,
+        "max_categories": 2,
+        "wide_min_count": 3,
+        "max_wide_categories": 10,
+    }
+    encoder, _ = encode(["a"] * 5 + ["b"] * 5 + ["c"] * 2 + ["d"], **wide)
+    assert encoder.feature_names_out_ == ["industry"]  # "c" and "d" are too rare for it too
+    encoder, _ = encode(["a"] * 5 + ["b"] * 3 + ["c"] * 3, **{**wide, "max_categories": 3})
+    assert encoder.feature_names_out_ == ["industry"]  # no more values than the one-hot can keep
+    encoder, _ = encode(["a"] * 5 + ["b"] * 3 + ["c"], rare_min_count=5, max_categories=2)
+    assert encoder.feature_names_out_ == ["industry"]  # max_wide_categories=0
 
 
 def test_a_job_title_keeps_its_seniority_and_department_words_beside_a_wide_code():
     titles = ["VP Sales"] * 4 + ["Engineer"] * 2 + ["Chief Marketing Officer"]
-    encoder, x = encode(titles, rare_min_count=4, name="title", wide_min_count=2,
-                        max_wide_categories=10)  # fmt: skip
+    encoder, x = encode(titles, rare_min_count=4, max_categories=2, name="title",
+                        wide_min_count=2, max_wide_categories=10)  # fmt: skip
     assert encoder.feature_names_out_ == [
         "title",
         "title__wide",
