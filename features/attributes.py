@@ -4,8 +4,9 @@ Categorical outputs are integer codes in a float matrix (NaN = missing) so HistG
 use native categorical support and a linear pipeline can one-hot them (see `categorical_mask_`).
 The code after the learned categories means "other": rare in fit, or never seen before.
 A column of more values than the one-hot can keep (`max_categories`), whose values seen a few
-times in fit (`wide_min_count`) outnumber the categories it keeps, also yields a *wide* code over all of them (`features.feature.WIDE`), right after its own code:
-what a target encoder reads where a one-hot of hundreds of rare values would learn noise.
+times in fit (`wide_min_count`) outnumber the categories it keeps, also yields a *wide* code over
+all of them (`features.feature.WIDE`), right after its own code: what a target encoder reads
+where a one-hot of hundreds of rare values would learn noise.
 
 Each attribute type declares once the features a column of it yields (name, unit, description,
 plain words) and how they are computed (`_ColumnFeatures` and its subclasses); the encoder only
