@@ -69,6 +69,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -742,9 +743,16 @@ def model_signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignatu
         kind = "double" if example[name].dtype.kind in "fiub" else "string"
         columns.append(ColSpec(kind, name, required=name == "lead_id"))
     params = ParamSchema([ParamSpec("explain", "boolean", True), ParamSpec("policy", "string", "")])
-    return ModelSignature(
-        inputs=Schema(columns), outputs=infer_signature(example, output).outputs, params=params
-    )
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values: the inputs are declared
+        # above (numbers as doubles), and the integer outputs (score, days) are never missing,
+        # so the hint is noise in every `train` and `quickstart`
+        warnings.filterwarnings("ignore", INTEGER_COLUMN_HINT, UserWarning)
+        outputs = infer_signature(example, output).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs, params=params)
+
+
+INTEGER_COLUMN_HINT = "Hint: Inferred schema contains integer column"
 
 
 def log_model(

@@ -207,3 +207,20 @@ def test_the_version_an_alias_points_at_now(registry):
         MlflowClient().set_registered_model_alias("lead-scoring", "champion", "1")
     assert artifact.resolve_version("models:/lead-scoring/2") is None
     assert artifact.resolve_version("runs:/0123abcd/model") is None
+
+
+def test_the_signature_is_inferred_without_mlflows_integer_column_hint():
+    """`train` and `quickstart` printed MLflow's "integer columns cannot represent missing
+    values" hint on every run: the inputs are declared as doubles, the integer outputs are never
+    missing. The output schema still says which outputs are integers."""
+    import warnings
+
+    example = pd.DataFrame({"lead_id": ["L-1", "L-2"], "employees": [10, 200]})
+    output = pd.DataFrame({"probability": [0.2, 0.7], "score": [20, 70], "lead_id": ["L-1", "L-2"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        signature = artifact.model_signature(example, output)
+    inputs = {c.name: c.type.name for c in signature.inputs.inputs}
+    outputs = {c.name: c.type.name for c in signature.outputs.inputs}
+    assert inputs == {"lead_id": "string", "employees": "double"}
+    assert outputs == {"probability": "double", "score": "long", "lead_id": "string"}
