@@ -3,7 +3,8 @@
 Candidates work on the featurizer's float matrix (categories are integer codes, missing is NaN):
 
 - ``logistic``: one-hot categories (and, ``calendar=categories``, one-hot calendar parts: a
-  date's weekday, hour, month, months after creation, `features.feature.CALENDAR`; with
+  date's weekday, hour, month, months after creation, `features.feature.CALENDAR`, or, with
+  ``calendar=target``, each part target-encoded, cross-fitted, one column each; with
   ``features=compact``, without the detail columns, `features.feature.DETAIL`; with
   ``categories=target``, a column of hundreds of values read through its wide code,
   `features.feature.WIDE`, target-encoded, cross-fitted, in place of its capped one-hot) +
@@ -106,11 +107,15 @@ def candidates(
 
     With `calendar` parts among the features (a date's weekday, hour, month, months after the
     lead's creation: `features.feature.CALENDAR`), the small and wide searches also try the
-    strongest logistic regression with them as categories (`calendar=categories`: one effect per
-    value), second in line. Where dates drive the outcome this wins (date_driven demo shape,
-    20,000 leads: gap to the oracle 0.0300 -> 0.0125); where they do not, the 43 columns of a
-    creation date cost more than they teach (3,000 default demo leads, C=0.1: calibrated CV log
-    loss 0.3809 -> 0.3843), so it is a candidate, not the rule.
+    strongest logistic regression with them target-encoded (`calendar=target`: one column per
+    part, its values' cross-fitted win rates as log odds), second in line. Where dates drive the
+    outcome this wins (date_driven demo shape, 20,000 leads: gap to the oracle 0.0300 as numbers,
+    0.0101 as one-hot categories, `calendar=categories`, 0.0086 target-encoded: the one-hot's
+    month and renewal effects were shrunk by the strong L2 penalty, C=0.01, that the many
+    touchpoint columns need, and scaling those columns up by 2-5 recovered only 0.0092-0.0095);
+    where they do not, the 43 columns of a creation date cost more than they teach (3,000
+    default demo leads, C=0.1, one-hot: calibrated CV log loss 0.3809 -> 0.3843), so it is a
+    candidate, not the rule.
 
     With `compact` (touchpoint features: `features.feature.DETAIL` columns), the small and wide
     searches also try the strongest regressions (and its calendar variant) on the compact
@@ -142,7 +147,7 @@ def candidates(
     if small_data and search in ("small", "wide"):
         logistic = [{"C": 0.01, "splines": splines}, *logistic]
     if calendar and search in ("small", "wide"):
-        logistic.insert(1, {**logistic[0], "calendar": "categories"})
+        logistic.insert(1, {**logistic[0], "calendar": "target"})
     if compact and search in ("small", "wide"):
         # each of the strongest regressions also on the compact columns, first in line
         strongest = [p for p in logistic if p["C"] == logistic[0]["C"]]
@@ -211,23 +216,26 @@ def build_estimator(
     if candidate.kind == "logistic":
         splines = params.pop("splines", True)
         calendar_as = params.pop("calendar", "numbers")
-        if calendar_as not in ("numbers", "categories"):
-            raise ValueError(f"calendar={calendar_as!r}; use numbers or categories")
+        if calendar_as not in ("numbers", "categories", "target"):
+            raise ValueError(f"calendar={calendar_as!r}; use numbers, categories or target")
         columns = params.pop("features", "all")
         if columns not in ("all", "compact"):
             raise ValueError(f"features={columns!r}; use all or compact")
         categories_as = params.pop("categories", "onehot")
         if categories_as not in ("onehot", "target"):
             raise ValueError(f"categories={categories_as!r}; use onehot or target")
-        if calendar_as == "categories" and np.asarray(column_kinds).dtype == bool:
+        if calendar_as != "numbers" and np.asarray(column_kinds).dtype == bool:
             raise ValueError(
-                "calendar=categories needs the column kinds (LeadFeaturizer.column_kinds_): a "
-                "bool mask does not say which columns are calendar parts"
+                f"calendar={calendar_as} needs the column kinds (LeadFeaturizer.column_kinds_): "
+                "a bool mask does not say which columns are calendar parts"
             )
         # calendar=categories: each value of a calendar part (a weekday, a month, months to a
-        # renewal) gets an effect of its own (values not seen in fit weigh nothing); by default
-        # the parts are numbers, as trees read them
+        # renewal) gets an effect of its own (values not seen in fit weigh nothing);
+        # calendar=target: each part is one column, its values' cross-fitted win rates as log
+        # odds (`TARGET_SMOOTHING`), so a month's effect is not shrunk by the L2 penalty the many
+        # touchpoint columns need; by default the parts are numbers, as trees read them
         one_hot = (kinds == CATEGORY) | ((kinds == CALENDAR) & (calendar_as == "categories"))
+        dated = (kinds == CALENDAR) & (calendar_as == "target")
         # features=compact: the detail columns (counts per channel, over other windows) left out
         used = kinds != DETAIL if columns == "compact" else np.ones(kinds.size, dtype=bool)
         wide = kinds == WIDE
@@ -240,7 +248,8 @@ def build_estimator(
             )
         used[target - 1] = False  # their capped twins: the target encoder reads every value
         cats = np.flatnonzero(one_hot & used)
-        nums = np.flatnonzero(~one_hot & used)
+        nums = np.flatnonzero(~one_hot & ~dated & used)
+        dates = np.flatnonzero(dated & used)
         numeric_steps: list[Any] = [
             SimpleImputer(strategy="median", keep_empty_features=True),
             VarianceThreshold(),
@@ -256,10 +265,9 @@ def build_estimator(
             # cross-fitted in fit (a row's encoding learned without it), every row in `transform`;
             # a new value gets the mean win rate, 'other' and missing their own encodings; as
             # log odds, the scale a value's effect adds on (encodings lie strictly inside (0, 1))
-            folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-            encoder = TargetEncoder(target_type="binary", smooth=TARGET_SMOOTHING, cv=folds)
-            steps = (encoder, FunctionTransformer(logit), StandardScaler())
-            parts.append(("target", make_pipeline(*steps), target))
+            parts.append(("target", _target_encoding(seed), target))
+        if dates.size:
+            parts.append(("calendar", _target_encoding(seed), dates))
         if nums.size:
             parts.append(("numbers", make_pipeline(*numeric_steps), nums))
             parts.append(
@@ -281,6 +289,14 @@ def build_estimator(
             ]
         )
     raise ValueError(f"unknown model kind {candidate.kind!r}")
+
+
+def _target_encoding(seed: int) -> Any:
+    """Each column's values as their cross-fitted win rates (`TARGET_SMOOTHING`), as log odds,
+    standardised: one column each, whatever the number of values."""
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    encoder = TargetEncoder(target_type="binary", smooth=TARGET_SMOOTHING, cv=folds)
+    return make_pipeline(encoder, FunctionTransformer(logit), StandardScaler())
 
 
 def fill_empty_columns(X: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -148,10 +148,54 @@ def test_calendar_parts_can_be_categories_to_the_logistic_and_are_numbers_to_tre
     fitted = build_estimator(Candidate("logistic", {"C": 1.0}), kinds, seed=0).fit(X, y)
     columns = dict((name, list(cols)) for name, _, cols in fitted[0].transformers_)
     assert columns["categories"] == [0, 3] and columns["numbers"] == [1, 2]
-    with pytest.raises(ValueError, match="calendar='months'; use numbers or categories"):
+    with pytest.raises(ValueError, match="calendar='months'; use numbers, categories or target"):
         build_estimator(Candidate("logistic", {"calendar": "months"}), kinds, seed=0)
     with pytest.raises(ValueError, match="calendar=categories needs the column kinds"):
         build_estimator(as_categories, MASK, seed=0)  # a bool mask cannot say which are calendar
+
+
+def _dated_data(seed=0, n=4000):
+    """`_data`'s columns, then two calendar parts: a month (column 4, 1-12, each with its own
+    effect on the outcome; NaN: no date) and an hour (column 5, 0-23, no effect)."""
+    rng = np.random.default_rng(seed)
+    X, _ = _data(seed, n)
+    month = rng.integers(1, 13, n).astype(float)
+    month[rng.random(n) < 0.05] = np.nan
+    hour = rng.integers(0, 24, n).astype(float)
+    effect = np.array([0, -0.3, -0.1, 0.35, -0.2, 0, 0.35, -0.5, -0.7, 0.1, 0, 0.3, 0.7])
+    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) - 1
+    logit += effect[np.nan_to_num(month).astype(int)]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return np.column_stack([X, month, hour]), y
+
+
+def test_calendar_parts_can_be_target_encoded_one_column_each_and_compile():
+    from features.feature import CALENDAR, CATEGORY, NUMBER
+
+    X, y = _dated_data()
+    kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CALENDAR, CALENDAR], dtype=np.int8)
+    dated = Candidate("logistic", {"C": 1.0, "calendar": "target"})
+    model = fit_estimator(dated, kinds, 0, X, y)
+    columns = {name: list(cols) for name, _, cols in model[0].transformers_}
+    assert columns["categories"] == [0, 3] and columns["calendar"] == [4, 5]
+    assert columns["numbers"] == [1, 2]
+    # one encoded column per part: each month's cross-fitted win rate, as log odds
+    encoded = model[0].named_transformers_["calendar"].transform(X[:50, 4:6])
+    assert encoded.shape == (50, 2)
+    test, _ = _dated_data(seed=1, n=300)
+    test[::7, 4] = 13.0  # a value the encoder never saw: the mean win rate's weight
+    fast = CalibratedModel(model, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+    for rows in (test[:1], test[7:8], test[np.isnan(test[:, 4])][:2]):  # a few leads: dict look-ups
+        np.testing.assert_allclose(fast.raw_proba(rows), model.predict_proba(rows)[:, 1],
+                                   atol=1e-12)  # fmt: skip
+    # the month's effect is learned, the hour's (none in the truth) is small beside it
+    contributions = fast.compiled.contributions(test)
+    assert contributions[:, 4].std() > 3 * contributions[:, 5].std()
+    assert untrusted_types(model) == []
+    with pytest.raises(ValueError, match="calendar=target needs the column kinds"):
+        build_estimator(dated, MASK, seed=0)
 
 
 def test_the_compact_logistic_leaves_the_detail_columns_out_and_compiles():

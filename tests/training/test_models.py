@@ -44,11 +44,11 @@ def test_the_logistic_regressions_come_first_so_a_budget_cuts_only_boosters(sear
     assert "logistic" not in kinds[first_booster:]
 
 
-def test_calendar_parts_add_the_strongest_logistic_with_them_as_categories_second():
+def test_calendar_parts_add_the_strongest_logistic_with_them_target_encoded_second():
     for search, rows in (("small", 8_000), ("wide", 8_000), ("small", 500_000)):
         plain = candidates(search, win_rate=0.4, rows=rows)
         dated = candidates(search, win_rate=0.4, rows=rows, calendar=True)
-        assert dated[1] == Candidate("logistic", {**plain[0].params, "calendar": "categories"})
+        assert dated[1] == Candidate("logistic", {**plain[0].params, "calendar": "target"})
         assert dated[:1] + dated[2:] == plain
     for search in ("tiny", "none"):  # tests and huge data: nothing added
         assert candidates(search, rows=8_000, calendar=True) == candidates(search, rows=8_000)
