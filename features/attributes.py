@@ -391,6 +391,9 @@ class _Moment(_ColumnFeatures):
         label = self.label
         self.from_created = bool(spec.get("from_created"))
         self.months = self.from_created and bool(spec.get("months_from_created"))
+        # every value in fit a date without a time of day (a renewal date): its words name no
+        # hour; the hour column stays (models saved before read the same columns)
+        self.dates_only = bool(spec.get("dates_only"))
         fact = Fact(name=self.column, describe=self.words)  # one moment, said once
         self.features = (
             Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
@@ -428,10 +431,8 @@ class _Moment(_ColumnFeatures):
         day, hour, month = values[:3]
         if is_missing(day) or is_missing(hour) or is_missing(month):
             return f"{self.label}: not given"
-        said = (
-            f"{self.label} on a {_day_name(int(day))}, {_hours(int(hour))} UTC, "
-            f"in {_month_name(int(month))}"
-        )
+        hours = "" if self.dates_only else f"{_hours(int(hour))} UTC, "
+        said = f"{self.label} on a {_day_name(int(day))}, {hours}in {_month_name(int(month))}"
         if len(values) > 3 and not is_missing(values[3]):
             said += f", {_days_words(values[3])}"
         if len(values) > 4 and not is_missing(values[4]):
@@ -676,6 +677,8 @@ class AttributeEncoder:
             if kind == "datetime" and column != "created_at" and "created_at" in leads.columns:
                 spec["from_created"] = True
                 spec["months_from_created"] = True
+            if kind == "datetime" and _dates_only(leads[column]):
+                spec["dates_only"] = True  # its reasons say no hour ("00:00-00:59 UTC")
             columns.append(spec)
         self.columns_ = columns
         self._build_outputs()
@@ -906,6 +909,22 @@ _NO_MOMENT = (math.nan, math.nan, math.nan)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+DATES_ONLY_SAMPLE = 10_000  # values a column's fit looks at to tell dates from date-times
+
+
+def _dates_only(values: pd.Series) -> bool:
+    """Whether the column's given values (a sample of them) are all at midnight UTC: dates."""
+    given = values.dropna()
+    if given.empty:
+        return False
+    sample = given.iloc[:DATES_ONLY_SAMPLE].tolist()
+    moments = [to_utc_datetime(v) for v in sample]
+    return all(
+        m is not None and (m.hour, m.minute, m.second, m.microsecond) == (0, 0, 0, 0)
+        for m in moments
+    )
 
 
 def _moment_parts(value: Any) -> tuple[float, float, float]:

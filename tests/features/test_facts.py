@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from features.attributes import AttributeEncoder
+from features.config import FeatureConfig
 from features.feature import FactColumns
 from features.featurizer import LeadFeaturizer
-from tests.features.test_featurizer import FEATURIZER, fitted
+from tests.features.test_featurizer import ATTRIBUTE_TYPES, FEATURIZER, fitted, training_leads
 
 
 def fact(name: str) -> FactColumns:
@@ -102,6 +103,33 @@ def test_a_moment_is_said_once():
     assert fact("created_at").describe([0.0, 14.0, 3.0]) == (
         "Created on a Monday, 14:00-14:59 UTC, in March"
     )
+
+
+def test_a_date_without_a_time_of_day_is_said_without_an_hour():
+    # last_visit is a date (midnight UTC) in every training lead; created_at has times of day
+    spec = next(c for c in FEATURIZER.attributes_.columns_ if c["column"] == "last_visit")
+    assert spec.get("dates_only") is True
+    assert fact("last_visit").describe([4.0, 0.0, 3.0, 12.0, 0.0]) == (
+        "Last visit on a Friday, in March, 12 days after the lead was created "
+        "(in the month the lead was created)"
+    )
+    created = next(c for c in FEATURIZER.attributes_.columns_ if c["column"] == "created_at")
+    assert "dates_only" not in created
+    # one value with a time of day in fit: the hour is said, as for models saved before
+    leads = training_leads()
+    leads.loc[3, "last_visit"] = leads.loc[3, "last_visit"] + pd.Timedelta(hours=9)
+    empty = pd.DataFrame(columns=["lead_id", "occurred_at", "channel", "activity"])
+    timed = LeadFeaturizer(FeatureConfig(rare_min_count=5)).fit(
+        leads, ATTRIBUTE_TYPES, touchpoints=empty
+    )
+    (visit,) = [f for f in timed.facts_ if f.name == "last_visit"]
+    assert visit.describe([4.0, 9.0, 3.0, 12.0, 0.0]).startswith(
+        "Last visit on a Friday, 09:00-09:59 UTC, in March"
+    )
+    # and a saved featurizer (its JSON) says it the same way
+    loaded = LeadFeaturizer.from_dict(json.loads(json.dumps(FEATURIZER.to_dict())))
+    (saved,) = [f for f in loaded.facts_ if f.name == "last_visit"]
+    assert saved.describe([4.0, 0.0, 3.0, 12.0, 0.0]).startswith("Last visit on a Friday, in March")
 
 
 @pytest.mark.parametrize("days", [-1461, -0.5])

@@ -373,6 +373,8 @@ def test_a_model_saved_before_loads_and_gives_the_same_features_and_words():
         dated = spec["type"] == "datetime" and spec["column"] != "created_at"
         assert spec.pop("from_created", False) is dated
         assert spec.pop("months_from_created", False) is dated
+        # dates without a time of day (this timeline's last visits) say no hour in their words
+        assert spec.pop("dates_only", False) is (spec["column"] == "last_visit")
     added_since = {"first_days": None, "snapshots_per_lead": None, "wide_min_count": 3,
                    "max_wide_categories": 2000}  # fmt: skip
     assert today["config"] == {**saved["state"]["config"], **added_since}
