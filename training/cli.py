@@ -218,6 +218,18 @@ def train_command(
         apply_training_options(run_config, time_budget, threads, segment_by)
         if engine == "spark" and from_database:
             _fail("--engine spark reads Parquet files: leave out --from-database")
+        if run_config.training.ages_from_traffic and not from_database:
+            _fail(
+                "training.ages_from_traffic reads the ages at which the service scored leads "
+                "from its database: train with --from-database URL (or leadscore retrain), or "
+                "set it to false"
+            )
+        if from_database:
+            from training.database import apply_traffic_ages
+
+            said = apply_traffic_ages(run_config, from_database)
+            if said:
+                console.print(said, highlight=False)
         spark = _spark(engine, spark_master)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

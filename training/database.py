@@ -32,6 +32,7 @@ definition of the schema; training may import serving, never the reverse).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from features.data.config import DataConfig, LeadsSource, OutcomesSource, TouchpointsSource
 from features.data.loading import LeadData, lead_data_from_frames
 from features.data.validation import ValidationReport
-from serving.db import captured_leads, lead_attributes, lead_touchpoints, make_engine, outcomes
+from serving.db import (
+    captured_leads,
+    lead_attributes,
+    lead_touchpoints,
+    make_engine,
+    outcomes,
+    score_log,
+)
 from training.data import TrainingDataError
 from training.train import RunConfig, resolve_config
 
@@ -129,6 +137,102 @@ def read_lead_data(
     data.touchpoints["received_at"] = touches["received_at"].to_numpy()
     data.attribute_history = _typed_history(versions, data, config)
     return data
+
+
+# ---- snapshot ages from the service's traffic (`training.ages_from_traffic`, issue 17) ----------
+# A CRM scores leads at the ages its own workflow brings (on creation, at each touchpoint,
+# nightly); the model should learn at those ages. The service knows them: each score's moment
+# less the lead's captured creation moment.
+TRAFFIC_SAMPLE = 100_000  # the most recent scores read (the scored_at index's order)
+MIN_TRAFFIC_SCORES = 200  # fewer: the configured ages stay
+TRAFFIC_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)  # ages taken, each as likely as the traffic's
+MAX_TRAFFIC_AGE_DAYS = 90.0  # older scores count at this age (a snapshot age plus the horizon
+# is how old a lead must be to be held out: older ages leave fewer recent leads to learn from)
+TRAFFIC_SNAPSHOTS_PER_LEAD = 3  # each lead at 3 of the ages: rows as for 3 fixed ages
+
+
+@dataclass(frozen=True)
+class TrafficAges:
+    """The ages (days) at which the service scored leads: `ages` the snapshot ages they give
+    (empty when `scores` < MIN_TRAFFIC_SCORES), `older` the share of scores past the cap."""
+
+    scores: int
+    ages: tuple[float, ...]
+    older: float
+
+    def to_text(self, configured: tuple[float, ...]) -> str:
+        kept = ", ".join(f"{a:g}" for a in configured)
+        if not self.ages:
+            return (
+                f"snapshot ages: the configured {kept} days; the score log holds {self.scores} "
+                f"scores of captured leads with a creation moment, fewer than the "
+                f"{MIN_TRAFFIC_SCORES} training.ages_from_traffic needs"
+            )
+        older = (
+            f"; {self.older:.0%} were older than {MAX_TRAFFIC_AGE_DAYS:g} days and count at "
+            f"{MAX_TRAFFIC_AGE_DAYS:g}"
+            if self.older
+            else ""
+        )
+        return (
+            f"snapshot ages from the service's traffic: {', '.join(f'{a:g}' for a in self.ages)} "
+            f"days (quantiles of the ages of the {self.scores:,} most recent scores{older})"
+        )
+
+
+def traffic_ages(database: str | Engine, as_of: datetime | None = None) -> TrafficAges:
+    """The ages at which the service scored leads up to `as_of`: the most recent
+    `TRAFFIC_SAMPLE` scores of leads whose creation moment was captured, their
+    `TRAFFIC_QUANTILES` (capped at `MAX_TRAFFIC_AGE_DAYS`, in half days, at least half a day)."""
+    as_of = _utc(as_of or datetime.now(UTC))
+    query = (
+        sa.select(score_log.c.scored_at, captured_leads.c.created_at)
+        .join(captured_leads, captured_leads.c.lead_id == score_log.c.lead_id)
+        .where(score_log.c.scored_at <= as_of, captured_leads.c.created_at.is_not(None))
+        .order_by(score_log.c.scored_at.desc())
+        .limit(TRAFFIC_SAMPLE)
+    )
+    try:
+        engine = make_engine(database) if isinstance(database, str) else database
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(query).all()
+        finally:
+            if isinstance(database, str):
+                engine.dispose()
+    except SQLAlchemyError as error:
+        where = database if isinstance(database, str) else str(database.url)
+        raise TrainingDataError(
+            f"cannot read the score log of {_masked(where)} for training.ages_from_traffic "
+            f"({type(error).__name__}); give the URL the service uses, or set "
+            "training.ages_from_traffic to false"
+        ) from None
+    days = np.array(
+        [(_utc(scored) - _utc(created)).total_seconds() / 86_400 for scored, created in rows],
+        dtype=float,
+    )
+    days = days[days >= 0]  # a creation moment after the score: a CRM's backdated record
+    if days.size < MIN_TRAFFIC_SCORES:
+        return TrafficAges(int(days.size), (), 0.0)
+    older = float((days > MAX_TRAFFIC_AGE_DAYS).mean())
+    quantiles = np.quantile(np.minimum(days, MAX_TRAFFIC_AGE_DAYS), TRAFFIC_QUANTILES)
+    ages = tuple(sorted({max(0.5, round(float(q) * 2) / 2) for q in quantiles}))
+    return TrafficAges(int(days.size), ages, older)
+
+
+def apply_traffic_ages(run_config: RunConfig, database: str | Engine) -> str | None:
+    """With `training.ages_from_traffic`, the run's snapshot ages from the service's traffic
+    (`traffic_ages` up to the data's end); what was done, in words (None: not asked for)."""
+    if not run_config.training.ages_from_traffic:
+        return None
+    features = run_config.features
+    traffic = traffic_ages(database, run_config.training.now)
+    if traffic.ages:
+        update: dict[str, Any] = {"snapshot_ages_days": traffic.ages}
+        if features.snapshots_per_lead is None and len(traffic.ages) > TRAFFIC_SNAPSHOTS_PER_LEAD:
+            update["snapshots_per_lead"] = TRAFFIC_SNAPSHOTS_PER_LEAD
+        run_config.features = features.model_copy(update=update)
+    return traffic.to_text(tuple(features.snapshot_ages_days))
 
 
 def _masked(url: str) -> str:

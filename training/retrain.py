@@ -114,7 +114,7 @@ def retrain_command(
     is promoted only through the champion gate. For cron, CronJobs and Airflow."""
     from features.data.validation import DataValidationError
     from training.data import TrainingDataError
-    from training.database import database_run_config, read_lead_data
+    from training.database import apply_traffic_ages, database_run_config, read_lead_data
     from training.tracking import configure_tracking
     from training.train import TrainingConfigError, train
 
@@ -128,6 +128,9 @@ def retrain_command(
         typer.echo(decision.reason, err=True)
         run_config = database_run_config(config)
         apply_training_options(run_config, time_budget, threads, segment_by)
+        said = apply_traffic_ages(run_config, database_url)
+        if said:
+            typer.echo(f"  {said}", err=True)
         data = read_lead_data(database_url, run_config.data, run_config.training.now)
         result = train(run_config, experiment=experiment, model_name=model_name, seed=seed,
                        step=lambda text: typer.echo(f"  {text}", err=True), data=data)  # fmt: skip

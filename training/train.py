@@ -97,6 +97,14 @@ class TrainingConfig(BaseModel):
         "the holdout). None (default): when there are at most 100,000 examples, where the "
         "holdout's extra 25% of data matters.",
     )
+    ages_from_traffic: bool = Field(
+        False,
+        description="Training from the service's database (--from-database, retrain): take the "
+        "snapshot ages from the ages at which the service scored leads (the score log's moments "
+        "less the captured creation moments: quantiles of the most recent scores, at most 90 "
+        "days), each lead seen at 3 of them unless features.snapshots_per_lead says otherwise; "
+        "the configured ages when fewer than 200 scores are known.",
+    )
     allow_suspected_leakage: bool = Field(
         False,
         description="Let the gate promote a model with strongly suspected leakage (a column that "

@@ -214,3 +214,76 @@ def test_an_emptied_attribute_is_missing_from_then_on(engine):
     assert mine["industry"].isna().tolist() == [False, True]
     assert mine["visits"].tolist()[0] == 2.0 and pd.isna(mine["visits"].tolist()[1])
     assert mine["known_at"].tolist() == [pd.Timestamp(created), pd.Timestamp(emptied)]
+
+
+# ---- snapshot ages from the service's traffic (training.ages_from_traffic) ---------------------
+
+
+def _scored_at_ages(engine, files, ages_of: dict[str, list[float]], batch: str) -> None:
+    """Score-log rows of the captured leads, each at the given ages (days after creation)."""
+    from serving.db import score_log
+
+    created = files.leads.set_index("lead_id")["created_at"]
+    rows = [
+        {"request_id": f"{batch}-{lead}-{k}", "lead_id": lead, "model_name": "lead-scoring",
+         "model_version": "1", "policy_version": 0, "probability": 0.2, "score": 20,
+         "grade": "C", "decision": "nurture", "reasons": [],
+         "scored_at": (created[lead] + pd.Timedelta(days=age)).to_pydatetime()}
+        for lead, ages in ages_of.items() for k, age in enumerate(ages)
+    ]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(score_log.insert(), rows)
+
+
+def test_snapshot_ages_follow_the_ages_the_service_scored_leads_at(files, engine):
+    from training.database import MAX_TRAFFIC_AGE_DAYS, apply_traffic_ages, traffic_ages
+    from training.train import resolve_config
+
+    capture_lead_data(engine, files)
+    leads = files.leads["lead_id"].tolist()
+    end = NOW + pd.Timedelta(days=400)  # every score below is before it
+    # too few scores: nothing changes, and the words say why
+    _scored_at_ages(engine, files, {lead: [3.0] for lead in leads[:150]}, "first")
+    assert traffic_ages(engine, end).ages == ()
+    config = resolve_config(None, leads="x.csv")
+    config.training.ages_from_traffic = True
+    config.training.now = end.to_pydatetime()
+    said = apply_traffic_ages(config, engine)
+    assert config.features.snapshot_ages_days == (1, 7, 30)
+    assert "150 scores" in said and "fewer than the 200" in said
+    # 400 leads: half scored on the day they arrive, the others on days 3 and 14, a tenth of
+    # them also long after
+    ages_of = {
+        lead: [0.1] if i % 2 == 0 else [3.0, 14.0, 200.0] if i % 10 == 1 else [3.0, 14.0]
+        for i, lead in enumerate(leads)
+    }
+    _scored_at_ages(engine, files, ages_of, "second")
+    traffic = traffic_ages(engine, end)
+    assert traffic.scores == 150 + sum(map(len, ages_of.values()))
+    # the quantiles 0.1 ... 0.9 of what was scored, in half days, past the cap counted at it
+    days = np.array([3.0] * 150 + [a for ages in ages_of.values() for a in ages])
+    expected = np.quantile(np.minimum(days, MAX_TRAFFIC_AGE_DAYS), [0.1, 0.3, 0.5, 0.7, 0.9])
+    assert traffic.ages == tuple(sorted({max(0.5, round(q * 2) / 2) for q in expected}))
+    assert traffic.ages == (0.5, 3.0, 14.0)
+    assert traffic.older == pytest.approx((days > MAX_TRAFFIC_AGE_DAYS).mean())
+    said = apply_traffic_ages(config, engine)
+    assert config.features.snapshot_ages_days == traffic.ages
+    assert config.features.snapshots_per_lead == (3 if len(traffic.ages) > 3 else None)
+    assert "snapshot ages from the service's traffic" in said and "older than 90 days" in said
+    # a score before the data's end only: the same rows read at an earlier end give fewer
+    assert traffic_ages(engine, NOW.to_pydatetime()).scores < traffic.scores
+    # not asked for: nothing read, nothing changed
+    config.training.ages_from_traffic = False
+    assert apply_traffic_ages(config, engine) is None
+
+
+def test_ages_from_traffic_without_the_database_says_how(tmp_path):
+    from leadscore.cli import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text("training:\n  ages_from_traffic: true\n")
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--leads", str(tmp_path / "leads.csv")]
+    )
+    assert result.exit_code == 2
+    assert "train with --from-database URL (or leadscore retrain)" in result.output
