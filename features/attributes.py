@@ -381,10 +381,12 @@ class _Moment(_ColumnFeatures):
     arrives is a reason to buy; its month alone is not), and, in models fitted since the calendar
     parts (`months_from_created` in the spec), as calendar months from the lead's creation month
     (a renewal "this quarter" is a window of months, which days through a smooth curve blur).
-    The weekday, hour, month and months are calendar parts (`Feature.calendar`): the logistic
-    regression reads each value as a category, trees split them as numbers (as native
-    categories a tiny booster overfit them: see the commit that took categories back). Models
-    saved before keep the numbers they learned from."""
+    The weekday, hour, month and months are calendar parts (`Feature.calendar`): the search's
+    calendar candidate target-encodes each part (`calendar=target`), trees split them as
+    numbers (as native categories a tiny booster overfit them: see the commit that took
+    categories back). Models saved before keep the numbers they learned from. A column whose
+    values in fit are all dates (`dates_only` in the spec: no time of day) is said without
+    its hour."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["column"])
@@ -678,7 +680,7 @@ class AttributeEncoder:
                 spec["from_created"] = True
                 spec["months_from_created"] = True
             if kind == "datetime" and _dates_only(leads[column]):
-                spec["dates_only"] = True  # its reasons say no hour ("00:00-00:59 UTC")
+                spec["dates_only"] = True  # its reasons name no hour ("00:00-00:59 UTC")
             columns.append(spec)
         self.columns_ = columns
         self._build_outputs()
@@ -911,20 +913,24 @@ _NO_MOMENT = (math.nan, math.nan, math.nan)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-DATES_ONLY_SAMPLE = 10_000  # values a column's fit looks at to tell dates from date-times
-
-
 def _dates_only(values: pd.Series) -> bool:
-    """Whether the column's given values (a sample of them) are all at midnight UTC: dates."""
+    """Whether every given value of the column is a date without a time of day: a whole hour,
+    and at most two hours in all, one apart (a local midnight read in the data's `timezone` is
+    one UTC hour, or two where the clocks change; in UTC, 00:00)."""
     given = values.dropna()
     if given.empty:
         return False
-    sample = given.iloc[:DATES_ONLY_SAMPLE].tolist()
-    moments = [to_utc_datetime(v) for v in sample]
-    return all(
-        m is not None and (m.hour, m.minute, m.second, m.microsecond) == (0, 0, 0, 0)
-        for m in moments
-    )
+    if pd.api.types.is_datetime64_any_dtype(given) and getattr(given.dt, "tz", None) is not None:
+        moments = given.dt.tz_convert("UTC")
+        if (moments != moments.dt.floor("h")).any():
+            return False
+        hours = set(moments.dt.hour.unique().tolist())
+    else:
+        parsed = [to_utc_datetime(v) for v in set(given.tolist())]
+        if any(m is None or (m.minute, m.second, m.microsecond) != (0, 0, 0) for m in parsed):
+            return False
+        hours = {m.hour for m in parsed if m is not None}
+    return len(hours) == 1 or (len(hours) == 2 and max(hours) - min(hours) in (1, 23))
 
 
 def _moment_parts(value: Any) -> tuple[float, float, float]:

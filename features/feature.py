@@ -49,7 +49,8 @@ class Feature:
 
     `describe(value)` says one value in plain words for sales, e.g. '3 pricing-page visits in the
     last 7 days' (NaN = missing). `categorical`: the value is an integer code, not an amount.
-    `calendar`: a calendar part (see `CALENDAR`); a number to trees, a category to linear models.
+    `calendar`: a calendar part (see `CALENDAR`); a number to trees, to the search's calendar
+    candidate target-encoded (`training.models`: `calendar=target`).
     `detail`: a finer view of a fact that other columns give more coarsely (see `DETAIL`).
     `wide`: a category's code over the larger vocabulary a target encoder reads (see `WIDE`).
     `fact`: the fact this column is one view of (None: the column is a fact of its own).

@@ -221,8 +221,8 @@ def train_command(
         if run_config.training.ages_from_traffic and not from_database:
             _fail(
                 "training.ages_from_traffic reads the ages at which the service scored leads "
-                "from its database: train with --from-database URL (or leadscore retrain), or "
-                "set it to false"
+                "from its database: train with --from-database URL (or leadscore retrain), "
+                "without --engine spark, or set it to false"
             )
         if from_database:
             from training.database import apply_traffic_ages

@@ -142,10 +142,14 @@ def read_lead_data(
 # ---- snapshot ages from the service's traffic (`training.ages_from_traffic`, issue 17) ----------
 # A CRM scores leads at the ages its own workflow brings (on creation, at each touchpoint,
 # nightly); the model should learn at those ages. The service knows them: each score's moment
-# less the lead's captured creation moment.
+# less the lead's captured creation moment. A request scored with an explicit `as_of` (a replay
+# or backfill of old leads) counts at the age it was sent at, not the `as_of` one: the score log
+# keeps the moment of scoring only.
 TRAFFIC_SAMPLE = 100_000  # the most recent scores read (the scored_at index's order)
 MIN_TRAFFIC_SCORES = 200  # fewer: the configured ages stay
-TRAFFIC_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)  # ages taken, each as likely as the traffic's
+# the ages taken: the traffic's quantiles, the same age once (each age then as likely as the
+# others, whatever share of the traffic repeated it)
+TRAFFIC_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 MAX_TRAFFIC_AGE_DAYS = 90.0  # older scores count at this age (a snapshot age plus the horizon
 # is how old a lead must be to be held out: older ages leave fewer recent leads to learn from)
 TRAFFIC_SNAPSHOTS_PER_LEAD = 3  # each lead at 3 of the ages: rows as for 3 fixed ages

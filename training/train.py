@@ -103,7 +103,9 @@ class TrainingConfig(BaseModel):
         "snapshot ages from the ages at which the service scored leads (the score log's moments "
         "less the captured creation moments: quantiles of the most recent scores, at most 90 "
         "days), each lead seen at 3 of them unless features.snapshots_per_lead says otherwise; "
-        "the configured ages when fewer than 200 scores are known.",
+        "the configured ages when fewer than 200 scores are known. Applied by the CLI "
+        "(training.database.apply_traffic_ages); a request scored with an explicit as_of counts "
+        "at the age it was sent at.",
     )
     allow_suspected_leakage: bool = Field(
         False,

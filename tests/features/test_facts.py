@@ -178,3 +178,24 @@ def test_columns_that_only_lean_together_stay_apart():
     types = {"country": "categorical", "industry": "categorical"}
     encoder = AttributeEncoder(rare_min_count=5).fit(leads, types)
     assert all("fact_of" not in s for s in encoder.columns_)
+
+
+def test_dates_are_told_from_times_by_every_value_in_any_zone():
+    from features.attributes import _dates_only
+
+    days = pd.date_range("2024-01-01", periods=400, freq="D")
+    # dates read as local midnights: UTC 00:00, or New York's 05:00 / 04:00 (summer time)
+    assert _dates_only(pd.Series(days.tz_localize("UTC")))
+    new_york = pd.Series(days.tz_localize("America/New_York")).dt.tz_convert("UTC")
+    assert set(new_york.dt.hour) == {4, 5} and _dates_only(new_york)
+    # London's midnights are 00:00 and 23:00 UTC: one hour apart across midnight
+    assert _dates_only(pd.Series(days.tz_localize("Europe/London")))
+    # the same as text, and with gaps
+    assert _dates_only(pd.Series([d.strftime("%Y-%m-%dT00:00:00Z") for d in days] + [None]))
+    # one time of day anywhere in the column, even after 10,000 dates: not dates
+    later = pd.Series(pd.date_range("2020-01-01", periods=12_000, freq="D", tz="UTC"))
+    later.iloc[-1] += pd.Timedelta(hours=9, minutes=30)
+    assert not _dates_only(later)
+    # whole hours spread over the day are times, not dates
+    assert not _dates_only(pd.Series(pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")))
+    assert not _dates_only(pd.Series([None, None], dtype=object))

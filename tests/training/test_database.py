@@ -287,3 +287,27 @@ def test_ages_from_traffic_without_the_database_says_how(tmp_path):
     )
     assert result.exit_code == 2
     assert "train with --from-database URL (or leadscore retrain)" in result.output
+
+
+def test_many_traffic_ages_see_each_lead_at_three_of_them(files, engine):
+    from training.database import apply_traffic_ages
+    from training.train import resolve_config
+
+    capture_lead_data(engine, files)
+    leads = files.leads["lead_id"].tolist()
+    # ages spread from 1 to 60 days: five distinct quantiles
+    _scored_at_ages(engine, files, {lead: [1.0 + (i % 60)] for i, lead in enumerate(leads)}, "s")
+    config = resolve_config(None, leads="x.csv")
+    config.training.ages_from_traffic = True
+    config.training.now = (NOW + pd.Timedelta(days=400)).to_pydatetime()
+    apply_traffic_ages(config, engine)
+    assert len(config.features.snapshot_ages_days) == 5
+    assert config.features.snapshots_per_lead == 3  # rows as for three fixed ages
+    # a configured number of ages per lead is kept
+    config = resolve_config(None, leads="x.csv")
+    config.training.ages_from_traffic = True
+    config.training.now = (NOW + pd.Timedelta(days=400)).to_pydatetime()
+    config.features = config.features.model_copy(update={"snapshots_per_lead": 2})
+    apply_traffic_ages(config, engine)
+    assert len(config.features.snapshot_ages_days) == 5
+    assert config.features.snapshots_per_lead == 2

@@ -63,10 +63,14 @@ def test_retrain_waits_for_new_outcomes_then_trains_through_the_gate(
 
     url, engine, later = service_database
     config = tmp_path / "leadscore.yaml"
-    config.write_text("training:\n  search: none\n  cv_folds: 1\n  splines: false\n")
+    config.write_text(
+        "training:\n  search: none\n  cv_folds: 1\n  splines: false\n  ages_from_traffic: true\n"
+    )
 
     first = runner.invoke(app, ["train", "--from-database", url, "--config", str(config), "--json"])
     assert first.exit_code == 0, first.output
+    # nothing scored yet: the configured snapshot ages, and the run says why
+    assert "snapshot ages: the configured 1, 7, 30 days" in first.output
     summary = json.loads(first.stdout[first.stdout.index("{") :])
     assert summary["promoted"] is True  # the first model becomes champion
     assert _versions(tracking) == {"1": ["challenger", "champion"]}
@@ -102,6 +106,7 @@ def test_retrain_waits_for_new_outcomes_then_trains_through_the_gate(
 
     trained = runner.invoke(app, retrain)
     assert trained.exit_code == 0, trained.output
+    assert "snapshot ages: the configured 1, 7, 30 days" in trained.output
     assert f"{HELD_BACK} new outcomes since champion v1's training data ended" in trained.output
     assert "model lead-scoring version 2" in trained.output
     assert "promoted: beats champion v1" in trained.output or "stays challenger" in trained.output
