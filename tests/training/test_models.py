@@ -18,6 +18,21 @@ def test_small_data_with_categories_also_tries_ordinal_category_codes():
     assert [c.params["C"] for c in cands if c.kind == "logistic"] == [0.01, 0.1]
 
 
+def test_large_data_with_few_wins_still_tries_the_strong_regularisation():
+    def strengths(rows, win_rate):
+        cands = candidates("small", win_rate=win_rate, rows=rows, categorical=True)
+        return [c.params["C"] for c in cands if c.kind == "logistic"]
+
+    assert strengths(500_000, 0.4) == [0.1]  # 200,000 wins: one strength
+    assert strengths(180_000, 0.027) == [0.01, 0.1]  # ~4,900 wins
+    assert strengths(180_000, 0.973) == [0.01, 0.1]  # ~4,900 losses: the rarer outcome
+    assert strengths(400_000, 0.025) == [0.01, 0.1]  # 10,000 wins
+    assert strengths(400_000, 0.026) == [0.1]  # 10,400 wins
+    # the other small-data choices stay by rows: no ordinal boosting variants at this size
+    few_wins = candidates("small", win_rate=0.027, rows=180_000, categorical=True)
+    assert not any("categories" in c.params for c in few_wins)
+
+
 def test_no_ordinal_variants_without_categories_or_on_large_data():
     for kwargs in ({"rows": 8_000, "categorical": False}, {"rows": 500_000, "categorical": True}):
         cands = candidates("small", win_rate=0.4, **kwargs)
@@ -86,3 +101,19 @@ def test_wide_codes_add_the_first_logistic_target_encoded_right_after_it():
                 assert [c for c in wide if c not in added] == plain
     for search in ("tiny", "none"):  # tests and huge data: nothing added
         assert candidates(search, rows=8_000, wide=True) == candidates(search, rows=8_000)
+
+
+def test_the_served_model_learns_from_the_holdout_too_when_its_outcomes_are_few():
+    import numpy as np
+
+    from training.train import refits_by_default
+
+    def labels(n, wins):
+        return np.r_[np.ones(wins, dtype=int), np.zeros(n - wins, dtype=int)]
+
+    assert refits_by_default(labels(100_000, 40_000))  # small data: always
+    assert not refits_by_default(labels(300_000, 45_000))  # many of both: the training part
+    assert refits_by_default(labels(224_000, 6_000))  # few wins: the holdout's matter
+    assert refits_by_default(labels(224_000, 218_000))  # few losses alike
+    assert refits_by_default(labels(400_000, 10_000))
+    assert not refits_by_default(labels(400_000, 10_001))
