@@ -169,6 +169,35 @@ def test_the_budget_counts_the_searchs_cpu_time_over_its_cores(monkeypatch):
     assert seen == [6.0]  # the default clock: CPU seconds over the two workers
 
 
+def test_folds_side_by_side_fit_on_one_blas_thread_each_and_the_count_comes_back(monkeypatch):
+    """Two folds' regressions at 2 BLAS threads each on 2 cores spun 2.5x the CPU seconds the
+    budget counts; one fold at a time keeps every BLAS thread it was given."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from training import search
+
+    def blas_threads() -> list[int]:
+        return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    seen: list[list[int]] = []
+    real = search.fit_estimator
+
+    def fit(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "fit_estimator", fit)
+    X, y, mask = _data(600)
+    cands = [Candidate("logistic", {"C": 0.1, "splines": False})]
+    with threadpool_limits(2, user_api="blas"):
+        search_models(X, y, np.arange(len(y)), mask, cands, 2, seed=0, workers=2)
+        assert seen == [[1], [1]]
+        assert blas_threads() == [2]  # given back when the search ends
+        seen.clear()
+        search_models(X, y, np.arange(len(y)), mask, cands, 2, seed=0, workers=1)
+        assert seen == [[2], [2]]
+
+
 def test_progress_names_the_candidate_the_fold_and_the_time_left():
     X, y, mask = _data(600)
     said: list[str] = []
