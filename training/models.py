@@ -6,8 +6,9 @@ Candidates work on the featurizer's float matrix (categories are integer codes, 
   date's weekday, hour, month, months after creation, `features.feature.CALENDAR`, or, with
   ``calendar=target``, each part target-encoded, cross-fitted, one column each; with
   ``features=compact``, without the detail columns, `features.feature.DETAIL`; with
-  ``categories=target``, a column of hundreds of values read through its wide code,
-  `features.feature.WIDE`, target-encoded, cross-fitted, in place of its capped one-hot) +
+  ``categories=wide_onehot``, a column of hundreds of values read through its wide code,
+  `features.feature.WIDE`, one-hot under an L2 strength of its own, ``wide_C``, or with
+  ``categories=target`` target-encoded, cross-fitted, in place of its capped one-hot) +
   (imputed, arcsinh-squashed, spline-expanded or scaled) numbers + missing indicators,
   L2-regularised logistic regression;
 - ``gradient_boosting``: HistGradientBoosting with native missing values and either native
@@ -70,6 +71,14 @@ SPARSE_CELLS = 20_000_000
 # folds by lead; the one-hot regressions' best: 0.3031): auto 0.3036 (as log odds 0.3062);
 # as log odds m=10 0.2984, m=20 0.2973, m=60 0.2972, m=150 0.2988.
 TARGET_SMOOTHING = 20.0
+# The L2 strengths the search tries for the wide codes' one-hot columns (`categories=wide_onehot`,
+# `wide_C`: the C each value's effect is penalised with, whatever the regression's own C). The
+# right one is about the spread of the values' effects squared over the snapshots per lead (the
+# same lead's rows count its value's evidence again): referrer effects of sd 0.5 / 1 / 2 on
+# 20,000 high_cardinality demo leads, fresh-lead ROC AUC gap to the oracle at 0.1 / 0.3 / 1:
+# 0.0205 / 0.0243 / 0.0329, 0.0206 / 0.0199 / 0.0233, 0.0241 / 0.0176 / 0.0156, and each time the
+# search's CV log loss picked the best of the three.
+WIDE_CS = (0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,20 @@ def candidates(
     With `wide` category codes among the features (a column whose values seen a few times
     outnumber the categories its one-hot keeps: `features.feature.WIDE`), the small and wide
     searches also try the first regression in line (and its calendar variant) with those columns
-    target-encoded (`categories=target`: scikit-learn's `TargetEncoder`, cross-fitted, in place
-    of the capped one-hot), each right after it. Where a referrer of hundreds of values drives
-    the outcome it is chosen: fresh-lead ROC AUC (gap to the oracle) on the high_cardinality
-    demo shape (400 values, 20,000 leads) 0.7769 (0.0336) -> 0.7860 (0.0244), on the small one
-    (300 values, 3,000 leads) 0.7353 (0.0966) -> 0.7720 (0.0598)."""
+    one-hot, in place of the capped one-hot, each value's effect under an L2 strength of its own
+    (`categories=wide_onehot`, `wide_C` among `WIDE_CS`; the rest keeps the regression's C),
+    right after it. A value's effect is then learned jointly with the others and shrunk as much
+    as its rows warrant, as the well-specified reference of `bench/shapes.py` learns it. Where a
+    referrer of hundreds of values drives the outcome it is chosen (`bench/shapes.py`):
+    fresh-lead ROC AUC (gap to the oracle) on the high_cardinality demo shape (400 values, 20,000
+    leads) 0.7769 (0.0336) with the capped one-hot, 0.7866 (0.0238) target-encoded, 0.7905
+    (0.0199) with `wide_C=0.3`, against 0.7947 (0.0158) for the well-specified reference; on the
+    small one (300 values, 3,000 leads) 0.7353 (0.0966), 0.7720 (0.0598), 0.7737 (0.0581), against
+    0.7768 (0.0550). Target encoding (`categories=target`: `TargetEncoder`, cross-fitted by row,
+    so a lead's other snapshots enter its encoding; one coefficient) lost to it on every spread
+    of the effects tried (sd 0.5 / 1 / 2 on high_cardinality: 0.0321 / 0.0238 / 0.0167 against
+    0.0205 / 0.0199 / 0.0156); the search no longer tries it, and models saved with it load and
+    compile as before."""
     hgb = [
         {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
          "max_features": 1.0},
@@ -160,14 +178,17 @@ def candidates(
         strongest = [p for p in logistic if p["C"] == logistic[0]["C"]]
         logistic = [{**p, "features": "compact"} for p in strongest] + logistic
     if wide and search in ("small", "wide"):
-        # the first in line (and its calendar variant) also with the wide codes target-encoded,
-        # each right after it: two more regressions at most, so a time budget still reaches
-        # the boosters
+        # the first in line (and its calendar variant) also with the wide codes one-hot, at each
+        # of their own L2 strengths, right after it
         first = logistic[0]
         logistic = [
             q
             for p in logistic
-            for q in ([p, {**p, "categories": "target"}] if _same_but_calendar(p, first) else [p])
+            for q in (
+                [p, *({**p, "categories": "wide_onehot", "wide_C": c} for c in WIDE_CS)]
+                if _same_but_calendar(p, first)
+                else [p]
+            )
         ]
     if search == "small":
         hgb = hgb[1:]
@@ -229,8 +250,15 @@ def build_estimator(
         if columns not in ("all", "compact"):
             raise ValueError(f"features={columns!r}; use all or compact")
         categories_as = params.pop("categories", "onehot")
-        if categories_as not in ("onehot", "target"):
-            raise ValueError(f"categories={categories_as!r}; use onehot or target")
+        if categories_as not in ("onehot", "target", "wide_onehot"):
+            raise ValueError(f"categories={categories_as!r}; use onehot, target or wide_onehot")
+        wide_c = params.pop("wide_C", None)
+        if (categories_as == "wide_onehot") != (wide_c is not None and wide_c > 0):
+            raise ValueError(
+                "categories=wide_onehot takes wide_C, a positive L2 strength of its own for the "
+                f"wide codes' one-hot columns (got categories={categories_as!r}, wide_C={wide_c!r})"
+            )
+        C = params.pop("C", 1.0)
         if calendar_as != "numbers" and np.asarray(column_kinds).dtype == bool:
             raise ValueError(
                 f"calendar={calendar_as} needs the column kinds (LeadFeaturizer.column_kinds_): "
@@ -246,14 +274,15 @@ def build_estimator(
         # features=compact: the detail columns (counts per channel, over other windows) left out
         used = kinds != DETAIL if columns == "compact" else np.ones(kinds.size, dtype=bool)
         wide = kinds == WIDE
-        used &= ~wide  # the wide codes: read by the target encoder only
-        target = np.flatnonzero(wide) if categories_as == "target" else np.empty(0, dtype=int)
+        used &= ~wide  # the wide codes: read only by categories=target or wide_onehot
+        reads_wide = categories_as in ("target", "wide_onehot")
+        target = np.flatnonzero(wide) if reads_wide else np.empty(0, dtype=int)
         if target.size and (target[0] == 0 or not (kinds[target - 1] == CATEGORY).all()):
             raise ValueError(
-                "categories=target needs each wide code right after its category's code "
-                "(LeadFeaturizer.column_kinds_)"
+                f"categories={categories_as} needs each wide code right after its category's "
+                "code (LeadFeaturizer.column_kinds_)"
             )
-        used[target - 1] = False  # their capped twins: the target encoder reads every value
+        used[target - 1] = False  # their capped twins: the wide codes hold every value
         cats = np.flatnonzero(one_hot & used)
         nums = np.flatnonzero(~one_hot & ~dated & used)
         dates = np.flatnonzero(dated & used)
@@ -268,7 +297,13 @@ def build_estimator(
         parts = []
         if cats.size:
             parts.append(("categories", OneHotEncoder(handle_unknown="ignore"), cats))
-        if target.size:
+        weights: dict[str, float] = {}
+        if target.size and categories_as == "wide_onehot":
+            # a one-hot of every value, its L2 strength its own: columns scaled by s weigh s x their
+            # coefficient, so the penalty on a value's effect is that of C x s^2 (`wide_C`)
+            parts.append(("wide", OneHotEncoder(handle_unknown="ignore"), target))
+            weights["wide"] = math.sqrt(wide_c / C)
+        elif target.size:
             # cross-fitted in fit (a row's encoding learned without it), every row in `transform`;
             # a new value gets the mean win rate, 'other' and missing their own encodings; as
             # log odds, the scale a value's effect adds on (encodings lie strictly inside (0, 1))
@@ -289,10 +324,13 @@ def build_estimator(
                 (
                     "features",
                     ColumnTransformer(
-                        parts, remainder="drop", sparse_threshold=1.0 if sparse else 0.0
+                        parts,
+                        remainder="drop",
+                        sparse_threshold=1.0 if sparse else 0.0,
+                        transformer_weights=weights or None,
                     ),
                 ),
-                ("model", LogisticRegression(C=params.pop("C", 1.0), max_iter=2000, **params)),
+                ("model", LogisticRegression(C=C, max_iter=2000, **params)),
             ]
         )
     raise ValueError(f"unknown model kind {candidate.kind!r}")
@@ -323,7 +361,10 @@ def fill_empty_columns(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 def reads_wide_codes(candidate: Candidate) -> bool:
     """Whether `candidate` reads the wide category codes (`features.feature.WIDE`)."""
-    return candidate.kind == "logistic" and candidate.params.get("categories") == "target"
+    return candidate.kind == "logistic" and candidate.params.get("categories") in (
+        "target",
+        "wide_onehot",
+    )
 
 
 def without_wide_codes(X: np.ndarray, column_kinds: np.ndarray) -> np.ndarray:

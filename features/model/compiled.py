@@ -131,6 +131,8 @@ class AdditiveLogistic(CompiledModel):
         if model.coef_.shape[0] != 1:
             raise NotCompilable("not a binary model")
         coef = model.coef_[0]
+        # a transformer's weight multiplies its output: its columns weigh weight x coefficient
+        weights = columns.transformer_weights or {}
         parts: list[tuple[str, Any]] = []
         offset = 0
         for name, transformer, cols in columns.transformers_:
@@ -141,7 +143,8 @@ class AdditiveLogistic(CompiledModel):
             cols = np.asarray(cols)
             if cols.dtype == bool:
                 cols = np.flatnonzero(cols)
-            width, part = _compile_part(transformer, cols, coef, offset)
+            scaled = coef * weights[name] if name in weights else coef
+            width, part = _compile_part(transformer, cols, scaled, offset)
             parts.append(part)
             offset += width
         if offset != coef.shape[0]:

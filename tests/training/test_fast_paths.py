@@ -269,8 +269,95 @@ def test_target_encoding_reads_the_wide_code_in_place_of_its_capped_one_hot_and_
     # a wide code not right after its category's code is refused, with the fix
     with pytest.raises(ValueError, match="needs each wide code right after its category's code"):
         build_estimator(target, kinds[[0, 1, 5, 2, 3, 4]], seed=0)
-    with pytest.raises(ValueError, match="categories='ordinal'; use onehot or target"):
+    with pytest.raises(ValueError, match="categories='ordinal'; use onehot, target or wide_onehot"):
         build_estimator(Candidate("logistic", {"categories": "ordinal"}), kinds, seed=0)
+
+
+def test_the_wide_one_hot_weighs_each_value_under_its_own_l2_strength_and_compiles():
+    from features.feature import CATEGORY, NUMBER, WIDE
+
+    X, y = _wide_data()
+    kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CATEGORY, WIDE], dtype=np.int8)
+    wide = Candidate("logistic", {"C": 0.05, "categories": "wide_onehot", "wide_C": 2.0})
+    model = build_estimator(wide, kinds, seed=0)
+    model.set_params(model__solver="newton-cholesky", model__tol=1e-12).fit(X, y)  # the optimum
+    columns = {name: list(cols) for name, _, cols in model[0].transformers_}
+    assert columns["categories"] == [0, 3] and columns["wide"] == [5]
+    assert 4 not in columns["numbers"] + columns["missing"]  # the capped twin: left out
+    fast = CalibratedModel(model, {"method": "none"})
+    assert isinstance(fast.compiled, AdditiveLogistic)
+    test, _ = _wide_data(seed=1, n=300)
+    test[::7, 5] = 500.0  # a code the one-hot never saw: it weighs nothing
+    np.testing.assert_allclose(fast.raw_proba(test), model.predict_proba(test)[:, 1], atol=1e-12)
+    for rows in (test[:1], test[7:8], test[np.isnan(test[:, 5])][:2]):  # a few leads: dict look-ups
+        np.testing.assert_allclose(fast.raw_proba(rows), model.predict_proba(rows)[:, 1],
+                                   atol=1e-12)  # fmt: skip
+    contributions = fast.compiled.contributions(test)
+    assert not contributions[:, 4].any() and not contributions[::7, 5].any()
+    # at the optimum a value's effect is -(its L2 strength) x the sum of (p - y) over its rows:
+    # wide_C for the wide code's values, C for the other categories' (L2 penalty w^2 / 2C)
+    residual = model.predict_proba(X)[:, 1] - y
+    values = np.unique(X[:, 5])  # NaN last: missing is a value of its own
+    effects = fast.compiled.contributions(np.column_stack([np.zeros((values.size, 5)), values]))
+    sums = [residual[np.isnan(X[:, 5]) if np.isnan(v) else X[:, 5] == v].sum() for v in values]
+    np.testing.assert_allclose(effects[:, 5], -2.0 * np.array(sums), atol=1e-6)
+    codes = np.unique(X[~np.isnan(X[:, 0]), 0])
+    effects = fast.compiled.contributions(np.column_stack([codes, np.zeros((codes.size, 5))]))
+    sums = [residual[X[:, 0] == v].sum() for v in codes]
+    np.testing.assert_allclose(effects[:, 0], -0.05 * np.array(sums), atol=1e-6)
+    assert effects[:, 0].std() > 0.1  # the check is not one of zeros
+    with pytest.raises(ValueError) as error:
+        build_estimator(Candidate("logistic", {"categories": "wide_onehot"}), kinds, seed=0)
+    assert str(error.value) == (
+        "categories=wide_onehot takes wide_C, a positive L2 strength of its own for the wide "
+        "codes' one-hot columns (got categories='wide_onehot', wide_C=None)"
+    )
+    for params in ({"wide_C": 0.3}, {"categories": "wide_onehot", "wide_C": 0.0}):
+        with pytest.raises(ValueError, match="categories=wide_onehot takes wide_C, a positive"):
+            build_estimator(Candidate("logistic", params), kinds, seed=0)
+    with pytest.raises(ValueError, match="categories=wide_onehot needs each wide code right after"):
+        build_estimator(wide, kinds[[0, 1, 5, 2, 3, 4]], seed=0)
+
+
+def test_a_wide_one_hot_model_is_logged_to_mlflow_and_loads_as_fitted(tmp_path):
+    import mlflow
+    import pandas as pd
+
+    from features.model import artifact
+    from features.model.reasons import typical_lead
+    from features.model.scorer import LeadScorer
+    from tests.features.model.test_artifact import _example
+    from tests.features.test_featurizer import fitted, training_leads
+
+    featurizer = fitted(wide_min_count=2, max_categories=2)  # industry: a wide code
+    kinds = featurizer.column_kinds_
+    leads = training_leads().assign(as_of=pd.Timestamp("2024-04-01", tz="UTC"))
+    touches = pd.DataFrame(columns=["lead_id", "occurred_at", "channel", "activity"])
+    X = featurizer.transform(leads.drop(columns=["label"]), touches)
+    y = ((leads["industry"] == "Mining") | (np.arange(len(leads)) % 3 == 0)).to_numpy(int)
+    wide = Candidate("logistic", {"C": 0.1, "categories": "wide_onehot", "wide_C": 3.0})
+    model = fit_estimator(wide, kinds, 0, X, y)
+    assert model[0].transformer_weights == {"wide": pytest.approx(30**0.5)}
+    scorer = LeadScorer(
+        featurizer,
+        CalibratedModel(model, {"method": "sigmoid", "a": 1.1, "b": -0.2}),
+        metadata={"name": "lead-scoring", "version": None, "seed": 0},
+        baseline=typical_lead(X, kinds),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "s").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            info = artifact.log_model(scorer, _example())
+        loaded = artifact.load_model_scorer(info.model_uri, uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert isinstance(loaded.estimator.compiled, AdditiveLogistic)
+    expected = scorer.estimator.predict_proba(X)
+    np.testing.assert_array_equal(loaded.estimator.predict_proba(X), expected)
+    wide_at = list(featurizer.get_feature_names_out()).index("industry__wide")
+    assert loaded.estimator.compiled.contributions(X)[:, wide_at].std() > 0.05
 
 
 @pytest.mark.parametrize("candidate", [

@@ -85,7 +85,7 @@ def test_detail_columns_add_the_strongest_logistics_on_the_compact_columns_first
         assert candidates(search, rows=8_000, compact=True) == candidates(search, rows=8_000)
 
 
-def test_wide_codes_add_the_first_logistic_target_encoded_right_after_it():
+def test_wide_codes_add_the_first_logistic_with_their_one_hot_at_each_strength_right_after_it():
     for search, rows in (("small", 8_000), ("wide", 8_000), ("small", 500_000)):
         for calendar in (False, True):
             for compact in (False, True):
@@ -94,11 +94,15 @@ def test_wide_codes_add_the_first_logistic_target_encoded_right_after_it():
                 wide = candidates(search, win_rate=0.4, rows=rows, calendar=calendar,
                                   compact=compact, wide=True)  # fmt: skip
                 first = plain[0]
-                assert wide[:2] == [first, Candidate("logistic", {**first.params,
-                                                                  "categories": "target"})]  # fmt: skip
-                added = [c for c in wide if c.params.get("categories") == "target"]
-                assert len(added) == 1 + calendar  # and the first's calendar variant
+                assert wide[:4] == [first] + [
+                    Candidate("logistic", {**first.params, "categories": "wide_onehot",
+                                           "wide_C": c})
+                    for c in (0.1, 0.3, 1.0)
+                ]  # fmt: skip
+                added = [c for c in wide if c.params.get("categories") == "wide_onehot"]
+                assert len(added) == 3 * (1 + calendar)  # and the first's calendar variant
                 assert [c for c in wide if c not in added] == plain
+                assert not any(c.params.get("categories") == "target" for c in wide)
     for search in ("tiny", "none"):  # tests and huge data: nothing added
         assert candidates(search, rows=8_000, wide=True) == candidates(search, rows=8_000)
 

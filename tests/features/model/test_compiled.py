@@ -213,3 +213,33 @@ def test_spline_sums_equal_the_weighted_spline_features(knots, degree):
     got = compiled.SplineSums.from_bsplines(splines.bsplines_, coef)(z)
 
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_a_logistic_pipelines_transformer_weights_weigh_its_columns_when_compiled():
+    """ColumnTransformer(transformer_weights=...) multiplies a part's output: the wide codes'
+    one-hot (`categories=wide_onehot`) is scaled so, to be penalised less."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    X, y = _data(0, 2000)
+    columns = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="ignore"), [0, 3]),
+            ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), [1, 2, 4]),
+            ("missing", MissingIndicator(features="missing-only", error_on_new=False), [1]),
+        ],
+        sparse_threshold=0.0,
+        transformer_weights={"categories": 3.0, "missing": 0.5},
+    )
+    model = Pipeline([("features", columns), ("model", LogisticRegression(C=0.1))]).fit(X, y)
+    fast = compiled.compile_model(model)
+    assert isinstance(fast, compiled.AdditiveLogistic)
+    leads, _ = _data(1, 300)
+    leads[::9, 0] = 17.0  # a category never seen in training: it weighs nothing
+    np.testing.assert_allclose(fast.raw_proba(leads), model.predict_proba(leads)[:, 1], atol=1e-12)
+    # category code 2 of column 0 (its third one-hot column) weighs 3 x its coefficient
+    row = np.array([[2.0, 0.0, 0.0, 0.0, 0.0]])
+    assert fast.contributions(row)[0, 0] == pytest.approx(3.0 * model[-1].coef_[0, 2])
