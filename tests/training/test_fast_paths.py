@@ -154,6 +154,13 @@ def test_calendar_parts_can_be_categories_to_the_logistic_and_are_numbers_to_tre
         build_estimator(as_categories, MASK, seed=0)  # a bool mask cannot say which are calendar
 
 
+def _labels(rng, X, extra):
+    """Outcomes drawn from the log odds of `_data`'s first two columns plus `extra` (a column's
+    effect per row)."""
+    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) - 1 + extra
+    return (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
 def _dated_data(seed=0, n=4000):
     """`_data`'s columns, then two calendar parts: a month (column 4, 1-12, each with its own
     effect on the outcome; NaN: no date) and an hour (column 5, 0-23, no effect)."""
@@ -163,9 +170,7 @@ def _dated_data(seed=0, n=4000):
     month[rng.random(n) < 0.05] = np.nan
     hour = rng.integers(0, 24, n).astype(float)
     effect = np.array([0, -0.3, -0.1, 0.35, -0.2, 0, 0.35, -0.5, -0.7, 0.1, 0, 0.3, 0.7])
-    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) - 1
-    logit += effect[np.nan_to_num(month).astype(int)]
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    y = _labels(rng, X, effect[np.nan_to_num(month).astype(int)])
     return np.column_stack([X, month, hour]), y
 
 
@@ -237,9 +242,7 @@ def _wide_data(seed=0, n=4000):
     capped = np.where(wide < 5, wide, 5.0)
     capped[np.isnan(wide)] = np.nan
     effect = np.random.default_rng(99).normal(size=150)
-    logit = (X[:, 0] == 2) * 1.5 + np.nan_to_num(X[:, 1]) - 1
-    logit += np.where(np.isnan(wide), 0.0, effect[np.nan_to_num(wide).astype(int)])
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    y = _labels(rng, X, np.where(np.isnan(wide), 0.0, effect[np.nan_to_num(wide).astype(int)]))
     return np.column_stack([X, capped, wide]), y
 
 
