@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -98,15 +99,34 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class CurrentStream(logging.StreamHandler):
+    """A StreamHandler writing to whatever `sys.stderr` (or `sys.stdout`, `which`) is when a line
+    is written, not when logging was configured: a process that replaces them (a test runner
+    capturing each test's output, a supervisor redirecting) never has a line go to a closed
+    stream ("--- Logging error ---")."""
+
+    def __init__(self, which: Literal["stderr", "stdout"] = "stderr") -> None:
+        self.which = which
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return getattr(sys, self.which)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler sets it in __init__; the stream is always the current one."""
+
+
 def logging_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:
     """A `logging.config.dictConfig` for uvicorn and the service: the service's messages
     (logger `serving`), uvicorn's errors and access lines, all in one format on stderr."""
     formatter = "json" if log_format == "json" else "text"
     handler = {
-        "class": "logging.StreamHandler",
+        "()": CurrentStream,
         "formatter": formatter,
         "filters": ["request_id"],
-        "stream": "ext://sys.stderr",
+        "which": "stderr",
     }
     return {
         "version": 1,
@@ -116,7 +136,7 @@ def logging_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[
             "text": {"()": TextFormatter},
             "json": {"()": JsonFormatter},
         },
-        "handlers": {"default": handler, "access": dict(handler, stream="ext://sys.stdout")},
+        "handlers": {"default": handler, "access": dict(handler, which="stdout")},
         "loggers": {
             "serving": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},

@@ -63,6 +63,32 @@ def test_the_logging_config_is_valid_for_both_formats():
         assert config["handlers"]["default"]["formatter"] == log_format
 
 
+def test_lines_go_to_the_stderr_of_the_moment_not_the_one_at_configuration(monkeypatch):
+    import io
+    import sys
+
+    # a test runner replaces stderr per test and closes it after: a handler holding the first
+    # one printed "--- Logging error ---" (ValueError: I/O operation on closed file) later
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    config = logging_config("text")
+    logging.config.dictConfig(config)
+    log = logging.getLogger("serving.test")
+    try:
+        log.warning("first line")
+        monkeypatch.setattr(sys, "stderr", second)
+        first.close()
+        errors = []
+        monkeypatch.setattr(
+            logging.Handler, "handleError", lambda self, record: errors.append(record)
+        )
+        log.warning("second line")
+        assert errors == []
+        assert "second line" in second.getvalue()
+    finally:
+        logging.config.dictConfig(config | {"loggers": {"serving": {"handlers": []}}})
+
+
 def test_the_request_id_is_answered_and_kept_from_a_plain_caller_token(scoring_app):
     given = scoring_app.get("/healthz", headers={"X-Request-ID": "crm-call:42"})
     assert given.headers["x-request-id"] == "crm-call:42"
