@@ -32,6 +32,8 @@ definition of the schema; training may import serving, never the reverse).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,14 +102,10 @@ def read_lead_data(
     as_of = _utc(as_of or datetime.now(UTC))
     config = database_config(config)
     try:
-        engine = make_engine(database) if isinstance(database, str) else database
-        try:
+        with _engine(database) as engine:
             tables = _read_tables(engine, as_of)
-        finally:
-            if isinstance(database, str):
-                engine.dispose()
     except (SQLAlchemyError, ValueError) as error:
-        where = database if isinstance(database, str) else str(database.url)
+        where = _where(database)
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise TrainingDataError(
             f"cannot read the service's database {_masked(where)} ({type(error).__name__}: "
@@ -197,15 +195,10 @@ def traffic_ages(database: str | Engine, as_of: datetime | None = None) -> Traff
         .limit(TRAFFIC_SAMPLE)
     )
     try:
-        engine = make_engine(database) if isinstance(database, str) else database
-        try:
-            with engine.connect() as connection:
-                rows = connection.execute(query).all()
-        finally:
-            if isinstance(database, str):
-                engine.dispose()
+        with _engine(database) as engine, engine.connect() as connection:
+            rows = connection.execute(query).all()
     except SQLAlchemyError as error:
-        where = database if isinstance(database, str) else str(database.url)
+        where = _where(database)
         raise TrainingDataError(
             f"cannot read the score log of {_masked(where)} for training.ages_from_traffic "
             f"({type(error).__name__}); give the URL the service uses, or set "
@@ -237,6 +230,23 @@ def apply_traffic_ages(run_config: RunConfig, database: str | Engine) -> str | N
             update["snapshots_per_lead"] = TRAFFIC_SNAPSHOTS_PER_LEAD
         run_config.features = features.model_copy(update=update)
     return traffic.to_text(tuple(features.snapshot_ages_days))
+
+
+@contextmanager
+def _engine(database: str | Engine) -> Iterator[Engine]:
+    """The engine of `database` (a URL, or an engine as given); one made here is disposed after."""
+    if not isinstance(database, str):
+        yield database
+        return
+    engine = make_engine(database)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _where(database: str | Engine) -> str:
+    return database if isinstance(database, str) else str(database.url)
 
 
 def _masked(url: str) -> str:
