@@ -124,3 +124,23 @@ def test_while_the_service_loads_health_answers_and_the_rest_asks_to_retry():
     assert headers["retry-after"] == "1"
     assert headers["content-type"] == "application/problem+json"
     assert b"the service is starting" in body
+
+
+def test_a_serving_worker_collects_less_often_and_gives_the_thresholds_back(
+    sqlite_url, no_registry
+):
+    """While the app serves, the collector runs at `GC_THRESHOLDS` (a 1,000-lead request's
+    objects no longer set off collections all along it: bench/serve.py); after, as before."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import GC_THRESHOLDS, create_app
+    from tests.serving.conftest import make_settings
+
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    with TestClient(create_app(make_settings(sqlite_url, no_registry))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_threshold() == before
