@@ -25,6 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -374,7 +375,10 @@ class _YesNo(_Mapped):
 
 
 class _Moment(_ColumnFeatures):
-    """Day of the week, hour and month (UTC) of a date-time, read once for the three.
+    """Day of the week, hour and month of a date-time, read once for the three, on the clocks of
+    the data's zone (`zone` in the spec: the data config's `timezone`; UTC without one, as
+    models saved before read them): a date-only renewal in Berlin is on its own weekday, not the
+    UTC evening before, and a lead created at 09:00 in Berlin is a 09:00 lead.
 
     A model fitted since issue 17 reads a date other than `created_at` also as days after the
     lead's creation (`from_created` in the column's spec: a renewal due in the weeks after a lead
@@ -396,15 +400,17 @@ class _Moment(_ColumnFeatures):
         # every value in fit a date without a time of day (a renewal date): its words name no
         # hour; the hour column stays (models saved before read the same columns)
         self.dates_only = bool(spec.get("dates_only"))
+        self.zone = _zone(spec.get("zone"))
+        clock = self.clock = spec.get("zone") or "UTC"
         fact = Fact(name=self.column, describe=self.words)  # one moment, said once
         self.features = (
             Feature(name=f"{self.column}__day_of_week", unit="0 = Monday ... 6 = Sunday",
                     description=f"{label}: day of the week",
                     describe=_given_words(label, lambda v: f"{label} on a {_day_name(int(v))}"),
                     fact=fact, blank_when_missing=True, calendar=True),
-            Feature(name=f"{self.column}__hour", unit="hour of day, UTC",
-                    description=f"{label}: hour of the day (UTC)",
-                    describe=_given_words(label, lambda v: f"{label} at {_hours(int(v))} UTC"),
+            Feature(name=f"{self.column}__hour", unit=f"hour of day, {clock}",
+                    description=f"{label}: hour of the day ({clock})",
+                    describe=_given_words(label, lambda v: f"{label} at {_hours(int(v))} {clock}"),
                     fact=fact, blank_when_missing=True, calendar=True),
             Feature(name=f"{self.column}__month", unit="1 = January ... 12 = December",
                     description=f"{label}: month",
@@ -433,7 +439,7 @@ class _Moment(_ColumnFeatures):
         day, hour, month = values[:3]
         if is_missing(day) or is_missing(hour) or is_missing(month):
             return f"{self.label}: not given"
-        hours = "" if self.dates_only else f"{_hours(int(hour))} UTC, "
+        hours = "" if self.dates_only else f"{_hours(int(hour))} {self.clock}, "
         said = f"{self.label} on a {_day_name(int(day))}, {hours}in {_month_name(int(month))}"
         if len(values) > 3 and not is_missing(values[3]):
             said += f", {_days_words(values[3])}"
@@ -442,56 +448,58 @@ class _Moment(_ColumnFeatures):
         return said
 
     def value(self, value: Any, row: np.ndarray, at: int, created: Any = None) -> None:
-        moment = to_utc_datetime(value)
-        if moment is None:
-            row[at : at + 3] = np.nan
-        else:
-            row[at : at + 3] = (moment.weekday(), moment.hour, moment.month)
+        row[at : at + 3] = _moment_parts(value, self.zone)
         if self.from_created:
-            row[at + 3] = _days_between(_moment_us(value), _moment_us(created))
+            row[at + 3] = _days_between(
+                _moment_us(value, self.zone), _moment_us(created, self.zone)
+            )
         if self.months:
-            row[at + 4] = _months_between(_month_number(value), _month_number(created))
+            zone = self.zone
+            row[at + 4] = _months_between(_month_number(value, zone), _month_number(created, zone))
 
     def values(
         self, values: list[Any], out: np.ndarray, at: int, created: list[Any] | None = None
     ) -> None:
         if values:
-            parts = _map_values(values, _moment_parts, as_array=False)
+            parts = _map_values(values, partial(_moment_parts, zone=self.zone), as_array=False)
             out[:, at : at + 3] = np.array(parts, dtype=np.float64)
             if self.from_created:
                 created = created if created is not None else [None] * len(values)
                 out[:, at + 3] = [
-                    _days_between(_moment_us(v), _moment_us(c))
+                    _days_between(_moment_us(v, self.zone), _moment_us(c, self.zone))
                     for v, c in zip(values, created, strict=True)
                 ]
                 if self.months:
                     out[:, at + 4] = [
-                        _months_between(_month_number(v), _month_number(c))
+                        _months_between(_month_number(v, self.zone), _month_number(c, self.zone))
                         for v, c in zip(values, created, strict=True)
                     ]
 
     def series(self, series: pd.Series, out: np.ndarray, at: int, created: Any = None) -> None:
-        out[:, at : at + 3] = _datetime_parts(series)
+        out[:, at : at + 3] = _datetime_parts(series, self.zone)
         if self.from_created:
             if created is None:
                 out[:, at + 3] = np.nan
             else:
-                out[:, at + 3] = _series_days_between(series, created)
+                out[:, at + 3] = _series_days_between(series, created, self.zone)
         if self.months:
             if created is None:
                 out[:, at + 4] = np.nan
             else:
-                months = _series_month_number(series) - _series_month_number(created)
+                months = _series_month_number(series, self.zone) - _series_month_number(
+                    created, self.zone
+                )
                 out[:, at + 4] = np.clip(months, -MONTHS_CAP, MONTHS_CAP)
 
 
 _US_PER_DAY = 86_400_000_000
 
 
-def _moment_us(value: Any) -> int | None:
+def _moment_us(value: Any, zone: ZoneInfo | None = None) -> int | None:
     """Microseconds since the epoch (UTC) of a date-time attribute; None when missing or unreadable
-    (as `to_utc_datetime` reads it). Integers, so every path gets the same days."""
-    moment = to_utc_datetime(value)
+    (as `to_utc_datetime` reads it, values without an offset in `zone`). Integers, so every path
+    gets the same days."""
+    moment = to_utc_datetime(value, zone)
     if moment is None:
         return None
     delta = moment - _EPOCH
@@ -504,13 +512,36 @@ def _days_between(later: int | None, earlier: int | None) -> float:
     return float(later - earlier) / _US_PER_DAY
 
 
-def _utc_moments(series: pd.Series) -> pd.Series | None:
-    """A date-time series in UTC (naive ones taken as UTC); None for text and other values."""
+def _utc_moments(series: pd.Series, zone: ZoneInfo | None = None) -> pd.Series | None:
+    """A date-time series in UTC (naive ones: local times of `zone`, None: UTC; as the files
+    path reads them, a time the clocks repeat is missing, one they skip the moment they jump);
+    None for text and other values."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         return series.dt.tz_convert("UTC")
     if series.dtype.kind == "M":
-        return series.dt.tz_localize("UTC")
+        if zone is None:
+            return series.dt.tz_localize("UTC")
+        local = series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+        return local.dt.tz_convert("UTC")
     return None
+
+
+def _zoned_moments(series: pd.Series, zone: ZoneInfo | None) -> pd.Series | None:
+    """`_utc_moments` on `zone`'s clocks (None: UTC's)."""
+    moments = _utc_moments(series, zone)
+    return moments if moments is None or zone is None else moments.dt.tz_convert(zone)
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    """The zone whose clocks calendar parts are read on (None: UTC's)."""
+    return None if name in (None, "UTC") else ZoneInfo(name)
+
+
+def _local(value: Any, zone: ZoneInfo | None) -> datetime | None:
+    """A date-time attribute as `to_utc_datetime` reads it (a value without an offset is a local
+    time of `zone`, as the data's files are read), on `zone`'s clocks (None: UTC)."""
+    moment = to_utc_datetime(value, zone)
+    return moment if moment is None or zone is None else moment.astimezone(zone)
 
 
 def _per_distinct(series: pd.Series, mapper: Callable[[Any], Any], missing: Any) -> np.ndarray:
@@ -520,27 +551,30 @@ def _per_distinct(series: pd.Series, mapper: Callable[[Any], Any], missing: Any)
     return np.array([*(mapper(u) for u in uniques), missing], dtype=np.float64)[codes]
 
 
-def _series_us(series: pd.Series) -> np.ndarray:
+def _series_us(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
     """`_moment_us` of each row as float64 microseconds (NaN where missing), exact below 2**53."""
-    moments = _utc_moments(series)
+    moments = _utc_moments(series, zone)
     if moments is not None:
         ns = moments.dt.tz_localize(None).dt.as_unit("ns").array.asi8
         return np.where(ns == np.iinfo(np.int64).min, np.nan, (ns // 1000).astype(np.float64))
     return _per_distinct(
-        series, lambda u: math.nan if (us := _moment_us(u)) is None else float(us), math.nan
+        series, lambda u: math.nan if (us := _moment_us(u, zone)) is None else float(us), math.nan
     )
 
 
-def _series_days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
-    return (_series_us(later) - _series_us(earlier)) / _US_PER_DAY
+def _series_days_between(
+    later: pd.Series, earlier: pd.Series, zone: ZoneInfo | None = None
+) -> np.ndarray:
+    return (_series_us(later, zone) - _series_us(earlier, zone)) / _US_PER_DAY
 
 
 MONTHS_CAP = 24  # calendar months from creation beyond this (either way) read as this many
 
 
-def _month_number(value: Any) -> int | None:
-    """Months since January 1970 (UTC) of a date-time attribute; None when missing or unreadable."""
-    moment = to_utc_datetime(value)
+def _month_number(value: Any, zone: ZoneInfo | None = None) -> int | None:
+    """Months since January 1970 (on `zone`'s calendar; None: UTC's) of a date-time attribute;
+    None when missing or unreadable."""
+    moment = _local(value, zone)
     return None if moment is None else (moment.year - 1970) * 12 + moment.month - 1
 
 
@@ -550,16 +584,16 @@ def _months_between(later: int | None, earlier: int | None) -> float:
     return float(min(max(later - earlier, -MONTHS_CAP), MONTHS_CAP))
 
 
-def _series_month_number(series: pd.Series) -> np.ndarray:
+def _series_month_number(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
     """`_month_number` of each row as float64 (NaN where missing)."""
-    moments = _utc_moments(series)
+    moments = _zoned_moments(series, zone)
     if moments is not None:
         years = moments.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
         return (
             (years - 1970) * 12 + moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan) - 1
         )
     return _per_distinct(
-        series, lambda u: math.nan if (m := _month_number(u)) is None else float(m), math.nan
+        series, lambda u: math.nan if (m := _month_number(u, zone)) is None else float(m), math.nan
     )
 
 
@@ -649,7 +683,11 @@ class AttributeEncoder:
         self.max_wide_categories = max_wide_categories
 
     # fit ------------------------------------------------------------------------------------
-    def fit(self, leads: pd.DataFrame, attribute_types: dict[str, str]) -> AttributeEncoder:
+    def fit(
+        self, leads: pd.DataFrame, attribute_types: dict[str, str], timezone: str | None = None
+    ) -> AttributeEncoder:
+        """`timezone`: the data's zone (the data config's), whose clocks and calendar the date
+        attributes' weekday, hour and month are read on (None: UTC)."""
         bad = {c: t for c, t in attribute_types.items() if t not in ATTRIBUTE_TYPES}
         if bad:
             raise ValueError(
@@ -671,15 +709,18 @@ class AttributeEncoder:
         types = {c: t for c, t in attribute_types.items() if c not in NOT_FEATURES}
         if "created_at" in leads.columns:
             types["created_at"] = "datetime"  # when a lead arrives (weekday, hour) is a feature
+        zone = _zone(timezone)
         for column, kind in types.items():
             spec: dict[str, Any] = {"column": column, "type": kind}
+            if kind == "datetime" and zone is not None:
+                spec["zone"] = timezone
             if kind == "categorical":
                 spec.update(self._learn_categories(leads[column]))
                 spec["title"] = is_title_column(column)
             if kind == "datetime" and column != "created_at" and "created_at" in leads.columns:
                 spec["from_created"] = True
                 spec["months_from_created"] = True
-            if kind == "datetime" and _dates_only(leads[column]):
+            if kind == "datetime" and _dates_only(leads[column], zone):
                 spec["dates_only"] = True  # its reasons name no hour ("00:00-00:59 UTC")
             columns.append(spec)
         self.columns_ = columns
@@ -913,28 +954,30 @@ _NO_MOMENT = (math.nan, math.nan, math.nan)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _dates_only(values: pd.Series) -> bool:
-    """Whether every given value of the column is a date without a time of day: a whole hour,
-    and at most two hours in all, one apart (a local midnight read in the data's `timezone` is
-    one UTC hour, or two where the clocks change; in UTC, 00:00)."""
+def _dates_only(values: pd.Series, zone: ZoneInfo | None = None) -> bool:
+    """Whether every given value of the column is a date without a time of day: on `zone`'s
+    clocks (None: UTC's) a whole hour, and at most two hours in all, one apart (a local midnight
+    read in another zone than the data's is one hour there, or two where the clocks change)."""
     given = values.dropna()
     if given.empty:
         return False
     if pd.api.types.is_datetime64_any_dtype(given) and getattr(given.dt, "tz", None) is not None:
-        moments = given.dt.tz_convert("UTC")
-        if (moments != moments.dt.floor("h")).any():
+        moments = given.dt.tz_convert(zone or "UTC")
+        # the parts, not `floor("h")`, which fails on an hour the zone's clocks repeat
+        clock = moments.dt
+        if (clock.minute | clock.second | clock.microsecond | clock.nanosecond).to_numpy().any():
             return False
         hours = set(moments.dt.hour.unique().tolist())
     else:
-        parsed = [to_utc_datetime(v) for v in set(given.tolist())]
+        parsed = [_local(v, zone) for v in set(given.tolist())]
         if any(m is None or (m.minute, m.second, m.microsecond) != (0, 0, 0) for m in parsed):
             return False
         hours = {m.hour for m in parsed if m is not None}
     return len(hours) == 1 or (len(hours) == 2 and max(hours) - min(hours) in (1, 23))
 
 
-def _moment_parts(value: Any) -> tuple[float, float, float]:
-    moment = to_utc_datetime(value)
+def _moment_parts(value: Any, zone: ZoneInfo | None = None) -> tuple[float, float, float]:
+    moment = _local(value, zone)
     return _NO_MOMENT if moment is None else (moment.weekday(), moment.hour, moment.month)
 
 
@@ -948,13 +991,13 @@ def _map_values(values: list[Any], mapper, as_array: bool = True):
     return np.array(mapped, dtype=np.float64) if as_array else mapped
 
 
-def _datetime_parts(series: pd.Series) -> np.ndarray:
-    """(day of week, hour, month) in UTC per row; NaN where missing."""
-    moments = _utc_moments(series)
+def _datetime_parts(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
+    """(day of week, hour, month) on `zone`'s clocks (None: UTC) per row; NaN where missing."""
+    moments = _zoned_moments(series, zone)
     if moments is not None:
         return np.column_stack(
             [moments.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.hour.to_numpy(dtype=np.float64, na_value=np.nan),
              moments.dt.month.to_numpy(dtype=np.float64, na_value=np.nan)]
         )  # fmt: skip
-    return _per_distinct(series, _moment_parts, _NO_MOMENT)
+    return _per_distinct(series, partial(_moment_parts, zone=zone), _NO_MOMENT)

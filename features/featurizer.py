@@ -57,14 +57,17 @@ class LeadFeaturizer:
         leads: pd.DataFrame,
         attribute_types: dict[str, str],
         touchpoints: pd.DataFrame | None = None,
+        timezone: str | None = None,
     ) -> LeadFeaturizer:
-        """Learn attribute vocabularies. Touchpoints only switch the touchpoint features on."""
+        """Learn attribute vocabularies. Touchpoints only switch the touchpoint features on.
+        `timezone` (the data config's): date attributes' weekday, hour and month are read on its
+        clocks (None: UTC)."""
         self.attributes_ = AttributeEncoder(
             self.config.rare_min_count,
             self.config.max_categories,
             self.config.wide_min_count,
             self.config.max_wide_categories,
-        ).fit(leads, attribute_types)
+        ).fit(leads, attribute_types, timezone)
         self.timestamped_ = "created_at" in leads.columns
         self.uses_touchpoints_ = touchpoints is not None
         self._build_outputs()

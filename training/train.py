@@ -323,7 +323,7 @@ def _fit_scorer(
     # from here on only the sampled rows (memory: every snapshot's attributes are let go)
     examples, (train_rows, holdout_rows) = examples.keep(train_rows, holdout_rows)
     featurizer = LeadFeaturizer(config.features).fit(
-        train_leads, data.attribute_types, data.touchpoints
+        train_leads, data.attribute_types, data.touchpoints, config.data.timezone
     )
     if config.training.segment_by:  # a wrong column is refused before the long part
         segment_feature(featurizer, config.training.segment_by)

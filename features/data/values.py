@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -391,8 +391,9 @@ def to_yes_no(value: Any) -> float:
     return math.nan if answer is None else float(answer)
 
 
-def to_utc_datetime(value: Any) -> datetime | None:
-    """A date-time attribute in UTC (naive values are taken as UTC); None when missing/unreadable."""
+def to_utc_datetime(value: Any, zone: tzinfo | None = None) -> datetime | None:
+    """A date-time attribute in UTC; naive values are local times of `zone` (None: UTC's), as
+    files are read in the data's `timezone`; None when missing or unreadable."""
     if _is_missing(value):
         return None
     if isinstance(value, np.datetime64):  # as a frame's column holds it: the same moment
@@ -410,7 +411,7 @@ def to_utc_datetime(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=zone or UTC).astimezone(UTC)
     return value.astimezone(UTC)
 
 

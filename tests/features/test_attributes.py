@@ -98,6 +98,59 @@ def test_datetimes_expand_to_day_of_week_hour_and_month_in_utc():
     assert record.tolist() == [1.0, 12.0, 3.0]
 
 
+def test_calendar_parts_are_read_on_the_clocks_of_the_data_zone_on_every_path():
+    # Local dates in Berlin are 22:00 or 23:00 UTC the evening before: read in UTC, a renewal on
+    # Monday 1 July was "a Sunday, 22:00-22:59 UTC, in June". On Berlin's clocks it is itself.
+    berlin = pd.Series(pd.to_datetime(["2024-07-01", "2024-12-02", "2025-03-31"]))
+    berlin = berlin.dt.tz_localize("Europe/Berlin").dt.tz_convert("UTC")  # as files load them
+    frame = pd.DataFrame({
+        "lead_id": ["a", "b", "c"],
+        # 09:30 in Berlin; 09:30 UTC on 31 December is already 1 January there
+        "created_at": pd.to_datetime(["2024-06-03T07:30Z", "2024-11-18T08:30Z",
+                                      "2024-12-31T23:30Z"], utc=True),
+        "renewal": berlin,
+    })  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"renewal": "datetime"}, "Europe/Berlin")
+    names = encoder.feature_names_out_
+    x = encoder.transform(frame)
+    column = {name: x[:, names.index(name)].tolist() for name in names}
+    assert column["renewal__day_of_week"] == [0.0, 0.0, 0.0]  # every one a Monday
+    assert column["renewal__month"] == [7.0, 12.0, 3.0]
+    assert column["created_at__hour"] == [9.0, 9.0, 0.0]
+    assert column["created_at__month"] == [6.0, 11.0, 1.0]
+    # calendar months on Berlin's calendar too: created January 2025, renewal March 2025
+    assert column["renewal__months_from_created"] == [1.0, 1.0, 2.0]
+    # a local date is a date there: said without an hour; the hour's words name the zone
+    spec = next(c for c in encoder.columns_ if c["column"] == "renewal")
+    assert spec["zone"] == "Europe/Berlin" and spec["dates_only"] is True
+    renewal = next(f for f in encoder.features_ if f.name == "renewal__day_of_week").fact
+    assert renewal.describe(x[0, :5].tolist()).startswith("Renewal on a Monday, in July")
+    hour = next(f for f in encoder.features_ if f.name == "created_at__hour")
+    assert hour.unit == "hour of day, Europe/Berlin"
+    assert hour.describe(9.0) == "Created at 09:00-09:59 Europe/Berlin"
+    # the API's records (ISO text with any offset, datetimes) and a saved encoder read the same
+    records = [{"renewal": v.isoformat()} for v in frame["renewal"]]
+    created = [v.to_pydatetime() for v in frame["created_at"]]
+    np.testing.assert_array_equal(encoder.transform_records(records, created), x)
+    for i, record in enumerate(records):
+        np.testing.assert_array_equal(encoder.transform_record(record, created[i]), x[i])
+    again = AttributeEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(again.transform(frame), x)
+    # a value without an offset is a local time there, as the files were read: the same numbers
+    # from "2024-07-01" (an API attribute), a naive datetime and a naive frame column
+    local = ["2024-07-01", "2024-12-02", "2025-03-31"]
+    naive = [{"renewal": v} for v in local]
+    np.testing.assert_array_equal(encoder.transform_records(naive, created), x)
+    np.testing.assert_array_equal(
+        encoder.transform_record({"renewal": datetime(2024, 7, 1)}, created[0]), x[0]
+    )
+    np.testing.assert_array_equal(encoder.transform(frame.assign(renewal=pd.to_datetime(local))), x)
+    # without a zone (and for models saved before: no "zone" in the spec) UTC, as before
+    utc = AttributeEncoder().fit(frame, {"renewal": "datetime"})
+    assert "zone" not in next(c for c in utc.columns_ if c["column"] == "renewal")
+    assert utc.transform(frame)[:, names.index("renewal__day_of_week")].tolist() == [6.0] * 3
+
+
 def test_created_at_is_expanded_and_lead_id_is_never_a_feature():
     frame = pd.DataFrame({"lead_id": ["a", "b"], "created_at": pd.to_datetime(
         ["2024-01-01T09:00Z", "2024-01-02T10:00Z"]), "size": [1.0, 2.0]})  # fmt: skip

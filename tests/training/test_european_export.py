@@ -82,7 +82,8 @@ def test_a_european_export_validates_trains_and_scores_with_the_do_not_contact_r
         "policy:\n  sales_threshold: 0\n  nurture_threshold: 0\n"
     )
     result = runner.invoke(app, ["train", *options, "--dayfirst", "--config", str(config),
-                                 "--do-not-contact", "Liste rouge", "--json"])  # fmt: skip
+                                 "--do-not-contact", "Liste rouge", "--timezone", "Europe/Paris",
+                                 "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["version"] == "1"
@@ -106,6 +107,13 @@ def test_a_european_export_validates_trains_and_scores_with_the_do_not_contact_r
     scorer = load_model_scorer(summary["model_uri"])
     assert scorer.metadata["data_config"]["do_not_contact_columns"] == ["Liste rouge"]
     assert scorer.metadata["data_config"]["dayfirst"] is True
+    # the dates are Paris dates: their weekday and month are read on Paris's clocks, said
+    # without an hour (read in UTC they were the evening before, at 22:00 or 23:00)
+    (spec,) = [c for c in scorer.featurizer.attributes_.columns_
+               if c["column"] == "Date de création"]  # fmt: skip
+    assert spec["zone"] == "Europe/Paris" and spec["dates_only"] is True
+    first = scorer.featurizer.attributes_.transform_record({"Date de création": "2024-07-01"})
+    assert first[:3].tolist() == [0.0, 0.0, 7.0]  # Monday 1 July, midnight in Paris
     leads = [
         {"lead_id": f"A{i}", "attributes": {"Secteur": "Logiciel", "Visites": 20,
          "Liste rouge": "Oui" if i % 2 else "Non", "Ne pas contacter": "non"}}
