@@ -4,11 +4,11 @@ Candidates work on the featurizer's float matrix (categories are integer codes, 
 
 - ``logistic``: one-hot categories (and, ``calendar=categories``, one-hot calendar parts: a
   date's weekday, hour, month, months after creation, `features.feature.CALENDAR`, or, with
-  ``calendar=target``, each part target-encoded, cross-fitted, one column each; with
+  ``calendar=target``, each part target-encoded, cross-fitted by lead, one column each; with
   ``features=compact``, without the detail columns, `features.feature.DETAIL`; with
   ``categories=wide_onehot``, a column of hundreds of values read through its wide code,
   `features.feature.WIDE`, one-hot under an L2 strength of its own, ``wide_C``, or with
-  ``categories=target`` target-encoded, cross-fitted, in place of its capped one-hot) +
+  ``categories=target`` target-encoded, cross-fitted by lead, in place of its capped one-hot) +
   (imputed, arcsinh-squashed, spline-expanded or scaled) numbers + missing indicators,
   L2-regularised logistic regression;
 - ``gradient_boosting``: HistGradientBoosting with native missing values and either native
@@ -26,11 +26,13 @@ the probabilities back to honest win rates.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sklearn
 from scipy.special import logit
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -39,7 +41,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -71,6 +73,9 @@ SPARSE_CELLS = 20_000_000
 # folds by lead; the one-hot regressions' best: 0.3031): auto 0.3036 (as log odds 0.3062);
 # as log odds m=10 0.2984, m=20 0.2973, m=60 0.2972, m=150 0.2988.
 TARGET_SMOOTHING = 20.0
+# The folds a target encoder cross-fits in: each row encoded by the values' win rates in the
+# other folds. By lead when a lead has several snapshots (`target_encoder_folds`).
+TARGET_FOLDS = 5
 # The L2 strengths the search tries for the wide codes' one-hot columns (`categories=wide_onehot`,
 # `wide_C`: the C each value's effect is penalised with, whatever the regression's own C). The
 # right one is about the spread of the values' effects squared over the snapshots per lead (the
@@ -123,9 +128,10 @@ def candidates(
     With `calendar` parts among the features (a date's weekday, hour, month, months after the
     lead's creation: `features.feature.CALENDAR`), the small and wide searches also try the
     strongest logistic regression with them target-encoded (`calendar=target`: one column per
-    part, its values' cross-fitted win rates as log odds), second in line. Where dates drive the
-    outcome this wins (date_driven demo shape, 20,000 leads: gap to the oracle 0.0300 as numbers,
-    0.0101 as one-hot categories, `calendar=categories`, 0.0086 target-encoded: the one-hot's
+    part, its values' win rates cross-fitted by lead as log odds), second in line. Where dates
+    drive the outcome this wins (date_driven demo shape, 20,000 leads: gap to the oracle 0.0300 as
+    numbers, 0.0101 as one-hot categories, `calendar=categories`, 0.0086 target-encoded cross-
+    fitted by row, 0.0085 by lead, ECE 0.0133 -> 0.0115: the one-hot's
     month and renewal effects were shrunk by the strong L2 penalty, C=0.01, that the many
     touchpoint columns need, and scaling those columns up by 2-5 recovered only 0.0092-0.0095);
     where they do not, the 43 columns of a creation date cost more than they teach (3,000
@@ -153,11 +159,12 @@ def candidates(
     leads) 0.7769 (0.0336) with the capped one-hot, 0.7866 (0.0238) target-encoded, 0.7905
     (0.0199) with `wide_C=0.3`, against 0.7947 (0.0158) for the well-specified reference; on the
     small one (300 values, 3,000 leads) 0.7353 (0.0966), 0.7720 (0.0598), 0.7737 (0.0581), against
-    0.7768 (0.0550). Target encoding (`categories=target`: `TargetEncoder`, cross-fitted by row,
-    so a lead's other snapshots enter its encoding; one coefficient) lost to it on every spread
-    of the effects tried (sd 0.5 / 1 / 2 on high_cardinality: 0.0321 / 0.0238 / 0.0167 against
-    0.0205 / 0.0199 / 0.0156); the search no longer tries it, and models saved with it load and
-    compile as before."""
+    0.7768 (0.0550). Target encoding (`categories=target`: `TargetEncoder`, one coefficient;
+    measured cross-fitted by row, which let a lead's other snapshots enter its encoding, since
+    cross-fitted by lead: `target_encoder_folds`) lost to it on every spread of the effects tried
+    (sd 0.5 / 1 / 2 on high_cardinality: 0.0321 / 0.0238 / 0.0167 against 0.0205 / 0.0199 /
+    0.0156; by lead at sd 1, 0.0213); the search no longer tries it, and models saved with it
+    load and compile as before."""
     hgb = [
         {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0,
          "max_features": 1.0},
@@ -221,12 +228,18 @@ def _same_but_calendar(params: dict[str, Any], first: dict[str, Any]) -> bool:
 
 
 def build_estimator(
-    candidate: Candidate, column_kinds: np.ndarray, seed: int, sparse: bool = False
+    candidate: Candidate,
+    column_kinds: np.ndarray,
+    seed: int,
+    sparse: bool = False,
+    encoder_folds: Any = None,
 ) -> Any:
     """An unfitted scikit-learn classifier for the feature matrix. `column_kinds`: each column's
     NUMBER, CATEGORY or CALENDAR (`LeadFeaturizer.column_kinds_`; a bool mask reads as categories
     and numbers). `sparse`: the logistic regression learns from a sparse design matrix (the same
-    model up to rounding; see `SPARSE_CELLS`)."""
+    model up to rounding; see `SPARSE_CELLS`). `encoder_folds`: the splitter its target encoders
+    cross-fit in (`target_encoder_folds`; default: by row, `TARGET_FOLDS` stratified folds);
+    a splitter by lead needs the rows' leads in `fit` (`fit_estimator` gives them)."""
     params = dict(candidate.params)
     kinds = np.asarray(column_kinds).astype(np.int8)
     categorical = kinds == CATEGORY
@@ -304,12 +317,13 @@ def build_estimator(
             parts.append(("wide", OneHotEncoder(handle_unknown="ignore"), target))
             weights["wide"] = math.sqrt(wide_c / C)
         elif target.size:
-            # cross-fitted in fit (a row's encoding learned without it), every row in `transform`;
-            # a new value gets the mean win rate, 'other' and missing their own encodings; as
-            # log odds, the scale a value's effect adds on (encodings lie strictly inside (0, 1))
-            parts.append(("target", _target_encoding(seed), target))
+            # cross-fitted in fit (a row's encoding learned without its lead), every row in
+            # `transform`; a new value gets the mean win rate, 'other' and missing their own
+            # encodings; as log odds, the scale a value's effect adds on (encodings lie strictly
+            # inside (0, 1))
+            parts.append(("target", _target_encoding(seed, encoder_folds), target))
         if dates.size:
-            parts.append(("calendar", _target_encoding(seed), dates))
+            parts.append(("calendar", _target_encoding(seed, encoder_folds), dates))
         if nums.size:
             parts.append(("numbers", make_pipeline(*numeric_steps), nums))
             parts.append(
@@ -336,12 +350,57 @@ def build_estimator(
     raise ValueError(f"unknown model kind {candidate.kind!r}")
 
 
-def _target_encoding(seed: int) -> Any:
+def _target_encoding(seed: int, folds: Any = None) -> Any:
     """Each column's values as their cross-fitted win rates (`TARGET_SMOOTHING`), as log odds,
     standardised: one column each, whatever the number of values."""
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    encoder = TargetEncoder(target_type="binary", smooth=TARGET_SMOOTHING, cv=folds)
+    if folds is None:
+        folds = StratifiedKFold(TARGET_FOLDS, shuffle=True, random_state=seed)
+    # each encoder its own splitter, as before (one object shared would tie their settings)
+    encoder = TargetEncoder(target_type="binary", smooth=TARGET_SMOOTHING, cv=copy.copy(folds))
     return make_pipeline(encoder, FunctionTransformer(logit), StandardScaler())
+
+
+def target_encoder_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> Any:
+    """The splitter a target encoder cross-fits in when the rows are leads' snapshots (`groups`:
+    each row's lead): by lead, so no snapshot is encoded from its lead's own label.
+
+    Cross-fitted by row, a lead's other snapshots sit in the folds that encode each of its
+    snapshots: a value few leads have is encoded with their own labels, and a calendar part of
+    150 values with no effect got a weight of 0.48-0.64 (tests/training/test_target_encoding.py;
+    by lead -0.08..0.13).
+
+    - one row per lead (flat examples, `groups` None): `TARGET_FOLDS` stratified folds of rows,
+      as before (each a fold of leads);
+    - else `TARGET_FOLDS` folds of leads drawn at random (`GroupKFold(shuffle=True)`: vectorised;
+      scikit-learn's `StratifiedGroupKFold` places leads one by one in Python, 3 s for 20,000
+      leads at every fit), kept when each fold's training side has both outcomes;
+    - fewer leads of an outcome than `TARGET_FOLDS` (`StratifiedGroupKFold` would refuse fewer
+      leads than folds): as many folds as there are such leads, and when the random draw left a
+      training side without an outcome, the stratified folds of leads, which spread them;
+    - an outcome of one lead (or no folds of leads with both outcomes on every training side):
+      by row, as before. Any fold of leads holding that lead out would encode its snapshots
+      from no example of its outcome: a win rate of 0 or 1, infinite log odds."""
+    by_row = StratifiedKFold(TARGET_FOLDS, shuffle=True, random_state=seed)
+    if groups is None:
+        return by_row
+    y = np.asarray(labels)
+    codes, leads = np.unique(np.asarray(groups), return_inverse=True)
+    if len(codes) == len(y):
+        return by_row
+    outcomes = np.unique(y)
+    # leads with each outcome: a lead's snapshots may differ (won within a later one's horizon)
+    fewest = min(np.unique(leads[y == outcome]).size for outcome in outcomes)
+    if fewest < 2:
+        return by_row
+    k = min(TARGET_FOLDS, fewest)
+    rows = np.zeros((len(y), 1))
+    for folds in (
+        GroupKFold(k, shuffle=True, random_state=seed),
+        StratifiedGroupKFold(k, shuffle=True, random_state=seed),
+    ):
+        if all(np.unique(y[fit]).size == outcomes.size for fit, _ in folds.split(rows, y, leads)):
+            return folds
+    return by_row
 
 
 def fill_empty_columns(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -387,9 +446,13 @@ def fit_estimator(
     X: np.ndarray,
     y: np.ndarray,
     empty: set[int] | None = None,
+    *,
+    groups: np.ndarray | None,
 ) -> Any:
     """`build_estimator(...)` fitted on `X`, `y`, its all-missing columns set aside
-    (`fill_empty_columns`); their indices are added to `empty`."""
+    (`fill_empty_columns`); their indices are added to `empty`. `groups`: each row's lead (its
+    target encoders cross-fit by lead: `target_encoder_folds`), None when every row is a lead of
+    its own; asked of every caller, so no fit on snapshots forgets it."""
     X, found = fill_empty_columns(X)
     if empty is not None:
         empty.update(found)
@@ -398,7 +461,29 @@ def fit_estimator(
     large = X.size > SPARSE_CELLS
     if large and candidate.kind == "logistic":
         X = X.astype(np.float32)  # the pipeline's copies of the numbers at half the size
-    return build_estimator(candidate, column_kinds, seed, large).fit(X, y)
+    if groups is None or not _target_encodes(candidate):
+        return build_estimator(candidate, column_kinds, seed, large).fit(X, y)
+    # the leads as numbers 0..n-1: the same folds as their ids, drawn without sorting strings
+    leads = np.unique(np.asarray(groups), return_inverse=True)[1]
+    estimator = build_estimator(
+        candidate, column_kinds, seed, large, target_encoder_folds(y, leads, seed)
+    )
+    if not estimator.get_metadata_routing().consumes("fit", ["groups"]):
+        return estimator.fit(X, y)  # no column to encode, or folds by row
+    # scikit-learn hands `groups` down Pipeline -> ColumnTransformer -> Pipeline -> TargetEncoder
+    # -> its splitter's `split` only with metadata routing on; the setting is the thread's own
+    # (the search fits folds in threads: each turns it on where it fits) and is given back after
+    with sklearn.config_context(enable_metadata_routing=True):
+        return estimator.fit(X, y, groups=leads)
+
+
+def _target_encodes(candidate: Candidate) -> bool:
+    """Whether `candidate` may hold a target encoder (when the columns it encodes exist)."""
+    params = candidate.params
+    return candidate.kind == "logistic" and "target" in (
+        params.get("calendar"),
+        params.get("categories"),
+    )
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

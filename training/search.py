@@ -289,7 +289,7 @@ def search_models(
                     )  # fmt: skip
                 else:
                     oof, fold_models = _cross_validate(
-                        X, y, folds, candidate, column_kinds, seed, empty, say, pool
+                        X, y, groups, folds, candidate, column_kinds, seed, empty, say, pool
                     )
                     if len(folds) == 1 and len(y) > CV_ROUNDS_MAX_ROWS:
                         models[candidate.name] = fold_models[0]
@@ -331,6 +331,7 @@ def search_models(
 def _cross_validate(
     X: np.ndarray,
     y: np.ndarray,
+    groups: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     candidate: Candidate,
     column_kinds: np.ndarray,
@@ -339,7 +340,8 @@ def _cross_validate(
     say: Callable[[str], None],
     pool: ThreadPoolExecutor | None,
 ) -> tuple[np.ndarray, list[Any]]:
-    """Out-of-fold probabilities of `candidate` and the fold models (fitted by `pool`)."""
+    """Out-of-fold probabilities of `candidate` and the fold models (fitted by `pool`; each on its
+    rows' leads, `groups`, so its target encoders cross-fit by lead as the folds do)."""
 
     def one(fold: int) -> tuple[np.ndarray, set[int], Any]:
         say(
@@ -349,7 +351,9 @@ def _cross_validate(
         )
         train, test = folds[fold]
         found: set[int] = set()
-        model = fit_estimator(candidate, column_kinds, seed, X[train], y[train], found)
+        model = fit_estimator(
+            candidate, column_kinds, seed, X[train], y[train], found, groups=groups[train]
+        )
         return model.predict_proba(X[test])[:, 1], found, model
 
     oof = np.full(len(y), np.nan)

@@ -87,11 +87,13 @@ def _fit_calibrated(
     for fit_rows, test_rows in GroupKFold(n_splits=FOLDS).split(X, y, groups):
         if len(np.unique(y[fit_rows])) < 2:
             continue
-        model = fit_estimator(candidate, kinds, seed, X[fit_rows], y[fit_rows])
+        model = fit_estimator(
+            candidate, kinds, seed, X[fit_rows], y[fit_rows], groups=groups[fit_rows]
+        )
         oof[test_rows] = model.predict_proba(X[test_rows])[:, 1]
     seen = ~np.isnan(oof)
     calibration, _ = choose_calibration(oof[seen], y[seen], seed)
-    return CalibratedModel(fit_estimator(candidate, kinds, seed, X, y), calibration)
+    return CalibratedModel(fit_estimator(candidate, kinds, seed, X, y, groups=groups), calibration)
 
 
 def _figures(y: np.ndarray, p: np.ndarray, prefix: str) -> dict[str, float]:

@@ -60,11 +60,13 @@ def fit_subscore(
     for fit_rows, test_rows in GroupKFold(n_splits=n_folds).split(Xc, y, groups):
         if len(np.unique(y[fit_rows])) < 2:
             continue
-        model = fit_estimator(candidate, kinds, seed, Xc[fit_rows], y[fit_rows])
+        model = fit_estimator(
+            candidate, kinds, seed, Xc[fit_rows], y[fit_rows], groups=groups[fit_rows]
+        )
         oof[test_rows] = model.predict_proba(Xc[test_rows])[:, 1]
     seen = ~np.isnan(oof)
     calibration, _ = choose_calibration(oof[seen], y[seen], seed)
-    model = fit_estimator(candidate, kinds, seed, Xc, y)
+    model = fit_estimator(candidate, kinds, seed, Xc, y, groups=groups)
     return SubScoreModel(columns, CalibratedModel(model, calibration))
 
 

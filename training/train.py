@@ -387,7 +387,9 @@ def _fit_scorer(
         )
     else:
         step(f"fitting {selection.candidate.name} on all training examples")
-        model = fit_estimator(selection.candidate, kinds, seed, X_train, y_train, unknown)
+        model = fit_estimator(
+            selection.candidate, kinds, seed, X_train, y_train, unknown, groups=groups
+        )
     notes += empty_feature_notes(
         featurizer.get_feature_names_out(), list(data.attribute_types), X_train,
         selection.empty_columns | unknown,
@@ -431,6 +433,7 @@ def _fit_scorer(
         final = _refit(
             selection.candidate, kinds, seed, X_train, y_train, X_holdout, examples.labels[holdout_rows],
             selection.oof_raw, estimator,
+            np.concatenate([groups, frame["lead_id"].to_numpy()[holdout_rows]]),
         )  # fmt: skip
     return Fitted(
         scorer, examples, split, train_rows, holdout_rows, X_holdout, holdout_probability,
@@ -503,13 +506,15 @@ def _refit(
     y_holdout: np.ndarray,
     oof_raw: np.ndarray,
     evaluated: CalibratedModel,
+    groups: np.ndarray,
 ) -> CalibratedModel:
     """The chosen candidate (same settings, same number of boosting rounds) fitted on training +
-    held-out examples, calibrated on out-of-sample scores only: the training part's out-of-fold
-    scores and the evaluation model's scores of the holdout."""
+    held-out examples (`groups`: their leads, training's then the holdout's), calibrated on
+    out-of-sample scores only: the training part's out-of-fold scores and the evaluation model's
+    scores of the holdout."""
     X_all = np.concatenate([X_train, X_holdout])
     y_all = np.concatenate([y_train, y_holdout])
-    model = fit_estimator(candidate, kinds, seed, X_all, y_all)
+    model = fit_estimator(candidate, kinds, seed, X_all, y_all, groups=groups)
     seen = ~np.isnan(oof_raw)
     raw = np.concatenate([oof_raw[seen], evaluated.raw_proba(X_holdout)])
     labels = np.concatenate([y_train[seen], y_holdout])

@@ -102,7 +102,10 @@ TRUSTED_TYPES: list[str] = [
     "scipy._lib.array_api_compat.numpy._aliases.asarray",
     "scipy.interpolate._bsplines.BSpline",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.model_selection._split.StratifiedKFold",  # a target encoder's cross-fitting folds
+    # a target encoder's cross-fitting folds: by row, or by lead (`training.models`)
+    "sklearn.model_selection._split.GroupKFold",
+    "sklearn.model_selection._split.StratifiedGroupKFold",
+    "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.utils.validation.check_array",
 ]
 

@@ -26,13 +26,13 @@ def test_an_all_missing_column_breaks_plain_gradient_boosting_but_not_fit_estima
     with pytest.raises(ValueError, match="window shape cannot be larger than input array shape"):
         build_estimator(BOOSTING, mask, 0).fit(X, y)  # scikit-learn's own failure
     empty: set[int] = set()
-    model = fit_estimator(BOOSTING, mask, 0, X, y, empty)
+    model = fit_estimator(BOOSTING, mask, 0, X, y, empty, groups=None)
     assert empty == {1}
     # the column is never used: whatever it holds when scoring, the probabilities do not move
     scored = X.copy()
     scored[:, 1] = np.linspace(-1e3, 1e3, len(X))
     np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(scored))
-    logistic = fit_estimator(Candidate("logistic", {"C": 0.1}), mask, 0, X, y)
+    logistic = fit_estimator(Candidate("logistic", {"C": 0.1}), mask, 0, X, y, groups=None)
     np.testing.assert_allclose(logistic.predict_proba(X), logistic.predict_proba(scored))
 
 

@@ -93,10 +93,10 @@ def test_large_data_logistic_float32_and_sparse_is_the_same_model_and_fast_path(
 
     X, y = _data()
     candidate = Candidate("logistic", {"C": 1.0, "splines": True})
-    dense = models.fit_estimator(candidate, MASK, 0, X, y)
+    dense = models.fit_estimator(candidate, MASK, 0, X, y, groups=None)
     assert not scipy.sparse.issparse(dense[:-1].transform(X[:5]))
     monkeypatch.setattr(models, "SPARSE_CELLS", X.size - 1)
-    sparse = models.fit_estimator(candidate, MASK, 0, X, y)
+    sparse = models.fit_estimator(candidate, MASK, 0, X, y, groups=None)
     assert scipy.sparse.issparse(sparse[:-1].transform(X[:5]))
     test, _ = _data(seed=1, n=300)
     test[::9, 0] = 17.0  # a category never seen in training
@@ -180,7 +180,7 @@ def test_calendar_parts_can_be_target_encoded_one_column_each_and_compile():
     X, y = _dated_data()
     kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CALENDAR, CALENDAR], dtype=np.int8)
     dated = Candidate("logistic", {"C": 1.0, "calendar": "target"})
-    model = fit_estimator(dated, kinds, 0, X, y)
+    model = fit_estimator(dated, kinds, 0, X, y, groups=None)
     columns = {name: list(cols) for name, _, cols in model[0].transformers_}
     assert columns["categories"] == [0, 3] and columns["calendar"] == [4, 5]
     assert columns["numbers"] == [1, 2]
@@ -252,7 +252,7 @@ def test_target_encoding_reads_the_wide_code_in_place_of_its_capped_one_hot_and_
     X, y = _wide_data()
     kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CATEGORY, WIDE], dtype=np.int8)
     target = Candidate("logistic", {"C": 1.0, "categories": "target"})
-    model = fit_estimator(target, kinds, 0, X, y)
+    model = fit_estimator(target, kinds, 0, X, y, groups=None)
     columns = {name: list(cols) for name, _, cols in model[0].transformers_}
     assert columns["categories"] == [0, 3] and columns["target"] == [5]
     assert 4 not in columns["numbers"]
@@ -339,7 +339,7 @@ def test_a_wide_one_hot_model_is_logged_to_mlflow_and_loads_as_fitted(tmp_path):
     X = featurizer.transform(leads.drop(columns=["label"]), touches)
     y = ((leads["industry"] == "Mining") | (np.arange(len(leads)) % 3 == 0)).to_numpy(int)
     wide = Candidate("logistic", {"C": 0.1, "categories": "wide_onehot", "wide_C": 3.0})
-    model = fit_estimator(wide, kinds, 0, X, y)
+    model = fit_estimator(wide, kinds, 0, X, y, groups=None)
     assert model[0].transformer_weights == {"wide": pytest.approx(30**0.5)}
     scorer = LeadScorer(
         featurizer,
@@ -372,13 +372,13 @@ def test_models_that_do_not_target_encode_ignore_the_wide_code(candidate):
 
     X, y = _wide_data()
     kinds = np.array([CATEGORY, NUMBER, NUMBER, CATEGORY, CATEGORY, WIDE], dtype=np.int8)
-    model = fit_estimator(candidate, kinds, 0, X, y)
+    model = fit_estimator(candidate, kinds, 0, X, y, groups=None)
     test, _ = _wide_data(seed=1, n=300)
     moved = test.copy()
     moved[:, 5] = np.random.default_rng(3).integers(0, 150, len(test))
     np.testing.assert_array_equal(model.predict_proba(moved), model.predict_proba(test))
     # the same model as without the column
-    without = fit_estimator(candidate, kinds[:5], 0, X[:, :5], y)
+    without = fit_estimator(candidate, kinds[:5], 0, X[:, :5], y, groups=None)
     np.testing.assert_allclose(
         model.predict_proba(test), without.predict_proba(test[:, :5]), atol=1e-12
     )
