@@ -113,17 +113,24 @@ def _encode(series: pd.Series, kind: str) -> np.ndarray:
 
 
 def single_feature_auc(series: pd.Series, labels: Any, kind: str = "categorical", folds: int = 5,
-                       seed: int = 0) -> float:  # fmt: skip
+                       seed: int = 0, groups: Any = None) -> float:  # fmt: skip
     """ROC AUC of one column alone: out-of-fold smoothed win rate of its value (or value bin).
 
-    Out-of-fold, so a column unique per lead (an identifier) scores about 0.5, not 1.
+    Out-of-fold, so a column unique per lead (an identifier) scores about 0.5, not 1. `groups`:
+    each row's lead, when a lead has several rows (training snapshots): the folds are folds of
+    leads, else a lead's other snapshots would give its own value its own label (a column
+    unique per lead scored 1.0 on 4 snapshots per lead, a "leak" that blocked the gate).
     """
     y = np.asarray(labels, dtype=float)
     if y.size < 10 or not 0 < y.sum() < y.size:
         return float("nan")
     codes = _encode(series.reset_index(drop=True), kind)
     n_codes = int(codes.max()) + 1
-    fold = np.random.default_rng(seed).permutation(y.size) % folds
+    if groups is None:
+        fold = np.random.default_rng(seed).permutation(y.size) % folds
+    else:
+        leads = np.unique(np.asarray(groups), return_inverse=True)[1]
+        fold = (np.random.default_rng(seed).permutation(leads.max() + 1) % folds)[leads]
     prior, smoothing = y.mean(), 10.0
     encoded = np.empty(y.size)
     for k in range(folds):
@@ -191,10 +198,11 @@ def feature_groups(feature_names: list[str], attributes: list[str]) -> dict[str,
 
 
 def single_feature_aucs(leads: pd.DataFrame, labels: Any, attribute_types: dict[str, str],
-                        seed: int = 0) -> dict[str, float]:  # fmt: skip
-    """Single-feature ROC AUC of every attribute column."""
+                        seed: int = 0, groups: Any = None) -> dict[str, float]:  # fmt: skip
+    """Single-feature ROC AUC of every attribute column (`groups`: each row's lead, folds of
+    leads; see `single_feature_auc`)."""
     return {
-        column: single_feature_auc(leads[column], labels, kind, seed=seed)
+        column: single_feature_auc(leads[column], labels, kind, seed=seed, groups=groups)
         for column, kind in attribute_types.items()
         if column in leads.columns
     }

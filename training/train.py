@@ -664,8 +664,9 @@ def check_leakage(fitted: Fitted, data: LeadData, seed: int) -> LeakageCheck:
     train_frame = examples.frame.iloc[fitted.train_rows]
     train_labels = examples.labels[fitted.train_rows]
     leak_rows = subsample(np.arange(len(train_frame)), train_labels, 200_000, seed)
+    rows = train_frame.iloc[leak_rows]
     single = leakage.single_feature_aucs(
-        train_frame.iloc[leak_rows], train_labels[leak_rows], data.attribute_types, seed
+        rows, train_labels[leak_rows], data.attribute_types, seed, groups=rows["lead_id"]
     )
     return LeakageCheck(importance, single, leakage.check_leakage(single, importance))
 

@@ -14,6 +14,20 @@ def test_an_identifier_is_not_a_perfect_predictor():
     assert abs(single_feature_auc(ids, y) - 0.5) < 0.05
 
 
+def test_an_identifier_is_not_a_perfect_predictor_on_snapshots_either():
+    # training rows are snapshots: 4 of each lead, one label. Folds of rows give a lead's value
+    # its own label through its other snapshots (AUC 1.0, a "leak" that blocked the gate);
+    # folds of leads do not, and a real leak still separates
+    rng = np.random.default_rng(2)
+    y = np.repeat(rng.integers(0, 2, 500), 4)
+    leads = np.repeat([f"L-{i}" for i in range(500)], 4)
+    company = pd.Series(np.char.add("company ", leads))
+    assert single_feature_auc(company, y) > 0.99  # by row: the defect
+    assert abs(single_feature_auc(company, y, groups=leads) - 0.5) < 0.06
+    stage = pd.Series(np.where(y == 1, "Won", "Lost"))
+    assert single_feature_auc(stage, y, groups=leads) > 0.99
+
+
 def test_a_column_that_is_the_outcome_is_flagged_with_the_exclude_to_use():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 2000)
