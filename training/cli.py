@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -186,7 +186,6 @@ def train_command(
     spark_master: str = SparkMasterOption,
 ) -> None:
     """Train, evaluate and register a lead scoring model in MLflow."""
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from features.data.validation import DataValidationError
@@ -194,7 +193,7 @@ def train_command(
     from training.data import TrainingDataError
     from training.train import TrainingConfigError, resolve_config, train
 
-    console = Console(stderr=True)
+    console = _console()
     if from_database is not None and any(v is not None for v in (leads, touchpoints, outcomes)):
         _fail(
             "--from-database reads the leads, touchpoints and outcomes from the service's "
@@ -286,6 +285,16 @@ def train_command(
     )
 
 
+def _console() -> Any:
+    """stderr's console: wrapped to the terminal's width in one, unwrapped in a log or a pipe (at
+    rich's 80 columns a warning naming a candidate was cut mid-word)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def score_command(
     model: str = typer.Option(
         ..., "--model", help="Model URI, e.g. models:/lead-scoring@champion."
@@ -326,7 +335,6 @@ def score_command(
     spark_master: str = SparkMasterOption,
 ) -> None:
     """Score a leads file with a registered model: one row per lead."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.data.validation import DataValidationError
@@ -342,7 +350,7 @@ def score_command(
     )
     from training.tracking import tracking_uri
 
-    console = Console(stderr=True)
+    console = _console()
     # the label column of a scoring file is ignored, like any excluded column
     overrides = data_overrides(
         leads=leads, touchpoints=touchpoints, id=id, created_at=created_at,
