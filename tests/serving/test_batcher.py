@@ -42,6 +42,40 @@ def test_concurrent_requests_share_one_model_call(scoring_app, trained_model):
         assert [a["decision"] for a in answer] == [a["decision"] for a in alone]
 
 
+def test_after_concurrent_requests_a_batch_waits_a_few_turns_for_those_on_their_way(
+    scoring_app, trained_model
+):
+    """Under concurrency the next batch gathers the requests that come in over the next
+    `GATHER_TURNS` turns of the loop (the last batch's clients sending again); a worker that
+    scored one request alone scores the next at once, as with one connection."""
+    from serving.batcher import GATHER_TURNS
+
+    loaded = scoring_app.app.state.services.models.require()
+    policy = Policy()
+    records = demo_records(trained_model, 6)
+    batcher = ScoringBatcher(max_batch_leads=64, inline_leads=20)
+
+    async def after(turns: int, record: dict) -> list[dict]:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await batcher.score(loaded, [record], policy)
+
+    async def traffic() -> None:
+        await asyncio.gather(after(0, records[0]), after(0, records[1]))  # concurrent: 1 call
+        assert batcher.calls == 1
+        # the next requests arrive a turn or two apart: one call for the three
+        answers = await asyncio.gather(*(after(t, records[2 + t]) for t in range(3)))
+        assert [a[0]["lead_id"] for a in answers] == [r["lead_id"] for r in records[2:5]]
+        assert batcher.calls == 2
+        # alone again: a request arriving turns later is a call of its own
+        await after(0, records[5])
+        assert batcher.calls == 3
+        await asyncio.gather(after(0, records[0]), after(GATHER_TURNS + 2, records[1]))
+        assert batcher.calls == 5
+
+    asyncio.run(traffic())
+
+
 def test_a_request_larger_than_a_batch_is_its_own_call(scoring_app, trained_model):
     loaded = scoring_app.app.state.services.models.require()
     records = demo_records(trained_model, 5)
