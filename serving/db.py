@@ -59,6 +59,9 @@ score_log = sa.Table(
     sa.Column("api_key_name", sa.String(100), nullable=True),
     # migration 0006_exploration: sent to sales by the policy's exploration rate
     sa.Column("exploration", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # migration 0012: the moment the lead was scored as of (the request's `as_of`, else the
+    # scoring moment); NULL in rows written before it (read `scored_at` there)
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=True),
     # each lead's latest score in one index walk (`serving.trend`); unique (migration 0011), so a
     # batch the writer retries after an in-doubt commit is written once (`serving.score_log`)
     sa.Index("uq_score_log_lead_scored_request", "lead_id", "scored_at", "request_id", unique=True),

@@ -17,6 +17,7 @@ and the insert skips rows already there (migration 0011's unique index; SQLite a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -43,17 +44,24 @@ METRICS = WriterMetrics(
 
 
 class ScoreRows:
-    """The score-log rows of one request: its results and the values common to all of them.
+    """The score-log rows of one request: its results, the values common to all of them, and
+    each lead's `as_of` (the moment it was scored as of; None: the scoring moment).
 
     The request only queues this object (O(1) on the request path); the writer thread builds
     the rows when it takes them.
     """
 
-    __slots__ = ("results", "common")
+    __slots__ = ("results", "common", "as_of")
 
-    def __init__(self, results: Sequence[dict], common: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        results: Sequence[dict],
+        common: dict[str, Any],
+        as_of: Sequence[datetime | None] | None = None,
+    ) -> None:
         self.results = results
         self.common = common
+        self.as_of = as_of
 
     def __len__(self) -> int:
         return len(self.results)
@@ -80,8 +88,9 @@ class ScoreRows:
                     "policy": r["policy_reasons"],
                 },
                 "exploration": r.get("exploration", False),
+                "as_of": as_of,
             }
-            for r in self.results
+            for r, as_of in zip(self.results, self.as_of or [None] * len(self.results), strict=True)
         ]
         for key in _PER_ROW.intersection(process):
             convert = process[key]
@@ -94,7 +103,7 @@ class ScoreRows:
 _INSERT_ONCE = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _SQLITE_MAX_VARIABLES = 999  # parameters in one statement: any SQLite build takes this many
 _PER_ROW = frozenset(
-    {"lead_id", "probability", "score", "grade", "decision", "reasons", "exploration"}
+    {"lead_id", "probability", "score", "grade", "decision", "reasons", "exploration", "as_of"}
 )
 
 
@@ -217,19 +226,26 @@ class ScoreLogWriter(QueuedWriter):
 
     def split(self, prepared: ScoreRows | list[dict]) -> list:
         if isinstance(prepared, ScoreRows):
-            return [ScoreRows([result], prepared.common) for result in prepared.results]
+            as_of = prepared.as_of or [None] * len(prepared.results)
+            return [ScoreRows([result], prepared.common, [moment])
+                    for result, moment in zip(prepared.results, as_of, strict=True)]  # fmt: skip
         return [[row] for row in prepared]
 
     def to_record(self, prepared: ScoreRows | list[dict]) -> dict:
         if isinstance(prepared, ScoreRows):
-            return {"results": [{k: r[k] for k in _RESULT_KEYS} for r in prepared.results],
-                    "common": prepared.common}  # fmt: skip
+            # `exploration` too: a replayed spill kept it False before
+            results = [
+                {**{k: r[k] for k in _RESULT_KEYS}, "exploration": r.get("exploration", False)}
+                for r in prepared.results
+            ]
+            return {"results": results, "common": prepared.common, "as_of": prepared.as_of}
         return {"rows": list(prepared)}
 
     def from_record(self, record: dict) -> ScoreRows | list[dict]:
         if "rows" in record:
             return record["rows"]
-        return ScoreRows(record["results"], record["common"])
+        # spills written before `as_of` have none: their rows take the scoring moment's reading
+        return ScoreRows(record["results"], record["common"], record.get("as_of"))
 
     def lead_id(self, prepared: ScoreRows | list[dict]) -> str | None:
         rows = prepared.results if isinstance(prepared, ScoreRows) else prepared

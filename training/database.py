@@ -184,11 +184,15 @@ class TrafficAges:
 
 def traffic_ages(database: str | Engine, as_of: datetime | None = None) -> TrafficAges:
     """The ages at which the service scored leads up to `as_of`: the most recent
-    `TRAFFIC_SAMPLE` scores of leads whose creation moment was captured, their
-    `TRAFFIC_QUANTILES` (capped at `MAX_TRAFFIC_AGE_DAYS`, in half days, at least half a day)."""
+    `TRAFFIC_SAMPLE` scores of leads whose creation moment was captured, each at the moment it
+    was scored as of (the request's `as_of`), their `TRAFFIC_QUANTILES` (capped at
+    `MAX_TRAFFIC_AGE_DAYS`, in half days, at least half a day)."""
     as_of = _utc(as_of or datetime.now(UTC))
+    # the moment each lead was scored as of: a replayed or backfilled score is at the age it
+    # was asked about, not at today's (rows logged before migration 0012: the scoring moment)
+    scored_as_of = sa.func.coalesce(score_log.c.as_of, score_log.c.scored_at)
     query = (
-        sa.select(score_log.c.scored_at, captured_leads.c.created_at)
+        sa.select(scored_as_of, captured_leads.c.created_at)
         .join(captured_leads, captured_leads.c.lead_id == score_log.c.lead_id)
         .where(score_log.c.scored_at <= as_of, captured_leads.c.created_at.is_not(None))
         .order_by(score_log.c.scored_at.desc())

@@ -155,7 +155,7 @@ async def score(request: Request) -> OrjsonResponse:
         rows = ScoreRows(scored, {
             "request_id": request_id, "model_name": loaded.name, "model_version": loaded.version,
             "policy_version": in_force.version, "scored_at": now, "api_key_name": key.name,
-        })  # fmt: skip
+        }, [lead["as_of"] for lead in leads.leads])  # fmt: skip
         if not score_log.submit(rows):  # filled up while these were scored
             raise ScoreLogFull(FULL)
         metrics.LEADS_SCORED.inc(len(scored))

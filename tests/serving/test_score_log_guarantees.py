@@ -166,6 +166,9 @@ def test_what_a_stop_cannot_write_is_spilled_and_written_at_the_next_start(engin
     assert [r.lead_id for r in stored] == [f"S-{i}" for i in range(5)] + ["L-7"]
     assert stored[0].request_id == "r-s" and stored[0].api_key_name == "scorer-key"
     assert stored[0].scored_at.replace(tzinfo=UTC) == rows.common["scored_at"]
+    # each score's as_of and exploration flag come back from the spill file as they went in
+    assert [r.as_of.replace(tzinfo=UTC) for r in stored[:5]] == rows.as_of
+    assert [r.exploration for r in stored[:5]] == [i == 2 for i in range(5)]
     assert list(spill.iterdir()) == []  # replayed once: a third start writes nothing again
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import sqlalchemy as sa
 
 from features.policy.rules import Policy
@@ -64,7 +65,8 @@ def test_reasons_name_features_with_the_sign_of_their_effect(scoring_app, traine
 
 
 def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_model):
-    records = demo_records(trained_model, 5)
+    records = demo_records(trained_model, 5)  # scored as of 2025-06-01, a past moment
+    del records[4]["as_of"]  # as of now
     body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
     engine = make_engine(scoring_app.app.state.services.settings.database_url)
     query = (
@@ -88,6 +90,11 @@ def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_mo
         assert row.model_version == trained_model.versions[0] and row.policy_version == 0
         assert row.reasons["for"] == result["reasons_for"]
         assert row.api_key_name == "scorer-key"
+    # the moment each was scored as of (a replay's is not today), beside when it was scored
+    as_of = [pd.Timestamp(r.as_of).tz_localize(None) for r in rows]
+    scored_at = [pd.Timestamp(r.scored_at).tz_localize(None) for r in rows]
+    assert as_of[:4] == [pd.Timestamp("2025-06-01")] * 4
+    assert as_of[4] == scored_at[4] and scored_at[0] > pd.Timestamp("2026-01-01")
 
 
 def test_a_thousand_leads_in_one_request(scoring_app, trained_model):

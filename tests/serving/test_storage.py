@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -48,12 +48,14 @@ def request_rows(prefix: str, request_id: str, scored_at: datetime, n: int = 5) 
     """One request's score-log rows: leads `prefix`-0 ... as the score route queues them."""
     results = [
         {"lead_id": f"{prefix}-{i}", "probability": 0.5, "score": 50, "grade": "C",
-         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": []}
+         "decision": "nurture", "reasons_for": [], "reasons_against": [], "policy_reasons": [],
+         "exploration": i == 2}
         for i in range(n)
     ]  # fmt: skip
     common = {"request_id": request_id, "model_name": "lead-scoring", "model_version": "3",
               "policy_version": 0, "scored_at": scored_at, "api_key_name": "scorer-key"}  # fmt: skip
-    return ScoreRows(results, common)
+    # each lead scored as of a day earlier than the one before (a replay of history)
+    return ScoreRows(results, common, [scored_at - timedelta(days=i) for i in range(n)])
 
 
 def test_migrations_create_the_tables_the_code_queries(database_url):
@@ -61,7 +63,7 @@ def test_migrations_create_the_tables_the_code_queries(database_url):
     engine = make_engine(database_url)
     assert current_revision(engine) == "0001_initial"
     inspector = sa.inspect(engine)
-    added_later = {"score_log": {"exploration"}}  # 0006_exploration
+    added_later = {"score_log": {"exploration", "as_of"}}  # 0006_exploration, 0012_score_log_as_of
     for table in ("api_keys", "score_log", "outcomes"):
         migrated = {c["name"] for c in inspector.get_columns(table)}
         expected = {c.name for c in metadata.tables[table].columns} - added_later.get(table, set())

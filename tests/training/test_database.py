@@ -219,16 +219,25 @@ def test_an_emptied_attribute_is_missing_from_then_on(engine):
 # ---- snapshot ages from the service's traffic (training.ages_from_traffic) ---------------------
 
 
-def _scored_at_ages(engine, files, ages_of: dict[str, list[float]], batch: str) -> None:
-    """Score-log rows of the captured leads, each at the given ages (days after creation)."""
+def _scored_at_ages(
+    engine, files, ages_of: dict[str, list[float]], batch: str, replayed_at: float | None = None
+) -> None:
+    """Score-log rows of the captured leads, each at the given ages (days after creation); with
+    `replayed_at`, scored that many days after creation as of those ages (a replay), else
+    without `as_of` (rows logged before migration 0012)."""
     from serving.db import score_log
 
     created = files.leads.set_index("lead_id")["created_at"]
+
+    def moment(lead: str, days: float):
+        return (created[lead] + pd.Timedelta(days=days)).to_pydatetime()
+
     rows = [
         {"request_id": f"{batch}-{lead}-{k}", "lead_id": lead, "model_name": "lead-scoring",
          "model_version": "1", "policy_version": 0, "probability": 0.2, "score": 20,
          "grade": "C", "decision": "nurture", "reasons": [],
-         "scored_at": (created[lead] + pd.Timedelta(days=age)).to_pydatetime()}
+         "scored_at": moment(lead, age if replayed_at is None else replayed_at),
+         "as_of": None if replayed_at is None else moment(lead, age)}
         for lead, ages in ages_of.items() for k, age in enumerate(ages)
     ]  # fmt: skip
     with engine.begin() as connection:
@@ -275,6 +284,22 @@ def test_snapshot_ages_follow_the_ages_the_service_scored_leads_at(files, engine
     # not asked for: nothing read, nothing changed
     config.training.ages_from_traffic = False
     assert apply_traffic_ages(config, engine) is None
+
+
+def test_a_replayed_score_counts_at_the_age_it_was_scored_as_of(files, engine):
+    """A CRM backfilling history scores leads as of past moments: the score log's `as_of`, not
+    the day it was replayed, is the age (read today, every one was past the 90-day cap)."""
+    from training.database import traffic_ages
+
+    capture_lead_data(engine, files)
+    leads = files.leads["lead_id"].tolist()
+    _scored_at_ages(
+        engine, files, {lead: [2.0] if i % 2 else [10.0] for i, lead in enumerate(leads)},
+        "replay", replayed_at=500.0,
+    )  # fmt: skip
+    traffic = traffic_ages(engine, NOW + pd.Timedelta(days=1000))
+    assert traffic.scores == len(leads) and traffic.older == 0.0
+    assert traffic.ages == (2.0, 6.0, 10.0)  # quantiles 0.1-0.9 of half 2s and half 10s
 
 
 def test_ages_from_traffic_without_the_database_says_how(tmp_path):
