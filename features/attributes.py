@@ -22,10 +22,9 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache, partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -495,7 +494,7 @@ class _Moment(_ColumnFeatures):
 _US_PER_DAY = 86_400_000_000
 
 
-def _moment_us(value: Any, zone: ZoneInfo | None = None) -> int | None:
+def _moment_us(value: Any, zone: tzinfo | None = None) -> int | None:
     """Microseconds since the epoch (UTC) of a date-time attribute; None when missing or unreadable
     (as `to_utc_datetime` reads it, values without an offset in `zone`). Integers, so every path
     gets the same days."""
@@ -512,7 +511,7 @@ def _days_between(later: int | None, earlier: int | None) -> float:
     return float(later - earlier) / _US_PER_DAY
 
 
-def _utc_moments(series: pd.Series, zone: ZoneInfo | None = None) -> pd.Series | None:
+def _utc_moments(series: pd.Series, zone: tzinfo | None = None) -> pd.Series | None:
     """A date-time series in UTC (naive ones: local times of `zone`, None: UTC; as the files
     path reads them, a time the clocks repeat is missing, one they skip the moment they jump);
     None for text and other values."""
@@ -526,18 +525,28 @@ def _utc_moments(series: pd.Series, zone: ZoneInfo | None = None) -> pd.Series |
     return None
 
 
-def _zoned_moments(series: pd.Series, zone: ZoneInfo | None) -> pd.Series | None:
+def _zoned_moments(series: pd.Series, zone: tzinfo | None) -> pd.Series | None:
     """`_utc_moments` on `zone`'s clocks (None: UTC's)."""
     moments = _utc_moments(series, zone)
     return moments if moments is None or zone is None else moments.dt.tz_convert(zone)
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
-    """The zone whose clocks calendar parts are read on (None: UTC's)."""
-    return None if name in (None, "UTC") else ZoneInfo(name)
+@lru_cache(maxsize=64)
+def _zone(name: str | None) -> tzinfo | None:
+    """The zone whose clocks calendar parts are read on: any name the data config takes (the
+    files are read with pandas: 'Europe/Berlin', 'utc', '+02:00', 'dateutil/Europe/Berlin');
+    None for UTC in any spelling (and a zone always at UTC's offset), as models saved before."""
+    if name is None:
+        return None
+    zone = pd.Timestamp(0, tz=name).tzinfo
+    seasons = (datetime(2000, 1, 15, tzinfo=UTC), datetime(2000, 7, 15, tzinfo=UTC),
+               datetime(2024, 1, 15, tzinfo=UTC), datetime(2024, 7, 15, tzinfo=UTC))  # fmt: skip
+    if all(moment.astimezone(zone).utcoffset() == timedelta(0) for moment in seasons):
+        return None
+    return zone
 
 
-def _local(value: Any, zone: ZoneInfo | None) -> datetime | None:
+def _local(value: Any, zone: tzinfo | None) -> datetime | None:
     """A date-time attribute as `to_utc_datetime` reads it (a value without an offset is a local
     time of `zone`, as the data's files are read), on `zone`'s clocks (None: UTC)."""
     moment = to_utc_datetime(value, zone)
@@ -551,7 +560,7 @@ def _per_distinct(series: pd.Series, mapper: Callable[[Any], Any], missing: Any)
     return np.array([*(mapper(u) for u in uniques), missing], dtype=np.float64)[codes]
 
 
-def _series_us(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
+def _series_us(series: pd.Series, zone: tzinfo | None = None) -> np.ndarray:
     """`_moment_us` of each row as float64 microseconds (NaN where missing), exact below 2**53."""
     moments = _utc_moments(series, zone)
     if moments is not None:
@@ -563,7 +572,7 @@ def _series_us(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
 
 
 def _series_days_between(
-    later: pd.Series, earlier: pd.Series, zone: ZoneInfo | None = None
+    later: pd.Series, earlier: pd.Series, zone: tzinfo | None = None
 ) -> np.ndarray:
     return (_series_us(later, zone) - _series_us(earlier, zone)) / _US_PER_DAY
 
@@ -571,7 +580,7 @@ def _series_days_between(
 MONTHS_CAP = 24  # calendar months from creation beyond this (either way) read as this many
 
 
-def _month_number(value: Any, zone: ZoneInfo | None = None) -> int | None:
+def _month_number(value: Any, zone: tzinfo | None = None) -> int | None:
     """Months since January 1970 (on `zone`'s calendar; None: UTC's) of a date-time attribute;
     None when missing or unreadable."""
     moment = _local(value, zone)
@@ -584,7 +593,7 @@ def _months_between(later: int | None, earlier: int | None) -> float:
     return float(min(max(later - earlier, -MONTHS_CAP), MONTHS_CAP))
 
 
-def _series_month_number(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
+def _series_month_number(series: pd.Series, zone: tzinfo | None = None) -> np.ndarray:
     """`_month_number` of each row as float64 (NaN where missing)."""
     moments = _zoned_moments(series, zone)
     if moments is not None:
@@ -954,7 +963,7 @@ _NO_MOMENT = (math.nan, math.nan, math.nan)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _dates_only(values: pd.Series, zone: ZoneInfo | None = None) -> bool:
+def _dates_only(values: pd.Series, zone: tzinfo | None = None) -> bool:
     """Whether every given value of the column is a date without a time of day: on `zone`'s
     clocks (None: UTC's) a whole hour, and at most two hours in all, one apart (a local midnight
     read in another zone than the data's is one hour there, or two where the clocks change)."""
@@ -976,7 +985,7 @@ def _dates_only(values: pd.Series, zone: ZoneInfo | None = None) -> bool:
     return len(hours) == 1 or (len(hours) == 2 and max(hours) - min(hours) in (1, 23))
 
 
-def _moment_parts(value: Any, zone: ZoneInfo | None = None) -> tuple[float, float, float]:
+def _moment_parts(value: Any, zone: tzinfo | None = None) -> tuple[float, float, float]:
     moment = _local(value, zone)
     return _NO_MOMENT if moment is None else (moment.weekday(), moment.hour, moment.month)
 
@@ -991,7 +1000,7 @@ def _map_values(values: list[Any], mapper, as_array: bool = True):
     return np.array(mapped, dtype=np.float64) if as_array else mapped
 
 
-def _datetime_parts(series: pd.Series, zone: ZoneInfo | None = None) -> np.ndarray:
+def _datetime_parts(series: pd.Series, zone: tzinfo | None = None) -> np.ndarray:
     """(day of week, hour, month) on `zone`'s clocks (None: UTC) per row; NaN where missing."""
     moments = _zoned_moments(series, zone)
     if moments is not None:

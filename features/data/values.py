@@ -411,7 +411,17 @@ def to_utc_datetime(value: Any, zone: tzinfo | None = None) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=zone or UTC).astimezone(UTC)
+        if zone is None:
+            return value.replace(tzinfo=UTC)
+        first, second = value.replace(tzinfo=zone, fold=0), value.replace(tzinfo=zone, fold=1)
+        if first.utcoffset() != second.utcoffset():
+            # a time the zone's clocks repeat (no moment) or skip (the moment they jump), as
+            # the files path reads it (`readers.in_zone`)
+            local = pd.Timestamp(value).tz_localize(
+                zone, ambiguous="NaT", nonexistent="shift_forward"
+            )
+            return None if local is pd.NaT else local.to_pydatetime().astimezone(UTC)
+        return first.astimezone(UTC)
     return value.astimezone(UTC)
 
 

@@ -151,6 +151,56 @@ def test_calendar_parts_are_read_on_the_clocks_of_the_data_zone_on_every_path():
     assert utc.transform(frame)[:, names.index("renewal__day_of_week")].tolist() == [6.0] * 3
 
 
+@pytest.mark.parametrize(
+    "zone, hour",
+    [
+        ("utc", 7.0),
+        ("Etc/UTC", 7.0),
+        ("+02:00", 9.0),
+        ("UTC+02:00", 9.0),
+        ("dateutil/Europe/Berlin", 9.0),
+    ],
+)
+def test_every_zone_name_the_data_config_takes_is_a_clock(zone, hour):
+    # the files are read with pandas, which takes these spellings; UTC in any of them keeps the
+    # spec as models without a zone have it
+    frame = pd.DataFrame({"lead_id": ["a"], "created_at": pd.to_datetime(["2024-06-03T07:30Z"])})
+    encoder = AttributeEncoder().fit(frame, {}, zone)
+    (spec,) = encoder.columns_
+    assert ("zone" in spec) is (hour != 7.0)
+    x = encoder.transform(frame)
+    assert x[0, encoder.feature_names_out_.index("created_at__hour")] == hour
+    again = AttributeEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(again.transform_records([{}], [frame["created_at"][0]]), x)
+
+
+@pytest.mark.parametrize("zone, repeated, skipped", [
+    ("Europe/Berlin", "2024-10-27T02:30:00", "2024-03-31T02:30:00"),
+    ("America/New_York", "2024-11-03T01:30:00", "2024-03-10T02:30:00"),
+])  # fmt: skip
+def test_a_local_time_the_clocks_repeat_or_skip_reads_alike_on_every_path(zone, repeated, skipped):
+    # without an offset: a time the clocks repeat is no moment, one they skip is the moment they
+    # jump, as the files path reads them (`readers.in_zone`), on the frame and record paths alike
+    from features.data.readers import in_zone
+
+    frame = pd.DataFrame({
+        "lead_id": ["a", "b"],
+        "created_at": pd.to_datetime(["2024-01-10T12:00Z", "2024-01-10T12:00Z"], utc=True),
+        "renewal": [repeated, skipped],
+    })  # fmt: skip
+    encoder = AttributeEncoder().fit(frame, {"renewal": "datetime"}, zone)
+    files = frame.assign(renewal=in_zone(pd.to_datetime(frame["renewal"]), zone))
+    x = encoder.transform(files)
+    assert np.isnan(x[0, :5]).all() and not np.isnan(x[1, :5]).any()
+    created = list(frame["created_at"])
+    records = [{"renewal": v} for v in frame["renewal"]]
+    np.testing.assert_array_equal(encoder.transform_records(records, created), x)
+    for i, record in enumerate(records):
+        np.testing.assert_array_equal(encoder.transform_record(record, created[i]), x[i])
+    naive = frame.assign(renewal=pd.to_datetime(frame["renewal"]))
+    np.testing.assert_array_equal(encoder.transform(naive), x)
+
+
 def test_created_at_is_expanded_and_lead_id_is_never_a_feature():
     frame = pd.DataFrame({"lead_id": ["a", "b"], "created_at": pd.to_datetime(
         ["2024-01-01T09:00Z", "2024-01-02T10:00Z"]), "size": [1.0, 2.0]})  # fmt: skip
