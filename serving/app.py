@@ -57,6 +57,23 @@ log = logging.getLogger("serving")
 # 1-3 ms, and the server's CPU per 1,000-lead request fell by 10-18% (bench/serve.py's body, one
 # worker). Garbage without cycles is freed at once either way; cycles wait a little longer.
 GC_THRESHOLDS = (50_000, 20, 10)
+# The thresholds are the process's: the first app serving sets them, the last one to stop gives
+# back what the process had (apps in one process, as tests run them, may stop in any order).
+_serving: dict[str, Any] = {"apps": 0, "thresholds": None}
+
+
+def _collect_less_often() -> None:
+    if _serving["apps"] == 0:
+        _serving["thresholds"] = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+    _serving["apps"] += 1
+
+
+def _collect_as_before() -> None:
+    _serving["apps"] -= 1
+    if _serving["apps"] == 0:
+        gc.set_threshold(*_serving["thresholds"])
+
 
 DESCRIPTION = """
 Scores leads for CRM systems: a calibrated win probability, a 0-100 score, a grade, the hand-off
@@ -158,12 +175,11 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
             # Move the start-up objects (model, libraries) out of the collector's way: full
             # collections over them took tens of milliseconds, a tail-latency spike.
             gc.freeze()
-            thresholds = gc.get_threshold()
-            gc.set_threshold(*GC_THRESHOLDS)
+            _collect_less_often()
             try:
                 yield
             finally:
-                gc.set_threshold(*thresholds)
+                _collect_as_before()
             # Uvicorn has finished the in-flight requests by now; the score-log writer's stop
             # writes every accepted score before the engine goes.
 

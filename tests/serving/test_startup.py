@@ -127,7 +127,7 @@ def test_while_the_service_loads_health_answers_and_the_rest_asks_to_retry():
 
 
 def test_a_serving_worker_collects_less_often_and_gives_the_thresholds_back(
-    sqlite_url, no_registry
+    sqlite_url, no_registry, monkeypatch
 ):
     """While the app serves, the collector runs at `GC_THRESHOLDS` (a 1,000-lead request's
     objects no longer set off collections all along it: bench/serve.py); after, as before."""
@@ -135,15 +135,24 @@ def test_a_serving_worker_collects_less_often_and_gives_the_thresholds_back(
 
     from fastapi.testclient import TestClient
 
+    import serving.app
     from serving.app import GC_THRESHOLDS, create_app
     from tests.serving.conftest import make_settings
 
-    saved = gc.get_threshold()  # (another test's app may have left its lifespan running)
+    # a process of its own: no other test's app serving in it
+    monkeypatch.setattr(serving.app, "_serving", {"apps": 0, "thresholds": None})
+    saved = gc.get_threshold()
     gc.set_threshold(700, 10, 10)  # Python's defaults
     try:
-        with TestClient(create_app(make_settings(sqlite_url, no_registry))) as client:
-            assert client.get("/healthz").status_code == 200
+        first = TestClient(create_app(make_settings(sqlite_url, no_registry)))
+        second = TestClient(create_app(make_settings(sqlite_url, no_registry)))
+        with first:
+            assert first.get("/healthz").status_code == 200
             assert gc.get_threshold() == GC_THRESHOLDS
+            second.__enter__()
+        # the first stopped before the second: the second still serves at its thresholds
+        assert gc.get_threshold() == GC_THRESHOLDS
+        second.__exit__(None, None, None)
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*saved)
