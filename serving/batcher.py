@@ -29,8 +29,10 @@ from serving.model_store import LoadedModel
 # (no timer: each turn reads what has arrived) let them join: at 16 connections on 2 workers, 2.9
 # -> 5.0 leads a model call, 1.10-1.15 -> 0.93-0.99 CPU ms a request, 1,607-1,693 -> 1,874-2,000
 # requests/s (bench/serve.py's leads). A worker that scored one request alone last time (the
-# 1-connection case) does not wait.
+# 1-connection case), or whose last batch ended more than `GATHER_WINDOW_SECONDS` ago (a request
+# after a quiet spell), or whose waiting leads already fill a batch, does not wait.
 GATHER_TURNS = 4
+GATHER_WINDOW_SECONDS = 0.01
 
 
 class ScoringError(ValueError):
@@ -171,6 +173,8 @@ class ScoringBatcher:
         self._drainer: asyncio.Task | None = None
         self.calls = 0  # model calls made (tests and metrics read it)
         self._last_jobs = 1  # requests in the last batch: more than one, the next one gathers
+        self._last_end = float("-inf")  # when the last batch was scored (the loop's clock)
+        self.gathers = 0  # batches that waited for more requests (tests read it)
 
     async def score(
         self,
@@ -199,6 +203,14 @@ class ScoringBatcher:
         if drainer is not None:
             await drainer
 
+    def _gathering(self) -> bool:
+        """Whether the next batch waits `GATHER_TURNS` turns for more requests."""
+        return (
+            self._last_jobs > 1
+            and asyncio.get_running_loop().time() - self._last_end < GATHER_WINDOW_SECONDS
+            and sum(len(job.leads) for job in self._pending) < self.max_batch_leads
+        )
+
     def _take(self) -> list[_Job]:
         first = self._pending[0]
         taken: list[_Job] = []
@@ -220,12 +232,14 @@ class ScoringBatcher:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                if self._last_jobs > 1:  # concurrent requests: let those on their way join
+                if self._gathering():  # concurrent requests: let those on their way join
+                    self.gathers += 1
                     for _ in range(GATHER_TURNS):
                         await asyncio.sleep(0)
                 jobs = self._take()
                 self._last_jobs = len(jobs)
                 await self._run(jobs)
+                self._last_end = asyncio.get_running_loop().time()
                 await asyncio.sleep(0)  # let requests that arrived meanwhile join the next batch
         finally:
             self._drainer = None

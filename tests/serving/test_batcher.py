@@ -48,7 +48,7 @@ def test_after_concurrent_requests_a_batch_waits_a_few_turns_for_those_on_their_
     """Under concurrency the next batch gathers the requests that come in over the next
     `GATHER_TURNS` turns of the loop (the last batch's clients sending again); a worker that
     scored one request alone scores the next at once, as with one connection."""
-    from serving.batcher import GATHER_TURNS
+    from serving.batcher import GATHER_TURNS, GATHER_WINDOW_SECONDS
 
     loaded = scoring_app.app.state.services.models.require()
     policy = Policy()
@@ -67,11 +67,22 @@ def test_after_concurrent_requests_a_batch_waits_a_few_turns_for_those_on_their_
         answers = await asyncio.gather(*(after(t, records[2 + t]) for t in range(3)))
         assert [a[0]["lead_id"] for a in answers] == [r["lead_id"] for r in records[2:5]]
         assert batcher.calls == 2
+        assert batcher.gathers == 1  # the three's batch waited; the first pair's did not
         # alone again: a request arriving turns later is a call of its own
         await after(0, records[5])
-        assert batcher.calls == 3
+        assert batcher.calls == 3 and batcher.gathers == 2
         await asyncio.gather(after(0, records[0]), after(GATHER_TURNS + 2, records[1]))
-        assert batcher.calls == 5
+        assert batcher.calls == 5 and batcher.gathers == 2  # after a lone one: no waiting
+        # a request after a quiet spell following a burst is scored at once
+        await asyncio.gather(after(0, records[2]), after(0, records[3]))
+        await asyncio.sleep(GATHER_WINDOW_SECONDS * 2)
+        await after(0, records[4])
+        assert batcher.calls == 7 and batcher.gathers == 2
+        # nor does a batch wait when the leads waiting already fill it
+        full = ScoringBatcher(max_batch_leads=2, inline_leads=20)
+        full._last_jobs, full._last_end = 2, asyncio.get_running_loop().time()
+        await asyncio.gather(*(full.score(loaded, [r], policy) for r in records[:2]))
+        assert full.gathers == 0
 
     asyncio.run(traffic())
 
