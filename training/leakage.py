@@ -129,8 +129,8 @@ def single_feature_auc(series: pd.Series, labels: Any, kind: str = "categorical"
     if groups is None:
         fold = np.random.default_rng(seed).permutation(y.size) % folds
     else:
-        leads = np.unique(np.asarray(groups), return_inverse=True)[1]
-        fold = (np.random.default_rng(seed).permutation(leads.max() + 1) % folds)[leads]
+        leads, uniques = pd.factorize(np.asarray(groups))  # a hash pass, no sort
+        fold = (np.random.default_rng(seed).permutation(len(uniques)) % folds)[leads]
     prior, smoothing = y.mean(), 10.0
     encoded = np.empty(y.size)
     for k in range(folds):
@@ -201,6 +201,8 @@ def single_feature_aucs(leads: pd.DataFrame, labels: Any, attribute_types: dict[
                         seed: int = 0, groups: Any = None) -> dict[str, float]:  # fmt: skip
     """Single-feature ROC AUC of every attribute column (`groups`: each row's lead, folds of
     leads; see `single_feature_auc`)."""
+    if groups is not None:  # once for every column: the leads as codes
+        groups = pd.factorize(np.asarray(groups))[0]
     return {
         column: single_feature_auc(leads[column], labels, kind, seed=seed, groups=groups)
         for column, kind in attribute_types.items()
