@@ -29,7 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from serving import metrics
-from serving.db import score_log
+from serving.db import as_utc, score_log
 from serving.queued_writer import QueuedWriter, WriterMetrics
 from serving.report.funnel_tables import SCORE_COLUMNS, record_scores
 
@@ -88,7 +88,8 @@ class ScoreRows:
                     "policy": r["policy_reasons"],
                 },
                 "exploration": r.get("exploration", False),
-                "as_of": as_of,
+                # in UTC: SQLite keeps a datetime's wall time, not its offset
+                "as_of": as_utc(as_of),
             }
             for r, as_of in zip(self.results, self.as_of or [None] * len(self.results), strict=True)
         ]

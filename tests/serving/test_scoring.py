@@ -66,6 +66,7 @@ def test_reasons_name_features_with_the_sign_of_their_effect(scoring_app, traine
 
 def test_scores_are_logged_with_model_and_policy_version(scoring_app, trained_model):
     records = demo_records(trained_model, 5)  # scored as of 2025-06-01, a past moment
+    records[1]["as_of"] = "2025-05-31T19:00:00-05:00"  # the same moment, sent from New York
     del records[4]["as_of"]  # as of now
     body = scoring_app.post("/v1/score", json={"leads": records}, headers=auth("scorer")).json()
     engine = make_engine(scoring_app.app.state.services.settings.database_url)
