@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -60,19 +61,22 @@ GC_THRESHOLDS = (50_000, 20, 10)
 # The thresholds are the process's: the first app serving sets them, the last one to stop gives
 # back what the process had (apps in one process, as tests run them, may stop in any order).
 _serving: dict[str, Any] = {"apps": 0, "thresholds": None}
+_serving_lock = threading.Lock()  # lifespans may start and stop in threads of their own
 
 
 def _collect_less_often() -> None:
-    if _serving["apps"] == 0:
-        _serving["thresholds"] = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
-    _serving["apps"] += 1
+    with _serving_lock:
+        if _serving["apps"] == 0:
+            _serving["thresholds"] = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLDS)
+        _serving["apps"] += 1
 
 
 def _collect_as_before() -> None:
-    _serving["apps"] -= 1
-    if _serving["apps"] == 0:
-        gc.set_threshold(*_serving["thresholds"])
+    with _serving_lock:
+        _serving["apps"] -= 1
+        if _serving["apps"] == 0:
+            gc.set_threshold(*_serving["thresholds"])
 
 
 DESCRIPTION = """
