@@ -539,8 +539,10 @@ def _zone(name: str | None) -> tzinfo | None:
     if name is None:
         return None
     zone = pd.Timestamp(0, tz=name).tzinfo
-    seasons = (datetime(2000, 1, 15, tzinfo=UTC), datetime(2000, 7, 15, tzinfo=UTC),
-               datetime(2024, 1, 15, tzinfo=UTC), datetime(2024, 7, 15, tzinfo=UTC))  # fmt: skip
+    # UTC's clock in every season of every year a lead could be from (Africa/Sao_Tome, at +0 now,
+    # was at +1 in 2018: a zone, not UTC)
+    seasons = (datetime(year, month, 15, tzinfo=UTC) for year in range(1970, 2101)
+               for month in (1, 4, 7, 10))  # fmt: skip
     if all(moment.astimezone(zone).utcoffset() == timedelta(0) for moment in seasons):
         return None
     return zone
